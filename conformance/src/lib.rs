@@ -1,0 +1,1 @@
+//! Usher conformance suite harness.

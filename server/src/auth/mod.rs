@@ -1,0 +1,1 @@
+//! The auth core. (Being written.)

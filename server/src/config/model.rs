@@ -1,0 +1,304 @@
+//! The configuration model shared by the file parser, the management API and the running server.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// Default name of the query parameter carrying the viewer token (CFG-07).
+pub const DEFAULT_AUTH_TOKEN_PARAM: &str = "token";
+/// Default idle time after which an HTTP-delivered session closes (AMB-13).
+pub const DEFAULT_HTTP_SESSION_IDLE: Duration = Duration::from_secs(30);
+/// Default lifetime of an admin view token (AMB-17).
+pub const DEFAULT_ADMIN_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// A whole server configuration, as read from a Flussonic-style file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `http PORT;` or `http ADDR:PORT;`
+    pub http: Option<SocketAddr>,
+    /// `rtmp PORT;`
+    pub rtmp: Option<SocketAddr>,
+    /// `rtsp PORT;`
+    pub rtsp: Option<SocketAddr>,
+    /// `auth_token NAME;` — the query parameter that carries the token (CFG-07).
+    pub auth_token: String,
+    /// `no_auto_token;` — refuse token-less requests instead of generating a token (TOK-03).
+    pub no_auto_token: bool,
+    /// `edit_auth LOGIN PASSWORD;` — the management API credential (HTTP Basic).
+    pub edit_auth: Option<Credential>,
+    /// `server_secret TEXT;` — key of admin view tokens; random per start when absent.
+    pub server_secret: Option<String>,
+    /// `admin_token_ttl SECONDS;`
+    pub admin_token_ttl: Duration,
+    /// `http_session_idle SECONDS;`
+    pub http_session_idle: Duration,
+    pub streams: Vec<StreamConfig>,
+    pub templates: Vec<TemplateConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: None,
+            rtmp: None,
+            rtsp: None,
+            auth_token: DEFAULT_AUTH_TOKEN_PARAM.to_string(),
+            no_auto_token: false,
+            edit_auth: None,
+            server_secret: None,
+            admin_token_ttl: DEFAULT_ADMIN_TOKEN_TTL,
+            http_session_idle: DEFAULT_HTTP_SESSION_IDLE,
+            streams: Vec::new(),
+            templates: Vec::new(),
+        }
+    }
+}
+
+/// Address used when a listen directive gives only a port.
+pub const DEFAULT_LISTEN_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub login: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("login", &self.login)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `stream NAME { … }`, or a stream created through the management API.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamConfig {
+    pub name: String,
+    /// `input URL;` lines in order (`fake://fake`, `publish://`, `file://…`).
+    pub inputs: Vec<String>,
+    pub on_play: Option<AuthSpec>,
+    pub on_publish: Option<AuthSpec>,
+    /// `password SECRET;` required from publishers (PUB-04).
+    pub password: Option<String>,
+    pub protocols: Protocols,
+}
+
+/// `template NAME { prefix P; … }`: streams named `P/…` are created from it on first request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TemplateConfig {
+    pub name: String,
+    pub prefixes: Vec<String>,
+    pub inputs: Vec<String>,
+    pub on_play: Option<AuthSpec>,
+    pub on_publish: Option<AuthSpec>,
+    pub password: Option<String>,
+    pub protocols: Protocols,
+}
+
+/// Which play protocols a stream serves (`protocols` in the vendor's stream schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocols {
+    pub hls: bool,
+    pub mpegts: bool,
+    pub rtmp: bool,
+    pub rtsp: bool,
+    pub dash: bool,
+}
+
+impl Default for Protocols {
+    fn default() -> Self {
+        Protocols { hls: true, mpegts: true, rtmp: true, rtsp: true, dash: true }
+    }
+}
+
+impl Protocols {
+    /// Names as used in config files and JSON, in a fixed order.
+    pub const NAMES: [&'static str; 5] = ["hls", "mpegts", "rtmp", "rtsp", "dash"];
+
+    pub fn get(&self, name: &str) -> Option<bool> {
+        Some(match name {
+            "hls" => self.hls,
+            "mpegts" => self.mpegts,
+            "rtmp" => self.rtmp,
+            "rtsp" => self.rtsp,
+            "dash" => self.dash,
+            _ => return None,
+        })
+    }
+
+    /// Sets one protocol; `false` for an unknown name.
+    pub fn set(&mut self, name: &str, on: bool) -> bool {
+        let slot = match name {
+            "hls" => &mut self.hls,
+            "mpegts" => &mut self.mpegts,
+            "rtmp" => &mut self.rtmp,
+            "rtsp" => &mut self.rtsp,
+            "dash" => &mut self.dash,
+            _ => return false,
+        };
+        *slot = on;
+        true
+    }
+}
+
+/// Where a decision comes from (CFG-01).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthTarget {
+    /// `http://…` or `https://…`
+    Http(String),
+    /// The literal `true`: everyone is allowed (used to override a template).
+    AllowAll,
+    /// An absolute path to a script on disk (SCR).
+    Script(String),
+    /// `auth://NAME`, a configurator block (CZR).
+    Configurator(String),
+}
+
+impl fmt::Display for AuthTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthTarget::Http(url) => f.write_str(url),
+            AuthTarget::AllowAll => f.write_str("true"),
+            AuthTarget::Script(path) => f.write_str(path),
+            AuthTarget::Configurator(name) => write!(f, "auth://{name}"),
+        }
+    }
+}
+
+/// `on_play TARGET key=value…;` — the vendor's `auth_spec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSpec {
+    pub target: AuthTarget,
+    pub session_keys: SessionKeys,
+    /// Domain lock (DOM-01); empty = no lock.
+    pub domains: Vec<String>,
+    /// Server-side per-user cap used when the backend gives a user id but no X-Max-Sessions (AMB-15).
+    pub max_sessions: Option<u32>,
+    pub soft_limitation: bool,
+    /// Static extras forwarded to the backend as query parameters.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl AuthSpec {
+    pub fn new(target: AuthTarget) -> Self {
+        AuthSpec {
+            target,
+            session_keys: SessionKeys::default(),
+            domains: Vec::new(),
+            max_sessions: None,
+            soft_limitation: false,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+/// One element of `session_keys` (SESS-04, AMB-10).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SessionKey {
+    Name,
+    Ip,
+    Proto,
+    Token,
+    /// `header.<lowercase-name>`
+    Header(String),
+    /// `query.<param>`
+    Query(String),
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionKey::Name => f.write_str("name"),
+            SessionKey::Ip => f.write_str("ip"),
+            SessionKey::Proto => f.write_str("proto"),
+            SessionKey::Token => f.write_str("token"),
+            SessionKey::Header(h) => write!(f, "header.{h}"),
+            SessionKey::Query(q) => write!(f, "query.{q}"),
+        }
+    }
+}
+
+/// The validated list of session keys. The default is the seed's `name, ip, token` (SESS-01);
+/// an explicit list must name `ip`, `name` and `proto` (SESS-03).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKeys(Vec<SessionKey>);
+
+impl Default for SessionKeys {
+    fn default() -> Self {
+        SessionKeys(vec![SessionKey::Name, SessionKey::Ip, SessionKey::Token])
+    }
+}
+
+impl SessionKeys {
+    pub fn keys(&self) -> &[SessionKey] {
+        &self.0
+    }
+
+    /// Parses the comma-separated form `ip,name,proto,token` (SESS-03, SESS-04, AMB-10).
+    /// The error names the offending item.
+    pub fn parse(text: &str) -> Result<SessionKeys, String> {
+        if text.is_empty() {
+            return Err("session_keys is empty; it must list at least ip, name and proto".into());
+        }
+        if text.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "session_keys `{text}` contains whitespace; separate keys with commas only"
+            ));
+        }
+        Self::from_items(text.split(','))
+    }
+
+    /// Validates a list given item by item (the JSON array form).
+    pub fn from_items<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<SessionKeys, String> {
+        let mut keys = Vec::new();
+        for item in items {
+            keys.push(parse_key(item)?);
+        }
+        for (required, name) in
+            [(SessionKey::Ip, "ip"), (SessionKey::Name, "name"), (SessionKey::Proto, "proto")]
+        {
+            if !keys.contains(&required) {
+                return Err(format!("session_keys must include `{name}`"));
+            }
+        }
+        Ok(SessionKeys(keys))
+    }
+
+    /// The form a config file or the API prints.
+    pub fn to_items(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+}
+
+fn parse_key(item: &str) -> Result<SessionKey, String> {
+    let key = match item {
+        "" => return Err("session_keys has an empty item (two commas, or a trailing comma)".into()),
+        "name" => SessionKey::Name,
+        "ip" => SessionKey::Ip,
+        "proto" => SessionKey::Proto,
+        "token" => SessionKey::Token,
+        other => {
+            if let Some(h) = other.strip_prefix("header.") {
+                if h.is_empty() || !h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+                    return Err(format!(
+                        "session key `{other}`: a header key is `header.<lowercase-name>`"
+                    ));
+                }
+                SessionKey::Header(h.to_string())
+            } else if let Some(q) = other.strip_prefix("query.") {
+                if q.is_empty() {
+                    return Err(format!("session key `{other}`: a query key is `query.<param>`"));
+                }
+                SessionKey::Query(q.to_string())
+            } else {
+                return Err(format!(
+                    "unknown session key `{other}` (known: ip, name, proto, token, header.<name>, query.<param>)"
+                ));
+            }
+        }
+    };
+    Ok(key)
+}

@@ -1,0 +1,13 @@
+//! Usher reference server.
+//!
+//! A Tokio media server that implements the Flussonic-style authorization backend contract
+//! (see `docs/spec.md`) over real protocols. Front ends (HLS, HTTP MPEG-TS, management API) never
+//! call a backend themselves: they ask the one auth core in [`auth`].
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod media;
+pub mod server;
+
+pub use server::{RunningServer, Server, ServerError};
