@@ -9,5 +9,6 @@ pub mod config;
 pub mod http;
 pub mod media;
 pub mod server;
+pub mod streams;
 
 pub use server::{RunningServer, Server, ServerError};

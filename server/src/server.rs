@@ -1,18 +1,134 @@
-//! Server bootstrap. (Being written.)
-use std::net::SocketAddr;
+//! Server bootstrap: binds the listeners of a [`Config`], wires the auth core to the stream
+//! table and runs every front end until shut down.
 
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::admin::AdminTokens;
+use crate::auth::{AuthCore, AuthSettings, HttpBackend};
 use crate::config::Config;
+use crate::http::{self, HttpState};
+use crate::streams::Streams;
+
+/// How long shutdown waits for open responses before cutting them.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Environment switch that disables admin view tokens (ADM-03).
+pub const ADMIN_VIEW_DISABLED_ENV: &str = "STREAMER_ADMIN_VIEW_DISABLED";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("the configuration has no `http` listener")]
+    NoHttp,
+    #[error("cannot build the backend HTTP client: {0}")]
+    Client(String),
 }
 
-pub struct Server {
-    pub config: Config,
+/// Entry point of the reference server.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Binds every listener of `config` (port 0 allowed) and starts serving.
+    pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+        let http_addr = config.http.ok_or(ServerError::NoHttp)?;
+        let listener = TcpListener::bind(http_addr)
+            .await
+            .map_err(|source| ServerError::Bind { what: "http", addr: http_addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { what: "http", addr: http_addr, source })?;
+
+        let backend = HttpBackend::new().map_err(|e| ServerError::Client(e.to_string()))?;
+        let secret = config.server_secret.clone().unwrap_or_else(|| {
+            let bytes: [u8; 32] = rand::random();
+            hex::encode(bytes)
+        });
+        let admin_disabled = std::env::var(ADMIN_VIEW_DISABLED_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        let core = AuthCore::new(
+            Arc::new(backend),
+            AdminTokens::new(secret, config.admin_token_ttl, admin_disabled),
+            AuthSettings {
+                no_auto_token: AtomicBool::new(config.no_auto_token),
+                http_session_idle: config.http_session_idle,
+            },
+        );
+        let streams = Arc::new(Streams::new(config.streams.clone(), config.templates.clone()));
+        core.set_stream_control(streams.clone());
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(core.clone().run_sweeper(shutdown.clone()));
+        let state = Arc::new(HttpState {
+            core: core.clone(),
+            streams: streams.clone(),
+            auth_token_param: RwLock::new(config.auth_token.clone()),
+            edit_auth: config.edit_auth.clone(),
+        });
+        let http_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = http::run(listener, state, http_shutdown).await {
+                tracing::error!(error = %e, "http front end stopped");
+            }
+        });
+        tracing::info!(http = %bound, "usher server started");
+        Ok(RunningServer { http_addr: bound, core, streams, shutdown, tasks })
+    }
 }
 
+/// A started server. Dropping it without [`shutdown`](Self::shutdown) stops it too.
+#[derive(Debug)]
 pub struct RunningServer {
-    pub http_addr: SocketAddr,
+    http_addr: SocketAddr,
+    core: AuthCore,
+    streams: Arc<Streams>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningServer {
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The auth core, for in-process tests of the server itself.
+    pub fn core(&self) -> &AuthCore {
+        &self.core
+    }
+
+    pub fn streams(&self) -> &Arc<Streams> {
+        &self.streams
+    }
+
+    /// Stops accepting and waits for open responses to end; long-lived ones (an HTTP MPEG-TS
+    /// viewer) are cut after [`SHUTDOWN_GRACE`].
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::info!("shutdown grace ended; cutting remaining connections");
+            self.tasks.shutdown().await;
+        }
+    }
+
+    /// Resolves when the server has been asked to stop.
+    pub fn stopping(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }

@@ -1,1 +1,17 @@
-//! The auth core. (Being written.)
+//! The auth core: identity, the session registry and its decision machine, the backend
+//! clients, admin tokens and the domain lock. Front ends ask [`AuthCore`]; nothing else calls
+//! a backend.
+
+pub mod admin;
+pub mod backend;
+mod core;
+pub mod domain;
+pub mod identity;
+pub mod proto;
+mod session;
+
+pub use self::core::{AuthCore, AuthSettings, ConnectionGuard, DenyReason, PlayRequest, SessionInfo, StreamControl, Verdict};
+pub use backend::{Answer, Backend, BackendRequest, CallKind, Grant, HttpBackend, RequestType};
+pub use identity::Identity;
+pub use proto::Proto;
+pub use session::SessionHandle;

@@ -1,6 +1,24 @@
-//! The management API's JSON shape of a stream (vendor schema `stream_config`, subset). (Stub.)
+//! The management API's JSON shape of a stream (vendor schema `stream_config`, subset).
+//!
+//! ```json
+//! {"name": "s1", "inputs": [{"url": "fake://fake"}],
+//!  "on_play": {"url": "http://b/x", "session_keys": ["ip", "name", "proto", "token"],
+//!              "domains": ["a.com"], "max_sessions": 2, "soft_limitation": false,
+//!              "extra": {"k": "v"}},
+//!  "on_publish": {…same shape…}, "password": "p",
+//!  "protocols": {"hls": true, "mpegts": false, "rtmp": true, "rtsp": true, "dash": true}}
+//! ```
+//!
+//! Reading is strict: unknown keys and wrong types are errors naming their path
+//! (`on_play.session_keys[1]`), so a typo never silently drops an authorization setting.
 
-use super::model::StreamConfig;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::model::{AuthSpec, AuthTarget, Protocols, SessionKeys, StreamConfig};
+use super::parse::{RESERVED_OPTIONS, check_domain};
 
 /// A bad API body: what was wrong and where (a JSON pointer-like path).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -10,13 +28,194 @@ pub struct ApiBodyError {
     pub message: String,
 }
 
-/// Reads the body of `PUT /streamer/api/v3/streams/NAME`.
-pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, ApiBodyError> {
-    let _ = body;
-    Ok(StreamConfig { name: name.to_string(), inputs: vec!["fake://fake".into()], ..Default::default() })
+impl ApiBodyError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiBodyError { path: path.into(), message: message.into() }
+    }
 }
 
-/// The JSON the API answers for a stream.
-pub fn stream_to_api_json(stream: &StreamConfig) -> serde_json::Value {
-    serde_json::json!({ "name": stream.name })
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a stream object")]
+struct StreamBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    inputs: Option<Vec<InputBody>>,
+    #[serde(default)]
+    on_play: Option<AuthBody>,
+    #[serde(default)]
+    on_publish: Option<AuthBody>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    protocols: Option<ProtocolsBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an input object {\"url\": …}")]
+struct InputBody {
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an auth_spec object {\"url\": …}")]
+struct AuthBody {
+    url: String,
+    #[serde(default)]
+    session_keys: Option<Vec<String>>,
+    #[serde(default)]
+    domains: Option<Vec<String>>,
+    #[serde(default)]
+    max_sessions: Option<u32>,
+    #[serde(default)]
+    soft_limitation: Option<bool>,
+    #[serde(default)]
+    extra: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object of protocol name → true/false")]
+struct ProtocolsBody {
+    #[serde(default)]
+    hls: Option<bool>,
+    #[serde(default)]
+    mpegts: Option<bool>,
+    #[serde(default)]
+    rtmp: Option<bool>,
+    #[serde(default)]
+    rtsp: Option<bool>,
+    #[serde(default)]
+    dash: Option<bool>,
+}
+
+/// Reads the body of `PUT /streamer/api/v3/streams/NAME`. The name in the path wins; a body
+/// `name` that differs is an error.
+pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, ApiBodyError> {
+    if name.is_empty() {
+        return Err(ApiBodyError::new("name", "the stream name is empty"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed: StreamBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || path == "." {
+            if inner.is_data() {
+                ApiBodyError::new("body", inner.to_string())
+            } else {
+                ApiBodyError::new("body", format!("invalid JSON: {inner}"))
+            }
+        } else {
+            ApiBodyError::new(path, inner.to_string())
+        }
+    })?;
+    de.end().map_err(|e| ApiBodyError::new("body", format!("invalid JSON: {e}")))?;
+
+    if let Some(body_name) = &parsed.name
+        && body_name != name
+    {
+        return Err(ApiBodyError::new(
+            "name",
+            format!("the body names stream '{body_name}' but the URL names '{name}'"),
+        ));
+    }
+    let mut inputs = Vec::new();
+    for (i, input) in parsed.inputs.unwrap_or_default().into_iter().enumerate() {
+        if input.url.is_empty() {
+            return Err(ApiBodyError::new(format!("inputs[{i}].url"), "the input URL is empty"));
+        }
+        inputs.push(input.url);
+    }
+    let on_play = parsed.on_play.map(|b| auth_from_body("on_play", b)).transpose()?;
+    let on_publish = parsed.on_publish.map(|b| auth_from_body("on_publish", b)).transpose()?;
+    if parsed.password.as_deref() == Some("") {
+        return Err(ApiBodyError::new("password", "the password is empty (omit it or use null for none)"));
+    }
+    let mut protocols = Protocols::default();
+    if let Some(p) = parsed.protocols {
+        for (name, value) in
+            [("hls", p.hls), ("mpegts", p.mpegts), ("rtmp", p.rtmp), ("rtsp", p.rtsp), ("dash", p.dash)]
+        {
+            if let Some(on) = value {
+                protocols.set(name, on);
+            }
+        }
+    }
+    Ok(StreamConfig { name: name.to_string(), inputs, on_play, on_publish, password: parsed.password, protocols })
+}
+
+fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {
+    let target = AuthTarget::parse(&body.url).map_err(|m| ApiBodyError::new(format!("{at}.url"), m))?;
+    let mut spec = AuthSpec::new(target);
+    if let Some(keys) = body.session_keys {
+        spec.session_keys = SessionKeys::from_items(keys.iter().map(String::as_str))
+            .map_err(|m| ApiBodyError::new(format!("{at}.session_keys"), m))?;
+    }
+    for (i, d) in body.domains.unwrap_or_default().iter().enumerate() {
+        spec.domains.push(check_domain(d).map_err(|m| ApiBodyError::new(format!("{at}.domains[{i}]"), m))?);
+    }
+    if let Some(n) = body.max_sessions {
+        if n == 0 {
+            return Err(ApiBodyError::new(
+                format!("{at}.max_sessions"),
+                "expected a positive integer, found 0 (omit it or use null for no cap)",
+            ));
+        }
+        spec.max_sessions = Some(n);
+    }
+    spec.soft_limitation = body.soft_limitation.unwrap_or(false);
+    for (k, v) in body.extra.unwrap_or_default() {
+        let path = format!("{at}.extra.{k}");
+        if k.is_empty() {
+            return Err(ApiBodyError::new(path, "an extra key is empty"));
+        }
+        if k.contains('=') {
+            return Err(ApiBodyError::new(path, "an extra key must not contain '='"));
+        }
+        if RESERVED_OPTIONS.contains(&k.as_str()) {
+            return Err(ApiBodyError::new(path, format!("'{k}' is a field of {at}, not an extra option")));
+        }
+        spec.extra.insert(k, v);
+    }
+    Ok(spec)
+}
+
+/// The JSON the API answers for a stream; [`stream_from_api_json`] reads it back to an equal
+/// `StreamConfig`.
+pub fn stream_to_api_json(stream: &StreamConfig) -> Value {
+    let mut out = Map::new();
+    out.insert("name".into(), json!(stream.name));
+    out.insert(
+        "inputs".into(),
+        Value::Array(stream.inputs.iter().map(|url| json!({ "url": url })).collect()),
+    );
+    if let Some(spec) = &stream.on_play {
+        out.insert("on_play".into(), auth_to_json(spec));
+    }
+    if let Some(spec) = &stream.on_publish {
+        out.insert("on_publish".into(), auth_to_json(spec));
+    }
+    if let Some(p) = &stream.password {
+        out.insert("password".into(), json!(p));
+    }
+    let protocols: Map<String, Value> =
+        Protocols::NAMES.iter().map(|n| ((*n).to_string(), json!(stream.protocols.get(n).unwrap_or(true)))).collect();
+    out.insert("protocols".into(), Value::Object(protocols));
+    Value::Object(out)
+}
+
+fn auth_to_json(spec: &AuthSpec) -> Value {
+    let mut out = Map::new();
+    out.insert("url".into(), json!(spec.target.to_string()));
+    // The default keys (name, ip, token) are not a list an API client could send back
+    // (SESS-03 requires proto in an explicit list), so the default is shown by omission.
+    if spec.session_keys != SessionKeys::default() {
+        out.insert("session_keys".into(), json!(spec.session_keys.to_items()));
+    }
+    out.insert("domains".into(), json!(spec.domains));
+    if let Some(n) = spec.max_sessions {
+        out.insert("max_sessions".into(), json!(n));
+    }
+    out.insert("soft_limitation".into(), json!(spec.soft_limitation));
+    out.insert("extra".into(), json!(spec.extra));
+    Value::Object(out)
 }

@@ -1,6 +1,34 @@
-//! Parser of the Flussonic-style configuration file. (Stub: being written.)
+//! Parser and printer of the Flussonic-style configuration file.
+//!
+//! Grammar (statements end with `;`, blocks are `{ … }`, `#` comments to end of line):
+//!
+//! ```text
+//! file      = { top } ;
+//! top       = ("http" | "rtmp" | "rtsp") LISTEN ";"
+//!           | "auth_token" NAME ";" | "no_auto_token" ";" | "edit_auth" LOGIN PASSWORD ";"
+//!           | "server_secret" TEXT ";" | "admin_token_ttl" SECONDS ";"
+//!           | "http_session_idle" SECONDS ";"
+//!           | "stream" NAME "{" { body } "}" | "template" NAME "{" { body | "prefix" P ";" } "}" ;
+//! body      = "input" URL ";" | ("on_play" | "on_publish") TARGET { KEY "=" VALUE } ";"
+//!           | "password" SECRET ";" | "protocols" PROTO { PROTO } ";" ;
+//! ```
+//!
+//! A token is a run of characters other than whitespace, `;`, `{`, `}` and `#`; double-quoted
+//! parts (with `\"` and `\\` escapes) may hold any character and join the run they touch, so
+//! `extra="a b"` is one token `extra=a b`. Quoting never changes meaning: `"true"` is `true`.
+//!
+//! Errors stop at the first problem and name `file:line:column` (1-based, in characters) of the
+//! token that is wrong, what was expected there and what was found.
 
-use super::model::Config;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::model::{
+    AuthSpec, AuthTarget, Config, Credential, DEFAULT_AUTH_TOKEN_PARAM, DEFAULT_LISTEN_IP,
+    Protocols, SessionKeys, StreamConfig, TemplateConfig,
+};
 
 /// A configuration error naming the file, line, column and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,8 +40,869 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Largest value accepted by the `SECONDS` directives: one year. Bigger values would overflow
+/// `Instant` arithmetic elsewhere and are certainly typos.
+pub const MAX_CONFIG_SECONDS: u64 = 365 * 24 * 3600;
+
 /// Parses a whole configuration file. `file` is only used in error messages.
 pub fn parse_config(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let _ = text;
-    Err(ConfigError { file: file.into(), line: 1, column: 1, message: "parser not written yet".into() })
+    let tokens = lex(text).map_err(|e| ConfigError {
+        file: file.to_string(),
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    })?;
+    Parser { file, tokens, pos: 0 }.config()
+}
+
+impl AuthTarget {
+    /// Reads a backend target as written after `on_play` / `on_publish` or in the API's
+    /// `on_play.url` (CFG-01): `http(s)://…`, `true`, an absolute script path, or `auth://NAME`.
+    /// The error names the text and lists what is accepted.
+    pub fn parse(text: &str) -> Result<AuthTarget, String> {
+        if text == "true" {
+            return Ok(AuthTarget::AllowAll);
+        }
+        let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return match url::Url::parse(text) {
+                Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => {
+                    Ok(AuthTarget::Http(text.to_string()))
+                }
+                Ok(_) => Err(format!("backend URL '{}' has no host", shorten(text))),
+                Err(e) => Err(format!("bad backend URL '{}': {e}", shorten(text))),
+            };
+        }
+        if let Some(name) = text.strip_prefix("auth://") {
+            if name.is_empty() {
+                return Err("'auth://' needs a configurator name: auth://NAME".into());
+            }
+            return Ok(AuthTarget::Configurator(name.to_string()));
+        }
+        if text.starts_with('/') {
+            return Ok(AuthTarget::Script(text.to_string()));
+        }
+        Err(format!(
+            "unknown target '{}' (expected http://…, https://…, true, an absolute script path /…, \
+             or auth://NAME)",
+            shorten(text)
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lexer
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Word(String),
+    Semi,
+    Open,
+    Close,
+    Eof,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    tok: Tok,
+    line: usize,
+    column: usize,
+}
+
+struct LexError {
+    line: usize,
+    column: usize,
+    message: String,
+}
+
+fn is_special(c: char) -> bool {
+    c.is_whitespace() || matches!(c, ';' | '{' | '}' | '#')
+}
+
+fn lex(text: &str) -> Result<Vec<Token>, LexError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut tokens = Vec::new();
+    let mut chars = text.chars().peekable();
+    let (mut line, mut column) = (1usize, 1usize);
+    // Advances past one character, keeping line and column right.
+    let step = |c: char, line: &mut usize, column: &mut usize| {
+        if c == '\n' {
+            *line += 1;
+            *column = 1;
+        } else {
+            *column += 1;
+        }
+    };
+    while let Some(&c) = chars.peek() {
+        let (start_line, start_column) = (line, column);
+        let single = match c {
+            ';' => Some(Tok::Semi),
+            '{' => Some(Tok::Open),
+            '}' => Some(Tok::Close),
+            _ => None,
+        };
+        if let Some(tok) = single {
+            chars.next();
+            step(c, &mut line, &mut column);
+            tokens.push(Token { tok, line: start_line, column: start_column });
+            continue;
+        }
+        if c == '#' {
+            while let Some(&c) = chars.peek() {
+                if c == '\n' {
+                    break;
+                }
+                chars.next();
+                step(c, &mut line, &mut column);
+            }
+            continue;
+        }
+        if c.is_whitespace() {
+            chars.next();
+            step(c, &mut line, &mut column);
+            continue;
+        }
+        // A word: bare runs and quoted parts joined together.
+        let mut word = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '"' {
+                let (q_line, q_column) = (line, column);
+                chars.next();
+                step(c, &mut line, &mut column);
+                loop {
+                    let Some(c) = chars.next() else {
+                        return Err(LexError {
+                            line: q_line,
+                            column: q_column,
+                            message: "unterminated string: expected a closing '\"' before the \
+                                      end of the file"
+                                .into(),
+                        });
+                    };
+                    let (c_line, c_column) = (line, column);
+                    step(c, &mut line, &mut column);
+                    match c {
+                        '"' => break,
+                        '\\' => match chars.next() {
+                            Some(e @ ('"' | '\\')) => {
+                                step(e, &mut line, &mut column);
+                                word.push(e);
+                            }
+                            Some(other) => {
+                                return Err(LexError {
+                                    line: c_line,
+                                    column: c_column,
+                                    message: format!(
+                                        "unknown escape '\\{}' in a string (only \\\" and \\\\ \
+                                         are allowed)",
+                                        other.escape_debug()
+                                    ),
+                                });
+                            }
+                            None => {
+                                return Err(LexError {
+                                    line: q_line,
+                                    column: q_column,
+                                    message: "unterminated string: expected a closing '\"' \
+                                              before the end of the file"
+                                        .into(),
+                                });
+                            }
+                        },
+                        other => word.push(other),
+                    }
+                }
+            } else if is_special(c) {
+                break;
+            } else {
+                chars.next();
+                step(c, &mut line, &mut column);
+                word.push(c);
+            }
+        }
+        tokens.push(Token { tok: Tok::Word(word), line: start_line, column: start_column });
+    }
+    tokens.push(Token { tok: Tok::Eof, line, column });
+    Ok(tokens)
+}
+
+/// Cuts long text for error messages (by characters, never inside one).
+fn shorten(text: &str) -> String {
+    const MAX: usize = 48;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(MAX).collect();
+        s.push('…');
+        s
+    }
+}
+
+fn describe(tok: &Tok) -> String {
+    match tok {
+        Tok::Word(w) if w.is_empty() => "an empty string \"\"".into(),
+        Tok::Word(w) => format!("'{}'", shorten(w)),
+        Tok::Semi => "';'".into(),
+        Tok::Open => "'{'".into(),
+        Tok::Close => "'}'".into(),
+        Tok::Eof => "end of file".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+
+const TOP_DIRECTIVES: &str = "http, rtmp, rtsp, auth_token, no_auto_token, edit_auth, \
+                              server_secret, admin_token_ttl, http_session_idle, stream, template";
+const STREAM_DIRECTIVES: &str = "input, on_play, on_publish, password, protocols";
+const TEMPLATE_DIRECTIVES: &str = "prefix, input, on_play, on_publish, password, protocols";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Stream,
+    Template,
+}
+
+impl BlockKind {
+    fn word(self) -> &'static str {
+        match self {
+            BlockKind::Stream => "stream",
+            BlockKind::Template => "template",
+        }
+    }
+}
+
+/// What a `stream` or `template` block holds; the two differ only by `prefix`.
+#[derive(Default)]
+struct Block {
+    prefixes: Vec<String>,
+    /// (line, column) of each entry of `prefixes`, for the cross-template duplicate check.
+    prefix_positions: Vec<(usize, usize)>,
+    inputs: Vec<String>,
+    on_play: Option<AuthSpec>,
+    on_publish: Option<AuthSpec>,
+    password: Option<String>,
+    protocols: Protocols,
+}
+
+struct Parser<'a> {
+    file: &'a str,
+    tokens: Vec<Token>,
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn next(&mut self) -> Token {
+        // The lexer always ends the list with Eof; stay on it.
+        let tok = self.tokens.get(self.pos).cloned().unwrap_or(Token {
+            tok: Tok::Eof,
+            line: 1,
+            column: 1,
+        });
+        if self.pos < self.tokens.len() - 1 {
+            self.pos += 1;
+        }
+        tok
+    }
+
+    fn peek(&self) -> &Tok {
+        self.tokens.get(self.pos).map_or(&Tok::Eof, |t| &t.tok)
+    }
+
+    fn err(&self, at: &Token, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: at.line,
+            column: at.column,
+            message: message.into(),
+        }
+    }
+
+    fn expect_semi(&mut self, after: &str) -> Result<(), ConfigError> {
+        let t = self.next();
+        match t.tok {
+            Tok::Semi => Ok(()),
+            ref other => Err(self.err(&t, format!("expected ';' after {after}, found {}", describe(other)))),
+        }
+    }
+
+    /// The next token, which must be a word (`what` is used in the error).
+    fn expect_word(&mut self, what: &str, after: &str) -> Result<(String, Token), ConfigError> {
+        let t = self.next();
+        match &t.tok {
+            Tok::Word(w) => Ok((w.clone(), t.clone())),
+            other => Err(self.err(&t, format!("expected {what} after {after}, found {}", describe(other)))),
+        }
+    }
+
+    /// The next token as a non-empty word.
+    fn expect_nonempty(&mut self, what: &str, after: &str) -> Result<(String, Token), ConfigError> {
+        let (w, t) = self.expect_word(what, after)?;
+        if w.is_empty() {
+            return Err(self.err(&t, format!("expected {what} after {after}, found an empty string \"\"")));
+        }
+        Ok((w, t))
+    }
+
+    fn config(mut self) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        // Directive → line of its first occurrence, to refuse repeats.
+        let mut seen: HashMap<&'static str, usize> = HashMap::new();
+        let mut stream_lines: HashMap<String, usize> = HashMap::new();
+        let mut template_lines: HashMap<String, usize> = HashMap::new();
+        // Prefix → (template, line), a prefix must lead to one template.
+        let mut prefix_owner: HashMap<String, (String, usize)> = HashMap::new();
+        loop {
+            let t = self.next();
+            let word = match &t.tok {
+                Tok::Eof => break,
+                Tok::Word(w) => w.clone(),
+                Tok::Close => return Err(self.err(&t, "unexpected '}': no block is open")),
+                other => {
+                    return Err(self.err(&t, format!("expected a directive, found {}", describe(other))));
+                }
+            };
+            let once = |seen: &mut HashMap<&'static str, usize>, name: &'static str, this: &Self| {
+                if let Some(first) = seen.get(name) {
+                    return Err(this.err(&t, format!("duplicate '{name}' directive (first at line {first})")));
+                }
+                seen.insert(name, t.line);
+                Ok(())
+            };
+            match word.as_str() {
+                "http" | "rtmp" | "rtsp" => {
+                    let name: &'static str = match word.as_str() {
+                        "http" => "http",
+                        "rtmp" => "rtmp",
+                        _ => "rtsp",
+                    };
+                    once(&mut seen, name, &self)?;
+                    let (text, at) = self.expect_word("a port or ADDR:PORT", name)?;
+                    let addr = parse_listen(&text).map_err(|m| self.err(&at, format!("{name}: {m}")))?;
+                    self.expect_semi("port")?;
+                    match name {
+                        "http" => config.http = Some(addr),
+                        "rtmp" => config.rtmp = Some(addr),
+                        _ => config.rtsp = Some(addr),
+                    }
+                }
+                "auth_token" => {
+                    once(&mut seen, "auth_token", &self)?;
+                    let (name, _) = self.expect_nonempty("a query parameter name", "auth_token")?;
+                    self.expect_semi("auth_token NAME")?;
+                    config.auth_token = name;
+                }
+                "no_auto_token" => {
+                    once(&mut seen, "no_auto_token", &self)?;
+                    self.expect_semi("no_auto_token")?;
+                    config.no_auto_token = true;
+                }
+                "edit_auth" => {
+                    once(&mut seen, "edit_auth", &self)?;
+                    let (login, at) = self.expect_nonempty("a login", "edit_auth")?;
+                    if login.contains(':') {
+                        return Err(self.err(&at, format!(
+                            "edit_auth login '{}' must not contain ':' (HTTP Basic uses it as the separator)",
+                            shorten(&login)
+                        )));
+                    }
+                    let (password, _) = self.expect_nonempty("a password", "edit_auth LOGIN")?;
+                    self.expect_semi("edit_auth LOGIN PASSWORD")?;
+                    config.edit_auth = Some(Credential { login, password });
+                }
+                "server_secret" => {
+                    once(&mut seen, "server_secret", &self)?;
+                    let (secret, _) = self.expect_nonempty("a secret", "server_secret")?;
+                    self.expect_semi("server_secret TEXT")?;
+                    config.server_secret = Some(secret);
+                }
+                "admin_token_ttl" | "http_session_idle" => {
+                    let name: &'static str =
+                        if word == "admin_token_ttl" { "admin_token_ttl" } else { "http_session_idle" };
+                    once(&mut seen, name, &self)?;
+                    let (text, at) = self.expect_word("a number of seconds", name)?;
+                    let secs = parse_seconds(&text).map_err(|m| self.err(&at, format!("{name}: {m}")))?;
+                    self.expect_semi(&format!("{name} SECONDS"))?;
+                    let d = Duration::from_secs(secs);
+                    if name == "admin_token_ttl" {
+                        config.admin_token_ttl = d;
+                    } else {
+                        config.http_session_idle = d;
+                    }
+                }
+                "stream" | "template" => {
+                    let kind = if word == "stream" { BlockKind::Stream } else { BlockKind::Template };
+                    let (name, at) = self.expect_word(&format!("a {} name", kind.word()), kind.word())?;
+                    if name.is_empty() {
+                        return Err(self.err(&at, format!("empty {} name", kind.word())));
+                    }
+                    let lines = if kind == BlockKind::Stream { &mut stream_lines } else { &mut template_lines };
+                    if let Some(first) = lines.get(&name) {
+                        return Err(self.err(&at, format!(
+                            "duplicate {} '{}': first defined at line {first}, again at line {}",
+                            kind.word(),
+                            shorten(&name),
+                            at.line
+                        )));
+                    }
+                    lines.insert(name.clone(), at.line);
+                    let block = self.block(kind, &name, &t)?;
+                    match kind {
+                        BlockKind::Stream => config.streams.push(StreamConfig {
+                            name,
+                            inputs: block.inputs,
+                            on_play: block.on_play,
+                            on_publish: block.on_publish,
+                            password: block.password,
+                            protocols: block.protocols,
+                        }),
+                        BlockKind::Template => {
+                            for (p, (line, column)) in block.prefixes.iter().zip(&block.prefix_positions) {
+                                if let Some((owner, first)) = prefix_owner.get(p) {
+                                    return Err(ConfigError {
+                                        file: self.file.to_string(),
+                                        line: *line,
+                                        column: *column,
+                                        message: format!(
+                                            "prefix '{}' is already used by template '{}' (line {first})",
+                                            shorten(p),
+                                            shorten(owner)
+                                        ),
+                                    });
+                                }
+                                prefix_owner.insert(p.clone(), (name.clone(), *line));
+                            }
+                            config.templates.push(TemplateConfig {
+                                name,
+                                prefixes: block.prefixes,
+                                inputs: block.inputs,
+                                on_play: block.on_play,
+                                on_publish: block.on_publish,
+                                password: block.password,
+                                protocols: block.protocols,
+                            });
+                        }
+                    }
+                }
+                "input" | "on_play" | "on_publish" | "password" | "protocols" => {
+                    return Err(self.err(&t, format!(
+                        "'{word}' is only allowed inside a stream or template block, not at the top level"
+                    )));
+                }
+                "prefix" => {
+                    return Err(self.err(&t, "'prefix' is only allowed inside a template block, not at the top level"));
+                }
+                other => {
+                    return Err(self.err(&t, format!(
+                        "unknown directive '{}' at the top level (allowed here: {TOP_DIRECTIVES})",
+                        shorten(other)
+                    )));
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads `{ … }` after a stream or template name. `opener` is the `stream`/`template` word.
+    fn block(&mut self, kind: BlockKind, name: &str, opener: &Token) -> Result<Block, ConfigError> {
+        let t = self.next();
+        if t.tok != Tok::Open {
+            return Err(self.err(&t, format!(
+                "expected '{{' after {} name '{}', found {}",
+                kind.word(),
+                shorten(name),
+                describe(&t.tok)
+            )));
+        }
+        let mut block = Block::default();
+        let mut seen: HashMap<&'static str, usize> = HashMap::new();
+        let here = format!("{} '{}'", kind.word(), shorten(name));
+        loop {
+            let t = self.next();
+            let word = match &t.tok {
+                Tok::Close => break,
+                Tok::Eof => {
+                    return Err(self.err(&t, format!(
+                        "unexpected end of file: {here} opened at line {} is not closed (expected '}}')",
+                        opener.line
+                    )));
+                }
+                Tok::Word(w) => w.clone(),
+                other => {
+                    return Err(self.err(&t, format!(
+                        "expected a directive or '}}' in {here}, found {}",
+                        describe(other)
+                    )));
+                }
+            };
+            let mut once = |name: &'static str, this: &Self| {
+                if let Some(first) = seen.get(name) {
+                    return Err(this.err(&t, format!("duplicate '{name}' in {here} (first at line {first})")));
+                }
+                seen.insert(name, t.line);
+                Ok(())
+            };
+            match word.as_str() {
+                "input" => {
+                    let (url, at) = self.expect_word("a URL", "input")?;
+                    if url.is_empty() {
+                        return Err(self.err(&at, "input URL is empty"));
+                    }
+                    self.expect_semi("input URL")?;
+                    block.inputs.push(url);
+                }
+                "on_play" | "on_publish" => {
+                    let which: &'static str = if word == "on_play" { "on_play" } else { "on_publish" };
+                    once(which, self)?;
+                    let spec = self.auth_spec(which)?;
+                    if which == "on_play" {
+                        block.on_play = Some(spec);
+                    } else {
+                        block.on_publish = Some(spec);
+                    }
+                }
+                "password" => {
+                    once("password", self)?;
+                    let (p, _) = self.expect_nonempty("a password", "password")?;
+                    self.expect_semi("password")?;
+                    block.password = Some(p);
+                }
+                "protocols" => {
+                    once("protocols", self)?;
+                    block.protocols = self.protocols()?;
+                }
+                "prefix" if kind == BlockKind::Template => {
+                    let (p, at) = self.expect_word("a prefix", "prefix")?;
+                    if p.is_empty() {
+                        return Err(self.err(&at, "prefix is empty"));
+                    }
+                    if block.prefixes.contains(&p) {
+                        return Err(self.err(&at, format!("prefix '{}' is listed twice in {here}", shorten(&p))));
+                    }
+                    self.expect_semi("prefix P")?;
+                    block.prefix_positions.push((at.line, at.column));
+                    block.prefixes.push(p);
+                }
+                "prefix" => {
+                    return Err(self.err(&t, format!(
+                        "'prefix' is only allowed inside a template block, not in {here}"
+                    )));
+                }
+                "http" | "rtmp" | "rtsp" | "auth_token" | "no_auto_token" | "edit_auth" | "server_secret"
+                | "admin_token_ttl" | "http_session_idle" | "stream" | "template" => {
+                    return Err(self.err(&t, format!(
+                        "'{word}' is only allowed at the top level, not inside {here}"
+                    )));
+                }
+                other => {
+                    let allowed =
+                        if kind == BlockKind::Stream { STREAM_DIRECTIVES } else { TEMPLATE_DIRECTIVES };
+                    return Err(self.err(&t, format!(
+                        "unknown directive '{}' in {here} (allowed here: {allowed})",
+                        shorten(other)
+                    )));
+                }
+            }
+        }
+        Ok(block)
+    }
+
+    /// `on_play TARGET key=value… ;` after the directive word.
+    fn auth_spec(&mut self, which: &'static str) -> Result<AuthSpec, ConfigError> {
+        let (target_text, at) = self.expect_word("a target (URL, true, /script or auth://NAME)", which)?;
+        let target = AuthTarget::parse(&target_text).map_err(|m| self.err(&at, format!("{which}: {m}")))?;
+        let mut spec = AuthSpec::new(target);
+        let mut given: Vec<String> = Vec::new();
+        while let Tok::Word(option) = self.peek().clone() {
+            let at = self.next();
+            let Some((key, value)) = option.split_once('=') else {
+                return Err(self.err(&at, format!(
+                    "expected key=value option after the {which} target, found '{}'",
+                    shorten(&option)
+                )));
+            };
+            if key.is_empty() {
+                return Err(self.err(&at, format!("{which} option '{}' has an empty name", shorten(&option))));
+            }
+            if given.iter().any(|k| k == key) {
+                return Err(self.err(&at, format!("duplicate {which} option '{}'", shorten(key))));
+            }
+            given.push(key.to_string());
+            match key {
+                "session_keys" => {
+                    spec.session_keys = SessionKeys::parse(value)
+                        .map_err(|m| self.err(&at, format!("{which} session_keys: {m}")))?;
+                }
+                "domains" => {
+                    spec.domains = parse_domains(value).map_err(|m| self.err(&at, format!("{which} domains: {m}")))?;
+                }
+                "max_sessions" => {
+                    spec.max_sessions = Some(parse_positive_u32(value).map_err(|m| {
+                        self.err(&at, format!("{which} max_sessions: {m}"))
+                    })?);
+                }
+                "soft_limitation" => {
+                    spec.soft_limitation = match value {
+                        "true" => true,
+                        "false" => false,
+                        other => {
+                            return Err(self.err(&at, format!(
+                                "{which} soft_limitation: expected true or false, found '{}'",
+                                shorten(other)
+                            )));
+                        }
+                    };
+                }
+                _ => {
+                    spec.extra.insert(key.to_string(), value.to_string());
+                }
+            }
+        }
+        self.expect_semi(&format!("{which} options"))?;
+        Ok(spec)
+    }
+
+    /// `protocols NAME…;` or `protocols -NAME…;` after the directive word.
+    fn protocols(&mut self) -> Result<Protocols, ConfigError> {
+        let mut items: Vec<(String, Token)> = Vec::new();
+        loop {
+            let t = self.next();
+            match &t.tok {
+                Tok::Word(w) => items.push((w.clone(), t.clone())),
+                Tok::Semi if items.is_empty() => {
+                    return Err(self.err(&t, format!(
+                        "expected protocol names after protocols ({}), found ';'",
+                        Protocols::NAMES.join(", ")
+                    )));
+                }
+                Tok::Semi => break,
+                other => {
+                    return Err(self.err(&t, format!("expected ';' after protocols, found {}", describe(other))));
+                }
+            }
+        }
+        let negative = items[0].0.starts_with('-');
+        let mut protocols = if negative {
+            Protocols::default()
+        } else {
+            Protocols { hls: false, mpegts: false, rtmp: false, rtsp: false, dash: false }
+        };
+        for (item, at) in &items {
+            let (is_negative, name) = match item.strip_prefix('-') {
+                Some(n) => (true, n),
+                None => (false, item.as_str()),
+            };
+            if is_negative != negative {
+                return Err(self.err(at, format!(
+                    "cannot mix '{}' with the other form in one protocols line: list the protocols \
+                     to enable (hls rtmp) or the ones to disable (-hls -rtmp)",
+                    shorten(item)
+                )));
+            }
+            if !protocols.set(name, !negative) {
+                return Err(self.err(at, format!(
+                    "unknown protocol '{}' (known: {})",
+                    shorten(name),
+                    Protocols::NAMES.join(", ")
+                )));
+            }
+        }
+        Ok(protocols)
+    }
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if text.is_empty() {
+        return Err("expected a port or ADDR:PORT, found an empty string \"\"".into());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u16>()
+            .map(|port| SocketAddr::new(DEFAULT_LISTEN_IP, port))
+            .map_err(|_| format!("bad port '{}' (expected 0..65535)", shorten(text)));
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some((host, port)) = text.rsplit_once(':') {
+        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_err() {
+            return Err(format!("bad port '{}' (expected 0..65535)", shorten(port)));
+        }
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("bad port '{}' in '{}' (expected 0..65535)", shorten(port), shorten(text)));
+        }
+        return Err(format!(
+            "bad address '{}' (expected an IP address such as 127.0.0.1 or [::1]; host names are not resolved)",
+            shorten(host)
+        ));
+    }
+    Err(format!("expected a port or ADDR:PORT, found '{}'", shorten(text)))
+}
+
+fn parse_seconds(text: &str) -> Result<u64, String> {
+    let bad = || format!("bad number '{}' (expected whole seconds, 1..{MAX_CONFIG_SECONDS})", shorten(text));
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match text.parse::<u64>() {
+        Ok(n) if (1..=MAX_CONFIG_SECONDS).contains(&n) => Ok(n),
+        _ => Err(bad()),
+    }
+}
+
+fn parse_positive_u32(text: &str) -> Result<u32, String> {
+    let bad = || format!("bad number '{}' (expected a positive integer)", shorten(text));
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(bad()),
+    }
+}
+
+/// `a.com,b.com` → the list; no empty items, no whitespace.
+pub(crate) fn parse_domains(text: &str) -> Result<Vec<String>, String> {
+    if text.is_empty() {
+        return Err("the list is empty (omit domains for no domain lock)".into());
+    }
+    text.split(',').map(check_domain).collect()
+}
+
+/// One domain of a domain lock (DOM-01): non-empty, no commas, no whitespace.
+pub(crate) fn check_domain(domain: &str) -> Result<String, String> {
+    if domain.is_empty() {
+        return Err("empty domain (two commas, or a trailing comma)".into());
+    }
+    if domain.contains(',') || domain.chars().any(char::is_whitespace) {
+        return Err(format!("domain '{}' must not contain commas or whitespace", shorten(domain)));
+    }
+    Ok(domain.to_string())
+}
+
+/// `auth_spec` option names that are fields of their own, so `extra` cannot carry them.
+pub(crate) const RESERVED_OPTIONS: [&str; 4] = ["session_keys", "domains", "max_sessions", "soft_limitation"];
+
+// ---------------------------------------------------------------------------------------------
+// Printer
+
+/// A token as the lexer reads it back: bare when it can be, else double-quoted.
+fn quoted(text: &str) -> String {
+    if !text.is_empty() && !text.chars().any(|c| is_special(c) || c == '"' || c == '\\') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+fn write_listen(f: &mut fmt::Formatter<'_>, name: &str, addr: Option<SocketAddr>) -> fmt::Result {
+    match addr {
+        None => Ok(()),
+        Some(a) if a.ip() == DEFAULT_LISTEN_IP => writeln!(f, "{name} {};", a.port()),
+        Some(a) => writeln!(f, "{name} {a};"),
+    }
+}
+
+fn write_auth(f: &mut fmt::Formatter<'_>, which: &str, spec: &AuthSpec) -> fmt::Result {
+    write!(f, "  {which} {}", quoted(&spec.target.to_string()))?;
+    if spec.session_keys != SessionKeys::default() {
+        write!(f, " {}", quoted(&format!("session_keys={}", spec.session_keys.to_items().join(","))))?;
+    }
+    if !spec.domains.is_empty() {
+        write!(f, " {}", quoted(&format!("domains={}", spec.domains.join(","))))?;
+    }
+    if let Some(n) = spec.max_sessions {
+        write!(f, " max_sessions={n}")?;
+    }
+    if spec.soft_limitation {
+        write!(f, " soft_limitation=true")?;
+    }
+    for (k, v) in &spec.extra {
+        write!(f, " {}", quoted(&format!("{k}={v}")))?;
+    }
+    writeln!(f, ";")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_block(
+    f: &mut fmt::Formatter<'_>,
+    prefixes: &[String],
+    inputs: &[String],
+    on_play: Option<&AuthSpec>,
+    on_publish: Option<&AuthSpec>,
+    password: Option<&str>,
+    protocols: &Protocols,
+) -> fmt::Result {
+    for p in prefixes {
+        writeln!(f, "  prefix {};", quoted(p))?;
+    }
+    for i in inputs {
+        writeln!(f, "  input {};", quoted(i))?;
+    }
+    if let Some(spec) = on_play {
+        write_auth(f, "on_play", spec)?;
+    }
+    if let Some(spec) = on_publish {
+        write_auth(f, "on_publish", spec)?;
+    }
+    if let Some(p) = password {
+        writeln!(f, "  password {};", quoted(p))?;
+    }
+    if *protocols != Protocols::default() {
+        let on: Vec<&str> = Protocols::NAMES.iter().copied().filter(|n| protocols.get(n) == Some(true)).collect();
+        if on.is_empty() {
+            let off: Vec<String> = Protocols::NAMES.iter().map(|n| format!("-{n}")).collect();
+            writeln!(f, "  protocols {};", off.join(" "))?;
+        } else {
+            writeln!(f, "  protocols {};", on.join(" "))?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints the configuration as a file that [`parse_config`] reads back to an equal `Config`
+/// (for any `Config` the parser could have produced; durations print in whole seconds).
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_listen(f, "http", self.http)?;
+        write_listen(f, "rtmp", self.rtmp)?;
+        write_listen(f, "rtsp", self.rtsp)?;
+        if self.auth_token != DEFAULT_AUTH_TOKEN_PARAM {
+            writeln!(f, "auth_token {};", quoted(&self.auth_token))?;
+        }
+        if self.no_auto_token {
+            writeln!(f, "no_auto_token;")?;
+        }
+        if let Some(c) = &self.edit_auth {
+            writeln!(f, "edit_auth {} {};", quoted(&c.login), quoted(&c.password))?;
+        }
+        if let Some(s) = &self.server_secret {
+            writeln!(f, "server_secret {};", quoted(s))?;
+        }
+        if self.admin_token_ttl != super::model::DEFAULT_ADMIN_TOKEN_TTL {
+            writeln!(f, "admin_token_ttl {};", self.admin_token_ttl.as_secs())?;
+        }
+        if self.http_session_idle != super::model::DEFAULT_HTTP_SESSION_IDLE {
+            writeln!(f, "http_session_idle {};", self.http_session_idle.as_secs())?;
+        }
+        for t in &self.templates {
+            writeln!(f, "\ntemplate {} {{", quoted(&t.name))?;
+            write_block(f, &t.prefixes, &t.inputs, t.on_play.as_ref(), t.on_publish.as_ref(), t.password.as_deref(), &t.protocols)?;
+            writeln!(f, "}}")?;
+        }
+        for s in &self.streams {
+            writeln!(f, "\nstream {} {{", quoted(&s.name))?;
+            write_block(f, &[], &s.inputs, s.on_play.as_ref(), s.on_publish.as_ref(), s.password.as_deref(), &s.protocols)?;
+            writeln!(f, "}}")?;
+        }
+        Ok(())
+    }
 }

@@ -1,0 +1,873 @@
+//! The session registry and the decision machine.
+//!
+//! Per identity the registry holds one entry whose state moves like this:
+//!
+//! ```text
+//!            new_session call                 recheck allows / no decision
+//!   (none) ─────────────────► Pending ──allow──► Allowed ◄──────────────┐
+//!                                │               │  │ expires          │
+//!                                │ deny          │  └──► update_session ┘
+//!                                ▼               │ deny / kick / X-Unique
+//!                              Banned ◄──────────┘
+//!   no decision on a new session: the entry is dropped (T11: not opened)
+//! ```
+//!
+//! An Allowed entry is *open* until its connection ends (persistent protocols) or it sees no
+//! request for `http_session_idle` (HTTP protocols); a closed entry lingers so that the same
+//! identity comes back without a backend call while its decision is fresh (SESS-08, AMB-13).
+//! Banned entries refuse locally until the ban ends (BAN-01). The registry lock is never held
+//! across an await: backend calls run in their own task and publish their outcome on a watch
+//! channel that every concurrent request of that identity waits on (single flight).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::admin::AdminTokens;
+use super::backend::{Answer, Backend, BackendRequest, CallKind, Grant, MAX_AUTH_DURATION, RequestType};
+use super::domain::referer_allowed;
+use super::identity::{Identity, RequestFacts};
+use super::proto::Proto;
+use super::session::{SessionHandle, SessionShared};
+use crate::config::{AuthSpec, AuthTarget, Protocols, SessionKeys};
+
+/// Shortest time a closed session's record is kept (AMB-13).
+const MIN_LINGER: Duration = Duration::from_secs(10);
+/// How often the sweeper looks for due rechecks, idle sessions and expired records.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The stream side of a `config` override (CONF-01..03): the core hands the object over and
+/// learns which protocols the stream serves afterwards.
+pub trait StreamControl: Send + Sync + 'static {
+    fn apply_override(&self, stream: &str, config: &Value) -> Result<Protocols, String>;
+}
+
+/// Server-wide settings the core consults on every request.
+#[derive(Debug)]
+pub struct AuthSettings {
+    pub no_auto_token: AtomicBool,
+    pub http_session_idle: Duration,
+}
+
+/// One client request asking to play (or publish).
+#[derive(Debug, Clone)]
+pub struct PlayRequest {
+    pub kind: CallKind,
+    pub name: String,
+    pub proto: Proto,
+    pub ip: IpAddr,
+    /// The token from the URL, if any (TOK-01).
+    pub token: Option<String>,
+    /// The client's raw query string (`qs`).
+    pub qs: Option<String>,
+    pub query: Vec<(String, String)>,
+    /// Headers with lower-case names (for `header.*` session keys).
+    pub headers: Vec<(String, String)>,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+    pub host: Option<String>,
+    pub dvr: bool,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// The backend said no (now or in a cached ban).
+    Backend,
+    /// A cached deny (BAN-01).
+    Banned,
+    /// Kicked by a per-user limit or X-Unique and banned (BAN-02).
+    Kicked,
+    /// No token and `no_auto_token` (TOK-03).
+    NoToken,
+    /// The Referer is not one of the stream's domains (DOM-01).
+    DomainLock,
+    /// The backend gave no decision for a session not yet open (T11).
+    NoDecision,
+    /// The stream does not serve this protocol (CONF-03).
+    ProtocolOff,
+    /// The session was closed while it was being authorized.
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Allow(SessionHandle),
+    Deny { status: u16, reason: DenyReason },
+    Redirect { location: String },
+}
+
+impl Verdict {
+    fn deny(reason: DenyReason) -> Verdict {
+        Verdict::Deny { status: 403, reason }
+    }
+}
+
+/// A session as the management API lists it (API-01 subset).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: String,
+    pub ip: String,
+    pub proto: &'static str,
+    pub token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u32>,
+    /// Unix milliseconds.
+    pub opened_at: u64,
+    pub bytes: u64,
+    pub dvr: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_string: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Allowed,
+    Banned,
+}
+
+/// What is needed to ask the backend again about this session.
+#[derive(Debug, Clone)]
+struct CallTemplate {
+    url: String,
+    qs: Option<String>,
+    user_agent: Option<String>,
+    referer: Option<String>,
+    host: Option<String>,
+    dvr: bool,
+    extra: std::collections::BTreeMap<String, String>,
+    stream_max_sessions: Option<u32>,
+}
+
+type Key = (CallKind, Identity);
+type Outcome = Option<Verdict>;
+
+#[derive(Debug)]
+struct Entry {
+    shared: Arc<SessionShared>,
+    state: State,
+    name: String,
+    ip: IpAddr,
+    user_id: Option<String>,
+    max_sessions: Option<u32>,
+    opened_at: Instant,
+    opened_wall: SystemTime,
+    last_seen: Instant,
+    /// Allowed: end of freshness. Banned: end of the ban.
+    expires: Instant,
+    /// The auth duration of the last decision (the retry period after "no decision").
+    duration: Duration,
+    request_number: u64,
+    connections: u32,
+    closed_at: Option<Instant>,
+    inflight: Option<watch::Receiver<Outcome>>,
+    /// `None` for sessions admitted without a backend (no on_play, `true`, ADM token).
+    call: Option<CallTemplate>,
+}
+
+impl Entry {
+    fn is_open(&self) -> bool {
+        self.state == State::Allowed && self.closed_at.is_none()
+    }
+
+    fn linger_until(&self) -> Option<Instant> {
+        let closed = self.closed_at?;
+        let min = closed + MIN_LINGER;
+        Some(if self.call.is_some() { self.expires.max(min) } else { min })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    entries: HashMap<Key, Entry>,
+}
+
+impl Registry {
+    fn counts(&self, stream: &str, except: &Key) -> (u64, u64) {
+        let mut stream_clients = 0;
+        let mut total = 0;
+        for (key, e) in &self.entries {
+            if key == except || !e.is_open() || key.0 != except.0 {
+                continue;
+            }
+            total += 1;
+            if e.name == stream {
+                stream_clients += 1;
+            }
+        }
+        (stream_clients, total)
+    }
+}
+
+struct Inner {
+    registry: Mutex<Registry>,
+    backend: Arc<dyn Backend>,
+    admin: AdminTokens,
+    settings: AuthSettings,
+    streams: OnceLock<Arc<dyn StreamControl>>,
+    sessions_total: AtomicU64,
+}
+
+/// The auth core. Clone it freely; clones share one registry.
+#[derive(Clone)]
+pub struct AuthCore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AuthCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthCore").finish_non_exhaustive()
+    }
+}
+
+enum Step {
+    Done(Verdict),
+    Wait(watch::Receiver<Outcome>),
+    Call { url: String, request: BackendRequest, tx: watch::Sender<Outcome>, rx: watch::Receiver<Outcome> },
+}
+
+impl AuthCore {
+    pub fn new(backend: Arc<dyn Backend>, admin: AdminTokens, settings: AuthSettings) -> AuthCore {
+        AuthCore {
+            inner: Arc::new(Inner {
+                registry: Mutex::new(Registry::default()),
+                backend,
+                admin,
+                settings,
+                streams: OnceLock::new(),
+                sessions_total: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Connects the stream side for `config` overrides. Only the first call has an effect.
+    pub fn set_stream_control(&self, control: Arc<dyn StreamControl>) {
+        let _ = self.inner.streams.set(control);
+    }
+
+    pub fn admin_tokens(&self) -> &AdminTokens {
+        &self.inner.admin
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.inner.settings
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while the lock was held cannot leave an entry half-written in a way that
+        // admits anyone (every write is a whole-field store), so keep serving.
+        self.inner.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Decides a play (or publish) request. `spec` is the stream's `on_play`/`on_publish`.
+    pub async fn authorize(&self, spec: Option<&AuthSpec>, mut req: PlayRequest) -> Verdict {
+        let token = match req.token.take().filter(|t| !t.is_empty()) {
+            Some(t) => t,
+            None if self.inner.settings.no_auto_token.load(Ordering::Relaxed) => {
+                tracing::info!(stream = %req.name, ip = %req.ip, "refused: no token and no_auto_token");
+                return Verdict::deny(DenyReason::NoToken);
+            }
+            None => Uuid::new_v4().simple().to_string(),
+        };
+        if token.starts_with("ADM") && self.inner.admin.verify(&token, SystemTime::now()) {
+            tracing::info!(stream = %req.name, ip = %req.ip, "admitted with an admin view token");
+            return self.admit_without_backend(&SessionKeys::default(), req, token);
+        }
+        let spec = match spec {
+            None => return self.admit_without_backend(&SessionKeys::default(), req, token),
+            Some(spec) => spec,
+        };
+        let url = match &spec.target {
+            AuthTarget::AllowAll => return self.admit_without_backend(&spec.session_keys, req, token),
+            AuthTarget::Http(url) => url.clone(),
+            other => {
+                tracing::warn!(stream = %req.name, target = %other, "this backend kind is not supported yet; no decision");
+                return Verdict::deny(DenyReason::NoDecision);
+            }
+        };
+        if !referer_allowed(&spec.domains, req.referer.as_deref()) {
+            tracing::info!(stream = %req.name, ip = %req.ip, referer = ?req.referer, "refused by the domain lock");
+            return Verdict::deny(DenyReason::DomainLock);
+        }
+        let identity = identity_of(&spec.session_keys, &req, &token);
+        let key = (req.kind, identity);
+        let template = CallTemplate {
+            url,
+            qs: req.qs.clone(),
+            user_agent: req.user_agent.clone(),
+            referer: req.referer.clone(),
+            host: req.host.clone(),
+            dvr: req.dvr,
+            extra: spec.extra.clone(),
+            stream_max_sessions: spec.max_sessions,
+        };
+        loop {
+            let step = self.step(&key, &req, &token, &template);
+            let mut rx = match step {
+                Step::Done(verdict) => return verdict,
+                Step::Wait(rx) => rx,
+                Step::Call { url, request, tx, rx } => {
+                    let core = self.clone();
+                    tokio::spawn(async move { core.resolve(key, url, request, tx).await });
+                    rx
+                }
+            };
+            loop {
+                if let Some(verdict) = rx.borrow_and_update().clone() {
+                    return verdict;
+                }
+                if rx.changed().await.is_err() {
+                    // The resolver ended without an outcome; look at the registry again.
+                    break;
+                }
+            }
+        }
+    }
+
+    /// One look at the registry under the lock: answer now, wait for a call in flight, or
+    /// start a call.
+    fn step(&self, key: &Key, req: &PlayRequest, token: &str, template: &CallTemplate) -> Step {
+        let now = Instant::now();
+        let mut reg = self.registry();
+        let fresh_start = match reg.entries.get_mut(key) {
+            None => true,
+            Some(e) => {
+                if let Some(rx) = &e.inflight {
+                    return Step::Wait(rx.clone());
+                }
+                match e.state {
+                    State::Banned if now < e.expires => {
+                        return Step::Done(Verdict::deny(DenyReason::Banned));
+                    }
+                    State::Banned | State::Pending => true,
+                    State::Allowed => {
+                        if e.linger_until().is_some_and(|t| now >= t) {
+                            true
+                        } else if now < e.expires || e.call.is_none() {
+                            e.last_seen = now;
+                            e.closed_at = None;
+                            return Step::Done(Verdict::Allow(SessionHandle { shared: e.shared.clone() }));
+                        } else {
+                            false
+                        }
+                    }
+                }
+            }
+        };
+        if fresh_start {
+            let shared = Arc::new(SessionShared {
+                session_id: key.1.session_id(),
+                identity: key.1,
+                kind: req.kind,
+                token: token.to_string(),
+                proto: req.proto,
+                bytes: AtomicU64::new(0),
+                ended: CancellationToken::new(),
+            });
+            let entry = Entry {
+                shared,
+                state: State::Pending,
+                name: req.name.clone(),
+                ip: req.ip,
+                user_id: None,
+                max_sessions: None,
+                opened_at: now,
+                opened_wall: SystemTime::now(),
+                last_seen: now,
+                expires: now,
+                duration: Duration::ZERO,
+                request_number: 0,
+                connections: 0,
+                closed_at: None,
+                inflight: None,
+                call: Some(template.clone()),
+            };
+            if let Some(old) = reg.entries.insert(*key, entry) {
+                old.shared.ended.cancel();
+            }
+        }
+        // Start a call: new_session for a Pending entry, update_session for a stale one.
+        let (stream_clients, total_clients) = reg.counts(&req.name, key);
+        let Some(e) = reg.entries.get_mut(key) else {
+            return Step::Done(Verdict::deny(DenyReason::Gone));
+        };
+        e.last_seen = now;
+        let request_type =
+            if e.state == State::Pending { RequestType::NewSession } else { RequestType::UpdateSession };
+        let request = build_request(e, key.0, request_type, stream_clients, total_clients, now);
+        let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
+        let (tx, rx) = watch::channel(None);
+        e.inflight = Some(rx.clone());
+        e.request_number = request.request_number;
+        Step::Call { url, request, tx, rx }
+    }
+
+    /// Performs one backend call and applies its answer. Runs in its own task so that a
+    /// client going away mid-call cannot strand the entry.
+    async fn resolve(&self, key: Key, url: String, request: BackendRequest, tx: watch::Sender<Outcome>) {
+        let request_type = request.request_type;
+        let answer = self.inner.backend.call(&url, &request).await;
+        tracing::debug!(session_id = %request.session_id, ?request_type, ?answer, "backend answered");
+        let (verdict, override_cfg) = self.apply_answer(&key, request_type, answer);
+        if let (Some(config), Verdict::Allow(_)) = (override_cfg, &verdict) {
+            self.apply_override(&request.name, &config);
+        }
+        // A protocol switched off by this very answer refuses this request too (CONF-03).
+        let verdict = match verdict {
+            Verdict::Allow(h) if h.is_ended() => Verdict::deny(DenyReason::ProtocolOff),
+            v => v,
+        };
+        let _ = tx.send(Some(verdict));
+    }
+
+    fn apply_answer(&self, key: &Key, request_type: RequestType, answer: Answer) -> (Verdict, Option<Value>) {
+        let now = Instant::now();
+        let mut reg = self.registry();
+        let Some(e) = reg.entries.get_mut(key) else {
+            return (Verdict::deny(DenyReason::Gone), None);
+        };
+        e.inflight = None;
+        let session_id = e.shared.session_id;
+        match answer {
+            Answer::Allow(grant) => {
+                let was_pending = e.state == State::Pending;
+                e.state = State::Allowed;
+                e.expires = now + grant.duration;
+                e.duration = grant.duration;
+                if grant.user_id.is_some() || was_pending {
+                    e.user_id = grant.user_id.clone();
+                }
+                let stream_cap = e.call.as_ref().and_then(|c| c.stream_max_sessions);
+                let limit = effective_limit(&grant, stream_cap);
+                e.max_sessions = limit;
+                if was_pending {
+                    self.inner.sessions_total.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%session_id, stream = %e.name, ip = %e.ip, proto = %e.shared.proto, user_id = ?e.user_id, "session opened");
+                }
+                let handle = SessionHandle { shared: e.shared.clone() };
+                if let (Some(user), Some(max)) = (grant.user_id.clone(), limit) {
+                    enforce_limit(&mut reg, key, &user, max, grant.duration, grant.unique, now);
+                }
+                (Verdict::Allow(handle), grant.config)
+            }
+            Answer::Deny { status, duration } => {
+                tracing::info!(%session_id, stream = %e.name, ip = %e.ip, status, ?request_type, ban_secs = duration.as_secs(), "backend denied; banned");
+                e.state = State::Banned;
+                e.expires = now + duration;
+                e.closed_at = Some(now);
+                e.shared.ended.cancel();
+                (Verdict::Deny { status: 403, reason: DenyReason::Backend }, None)
+            }
+            Answer::Redirect { location } => {
+                if request_type == RequestType::NewSession {
+                    reg.entries.remove(key);
+                    (Verdict::Redirect { location }, None)
+                } else {
+                    // A redirect cannot move a running session; it ends it like a deny.
+                    tracing::info!(%session_id, "backend redirected a running session; closing it");
+                    e.state = State::Banned;
+                    e.expires = now + e.duration;
+                    e.closed_at = Some(now);
+                    e.shared.ended.cancel();
+                    (Verdict::deny(DenyReason::Backend), None)
+                }
+            }
+            Answer::NoDecision { reason } => {
+                if request_type == RequestType::NewSession {
+                    tracing::warn!(%session_id, stream = %e.name, %reason, "backend gave no decision; session not opened");
+                    reg.entries.remove(key);
+                    (Verdict::deny(DenyReason::NoDecision), None)
+                } else {
+                    // T11/TIME-04: keep the previous state, ask again at the next check.
+                    tracing::warn!(%session_id, stream = %e.name, %reason, state = ?e.state, "backend gave no decision; previous decision kept");
+                    e.expires = now + e.duration.max(Duration::from_secs(1));
+                    match e.state {
+                        State::Allowed => (Verdict::Allow(SessionHandle { shared: e.shared.clone() }), None),
+                        _ => (Verdict::deny(DenyReason::Banned), None),
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_override(&self, stream: &str, config: &Value) {
+        let Some(control) = self.inner.streams.get() else {
+            tracing::warn!(stream, "config override ignored: no stream control attached");
+            return;
+        };
+        match control.apply_override(stream, config) {
+            Ok(protocols) => self.end_disabled(stream, &protocols),
+            Err(e) => tracing::warn!(stream, error = %e, "config override rejected; the session decision stands"),
+        }
+    }
+
+    /// Ends every open session of `stream` whose protocol is switched off (CONF-03).
+    pub fn end_disabled(&self, stream: &str, protocols: &Protocols) {
+        let now = Instant::now();
+        let mut reg = self.registry();
+        for e in reg.entries.values_mut() {
+            let off = e.shared.proto.switch_name().and_then(|n| protocols.get(n)) == Some(false);
+            if e.name == stream && off && e.state == State::Allowed {
+                tracing::info!(session_id = %e.shared.session_id, stream, proto = %e.shared.proto, "protocol switched off; session closed");
+                e.closed_at.get_or_insert(now);
+                // The record is forgotten so that a later request is judged afresh.
+                e.expires = now;
+                e.shared.ended.cancel();
+            }
+        }
+    }
+
+    fn admit_without_backend(&self, keys: &SessionKeys, req: PlayRequest, token: String) -> Verdict {
+        let identity = identity_of(keys, &req, &token);
+        let key = (req.kind, identity);
+        let now = Instant::now();
+        let mut reg = self.registry();
+        let entry = reg.entries.entry(key).or_insert_with(|| Entry {
+            shared: Arc::new(SessionShared {
+                session_id: identity.session_id(),
+                identity,
+                kind: req.kind,
+                token: token.clone(),
+                proto: req.proto,
+                bytes: AtomicU64::new(0),
+                ended: CancellationToken::new(),
+            }),
+            state: State::Allowed,
+            name: req.name.clone(),
+            ip: req.ip,
+            user_id: None,
+            max_sessions: None,
+            opened_at: now,
+            opened_wall: SystemTime::now(),
+            last_seen: now,
+            expires: now + MAX_AUTH_DURATION,
+            duration: MAX_AUTH_DURATION,
+            request_number: 0,
+            connections: 0,
+            closed_at: None,
+            inflight: None,
+            call: None,
+        });
+        if entry.shared.is_ended_for_good() {
+            entry.shared = Arc::new(SessionShared {
+                session_id: identity.session_id(),
+                identity,
+                kind: req.kind,
+                token,
+                proto: req.proto,
+                bytes: AtomicU64::new(0),
+                ended: CancellationToken::new(),
+            });
+        }
+        entry.state = State::Allowed;
+        entry.call = None;
+        entry.last_seen = now;
+        entry.closed_at = None;
+        Verdict::Allow(SessionHandle { shared: entry.shared.clone() })
+    }
+
+    /// Binds a persistent connection to its session: the session stays open while at least
+    /// one guard lives and closes when the last one drops (SESS-07).
+    pub fn attach(&self, handle: &SessionHandle) -> ConnectionGuard {
+        let key = (handle.shared.kind, handle.shared.identity);
+        if let Some(e) = self.registry().entries.get_mut(&key)
+            && Arc::ptr_eq(&e.shared, &handle.shared)
+        {
+            e.connections += 1;
+            e.closed_at = None;
+        }
+        ConnectionGuard { core: self.clone(), handle: handle.clone() }
+    }
+
+    fn detach(&self, handle: &SessionHandle) {
+        let key = (handle.shared.kind, handle.shared.identity);
+        let now = Instant::now();
+        let mut reg = self.registry();
+        if let Some(e) = reg.entries.get_mut(&key)
+            && Arc::ptr_eq(&e.shared, &handle.shared)
+        {
+            e.connections = e.connections.saturating_sub(1);
+            e.last_seen = now;
+            if e.connections == 0 && e.closed_at.is_none() {
+                e.closed_at = Some(now);
+                tracing::info!(session_id = %e.shared.session_id, bytes = handle.bytes(), "connection ended; session closed");
+            }
+        }
+    }
+
+    /// Open sessions, oldest first.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let reg = self.registry();
+        let mut list: Vec<(&Entry, SessionInfo)> = reg
+            .entries
+            .values()
+            .filter(|e| e.is_open())
+            .map(|e| {
+                let call = e.call.as_ref();
+                (
+                    e,
+                    SessionInfo {
+                        id: e.shared.session_id,
+                        kind: match e.shared.kind {
+                            CallKind::Play => "play",
+                            CallKind::Publish => "publish",
+                        },
+                        name: e.name.clone(),
+                        ip: e.ip.to_string(),
+                        proto: e.shared.proto.as_str(),
+                        token: e.shared.token.clone(),
+                        user_id: e.user_id.clone(),
+                        max_sessions: e.max_sessions,
+                        opened_at: e
+                            .opened_wall
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .map(|d| d.as_millis() as u64)
+                            .unwrap_or_default(),
+                        bytes: e.shared.bytes.load(Ordering::Relaxed),
+                        dvr: call.is_some_and(|c| c.dvr),
+                        referer: call.and_then(|c| c.referer.clone()),
+                        user_agent: call.and_then(|c| c.user_agent.clone()),
+                        query_string: call.and_then(|c| c.qs.clone()),
+                    },
+                )
+            })
+            .collect();
+        list.sort_by_key(|(e, _)| e.opened_at);
+        list.into_iter().map(|(_, info)| info).collect()
+    }
+
+    /// Closes an open session by id (API-02). Its record is dropped, so the client's next
+    /// request is judged afresh by the backend.
+    pub fn close_session(&self, id: Uuid) -> bool {
+        let mut reg = self.registry();
+        let key = reg.entries.iter().find(|(_, e)| e.shared.session_id == id && e.is_open()).map(|(k, _)| *k);
+        match key.and_then(|k| reg.entries.remove(&k)) {
+            Some(e) => {
+                tracing::info!(session_id = %id, "session closed through the API");
+                e.shared.ended.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of records (open, lingering, pending or banned) — for tests and metrics.
+    pub fn record_count(&self) -> usize {
+        self.registry().entries.len()
+    }
+
+    /// One sweep: start due background rechecks of persistent sessions (TIME-05), close idle
+    /// HTTP sessions (SESS-07), forget expired records.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let idle = self.inner.settings.http_session_idle;
+        let mut calls = Vec::new();
+        {
+            let mut reg = self.registry();
+            let keys: Vec<Key> = reg.entries.keys().copied().collect();
+            for key in keys {
+                let (due, name) = {
+                    let Some(e) = reg.entries.get_mut(&key) else { continue };
+                    if e.inflight.is_some() {
+                        continue;
+                    }
+                    let persistent = e.shared.proto.is_persistent();
+                    let forget = match e.state {
+                        State::Banned => now >= e.expires,
+                        State::Pending => false,
+                        State::Allowed => e.linger_until().is_some_and(|t| now >= t),
+                    };
+                    if forget {
+                        reg.entries.remove(&key);
+                        continue;
+                    }
+                    if e.is_open() && now.duration_since(e.last_seen) >= idle && (!persistent || e.connections == 0) {
+                        tracing::info!(session_id = %e.shared.session_id, "idle; session closed");
+                        e.closed_at = Some(now);
+                        continue;
+                    }
+                    let due = e.is_open() && persistent && e.connections > 0 && now >= e.expires && e.call.is_some();
+                    (due, e.name.clone())
+                };
+                if due {
+                    let (stream_clients, total_clients) = reg.counts(&name, &key);
+                    let Some(e) = reg.entries.get_mut(&key) else { continue };
+                    let request =
+                        build_request(e, key.0, RequestType::UpdateSession, stream_clients, total_clients, now);
+                    let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
+                    let (tx, rx) = watch::channel(None);
+                    e.inflight = Some(rx);
+                    e.request_number = request.request_number;
+                    calls.push((key, url, request, tx));
+                }
+            }
+        }
+        for (key, url, request, tx) in calls {
+            let core = self.clone();
+            tokio::spawn(async move { core.resolve(key, url, request, tx).await });
+        }
+    }
+
+    /// Runs [`sweep`](Self::sweep) every [`SWEEP_INTERVAL`] until `shutdown` is cancelled.
+    pub async fn run_sweeper(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => self.sweep(),
+            }
+        }
+    }
+}
+
+impl SessionShared {
+    /// An admin/backendless session that was ended (API, override) gets a new handle when
+    /// its client returns.
+    fn is_ended_for_good(&self) -> bool {
+        self.ended.is_cancelled()
+    }
+}
+
+/// Keeps a persistent connection's session open; see [`AuthCore::attach`].
+pub struct ConnectionGuard {
+    core: AuthCore,
+    handle: SessionHandle,
+}
+
+impl ConnectionGuard {
+    pub fn handle(&self) -> &SessionHandle {
+        &self.handle
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.core.detach(&self.handle);
+    }
+}
+
+fn identity_of(keys: &SessionKeys, req: &PlayRequest, token: &str) -> Identity {
+    Identity::compute(
+        keys,
+        &RequestFacts {
+            name: &req.name,
+            ip: req.ip,
+            proto: req.proto,
+            token: Some(token),
+            headers: &req.headers,
+            query: &req.query,
+        },
+    )
+}
+
+fn build_request(
+    e: &Entry,
+    kind: CallKind,
+    request_type: RequestType,
+    stream_clients: u64,
+    total_clients: u64,
+    now: Instant,
+) -> BackendRequest {
+    let call = e.call.clone().unwrap_or_else(|| CallTemplate {
+        url: String::new(),
+        qs: None,
+        user_agent: None,
+        referer: None,
+        host: None,
+        dvr: false,
+        extra: Default::default(),
+        stream_max_sessions: None,
+    });
+    let update = request_type == RequestType::UpdateSession;
+    BackendRequest {
+        kind,
+        name: e.name.clone(),
+        proto: e.shared.proto,
+        ip: e.ip,
+        request_type,
+        // AMB-12: 1 on new_session, +1 on every later call.
+        request_number: e.request_number + 1,
+        session_id: e.shared.session_id,
+        stream_clients,
+        total_clients,
+        token: Some(e.shared.token.clone()),
+        duration: update.then(|| now.duration_since(e.opened_at).as_secs()),
+        bytes: update.then(|| e.shared.bytes.load(Ordering::Relaxed)),
+        qs: call.qs,
+        dvr: call.dvr,
+        user_agent: call.user_agent,
+        referer: call.referer,
+        host: call.host,
+        extra: call.extra,
+    }
+}
+
+/// The cap for a user: X-Unique = 1 (UNIQ-02); else the header; else the stream's option
+/// (AMB-15).
+fn effective_limit(grant: &Grant, stream_cap: Option<u32>) -> Option<u32> {
+    if grant.unique {
+        Some(1)
+    } else {
+        grant.max_sessions.or(stream_cap)
+    }
+}
+
+/// Closes the oldest open sessions of `user` beyond `max` (AMB-1) and bans them for the
+/// auth duration of the answer that caused the kick (BAN-02).
+fn enforce_limit(reg: &mut Registry, admitted: &Key, user: &str, max: u32, ban: Duration, unique: bool, now: Instant) {
+    let mut others: Vec<(Instant, Key)> = reg
+        .entries
+        .iter()
+        .filter(|(k, e)| *k != admitted && k.0 == admitted.0 && e.is_open() && e.user_id.as_deref() == Some(user))
+        .map(|(k, e)| (e.opened_at, *k))
+        .collect();
+    let allowed_others = (max as usize).saturating_sub(1);
+    if others.len() <= allowed_others {
+        return;
+    }
+    others.sort();
+    let excess = others.len() - allowed_others;
+    for (_, key) in others.into_iter().take(excess) {
+        if let Some(e) = reg.entries.get_mut(&key) {
+            let reason = if unique { "duplicated user id (X-Unique)" } else { "exceeded session limit" };
+            tracing::warn!(
+                session_id = %e.shared.session_id,
+                user_id = user,
+                token = %redact(&e.shared.token),
+                stream = %e.name,
+                ban_secs = ban.as_secs(),
+                "{reason}; session closed and banned"
+            );
+            e.state = State::Banned;
+            e.expires = now + ban;
+            e.closed_at = Some(now);
+            e.shared.ended.cancel();
+        }
+    }
+}
+
+/// Tokens are credentials: logs carry only a prefix.
+pub(crate) fn redact(token: &str) -> String {
+    let prefix: String = token.chars().take(4).collect();
+    format!("{prefix}…")
+}

@@ -1,0 +1,142 @@
+//! Session identity: the hash over the configured session keys (SESS-01..04, AMB-9, AMB-11).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::proto::Proto;
+use crate::config::{SessionKey, SessionKeys};
+
+/// Value contributed by a listed key that has no value in the request (AMB-9).
+pub const UNDEFINED: &str = "undefined";
+
+/// What a request offers to the identity computation.
+#[derive(Debug, Clone)]
+pub struct RequestFacts<'a> {
+    pub name: &'a str,
+    pub ip: IpAddr,
+    pub proto: Proto,
+    pub token: Option<&'a str>,
+    /// Request headers with lower-case names.
+    pub headers: &'a [(String, String)],
+    /// Decoded query parameters of the client URL.
+    pub query: &'a [(String, String)],
+}
+
+/// The identity of a session: SHA-256 over the values of the session keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity([u8; 32]);
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identity({})", &hex::encode(self.0)[..12])
+    }
+}
+
+impl Identity {
+    /// Keys are taken in canonical (sorted) order so the order of the configured list does not
+    /// matter; each value is length-prefixed so no choice of values can collide with another
+    /// split; a duplicated key contributes twice (SESS-03).
+    pub fn compute(keys: &SessionKeys, facts: &RequestFacts<'_>) -> Identity {
+        let mut sorted: Vec<&SessionKey> = keys.keys().iter().collect();
+        sorted.sort();
+        let mut hasher = Sha256::new();
+        for key in sorted {
+            let label = key.to_string();
+            let value = key_value(key, facts);
+            let value = value.as_deref().unwrap_or(UNDEFINED);
+            hasher.update((label.len() as u64).to_be_bytes());
+            hasher.update(label.as_bytes());
+            hasher.update((value.len() as u64).to_be_bytes());
+            hasher.update(value.as_bytes());
+        }
+        Identity(hasher.finalize().into())
+    }
+
+    /// The `session_id` sent to the backend: a UUID (version 8 layout) derived from the
+    /// identity, so one identity always has the same id (SESS-05, AMB-11).
+    pub fn session_id(&self) -> Uuid {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&self.0[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+fn key_value(key: &SessionKey, facts: &RequestFacts<'_>) -> Option<String> {
+    match key {
+        SessionKey::Name => Some(facts.name.to_string()),
+        SessionKey::Ip => Some(facts.ip.to_string()),
+        SessionKey::Proto => Some(facts.proto.as_str().to_string()),
+        SessionKey::Token => facts.token.map(str::to_string),
+        SessionKey::Header(h) => facts
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(h))
+            .map(|(_, v)| v.clone()),
+        SessionKey::Query(q) => facts.query.iter().find(|(name, _)| name == q).map(|(_, v)| v.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(token: Option<&'a str>, proto: Proto) -> RequestFacts<'a> {
+        RequestFacts {
+            name: "s1",
+            ip: "127.0.0.2".parse().expect("ip literal"),
+            proto,
+            token,
+            headers: &[],
+            query: &[],
+        }
+    }
+
+    #[test]
+    fn order_of_keys_does_not_matter() {
+        let a = SessionKeys::parse("ip,name,proto,token").expect("valid");
+        let b = SessionKeys::parse("token,proto,name,ip").expect("valid");
+        let f = facts(Some("t"), Proto::Hls);
+        assert_eq!(Identity::compute(&a, &f), Identity::compute(&b, &f));
+    }
+
+    #[test]
+    fn proto_is_part_of_identity_only_when_listed() {
+        let with = SessionKeys::parse("ip,name,proto,token").expect("valid");
+        assert_ne!(
+            Identity::compute(&with, &facts(Some("t"), Proto::Hls)),
+            Identity::compute(&with, &facts(Some("t"), Proto::Rtmp))
+        );
+        let default = SessionKeys::default();
+        assert_eq!(
+            Identity::compute(&default, &facts(Some("t"), Proto::Hls)),
+            Identity::compute(&default, &facts(Some("t"), Proto::Rtmp))
+        );
+    }
+
+    #[test]
+    fn duplicates_count_and_missing_is_undefined() {
+        let once = SessionKeys::parse("ip,name,proto,token").expect("valid");
+        let twice = SessionKeys::parse("ip,name,proto,token,token").expect("valid");
+        let f = facts(Some("t"), Proto::Hls);
+        assert_ne!(Identity::compute(&once, &f), Identity::compute(&twice, &f));
+        assert_eq!(
+            Identity::compute(&once, &facts(None, Proto::Hls)),
+            Identity::compute(&once, &facts(Some(UNDEFINED), Proto::Hls))
+        );
+    }
+
+    #[test]
+    fn session_id_is_a_stable_v8_uuid() {
+        let keys = SessionKeys::default();
+        let id = Identity::compute(&keys, &facts(Some("t"), Proto::Hls));
+        assert_eq!(id.session_id(), id.session_id());
+        assert_eq!(id.session_id().get_version_num(), 8);
+    }
+}

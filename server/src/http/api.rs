@@ -1,0 +1,192 @@
+//! The management API subset that touches authorization (vendor API v3 paths and shapes):
+//! streams, sessions, admin view tokens and the server-wide token settings. Every call needs
+//! the `edit_auth` credential (HTTP Basic); without one configured the API refuses all calls.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use base64::Engine;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{HttpState, error_response};
+use crate::config::{stream_from_api_json, stream_to_api_json};
+
+type AppState = State<Arc<HttpState>>;
+
+pub(super) fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/streams", get(list_streams))
+        .route("/streams/{*name}", put(put_stream).get(get_stream).delete(delete_stream))
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{id}", axum::routing::delete(delete_session))
+        .route("/admin_view_token", post(admin_view_token))
+        .route("/config", get(get_config).put(put_config))
+        .layer(middleware::from_fn_with_state(state.clone(), require_credential))
+        .with_state(state)
+}
+
+async fn require_credential(State(state): AppState, request: Request, next: Next) -> Response {
+    if credential_ok(&state, request.headers()) {
+        return next.run(request).await;
+    }
+    let mut response = error_response(StatusCode::UNAUTHORIZED, "the management API needs the edit_auth credential");
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"usher\""));
+    response
+}
+
+fn credential_ok(state: &HttpState, headers: &HeaderMap) -> bool {
+    let Some(expected) = &state.edit_auth else { return false };
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(encoded) = value.strip_prefix("Basic ") else { return false };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let Ok(text) = String::from_utf8(decoded) else { return false };
+    let Some((login, password)) = text.split_once(':') else { return false };
+    constant_time_eq(login.as_bytes(), expected.login.as_bytes())
+        & constant_time_eq(password.as_bytes(), expected.password.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn list_streams(State(state): AppState) -> Response {
+    let streams: Vec<_> = state.streams.list().iter().map(|s| stream_to_api_json(&s.effective())).collect();
+    axum::Json(serde_json::json!({ "streams": streams })).into_response()
+}
+
+async fn put_stream(State(state): AppState, Path(name): Path<String>, body: Bytes) -> Response {
+    let name = name.trim_matches('/').to_string();
+    if name.is_empty() || name.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return error_response(StatusCode::BAD_REQUEST, format!("`{name}` is not a valid stream name"));
+    }
+    match stream_from_api_json(&name, &body) {
+        Ok(config) => {
+            tracing::info!(stream = %name, "stream configured through the API");
+            let stream = state.streams.put(config);
+            axum::Json(stream_to_api_json(&stream.effective())).into_response()
+        }
+        Err(e) => error_response(StatusCode::BAD_REQUEST, format!("stream `{name}`: {e}")),
+    }
+}
+
+async fn get_stream(State(state): AppState, Path(name): Path<String>) -> Response {
+    let name = name.trim_matches('/');
+    match state.streams.find(name) {
+        Some(stream) => {
+            let mut json = stream_to_api_json(&stream.effective());
+            let overlay = stream.overlay();
+            if !overlay.is_empty()
+                && let Some(map) = json.as_object_mut()
+            {
+                map.insert("config_override".into(), overlay.to_json());
+            }
+            axum::Json(json).into_response()
+        }
+        None => error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`")),
+    }
+}
+
+async fn delete_stream(State(state): AppState, Path(name): Path<String>) -> Response {
+    let name = name.trim_matches('/');
+    if state.streams.remove(name) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`"))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionFilter {
+    name: Option<String>,
+}
+
+async fn list_sessions(State(state): AppState, Query(filter): Query<SessionFilter>) -> Response {
+    let sessions: Vec<_> = state
+        .core
+        .sessions()
+        .into_iter()
+        .filter(|s| filter.name.as_deref().is_none_or(|n| s.name == n))
+        .collect();
+    axum::Json(serde_json::json!({ "sessions": sessions })).into_response()
+}
+
+async fn delete_session(State(state): AppState, Path(id): Path<String>) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return error_response(StatusCode::BAD_REQUEST, format!("`{id}` is not a session id (UUID)"));
+    };
+    if state.core.close_session(id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error_response(StatusCode::NOT_FOUND, format!("no open session {id}"))
+    }
+}
+
+async fn admin_view_token(State(state): AppState) -> Response {
+    match state.core.admin_tokens().mint(SystemTime::now()) {
+        Some(token) => axum::Json(serde_json::json!({ "token": token })).into_response(),
+        None => error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "admin view tokens are disabled (STREAMER_ADMIN_VIEW_DISABLED=true)",
+        ),
+    }
+}
+
+fn config_json(state: &HttpState) -> serde_json::Value {
+    serde_json::json!({
+        "no_auto_token": state.core.settings().no_auto_token.load(Ordering::Relaxed),
+        "auth_token": state.token_param(),
+    })
+}
+
+async fn get_config(State(state): AppState) -> Response {
+    axum::Json(config_json(&state)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigPatch {
+    no_auto_token: Option<bool>,
+    auth_token: Option<String>,
+}
+
+/// Changes only the server-wide settings given in the body.
+async fn put_config(State(state): AppState, body: Bytes) -> Response {
+    let patch: ConfigPatch = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, format!("server config: {e}")),
+    };
+    if let Some(param) = &patch.auth_token
+        && (param.is_empty() || !param.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!("auth_token: `{param}` is not a query parameter name (letters, digits, _ and -)"),
+        );
+    }
+    if let Some(on) = patch.no_auto_token {
+        state.core.settings().no_auto_token.store(on, Ordering::Relaxed);
+    }
+    if let Some(param) = patch.auth_token {
+        *state.auth_token_param.write().unwrap_or_else(|e| e.into_inner()) = param;
+    }
+    tracing::info!(config = %config_json(&state), "server settings changed through the API");
+    axum::Json(config_json(&state)).into_response()
+}
