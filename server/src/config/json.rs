@@ -94,6 +94,11 @@ pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, Api
     if name.is_empty() {
         return Err(ApiBodyError::new("name", "the stream name is empty"));
     }
+    // Syntax first, so invalid JSON is reported with its line and column.
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiBodyError::new("body", format!("invalid JSON: {e}")))?;
+    check_object_shapes(&value)?;
+    // Then the typed read, which names the path of unknown fields, wrong types and repeats.
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed: StreamBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -141,6 +146,41 @@ pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, Api
         }
     }
     Ok(StreamConfig { name: name.to_string(), inputs, on_play, on_publish, password: parsed.password, protocols })
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// serde's derived structs also accept a JSON array (fields by position); the API does not,
+/// so every place that holds an object must hold one.
+fn check_object_shapes(body: &Value) -> Result<(), ApiBodyError> {
+    let expect_object = |v: &Value, path: &str| match v {
+        Value::Object(_) => Ok(()),
+        other => Err(ApiBodyError::new(path, format!("expected an object, found {}", json_type(other)))),
+    };
+    let root = match body {
+        Value::Object(m) => m,
+        other => return Err(ApiBodyError::new("body", format!("expected a stream object, found {}", json_type(other)))),
+    };
+    for key in ["on_play", "on_publish", "protocols"] {
+        if let Some(v) = root.get(key).filter(|v| !v.is_null()) {
+            expect_object(v, key)?;
+        }
+    }
+    if let Some(Value::Array(items)) = root.get("inputs") {
+        for (i, item) in items.iter().enumerate() {
+            expect_object(item, &format!("inputs[{i}]"))?;
+        }
+    }
+    Ok(())
 }
 
 fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {

@@ -36,14 +36,15 @@ pub struct AccessUnit {
     pub data: Bytes,
 }
 
-/// `ticks` of [`CLOCK_HZ`] as a [`Duration`], exact to the nanosecond below.
-pub(crate) fn ticks_to_duration(ticks: u64) -> Duration {
-    let nanos = u128::from(ticks) * 1_000_000_000 / u128::from(CLOCK_HZ);
+/// `ticks` of [`CLOCK_HZ`] as a [`Duration`], rounded up to whole nanoseconds so that
+/// [`duration_to_ticks`] gives back the same ticks.
+pub fn ticks_to_duration(ticks: u64) -> Duration {
+    let nanos = (u128::from(ticks) * 1_000_000_000).div_ceil(u128::from(CLOCK_HZ));
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 /// A [`Duration`] in whole [`CLOCK_HZ`] ticks, rounded down.
-pub(crate) fn duration_to_ticks(duration: Duration) -> u64 {
+pub fn duration_to_ticks(duration: Duration) -> u64 {
     let ticks = duration.as_nanos() * u128::from(CLOCK_HZ) / 1_000_000_000;
     u64::try_from(ticks).unwrap_or(u64::MAX)
 }

@@ -1,9 +1,40 @@
 //! Media: the synthetic `fake://` source (H.264 + silent AAC), MPEG-TS packaging and the live
-//! HLS segment window. (Stub: being written.)
+//! HLS segment window.
+//!
+//! Producing media and packaging it are kept apart: a producer yields [`AccessUnit`]s, and the
+//! segmenter and [`ts::TsMuxer`] turn any such sequence into segments. Today the only producer
+//! is the `fake://` generator, pulled on demand (see `pull`); publishers (RTMP, TS ingest) will
+//! feed the same packager.
+
+pub mod aac;
+pub mod access_unit;
+mod fake;
+pub mod h264;
+mod live;
+mod playlist;
+mod pull;
+mod segmenter;
+pub mod ts;
+mod window;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::time::Instant;
+
+pub use access_unit::{AccessUnit, CLOCK_HZ, Track};
+pub use live::LiveTs;
+
+use access_unit::duration_to_ticks;
+use pull::PulledSegments;
+use window::{Timeline, Window};
+
+/// Segment duration of a source started with [`MediaSource::start`].
+pub const DEFAULT_SEGMENT_DURATION: Duration = Duration::from_secs(1);
+
+/// Width and height of the `fake://` picture.
+pub const FAKE_VIDEO_SIZE: (u32, u32) = (fake::WIDTH, fake::HEIGHT);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {
@@ -23,15 +54,40 @@ pub struct SegmentInfo {
 #[derive(Debug)]
 pub struct MediaSource {
     input: String,
+    feed: Feed,
+}
+
+/// Where a source's segments come from. A closed set: each kind of input is one variant.
+#[derive(Debug)]
+enum Feed {
+    /// `fake://`: generated on demand from stream time; never ends.
+    Fake(PulledSegments),
 }
 
 impl MediaSource {
-    /// Starts the source for an input URL such as `fake://fake`.
+    /// Starts the source for an input URL such as `fake://fake`, with
+    /// [`DEFAULT_SEGMENT_DURATION`].
     pub fn start(input: &str) -> Result<Arc<MediaSource>, MediaError> {
-        if !input.starts_with("fake://") {
+        Self::start_with_segment_duration(input, DEFAULT_SEGMENT_DURATION)
+    }
+
+    /// Starts the source with another segment duration (tests and fast conformance runs).
+    /// The duration is rounded to whole video frames (100 ms), at least one, so that every
+    /// segment starts with a keyframe.
+    pub fn start_with_segment_duration(
+        input: &str,
+        segment_duration: Duration,
+    ) -> Result<Arc<MediaSource>, MediaError> {
+        let is_fake = input.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("fake://"));
+        if !is_fake {
             return Err(MediaError::UnsupportedInput(input.to_string()));
         }
-        Ok(Arc::new(MediaSource { input: input.to_string() }))
+        let frames = (duration_to_ticks(segment_duration) + fake::FRAME_TICKS / 2) / fake::FRAME_TICKS;
+        let segment_ticks = frames.max(1) * fake::FRAME_TICKS;
+        let timeline = Timeline::start(segment_ticks);
+        tracing::debug!(input, segment_ticks, "fake media source started");
+        let segments = PulledSegments::new(timeline, fake::access_units, Some(fake::AUDIO));
+        Ok(Arc::new(MediaSource { input: input.to_string(), feed: Feed::Fake(segments) }))
     }
 
     pub fn input(&self) -> &str {
@@ -40,37 +96,50 @@ impl MediaSource {
 
     /// The current live window, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
-        Vec::new()
+        match &self.feed {
+            Feed::Fake(pulled) => {
+                let duration = pulled.timeline().segment_seconds();
+                pulled.window().listed().map(|sequence| SegmentInfo { sequence, duration }).collect()
+            }
+        }
     }
 
-    /// The bytes of one segment of the window (a complete TS file starting with PAT/PMT and a keyframe).
+    /// The bytes of one segment of the window (a complete TS file starting with PAT/PMT and a
+    /// keyframe). Segments that recently left the window can still be fetched (RFC 8216 §6.2.2).
     pub fn segment(&self, sequence: u64) -> Option<Bytes> {
-        let _ = sequence;
-        None
+        match &self.feed {
+            Feed::Fake(pulled) => pulled.segment(sequence),
+        }
     }
 
     /// An HLS media playlist of the current window; `uri_query` (e.g. `?token=abc`) is appended
     /// to every segment URI, which is `segment-<sequence>.ts`.
     pub fn playlist(&self, uri_query: &str) -> String {
-        let _ = uri_query;
-        String::from("#EXTM3U\n")
+        playlist::media_playlist(&self.segments(), uri_query, self.ended())
     }
 
     /// A continuous MPEG-TS feed starting at the newest keyframe, for HTTP MPEG-TS viewers.
     pub fn live_ts(self: &Arc<Self>) -> LiveTs {
-        LiveTs { _source: Arc::clone(self) }
+        LiveTs::new(Arc::clone(self))
     }
-}
 
-/// A viewer's position in the continuous TS feed.
-#[derive(Debug)]
-pub struct LiveTs {
-    _source: Arc<MediaSource>,
-}
+    /// Whether the source has stopped producing; its window then stays as it was.
+    pub(crate) fn ended(&self) -> bool {
+        match &self.feed {
+            Feed::Fake(_) => false,
+        }
+    }
 
-impl LiveTs {
-    /// The next chunk of TS bytes, waiting until it exists; `None` when the source has ended.
-    pub async fn next_chunk(&mut self) -> Option<Bytes> {
-        None
+    fn window(&self) -> Window {
+        match &self.feed {
+            Feed::Fake(pulled) => pulled.window(),
+        }
+    }
+
+    /// When segment `sequence` will be complete.
+    fn complete_at(&self, sequence: u64) -> Option<Instant> {
+        match &self.feed {
+            Feed::Fake(pulled) => pulled.timeline().complete_at(sequence),
+        }
     }
 }

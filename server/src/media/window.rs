@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use tokio::time::Instant;
 
-use super::access_unit::{CLOCK_HZ, duration_to_ticks};
+use super::access_unit::{CLOCK_HZ, duration_to_ticks, ticks_to_duration};
 
 /// Segments a new stream pretends to have already produced, so that its first viewer gets a
 /// playable playlist at once instead of waiting three segment durations.
@@ -71,10 +71,6 @@ impl Timeline {
         Timeline { origin, lead_ticks: INITIAL_SEGMENTS * segment_ticks, segment_ticks }
     }
 
-    pub fn segment_ticks(&self) -> u64 {
-        self.segment_ticks
-    }
-
     /// Segment duration in seconds, as playlists write it.
     pub fn segment_seconds(&self) -> f64 {
         self.segment_ticks as f64 / CLOCK_HZ as f64
@@ -106,9 +102,7 @@ impl Timeline {
         let end = self.segment_range(sequence).end;
         let after_origin = end.saturating_sub(self.lead_ticks);
         // Rounded up, so that `window_at` of the result already counts the segment.
-        let nanos = (u128::from(after_origin) * 1_000_000_000).div_ceil(u128::from(CLOCK_HZ));
-        let nanos = u64::try_from(nanos).ok()?;
-        self.origin.checked_add(std::time::Duration::from_nanos(nanos))
+        self.origin.checked_add(ticks_to_duration(after_origin))
     }
 }
 
@@ -133,7 +127,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    fn segments_complete_on_their_boundaries() {
+    async fn segments_complete_on_their_boundaries() {
         let timeline = Timeline::start(CLOCK_HZ);
         assert_eq!(timeline.window(), Window::with_complete(3), "three segments at once");
 
@@ -147,7 +141,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    fn complete_at_is_the_boundary() {
+    async fn complete_at_is_the_boundary() {
         let timeline = Timeline::start(CLOCK_HZ / 3);
         for sequence in 0..10 {
             let at = timeline.complete_at(sequence).expect("representable");

@@ -64,8 +64,8 @@ pub fn write_payload_unit(
         adaptation_len += stuffing;
 
         out.push(SYNC_BYTE);
-        let start = if is_first { 0x40 } else { 0x00 };
-        out.extend_from_slice(&(u16::from(start) << 8 | (pid & 0x1FFF)).to_be_bytes());
+        let start: u16 = if is_first { 0x4000 } else { 0 };
+        out.extend_from_slice(&(start | (pid & 0x1FFF)).to_be_bytes());
         let control = if adaptation_len > 0 { ADAPTATION_AND_PAYLOAD } else { PAYLOAD_ONLY };
         out.push((control << 4) | continuity.take());
         if adaptation_len > 0 {

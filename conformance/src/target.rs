@@ -1,0 +1,394 @@
+//! The server under test: how it is reached and how streams with a given auth configuration are
+//! put in place.
+//!
+//! The embedded reference server is driven exactly like a third-party server: over its HTTP port
+//! and its management API, never through its memory. The only thing the suite does with the
+//! in-process [`RunningServer`] handle is to start and stop it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+use usher_server::config::{Config, Credential};
+use usher_server::{RunningServer, Server};
+
+/// Timeout of one management API request.
+const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The management API credential (HTTP Basic).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiCredential {
+    pub login: String,
+    pub password: String,
+}
+
+impl fmt::Debug for ApiCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiCredential")
+            .field("login", &self.login)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::str::FromStr for ApiCredential {
+    type Err = String;
+
+    /// `LOGIN:PASSWORD`
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (login, password) = s
+            .split_once(':')
+            .ok_or_else(|| "expected LOGIN:PASSWORD".to_string())?;
+        Ok(ApiCredential {
+            login: login.to_string(),
+            password: password.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot start the embedded reference server: {0}")]
+    Start(String),
+    #[error("cannot build an HTTP client: {0}")]
+    Client(reqwest::Error),
+    #[error("{method} {url}: {source}")]
+    Transport {
+        method: &'static str,
+        url: String,
+        source: reqwest::Error,
+    },
+    #[error("{method} {url}: unexpected answer {status}: {body}")]
+    Status {
+        method: &'static str,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{method} {url}: the answer is not the expected JSON: {detail}")]
+    Shape {
+        method: &'static str,
+        url: String,
+        detail: String,
+    },
+}
+
+/// The auth settings of a stream, in the terms of the vendor's `auth_spec`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthSettings {
+    pub url: String,
+    /// `None`: the server's default keys.
+    pub session_keys: Option<Vec<String>>,
+    pub domains: Vec<String>,
+    pub max_sessions: Option<u32>,
+}
+
+/// What the suite asks a target to serve under a name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamSpec {
+    pub on_play: Option<AuthSettings>,
+}
+
+impl StreamSpec {
+    /// The body of `PUT /streamer/api/v3/streams/NAME`.
+    pub fn to_api_json(&self) -> Value {
+        let mut body = json!({ "inputs": [{ "url": "fake://fake" }] });
+        if let Some(auth) = &self.on_play {
+            let mut on_play = json!({ "url": auth.url });
+            if let Some(keys) = &auth.session_keys {
+                on_play["session_keys"] = json!(keys);
+            }
+            if !auth.domains.is_empty() {
+                on_play["domains"] = json!(auth.domains);
+            }
+            if let Some(n) = auth.max_sessions {
+                on_play["max_sessions"] = json!(n);
+            }
+            body["on_play"] = on_play;
+        }
+        body
+    }
+}
+
+/// An API answer kept as it came (for steps that assert on refusals).
+#[derive(Debug, Clone)]
+pub struct ApiAnswer {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
+impl ApiAnswer {
+    /// The `title`s of a vendor error body `{"errors":[{"title": …}]}`.
+    pub fn error_titles(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["title"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// One open session as the management API lists it (API-01, subset).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub proto: Option<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SessionList {
+    sessions: Vec<SessionRecord>,
+}
+
+/// A client of the management API (`/streamer/api/v3`).
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: Url,
+    credential: ApiCredential,
+}
+
+impl Api {
+    pub fn new(http_base: &Url, credential: ApiCredential) -> Result<Api, TargetError> {
+        let http = reqwest::Client::builder()
+            .timeout(API_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(TargetError::Client)?;
+        let base = http_base
+            .join("/streamer/api/v3/")
+            .expect("a fixed relative path joins");
+        Ok(Api {
+            http,
+            base,
+            credential,
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("API paths are relative")
+    }
+
+    async fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<ApiAnswer, TargetError> {
+        let url = self.url(path);
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
+        let mut request = self
+            .http
+            .request(m, url.clone())
+            .basic_auth(&self.credential.login, Some(&self.credential.password));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|source| TargetError::Transport {
+            method,
+            url: url.to_string(),
+            source,
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|source| TargetError::Transport {
+                method,
+                url: url.to_string(),
+                source,
+            })?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        tracing::debug!(method, %url, status, body = %text, "management API");
+        Ok(ApiAnswer { status, body, text })
+    }
+
+    fn expect_ok(
+        method: &'static str,
+        path: &str,
+        answer: ApiAnswer,
+        ok: &[StatusCode],
+    ) -> Result<ApiAnswer, TargetError> {
+        if ok.iter().any(|s| s.as_u16() == answer.status) {
+            Ok(answer)
+        } else {
+            Err(TargetError::Status {
+                method,
+                url: path.to_string(),
+                status: answer.status,
+                body: answer.text,
+            })
+        }
+    }
+
+    /// `PUT streams/NAME`. The answer is returned whatever its status: refusals are assertions.
+    pub async fn put_stream(&self, name: &str, spec: &StreamSpec) -> Result<ApiAnswer, TargetError> {
+        self.send("PUT", &format!("streams/{name}"), Some(&spec.to_api_json()))
+            .await
+    }
+
+    /// `DELETE streams/NAME`; an unknown stream is fine.
+    pub async fn delete_stream(&self, name: &str) -> Result<(), TargetError> {
+        let path = format!("streams/{name}");
+        let answer = self.send("DELETE", &path, None).await?;
+        Self::expect_ok(
+            "DELETE",
+            &path,
+            answer,
+            &[StatusCode::NO_CONTENT, StatusCode::OK, StatusCode::NOT_FOUND],
+        )
+        .map(drop)
+    }
+
+    /// `GET sessions[?name=S]`: the open sessions.
+    pub async fn sessions(&self, stream: Option<&str>) -> Result<Vec<SessionRecord>, TargetError> {
+        let mut path = "sessions".to_string();
+        if let Some(s) = stream {
+            let mut u = self.url(&path);
+            u.query_pairs_mut().append_pair("name", s);
+            path = format!("sessions?{}", u.query().unwrap_or_default());
+        }
+        let answer = self.send("GET", &path, None).await?;
+        let answer = Self::expect_ok("GET", &path, answer, &[StatusCode::OK])?;
+        serde_json::from_value::<SessionList>(answer.body)
+            .map(|l| l.sessions)
+            .map_err(|e| TargetError::Shape {
+                method: "GET",
+                url: path,
+                detail: e.to_string(),
+            })
+    }
+
+    /// `DELETE sessions/ID`.
+    pub async fn close_session(&self, id: &str) -> Result<(), TargetError> {
+        let path = format!("sessions/{id}");
+        let answer = self.send("DELETE", &path, None).await?;
+        Self::expect_ok("DELETE", &path, answer, &[StatusCode::NO_CONTENT]).map(drop)
+    }
+
+    /// `GET config`: the server-wide settings (`no_auto_token`, `auth_token`).
+    pub async fn server_config(&self) -> Result<Value, TargetError> {
+        let answer = self.send("GET", "config", None).await?;
+        Self::expect_ok("GET", "config", answer, &[StatusCode::OK]).map(|a| a.body)
+    }
+
+    /// `PUT config` with a partial object: only the given keys change.
+    pub async fn put_server_config(&self, partial: &Value) -> Result<(), TargetError> {
+        let answer = self.send("PUT", "config", Some(partial)).await?;
+        Self::expect_ok(
+            "PUT",
+            "config",
+            answer,
+            &[StatusCode::OK, StatusCode::NO_CONTENT],
+        )
+        .map(drop)
+    }
+
+    /// `POST admin_view_token`.
+    pub async fn mint_admin_token(&self) -> Result<String, TargetError> {
+        let answer = self.send("POST", "admin_view_token", None).await?;
+        let answer = Self::expect_ok("POST", "admin_view_token", answer, &[StatusCode::OK])?;
+        answer.body["token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| TargetError::Shape {
+                method: "POST",
+                url: "admin_view_token".into(),
+                detail: format!("no string `token` in {}", answer.text),
+            })
+    }
+}
+
+/// How the server under test is reached.
+pub enum Target {
+    /// The reference server, started in-process on 127.0.0.1, port 0, with a random API
+    /// password; driven only over sockets.
+    Embedded { server: RunningServer, api: Api, http: Url },
+    /// A server that is already running somewhere.
+    Address { api: Api, http: Url },
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Target {
+    /// Starts the reference server in-process.
+    pub async fn embedded() -> Result<Target, TargetError> {
+        let credential = ApiCredential {
+            login: "usher-check".to_string(),
+            password: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let config = Config {
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            edit_auth: Some(Credential {
+                login: credential.login.clone(),
+                password: credential.password.clone(),
+            }),
+            ..Config::default()
+        };
+        let server = Server::start(config)
+            .await
+            .map_err(|e| TargetError::Start(e.to_string()))?;
+        let http = Url::parse(&format!("http://{}/", server.http_addr()))
+            .expect("a socket address makes a URL");
+        let api = Api::new(&http, credential)?;
+        tracing::info!(%http, "embedded reference server started");
+        Ok(Target::Embedded { server, api, http })
+    }
+
+    /// A server already running at `http` (its HTTP port), managed with `credential`.
+    pub fn address(http: Url, credential: ApiCredential) -> Result<Target, TargetError> {
+        let api = Api::new(&http, credential)?;
+        Ok(Target::Address { api, http })
+    }
+
+    /// Base URL of the HTTP port (HLS, MPEG-TS, API).
+    pub fn http_base(&self) -> &Url {
+        match self {
+            Target::Embedded { http, .. } | Target::Address { http, .. } => http,
+        }
+    }
+
+    pub fn api(&self) -> &Api {
+        match self {
+            Target::Embedded { api, .. } | Target::Address { api, .. } => api,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Embedded { http, .. } => format!("embedded reference server at {http}"),
+            Target::Address { http, .. } => format!("server at {http}"),
+        }
+    }
+
+    /// Stops the embedded server; an external one is left running.
+    pub async fn shutdown(self) {
+        if let Target::Embedded { server, .. } = self {
+            server.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The continuous MPEG-TS feed for HTTP MPEG-TS viewers.
+//!
+//! A viewer is a cursor over the segment sequence: it starts at the newest segment (which
+//! starts with PAT, PMT and a keyframe), then sends each segment once it is complete. Since the
+//! HTTP body pulls chunks, a slow client simply asks later; when its next segment has left the
+//! playlist window it jumps to the newest one, like a live HLS client would.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::MediaSource;
+use super::ts::ContinuityRewriter;
+
+/// A viewer's position in the continuous TS feed.
+#[derive(Debug)]
+pub struct LiveTs {
+    source: Arc<MediaSource>,
+    /// The segment to send next; `None` until the first chunk picked a starting point.
+    next: Option<u64>,
+    /// Keeps this viewer's continuity counters unbroken across skips.
+    continuity: ContinuityRewriter,
+}
+
+impl LiveTs {
+    pub(super) fn new(source: Arc<MediaSource>) -> Self {
+        LiveTs { source, next: None, continuity: ContinuityRewriter::new() }
+    }
+
+    /// The next chunk of TS bytes (one segment), waiting until it exists; `None` when the
+    /// source has ended.
+    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            let window = self.source.window();
+            let newest = window.newest();
+            let next = match (self.next, newest) {
+                (None, Some(newest)) => newest,
+                (Some(next), Some(newest)) if next < window.listed().start => {
+                    tracing::debug!(
+                        input = self.source.input(),
+                        from = next,
+                        to = newest,
+                        "live TS viewer fell behind the window; skipping ahead"
+                    );
+                    newest
+                }
+                (Some(next), _) => next,
+                (None, None) => 0,
+            };
+            self.next = Some(next);
+            if newest.is_some_and(|newest| next <= newest) {
+                if let Some(data) = self.source.segment(next) {
+                    self.next = Some(next + 1);
+                    return Some(self.continuity.rewrite(&data));
+                }
+                // It left the window since `window` was read; look again.
+                continue;
+            }
+            if self.source.ended() {
+                return None;
+            }
+            let Some(ready) = self.source.complete_at(next) else {
+                tracing::warn!(input = self.source.input(), next, "live TS: segment time out of range");
+                return None;
+            };
+            tokio::time::sleep_until(ready).await;
+        }
+    }
+}

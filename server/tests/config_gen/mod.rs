@@ -1,0 +1,177 @@
+//! proptest strategies for valid configuration values, shared by the config test files.
+//! Every value generated is one the parsers accept, so printing and reading it back must
+//! give it again.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use proptest::collection::{btree_map, vec};
+use proptest::option;
+use proptest::prelude::*;
+use usher_server::config::{
+    AuthSpec, AuthTarget, Config, Credential, Protocols, SessionKeys, StreamConfig, TemplateConfig,
+};
+
+/// Any non-empty text, biased towards the characters the file syntax treats specially.
+pub fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-zA-Z0-9_./:-]{1,12}",
+        "[ a-z;{}#\"\\\\=,\t\n-]{1,10}",
+        any::<String>().prop_filter("non-empty", |s| !s.is_empty()),
+    ]
+}
+
+pub fn protocols() -> impl Strategy<Value = Protocols> {
+    any::<[bool; 5]>().prop_map(|[hls, mpegts, rtmp, rtsp, dash]| Protocols { hls, mpegts, rtmp, rtsp, dash })
+}
+
+pub fn session_keys() -> impl Strategy<Value = SessionKeys> {
+    let extra = prop_oneof![
+        Just("token".to_string()),
+        Just("ip".to_string()),
+        "header\\.[a-z0-9_-]{1,10}",
+        "query\\.[a-zA-Z0-9_.:%-]{1,10}",
+    ];
+    prop_oneof![
+        1 => Just(SessionKeys::default()),
+        3 => (vec(extra, 0..4), any::<prop::sample::Index>()).prop_map(|(mut items, at)| {
+            for k in ["ip", "name", "proto"] {
+                let i = at.index(items.len() + 1);
+                items.insert(i, k.to_string());
+            }
+            SessionKeys::from_items(items.iter().map(String::as_str)).expect("generated keys are valid")
+        }),
+    ]
+}
+
+pub fn target() -> impl Strategy<Value = AuthTarget> {
+    prop_oneof![
+        "https?://[a-z]{1,8}(\\.[a-z]{2,3})?(:[0-9]{2,4})?/[a-z/]{0,8}(\\?[a-z]=[a-z0-9]{1,4})?"
+            .prop_map(AuthTarget::Http),
+        Just(AuthTarget::AllowAll),
+        text().prop_map(|t| AuthTarget::Script(format!("/{t}"))),
+        text().prop_map(AuthTarget::Configurator),
+    ]
+}
+
+const RESERVED: [&str; 4] = ["session_keys", "domains", "max_sessions", "soft_limitation"];
+
+pub fn auth_spec() -> impl Strategy<Value = AuthSpec> {
+    (
+        target(),
+        session_keys(),
+        vec("[a-z0-9.-]{1,12}", 0..3),
+        option::of(1u32..),
+        any::<bool>(),
+        btree_map(
+            text().prop_filter("key", |k| !k.contains('=') && !RESERVED.contains(&k.as_str())),
+            prop_oneof![Just(String::new()), text()],
+            0..3,
+        ),
+    )
+        .prop_map(|(target, session_keys, domains, max_sessions, soft_limitation, extra)| AuthSpec {
+            target,
+            session_keys,
+            domains,
+            max_sessions,
+            soft_limitation,
+            extra,
+        })
+}
+
+pub fn stream() -> impl Strategy<Value = StreamConfig> {
+    (
+        text(),
+        vec(text(), 0..3),
+        option::of(auth_spec()),
+        option::of(auth_spec()),
+        option::of(text()),
+        protocols(),
+    )
+        .prop_map(|(name, inputs, on_play, on_publish, password, protocols)| StreamConfig {
+            name,
+            inputs,
+            on_play,
+            on_publish,
+            password,
+            protocols,
+        })
+}
+
+pub fn template() -> impl Strategy<Value = TemplateConfig> {
+    (text(), vec(text(), 0..3), stream()).prop_map(|(name, prefixes, s)| TemplateConfig {
+        name,
+        prefixes,
+        inputs: s.inputs,
+        on_play: s.on_play,
+        on_publish: s.on_publish,
+        password: s.password,
+        protocols: s.protocols,
+    })
+}
+
+pub fn listen() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        any::<u16>().prop_map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p)),
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(IpAddr::V4(ip.into()), p)),
+        (any::<[u16; 8]>(), any::<u16>()).prop_map(|(ip, p)| {
+            let [a, b, c, d, e, f, g, h] = ip;
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::new(a, b, c, d, e, f, g, h)), p)
+        }),
+    ]
+}
+
+pub fn seconds() -> impl Strategy<Value = Duration> {
+    (1u64..=365 * 24 * 3600).prop_map(Duration::from_secs)
+}
+
+pub fn config() -> impl Strategy<Value = Config> {
+    let head = (
+        option::of(listen()),
+        option::of(listen()),
+        option::of(listen()),
+        text(),
+        any::<bool>(),
+        option::of((text().prop_filter("no colon", |l| !l.contains(':')), text())),
+        option::of(text()),
+        seconds(),
+        seconds(),
+    );
+    (head, vec(stream(), 0..4), vec(template(), 0..3)).prop_map(
+        |((http, rtmp, rtsp, auth_token, no_auto_token, edit_auth, server_secret, ttl, idle), streams, templates)| {
+            // Names and prefixes must be unique; drop repeats rather than reject the case.
+            let mut names = HashSet::new();
+            let streams: Vec<_> = streams.into_iter().filter(|s| names.insert(s.name.clone())).collect();
+            let mut names = HashSet::new();
+            let mut prefixes = HashSet::new();
+            let templates: Vec<_> = templates
+                .into_iter()
+                .filter(|t| names.insert(t.name.clone()))
+                .map(|mut t| {
+                    t.prefixes.retain(|p| prefixes.insert(p.clone()));
+                    t
+                })
+                .collect();
+            Config {
+                http,
+                rtmp,
+                rtsp,
+                auth_token,
+                no_auto_token,
+                edit_auth: edit_auth.map(|(login, password)| Credential { login, password }),
+                server_secret,
+                admin_token_ttl: ttl,
+                http_session_idle: idle,
+                streams,
+                templates,
+            }
+        },
+    )
+}
+
+/// Unused helper kept so `BTreeMap` stays imported for callers building extras by hand.
+pub fn extra(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}

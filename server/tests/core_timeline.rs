@@ -1,0 +1,361 @@
+//! In-process tests of the auth core under paused Tokio time: the default recheck (TIME-01),
+//! X-AuthDuration (TIME-02), the T11 table, bans, limits, X-Unique and single flight. The
+//! backend is scripted (it is the one external party); everything else is the real core.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::{Instant, advance};
+use tokio_util::sync::CancellationToken;
+use usher_server::auth::admin::AdminTokens;
+use usher_server::auth::backend::DEFAULT_AUTH_DURATION;
+use usher_server::auth::{
+    Answer, AuthCore, AuthSettings, Backend, BackendRequest, CallKind, Grant, PlayRequest, Proto, RequestType,
+    Verdict,
+};
+use usher_server::config::{AuthSpec, AuthTarget, SessionKeys};
+
+/// What the scripted backend does for one call.
+#[derive(Clone, Debug)]
+enum Script {
+    Answer(Answer),
+    /// Answers after a delay (a delay ≥ 3 s is a timeout: no decision).
+    Slow(Duration, Answer),
+}
+
+#[derive(Default)]
+struct Scripted {
+    /// Per token: answers in order; the last one repeats.
+    scripts: Mutex<Vec<(String, VecDeque<Script>)>>,
+    log: Mutex<Vec<(Instant, BackendRequest)>>,
+}
+
+impl Scripted {
+    fn on(&self, token: &str, script: Script) {
+        let mut scripts = self.scripts.lock().unwrap();
+        match scripts.iter_mut().find(|(t, _)| t == token) {
+            Some((_, q)) => q.push_back(script),
+            None => scripts.push((token.to_string(), VecDeque::from([script]))),
+        }
+    }
+
+    fn calls(&self) -> Vec<BackendRequest> {
+        self.log.lock().unwrap().iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    fn calls_for(&self, token: &str) -> Vec<BackendRequest> {
+        self.calls().into_iter().filter(|r| r.token.as_deref() == Some(token)).collect()
+    }
+}
+
+impl Backend for Scripted {
+    fn call(&self, _url: &str, request: &BackendRequest) -> BoxFuture<'static, Answer> {
+        self.log.lock().unwrap().push((Instant::now(), request.clone()));
+        let token = request.token.clone().unwrap_or_default();
+        let script = {
+            let mut scripts = self.scripts.lock().unwrap();
+            match scripts.iter_mut().find(|(t, _)| *t == token) {
+                Some((_, q)) if q.len() > 1 => q.pop_front().unwrap(),
+                Some((_, q)) => q.front().cloned().unwrap(),
+                None => Script::Answer(Answer::Deny { status: 403, duration: DEFAULT_AUTH_DURATION }),
+            }
+        };
+        Box::pin(async move {
+            match script {
+                Script::Answer(a) => a,
+                Script::Slow(delay, a) => {
+                    let budget = Duration::from_secs(3);
+                    if delay >= budget {
+                        tokio::time::sleep(budget).await;
+                        Answer::NoDecision { reason: "timeout".into() }
+                    } else {
+                        tokio::time::sleep(delay).await;
+                        a
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn allow(secs: Option<u64>) -> Answer {
+    Answer::Allow(Grant { duration: secs.map_or(DEFAULT_AUTH_DURATION, Duration::from_secs), ..Grant::default() })
+}
+
+fn allow_user(user: &str, secs: u64, max: Option<u32>, unique: bool) -> Answer {
+    Answer::Allow(Grant {
+        duration: Duration::from_secs(secs),
+        user_id: Some(user.into()),
+        max_sessions: max,
+        unique,
+        ..Grant::default()
+    })
+}
+
+fn deny(secs: u64) -> Answer {
+    Answer::Deny { status: 403, duration: Duration::from_secs(secs) }
+}
+
+fn no_decision() -> Answer {
+    Answer::NoDecision { reason: "500".into() }
+}
+
+struct Fixture {
+    core: AuthCore,
+    backend: Arc<Scripted>,
+    spec: AuthSpec,
+    stop: CancellationToken,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let backend = Arc::new(Scripted::default());
+        let core = AuthCore::new(
+            backend.clone(),
+            AdminTokens::new("k", Duration::from_secs(3600), false),
+            AuthSettings { no_auto_token: AtomicBool::new(false), http_session_idle: Duration::from_secs(30) },
+        );
+        let mut spec = AuthSpec::new(AuthTarget::Http("http://backend.invalid/on_play".into()));
+        spec.session_keys = SessionKeys::parse("ip,name,proto,token").unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(core.clone().run_sweeper(stop.clone()));
+        Fixture { core, backend, spec, stop }
+    }
+
+    async fn play(&self, stream: &str, ip: &str, proto: Proto, token: &str) -> Verdict {
+        let ip: IpAddr = ip.parse().unwrap();
+        self.core
+            .authorize(
+                Some(&self.spec),
+                PlayRequest {
+                    kind: CallKind::Play,
+                    name: stream.into(),
+                    proto,
+                    ip,
+                    token: Some(token.into()),
+                    qs: Some(format!("token={token}")),
+                    query: vec![("token".into(), token.into())],
+                    headers: vec![],
+                    referer: None,
+                    user_agent: None,
+                    host: None,
+                    dvr: false,
+                },
+            )
+            .await
+    }
+
+    async fn hls(&self, token: &str) -> Verdict {
+        self.play("s1", "127.0.0.2", Proto::Hls, token).await
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn allowed(v: &Verdict) -> bool {
+    matches!(v, Verdict::Allow(_))
+}
+
+/// TIME-01: with no X-AuthDuration the decision stays fresh for 180 s; the first request
+/// after that makes exactly one update_session call.
+#[tokio::test(start_paused = true)]
+async fn time_01_default_recheck_is_180_seconds() {
+    let f = Fixture::new();
+    f.backend.on("t", Script::Answer(allow(None)));
+    assert!(allowed(&f.hls("t").await));
+    // Requests every 10 s keep the HLS session open; none of them reaches the backend.
+    for _ in 0..17 {
+        advance(Duration::from_secs(10)).await;
+        assert!(allowed(&f.hls("t").await));
+    }
+    assert_eq!(f.backend.calls().len(), 1, "no call while fresh (170 s in)");
+    advance(Duration::from_secs(9)).await; // 179 s
+    assert!(allowed(&f.hls("t").await));
+    assert_eq!(f.backend.calls().len(), 1, "no call at 179 s");
+    advance(Duration::from_secs(2)).await; // 181 s
+    assert!(allowed(&f.hls("t").await));
+    let calls = f.backend.calls();
+    assert_eq!(calls.len(), 2, "one recheck after 180 s");
+    assert_eq!(calls[1].request_type, RequestType::UpdateSession);
+    assert_eq!(calls[1].request_number, calls[0].request_number + 1);
+    assert_eq!(calls[1].session_id, calls[0].session_id);
+    assert_eq!(calls[1].duration, Some(181));
+}
+
+/// TIME-02 + TIME-05: a persistent session is re-checked in the background when its
+/// X-AuthDuration ends; a deny ends the connection.
+#[tokio::test(start_paused = true)]
+async fn time_05_persistent_session_recheck_in_background_and_deny_ends_it() {
+    let f = Fixture::new();
+    f.backend.on("t", Script::Answer(allow(Some(5))));
+    f.backend.on("t", Script::Answer(deny(60)));
+    let Verdict::Allow(handle) = f.play("s1", "127.0.0.2", Proto::Tshttp, "t").await else {
+        panic!("expected allow");
+    };
+    let guard = f.core.attach(&handle);
+    advance(Duration::from_secs(4)).await;
+    assert_eq!(f.backend.calls().len(), 1);
+    assert!(!handle.is_ended());
+    advance(Duration::from_secs(2)).await;
+    tokio::task::yield_now().await;
+    // The background recheck ran without any client request.
+    tokio::time::timeout(Duration::from_secs(1), handle.ended()).await.expect("deny ends the session within 1 s");
+    let calls = f.backend.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].request_type, RequestType::UpdateSession);
+    drop(guard);
+    // Banned: a new connection with the same identity is refused locally.
+    assert!(!allowed(&f.play("s1", "127.0.0.2", Proto::Tshttp, "t").await));
+    assert_eq!(f.backend.calls().len(), 2);
+}
+
+/// T11, RESP-04, TIME-04: every (state before × no-decision kind) row.
+#[tokio::test(start_paused = true)]
+async fn t11_table() {
+    let outcomes: [(&str, Script); 3] = [
+        ("500", Script::Answer(no_decision())),
+        ("timeout", Script::Slow(Duration::from_secs(5), allow(None))),
+        ("refused", Script::Answer(Answer::NoDecision { reason: "connect: refused".into() })),
+    ];
+    for (label, failure) in outcomes {
+        let f = Fixture::new();
+        // Not yet open ⇒ refused.
+        f.backend.on("new", failure.clone());
+        assert!(!allowed(&f.hls("new").await), "{label}: a new session must be refused");
+        // Allowed ⇒ stays allowed.
+        f.backend.on("ok", Script::Answer(allow(Some(1))));
+        f.backend.on("ok", failure.clone());
+        assert!(allowed(&f.hls("ok").await));
+        advance(Duration::from_secs(2)).await;
+        assert!(allowed(&f.hls("ok").await), "{label}: an allowed session must stay allowed");
+        assert_eq!(f.backend.calls_for("ok").len(), 2, "{label}: the recheck was attempted");
+        // Denied ⇒ stays denied (the ban ends, the backend fails, the client is still refused).
+        f.backend.on("no", Script::Answer(deny(1)));
+        f.backend.on("no", failure.clone());
+        assert!(!allowed(&f.hls("no").await));
+        advance(Duration::from_secs(2)).await;
+        assert!(!allowed(&f.hls("no").await), "{label}: a denied session must stay denied");
+    }
+}
+
+/// BAN-01, AMB-8: a deny is cached for its X-AuthDuration; no call while banned.
+#[tokio::test(start_paused = true)]
+async fn ban_01_cached_deny_makes_no_call_until_it_ends() {
+    let f = Fixture::new();
+    f.backend.on("bad", Script::Answer(deny(5)));
+    f.backend.on("bad", Script::Answer(allow(None)));
+    assert!(!allowed(&f.hls("bad").await));
+    advance(Duration::from_secs(4)).await;
+    assert!(!allowed(&f.hls("bad").await));
+    assert_eq!(f.backend.calls().len(), 1);
+    advance(Duration::from_secs(2)).await;
+    assert!(allowed(&f.hls("bad").await));
+    let calls = f.backend.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].request_type, RequestType::NewSession);
+}
+
+/// LIM-02, AMB-1, BAN-02: the oldest session of the user is closed and banned.
+#[tokio::test(start_paused = true)]
+async fn lim_02_oldest_session_is_kicked_and_banned() {
+    let f = Fixture::new();
+    for t in ["t1", "t2", "t3"] {
+        f.backend.on(t, Script::Answer(allow_user("u1", 60, Some(2), false)));
+    }
+    let Verdict::Allow(first) = f.play("s1", "127.0.0.2", Proto::Hls, "t1").await else { panic!() };
+    advance(Duration::from_secs(1)).await;
+    assert!(allowed(&f.play("s2", "127.0.0.2", Proto::Hls, "t2").await));
+    advance(Duration::from_secs(1)).await;
+    assert!(allowed(&f.play("s3", "127.0.0.2", Proto::Hls, "t3").await));
+    assert!(first.is_ended(), "the oldest session is closed");
+    assert!(!allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "t1").await), "and banned");
+    assert!(allowed(&f.play("s2", "127.0.0.2", Proto::Hls, "t2").await));
+    assert!(allowed(&f.play("s3", "127.0.0.2", Proto::Hls, "t3").await));
+    assert_eq!(f.backend.calls().len(), 3, "no call for the banned or the fresh sessions");
+    let open_u1 = f.core.sessions().into_iter().filter(|s| s.user_id.as_deref() == Some("u1")).count();
+    assert_eq!(open_u1, 2);
+    // The ban lasts the X-AuthDuration of the answer that caused the kick (60 s).
+    advance(Duration::from_secs(59)).await;
+    assert!(!allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "t1").await));
+}
+
+/// UNIQ-01: X-Unique closes every other session of the user; the new one survives.
+#[tokio::test(start_paused = true)]
+async fn uniq_01_other_sessions_of_the_user_are_closed() {
+    let f = Fixture::new();
+    f.backend.on("a", Script::Answer(allow_user("u", 60, None, false)));
+    f.backend.on("b", Script::Answer(allow_user("u", 60, None, false)));
+    f.backend.on("c", Script::Answer(allow_user("u", 60, None, true)));
+    let Verdict::Allow(a) = f.play("s1", "127.0.0.2", Proto::Hls, "a").await else { panic!() };
+    let Verdict::Allow(b) = f.play("s2", "127.0.0.3", Proto::Tshttp, "b").await else { panic!() };
+    let _guard = f.core.attach(&b);
+    let Verdict::Allow(c) = f.play("s3", "127.0.0.4", Proto::Hls, "c").await else { panic!() };
+    assert!(a.is_ended() && b.is_ended());
+    assert!(!c.is_ended());
+    assert!(!allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "a").await), "same ip+name+token cannot come back");
+}
+
+/// Single flight: concurrent first requests of one identity share one backend call.
+#[tokio::test(start_paused = true)]
+async fn concurrent_first_requests_make_one_call() {
+    let f = Arc::new(Fixture::new());
+    f.backend.on("t", Script::Slow(Duration::from_millis(500), allow(None)));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move { allowed(&f.hls("t").await) }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap());
+    }
+    assert_eq!(f.backend.calls().len(), 1);
+}
+
+/// AMB-13: an idle HLS session closes after 30 s, lingers while its decision is fresh, and
+/// comes back without a backend call; records are forgotten afterwards.
+#[tokio::test(start_paused = true)]
+async fn idle_hls_session_closes_lingers_and_is_forgotten() {
+    let f = Fixture::new();
+    f.backend.on("t", Script::Answer(allow(Some(60))));
+    assert!(allowed(&f.hls("t").await));
+    advance(Duration::from_secs(31)).await;
+    tokio::task::yield_now().await;
+    assert!(f.core.sessions().is_empty(), "closed after 30 s idle");
+    assert_eq!(f.core.record_count(), 1, "but its record lingers");
+    assert!(allowed(&f.hls("t").await));
+    assert_eq!(f.backend.calls().len(), 1, "resumed without a call");
+    assert_eq!(f.core.sessions().len(), 1);
+    // Idle close at 61 s, linger until max(expiry 60 s, close + 10 s) = 71 s.
+    for _ in 0..39 {
+        advance(Duration::from_secs(1)).await;
+    }
+    assert_eq!(f.core.record_count(), 1, "still lingering at 70 s");
+    for _ in 0..3 {
+        advance(Duration::from_secs(1)).await;
+    }
+    assert_eq!(f.core.record_count(), 0, "forgotten after the linger");
+}
+
+/// SESS-02 + REQ-06: a changed listed key is a new session with another session_id; the
+/// counters do not include the session being checked.
+#[tokio::test(start_paused = true)]
+async fn sess_02_changed_key_is_a_new_session() {
+    let f = Fixture::new();
+    f.backend.on("t", Script::Answer(allow(None)));
+    assert!(allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "t").await));
+    assert!(allowed(&f.play("s1", "127.0.0.2", Proto::Tshttp, "t").await));
+    let calls = f.backend.calls();
+    assert_eq!(calls.len(), 2);
+    assert_ne!(calls[0].session_id, calls[1].session_id);
+    assert_eq!(calls[1].request_type, RequestType::NewSession);
+    assert_eq!((calls[0].stream_clients, calls[0].total_clients), (0, 0));
+    assert_eq!((calls[1].stream_clients, calls[1].total_clients), (1, 1));
+}
