@@ -857,9 +857,11 @@ fn write_block(
         writeln!(f, "  password {};", quoted(p))?;
     }
     if *protocols != Protocols::default() {
-        let on: Vec<&str> = Protocols::NAMES.iter().copied().filter(|n| protocols.get(n) == Some(true)).collect();
-        if on.is_empty() {
-            let off: Vec<String> = Protocols::NAMES.iter().map(|n| format!("-{n}")).collect();
+        // Whichever form lists fewer names; with none on, only the `-NAME` form can say it.
+        let (on, off): (Vec<&str>, Vec<&str>) =
+            Protocols::NAMES.iter().copied().partition(|n| protocols.get(n) == Some(true));
+        if on.is_empty() || off.len() <= on.len() {
+            let off: Vec<String> = off.iter().map(|n| format!("-{n}")).collect();
             writeln!(f, "  protocols {};", off.join(" "))?;
         } else {
             writeln!(f, "  protocols {};", on.join(" "))?;

@@ -143,3 +143,6 @@ impl MediaSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

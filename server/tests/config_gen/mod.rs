@@ -171,7 +171,7 @@ pub fn config() -> impl Strategy<Value = Config> {
     )
 }
 
-/// Unused helper kept so `BTreeMap` stays imported for callers building extras by hand.
+/// An `extra` map from literal pairs.
 pub fn extra(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }

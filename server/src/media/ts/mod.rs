@@ -131,3 +131,6 @@ impl TsMuxer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

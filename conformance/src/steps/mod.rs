@@ -1,0 +1,335 @@
+//! Cucumber step definitions, one file per domain concept, and the [`UsherWorld`] they share.
+//!
+//! A World is fresh per scenario. Everything a scenario creates on the server is namespaced by
+//! its *scope* (a short id unique in the run): stream `s` is `<scope>-s` on the server, user `u1`
+//! is `<scope>-u1` in `X-UserId`, and the backend answers under `/<scope>/…`. So scenarios run
+//! concurrently against one server without seeing each other.
+
+pub mod backend;
+pub mod server;
+pub mod sessions;
+pub mod stream;
+pub mod viewer;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
+
+use crate::backend::{Backend, ScenarioBackend};
+use crate::clients::tshttp::TsSession;
+use crate::clients::{Attempt, ViewerProfile};
+use crate::clients::hls::HlsClient;
+use crate::target::{ApiAnswer, StreamSpec, Target};
+
+/// What a run shares between its scenarios.
+pub struct RunContext {
+    pub target: Target,
+    pub backend: Backend,
+    /// Prefix of every scope in this run (random, so runs against one external server do not
+    /// collide).
+    pub run_id: String,
+    /// Multiplies every upper time bound (slow machines).
+    pub time_scale: f64,
+    /// Name of the token query parameter (`auth_token`).
+    pub token_param: String,
+    counter: AtomicU64,
+    /// Concurrent scenarios hold it shared, `@serial` ones exclusively.
+    exclusive: Arc<RwLock<()>>,
+}
+
+impl fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunContext")
+            .field("target", &self.target)
+            .field("backend", &self.backend)
+            .field("run_id", &self.run_id)
+            .finish()
+    }
+}
+
+impl RunContext {
+    pub fn new(target: Target, backend: Backend, time_scale: f64, token_param: String) -> Self {
+        RunContext {
+            target,
+            backend,
+            run_id: uuid::Uuid::new_v4().simple().to_string()[..6].to_string(),
+            time_scale,
+            token_param,
+            counter: AtomicU64::new(0),
+            exclusive: Arc::new(RwLock::new(())),
+        }
+    }
+
+    fn next_scope(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("c{}{n:03}", self.run_id)
+    }
+
+    /// Stretches an upper bound by the run's time scale.
+    pub fn bound(&self, d: Duration) -> Duration {
+        d.mul_f64(self.time_scale)
+    }
+}
+
+/// The run the Worlds of this process belong to. Cucumber builds Worlds without arguments, so
+/// the runner installs the context here before the run and removes it after.
+static CONTEXT: Mutex<Option<Arc<RunContext>>> = Mutex::new(None);
+
+pub(crate) fn install(ctx: Option<Arc<RunContext>>) {
+    *CONTEXT.lock().unwrap_or_else(|e| e.into_inner()) = ctx;
+}
+
+fn current() -> Option<Arc<RunContext>> {
+    CONTEXT.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// A stream of the scenario.
+#[derive(Debug, Clone)]
+pub struct StreamEntry {
+    pub server_name: String,
+    pub spec: StreamSpec,
+    pub in_place: bool,
+}
+
+/// The delivery protocol of a play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Hls,
+    MpegTs,
+}
+
+impl Proto {
+    pub fn parse(s: &str) -> Proto {
+        match s {
+            "HLS" => Proto::Hls,
+            "MPEG-TS" => Proto::MpegTs,
+            other => panic!("unknown protocol `{other}` (HLS or MPEG-TS)"),
+        }
+    }
+
+    /// The `proto` value the backend should see (T8).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Proto::Hls => "hls",
+            Proto::MpegTs => "tshttp",
+        }
+    }
+}
+
+/// One play request of a viewer, as the scenario stated it.
+#[derive(Debug, Clone)]
+pub struct Play {
+    pub stream: String,
+    pub proto: Proto,
+    /// The token sent; `None`: no token parameter.
+    pub token: Option<String>,
+}
+
+/// A viewer: one client address and the headers its player sends.
+#[derive(Debug)]
+pub struct Viewer {
+    pub profile: ViewerProfile,
+    pub hls: Option<HlsClient>,
+    pub plays: Vec<(Play, Attempt)>,
+    pub ts: Option<TsSession>,
+}
+
+impl Viewer {
+    pub fn last(&self) -> Option<&(Play, Attempt)> {
+        self.plays.last()
+    }
+}
+
+enum Exclusive {
+    Shared(#[allow(dead_code)] OwnedRwLockReadGuard<()>),
+    Alone(#[allow(dead_code)] OwnedRwLockWriteGuard<()>),
+}
+
+/// The state of one scenario.
+pub struct UsherWorld {
+    pub ctx: Arc<RunContext>,
+    pub scope: String,
+    pub backend: ScenarioBackend,
+    /// Streams by the scenario's alias.
+    pub streams: BTreeMap<String, StreamEntry>,
+    pub viewers: BTreeMap<String, Viewer>,
+    pub admin_token: Option<String>,
+    pub last_api: Option<ApiAnswer>,
+    /// The backend URL is a closed port for streams put in place from now on.
+    pub backend_unreachable: bool,
+    /// Server-wide settings to put back after the scenario.
+    pub restore_server_config: Option<Value>,
+    exclusive: Option<Exclusive>,
+}
+
+impl fmt::Debug for UsherWorld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsherWorld")
+            .field("scope", &self.scope)
+            .field("streams", &self.streams)
+            .field("viewers", &self.viewers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl cucumber::World for UsherWorld {
+    type Error = String;
+
+    async fn new() -> Result<Self, String> {
+        let ctx = current().ok_or_else(|| {
+            "no conformance run is installed: run scenarios through usher_conformance::run"
+                .to_string()
+        })?;
+        let scope = ctx.next_scope();
+        let backend = ctx.backend.scenario(&scope);
+        Ok(UsherWorld {
+            ctx,
+            scope,
+            backend,
+            streams: BTreeMap::new(),
+            viewers: BTreeMap::new(),
+            admin_token: None,
+            last_api: None,
+            backend_unreachable: false,
+            restore_server_config: None,
+            exclusive: None,
+        })
+    }
+}
+
+impl UsherWorld {
+    /// Takes the run-wide lock: shared for ordinary scenarios, exclusive for `@serial` ones
+    /// (which change server-wide settings). Cucumber's own `@serial` does not wait for the
+    /// concurrent scenarios already running, so the suite enforces it itself.
+    pub async fn enter(&mut self, serial: bool) {
+        let lock = self.ctx.exclusive.clone();
+        self.exclusive = Some(if serial {
+            Exclusive::Alone(lock.write_owned().await)
+        } else {
+            Exclusive::Shared(lock.read_owned().await)
+        });
+    }
+
+    /// Undoes what the scenario changed on the server. Runs even when a step failed.
+    pub async fn leave(&mut self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for viewer in self.viewers.values_mut() {
+            viewer.ts = None;
+        }
+        if let Some(config) = self.restore_server_config.take()
+            && let Err(e) = self.ctx.target.api().put_server_config(&config).await
+        {
+            problems.push(format!("restoring the server settings {config}: {e}"));
+        }
+        for entry in self.streams.values().filter(|e| e.in_place) {
+            if let Err(e) = self.ctx.target.api().delete_stream(&entry.server_name).await {
+                tracing::warn!(stream = %entry.server_name, error = %e, "cannot delete stream");
+            }
+        }
+        self.exclusive = None;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    pub fn stream_name(&self, alias: &str) -> String {
+        format!("{}-{alias}", self.scope)
+    }
+
+    pub fn user_id(&self, alias: &str) -> String {
+        format!("{}-{alias}", self.scope)
+    }
+
+    /// Puts every declared stream in place that is not yet.
+    pub async fn ensure_streams(&mut self) {
+        let pending: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, e)| !e.in_place)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for alias in pending {
+            self.ensure_stream(&alias).await;
+        }
+    }
+
+    /// Puts stream `alias` in place through the API (once).
+    pub async fn ensure_stream(&mut self, alias: &str) {
+        let unreachable = self.backend_unreachable;
+        let backend_url = if unreachable {
+            self.backend.unreachable_url().to_string()
+        } else {
+            self.backend.url().to_string()
+        };
+        let Some(entry) = self.streams.get_mut(alias) else {
+            panic!("stream \"{alias}\" was never declared (use: Given a stream \"{alias}\" with on_play auth)");
+        };
+        if entry.in_place {
+            return;
+        }
+        if let Some(auth) = entry.spec.on_play.as_mut()
+            && auth.url.is_empty()
+        {
+            auth.url = backend_url;
+        }
+        let answer = self
+            .ctx
+            .target
+            .api()
+            .put_stream(&entry.server_name, &entry.spec)
+            .await
+            .unwrap_or_else(|e| panic!("putting stream \"{alias}\" in place: {e}"));
+        if answer.status != 200 {
+            panic!(
+                "the API refused stream \"{alias}\" ({}): {} {}",
+                entry.server_name, answer.status, answer.text
+            );
+        }
+        entry.in_place = true;
+    }
+
+    /// A failure message: what went wrong, then everything the backend saw.
+    pub fn explain(&self, what: impl fmt::Display) -> String {
+        let mut out = format!("{what}\n{}", self.backend.log().describe());
+        for (name, viewer) in &self.viewers {
+            for (play, attempt) in &viewer.plays {
+                out.push_str(&format!(
+                    "\nviewer \"{name}\" ({}) played \"{}\" over {:?} with token {:?}: {attempt}",
+                    viewer.profile.local_ip, play.stream, play.proto, play.token
+                ));
+            }
+        }
+        out
+    }
+
+    pub fn viewer(&self, name: &str) -> &Viewer {
+        self.viewers
+            .get(name)
+            .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"))
+    }
+
+    pub fn viewer_ip(&self, name: &str) -> IpAddr {
+        self.viewer(name).profile.local_ip
+    }
+}
+
+/// Parses a number of seconds as written in a step (`1`, `2.5`).
+pub fn seconds(text: &str) -> Duration {
+    Duration::from_secs_f64(
+        text.parse::<f64>()
+            .unwrap_or_else(|_| panic!("`{text}` is not a number of seconds")),
+    )
+}
+
+/// `""` (an optional group that did not match) is `None`.
+pub fn opt(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}

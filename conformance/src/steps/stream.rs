@@ -1,0 +1,114 @@
+//! Streams and their auth settings, put in place through the management API.
+//!
+//! `Given a stream …` only declares the stream; it is put in place by the first step that needs
+//! it (a viewer playing, a session list), so the backend steps around it may come in any order.
+
+use cucumber::{given, then, when};
+
+use super::{StreamEntry, UsherWorld};
+use crate::target::{AuthSettings, StreamSpec};
+
+/// Reads the options after `with on_play auth and …`:
+/// `session_keys "ip,name,proto,token"`, `domains "a.com,b.com"`, `max_sessions 2`,
+/// `a backend URL with query "site=1"`.
+fn auth_settings(world: &UsherWorld, options: &str) -> AuthSettings {
+    let mut auth = AuthSettings::default();
+    let re = regex::Regex::new(
+        r#"^(?:session_keys "([^"]*)"|domains "([^"]*)"|max_sessions (\d+)|a backend URL with query "([^"]*)")$"#,
+    )
+    .expect("a valid regex");
+    for item in options.split(" and ").filter(|s| !s.is_empty()) {
+        let caps = re.captures(item.trim()).unwrap_or_else(|| {
+            panic!(
+                "unknown stream option `{item}` (known: session_keys \"…\", domains \"…\", \
+                 max_sessions N, a backend URL with query \"…\")"
+            )
+        });
+        if let Some(keys) = caps.get(1) {
+            auth.session_keys = Some(keys.as_str().split(',').map(str::to_string).collect());
+        } else if let Some(domains) = caps.get(2) {
+            auth.domains = domains.as_str().split(',').map(str::to_string).collect();
+        } else if let Some(n) = caps.get(3) {
+            auth.max_sessions = Some(n.as_str().parse().expect("digits"));
+        } else if let Some(query) = caps.get(4) {
+            auth.url = format!("{}?{}", world.backend.url(), query.as_str());
+        }
+    }
+    auth
+}
+
+#[given(regex = r#"^a stream "([^"]+)" with on_play auth(?: and (.+))?$"#)]
+async fn a_stream(world: &mut UsherWorld, alias: String, options: String) {
+    let auth = auth_settings(world, &options);
+    let server_name = world.stream_name(&alias);
+    world.streams.insert(
+        alias,
+        StreamEntry {
+            server_name,
+            spec: StreamSpec {
+                on_play: Some(auth),
+            },
+            in_place: false,
+        },
+    );
+}
+
+#[when(regex = r#"^the operator puts stream "([^"]+)" with on_play auth(?: and (.+))?$"#)]
+async fn operator_puts(world: &mut UsherWorld, alias: String, options: String) {
+    let mut auth = auth_settings(world, &options);
+    if auth.url.is_empty() {
+        auth.url = world.backend.url().to_string();
+    }
+    let spec = StreamSpec {
+        on_play: Some(auth),
+    };
+    let server_name = world.stream_name(&alias);
+    let answer = world
+        .ctx
+        .target
+        .api()
+        .put_stream(&server_name, &spec)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    world.streams.insert(
+        alias,
+        StreamEntry {
+            server_name,
+            spec,
+            in_place: answer.status == 200,
+        },
+    );
+    world.last_api = Some(answer);
+}
+
+#[then(regex = r#"^the API refuses it with an error naming "([^"]+)"$"#)]
+async fn api_refuses(world: &mut UsherWorld, word: String) {
+    let answer = world
+        .last_api
+        .as_ref()
+        .expect("no API call was made in this scenario");
+    assert_eq!(
+        answer.status, 400,
+        "expected 400 with an error naming `{word}`, got {}: {}",
+        answer.status, answer.text
+    );
+    let titles = answer.error_titles();
+    assert!(
+        titles.iter().any(|t| t.contains(&word)),
+        "expected an error title naming `{word}` in {{\"errors\":[{{\"title\":…}}]}}, got: {}",
+        answer.text
+    );
+}
+
+#[then(regex = r"^the API accepts it$")]
+async fn api_accepts(world: &mut UsherWorld) {
+    let answer = world
+        .last_api
+        .as_ref()
+        .expect("no API call was made in this scenario");
+    assert_eq!(
+        answer.status, 200,
+        "expected the API to accept the stream, got {}: {}",
+        answer.status, answer.text
+    );
+}

@@ -1,0 +1,376 @@
+//! The configuration file: every directive read right, every bad file rejected with
+//! `file:line:column: message`, print → parse round trips, and no input panics the parser.
+
+mod config_gen;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use usher_server::config::{
+    AuthSpec, AuthTarget, Config, Credential, Protocols, SessionKeys, StreamConfig, TemplateConfig,
+    parse_config,
+};
+
+fn parse(text: &str) -> Config {
+    match parse_config(text, "test.conf") {
+        Ok(c) => c,
+        Err(e) => panic!("expected the file to parse, got {e}\n---\n{text}"),
+    }
+}
+
+fn addr(s: &str) -> Option<SocketAddr> {
+    Some(s.parse().unwrap())
+}
+
+const EVERY_DIRECTIVE: &str = r#"
+# Server-wide settings
+http 8080;
+rtmp 127.0.0.1:1935;
+rtsp [::1]:0;            # port 0: pick a free port
+auth_token tok;
+no_auto_token;
+edit_auth admin "s3cret pass";
+server_secret "a \"quoted\" \\ secret";
+admin_token_ttl 600;
+http_session_idle 5;
+
+template live {
+  prefix live;
+  prefix "cams";
+  input publish://;
+  on_publish http://backend/publish;
+  password pub;
+  protocols -dash;
+}
+
+stream s1 {
+  input fake://fake;
+  input file://vod/bunny.mp4;
+  on_play http://127.0.0.1:9000/auth?x=1 session_keys=ip,name,proto,token,header.x-playback-session-id,query.sid domains=a.com,b.com max_sessions=2 soft_limitation=true client=usher "note=a b";
+  on_publish auth://backend;
+  protocols hls mpegts;
+}
+
+stream s2 {
+  on_play true;
+  on_publish /opt/auth/check.lua;
+}
+"#;
+
+#[test]
+fn every_directive_is_read() {
+    let c = parse(EVERY_DIRECTIVE);
+    let mut on_play = AuthSpec::new(AuthTarget::Http("http://127.0.0.1:9000/auth?x=1".into()));
+    on_play.session_keys = SessionKeys::parse("ip,name,proto,token,header.x-playback-session-id,query.sid").unwrap();
+    on_play.domains = vec!["a.com".into(), "b.com".into()];
+    on_play.max_sessions = Some(2);
+    on_play.soft_limitation = true;
+    on_play.extra = config_gen::extra(&[("client", "usher"), ("note", "a b")]);
+    let expected = Config {
+        http: addr("0.0.0.0:8080"),
+        rtmp: addr("127.0.0.1:1935"),
+        rtsp: addr("[::1]:0"),
+        auth_token: "tok".into(),
+        no_auto_token: true,
+        edit_auth: Some(Credential { login: "admin".into(), password: "s3cret pass".into() }),
+        server_secret: Some("a \"quoted\" \\ secret".into()),
+        admin_token_ttl: Duration::from_secs(600),
+        http_session_idle: Duration::from_secs(5),
+        templates: vec![TemplateConfig {
+            name: "live".into(),
+            prefixes: vec!["live".into(), "cams".into()],
+            inputs: vec!["publish://".into()],
+            on_play: None,
+            on_publish: Some(AuthSpec::new(AuthTarget::Http("http://backend/publish".into()))),
+            password: Some("pub".into()),
+            protocols: Protocols { dash: false, ..Protocols::default() },
+        }],
+        streams: vec![
+            StreamConfig {
+                name: "s1".into(),
+                inputs: vec!["fake://fake".into(), "file://vod/bunny.mp4".into()],
+                on_play: Some(on_play),
+                on_publish: Some(AuthSpec::new(AuthTarget::Configurator("backend".into()))),
+                password: None,
+                protocols: Protocols { hls: true, mpegts: true, rtmp: false, rtsp: false, dash: false },
+            },
+            StreamConfig {
+                name: "s2".into(),
+                inputs: vec![],
+                on_play: Some(AuthSpec::new(AuthTarget::AllowAll)),
+                on_publish: Some(AuthSpec::new(AuthTarget::Script("/opt/auth/check.lua".into()))),
+                password: None,
+                protocols: Protocols::default(),
+            },
+        ],
+    };
+    assert_eq!(c, expected);
+}
+
+#[test]
+fn an_empty_file_gives_the_defaults() {
+    assert_eq!(parse(""), Config::default());
+    assert_eq!(parse("# only a comment\n\n   \t\n"), Config::default());
+    assert_eq!(parse("\u{feff}"), Config::default(), "a UTF-8 byte order mark is skipped");
+}
+
+#[test]
+fn a_bare_port_binds_every_address() {
+    let c = parse("http 0; rtmp 1935;");
+    assert_eq!(c.http, addr("0.0.0.0:0"));
+    assert_eq!(c.rtmp, addr("0.0.0.0:1935"));
+    assert_eq!(c.rtsp, None);
+}
+
+#[test]
+fn layout_is_free_and_quotes_join_words() {
+    let c = parse("stream\n\"my stream\"{input fake://fake;on_play true \"k=v;{}#\" x=\"a b\"c;}");
+    let s = &c.streams[0];
+    assert_eq!(s.name, "my stream");
+    assert_eq!(s.inputs, ["fake://fake"]);
+    let spec = s.on_play.as_ref().unwrap();
+    assert_eq!(spec.extra, config_gen::extra(&[("k", "v;{}#"), ("x", "a bc")]));
+}
+
+#[test]
+fn quoting_does_not_change_meaning() {
+    let c = parse("stream \"s\" { on_play \"true\"; protocols \"-hls\"; }");
+    assert_eq!(c.streams[0].on_play.as_ref().unwrap().target, AuthTarget::AllowAll);
+    assert!(!c.streams[0].protocols.hls);
+}
+
+#[test]
+fn a_stream_without_input_is_allowed() {
+    let c = parse("stream later { }");
+    assert_eq!(c.streams[0].inputs, Vec::<String>::new());
+}
+
+#[test]
+fn protocols_enable_or_disable_lists() {
+    let only = parse("stream s { protocols rtmp; }").streams[0].protocols;
+    assert_eq!(only, Protocols { hls: false, mpegts: false, rtmp: true, rtsp: false, dash: false });
+    let without = parse("stream s { protocols -hls -rtsp; }").streams[0].protocols;
+    assert_eq!(without, Protocols { hls: false, mpegts: true, rtmp: true, rtsp: false, dash: true });
+}
+
+#[test]
+fn targets_of_every_kind() {
+    let target = |t: &str| {
+        parse(&format!("stream s {{ on_play {t}; }}")).streams[0].on_play.clone().unwrap().target
+    };
+    assert_eq!(target("http://b/x"), AuthTarget::Http("http://b/x".into()));
+    assert_eq!(target("https://b:8443/x?a=b"), AuthTarget::Http("https://b:8443/x?a=b".into()));
+    assert_eq!(target("true"), AuthTarget::AllowAll);
+    assert_eq!(target("/etc/usher/auth.lua"), AuthTarget::Script("/etc/usher/auth.lua".into()));
+    assert_eq!(target("auth://office"), AuthTarget::Configurator("office".into()));
+}
+
+#[test]
+fn the_printed_example_reads_back() {
+    let c = parse(EVERY_DIRECTIVE);
+    let printed = c.to_string();
+    insta::assert_snapshot!("printed_every_directive", printed);
+    assert_eq!(parse(&printed), c);
+}
+
+/// Each bad file with the exact error it must produce.
+const BAD_FILES: &[(&str, &str)] = &[
+    ("missing semicolon before a brace", "stream s {\n  input fake://fake\n}\n"),
+    ("missing semicolon after port", "http 8080\nrtmp 1935;\n"),
+    ("missing semicolon at end of file", "http 8080"),
+    ("listen without port", "http;\n"),
+    ("port out of range", "http 65536;\n"),
+    ("port out of range with address", "rtmp 127.0.0.1:70000;\n"),
+    ("port not a number", "rtsp 127.0.0.1:abc;\n"),
+    ("host name instead of address", "http localhost:8080;\n"),
+    ("listen word that is no port", "http eighty;\n"),
+    ("duplicate listen", "http 80;\nhttp 81;\n"),
+    ("unknown top-level directive", "htp 80;\n"),
+    ("stream directive at top level", "input fake://fake;\n"),
+    ("prefix at top level", "prefix live;\n"),
+    ("top-level directive inside stream", "stream s {\n  http 80;\n}\n"),
+    ("unknown directive in stream", "stream s {\n  inptu fake://fake;\n}\n"),
+    ("unknown directive in template", "template t {\n  prefx live;\n}\n"),
+    ("prefix in a stream", "stream s {\n  prefix live;\n}\n"),
+    ("unclosed stream", "stream s {\n  input fake://fake;\n"),
+    ("unclosed template", "template t {\n  prefix a;\n\n"),
+    ("stray closing brace", "http 80;\n}\n"),
+    ("stray semicolon", "http 80;;\n"),
+    ("stray semicolon in a block", "stream s { ; }\n"),
+    ("stream without a block", "stream s;\n"),
+    ("stream without a name", "stream {\n}\n"),
+    ("stream with an empty name", "stream \"\" { }\n"),
+    ("duplicate stream names", "stream a { }\n\nstream b { }\nstream a {\n}\n"),
+    ("duplicate template names", "template t { }\ntemplate t { }\n"),
+    ("prefix used by two templates", "template a { prefix live; }\ntemplate b {\n  prefix live;\n}\n"),
+    ("prefix listed twice", "template a { prefix x; prefix x; }\n"),
+    ("empty prefix", "template a { prefix \"\"; }\n"),
+    ("input with an empty URL", "stream s {\n  input \"\";\n}\n"),
+    ("input with two URLs", "stream s {\n  input fake://fake fake://other;\n}\n"),
+    ("on_play without target", "stream s {\n  on_play;\n}\n"),
+    ("on_play unknown target", "stream s {\n  on_play securetoken://key;\n}\n"),
+    ("on_play relative script path", "stream s {\n  on_play auth.lua;\n}\n"),
+    ("on_play URL without host", "stream s {\n  on_play http://;\n}\n"),
+    ("on_play empty configurator", "stream s {\n  on_play auth://;\n}\n"),
+    ("option without equals", "stream s {\n  on_play http://b/x ip,name,proto;\n}\n"),
+    ("option with empty name", "stream s {\n  on_play http://b/x =v;\n}\n"),
+    ("session_keys missing proto", "stream s {\n  on_play http://b/x session_keys=ip,name,token;\n}\n"),
+    ("session_keys unknown key", "stream s {\n  on_play http://b/x session_keys=ip,name,proto,cookie;\n}\n"),
+    ("session_keys empty item", "stream s {\n  on_play http://b/x max_sessions=3 session_keys=ip,,name,proto;\n}\n"),
+    ("session_keys bad header", "stream s {\n  on_play true session_keys=ip,name,proto,header.X-Id;\n}\n"),
+    ("session_keys empty", "stream s {\n  on_play true session_keys=;\n}\n"),
+    ("max_sessions zero", "stream s {\n  on_play true max_sessions=0;\n}\n"),
+    ("max_sessions not a number", "stream s {\n  on_play true max_sessions=two;\n}\n"),
+    ("max_sessions negative", "stream s {\n  on_play true max_sessions=-1;\n}\n"),
+    ("soft_limitation not a boolean", "stream s {\n  on_publish true soft_limitation=yes;\n}\n"),
+    ("domains empty item", "stream s {\n  on_play true domains=a.com,;\n}\n"),
+    ("domains empty", "stream s {\n  on_play true domains=;\n}\n"),
+    ("duplicate option", "stream s {\n  on_play true max_sessions=1 max_sessions=2;\n}\n"),
+    ("duplicate on_play", "stream s {\n  on_play true;\n  on_play http://b/x;\n}\n"),
+    ("on_play missing semicolon", "stream s {\n  on_play true max_sessions=1\n}\n"),
+    ("duplicate password", "stream s { password a; password b; }\n"),
+    ("empty password", "stream s { password \"\"; }\n"),
+    ("protocols empty", "stream s {\n  protocols;\n}\n"),
+    ("protocols unknown", "stream s {\n  protocols hls webrtc;\n}\n"),
+    ("protocols unknown negative", "stream s {\n  protocols -srt;\n}\n"),
+    ("protocols mixed forms", "stream s {\n  protocols hls -dash;\n}\n"),
+    ("protocols mixed forms negative first", "stream s {\n  protocols -hls dash;\n}\n"),
+    ("protocols followed by a brace", "stream s {\n  protocols hls }\n"),
+    ("bad number", "admin_token_ttl 1h;\n"),
+    ("zero seconds", "http_session_idle 0;\n"),
+    ("number with a sign", "http_session_idle +5;\n"),
+    ("too many seconds", "admin_token_ttl 99999999999999999999999;\n"),
+    ("auth_token without name", "auth_token;\n"),
+    ("no_auto_token with an argument", "no_auto_token yes;\n"),
+    ("edit_auth without password", "edit_auth admin;\n"),
+    ("edit_auth login with colon", "edit_auth ad:min pass;\n"),
+    ("server_secret empty", "server_secret \"\";\n"),
+    ("unterminated string", "stream s {\n  input \"fake://fake;\n}\n"),
+    ("unknown escape", "server_secret \"a\\nb\";\n"),
+    ("column counts characters", "stream s { input \"é\"; inptu x; }\n"),
+];
+
+#[test]
+fn bad_files_name_file_line_column_and_what_was_expected() {
+    let mut report = String::new();
+    for (case, text) in BAD_FILES {
+        match parse_config(text, "usher.conf") {
+            Ok(c) => panic!("case `{case}` parsed but must fail: {c:?}"),
+            Err(e) => {
+                assert_eq!(e.file, "usher.conf");
+                assert!(e.line >= 1 && e.column >= 1, "{case}: {e}");
+                report.push_str(&format!("{case}:\n    {e}\n"));
+            }
+        }
+    }
+    insta::assert_snapshot!("bad_files", report);
+}
+
+#[test]
+fn the_error_display_is_file_line_column_message() {
+    let e = parse_config("stream s {\n  input fake://fake\n}", "/etc/usher.conf").unwrap_err();
+    assert_eq!((e.line, e.column), (3, 1));
+    assert_eq!(e.to_string(), "/etc/usher.conf:3:1: expected ';' after input URL, found '}'");
+}
+
+#[test]
+fn session_keys_errors_point_at_the_option() {
+    let e = parse_config("stream s { on_play true   session_keys=ip,name; }", "f").unwrap_err();
+    assert_eq!((e.line, e.column), (1, 27));
+    assert!(e.message.contains("must include `proto`"), "{e}");
+}
+
+#[test]
+fn lines_inside_multiline_strings_are_counted() {
+    let e = parse_config("server_secret \"a\nb\nc\";\nhtp;", "f").unwrap_err();
+    assert_eq!((e.line, e.column), (4, 1), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn print_then_parse_gives_the_same_config(config in config_gen::config()) {
+        let printed = config.to_string();
+        let back = parse_config(&printed, "printed.conf");
+        prop_assert_eq!(back.as_ref(), Ok(&config), "printed file:\n{}", printed);
+    }
+}
+
+/// Small edits that tend to break the syntax: delete, insert or replace one character.
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete(prop::sample::Index),
+    Insert(prop::sample::Index, char),
+    Replace(prop::sample::Index, char),
+    Truncate(prop::sample::Index),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    let ch = prop_oneof![
+        prop::sample::select(vec![';', '{', '}', '"', '\\', '#', '=', ',', ' ', '\n', '-', ':', '0']),
+        any::<char>(),
+    ];
+    prop_oneof![
+        any::<prop::sample::Index>().prop_map(Edit::Delete),
+        (any::<prop::sample::Index>(), ch.clone()).prop_map(|(i, c)| Edit::Insert(i, c)),
+        (any::<prop::sample::Index>(), ch).prop_map(|(i, c)| Edit::Replace(i, c)),
+        any::<prop::sample::Index>().prop_map(Edit::Truncate),
+    ]
+}
+
+fn apply_edits(text: &str, edits: &[Edit]) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    for e in edits {
+        let n = chars.len();
+        match e {
+            Edit::Delete(i) if n > 0 => {
+                chars.remove(i.index(n));
+            }
+            Edit::Insert(i, c) => chars.insert(i.index(n + 1), *c),
+            Edit::Replace(i, c) if n > 0 => chars[i.index(n)] = *c,
+            Edit::Truncate(i) => chars.truncate(i.index(n + 1)),
+            _ => {}
+        }
+    }
+    chars.into_iter().collect()
+}
+
+fn check_no_panic(text: &str) -> Result<(), TestCaseError> {
+    match parse_config(text, "fuzz.conf") {
+        Ok(_) => {}
+        Err(e) => {
+            let lines = text.lines().count().max(1) + 1;
+            prop_assert!(e.line >= 1 && e.line <= lines, "line {} out of 1..={}: {}", e.line, lines, e);
+            prop_assert!(e.column >= 1, "{}", e);
+            prop_assert!(!e.message.is_empty());
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn arbitrary_text_never_panics(text in any::<String>()) {
+        check_no_panic(&text)?;
+    }
+
+    #[test]
+    fn config_like_text_never_panics(text in "[ a-z0-9:./;{}\"\\\\#=,\n-]{0,200}") {
+        check_no_panic(&text)?;
+    }
+
+    #[test]
+    fn mutated_valid_files_never_panic(config in config_gen::config(), edits in prop::collection::vec(edit(), 1..5)) {
+        let text = apply_edits(&config.to_string(), &edits);
+        check_no_panic(&text)?;
+    }
+
+    #[test]
+    fn mutated_example_never_panics(edits in prop::collection::vec(edit(), 1..8)) {
+        check_no_panic(&apply_edits(EVERY_DIRECTIVE, &edits))?;
+    }
+}
