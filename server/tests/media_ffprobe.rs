@@ -24,11 +24,22 @@ impl Probe {
     fn of(bytes: &[u8], name: &str) -> Probe {
         let file = TempFile::new(name, bytes);
         let output = Command::new(ffprobe())
-            .args(["-v", "error", "-of", "json", "-show_streams", "-count_frames"])
+            .args([
+                "-v",
+                "error",
+                "-of",
+                "json",
+                "-show_streams",
+                "-count_frames",
+            ])
             .arg(file.path())
             .output()
             .expect("ffprobe runs");
-        assert!(output.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "ffprobe failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let json: Value = serde_json::from_slice(&output.stdout).expect("ffprobe prints JSON");
         Probe {
             streams: json["streams"].as_array().cloned().unwrap_or_default(),
@@ -71,7 +82,11 @@ impl Probe {
 
 fn ffprobe() -> PathBuf {
     let candidates = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join("ffprobe")).collect::<Vec<_>>())
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("ffprobe"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     candidates
         .into_iter()
@@ -107,13 +122,20 @@ impl Drop for TempFile {
 #[tokio::test(start_paused = true)]
 async fn one_segment_decodes_as_h264_and_aac() {
     let source = MediaSource::start("fake://ffprobe").expect("fake source starts");
-    let newest = source.segments().last().expect("a fresh source lists segments").sequence;
+    let newest = source
+        .segments()
+        .last()
+        .expect("a fresh source lists segments")
+        .sequence;
     let segment = source.segment(newest).expect("the newest segment is there");
 
     let probe = Probe::of(&segment, "segment.ts");
     let (video, audio) = probe.assert_fake_stream();
     assert_eq!(video, 10, "one second at 10 fps");
-    assert!((46..=48).contains(&audio), "one second of 1024-sample frames at 48 kHz: {audio}");
+    assert!(
+        (46..=48).contains(&audio),
+        "one second of 1024-sample frames at 48 kHz: {audio}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

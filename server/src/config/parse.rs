@@ -563,7 +563,7 @@ impl Parser<'_> {
                 }
                 "password" => {
                     once("password", self)?;
-                    let (p, _) = self.expect_nonempty("a password", "password")?;
+                    let (p, _) = self.expect_nonempty("a secret", "password")?;
                     self.expect_semi("password")?;
                     block.password = Some(p);
                 }

@@ -11,8 +11,10 @@ pub const SILENT_MONO_FRAME: [u8; 4] = [0x01, 0x18, 0x20, 0x07];
 pub const SAMPLES_PER_FRAME: u64 = 1024;
 
 /// Sampling frequencies by index (ISO/IEC 14496-3 §1.6.3.4, Table 1.18).
-const SAMPLING_FREQUENCIES: [u32; 13] =
-    [96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000, 7_350];
+const SAMPLING_FREQUENCIES: [u32; 13] = [
+    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
+    7_350,
+];
 
 /// ADTS header length without CRC (`protection_absent` = 1).
 pub const ADTS_HEADER_LEN: usize = 7;
@@ -31,18 +33,27 @@ pub struct AacConfig {
 
 impl AacConfig {
     /// AAC-LC, 48 kHz, mono: the fake source's audio (AudioSpecificConfig `11 88`).
-    pub const LC_48K_MONO: AacConfig =
-        AacConfig { object_type: 2, sampling_frequency_index: 3, channel_configuration: 1 };
+    pub const LC_48K_MONO: AacConfig = AacConfig {
+        object_type: 2,
+        sampling_frequency_index: 3,
+        channel_configuration: 1,
+    };
 
     /// Reads the leading fields of an AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1), as found
     /// in an RTMP AAC sequence header. Explicit frequencies and extended object types are not
     /// representable in ADTS and give `None`.
     pub fn from_audio_specific_config(asc: &[u8]) -> Option<AacConfig> {
-        let [first, second, ..] = *asc else { return None };
+        let [first, second, ..] = *asc else {
+            return None;
+        };
         let object_type = first >> 3;
         let sampling_frequency_index = ((first & 0x07) << 1) | (second >> 7);
         let channel_configuration = (second >> 3) & 0x0F;
-        let config = AacConfig { object_type, sampling_frequency_index, channel_configuration };
+        let config = AacConfig {
+            object_type,
+            sampling_frequency_index,
+            channel_configuration,
+        };
         config.is_adts_representable().then_some(config)
     }
 
@@ -56,7 +67,9 @@ impl AacConfig {
 
     /// Samples per second, if the index names one.
     pub fn sample_rate(&self) -> Option<u32> {
-        SAMPLING_FREQUENCIES.get(usize::from(self.sampling_frequency_index)).copied()
+        SAMPLING_FREQUENCIES
+            .get(usize::from(self.sampling_frequency_index))
+            .copied()
     }
 
     fn is_adts_representable(&self) -> bool {

@@ -24,7 +24,11 @@ pub struct LiveTs {
 
 impl LiveTs {
     pub(super) fn new(source: Arc<MediaSource>) -> Self {
-        LiveTs { source, next: None, continuity: ContinuityRewriter::new() }
+        LiveTs {
+            source,
+            next: None,
+            continuity: ContinuityRewriter::new(),
+        }
     }
 
     /// The next chunk of TS bytes (one segment), waiting until it exists; `None` when the
@@ -60,7 +64,11 @@ impl LiveTs {
                 return None;
             }
             let Some(ready) = self.source.complete_at(next) else {
-                tracing::warn!(input = self.source.input(), next, "live TS: segment time out of range");
+                tracing::warn!(
+                    input = self.source.input(),
+                    next,
+                    "live TS: segment time out of range"
+                );
                 return None;
             };
             tokio::time::sleep_until(ready).await;

@@ -78,16 +78,22 @@ impl MediaSource {
         input: &str,
         segment_duration: Duration,
     ) -> Result<Arc<MediaSource>, MediaError> {
-        let is_fake = input.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("fake://"));
+        let is_fake = input
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("fake://"));
         if !is_fake {
             return Err(MediaError::UnsupportedInput(input.to_string()));
         }
-        let frames = (duration_to_ticks(segment_duration) + fake::FRAME_TICKS / 2) / fake::FRAME_TICKS;
+        let frames =
+            (duration_to_ticks(segment_duration) + fake::FRAME_TICKS / 2) / fake::FRAME_TICKS;
         let segment_ticks = frames.max(1) * fake::FRAME_TICKS;
         let timeline = Timeline::start(segment_ticks);
         tracing::debug!(input, segment_ticks, "fake media source started");
         let segments = PulledSegments::new(timeline, fake::access_units, Some(fake::AUDIO));
-        Ok(Arc::new(MediaSource { input: input.to_string(), feed: Feed::Fake(segments) }))
+        Ok(Arc::new(MediaSource {
+            input: input.to_string(),
+            feed: Feed::Fake(segments),
+        }))
     }
 
     pub fn input(&self) -> &str {
@@ -99,7 +105,11 @@ impl MediaSource {
         match &self.feed {
             Feed::Fake(pulled) => {
                 let duration = pulled.timeline().segment_seconds();
-                pulled.window().listed().map(|sequence| SegmentInfo { sequence, duration }).collect()
+                pulled
+                    .window()
+                    .listed()
+                    .map(|sequence| SegmentInfo { sequence, duration })
+                    .collect()
             }
         }
     }

@@ -12,7 +12,12 @@ use super::SegmentInfo;
 pub fn media_playlist(segments: &[SegmentInfo], uri_query: &str, ended: bool) -> String {
     // §4.3.3.1: every EXTINF rounded to the nearest integer must not exceed the target
     // duration; rounding up is always safe, and 0 is not a useful target.
-    let target = segments.iter().map(|s| s.duration.ceil() as u64).max().unwrap_or(1).max(1);
+    let target = segments
+        .iter()
+        .map(|s| s.duration.ceil() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let media_sequence = segments.first().map_or(0, |s| s.sequence);
 
     let mut text = String::with_capacity(96 + segments.len() * (32 + uri_query.len()));
@@ -36,7 +41,9 @@ mod tests {
     use super::*;
 
     fn segments(range: std::ops::Range<u64>, duration: f64) -> Vec<SegmentInfo> {
-        range.map(|sequence| SegmentInfo { sequence, duration }).collect()
+        range
+            .map(|sequence| SegmentInfo { sequence, duration })
+            .collect()
     }
 
     #[test]

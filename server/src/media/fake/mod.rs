@@ -37,12 +37,24 @@ pub fn access_units(range: Range<u64>) -> Vec<AccessUnit> {
     let video = frames_in(&range, FRAME_TICKS).map(|n| {
         let time = n * FRAME_TICKS + PTS_OFFSET;
         // less-avc writes only IDR pictures.
-        AccessUnit { track: Track::Video, pts: time, dts: time, keyframe: true, data: picture::frame(n) }
+        AccessUnit {
+            track: Track::Video,
+            pts: time,
+            dts: time,
+            keyframe: true,
+            data: picture::frame(n),
+        }
     });
     let silence = Bytes::from_static(&aac::SILENT_MONO_FRAME);
     let audio = frames_in(&range, AUDIO_FRAME_TICKS).map(move |n| {
         let time = n * AUDIO_FRAME_TICKS + PTS_OFFSET;
-        AccessUnit { track: Track::Audio, pts: time, dts: time, keyframe: true, data: silence.clone() }
+        AccessUnit {
+            track: Track::Audio,
+            pts: time,
+            dts: time,
+            keyframe: true,
+            data: silence.clone(),
+        }
     });
     let mut units: Vec<AccessUnit> = video.chain(audio).collect();
     // Stable: equal timestamps keep video before audio.
@@ -75,7 +87,9 @@ mod tests {
     #[test]
     fn adjacent_ranges_tile_the_stream() {
         let whole = access_units(0..3 * CLOCK_HZ);
-        let pieces: Vec<_> = (0..3).flat_map(|s| access_units(s * CLOCK_HZ..(s + 1) * CLOCK_HZ)).collect();
+        let pieces: Vec<_> = (0..3)
+            .flat_map(|s| access_units(s * CLOCK_HZ..(s + 1) * CLOCK_HZ))
+            .collect();
         assert_eq!(whole, pieces);
         assert!(whole.windows(2).all(|w| w[0].dts <= w[1].dts));
     }

@@ -32,7 +32,8 @@ static CYCLE: OnceLock<Vec<Bytes>> = OnceLock::new();
 /// Frame `n` of the endless sequence: one H.264 access unit (SPS, PPS, IDR slice; Annex B).
 pub fn frame(n: u64) -> Bytes {
     let cycle = CYCLE.get_or_init(|| {
-        encode_cycle().expect("fixed 64x48 8-bit 4:2:0 frames are a shape less-avc supports (tested)")
+        encode_cycle()
+            .expect("fixed 64x48 8-bit 4:2:0 frames are a shape less-avc supports (tested)")
     });
     // In range: the cycle has CYCLE_FRAMES entries.
     cycle[(n % CYCLE_FRAMES) as usize].clone()
@@ -43,9 +44,17 @@ fn encode_cycle() -> Result<Vec<Bytes>, less_avc::Error> {
     let mut encoder: Option<(LessEncoder, Vec<u8>)> = None;
     for index in 0..CYCLE_FRAMES as usize {
         let (y, cb, cr) = draw(index);
-        let plane = |data, stride| DataPlane { data, stride, bit_depth: BitDepth::Depth8 };
+        let plane = |data, stride| DataPlane {
+            data,
+            stride,
+            bit_depth: BitDepth::Depth8,
+        };
         let image = YCbCrImage {
-            planes: Planes::YCbCr((plane(&y, WIDTH as usize), plane(&cb, WIDTH as usize / 2), plane(&cr, WIDTH as usize / 2))),
+            planes: Planes::YCbCr((
+                plane(&y, WIDTH as usize),
+                plane(&cb, WIDTH as usize / 2),
+                plane(&cr, WIDTH as usize / 2),
+            )),
             width: WIDTH,
             height: HEIGHT,
         };
@@ -95,14 +104,21 @@ mod tests {
     fn every_frame_is_parameter_sets_then_an_idr_slice() {
         for n in 0..CYCLE_FRAMES {
             let types: Vec<_> = nal_units(&frame(n)).filter_map(nal_unit_type).collect();
-            assert_eq!(types, vec![nal_type::SPS, nal_type::PPS, nal_type::IDR_SLICE]);
+            assert_eq!(
+                types,
+                vec![nal_type::SPS, nal_type::PPS, nal_type::IDR_SLICE]
+            );
         }
     }
 
     #[test]
     fn the_picture_changes_and_the_cycle_repeats() {
         assert_ne!(frame(0), frame(1));
-        assert_ne!(frame(0), frame(CYCLE_FRAMES / 2), "second sweep has another colour");
+        assert_ne!(
+            frame(0),
+            frame(CYCLE_FRAMES / 2),
+            "second sweep has another colour"
+        );
         assert_eq!(frame(3), frame(3 + CYCLE_FRAMES));
     }
 

@@ -36,7 +36,11 @@ impl ContinuityRewriter {
             let own = packet[3] & 0x0F;
             let next = self.next.entry(pid).or_insert(own);
             // A packet without payload repeats the previous counter instead of advancing it.
-            let cc = if has_payload { *next } else { next.wrapping_sub(1) & 0x0F };
+            let cc = if has_payload {
+                *next
+            } else {
+                next.wrapping_sub(1) & 0x0F
+            };
             packet[3] = (packet[3] & 0xF0) | cc;
             if has_payload {
                 *next = (*next + 1) & 0x0F;
@@ -62,7 +66,11 @@ mod tests {
     fn a_skip_is_renumbered_per_pid() {
         let mut rewriter = ContinuityRewriter::new();
         let first = [packet(0x100, 4), packet(0x101, 9), packet(0x100, 5)].concat();
-        assert_eq!(&rewriter.rewrite(&first)[..], &first[..], "first sight keeps the counters");
+        assert_eq!(
+            &rewriter.rewrite(&first)[..],
+            &first[..],
+            "first sight keeps the counters"
+        );
 
         let after_skip = [packet(0x100, 12), packet(0x101, 0)].concat();
         let out = rewriter.rewrite(&after_skip);

@@ -86,9 +86,15 @@ impl TsMuxer {
         let pat = psi::pat_section(TRANSPORT_STREAM_ID, PROGRAM_NUMBER, PMT_PID);
         packet::write_section(out, PAT_PID, &mut self.pat, &pat);
 
-        let mut streams = vec![EsEntry { stream_type: STREAM_TYPE_H264, pid: VIDEO_PID }];
+        let mut streams = vec![EsEntry {
+            stream_type: STREAM_TYPE_H264,
+            pid: VIDEO_PID,
+        }];
         if self.audio.is_some() {
-            streams.push(EsEntry { stream_type: STREAM_TYPE_AAC_ADTS, pid: AUDIO_PID });
+            streams.push(EsEntry {
+                stream_type: STREAM_TYPE_AAC_ADTS,
+                pid: AUDIO_PID,
+            });
         }
         let pmt = psi::pmt_section(PROGRAM_NUMBER, VIDEO_PID, &streams);
         packet::write_section(out, PMT_PID, &mut self.pmt, &pmt);
@@ -98,7 +104,11 @@ impl TsMuxer {
     ///
     /// Video gets an access unit delimiter if it lacks one (ISO/IEC 13818-1 §2.14.1), a PCR and,
     /// on keyframes, random_access_indicator. Audio gets its ADTS header.
-    pub fn write_access_unit(&mut self, au: &AccessUnit, out: &mut Vec<u8>) -> Result<(), MuxError> {
+    pub fn write_access_unit(
+        &mut self,
+        au: &AccessUnit,
+        out: &mut Vec<u8>,
+    ) -> Result<(), MuxError> {
         match au.track {
             Track::Video => {
                 let delimiter: &[u8] = if h264::starts_with_access_unit_delimiter(&au.data) {
@@ -107,7 +117,8 @@ impl TsMuxer {
                     &h264::ACCESS_UNIT_DELIMITER
                 };
                 let payload_len = delimiter.len() + au.data.len();
-                let (header, header_len) = pes_header(VIDEO_STREAM_ID, au.pts, au.dts, payload_len)?;
+                let (header, header_len) =
+                    pes_header(VIDEO_STREAM_ID, au.pts, au.dts, payload_len)?;
                 let first = FirstPacket {
                     pcr: Some(au.dts.saturating_sub(PCR_LEAD_TICKS)),
                     random_access: au.keyframe,
@@ -121,9 +132,13 @@ impl TsMuxer {
                     .adts_header(au.data.len())
                     .ok_or(MuxError::AdtsFrameTooLong(au.data.len()))?;
                 let payload_len = adts.len() + au.data.len();
-                let (header, header_len) = pes_header(AUDIO_STREAM_ID, au.pts, au.dts, payload_len)?;
+                let (header, header_len) =
+                    pes_header(AUDIO_STREAM_ID, au.pts, au.dts, payload_len)?;
                 // Every AAC frame is a random access point (no inter-frame prediction in LC).
-                let first = FirstPacket { pcr: None, random_access: true };
+                let first = FirstPacket {
+                    pcr: None,
+                    random_access: true,
+                };
                 let parts = [&header[..header_len], &adts[..], &au.data[..]];
                 packet::write_payload_unit(out, AUDIO_PID, &mut self.audio_cc, first, &parts);
             }

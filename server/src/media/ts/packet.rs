@@ -50,9 +50,16 @@ pub fn write_payload_unit(
     let mut remaining = parts.len();
     let mut is_first = true;
     loop {
-        let flags = if is_first { first } else { FirstPacket::default() };
-        let flag_byte = if flags.random_access { RANDOM_ACCESS_INDICATOR } else { 0 }
-            | if flags.pcr.is_some() { PCR_FLAG } else { 0 };
+        let flags = if is_first {
+            first
+        } else {
+            FirstPacket::default()
+        };
+        let flag_byte = if flags.random_access {
+            RANDOM_ACCESS_INDICATOR
+        } else {
+            0
+        } | if flags.pcr.is_some() { PCR_FLAG } else { 0 };
         // Adaptation field bytes this packet needs before stuffing: length byte + flags + PCR.
         let mut adaptation_len = match (flag_byte, flags.pcr) {
             (0, _) => 0,
@@ -66,7 +73,11 @@ pub fn write_payload_unit(
         out.push(SYNC_BYTE);
         let start: u16 = if is_first { 0x4000 } else { 0 };
         out.extend_from_slice(&(start | (pid & 0x1FFF)).to_be_bytes());
-        let control = if adaptation_len > 0 { ADAPTATION_AND_PAYLOAD } else { PAYLOAD_ONLY };
+        let control = if adaptation_len > 0 {
+            ADAPTATION_AND_PAYLOAD
+        } else {
+            PAYLOAD_ONLY
+        };
         out.push((control << 4) | continuity.take());
         if adaptation_len > 0 {
             // adaptation_field_length counts the bytes after itself; 0 is a lone stuffing byte.
@@ -133,7 +144,9 @@ impl<'a> Parts<'a> {
 
     fn copy_into(&mut self, out: &mut Vec<u8>, mut n: usize) {
         while n > 0 {
-            let Some((head, tail)) = self.parts.split_first() else { return };
+            let Some((head, tail)) = self.parts.split_first() else {
+                return;
+            };
             let available = &head[self.offset..];
             let take = available.len().min(n);
             out.extend_from_slice(&available[..take]);
@@ -158,7 +171,11 @@ mod tests {
 
     /// The payload bytes of one packet, skipping any adaptation field.
     fn payload(packet: &[u8]) -> &[u8] {
-        if packet[3] & 0x20 != 0 { &packet[5 + usize::from(packet[4])..] } else { &packet[4..] }
+        if packet[3] & 0x20 != 0 {
+            &packet[5 + usize::from(packet[4])..]
+        } else {
+            &packet[4..]
+        }
     }
 
     #[test]
@@ -166,8 +183,14 @@ mod tests {
         for len in 0..600 {
             for first in [
                 FirstPacket::default(),
-                FirstPacket { pcr: None, random_access: true },
-                FirstPacket { pcr: Some(12_345), random_access: true },
+                FirstPacket {
+                    pcr: None,
+                    random_access: true,
+                },
+                FirstPacket {
+                    pcr: Some(12_345),
+                    random_access: true,
+                },
             ] {
                 let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
                 let (a, b) = data.split_at(len / 3);
@@ -177,7 +200,11 @@ mod tests {
                 let mut joined = Vec::new();
                 for (i, packet) in packets(&out).into_iter().enumerate() {
                     assert_eq!(packet[0], SYNC_BYTE);
-                    assert_eq!(packet[1] & 0x40 != 0, i == 0, "start indicator on the first only");
+                    assert_eq!(
+                        packet[1] & 0x40 != 0,
+                        i == 0,
+                        "start indicator on the first only"
+                    );
                     assert_eq!(usize::from(packet[3] & 0x0F), i % 16);
                     joined.extend_from_slice(payload(packet));
                 }
@@ -189,8 +216,17 @@ mod tests {
     #[test]
     fn first_packet_carries_pcr_and_random_access() {
         let mut out = Vec::new();
-        let first = FirstPacket { pcr: Some(0x1_2345_6789), random_access: true };
-        write_payload_unit(&mut out, 0x100, &mut Continuity::default(), first, &[&[1; 500]]);
+        let first = FirstPacket {
+            pcr: Some(0x1_2345_6789),
+            random_access: true,
+        };
+        write_payload_unit(
+            &mut out,
+            0x100,
+            &mut Continuity::default(),
+            first,
+            &[&[1; 500]],
+        );
         let packet = &out[..PACKET_SIZE];
         assert_eq!(packet[3] >> 4, ADAPTATION_AND_PAYLOAD);
         assert_eq!(packet[4], 7, "flags + 6 PCR bytes");
@@ -206,7 +242,13 @@ mod tests {
     #[test]
     fn one_byte_short_uses_a_zero_length_adaptation_field() {
         let mut out = Vec::new();
-        write_payload_unit(&mut out, 0x101, &mut Continuity::default(), FirstPacket::default(), &[&[7; 183]]);
+        write_payload_unit(
+            &mut out,
+            0x101,
+            &mut Continuity::default(),
+            FirstPacket::default(),
+            &[&[7; 183]],
+        );
         assert_eq!(out.len(), PACKET_SIZE);
         assert_eq!(out[3] >> 4, ADAPTATION_AND_PAYLOAD);
         assert_eq!(out[4], 0);

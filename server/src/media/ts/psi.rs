@@ -73,14 +73,24 @@ mod tests {
         // What ffmpeg's mpegts muxer writes for one program on PMT PID 0x1000.
         assert_eq!(
             pat_section(1, 1, 0x1000),
-            [0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xF0, 0x00, 0x2A, 0xB1, 0x04, 0xB2]
+            [
+                0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xF0, 0x00, 0x2A, 0xB1,
+                0x04, 0xB2
+            ]
         );
     }
 
     #[test]
     fn crc_over_a_section_and_its_crc_is_zero() {
         // Running the CRC over a section including its CRC yields 0 (Annex A property).
-        let pmt = pmt_section(1, 0x100, &[EsEntry { stream_type: 0x1B, pid: 0x100 }]);
+        let pmt = pmt_section(
+            1,
+            0x100,
+            &[EsEntry {
+                stream_type: 0x1B,
+                pid: 0x100,
+            }],
+        );
         assert_eq!(crc32_mpeg2(&pmt), 0);
     }
 }

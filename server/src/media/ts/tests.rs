@@ -28,7 +28,10 @@ fn expected_payload(au: &AccessUnit) -> Vec<u8> {
     let prefix: Vec<u8> = match au.track {
         Track::Video if h264::starts_with_access_unit_delimiter(&au.data) => Vec::new(),
         Track::Video => h264::ACCESS_UNIT_DELIMITER.to_vec(),
-        Track::Audio => AacConfig::LC_48K_MONO.adts_header(au.data.len()).expect("short frame").to_vec(),
+        Track::Audio => AacConfig::LC_48K_MONO
+            .adts_header(au.data.len())
+            .expect("short frame")
+            .to_vec(),
     };
     [prefix, au.data.to_vec()].concat()
 }
@@ -40,22 +43,40 @@ fn read_pes(ts: &[u8]) -> HashMap<u8, Vec<(u64, Option<u64>, Vec<u8>)>> {
     while let Some(pes) = reader.read_pes_packet().expect("valid PES") {
         let pts = pes.header.pts.expect("every PES has a PTS").as_u64();
         let dts = pes.header.dts.map(|d| d.as_u64());
-        by_stream.entry(pes.header.stream_id.as_u8()).or_default().push((pts, dts, pes.data));
+        by_stream
+            .entry(pes.header.stream_id.as_u8())
+            .or_default()
+            .push((pts, dts, pes.data));
     }
     by_stream
 }
 
 fn video(pts: u64, data: &[u8]) -> AccessUnit {
-    AccessUnit { track: Track::Video, pts, dts: pts, keyframe: true, data: Bytes::copy_from_slice(data) }
+    AccessUnit {
+        track: Track::Video,
+        pts,
+        dts: pts,
+        keyframe: true,
+        data: Bytes::copy_from_slice(data),
+    }
 }
 
 fn audio(pts: u64, data: &[u8]) -> AccessUnit {
-    AccessUnit { track: Track::Audio, pts, dts: pts, keyframe: true, data: Bytes::copy_from_slice(data) }
+    AccessUnit {
+        track: Track::Audio,
+        pts,
+        dts: pts,
+        keyframe: true,
+        data: Bytes::copy_from_slice(data),
+    }
 }
 
 #[test]
 fn tables_name_the_program_and_its_streams() {
-    let ts = mux(&[video(0, &[0, 0, 0, 1, 0x65, 1, 2, 3]), audio(0, &aac::SILENT_MONO_FRAME)]);
+    let ts = mux(&[
+        video(0, &[0, 0, 0, 1, 0x65, 1, 2, 3]),
+        audio(0, &aac::SILENT_MONO_FRAME),
+    ]);
     let mut reader = TsPacketReader::new(&ts[..]);
     let mut continuity: HashMap<u16, u8> = HashMap::new();
     let mut saw_pmt = false;
@@ -74,9 +95,18 @@ fn tables_name_the_program_and_its_streams() {
             Some(TsPayload::Pmt(pmt)) => {
                 saw_pmt = true;
                 assert_eq!(pmt.pcr_pid.map(|p| p.as_u16()), Some(VIDEO_PID));
-                let streams: Vec<_> =
-                    pmt.es_info.iter().map(|es| (es.stream_type, es.elementary_pid.as_u16())).collect();
-                assert_eq!(streams, [(StreamType::H264, VIDEO_PID), (StreamType::AdtsAac, AUDIO_PID)]);
+                let streams: Vec<_> = pmt
+                    .es_info
+                    .iter()
+                    .map(|es| (es.stream_type, es.elementary_pid.as_u16()))
+                    .collect();
+                assert_eq!(
+                    streams,
+                    [
+                        (StreamType::H264, VIDEO_PID),
+                        (StreamType::AdtsAac, AUDIO_PID)
+                    ]
+                );
             }
             Some(TsPayload::PesStart(_)) if pid == VIDEO_PID => {
                 let adaptation = packet.adaptation_field.expect("keyframe flags");
@@ -98,31 +128,54 @@ fn a_video_unit_with_its_own_delimiter_gets_no_second_one() {
 
 #[test]
 fn a_large_picture_uses_an_unbounded_pes() {
-    let picture: Vec<u8> = [0, 0, 0, 1, 0x65].into_iter().chain((0..80_000).map(|i| (i % 200 + 1) as u8)).collect();
+    let picture: Vec<u8> = [0, 0, 0, 1, 0x65]
+        .into_iter()
+        .chain((0..80_000).map(|i| (i % 200 + 1) as u8))
+        .collect();
     // The reader needs the next PES start to end an unbounded one.
     let ts = mux(&[video(0, &picture), video(3_000, &[0, 0, 1, 0x65, 7])]);
     let pes = read_pes(&ts);
-    assert_eq!(pes[&pes::VIDEO_STREAM_ID][0].2, expected_payload(&video(0, &picture)));
+    assert_eq!(
+        pes[&pes::VIDEO_STREAM_ID][0].2,
+        expected_payload(&video(0, &picture))
+    );
 }
 
 #[test]
 fn audio_without_an_audio_track_is_refused() {
     let mut muxer = TsMuxer::new(None);
     let mut out = Vec::new();
-    assert_eq!(muxer.write_access_unit(&audio(0, &[1]), &mut out), Err(MuxError::NoAudioTrack));
+    assert_eq!(
+        muxer.write_access_unit(&audio(0, &[1]), &mut out),
+        Err(MuxError::NoAudioTrack)
+    );
     assert!(out.is_empty(), "nothing half-written");
 }
 
 /// Small access units with arbitrary content, timestamps anywhere in (and past) 33 bits, and
 /// B-frame style DTS below PTS now and then.
 fn access_unit() -> impl Strategy<Value = AccessUnit> {
-    (any::<bool>(), 0u64..(1 << 34), 0u64..3_000, prop::collection::vec(any::<u8>(), 0..700)).prop_map(
-        |(is_video, pts, reorder, data)| {
-            let track = if is_video { Track::Video } else { Track::Audio };
-            let dts = if is_video { pts.saturating_sub(reorder) } else { pts };
-            AccessUnit { track, pts, dts, keyframe: is_video && reorder % 2 == 0, data: Bytes::from(data) }
-        },
+    (
+        any::<bool>(),
+        0u64..(1 << 34),
+        0u64..3_000,
+        prop::collection::vec(any::<u8>(), 0..700),
     )
+        .prop_map(|(is_video, pts, reorder, data)| {
+            let track = if is_video { Track::Video } else { Track::Audio };
+            let dts = if is_video {
+                pts.saturating_sub(reorder)
+            } else {
+                pts
+            };
+            AccessUnit {
+                track,
+                pts,
+                dts,
+                keyframe: is_video && reorder % 2 == 0,
+                data: Bytes::from(data),
+            }
+        })
 }
 
 proptest! {

@@ -1,0 +1,367 @@
+//! The auth backend: what it answers (programmed per token, changeable mid-scenario) and what it
+//! was asked (counts, parameters, timing windows).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cucumber::gherkin::Step;
+use cucumber::{given, then, when};
+
+use super::{UsherWorld, opt, seconds};
+use crate::backend::{Answer, Call};
+
+/// Adds the options after `with …` to an answer: `X-AuthDuration N`, `X-Max-Sessions N`,
+/// `X-Unique`, `config {…json…}` (last), joined by ` and `.
+fn with_options(mut answer: Answer, options: &str) -> Answer {
+    let mut rest = options.trim();
+    while !rest.is_empty() {
+        if let Some(json) = rest.strip_prefix("config ") {
+            let config: serde_json::Value = serde_json::from_str(json)
+                .unwrap_or_else(|e| panic!("`config {json}` is not JSON: {e}"));
+            answer = answer.with_body(serde_json::json!({ "config": config }));
+            break;
+        }
+        let (item, tail) = rest.split_once(" and ").unwrap_or((rest, ""));
+        rest = tail.trim();
+        let mut words = item.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("X-AuthDuration"), Some(n), None) => {
+                answer = answer.with_header("X-AuthDuration", n);
+            }
+            (Some("X-Max-Sessions"), Some(n), None) => {
+                answer = answer.with_header("X-Max-Sessions", n);
+            }
+            (Some("X-Unique"), None, None) => answer = answer.with_header("X-Unique", "true"),
+            _ => panic!(
+                "unknown answer option `{item}` (known: X-AuthDuration N, X-Max-Sessions N, \
+                 X-Unique, config {{…}})"
+            ),
+        }
+    }
+    answer
+}
+
+fn token_or_every(token: String, every: String) -> Option<String> {
+    if every.is_empty() { Some(token) } else { None }
+}
+
+#[given(
+    regex = r#"^the backend (?:now )?allows (?:token "([^"]*)"|(every token))(?: as user "([^"]+)")?(?: with (.+))?$"#
+)]
+#[when(
+    regex = r#"^the backend (?:now )?allows (?:token "([^"]*)"|(every token))(?: as user "([^"]+)")?(?: with (.+))?$"#
+)]
+async fn allows(world: &mut UsherWorld, token: String, every: String, user: String, options: String) {
+    let mut answer = Answer::allow();
+    if let Some(user) = opt(user) {
+        answer = answer.with_header("X-UserId", &world.user_id(&user));
+    }
+    let answer = with_options(answer, &options);
+    world.backend.answer(token_or_every(token, every).as_deref(), answer);
+}
+
+#[given(regex = r#"^the backend (?:now )?denies (?:token "([^"]*)"|(every token))(?: with (.+))?$"#)]
+#[when(regex = r#"^the backend (?:now )?denies (?:token "([^"]*)"|(every token))(?: with (.+))?$"#)]
+async fn denies(world: &mut UsherWorld, token: String, every: String, options: String) {
+    let answer = with_options(Answer::deny(), &options);
+    world.backend.answer(token_or_every(token, every).as_deref(), answer);
+}
+
+#[given(regex = r#"^the backend redirects (?:token "([^"]*)"|(every token)) to "([^"]+)"$"#)]
+async fn redirects(world: &mut UsherWorld, token: String, every: String, location: String) {
+    world
+        .backend
+        .answer(token_or_every(token, every).as_deref(), Answer::redirect(&location));
+}
+
+#[given(regex = r#"^the backend (?:now )?answers (\d{3})(?: for token "([^"]*)")?$"#)]
+#[when(regex = r#"^the backend (?:now )?answers (\d{3})(?: for token "([^"]*)")?$"#)]
+async fn answers_status(world: &mut UsherWorld, status: u16, token: String) {
+    match opt(token) {
+        Some(t) => world.backend.answer(Some(&t), Answer::status(status)),
+        None => world.backend.answer_all(Answer::status(status)),
+    }
+}
+
+#[given(regex = r"^the backend (?:now )?answers only after (\d+(?:\.\d+)?) seconds?$")]
+#[when(regex = r"^the backend (?:now )?answers only after (\d+(?:\.\d+)?) seconds?$")]
+async fn answers_late(world: &mut UsherWorld, delay: String) {
+    world.backend.delay_all(Some(seconds(&delay)));
+}
+
+#[given(regex = r"^the backend is unreachable$")]
+async fn unreachable(world: &mut UsherWorld) {
+    assert!(
+        world.streams.values().all(|s| !s.in_place),
+        "`the backend is unreachable` must come before any viewer plays: the stream's backend \
+         URL is fixed when the stream is put in place (use `the backend closes connections \
+         without answering` to break it mid-scenario)"
+    );
+    world.backend_unreachable = true;
+}
+
+#[given(regex = r"^the backend (?:now )?closes connections without answering$")]
+#[when(regex = r"^the backend (?:now )?closes connections without answering$")]
+async fn drops(world: &mut UsherWorld) {
+    world.backend.drop_connections(true);
+}
+
+// ---- what the backend was asked ----
+
+fn calls_for<'a>(calls: &'a [Call], token: &Option<String>) -> Vec<&'a Call> {
+    calls
+        .iter()
+        .filter(|c| token.as_deref().is_none_or(|t| c.token() == Some(t)))
+        .collect()
+}
+
+#[then(
+    regex = r#"^the backend was asked (\d+) times?(?: for token "([^"]*)")?(?: with request_type "([a-z_]+)")?$"#
+)]
+async fn asked_times(world: &mut UsherWorld, n: usize, token: String, request_type: String) {
+    let log = world.backend.log();
+    let token = opt(token);
+    let request_type = opt(request_type);
+    let seen = calls_for(log.calls(), &token)
+        .into_iter()
+        .filter(|c| request_type.is_none() || c.request_type() == request_type.as_deref())
+        .count();
+    if seen != n {
+        let what = format!(
+            "expected {n} backend call(s){}{}, saw {seen}",
+            token.map(|t| format!(" for token \"{t}\"")).unwrap_or_default(),
+            request_type
+                .map(|t| format!(" with request_type {t}"))
+                .unwrap_or_default()
+        );
+        panic!("{}", world.explain(what));
+    }
+}
+
+#[then(regex = r#"^the backend was not asked(?: for token "([^"]*)")?$"#)]
+async fn not_asked(world: &mut UsherWorld, token: String) {
+    asked_times(world, 0, token, String::new()).await;
+}
+
+/// Checks one parameter against an expectation written in the table:
+/// `stream "s"`, `a UUID`, `an integer`, `0 or 1`, `absent`, `containing "x"`, or a literal.
+fn check_param(world: &UsherWorld, call: &Call, name: &str, expected: &str) -> Result<(), String> {
+    let value = call.param(name);
+    let show = |v: Option<&str>| v.map(|v| format!("`{v}`")).unwrap_or("absent".into());
+    let ok = match expected {
+        "absent" => value.is_none(),
+        "a UUID" => value.is_some_and(is_uuid),
+        "an integer" => value.is_some_and(|v| v.parse::<u64>().is_ok()),
+        "0 or 1" => matches!(value, Some("0" | "1")),
+        _ => {
+            if let Some(alias) = expected
+                .strip_prefix("stream \"")
+                .and_then(|s| s.strip_suffix('"'))
+            {
+                value == Some(world.stream_name(alias).as_str())
+            } else if let Some(part) = expected
+                .strip_prefix("containing \"")
+                .and_then(|s| s.strip_suffix('"'))
+            {
+                value.is_some_and(|v| v.contains(part))
+            } else {
+                value == Some(expected)
+            }
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` should be {expected}, is {}", show(value)))
+    }
+}
+
+fn is_uuid(v: &str) -> bool {
+    let groups: Vec<&str> = v.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[then(regex = r#"^the backend's (new_session|update_session) call for token "([^"]*)" carried$"#)]
+async fn call_carried(world: &mut UsherWorld, #[step] step: &Step, request_type: String, token: String) {
+    let log = world.backend.log();
+    let calls: Vec<&Call> = log
+        .calls()
+        .iter()
+        .filter(|c| c.token() == Some(token.as_str()) && c.request_type() == Some(&request_type))
+        .collect();
+    let Some(call) = calls.first() else {
+        panic!(
+            "{}",
+            world.explain(format!("no {request_type} call for token \"{token}\""))
+        );
+    };
+    let table = step.table.as_ref().expect("this step takes a table: | parameter | value |");
+    let mut problems = Vec::new();
+    for row in &table.rows {
+        let [name, expected] = row.as_slice() else {
+            panic!("each table row is | parameter | expected value |, got {row:?}");
+        };
+        if name == "parameter" {
+            continue;
+        }
+        if let Err(p) = check_param(world, call, name, expected) {
+            problems.push(p);
+        }
+    }
+    if !problems.is_empty() {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "the first {request_type} call for token \"{token}\" ({call}):\n  {}",
+                problems.join("\n  ")
+            ))
+        );
+    }
+}
+
+#[then(regex = r#"^the backend's calls for token "([^"]*)" carried (\d+) different session_ids?$"#)]
+async fn distinct_session_ids(world: &mut UsherWorld, token: String, n: usize) {
+    let log = world.backend.log();
+    let ids: BTreeSet<&str> = log
+        .for_token(Some(&token))
+        .iter()
+        .filter_map(|c| c.session_id())
+        .collect();
+    if ids.len() != n {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "expected {n} different session_id(s) for token \"{token}\", saw {}: {ids:?}",
+                ids.len()
+            ))
+        );
+    }
+}
+
+#[then(
+    regex = r#"^the backend's calls for token "([^"]*)" kept one session_id with request_number rising by 1$"#
+)]
+async fn one_session_rising(world: &mut UsherWorld, token: String) {
+    let log = world.backend.log();
+    let calls = log.for_token(Some(&token));
+    let mut problems = Vec::new();
+    if calls.len() < 2 {
+        problems.push(format!(
+            "expected at least 2 calls for token \"{token}\", saw {}",
+            calls.len()
+        ));
+    }
+    let first_id = calls.first().and_then(|c| c.session_id());
+    for pair in calls.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b.session_id() != first_id {
+            problems.push(format!(
+                "session_id changed from {first_id:?} to {:?}",
+                b.session_id()
+            ));
+        }
+        match (a.request_number(), b.request_number()) {
+            (Some(x), Some(y)) if y == x + 1 => {}
+            (x, y) => problems.push(format!(
+                "request_number went from {x:?} to {y:?}, expected +1"
+            )),
+        }
+    }
+    if let Some(first) = calls.first()
+        && !matches!(first.request_number(), Some(0 | 1))
+    {
+        problems.push(format!(
+            "the first request_number is {:?}, expected 0 or 1",
+            first.param("request_number")
+        ));
+    }
+    if !problems.is_empty() {
+        panic!("{}", world.explain(problems.join("; ")));
+    }
+}
+
+fn first_of_type<'a>(calls: &'a [Call], token: &str, request_type: &str) -> Option<&'a Call> {
+    calls
+        .iter()
+        .find(|c| c.token() == Some(token) && c.request_type() == Some(request_type))
+}
+
+#[then(
+    regex = r#"^the backend's update_session call for token "([^"]*)" came (\d+(?:\.\d+)?) to (\d+(?:\.\d+)?) seconds after its new_session call$"#
+)]
+async fn update_window(world: &mut UsherWorld, token: String, lo: String, hi: String) {
+    let (lo, hi) = (seconds(&lo), world.ctx.bound(seconds(&hi)));
+    let log = world.backend.log();
+    let (Some(new), Some(update)) = (
+        first_of_type(log.calls(), &token, "new_session"),
+        first_of_type(log.calls(), &token, "update_session"),
+    ) else {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "expected a new_session and an update_session call for token \"{token}\""
+            ))
+        );
+    };
+    let gap = update.at.saturating_duration_since(new.at);
+    if gap < lo || gap > hi {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "the update_session call came {} ms after new_session; expected {}..{} ms",
+                gap.as_millis(),
+                lo.as_millis(),
+                hi.as_millis()
+            ))
+        );
+    }
+}
+
+#[then(
+    regex = r#"^the backend receives an update_session call for token "([^"]*)" within (\d+(?:\.\d+)?) seconds of its new_session call$"#
+)]
+async fn receives_update(world: &mut UsherWorld, token: String, within: String) {
+    let within = world.ctx.bound(seconds(&within));
+    let new_at = first_of_type(world.backend.log().calls(), &token, "new_session")
+        .map(|c| c.at)
+        .unwrap_or_else(|| {
+            panic!(
+                "{}",
+                world.explain(format!("no new_session call for token \"{token}\""))
+            )
+        });
+    let left = within.saturating_sub(new_at.elapsed());
+    let update = world
+        .backend
+        .wait_for(left, |c| {
+            c.token() == Some(token.as_str()) && c.request_type() == Some("update_session")
+        })
+        .await;
+    match update {
+        Some(c) if c.at.saturating_duration_since(new_at) <= within => {}
+        _ => panic!(
+            "{}",
+            world.explain(format!(
+                "no update_session call for token \"{token}\" within {} ms of its new_session call",
+                within.as_millis()
+            ))
+        ),
+    }
+}
+
+/// How long the decision of the latest call for `token` stays fresh: its `X-AuthDuration`
+/// (default 180 s, TIME-01).
+pub(crate) fn auth_duration_of_last(world: &UsherWorld, token: Option<&str>) -> (Duration, Option<std::time::Instant>) {
+    let log = world.backend.log();
+    let last = log.for_token(token).last().map(|c| c.at);
+    let duration = world
+        .backend
+        .current_answer(token)
+        .auth_duration()
+        .unwrap_or(Duration::from_secs(180));
+    (duration, last)
+}

@@ -1,0 +1,165 @@
+//! The management API over real sockets: credentials, stream CRUD with clear errors for bad
+//! bodies, the session list and close, admin view tokens, server-wide token settings.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use usher_server::config::{Config, Credential};
+use usher_server::{RunningServer, Server};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+struct Api {
+    server: RunningServer,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn start() -> Api {
+        let config = Config {
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            edit_auth: Some(Credential { login: "admin".into(), password: "pw".into() }),
+            ..Config::default()
+        };
+        let server = Server::start(config).await.unwrap();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        Api { server, client }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.http_addr())
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path)).basic_auth("admin", Some("pw"));
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+fn title(v: &Value) -> String {
+    v["errors"][0]["title"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn api_refuses_missing_or_wrong_credentials() {
+    let api = Api::start().await;
+    let none = api.client.get(api.url("/streamer/api/v3/sessions")).send().await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    let wrong = api
+        .client
+        .get(api.url("/streamer/api/v3/sessions"))
+        .basic_auth("admin", Some("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let (status, body) = api.call(reqwest::Method::GET, "/streamer/api/v3/sessions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"sessions": []}));
+}
+
+#[tokio::test]
+async fn stream_crud_and_bad_bodies() {
+    let api = Api::start().await;
+    let put = reqwest::Method::PUT;
+    let good = r#"{"inputs":[{"url":"fake://fake"}],"on_play":{"url":"http://127.0.0.1:9/auth","session_keys":["ip","name","proto","token"]}}"#;
+    let (status, body) = api.call(put.clone(), "/streamer/api/v3/streams/live/s1", Some(good)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/live/s1", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["on_play"]["session_keys"], json!(["ip", "name", "proto", "token"]));
+
+    // SESS-03: a list without proto is refused with a message naming it.
+    let no_proto = r#"{"inputs":[{"url":"fake://fake"}],"on_play":{"url":"http://b/a","session_keys":["ip","name","token"]}}"#;
+    let (status, body) = api.call(put.clone(), "/streamer/api/v3/streams/s2", Some(no_proto)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(title(&body).contains("proto"), "{body}");
+
+    for (bad, needle) in [
+        ("{not json", "s3"),
+        (r#"{"inputs":"fake://fake"}"#, "inputs"),
+        (r#"{"inputs":[{"url":"fake://fake"}],"bogus":1}"#, "bogus"),
+    ] {
+        let (status, body) = api.call(put.clone(), "/streamer/api/v3/streams/s3", Some(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(title(&body).contains(needle), "{bad} ⇒ {body}");
+    }
+    let (status, _) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s3", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a refused body creates nothing");
+
+    let (status, _) = api.call(reqwest::Method::DELETE, "/streamer/api/v3/streams/live/s1", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.call(reqwest::Method::DELETE, "/streamer/api/v3/streams/live/s1", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_closed_and_admin_tokens_minted() {
+    let backend = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).insert_header("X-UserId", "u1"))
+        .mount(&backend)
+        .await;
+    let api = Api::start().await;
+    let stream = json!({"inputs":[{"url":"fake://fake"}],"on_play":{"url": format!("{}/auth", backend.uri())}});
+    let (status, _) =
+        api.call(reqwest::Method::PUT, "/streamer/api/v3/streams/s1", Some(&stream.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let play = reqwest::get(api.url("/s1/index.m3u8?token=abc")).await.unwrap();
+    assert_eq!(play.status(), StatusCode::OK);
+    let (_, body) = api.call(reqwest::Method::GET, "/streamer/api/v3/sessions?name=s1", None).await;
+    let sessions = body["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{body}");
+    assert_eq!(sessions[0]["token"], "abc");
+    assert_eq!(sessions[0]["user_id"], "u1");
+    assert_eq!(sessions[0]["proto"], "hls");
+    let id = sessions[0]["id"].as_str().unwrap().to_string();
+
+    let (status, _) = api.call(reqwest::Method::DELETE, &format!("/streamer/api/v3/sessions/{id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = api.call(reqwest::Method::GET, "/streamer/api/v3/sessions", None).await;
+    assert_eq!(body["sessions"], json!([]));
+    let (status, _) = api.call(reqwest::Method::DELETE, "/streamer/api/v3/sessions/not-a-uuid", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // ADM-01/02: a minted token plays without a backend call.
+    let calls_before = backend.received_requests().await.unwrap().len();
+    let (status, body) = api.call(reqwest::Method::POST, "/streamer/api/v3/admin_view_token", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = body["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("ADM1-"), "{token}");
+    let play = reqwest::get(api.url(&format!("/s1/index.m3u8?token={token}"))).await.unwrap();
+    assert_eq!(play.status(), StatusCode::OK);
+    assert_eq!(backend.received_requests().await.unwrap().len(), calls_before);
+}
+
+#[tokio::test]
+async fn server_settings_change_token_handling() {
+    let api = Api::start().await;
+    let stream = json!({"inputs":[{"url":"fake://fake"}]});
+    api.call(reqwest::Method::PUT, "/streamer/api/v3/streams/s1", Some(&stream.to_string())).await;
+    // Without a backend everyone plays (CFG-05), even without a token (TOK-02).
+    assert_eq!(reqwest::get(api.url("/s1/index.m3u8")).await.unwrap().status(), StatusCode::OK);
+    let (status, body) =
+        api.call(reqwest::Method::PUT, "/streamer/api/v3/config", Some(r#"{"no_auto_token":true}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"no_auto_token": true, "auth_token": "token"}));
+    assert_eq!(reqwest::get(api.url("/s1/index.m3u8")).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let (status, body) =
+        api.call(reqwest::Method::PUT, "/streamer/api/v3/config", Some(r#"{"auth_token":"a b"}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(title(&body).contains("auth_token"), "{body}");
+    let (status, _) = api.call(reqwest::Method::PUT, "/streamer/api/v3/config", Some(r#"{"auth_token":"tk"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    // CFG-07: the renamed parameter carries the token.
+    assert_eq!(reqwest::get(api.url("/s1/index.m3u8?tk=x")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(reqwest::get(api.url("/s1/index.m3u8?token=x")).await.unwrap().status(), StatusCode::FORBIDDEN);
+}
