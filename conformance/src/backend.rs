@@ -166,6 +166,8 @@ pub struct Call {
     pub query: Vec<(String, String)>,
     /// What the backend did with it.
     pub answered: String,
+    /// The answer it got; `None` when the connection was cut or no scenario owned it.
+    pub answer: Option<Answer>,
 }
 
 impl Call {
@@ -307,7 +309,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 type Routes = Arc<Mutex<HashMap<String, Arc<ScenarioSlot>>>>;
 
-fn record(request: &Request, slot: &ScenarioSlot, answered: String) -> Call {
+fn record(request: &Request, slot: &ScenarioSlot, answer: Option<Answer>, answered: String) -> Call {
     let at = Instant::now();
     Call {
         at,
@@ -320,6 +322,7 @@ fn record(request: &Request, slot: &ScenarioSlot, answered: String) -> Call {
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect(),
         answered,
+        answer,
     }
 }
 
@@ -347,7 +350,7 @@ impl Router {
 impl Respond for Router {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let Some(slot) = self.slot(request) else {
-            let call = record(request, &self.strays, "404 (no live scenario)".into());
+            let call = record(request, &self.strays, None, "404 (no live scenario)".into());
             tracing::warn!(%call, "auth backend: request for no live scenario");
             lock(&self.strays.state).log.push(call);
             return ResponseTemplate::new(404);
@@ -359,7 +362,7 @@ impl Respond for Router {
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.into_owned());
         let answer = state.answer_for(token.as_deref());
-        let call = record(request, &slot, answer.to_string());
+        let call = record(request, &slot, Some(answer.clone()), answer.to_string());
         tracing::debug!(%call, "auth backend");
         state.log.push(call);
         answer.template()
@@ -440,7 +443,12 @@ impl Backend {
             .respond_with_err(move |request: &Request| {
                 let slot = scope_of(request).and_then(|s| lock(&drop_routes).get(s).cloned());
                 if let Some(slot) = slot {
-                    let call = record(request, &slot, "connection closed without an answer".into());
+                    let call = record(
+                        request,
+                        &slot,
+                        None,
+                        "connection closed without an answer".into(),
+                    );
                     tracing::debug!(%call, "auth backend");
                     lock(&slot.state).log.push(call);
                 }

@@ -24,7 +24,11 @@ pub const ADMIN_VIEW_DISABLED_ENV: &str = "STREAMER_ADMIN_VIEW_DISABLED";
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot bind {what} on {addr}: {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("the configuration has no `http` listener")]
     NoHttp,
     #[error("cannot build the backend HTTP client: {0}")]
@@ -39,12 +43,16 @@ impl Server {
     /// Binds every listener of `config` (port 0 allowed) and starts serving.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let http_addr = config.http.ok_or(ServerError::NoHttp)?;
-        let listener = TcpListener::bind(http_addr)
-            .await
-            .map_err(|source| ServerError::Bind { what: "http", addr: http_addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { what: "http", addr: http_addr, source })?;
+        let listener = TcpListener::bind(http_addr).await.map_err(|source| ServerError::Bind {
+            what: "http",
+            addr: http_addr,
+            source,
+        })?;
+        let bound = listener.local_addr().map_err(|source| ServerError::Bind {
+            what: "http",
+            addr: http_addr,
+            source,
+        })?;
 
         let backend = HttpBackend::new().map_err(|e| ServerError::Client(e.to_string()))?;
         let secret = config.server_secret.clone().unwrap_or_else(|| {
@@ -79,7 +87,13 @@ impl Server {
             }
         });
         tracing::info!(http = %bound, "usher server started");
-        Ok(RunningServer { http_addr: bound, core, streams, shutdown, tasks })
+        Ok(RunningServer {
+            http_addr: bound,
+            core,
+            streams,
+            shutdown,
+            tasks,
+        })
     }
 }
 

@@ -21,7 +21,11 @@ pub struct Stream {
 
 impl Stream {
     fn new(base: StreamConfig) -> Stream {
-        Stream { base, overlay: Mutex::new(StreamOverride::default()), media: Mutex::new(None) }
+        Stream {
+            base,
+            overlay: Mutex::new(StreamOverride::default()),
+            media: Mutex::new(None),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -67,8 +71,14 @@ pub struct Streams {
 
 impl Streams {
     pub fn new(streams: Vec<StreamConfig>, templates: Vec<TemplateConfig>) -> Streams {
-        let map = streams.into_iter().map(|s| (s.name.clone(), Arc::new(Stream::new(s)))).collect();
-        Streams { streams: RwLock::new(map), templates: RwLock::new(templates) }
+        let map = streams
+            .into_iter()
+            .map(|s| (s.name.clone(), Arc::new(Stream::new(s))))
+            .collect();
+        Streams {
+            streams: RwLock::new(map),
+            templates: RwLock::new(templates),
+        }
     }
 
     /// A configured stream, or one made from the first template whose prefix matches
@@ -80,7 +90,8 @@ impl Streams {
         let templates = self.templates.read().unwrap_or_else(|e| e.into_inner());
         let template = templates.iter().find(|t| {
             t.prefixes.iter().any(|p| {
-                name.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+                name.strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
             })
         })?;
         let config = StreamConfig {
@@ -92,7 +103,12 @@ impl Streams {
             protocols: template.protocols,
         };
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
-        Some(streams.entry(name.to_string()).or_insert_with(|| Arc::new(Stream::new(config))).clone())
+        Some(
+            streams
+                .entry(name.to_string())
+                .or_insert_with(|| Arc::new(Stream::new(config)))
+                .clone(),
+        )
     }
 
     /// Creates or replaces a stream. Replacing drops its override layer and media source.
@@ -106,12 +122,22 @@ impl Streams {
     }
 
     pub fn remove(&self, name: &str) -> bool {
-        self.streams.write().unwrap_or_else(|e| e.into_inner()).remove(name).is_some()
+        self.streams
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .is_some()
     }
 
     /// Configured (and template-made) streams, sorted by name.
     pub fn list(&self) -> Vec<Arc<Stream>> {
-        let mut list: Vec<_> = self.streams.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut list: Vec<_> = self
+            .streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         list.sort_by(|a, b| a.name().cmp(b.name()));
         list
     }
@@ -120,7 +146,9 @@ impl Streams {
 impl StreamControl for Streams {
     fn apply_override(&self, stream: &str, config: &Value) -> Result<Protocols, String> {
         let parsed = StreamOverride::from_json(config).map_err(|e| e.to_string())?;
-        let target = self.find(stream).ok_or_else(|| format!("stream `{stream}` does not exist"))?;
+        let target = self
+            .find(stream)
+            .ok_or_else(|| format!("stream `{stream}` does not exist"))?;
         let mut overlay = lock(&target.overlay);
         overlay.merge(parsed);
         let effective = overlay.apply(&target.base);

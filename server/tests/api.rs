@@ -19,11 +19,17 @@ impl Api {
     async fn start() -> Api {
         let config = Config {
             http: Some("127.0.0.1:0".parse().unwrap()),
-            edit_auth: Some(Credential { login: "admin".into(), password: "pw".into() }),
+            edit_auth: Some(Credential {
+                login: "admin".into(),
+                password: "pw".into(),
+            }),
             ..Config::default()
         };
         let server = Server::start(config).await.unwrap();
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
         Api { server, client }
     }
 
@@ -32,7 +38,10 @@ impl Api {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, self.url(path)).basic_auth("admin", Some("pw"));
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .basic_auth("admin", Some("pw"));
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body.to_string());
         }
@@ -50,7 +59,12 @@ fn title(v: &Value) -> String {
 #[tokio::test]
 async fn api_refuses_missing_or_wrong_credentials() {
     let api = Api::start().await;
-    let none = api.client.get(api.url("/streamer/api/v3/sessions")).send().await.unwrap();
+    let none = api
+        .client
+        .get(api.url("/streamer/api/v3/sessions"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
     let wrong = api
         .client
@@ -70,15 +84,22 @@ async fn stream_crud_and_bad_bodies() {
     let api = Api::start().await;
     let put = reqwest::Method::PUT;
     let good = r#"{"inputs":[{"url":"fake://fake"}],"on_play":{"url":"http://127.0.0.1:9/auth","session_keys":["ip","name","proto","token"]}}"#;
-    let (status, body) = api.call(put.clone(), "/streamer/api/v3/streams/live/s1", Some(good)).await;
+    let (status, body) = api
+        .call(put.clone(), "/streamer/api/v3/streams/live/s1", Some(good))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/live/s1", None).await;
+    let (status, body) = api
+        .call(reqwest::Method::GET, "/streamer/api/v3/streams/live/s1", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["on_play"]["session_keys"], json!(["ip", "name", "proto", "token"]));
 
     // SESS-03: a list without proto is refused with a message naming it.
-    let no_proto = r#"{"inputs":[{"url":"fake://fake"}],"on_play":{"url":"http://b/a","session_keys":["ip","name","token"]}}"#;
-    let (status, body) = api.call(put.clone(), "/streamer/api/v3/streams/s2", Some(no_proto)).await;
+    let no_proto =
+        r#"{"inputs":[{"url":"fake://fake"}],"on_play":{"url":"http://b/a","session_keys":["ip","name","token"]}}"#;
+    let (status, body) = api
+        .call(put.clone(), "/streamer/api/v3/streams/s2", Some(no_proto))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(title(&body).contains("proto"), "{body}");
 
@@ -91,12 +112,18 @@ async fn stream_crud_and_bad_bodies() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(title(&body).contains(needle), "{bad} ⇒ {body}");
     }
-    let (status, _) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s3", None).await;
+    let (status, _) = api
+        .call(reqwest::Method::GET, "/streamer/api/v3/streams/s3", None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a refused body creates nothing");
 
-    let (status, _) = api.call(reqwest::Method::DELETE, "/streamer/api/v3/streams/live/s1", None).await;
+    let (status, _) = api
+        .call(reqwest::Method::DELETE, "/streamer/api/v3/streams/live/s1", None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = api.call(reqwest::Method::DELETE, "/streamer/api/v3/streams/live/s1", None).await;
+    let (status, _) = api
+        .call(reqwest::Method::DELETE, "/streamer/api/v3/streams/live/s1", None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -109,13 +136,20 @@ async fn sessions_are_listed_and_closed_and_admin_tokens_minted() {
         .await;
     let api = Api::start().await;
     let stream = json!({"inputs":[{"url":"fake://fake"}],"on_play":{"url": format!("{}/auth", backend.uri())}});
-    let (status, _) =
-        api.call(reqwest::Method::PUT, "/streamer/api/v3/streams/s1", Some(&stream.to_string())).await;
+    let (status, _) = api
+        .call(
+            reqwest::Method::PUT,
+            "/streamer/api/v3/streams/s1",
+            Some(&stream.to_string()),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     let play = reqwest::get(api.url("/s1/index.m3u8?token=abc")).await.unwrap();
     assert_eq!(play.status(), StatusCode::OK);
-    let (_, body) = api.call(reqwest::Method::GET, "/streamer/api/v3/sessions?name=s1", None).await;
+    let (_, body) = api
+        .call(reqwest::Method::GET, "/streamer/api/v3/sessions?name=s1", None)
+        .await;
     let sessions = body["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{body}");
     assert_eq!(sessions[0]["token"], "abc");
@@ -123,20 +157,32 @@ async fn sessions_are_listed_and_closed_and_admin_tokens_minted() {
     assert_eq!(sessions[0]["proto"], "hls");
     let id = sessions[0]["id"].as_str().unwrap().to_string();
 
-    let (status, _) = api.call(reqwest::Method::DELETE, &format!("/streamer/api/v3/sessions/{id}"), None).await;
+    let (status, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/streamer/api/v3/sessions/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, body) = api.call(reqwest::Method::GET, "/streamer/api/v3/sessions", None).await;
     assert_eq!(body["sessions"], json!([]));
-    let (status, _) = api.call(reqwest::Method::DELETE, "/streamer/api/v3/sessions/not-a-uuid", None).await;
+    let (status, _) = api
+        .call(reqwest::Method::DELETE, "/streamer/api/v3/sessions/not-a-uuid", None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // ADM-01/02: a minted token plays without a backend call.
     let calls_before = backend.received_requests().await.unwrap().len();
-    let (status, body) = api.call(reqwest::Method::POST, "/streamer/api/v3/admin_view_token", None).await;
+    let (status, body) = api
+        .call(reqwest::Method::POST, "/streamer/api/v3/admin_view_token", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let token = body["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("ADM1-"), "{token}");
-    let play = reqwest::get(api.url(&format!("/s1/index.m3u8?token={token}"))).await.unwrap();
+    let play = reqwest::get(api.url(&format!("/s1/index.m3u8?token={token}")))
+        .await
+        .unwrap();
     assert_eq!(play.status(), StatusCode::OK);
     assert_eq!(backend.received_requests().await.unwrap().len(), calls_before);
 }
@@ -145,21 +191,54 @@ async fn sessions_are_listed_and_closed_and_admin_tokens_minted() {
 async fn server_settings_change_token_handling() {
     let api = Api::start().await;
     let stream = json!({"inputs":[{"url":"fake://fake"}]});
-    api.call(reqwest::Method::PUT, "/streamer/api/v3/streams/s1", Some(&stream.to_string())).await;
+    api.call(
+        reqwest::Method::PUT,
+        "/streamer/api/v3/streams/s1",
+        Some(&stream.to_string()),
+    )
+    .await;
     // Without a backend everyone plays (CFG-05), even without a token (TOK-02).
-    assert_eq!(reqwest::get(api.url("/s1/index.m3u8")).await.unwrap().status(), StatusCode::OK);
-    let (status, body) =
-        api.call(reqwest::Method::PUT, "/streamer/api/v3/config", Some(r#"{"no_auto_token":true}"#)).await;
+    assert_eq!(
+        reqwest::get(api.url("/s1/index.m3u8")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            "/streamer/api/v3/config",
+            Some(r#"{"no_auto_token":true}"#),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"no_auto_token": true, "auth_token": "token"}));
-    assert_eq!(reqwest::get(api.url("/s1/index.m3u8")).await.unwrap().status(), StatusCode::FORBIDDEN);
-    let (status, body) =
-        api.call(reqwest::Method::PUT, "/streamer/api/v3/config", Some(r#"{"auth_token":"a b"}"#)).await;
+    assert_eq!(
+        reqwest::get(api.url("/s1/index.m3u8")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            "/streamer/api/v3/config",
+            Some(r#"{"auth_token":"a b"}"#),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(title(&body).contains("auth_token"), "{body}");
-    let (status, _) = api.call(reqwest::Method::PUT, "/streamer/api/v3/config", Some(r#"{"auth_token":"tk"}"#)).await;
+    let (status, _) = api
+        .call(
+            reqwest::Method::PUT,
+            "/streamer/api/v3/config",
+            Some(r#"{"auth_token":"tk"}"#),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     // CFG-07: the renamed parameter carries the token.
-    assert_eq!(reqwest::get(api.url("/s1/index.m3u8?tk=x")).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(reqwest::get(api.url("/s1/index.m3u8?token=x")).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        reqwest::get(api.url("/s1/index.m3u8?tk=x")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        reqwest::get(api.url("/s1/index.m3u8?token=x")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
 }

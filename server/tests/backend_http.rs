@@ -36,9 +36,15 @@ fn request(kind: CallKind) -> BackendRequest {
 #[tokio::test]
 async fn play_call_is_a_get_with_every_field_percent_encoded() {
     let server = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/auth")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/auth"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
     let backend = HttpBackend::new().unwrap();
-    let answer = backend.call(&format!("{}/auth?key=v", server.uri()), &request(CallKind::Play)).await;
+    let answer = backend
+        .call(&format!("{}/auth?key=v", server.uri()), &request(CallKind::Play))
+        .await;
     assert!(matches!(answer, Answer::Allow(_)), "{answer:?}");
     let seen = server.received_requests().await.unwrap();
     assert_eq!(seen.len(), 1);
@@ -54,9 +60,15 @@ async fn play_call_is_a_get_with_every_field_percent_encoded() {
 #[tokio::test]
 async fn publish_call_is_a_post_with_query_and_json_body() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/pub")).respond_with(ResponseTemplate::new(403)).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/pub"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&server)
+        .await;
     let backend = HttpBackend::new().unwrap();
-    let answer = backend.call(&format!("{}/pub", server.uri()), &request(CallKind::Publish)).await;
+    let answer = backend
+        .call(&format!("{}/pub", server.uri()), &request(CallKind::Publish))
+        .await;
     assert!(matches!(answer, Answer::Deny { status: 403, .. }), "{answer:?}");
     let seen = server.received_requests().await.unwrap();
     let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
@@ -96,8 +108,13 @@ async fn headers_and_json_of_an_allow_are_read() {
         )
         .mount(&server)
         .await;
-    let answer = HttpBackend::new().unwrap().call(&server.uri(), &request(CallKind::Play)).await;
-    let Answer::Allow(grant) = answer else { panic!("expected allow, got {answer:?}") };
+    let answer = HttpBackend::new()
+        .unwrap()
+        .call(&server.uri(), &request(CallKind::Play))
+        .await;
+    let Answer::Allow(grant) = answer else {
+        panic!("expected allow, got {answer:?}")
+    };
     assert_eq!(grant.duration, Duration::from_secs(42));
     assert_eq!(grant.user_id.as_deref(), Some("u7"));
     assert_eq!(grant.max_sessions, Some(2));
@@ -113,22 +130,37 @@ async fn slow_backend_is_no_decision_after_three_seconds() {
         .mount(&server)
         .await;
     let started = Instant::now();
-    let answer = HttpBackend::new().unwrap().call(&server.uri(), &request(CallKind::Play)).await;
+    let answer = HttpBackend::new()
+        .unwrap()
+        .call(&server.uri(), &request(CallKind::Play))
+        .await;
     let took = started.elapsed();
     assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
-    assert!(took >= Duration::from_millis(2900) && took < Duration::from_millis(4000), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_millis(4000),
+        "took {took:?}"
+    );
 }
 
 #[tokio::test]
 async fn refused_connection_and_5xx_are_no_decision() {
     // A port that was just free: bind, read the port, drop the listener.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let backend = HttpBackend::new().unwrap();
-    let answer = backend.call(&format!("http://127.0.0.1:{port}/auth"), &request(CallKind::Play)).await;
+    let answer = backend
+        .call(&format!("http://127.0.0.1:{port}/auth"), &request(CallKind::Play))
+        .await;
     assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
 
     let server = MockServer::start().await;
-    Mock::given(method("GET")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
     let answer = backend.call(&server.uri(), &request(CallKind::Play)).await;
     assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
 }
@@ -140,6 +172,9 @@ async fn oversized_body_is_no_decision() {
         .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b' '; 2 * 1024 * 1024]))
         .mount(&server)
         .await;
-    let answer = HttpBackend::new().unwrap().call(&server.uri(), &request(CallKind::Play)).await;
+    let answer = HttpBackend::new()
+        .unwrap()
+        .call(&server.uri(), &request(CallKind::Play))
+        .await;
     assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
 }

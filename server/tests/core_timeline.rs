@@ -14,8 +14,7 @@ use tokio_util::sync::CancellationToken;
 use usher_server::auth::admin::AdminTokens;
 use usher_server::auth::backend::DEFAULT_AUTH_DURATION;
 use usher_server::auth::{
-    Answer, AuthCore, AuthSettings, Backend, BackendRequest, CallKind, Grant, PlayRequest, Proto, RequestType,
-    Verdict,
+    Answer, AuthCore, AuthSettings, Backend, BackendRequest, CallKind, Grant, PlayRequest, Proto, RequestType, Verdict,
 };
 use usher_server::config::{AuthSpec, AuthTarget, SessionKeys};
 
@@ -48,7 +47,10 @@ impl Scripted {
     }
 
     fn calls_for(&self, token: &str) -> Vec<BackendRequest> {
-        self.calls().into_iter().filter(|r| r.token.as_deref() == Some(token)).collect()
+        self.calls()
+            .into_iter()
+            .filter(|r| r.token.as_deref() == Some(token))
+            .collect()
     }
 }
 
@@ -61,7 +63,10 @@ impl Backend for Scripted {
             match scripts.iter_mut().find(|(t, _)| *t == token) {
                 Some((_, q)) if q.len() > 1 => q.pop_front().unwrap(),
                 Some((_, q)) => q.front().cloned().unwrap(),
-                None => Script::Answer(Answer::Deny { status: 403, duration: DEFAULT_AUTH_DURATION }),
+                None => Script::Answer(Answer::Deny {
+                    status: 403,
+                    duration: DEFAULT_AUTH_DURATION,
+                }),
             }
         };
         Box::pin(async move {
@@ -71,7 +76,9 @@ impl Backend for Scripted {
                     let budget = Duration::from_secs(3);
                     if delay >= budget {
                         tokio::time::sleep(budget).await;
-                        Answer::NoDecision { reason: "timeout".into() }
+                        Answer::NoDecision {
+                            reason: "timeout".into(),
+                        }
                     } else {
                         tokio::time::sleep(delay).await;
                         a
@@ -83,7 +90,10 @@ impl Backend for Scripted {
 }
 
 fn allow(secs: Option<u64>) -> Answer {
-    Answer::Allow(Grant { duration: secs.map_or(DEFAULT_AUTH_DURATION, Duration::from_secs), ..Grant::default() })
+    Answer::Allow(Grant {
+        duration: secs.map_or(DEFAULT_AUTH_DURATION, Duration::from_secs),
+        ..Grant::default()
+    })
 }
 
 fn allow_user(user: &str, secs: u64, max: Option<u32>, unique: bool) -> Answer {
@@ -97,7 +107,10 @@ fn allow_user(user: &str, secs: u64, max: Option<u32>, unique: bool) -> Answer {
 }
 
 fn deny(secs: u64) -> Answer {
-    Answer::Deny { status: 403, duration: Duration::from_secs(secs) }
+    Answer::Deny {
+        status: 403,
+        duration: Duration::from_secs(secs),
+    }
 }
 
 fn no_decision() -> Answer {
@@ -117,13 +130,21 @@ impl Fixture {
         let core = AuthCore::new(
             backend.clone(),
             AdminTokens::new("k", Duration::from_secs(3600), false),
-            AuthSettings { no_auto_token: AtomicBool::new(false), http_session_idle: Duration::from_secs(30) },
+            AuthSettings {
+                no_auto_token: AtomicBool::new(false),
+                http_session_idle: Duration::from_secs(30),
+            },
         );
         let mut spec = AuthSpec::new(AuthTarget::Http("http://backend.invalid/on_play".into()));
         spec.session_keys = SessionKeys::parse("ip,name,proto,token").unwrap();
         let stop = CancellationToken::new();
         tokio::spawn(core.clone().run_sweeper(stop.clone()));
-        Fixture { core, backend, spec, stop }
+        Fixture {
+            core,
+            backend,
+            spec,
+            stop,
+        }
     }
 
     async fn play(&self, stream: &str, ip: &str, proto: Proto, token: &str) -> Verdict {
@@ -207,7 +228,9 @@ async fn time_05_persistent_session_recheck_in_background_and_deny_ends_it() {
     advance(Duration::from_secs(2)).await;
     tokio::task::yield_now().await;
     // The background recheck ran without any client request.
-    tokio::time::timeout(Duration::from_secs(1), handle.ended()).await.expect("deny ends the session within 1 s");
+    tokio::time::timeout(Duration::from_secs(1), handle.ended())
+        .await
+        .expect("deny ends the session within 1 s");
     let calls = f.backend.calls();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[1].request_type, RequestType::UpdateSession);
@@ -223,7 +246,12 @@ async fn t11_table() {
     let outcomes: [(&str, Script); 3] = [
         ("500", Script::Answer(no_decision())),
         ("timeout", Script::Slow(Duration::from_secs(5), allow(None))),
-        ("refused", Script::Answer(Answer::NoDecision { reason: "connect: refused".into() })),
+        (
+            "refused",
+            Script::Answer(Answer::NoDecision {
+                reason: "connect: refused".into(),
+            }),
+        ),
     ];
     for (label, failure) in outcomes {
         let f = Fixture::new();
@@ -235,14 +263,20 @@ async fn t11_table() {
         f.backend.on("ok", failure.clone());
         assert!(allowed(&f.hls("ok").await));
         advance(Duration::from_secs(2)).await;
-        assert!(allowed(&f.hls("ok").await), "{label}: an allowed session must stay allowed");
+        assert!(
+            allowed(&f.hls("ok").await),
+            "{label}: an allowed session must stay allowed"
+        );
         assert_eq!(f.backend.calls_for("ok").len(), 2, "{label}: the recheck was attempted");
         // Denied ⇒ stays denied (the ban ends, the backend fails, the client is still refused).
         f.backend.on("no", Script::Answer(deny(1)));
         f.backend.on("no", failure.clone());
         assert!(!allowed(&f.hls("no").await));
         advance(Duration::from_secs(2)).await;
-        assert!(!allowed(&f.hls("no").await), "{label}: a denied session must stay denied");
+        assert!(
+            !allowed(&f.hls("no").await),
+            "{label}: a denied session must stay denied"
+        );
     }
 }
 
@@ -270,17 +304,31 @@ async fn lim_02_oldest_session_is_kicked_and_banned() {
     for t in ["t1", "t2", "t3"] {
         f.backend.on(t, Script::Answer(allow_user("u1", 60, Some(2), false)));
     }
-    let Verdict::Allow(first) = f.play("s1", "127.0.0.2", Proto::Hls, "t1").await else { panic!() };
+    let Verdict::Allow(first) = f.play("s1", "127.0.0.2", Proto::Hls, "t1").await else {
+        panic!()
+    };
     advance(Duration::from_secs(1)).await;
     assert!(allowed(&f.play("s2", "127.0.0.2", Proto::Hls, "t2").await));
     advance(Duration::from_secs(1)).await;
     assert!(allowed(&f.play("s3", "127.0.0.2", Proto::Hls, "t3").await));
     assert!(first.is_ended(), "the oldest session is closed");
-    assert!(!allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "t1").await), "and banned");
+    assert!(
+        !allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "t1").await),
+        "and banned"
+    );
     assert!(allowed(&f.play("s2", "127.0.0.2", Proto::Hls, "t2").await));
     assert!(allowed(&f.play("s3", "127.0.0.2", Proto::Hls, "t3").await));
-    assert_eq!(f.backend.calls().len(), 3, "no call for the banned or the fresh sessions");
-    let open_u1 = f.core.sessions().into_iter().filter(|s| s.user_id.as_deref() == Some("u1")).count();
+    assert_eq!(
+        f.backend.calls().len(),
+        3,
+        "no call for the banned or the fresh sessions"
+    );
+    let open_u1 = f
+        .core
+        .sessions()
+        .into_iter()
+        .filter(|s| s.user_id.as_deref() == Some("u1"))
+        .count();
     assert_eq!(open_u1, 2);
     // The ban lasts the X-AuthDuration of the answer that caused the kick (60 s).
     advance(Duration::from_secs(59)).await;
@@ -294,13 +342,22 @@ async fn uniq_01_other_sessions_of_the_user_are_closed() {
     f.backend.on("a", Script::Answer(allow_user("u", 60, None, false)));
     f.backend.on("b", Script::Answer(allow_user("u", 60, None, false)));
     f.backend.on("c", Script::Answer(allow_user("u", 60, None, true)));
-    let Verdict::Allow(a) = f.play("s1", "127.0.0.2", Proto::Hls, "a").await else { panic!() };
-    let Verdict::Allow(b) = f.play("s2", "127.0.0.3", Proto::Tshttp, "b").await else { panic!() };
+    let Verdict::Allow(a) = f.play("s1", "127.0.0.2", Proto::Hls, "a").await else {
+        panic!()
+    };
+    let Verdict::Allow(b) = f.play("s2", "127.0.0.3", Proto::Tshttp, "b").await else {
+        panic!()
+    };
     let _guard = f.core.attach(&b);
-    let Verdict::Allow(c) = f.play("s3", "127.0.0.4", Proto::Hls, "c").await else { panic!() };
+    let Verdict::Allow(c) = f.play("s3", "127.0.0.4", Proto::Hls, "c").await else {
+        panic!()
+    };
     assert!(a.is_ended() && b.is_ended());
     assert!(!c.is_ended());
-    assert!(!allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "a").await), "same ip+name+token cannot come back");
+    assert!(
+        !allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "a").await),
+        "same ip+name+token cannot come back"
+    );
 }
 
 /// Single flight: concurrent first requests of one identity share one backend call.

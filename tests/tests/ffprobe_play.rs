@@ -45,7 +45,16 @@ async fn start(backend: &MockServer) -> RunningServer {
 /// Runs ffprobe on `url`; returns (success, parsed JSON, stderr).
 async fn ffprobe(url: &str) -> (bool, Value, String) {
     let run = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json", "-show_streams", "-rw_timeout", "5000000", url])
+        .args([
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-show_streams",
+            "-rw_timeout",
+            "5000000",
+            url,
+        ])
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(30), run)
@@ -53,13 +62,21 @@ async fn ffprobe(url: &str) -> (bool, Value, String) {
         .expect("ffprobe finishes within 30 s")
         .expect("ffprobe must be installed (Debian package ffmpeg); .ci/run installs it");
     let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.success(), json, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn codecs(json: &Value) -> Vec<String> {
     json["streams"]
         .as_array()
-        .map(|s| s.iter().filter_map(|s| s["codec_name"].as_str().map(str::to_string)).collect())
+        .map(|s| {
+            s.iter()
+                .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -74,7 +91,12 @@ async fn ffprobe_decodes_hls_and_mpegts_with_an_allowed_token() {
     let mut found = codecs(&json);
     found.sort();
     assert_eq!(found, ["aac", "h264"], "HLS streams: {json}");
-    let video = json["streams"].as_array().unwrap().iter().find(|s| s["codec_name"] == "h264").unwrap();
+    let video = json["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_name"] == "h264")
+        .unwrap();
     assert!(video["width"].as_u64().unwrap_or(0) > 0, "{video}");
 
     let (ok, json, stderr) = ffprobe(&format!("{base}/s1/mpegts?token=good")).await;
@@ -92,7 +114,10 @@ async fn a_denied_token_gets_403_and_ffprobe_fails() {
     let server = start(&backend).await;
     let base = format!("http://{}", server.http_addr());
 
-    for url in [format!("{base}/s1/index.m3u8?token=bad"), format!("{base}/s1/mpegts?token=bad")] {
+    for url in [
+        format!("{base}/s1/index.m3u8?token=bad"),
+        format!("{base}/s1/mpegts?token=bad"),
+    ] {
         let status = reqwest::get(&url).await.unwrap().status();
         assert_eq!(status.as_u16(), 403, "{url}");
         let (ok, _, stderr) = ffprobe(&url).await;

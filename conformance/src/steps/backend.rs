@@ -353,15 +353,17 @@ async fn receives_update(world: &mut UsherWorld, token: String, within: String) 
     }
 }
 
-/// How long the decision of the latest call for `token` stays fresh: its `X-AuthDuration`
-/// (default 180 s, TIME-01).
-pub(crate) fn auth_duration_of_last(world: &UsherWorld, token: Option<&str>) -> (Duration, Option<std::time::Instant>) {
+/// The latest call for `token` that got a decision (200 or 403), and how long that decision
+/// stays fresh: its `X-AuthDuration`, else the default 180 s (TIME-01).
+pub(crate) fn last_decision(world: &UsherWorld, token: Option<&str>) -> Option<(std::time::Instant, Duration)> {
     let log = world.backend.log();
-    let last = log.for_token(token).last().map(|c| c.at);
-    let duration = world
-        .backend
-        .current_answer(token)
-        .auth_duration()
-        .unwrap_or(Duration::from_secs(180));
-    (duration, last)
+    log.for_token(token).into_iter().rev().find_map(|c| {
+        let answer = c.answer.as_ref()?;
+        matches!(answer.status, 200 | 403).then(|| {
+            (
+                c.at,
+                answer.auth_duration().unwrap_or(Duration::from_secs(180)),
+            )
+        })
+    })
 }

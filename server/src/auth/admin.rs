@@ -22,13 +22,20 @@ pub struct AdminTokens {
 
 impl std::fmt::Debug for AdminTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminTokens").field("ttl", &self.ttl).field("disabled", &self.disabled).finish()
+        f.debug_struct("AdminTokens")
+            .field("ttl", &self.ttl)
+            .field("disabled", &self.disabled)
+            .finish()
     }
 }
 
 impl AdminTokens {
     pub fn new(secret: impl Into<Vec<u8>>, ttl: Duration, disabled: bool) -> AdminTokens {
-        AdminTokens { secret: secret.into(), ttl, disabled }
+        AdminTokens {
+            secret: secret.into(),
+            ttl,
+            disabled,
+        }
     }
 
     pub fn disabled(&self) -> bool {
@@ -50,7 +57,9 @@ impl AdminTokens {
         if self.disabled {
             return false;
         }
-        let Some((prefix, sig_hex)) = token.rsplit_once('-') else { return false };
+        let Some((prefix, sig_hex)) = token.rsplit_once('-') else {
+            return false;
+        };
         let Some(secs) = prefix.strip_prefix("ADM1-").and_then(|s| s.parse::<u64>().ok()) else {
             return false;
         };

@@ -179,21 +179,32 @@ pub struct Grant {
 pub enum Answer {
     Allow(Grant),
     /// 403 or another 4xx (AMB-5); banned for `duration` (AMB-8).
-    Deny { status: u16, duration: Duration },
+    Deny {
+        status: u16,
+        duration: Duration,
+    },
     /// 302 with a Location.
-    Redirect { location: String },
+    Redirect {
+        location: String,
+    },
     /// 5xx, timeout, transport failure, oversized answer: the T11 table applies.
-    NoDecision { reason: String },
+    NoDecision {
+        reason: String,
+    },
 }
 
 /// Reads an answer. `headers` are (name, value) with any case.
 pub fn interpret(status: u16, headers: &[(String, String)], body: &[u8]) -> Answer {
     let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
     if header_bytes > MAX_HEADER_BYTES {
-        return Answer::NoDecision { reason: format!("header block of {header_bytes} bytes") };
+        return Answer::NoDecision {
+            reason: format!("header block of {header_bytes} bytes"),
+        };
     }
     if body.len() > MAX_BODY_BYTES {
-        return Answer::NoDecision { reason: format!("body of {} bytes", body.len()) };
+        return Answer::NoDecision {
+            reason: format!("body of {} bytes", body.len()),
+        };
     }
     let header = |name: &str| {
         headers
@@ -258,8 +269,13 @@ pub fn interpret(status: u16, headers: &[(String, String)], body: &[u8]) -> Answ
             None => Answer::Deny { status: 403, duration },
         },
         400..=499 => Answer::Deny { status, duration },
-        500..=599 => Answer::NoDecision { reason: format!("backend answered {status}") },
-        other => Answer::Deny { status: other, duration },
+        500..=599 => Answer::NoDecision {
+            reason: format!("backend answered {status}"),
+        },
+        other => Answer::Deny {
+            status: other,
+            duration,
+        },
     }
 }
 
@@ -310,17 +326,26 @@ impl Backend for HttpBackend {
                 let headers: Vec<(String, String)> = response
                     .headers()
                     .iter()
-                    .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
                     .collect();
                 if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-                    return Ok(Answer::NoDecision { reason: "body over 1 MiB".into() });
+                    return Ok(Answer::NoDecision {
+                        reason: "body over 1 MiB".into(),
+                    });
                 }
                 let mut body = Vec::new();
                 let mut response = response;
                 while let Some(chunk) = response.chunk().await.map_err(describe)? {
                     body.extend_from_slice(&chunk);
                     if body.len() > MAX_BODY_BYTES {
-                        return Ok(Answer::NoDecision { reason: "body over 1 MiB".into() });
+                        return Ok(Answer::NoDecision {
+                            reason: "body over 1 MiB".into(),
+                        });
                     }
                 }
                 Ok::<Answer, String>(interpret(status, &headers, &body))
@@ -329,7 +354,9 @@ impl Backend for HttpBackend {
             match tokio::time::timeout(BACKEND_TIMEOUT + Duration::from_millis(100), fut).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(reason)) => Answer::NoDecision { reason },
-                Err(_) => Answer::NoDecision { reason: "timeout".into() },
+                Err(_) => Answer::NoDecision {
+                    reason: "timeout".into(),
+                },
             }
         })
     }
@@ -359,18 +386,26 @@ mod tests {
         assert!(matches!(interpret(204, &[], b""), Answer::Allow(_)));
         assert_eq!(
             interpret(403, &[], b""),
-            Answer::Deny { status: 403, duration: DEFAULT_AUTH_DURATION }
+            Answer::Deny {
+                status: 403,
+                duration: DEFAULT_AUTH_DURATION
+            }
         );
         assert_eq!(
             interpret(403, &h(&[("X-AuthDuration", "7")]), b""),
-            Answer::Deny { status: 403, duration: Duration::from_secs(7) }
+            Answer::Deny {
+                status: 403,
+                duration: Duration::from_secs(7)
+            }
         );
         assert!(matches!(interpret(404, &[], b""), Answer::Deny { status: 404, .. }));
         assert!(matches!(interpret(500, &[], b""), Answer::NoDecision { .. }));
         assert!(matches!(interpret(503, &[], b""), Answer::NoDecision { .. }));
         assert_eq!(
             interpret(302, &h(&[("location", "http://x/y")]), b""),
-            Answer::Redirect { location: "http://x/y".into() }
+            Answer::Redirect {
+                location: "http://x/y".into()
+            }
         );
     }
 
@@ -378,7 +413,12 @@ mod tests {
     fn headers_are_read_case_insensitively() {
         let answer = interpret(
             200,
-            &h(&[("x-authduration", "5"), ("X-USERID", "u1"), ("x-max-sessions", "2"), ("X-Unique", "true")]),
+            &h(&[
+                ("x-authduration", "5"),
+                ("X-USERID", "u1"),
+                ("x-max-sessions", "2"),
+                ("X-Unique", "true"),
+            ]),
             b"",
         );
         assert_eq!(

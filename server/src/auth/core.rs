@@ -192,7 +192,11 @@ impl Entry {
     fn linger_until(&self) -> Option<Instant> {
         let closed = self.closed_at?;
         let min = closed + MIN_LINGER;
-        Some(if self.call.is_some() { self.expires.max(min) } else { min })
+        Some(if self.call.is_some() {
+            self.expires.max(min)
+        } else {
+            min
+        })
     }
 }
 
@@ -242,7 +246,15 @@ impl std::fmt::Debug for AuthCore {
 enum Step {
     Done(Verdict),
     Wait(watch::Receiver<Outcome>),
-    Call { url: String, request: BackendRequest, tx: watch::Sender<Outcome>, rx: watch::Receiver<Outcome> },
+    Call(Box<PendingCall>),
+}
+
+/// A backend call the caller must start.
+struct PendingCall {
+    url: String,
+    request: BackendRequest,
+    tx: watch::Sender<Outcome>,
+    rx: watch::Receiver<Outcome>,
 }
 
 impl AuthCore {
@@ -325,7 +337,8 @@ impl AuthCore {
             let mut rx = match step {
                 Step::Done(verdict) => return verdict,
                 Step::Wait(rx) => rx,
-                Step::Call { url, request, tx, rx } => {
+                Step::Call(call) => {
+                    let PendingCall { url, request, tx, rx } = *call;
                     let core = self.clone();
                     tokio::spawn(async move { core.resolve(key, url, request, tx).await });
                     rx
@@ -365,7 +378,9 @@ impl AuthCore {
                         } else if now < e.expires || e.call.is_none() {
                             e.last_seen = now;
                             e.closed_at = None;
-                            return Step::Done(Verdict::Allow(SessionHandle { shared: e.shared.clone() }));
+                            return Step::Done(Verdict::Allow(SessionHandle {
+                                shared: e.shared.clone(),
+                            }));
                         } else {
                             false
                         }
@@ -411,14 +426,17 @@ impl AuthCore {
             return Step::Done(Verdict::deny(DenyReason::Gone));
         };
         e.last_seen = now;
-        let request_type =
-            if e.state == State::Pending { RequestType::NewSession } else { RequestType::UpdateSession };
+        let request_type = if e.state == State::Pending {
+            RequestType::NewSession
+        } else {
+            RequestType::UpdateSession
+        };
         let request = build_request(e, key.0, request_type, stream_clients, total_clients, now);
         let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
         let (tx, rx) = watch::channel(None);
         e.inflight = Some(rx.clone());
         e.request_number = request.request_number;
-        Step::Call { url, request, tx, rx }
+        Step::Call(Box::new(PendingCall { url, request, tx, rx }))
     }
 
     /// Performs one backend call and applies its answer. Runs in its own task so that a
@@ -463,7 +481,9 @@ impl AuthCore {
                     self.inner.sessions_total.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%session_id, stream = %e.name, ip = %e.ip, proto = %e.shared.proto, user_id = ?e.user_id, "session opened");
                 }
-                let handle = SessionHandle { shared: e.shared.clone() };
+                let handle = SessionHandle {
+                    shared: e.shared.clone(),
+                };
                 if let (Some(user), Some(max)) = (grant.user_id.clone(), limit) {
                     enforce_limit(&mut reg, key, &user, max, grant.duration, grant.unique, now);
                 }
@@ -475,7 +495,13 @@ impl AuthCore {
                 e.expires = now + duration;
                 e.closed_at = Some(now);
                 e.shared.ended.cancel();
-                (Verdict::Deny { status: 403, reason: DenyReason::Backend }, None)
+                (
+                    Verdict::Deny {
+                        status: 403,
+                        reason: DenyReason::Backend,
+                    },
+                    None,
+                )
             }
             Answer::Redirect { location } => {
                 if request_type == RequestType::NewSession {
@@ -501,7 +527,12 @@ impl AuthCore {
                     tracing::warn!(%session_id, stream = %e.name, %reason, state = ?e.state, "backend gave no decision; previous decision kept");
                     e.expires = now + e.duration.max(Duration::from_secs(1));
                     match e.state {
-                        State::Allowed => (Verdict::Allow(SessionHandle { shared: e.shared.clone() }), None),
+                        State::Allowed => (
+                            Verdict::Allow(SessionHandle {
+                                shared: e.shared.clone(),
+                            }),
+                            None,
+                        ),
                         _ => (Verdict::deny(DenyReason::Banned), None),
                     }
                 }
@@ -582,7 +613,9 @@ impl AuthCore {
         entry.call = None;
         entry.last_seen = now;
         entry.closed_at = None;
-        Verdict::Allow(SessionHandle { shared: entry.shared.clone() })
+        Verdict::Allow(SessionHandle {
+            shared: entry.shared.clone(),
+        })
     }
 
     /// Binds a persistent connection to its session: the session stays open while at least
@@ -595,7 +628,10 @@ impl AuthCore {
             e.connections += 1;
             e.closed_at = None;
         }
-        ConnectionGuard { core: self.clone(), handle: handle.clone() }
+        ConnectionGuard {
+            core: self.clone(),
+            handle: handle.clone(),
+        }
     }
 
     fn detach(&self, handle: &SessionHandle) {
@@ -659,7 +695,11 @@ impl AuthCore {
     /// request is judged afresh by the backend.
     pub fn close_session(&self, id: Uuid) -> bool {
         let mut reg = self.registry();
-        let key = reg.entries.iter().find(|(_, e)| e.shared.session_id == id && e.is_open()).map(|(k, _)| *k);
+        let key = reg
+            .entries
+            .iter()
+            .find(|(_, e)| e.shared.session_id == id && e.is_open())
+            .map(|(k, _)| *k);
         match key.and_then(|k| reg.entries.remove(&k)) {
             Some(e) => {
                 tracing::info!(session_id = %id, "session closed through the API");
@@ -849,7 +889,11 @@ fn enforce_limit(reg: &mut Registry, admitted: &Key, user: &str, max: u32, ban: 
     let excess = others.len() - allowed_others;
     for (_, key) in others.into_iter().take(excess) {
         if let Some(e) = reg.entries.get_mut(&key) {
-            let reason = if unique { "duplicated user id (X-Unique)" } else { "exceeded session limit" };
+            let reason = if unique {
+                "duplicated user id (X-Unique)"
+            } else {
+                "exceeded session limit"
+            };
             tracing::warn!(
                 session_id = %e.shared.session_id,
                 user_id = user,

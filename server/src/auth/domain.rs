@@ -7,7 +7,9 @@ pub fn referer_allowed(domains: &[String], referer: Option<&str>) -> bool {
         return true;
     }
     let Some(referer) = referer else { return true };
-    let Some(host) = referer_host(referer) else { return false };
+    let Some(host) = referer_host(referer) else {
+        return false;
+    };
     domains.iter().any(|d| {
         let d = normalize(d);
         !d.is_empty() && (host == d || host.ends_with(&format!(".{d}")))

@@ -10,7 +10,9 @@ pub mod identity;
 pub mod proto;
 mod session;
 
-pub use self::core::{AuthCore, AuthSettings, ConnectionGuard, DenyReason, PlayRequest, SessionInfo, StreamControl, Verdict};
+pub use self::core::{
+    AuthCore, AuthSettings, ConnectionGuard, DenyReason, PlayRequest, SessionInfo, StreamControl, Verdict,
+};
 pub use backend::{Answer, Backend, BackendRequest, CallKind, Grant, HttpBackend, RequestType};
 pub use identity::Identity;
 pub use proto::Proto;

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use uuid::Uuid;
 
+use super::backend::CallKind;
 use super::identity::Identity;
 use super::proto::Proto;
-use super::backend::CallKind;
 
 /// State shared between the registry entry and the front ends serving that session.
 #[derive(Debug)]

@@ -30,7 +30,10 @@ pub struct ApiBodyError {
 
 impl ApiBodyError {
     fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiBodyError { path: path.into(), message: message.into() }
+        ApiBodyError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -102,18 +105,10 @@ pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, Api
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed: StreamBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() || path == "." {
-            if inner.is_data() {
-                ApiBodyError::new("body", inner.to_string())
-            } else {
-                ApiBodyError::new("body", format!("invalid JSON: {inner}"))
-            }
-        } else {
-            ApiBodyError::new(path, inner.to_string())
-        }
+        typed_error(&path, e.into_inner())
     })?;
-    de.end().map_err(|e| ApiBodyError::new("body", format!("invalid JSON: {e}")))?;
+    de.end()
+        .map_err(|e| ApiBodyError::new("body", format!("invalid JSON: {e}")))?;
 
     if let Some(body_name) = &parsed.name
         && body_name != name
@@ -133,19 +128,80 @@ pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, Api
     let on_play = parsed.on_play.map(|b| auth_from_body("on_play", b)).transpose()?;
     let on_publish = parsed.on_publish.map(|b| auth_from_body("on_publish", b)).transpose()?;
     if parsed.password.as_deref() == Some("") {
-        return Err(ApiBodyError::new("password", "the password is empty (omit it or use null for none)"));
+        return Err(ApiBodyError::new(
+            "password",
+            "the password is empty (omit it or use null for none)",
+        ));
     }
     let mut protocols = Protocols::default();
     if let Some(p) = parsed.protocols {
-        for (name, value) in
-            [("hls", p.hls), ("mpegts", p.mpegts), ("rtmp", p.rtmp), ("rtsp", p.rtsp), ("dash", p.dash)]
-        {
+        for (name, value) in [
+            ("hls", p.hls),
+            ("mpegts", p.mpegts),
+            ("rtmp", p.rtmp),
+            ("rtsp", p.rtsp),
+            ("dash", p.dash),
+        ] {
             if let Some(on) = value {
                 protocols.set(name, on);
             }
         }
     }
-    Ok(StreamConfig { name: name.to_string(), inputs, on_play, on_publish, password: parsed.password, protocols })
+    Ok(StreamConfig {
+        name: name.to_string(),
+        inputs,
+        on_play,
+        on_publish,
+        password: parsed.password,
+        protocols,
+    })
+}
+
+/// Turns serde's wording into the API's: the path names the field, the message says what was
+/// expected (`on_play.sesion_keys: unknown field (expected one of …)`).
+fn typed_error(path: &str, e: serde_json::Error) -> ApiBodyError {
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&position).unwrap_or(&full);
+    let message = message
+        .replace("expected u32", "expected a positive integer")
+        .replace("expected a sequence", "expected an array")
+        .replace("expected a map", "expected an object");
+    let parent = if path == "." { "" } else { path };
+    let join = |field: &str| {
+        if parent.is_empty() {
+            field.to_string()
+        } else {
+            format!("{parent}.{field}")
+        }
+    };
+    let field_of = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, rest)| (field.to_string(), rest.to_string()))
+    };
+    let (path, message) = if let Some((_, rest)) = field_of("unknown field `") {
+        // The path already ends with the unknown key.
+        (
+            parent.to_string(),
+            format!("unknown field ({})", rest.trim_start_matches(", ")),
+        )
+    } else if let Some((field, _)) = field_of("missing field `") {
+        (join(&field), "missing field".to_string())
+    } else if let Some((field, _)) = field_of("duplicate field `") {
+        (join(&field), "duplicate field".to_string())
+    } else {
+        (
+            if parent.is_empty() {
+                "body".to_string()
+            } else {
+                parent.to_string()
+            },
+            message,
+        )
+    };
+    ApiBodyError::new(path, format!("{message} (line {}, column {})", e.line(), e.column()))
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -164,11 +220,19 @@ fn json_type(v: &Value) -> &'static str {
 fn check_object_shapes(body: &Value) -> Result<(), ApiBodyError> {
     let expect_object = |v: &Value, path: &str| match v {
         Value::Object(_) => Ok(()),
-        other => Err(ApiBodyError::new(path, format!("expected an object, found {}", json_type(other)))),
+        other => Err(ApiBodyError::new(
+            path,
+            format!("expected an object, found {}", json_type(other)),
+        )),
     };
     let root = match body {
         Value::Object(m) => m,
-        other => return Err(ApiBodyError::new("body", format!("expected a stream object, found {}", json_type(other)))),
+        other => {
+            return Err(ApiBodyError::new(
+                "body",
+                format!("expected a stream object, found {}", json_type(other)),
+            ));
+        }
     };
     for key in ["on_play", "on_publish", "protocols"] {
         if let Some(v) = root.get(key).filter(|v| !v.is_null()) {
@@ -191,7 +255,8 @@ fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {
             .map_err(|m| ApiBodyError::new(format!("{at}.session_keys"), m))?;
     }
     for (i, d) in body.domains.unwrap_or_default().iter().enumerate() {
-        spec.domains.push(check_domain(d).map_err(|m| ApiBodyError::new(format!("{at}.domains[{i}]"), m))?);
+        spec.domains
+            .push(check_domain(d).map_err(|m| ApiBodyError::new(format!("{at}.domains[{i}]"), m))?);
     }
     if let Some(n) = body.max_sessions {
         if n == 0 {
@@ -212,7 +277,10 @@ fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {
             return Err(ApiBodyError::new(path, "an extra key must not contain '='"));
         }
         if RESERVED_OPTIONS.contains(&k.as_str()) {
-            return Err(ApiBodyError::new(path, format!("'{k}' is a field of {at}, not an extra option")));
+            return Err(ApiBodyError::new(
+                path,
+                format!("'{k}' is a field of {at}, not an extra option"),
+            ));
         }
         spec.extra.insert(k, v);
     }
@@ -237,8 +305,10 @@ pub fn stream_to_api_json(stream: &StreamConfig) -> Value {
     if let Some(p) = &stream.password {
         out.insert("password".into(), json!(p));
     }
-    let protocols: Map<String, Value> =
-        Protocols::NAMES.iter().map(|n| ((*n).to_string(), json!(stream.protocols.get(n).unwrap_or(true)))).collect();
+    let protocols: Map<String, Value> = Protocols::NAMES
+        .iter()
+        .map(|n| ((*n).to_string(), json!(stream.protocols.get(n).unwrap_or(true))))
+        .collect();
     out.insert("protocols".into(), Value::Object(protocols));
     Value::Object(out)
 }

@@ -110,7 +110,13 @@ pub struct Protocols {
 
 impl Default for Protocols {
     fn default() -> Self {
-        Protocols { hls: true, mpegts: true, rtmp: true, rtsp: true, dash: true }
+        Protocols {
+            hls: true,
+            mpegts: true,
+            rtmp: true,
+            rtsp: true,
+            dash: true,
+        }
     }
 }
 
@@ -257,9 +263,11 @@ impl SessionKeys {
         for item in items {
             keys.push(parse_key(item)?);
         }
-        for (required, name) in
-            [(SessionKey::Ip, "ip"), (SessionKey::Name, "name"), (SessionKey::Proto, "proto")]
-        {
+        for (required, name) in [
+            (SessionKey::Ip, "ip"),
+            (SessionKey::Name, "name"),
+            (SessionKey::Proto, "proto"),
+        ] {
             if !keys.contains(&required) {
                 return Err(format!("session_keys must include `{name}`"));
             }
@@ -282,7 +290,11 @@ fn parse_key(item: &str) -> Result<SessionKey, String> {
         "token" => SessionKey::Token,
         other => {
             if let Some(h) = other.strip_prefix("header.") {
-                if h.is_empty() || !h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+                if h.is_empty()
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                {
                     return Err(format!(
                         "session key `{other}`: a header key is `header.<lowercase-name>`"
                     ));

@@ -21,7 +21,10 @@ pub struct OverrideError {
 
 impl OverrideError {
     fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        OverrideError { path: path.into(), message: message.into() }
+        OverrideError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -107,7 +110,10 @@ impl StreamOverride {
     pub fn to_json(&self) -> Value {
         let mut out = Map::new();
         if let Some(inputs) = &self.inputs {
-            out.insert("inputs".into(), Value::Array(inputs.iter().map(|u| json!({ "url": u })).collect()));
+            out.insert(
+                "inputs".into(),
+                Value::Array(inputs.iter().map(|u| json!({ "url": u })).collect()),
+            );
         }
         if !self.protocols.is_empty() {
             out.insert("protocols".into(), json!(self.protocols));
@@ -118,10 +124,16 @@ impl StreamOverride {
 
 fn inputs_from_json(v: &Value) -> Result<Vec<String>, OverrideError> {
     let items = v.as_array().ok_or_else(|| {
-        OverrideError::new("config.inputs", format!("expected an array of {{\"url\": …}}, found {}", type_name(v)))
+        OverrideError::new(
+            "config.inputs",
+            format!("expected an array of {{\"url\": …}}, found {}", type_name(v)),
+        )
     })?;
     if items.is_empty() {
-        return Err(OverrideError::new("config.inputs", "the input list is empty (a stream needs at least one input)"));
+        return Err(OverrideError::new(
+            "config.inputs",
+            "the input list is empty (a stream needs at least one input)",
+        ));
     }
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -130,7 +142,10 @@ fn inputs_from_json(v: &Value) -> Result<Vec<String>, OverrideError> {
         let mut url = None;
         for (key, v) in obj {
             if key != "url" {
-                return Err(OverrideError::new(format!("{path}.{key}"), "unknown field (an input holds only url)"));
+                return Err(OverrideError::new(
+                    format!("{path}.{key}"),
+                    "unknown field (an input holds only url)",
+                ));
             }
             url = Some(v);
         }
@@ -164,10 +179,16 @@ fn check_input(url: &str) -> Result<(), String> {
         return Err("file:// input has no path".into());
     }
     if path.starts_with('/') || path.starts_with('\\') || path.get(1..2) == Some(":") {
-        return Err(format!("file:// path '{}' is absolute; it must be relative to the media root", short(&path)));
+        return Err(format!(
+            "file:// path '{}' is absolute; it must be relative to the media root",
+            short(&path)
+        ));
     }
     if path.split(['/', '\\']).any(|seg| seg == "..") {
-        return Err(format!("file:// path '{}' contains '..'; it must stay under the media root", short(&path)));
+        return Err(format!(
+            "file:// path '{}' contains '..'; it must stay under the media root",
+            short(&path)
+        ));
     }
     if path.contains('\0') {
         return Err("file:// path contains a NUL byte".into());

@@ -26,8 +26,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::model::{
-    AuthSpec, AuthTarget, Config, Credential, DEFAULT_AUTH_TOKEN_PARAM, DEFAULT_LISTEN_IP,
-    Protocols, SessionKeys, StreamConfig, TemplateConfig,
+    AuthSpec, AuthTarget, Config, Credential, DEFAULT_AUTH_TOKEN_PARAM, DEFAULT_LISTEN_IP, Protocols, SessionKeys,
+    StreamConfig, TemplateConfig,
 };
 
 /// A configuration error naming the file, line, column and what was expected.
@@ -66,9 +66,7 @@ impl AuthTarget {
         let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             return match url::Url::parse(text) {
-                Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => {
-                    Ok(AuthTarget::Http(text.to_string()))
-                }
+                Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(AuthTarget::Http(text.to_string())),
                 Ok(_) => Err(format!("backend URL '{}' has no host", shorten(text))),
                 Err(e) => Err(format!("bad backend URL '{}': {e}", shorten(text))),
             };
@@ -144,7 +142,11 @@ fn lex(text: &str) -> Result<Vec<Token>, LexError> {
         if let Some(tok) = single {
             chars.next();
             step(c, &mut line, &mut column);
-            tokens.push(Token { tok, line: start_line, column: start_column });
+            tokens.push(Token {
+                tok,
+                line: start_line,
+                column: start_column,
+            });
             continue;
         }
         if c == '#' {
@@ -220,9 +222,17 @@ fn lex(text: &str) -> Result<Vec<Token>, LexError> {
                 word.push(c);
             }
         }
-        tokens.push(Token { tok: Tok::Word(word), line: start_line, column: start_column });
+        tokens.push(Token {
+            tok: Tok::Word(word),
+            line: start_line,
+            column: start_column,
+        });
     }
-    tokens.push(Token { tok: Tok::Eof, line, column });
+    tokens.push(Token {
+        tok: Tok::Eof,
+        line,
+        column,
+    });
     Ok(tokens)
 }
 
@@ -401,10 +411,13 @@ impl Parser<'_> {
                     once(&mut seen, "edit_auth", &self)?;
                     let (login, at) = self.expect_nonempty("a login", "edit_auth")?;
                     if login.contains(':') {
-                        return Err(self.err(&at, format!(
-                            "edit_auth login '{}' must not contain ':' (HTTP Basic uses it as the separator)",
-                            shorten(&login)
-                        )));
+                        return Err(self.err(
+                            &at,
+                            format!(
+                                "edit_auth login '{}' must not contain ':' (HTTP Basic uses it as the separator)",
+                                shorten(&login)
+                            ),
+                        ));
                     }
                     let (password, _) = self.expect_nonempty("a password", "edit_auth LOGIN")?;
                     self.expect_semi("edit_auth LOGIN PASSWORD")?;
@@ -417,8 +430,11 @@ impl Parser<'_> {
                     config.server_secret = Some(secret);
                 }
                 "admin_token_ttl" | "http_session_idle" => {
-                    let name: &'static str =
-                        if word == "admin_token_ttl" { "admin_token_ttl" } else { "http_session_idle" };
+                    let name: &'static str = if word == "admin_token_ttl" {
+                        "admin_token_ttl"
+                    } else {
+                        "http_session_idle"
+                    };
                     once(&mut seen, name, &self)?;
                     let (text, at) = self.expect_word("a number of seconds", name)?;
                     let secs = parse_seconds(&text).map_err(|m| self.err(&at, format!("{name}: {m}")))?;
@@ -431,19 +447,30 @@ impl Parser<'_> {
                     }
                 }
                 "stream" | "template" => {
-                    let kind = if word == "stream" { BlockKind::Stream } else { BlockKind::Template };
+                    let kind = if word == "stream" {
+                        BlockKind::Stream
+                    } else {
+                        BlockKind::Template
+                    };
                     let (name, at) = self.expect_word(&format!("a {} name", kind.word()), kind.word())?;
                     if name.is_empty() {
                         return Err(self.err(&at, format!("empty {} name", kind.word())));
                     }
-                    let lines = if kind == BlockKind::Stream { &mut stream_lines } else { &mut template_lines };
+                    let lines = if kind == BlockKind::Stream {
+                        &mut stream_lines
+                    } else {
+                        &mut template_lines
+                    };
                     if let Some(first) = lines.get(&name) {
-                        return Err(self.err(&at, format!(
-                            "duplicate {} '{}': first defined at line {first}, again at line {}",
-                            kind.word(),
-                            shorten(&name),
-                            at.line
-                        )));
+                        return Err(self.err(
+                            &at,
+                            format!(
+                                "duplicate {} '{}': first defined at line {first}, again at line {}",
+                                kind.word(),
+                                shorten(&name),
+                                at.line
+                            ),
+                        ));
                     }
                     lines.insert(name.clone(), at.line);
                     let block = self.block(kind, &name, &t)?;
@@ -485,18 +512,25 @@ impl Parser<'_> {
                     }
                 }
                 "input" | "on_play" | "on_publish" | "password" | "protocols" => {
-                    return Err(self.err(&t, format!(
-                        "'{word}' is only allowed inside a stream or template block, not at the top level"
-                    )));
+                    return Err(self.err(
+                        &t,
+                        format!("'{word}' is only allowed inside a stream or template block, not at the top level"),
+                    ));
                 }
                 "prefix" => {
-                    return Err(self.err(&t, "'prefix' is only allowed inside a template block, not at the top level"));
+                    return Err(self.err(
+                        &t,
+                        "'prefix' is only allowed inside a template block, not at the top level",
+                    ));
                 }
                 other => {
-                    return Err(self.err(&t, format!(
-                        "unknown directive '{}' at the top level (allowed here: {TOP_DIRECTIVES})",
-                        shorten(other)
-                    )));
+                    return Err(self.err(
+                        &t,
+                        format!(
+                            "unknown directive '{}' at the top level (allowed here: {TOP_DIRECTIVES})",
+                            shorten(other)
+                        ),
+                    ));
                 }
             }
         }
@@ -507,12 +541,15 @@ impl Parser<'_> {
     fn block(&mut self, kind: BlockKind, name: &str, opener: &Token) -> Result<Block, ConfigError> {
         let t = self.next();
         if t.tok != Tok::Open {
-            return Err(self.err(&t, format!(
-                "expected '{{' after {} name '{}', found {}",
-                kind.word(),
-                shorten(name),
-                describe(&t.tok)
-            )));
+            return Err(self.err(
+                &t,
+                format!(
+                    "expected '{{' after {} name '{}', found {}",
+                    kind.word(),
+                    shorten(name),
+                    describe(&t.tok)
+                ),
+            ));
         }
         let mut block = Block::default();
         let mut seen: HashMap<&'static str, usize> = HashMap::new();
@@ -522,17 +559,20 @@ impl Parser<'_> {
             let word = match &t.tok {
                 Tok::Close => break,
                 Tok::Eof => {
-                    return Err(self.err(&t, format!(
-                        "unexpected end of file: {here} opened at line {} is not closed (expected '}}')",
-                        opener.line
-                    )));
+                    return Err(self.err(
+                        &t,
+                        format!(
+                            "unexpected end of file: {here} opened at line {} is not closed (expected '}}')",
+                            opener.line
+                        ),
+                    ));
                 }
                 Tok::Word(w) => w.clone(),
                 other => {
-                    return Err(self.err(&t, format!(
-                        "expected a directive or '}}' in {here}, found {}",
-                        describe(other)
-                    )));
+                    return Err(self.err(
+                        &t,
+                        format!("expected a directive or '}}' in {here}, found {}", describe(other)),
+                    ));
                 }
             };
             let mut once = |name: &'static str, this: &Self| {
@@ -584,23 +624,31 @@ impl Parser<'_> {
                     block.prefixes.push(p);
                 }
                 "prefix" => {
-                    return Err(self.err(&t, format!(
-                        "'prefix' is only allowed inside a template block, not in {here}"
-                    )));
+                    return Err(self.err(
+                        &t,
+                        format!("'prefix' is only allowed inside a template block, not in {here}"),
+                    ));
                 }
                 "http" | "rtmp" | "rtsp" | "auth_token" | "no_auto_token" | "edit_auth" | "server_secret"
                 | "admin_token_ttl" | "http_session_idle" | "stream" | "template" => {
-                    return Err(self.err(&t, format!(
-                        "'{word}' is only allowed at the top level, not inside {here}"
-                    )));
+                    return Err(self.err(
+                        &t,
+                        format!("'{word}' is only allowed at the top level, not inside {here}"),
+                    ));
                 }
                 other => {
-                    let allowed =
-                        if kind == BlockKind::Stream { STREAM_DIRECTIVES } else { TEMPLATE_DIRECTIVES };
-                    return Err(self.err(&t, format!(
-                        "unknown directive '{}' in {here} (allowed here: {allowed})",
-                        shorten(other)
-                    )));
+                    let allowed = if kind == BlockKind::Stream {
+                        STREAM_DIRECTIVES
+                    } else {
+                        TEMPLATE_DIRECTIVES
+                    };
+                    return Err(self.err(
+                        &t,
+                        format!(
+                            "unknown directive '{}' in {here} (allowed here: {allowed})",
+                            shorten(other)
+                        ),
+                    ));
                 }
             }
         }
@@ -616,10 +664,13 @@ impl Parser<'_> {
         while let Tok::Word(option) = self.peek().clone() {
             let at = self.next();
             let Some((key, value)) = option.split_once('=') else {
-                return Err(self.err(&at, format!(
-                    "expected key=value option after the {which} target, found '{}'",
-                    shorten(&option)
-                )));
+                return Err(self.err(
+                    &at,
+                    format!(
+                        "expected key=value option after the {which} target, found '{}'",
+                        shorten(&option)
+                    ),
+                ));
             };
             if key.is_empty() {
                 return Err(self.err(&at, format!("{which} option '{}' has an empty name", shorten(&option))));
@@ -630,26 +681,29 @@ impl Parser<'_> {
             given.push(key.to_string());
             match key {
                 "session_keys" => {
-                    spec.session_keys = SessionKeys::parse(value)
-                        .map_err(|m| self.err(&at, format!("{which} session_keys: {m}")))?;
+                    spec.session_keys =
+                        SessionKeys::parse(value).map_err(|m| self.err(&at, format!("{which} session_keys: {m}")))?;
                 }
                 "domains" => {
                     spec.domains = parse_domains(value).map_err(|m| self.err(&at, format!("{which} domains: {m}")))?;
                 }
                 "max_sessions" => {
-                    spec.max_sessions = Some(parse_positive_u32(value).map_err(|m| {
-                        self.err(&at, format!("{which} max_sessions: {m}"))
-                    })?);
+                    spec.max_sessions = Some(
+                        parse_positive_u32(value).map_err(|m| self.err(&at, format!("{which} max_sessions: {m}")))?,
+                    );
                 }
                 "soft_limitation" => {
                     spec.soft_limitation = match value {
                         "true" => true,
                         "false" => false,
                         other => {
-                            return Err(self.err(&at, format!(
-                                "{which} soft_limitation: expected true or false, found '{}'",
-                                shorten(other)
-                            )));
+                            return Err(self.err(
+                                &at,
+                                format!(
+                                    "{which} soft_limitation: expected true or false, found '{}'",
+                                    shorten(other)
+                                ),
+                            ));
                         }
                     };
                 }
@@ -670,10 +724,13 @@ impl Parser<'_> {
             match &t.tok {
                 Tok::Word(w) => items.push((w.clone(), t.clone())),
                 Tok::Semi if items.is_empty() => {
-                    return Err(self.err(&t, format!(
-                        "expected protocol names after protocols ({}), found ';'",
-                        Protocols::NAMES.join(", ")
-                    )));
+                    return Err(self.err(
+                        &t,
+                        format!(
+                            "expected protocol names after protocols ({}), found ';'",
+                            Protocols::NAMES.join(", ")
+                        ),
+                    ));
                 }
                 Tok::Semi => break,
                 other => {
@@ -685,7 +742,13 @@ impl Parser<'_> {
         let mut protocols = if negative {
             Protocols::default()
         } else {
-            Protocols { hls: false, mpegts: false, rtmp: false, rtsp: false, dash: false }
+            Protocols {
+                hls: false,
+                mpegts: false,
+                rtmp: false,
+                rtsp: false,
+                dash: false,
+            }
         };
         for (item, at) in &items {
             let (is_negative, name) = match item.strip_prefix('-') {
@@ -693,18 +756,24 @@ impl Parser<'_> {
                 None => (false, item.as_str()),
             };
             if is_negative != negative {
-                return Err(self.err(at, format!(
-                    "cannot mix '{}' with the other form in one protocols line: list the protocols \
+                return Err(self.err(
+                    at,
+                    format!(
+                        "cannot mix '{}' with the other form in one protocols line: list the protocols \
                      to enable (hls rtmp) or the ones to disable (-hls -rtmp)",
-                    shorten(item)
-                )));
+                        shorten(item)
+                    ),
+                ));
             }
             if !protocols.set(name, !negative) {
-                return Err(self.err(at, format!(
-                    "unknown protocol '{}' (known: {})",
-                    shorten(name),
-                    Protocols::NAMES.join(", ")
-                )));
+                return Err(self.err(
+                    at,
+                    format!(
+                        "unknown protocol '{}' (known: {})",
+                        shorten(name),
+                        Protocols::NAMES.join(", ")
+                    ),
+                ));
             }
         }
         Ok(protocols)
@@ -729,7 +798,11 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
             return Err(format!("bad port '{}' (expected 0..65535)", shorten(port)));
         }
         if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("bad port '{}' in '{}' (expected 0..65535)", shorten(port), shorten(text)));
+            return Err(format!(
+                "bad port '{}' in '{}' (expected 0..65535)",
+                shorten(port),
+                shorten(text)
+            ));
         }
         return Err(format!(
             "bad address '{}' (expected an IP address such as 127.0.0.1 or [::1]; host names are not resolved)",
@@ -740,7 +813,12 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 }
 
 fn parse_seconds(text: &str) -> Result<u64, String> {
-    let bad = || format!("bad number '{}' (expected whole seconds, 1..{MAX_CONFIG_SECONDS})", shorten(text));
+    let bad = || {
+        format!(
+            "bad number '{}' (expected whole seconds, 1..{MAX_CONFIG_SECONDS})",
+            shorten(text)
+        )
+    };
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -775,7 +853,10 @@ pub(crate) fn check_domain(domain: &str) -> Result<String, String> {
         return Err("empty domain (two commas, or a trailing comma)".into());
     }
     if domain.contains(',') || domain.chars().any(char::is_whitespace) {
-        return Err(format!("domain '{}' must not contain commas or whitespace", shorten(domain)));
+        return Err(format!(
+            "domain '{}' must not contain commas or whitespace",
+            shorten(domain)
+        ));
     }
     Ok(domain.to_string())
 }
@@ -814,7 +895,11 @@ fn write_listen(f: &mut fmt::Formatter<'_>, name: &str, addr: Option<SocketAddr>
 fn write_auth(f: &mut fmt::Formatter<'_>, which: &str, spec: &AuthSpec) -> fmt::Result {
     write!(f, "  {which} {}", quoted(&spec.target.to_string()))?;
     if spec.session_keys != SessionKeys::default() {
-        write!(f, " {}", quoted(&format!("session_keys={}", spec.session_keys.to_items().join(","))))?;
+        write!(
+            f,
+            " {}",
+            quoted(&format!("session_keys={}", spec.session_keys.to_items().join(",")))
+        )?;
     }
     if !spec.domains.is_empty() {
         write!(f, " {}", quoted(&format!("domains={}", spec.domains.join(","))))?;
@@ -858,8 +943,10 @@ fn write_block(
     }
     if *protocols != Protocols::default() {
         // Whichever form lists fewer names; with none on, only the `-NAME` form can say it.
-        let (on, off): (Vec<&str>, Vec<&str>) =
-            Protocols::NAMES.iter().copied().partition(|n| protocols.get(n) == Some(true));
+        let (on, off): (Vec<&str>, Vec<&str>) = Protocols::NAMES
+            .iter()
+            .copied()
+            .partition(|n| protocols.get(n) == Some(true));
         if on.is_empty() || off.len() <= on.len() {
             let off: Vec<String> = off.iter().map(|n| format!("-{n}")).collect();
             writeln!(f, "  protocols {};", off.join(" "))?;
@@ -897,12 +984,28 @@ impl fmt::Display for Config {
         }
         for t in &self.templates {
             writeln!(f, "\ntemplate {} {{", quoted(&t.name))?;
-            write_block(f, &t.prefixes, &t.inputs, t.on_play.as_ref(), t.on_publish.as_ref(), t.password.as_deref(), &t.protocols)?;
+            write_block(
+                f,
+                &t.prefixes,
+                &t.inputs,
+                t.on_play.as_ref(),
+                t.on_publish.as_ref(),
+                t.password.as_deref(),
+                &t.protocols,
+            )?;
             writeln!(f, "}}")?;
         }
         for s in &self.streams {
             writeln!(f, "\nstream {} {{", quoted(&s.name))?;
-            write_block(f, &[], &s.inputs, s.on_play.as_ref(), s.on_publish.as_ref(), s.password.as_deref(), &s.protocols)?;
+            write_block(
+                f,
+                &[],
+                &s.inputs,
+                s.on_play.as_ref(),
+                s.on_publish.as_ref(),
+                s.password.as_deref(),
+                &s.protocols,
+            )?;
             writeln!(f, "}}")?;
         }
         Ok(())

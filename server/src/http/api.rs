@@ -25,7 +25,10 @@ type AppState = State<Arc<HttpState>>;
 pub(super) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/streams", get(list_streams))
-        .route("/streams/{*name}", put(put_stream).get(get_stream).delete(delete_stream))
+        .route(
+            "/streams/{*name}",
+            put(put_stream).get(get_stream).delete(delete_stream),
+        )
         .route("/sessions", get(list_sessions))
         .route("/sessions/{id}", axum::routing::delete(delete_session))
         .route("/admin_view_token", post(admin_view_token))
@@ -38,10 +41,14 @@ async fn require_credential(State(state): AppState, request: Request, next: Next
     if credential_ok(&state, request.headers()) {
         return next.run(request).await;
     }
-    let mut response = error_response(StatusCode::UNAUTHORIZED, "the management API needs the edit_auth credential");
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"usher\""));
+    let mut response = error_response(
+        StatusCode::UNAUTHORIZED,
+        "the management API needs the edit_auth credential",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"usher\""),
+    );
     response
 }
 
@@ -50,12 +57,18 @@ fn credential_ok(state: &HttpState, headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let Some(encoded) = value.strip_prefix("Basic ") else { return false };
+    let Some(encoded) = value.strip_prefix("Basic ") else {
+        return false;
+    };
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
         return false;
     };
-    let Ok(text) = String::from_utf8(decoded) else { return false };
-    let Some((login, password)) = text.split_once(':') else { return false };
+    let Ok(text) = String::from_utf8(decoded) else {
+        return false;
+    };
+    let Some((login, password)) = text.split_once(':') else {
+        return false;
+    };
     constant_time_eq(login.as_bytes(), expected.login.as_bytes())
         & constant_time_eq(password.as_bytes(), expected.password.as_bytes())
 }
@@ -68,7 +81,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn list_streams(State(state): AppState) -> Response {
-    let streams: Vec<_> = state.streams.list().iter().map(|s| stream_to_api_json(&s.effective())).collect();
+    let streams: Vec<_> = state
+        .streams
+        .list()
+        .iter()
+        .map(|s| stream_to_api_json(&s.effective()))
+        .collect();
     axum::Json(serde_json::json!({ "streams": streams })).into_response()
 }
 
@@ -174,7 +192,10 @@ async fn put_config(State(state): AppState, body: Bytes) -> Response {
         Err(e) => return error_response(StatusCode::BAD_REQUEST, format!("server config: {e}")),
     };
     if let Some(param) = &patch.auth_token
-        && (param.is_empty() || !param.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        && (param.is_empty()
+            || !param
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
     {
         return error_response(
             StatusCode::BAD_REQUEST,

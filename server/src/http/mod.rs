@@ -45,7 +45,9 @@ pub fn router(state: Arc<HttpState>) -> Router {
 /// Serves HTTP on `listener` until `shutdown` is cancelled.
 pub async fn run(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) -> std::io::Result<()> {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// The vendor's error body: `{"errors":[{"status":"400","title":"…"}]}`.

@@ -51,7 +51,10 @@ pub(super) async fn dispatch(state: Arc<HttpState>, peer: SocketAddr, request: R
         return error_response(StatusCode::METHOD_NOT_ALLOWED, "only GET plays media");
     }
     let Some((name, resource)) = parse_path(request.uri().path()) else {
-        return error_response(StatusCode::NOT_FOUND, format!("no such resource `{}`", request.uri().path()));
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("no such resource `{}`", request.uri().path()),
+        );
     };
     let Some(stream) = state.streams.find(&name) else {
         return error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`"));
@@ -140,7 +143,10 @@ fn redirect(location: &str) -> Response {
 
 fn media_error(stream: &Stream, e: impl std::fmt::Display) -> Response {
     tracing::warn!(stream = stream.name(), error = %e, "stream has no media");
-    error_response(StatusCode::SERVICE_UNAVAILABLE, format!("stream `{}` has no media: {e}", stream.name()))
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("stream `{}` has no media: {e}", stream.name()),
+    )
 }
 
 fn playlist(state: &HttpState, stream: &Stream, handle: &SessionHandle) -> Response {
@@ -150,11 +156,18 @@ fn playlist(state: &HttpState, stream: &Stream, handle: &SessionHandle) -> Respo
     };
     // Segment URIs carry the token so the player stays in its session (and a generated
     // token, TOK-02, sticks).
-    let query = format!("?{}={}", state.token_param(), utf8_percent_encode(handle.token(), TOKEN_VALUE));
+    let query = format!(
+        "?{}={}",
+        state.token_param(),
+        utf8_percent_encode(handle.token(), TOKEN_VALUE)
+    );
     let text = media.playlist(&query);
     handle.add_bytes(text.len() as u64);
     (
-        [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         text,
     )
         .into_response()
@@ -170,7 +183,10 @@ fn segment(stream: &Stream, handle: &SessionHandle, seq: u64) -> Response {
             handle.add_bytes(bytes.len() as u64);
             ([(header::CONTENT_TYPE, "video/mp2t")], bytes).into_response()
         }
-        None => error_response(StatusCode::NOT_FOUND, format!("segment {seq} is not in the live window")),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            format!("segment {seq} is not in the live window"),
+        ),
     }
 }
 
@@ -202,7 +218,10 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(parse_path("/s1/index.m3u8"), Some(("s1".into(), Resource::Playlist)));
-        assert_eq!(parse_path("/live/s1/segment-12.ts"), Some(("live/s1".into(), Resource::Segment(12))));
+        assert_eq!(
+            parse_path("/live/s1/segment-12.ts"),
+            Some(("live/s1".into(), Resource::Segment(12)))
+        );
         assert_eq!(parse_path("/s1/mpegts"), Some(("s1".into(), Resource::MpegTs)));
         assert_eq!(parse_path("/s1/segment-x.ts"), None);
         assert_eq!(parse_path("/../s1/index.m3u8"), None);

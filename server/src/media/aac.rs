@@ -12,8 +12,7 @@ pub const SAMPLES_PER_FRAME: u64 = 1024;
 
 /// Sampling frequencies by index (ISO/IEC 14496-3 §1.6.3.4, Table 1.18).
 const SAMPLING_FREQUENCIES: [u32; 13] = [
-    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
-    7_350,
+    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000, 7_350,
 ];
 
 /// ADTS header length without CRC (`protection_absent` = 1).
@@ -73,9 +72,7 @@ impl AacConfig {
     }
 
     fn is_adts_representable(&self) -> bool {
-        (1..=4).contains(&self.object_type)
-            && self.sample_rate().is_some()
-            && self.channel_configuration <= 7
+        (1..=4).contains(&self.object_type) && self.sample_rate().is_some() && self.channel_configuration <= 7
     }
 
     /// The ADTS header for a raw frame of `payload_len` bytes, or `None` if the frame is too long

@@ -47,9 +47,7 @@ pub fn starts_with_access_unit_delimiter(annex_b: &[u8]) -> bool {
 
 /// Position of the first `00 00 01` and the index just after it.
 fn find_start_code(data: &[u8]) -> Option<(usize, usize)> {
-    data.windows(3)
-        .position(|w| w == [0, 0, 1])
-        .map(|at| (at, at + 3))
+    data.windows(3).position(|w| w == [0, 0, 1]).map(|at| (at, at + 3))
 }
 
 #[cfg(test)]
@@ -58,19 +56,11 @@ mod tests {
 
     #[test]
     fn splits_three_and_four_byte_start_codes() {
-        let stream = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4,
-        ];
+        let stream = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4];
         let units: Vec<&[u8]> = nal_units(&stream).collect();
-        assert_eq!(
-            units,
-            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4][..]]
-        );
+        assert_eq!(units, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4][..]]);
         let types: Vec<_> = units.into_iter().filter_map(nal_unit_type).collect();
-        assert_eq!(
-            types,
-            vec![nal_type::SPS, nal_type::PPS, nal_type::IDR_SLICE]
-        );
+        assert_eq!(types, vec![nal_type::SPS, nal_type::PPS, nal_type::IDR_SLICE]);
     }
 
     #[test]

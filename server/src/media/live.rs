@@ -64,11 +64,7 @@ impl LiveTs {
                 return None;
             }
             let Some(ready) = self.source.complete_at(next) else {
-                tracing::warn!(
-                    input = self.source.input(),
-                    next,
-                    "live TS: segment time out of range"
-                );
+                tracing::warn!(input = self.source.input(), next, "live TS: segment time out of range");
                 return None;
             };
             tokio::time::sleep_until(ready).await;

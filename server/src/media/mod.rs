@@ -84,8 +84,7 @@ impl MediaSource {
         if !is_fake {
             return Err(MediaError::UnsupportedInput(input.to_string()));
         }
-        let frames =
-            (duration_to_ticks(segment_duration) + fake::FRAME_TICKS / 2) / fake::FRAME_TICKS;
+        let frames = (duration_to_ticks(segment_duration) + fake::FRAME_TICKS / 2) / fake::FRAME_TICKS;
         let segment_ticks = frames.max(1) * fake::FRAME_TICKS;
         let timeline = Timeline::start(segment_ticks);
         tracing::debug!(input, segment_ticks, "fake media source started");

@@ -41,9 +41,7 @@ mod tests {
     use super::*;
 
     fn segments(range: std::ops::Range<u64>, duration: f64) -> Vec<SegmentInfo> {
-        range
-            .map(|sequence| SegmentInfo { sequence, duration })
-            .collect()
+        range.map(|sequence| SegmentInfo { sequence, duration }).collect()
     }
 
     #[test]

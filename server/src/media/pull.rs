@@ -71,11 +71,7 @@ impl PulledSegments {
         // A panic elsewhere while holding the lock cannot leave the cache inconsistent (each
         // push is one step), so a poisoned lock is still good to use.
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while state
-            .cache
-            .front()
-            .is_some_and(|s| s.sequence < retained.start)
-        {
+        while state.cache.front().is_some_and(|s| s.sequence < retained.start) {
             state.cache.pop_front();
         }
         if let Some(found) = state.cache.iter().find(|s| s.sequence == sequence) {
@@ -84,19 +80,13 @@ impl PulledSegments {
         if sequence < state.next_sequence {
             // Unreachable while the cache invariant holds; a lone segment with fresh counters is
             // still a valid answer.
-            tracing::warn!(
-                sequence,
-                "retained segment missing from cache; muxing it alone"
-            );
+            tracing::warn!(sequence, "retained segment missing from cache; muxing it alone");
             return Some(self.mux(&mut TsMuxer::new(self.audio), sequence));
         }
         let first = state.next_sequence.max(retained.start);
         for next in first..=sequence {
             let data = self.mux(&mut state.muxer, next);
-            state.cache.push_back(Segment {
-                sequence: next,
-                data,
-            });
+            state.cache.push_back(Segment { sequence: next, data });
         }
         state.next_sequence = sequence + 1;
         state.cache.back().map(|s| s.data.clone())

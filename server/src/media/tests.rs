@@ -22,11 +22,7 @@ fn packets(ts: &[u8]) -> Vec<(u16, u8, bool)> {
     ts.chunks(PACKET_SIZE)
         .map(|p| {
             assert_eq!(p[0], SYNC_BYTE);
-            (
-                u16::from_be_bytes([p[1], p[2]]) & 0x1FFF,
-                p[3] & 0x0F,
-                p[1] & 0x40 != 0,
-            )
+            (u16::from_be_bytes([p[1], p[2]]) & 0x1FFF, p[3] & 0x0F, p[1] & 0x40 != 0)
         })
         .collect()
 }
@@ -66,9 +62,7 @@ async fn a_new_source_already_lists_three_segments() {
     assert_eq!(sequences(&source), [0, 1, 2]);
     assert_eq!(source.segments()[0].duration, 1.0);
     let playlist = source.playlist("?token=abc");
-    assert!(playlist.starts_with(
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"
-    ));
+    assert!(playlist.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"));
     assert_eq!(playlist.matches("#EXTINF:1.000,\n").count(), 3);
     assert!(playlist.ends_with("segment-2.ts?token=abc\n"), "{playlist}");
 }
@@ -100,11 +94,7 @@ async fn segments_are_made_once_and_continue_each_other() {
     // Asked newest first: the older ones are muxed before it all the same.
     let newest = source.segment(2).expect("complete");
     let older = source.segment(1).expect("complete");
-    assert_eq!(
-        source.segment(2),
-        Some(newest.clone()),
-        "cached, not remade"
-    );
+    assert_eq!(source.segment(2), Some(newest.clone()), "cached, not remade");
 
     for segment in [&older, &newest] {
         let packets = packets(segment);
@@ -118,11 +108,7 @@ async fn segments_are_made_once_and_continue_each_other() {
         // Random access indicator and PCR flag on the keyframe's first packet.
         let keyframe = &segment[2 * PACKET_SIZE..3 * PACKET_SIZE];
         assert_eq!(keyframe[3] & 0x20, 0x20, "adaptation field present");
-        assert_eq!(
-            keyframe[5] & 0x50,
-            0x50,
-            "random_access_indicator and PCR_flag"
-        );
+        assert_eq!(keyframe[5] & 0x50, 0x50, "random_access_indicator and PCR_flag");
     }
     assert_continuous(&[older.clone(), newest.clone()].concat());
     assert_eq!(
@@ -140,11 +126,7 @@ async fn the_live_feed_starts_at_the_newest_segment_and_waits_for_the_next() {
 
     let first = viewer.next_chunk().await.expect("a fake source never ends");
     assert_eq!(Some(first.clone()), source.segment(2));
-    assert_eq!(
-        started.elapsed(),
-        Duration::ZERO,
-        "the first chunk is there at once"
-    );
+    assert_eq!(started.elapsed(), Duration::ZERO, "the first chunk is there at once");
 
     let second = viewer.next_chunk().await.expect("a fake source never ends");
     assert_eq!(
@@ -166,10 +148,7 @@ async fn a_viewer_that_falls_behind_skips_to_the_newest_segment() {
     let after_skip = viewer.next_chunk().await.expect("a fake source never ends");
     let newest = source.segments().last().expect("listed").sequence;
     assert_eq!(newest, 32);
-    assert_eq!(
-        first_video_pts(&after_skip) - first_video_pts(&first),
-        30 * CLOCK_HZ
-    );
+    assert_eq!(first_video_pts(&after_skip) - first_video_pts(&first), 30 * CLOCK_HZ);
     assert_continuous(&[first, after_skip].concat());
 }
 
@@ -179,11 +158,7 @@ async fn nothing_keeps_a_source_alive_but_its_handles() {
     let viewer = source.live_ts();
     assert_eq!(Arc::strong_count(&source), 2);
     drop(viewer);
-    assert_eq!(
-        Arc::strong_count(&source),
-        1,
-        "no background task holds the source"
-    );
+    assert_eq!(Arc::strong_count(&source), 1, "no background task holds the source");
 }
 
 #[test]
@@ -191,9 +166,7 @@ fn only_fake_inputs_are_supported_for_now() {
     assert!(MediaSource::start("FAKE://upper").is_ok());
     assert_eq!(
         MediaSource::start("rtmp://example/live").map(|_| ()),
-        Err(MediaError::UnsupportedInput(
-            "rtmp://example/live".to_string()
-        ))
+        Err(MediaError::UnsupportedInput("rtmp://example/live".to_string()))
     );
     assert!(MediaSource::start("fak").is_err());
 }

@@ -83,8 +83,7 @@ impl Timeline {
     /// Stream time (90 kHz ticks) at `at`.
     pub fn stream_ticks(&self, at: Instant) -> u64 {
         let since_origin = at.saturating_duration_since(self.origin);
-        self.lead_ticks
-            .saturating_add(duration_to_ticks(since_origin))
+        self.lead_ticks.saturating_add(duration_to_ticks(since_origin))
     }
 
     pub fn window_at(&self, at: Instant) -> Window {
@@ -134,11 +133,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn segments_complete_on_their_boundaries() {
         let timeline = Timeline::start(CLOCK_HZ);
-        assert_eq!(
-            timeline.window(),
-            Window::with_complete(3),
-            "three segments at once"
-        );
+        assert_eq!(timeline.window(), Window::with_complete(3), "three segments at once");
 
         tokio::time::advance(Duration::from_millis(999)).await;
         assert_eq!(timeline.window(), Window::with_complete(3));
@@ -154,18 +149,10 @@ mod tests {
         let timeline = Timeline::start(CLOCK_HZ / 3);
         for sequence in 0..10 {
             let at = timeline.complete_at(sequence).expect("representable");
-            assert!(
-                timeline.window_at(at).newest() >= Some(sequence),
-                "{sequence}"
-            );
-            let just_before = at
-                .checked_sub(Duration::from_nanos(1))
-                .expect("after origin");
+            assert!(timeline.window_at(at).newest() >= Some(sequence), "{sequence}");
+            let just_before = at.checked_sub(Duration::from_nanos(1)).expect("after origin");
             if sequence >= INITIAL_SEGMENTS {
-                assert!(
-                    timeline.window_at(just_before).newest() < Some(sequence),
-                    "{sequence}"
-                );
+                assert!(timeline.window_at(just_before).newest() < Some(sequence), "{sequence}");
             }
         }
     }

@@ -31,10 +31,8 @@ static CYCLE: OnceLock<Vec<Bytes>> = OnceLock::new();
 
 /// Frame `n` of the endless sequence: one H.264 access unit (SPS, PPS, IDR slice; Annex B).
 pub fn frame(n: u64) -> Bytes {
-    let cycle = CYCLE.get_or_init(|| {
-        encode_cycle()
-            .expect("fixed 64x48 8-bit 4:2:0 frames are a shape less-avc supports (tested)")
-    });
+    let cycle = CYCLE
+        .get_or_init(|| encode_cycle().expect("fixed 64x48 8-bit 4:2:0 frames are a shape less-avc supports (tested)"));
     // In range: the cycle has CYCLE_FRAMES entries.
     cycle[(n % CYCLE_FRAMES) as usize].clone()
 }
@@ -62,8 +60,7 @@ fn encode_cycle() -> Result<Vec<Bytes>, less_avc::Error> {
             Some((encoder, parameter_sets)) => (encoder.encode(&image)?, parameter_sets.clone()),
             None => {
                 let (initial, new_encoder) = LessEncoder::new(&image)?;
-                let parameter_sets =
-                    [initial.sps.to_annex_b_data(), initial.pps.to_annex_b_data()].concat();
+                let parameter_sets = [initial.sps.to_annex_b_data(), initial.pps.to_annex_b_data()].concat();
                 encoder = Some((new_encoder, parameter_sets.clone()));
                 (initial.frame, parameter_sets)
             }
@@ -104,21 +101,14 @@ mod tests {
     fn every_frame_is_parameter_sets_then_an_idr_slice() {
         for n in 0..CYCLE_FRAMES {
             let types: Vec<_> = nal_units(&frame(n)).filter_map(nal_unit_type).collect();
-            assert_eq!(
-                types,
-                vec![nal_type::SPS, nal_type::PPS, nal_type::IDR_SLICE]
-            );
+            assert_eq!(types, vec![nal_type::SPS, nal_type::PPS, nal_type::IDR_SLICE]);
         }
     }
 
     #[test]
     fn the_picture_changes_and_the_cycle_repeats() {
         assert_ne!(frame(0), frame(1));
-        assert_ne!(
-            frame(0),
-            frame(CYCLE_FRAMES / 2),
-            "second sweep has another colour"
-        );
+        assert_ne!(frame(0), frame(CYCLE_FRAMES / 2), "second sweep has another colour");
         assert_eq!(frame(3), frame(3 + CYCLE_FRAMES));
     }
 

@@ -104,11 +104,7 @@ impl TsMuxer {
     ///
     /// Video gets an access unit delimiter if it lacks one (ISO/IEC 13818-1 §2.14.1), a PCR and,
     /// on keyframes, random_access_indicator. Audio gets its ADTS header.
-    pub fn write_access_unit(
-        &mut self,
-        au: &AccessUnit,
-        out: &mut Vec<u8>,
-    ) -> Result<(), MuxError> {
+    pub fn write_access_unit(&mut self, au: &AccessUnit, out: &mut Vec<u8>) -> Result<(), MuxError> {
         match au.track {
             Track::Video => {
                 let delimiter: &[u8] = if h264::starts_with_access_unit_delimiter(&au.data) {
@@ -117,8 +113,7 @@ impl TsMuxer {
                     &h264::ACCESS_UNIT_DELIMITER
                 };
                 let payload_len = delimiter.len() + au.data.len();
-                let (header, header_len) =
-                    pes_header(VIDEO_STREAM_ID, au.pts, au.dts, payload_len)?;
+                let (header, header_len) = pes_header(VIDEO_STREAM_ID, au.pts, au.dts, payload_len)?;
                 let first = FirstPacket {
                     pcr: Some(au.dts.saturating_sub(PCR_LEAD_TICKS)),
                     random_access: au.keyframe,
@@ -132,8 +127,7 @@ impl TsMuxer {
                     .adts_header(au.data.len())
                     .ok_or(MuxError::AdtsFrameTooLong(au.data.len()))?;
                 let payload_len = adts.len() + au.data.len();
-                let (header, header_len) =
-                    pes_header(AUDIO_STREAM_ID, au.pts, au.dts, payload_len)?;
+                let (header, header_len) = pes_header(AUDIO_STREAM_ID, au.pts, au.dts, payload_len)?;
                 // Every AAC frame is a random access point (no inter-frame prediction in LC).
                 let first = FirstPacket {
                     pcr: None,

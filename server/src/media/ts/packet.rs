@@ -50,11 +50,7 @@ pub fn write_payload_unit(
     let mut remaining = parts.len();
     let mut is_first = true;
     loop {
-        let flags = if is_first {
-            first
-        } else {
-            FirstPacket::default()
-        };
+        let flags = if is_first { first } else { FirstPacket::default() };
         let flag_byte = if flags.random_access {
             RANDOM_ACCESS_INDICATOR
         } else {
@@ -200,11 +196,7 @@ mod tests {
                 let mut joined = Vec::new();
                 for (i, packet) in packets(&out).into_iter().enumerate() {
                     assert_eq!(packet[0], SYNC_BYTE);
-                    assert_eq!(
-                        packet[1] & 0x40 != 0,
-                        i == 0,
-                        "start indicator on the first only"
-                    );
+                    assert_eq!(packet[1] & 0x40 != 0, i == 0, "start indicator on the first only");
                     assert_eq!(usize::from(packet[3] & 0x0F), i % 16);
                     joined.extend_from_slice(payload(packet));
                 }
@@ -220,13 +212,7 @@ mod tests {
             pcr: Some(0x1_2345_6789),
             random_access: true,
         };
-        write_payload_unit(
-            &mut out,
-            0x100,
-            &mut Continuity::default(),
-            first,
-            &[&[1; 500]],
-        );
+        write_payload_unit(&mut out, 0x100, &mut Continuity::default(), first, &[&[1; 500]]);
         let packet = &out[..PACKET_SIZE];
         assert_eq!(packet[3] >> 4, ADAPTATION_AND_PAYLOAD);
         assert_eq!(packet[4], 7, "flags + 6 PCR bytes");

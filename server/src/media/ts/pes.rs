@@ -76,9 +76,7 @@ mod tests {
         assert_eq!(len, 14);
         assert_eq!(
             &header[..len],
-            [
-                0, 0, 1, 0xC0, 0, 19, 0x84, 0x80, 5, 0x21, 0x00, 0x07, 0xD8, 0x61
-            ]
+            [0, 0, 1, 0xC0, 0, 19, 0x84, 0x80, 5, 0x21, 0x00, 0x07, 0xD8, 0x61]
         );
     }
 
@@ -95,9 +93,7 @@ mod tests {
         assert_eq!(&video[4..6], [0, 0]);
         assert_eq!(
             pes_header(AUDIO_STREAM_ID, 0, 0, 70_000),
-            Err(PesHeaderError::TooLong {
-                payload_len: 70_000
-            })
+            Err(PesHeaderError::TooLong { payload_len: 70_000 })
         );
     }
 }

@@ -36,8 +36,11 @@ fn expected_payload(au: &AccessUnit) -> Vec<u8> {
     [prefix, au.data.to_vec()].concat()
 }
 
-/// Every PES the reader finds, per PID in stream order: (pts, dts, payload).
-fn read_pes(ts: &[u8]) -> HashMap<u8, Vec<(u64, Option<u64>, Vec<u8>)>> {
+/// One PES as the reader saw it: (pts, dts if written, payload).
+type ReadPes = (u64, Option<u64>, Vec<u8>);
+
+/// Every PES the reader finds, per stream_id in stream order.
+fn read_pes(ts: &[u8]) -> HashMap<u8, Vec<ReadPes>> {
     let mut reader = PesPacketReader::new(TsPacketReader::new(ts));
     let mut by_stream: HashMap<u8, Vec<_>> = HashMap::new();
     while let Some(pes) = reader.read_pes_packet().expect("valid PES") {
@@ -102,10 +105,7 @@ fn tables_name_the_program_and_its_streams() {
                     .collect();
                 assert_eq!(
                     streams,
-                    [
-                        (StreamType::H264, VIDEO_PID),
-                        (StreamType::AdtsAac, AUDIO_PID)
-                    ]
+                    [(StreamType::H264, VIDEO_PID), (StreamType::AdtsAac, AUDIO_PID)]
                 );
             }
             Some(TsPayload::PesStart(_)) if pid == VIDEO_PID => {
@@ -135,10 +135,7 @@ fn a_large_picture_uses_an_unbounded_pes() {
     // The reader needs the next PES start to end an unbounded one.
     let ts = mux(&[video(0, &picture), video(3_000, &[0, 0, 1, 0x65, 7])]);
     let pes = read_pes(&ts);
-    assert_eq!(
-        pes[&pes::VIDEO_STREAM_ID][0].2,
-        expected_payload(&video(0, &picture))
-    );
+    assert_eq!(pes[&pes::VIDEO_STREAM_ID][0].2, expected_payload(&video(0, &picture)));
 }
 
 #[test]
@@ -163,11 +160,7 @@ fn access_unit() -> impl Strategy<Value = AccessUnit> {
     )
         .prop_map(|(is_video, pts, reorder, data)| {
             let track = if is_video { Track::Video } else { Track::Audio };
-            let dts = if is_video {
-                pts.saturating_sub(reorder)
-            } else {
-                pts
-            };
+            let dts = if is_video { pts.saturating_sub(reorder) } else { pts };
             AccessUnit {
                 track,
                 pts,
