@@ -224,3 +224,30 @@ fn protocols_from_json(v: &Value) -> Result<BTreeMap<String, bool>, OverrideErro
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_input;
+
+    #[test]
+    fn config_override_inputs_stay_in_the_media_root() {
+        for good in ["fake://fake", "publish://", "file://vod/bunny.mp4", "file://a..b.mp4", "file://./x.mp4"] {
+            assert_eq!(check_input(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "file:///abs",
+            "file://..",
+            "file://a/../b",
+            "file://a/%2E%2E/b",
+            "file://%2fabs",
+            "file://c:/x",
+            "file://a\\..\\b",
+            "file://",
+            "rtmp://x/y",
+            "udp://239.0.0.1:1234",
+            "",
+        ] {
+            assert!(check_input(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1011,3 +1011,74 @@ impl fmt::Display for Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<(String, usize, usize)> {
+        let Ok(tokens) = lex(text) else { panic!("lex failed") };
+        tokens
+            .into_iter()
+            .filter_map(|t| match t.tok {
+                Tok::Word(w) => Some((w, t.line, t.column)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn config_lexer_joins_quoted_parts_and_tracks_positions() {
+        assert_eq!(
+            words("a \"b c\"d # comment \"x\n  e=\"f\\\"g\\\\\";"),
+            [("a".into(), 1, 1), ("b cd".into(), 1, 3), ("e=f\"g\\".into(), 2, 3)]
+        );
+    }
+
+    #[test]
+    fn config_lexer_counts_lines_inside_strings() {
+        assert_eq!(words("\"a\nb\" c"), [("a\nb".into(), 1, 1), ("c".into(), 2, 4)]);
+    }
+
+    #[test]
+    fn config_quoting_is_only_added_when_needed() {
+        assert_eq!(quoted("fake://fake"), "fake://fake");
+        assert_eq!(quoted(""), "\"\"");
+        assert_eq!(quoted("a b"), "\"a b\"");
+        assert_eq!(quoted("a;b"), "\"a;b\"");
+        assert_eq!(quoted("say \"hi\" \\o/"), "\"say \\\"hi\\\" \\\\o/\"");
+        for text in ["", "a b", "x#y", "{}", "\"", "\\", "é\n\t", "k=v"] {
+            assert_eq!(words(&quoted(text)), [(text.to_string(), 1, 1)]);
+        }
+    }
+
+    #[test]
+    fn config_listen_forms() {
+        assert_eq!(parse_listen("80"), Ok(SocketAddr::new(DEFAULT_LISTEN_IP, 80)));
+        assert_eq!(parse_listen("127.0.0.1:0"), Ok("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(parse_listen("[::]:8080"), Ok("[::]:8080".parse().unwrap()));
+        assert!(parse_listen("65536").is_err());
+        assert!(parse_listen("1.2.3.4:").is_err());
+        assert!(parse_listen("::1").is_err());
+    }
+
+    #[test]
+    fn config_numbers_are_plain_digits_in_range() {
+        assert_eq!(parse_seconds("1"), Ok(1));
+        assert_eq!(parse_seconds(&MAX_CONFIG_SECONDS.to_string()), Ok(MAX_CONFIG_SECONDS));
+        for bad in ["", "0", "+1", "-1", "1.5", "1s", " 1", &(MAX_CONFIG_SECONDS + 1).to_string()] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_positive_u32("4294967295"), Ok(u32::MAX));
+        assert!(parse_positive_u32("4294967296").is_err());
+        assert!(parse_positive_u32("0").is_err());
+    }
+
+    #[test]
+    fn config_targets() {
+        assert_eq!(AuthTarget::parse("HTTP://b/x"), Ok(AuthTarget::Http("HTTP://b/x".into())));
+        assert!(AuthTarget::parse("").is_err());
+        assert!(AuthTarget::parse("True").is_err());
+        assert!(AuthTarget::parse("securetoken://k").is_err());
+    }
+}
