@@ -6,8 +6,7 @@ mod config_gen;
 use proptest::prelude::*;
 use serde_json::json;
 use usher_server::config::{
-    ApiBodyError, AuthSpec, AuthTarget, Protocols, SessionKeys, StreamConfig, stream_from_api_json,
-    stream_to_api_json,
+    ApiBodyError, AuthSpec, AuthTarget, Protocols, SessionKeys, StreamConfig, stream_from_api_json, stream_to_api_json,
 };
 
 fn read(name: &str, body: &str) -> Result<StreamConfig, ApiBodyError> {
@@ -38,7 +37,13 @@ fn a_full_body_is_read() {
         on_play: Some(on_play),
         on_publish: Some(AuthSpec::new(AuthTarget::Configurator("office".into()))),
         password: Some("p".into()),
-        protocols: Protocols { hls: true, mpegts: false, rtmp: true, rtsp: true, dash: false },
+        protocols: Protocols {
+            hls: true,
+            mpegts: false,
+            rtmp: true,
+            rtsp: true,
+            dash: false,
+        },
     };
     assert_eq!(read("s1", body), Ok(expected));
 }
@@ -46,15 +51,37 @@ fn a_full_body_is_read() {
 #[test]
 fn a_minimal_body_takes_the_defaults_and_the_path_name() {
     let s = read("cam", "{}").unwrap();
-    assert_eq!(s, StreamConfig { name: "cam".into(), ..StreamConfig::default() });
-    let s = read("cam", r#"{"on_play": null, "on_publish": null, "password": null, "inputs": null}"#).unwrap();
-    assert_eq!(s, StreamConfig { name: "cam".into(), ..StreamConfig::default() });
+    assert_eq!(
+        s,
+        StreamConfig {
+            name: "cam".into(),
+            ..StreamConfig::default()
+        }
+    );
+    let s = read(
+        "cam",
+        r#"{"on_play": null, "on_publish": null, "password": null, "inputs": null}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        s,
+        StreamConfig {
+            name: "cam".into(),
+            ..StreamConfig::default()
+        }
+    );
 }
 
 #[test]
 fn missing_protocols_stay_on() {
     let s = read("s", r#"{"protocols": {"hls": false}}"#).unwrap();
-    assert_eq!(s.protocols, Protocols { hls: false, ..Protocols::default() });
+    assert_eq!(
+        s.protocols,
+        Protocols {
+            hls: false,
+            ..Protocols::default()
+        }
+    );
 }
 
 #[test]
@@ -78,7 +105,10 @@ fn the_same_name_in_the_body_is_fine() {
 /// Each bad body with the exact error it must produce.
 const BAD_BODIES: &[(&str, &str)] = &[
     ("invalid JSON", r#"{"name": "s1",}"#),
-    ("invalid JSON on line 3", "{\n  \"inputs\": [\n    {\"url\" \"fake://fake\"}\n  ]\n}"),
+    (
+        "invalid JSON on line 3",
+        "{\n  \"inputs\": [\n    {\"url\" \"fake://fake\"}\n  ]\n}",
+    ),
     ("empty body", ""),
     ("trailing text", r#"{} {}"#),
     ("not an object", r#"["s1"]"#),
@@ -90,30 +120,84 @@ const BAD_BODIES: &[(&str, &str)] = &[
     ("input as a string", r#"{"inputs": ["fake://fake"]}"#),
     ("input without url", r#"{"inputs": [{}]}"#),
     ("input url of the wrong type", r#"{"inputs": [{"url": 5}]}"#),
-    ("input with an empty url", r#"{"inputs": [{"url": "fake://fake"}, {"url": ""}]}"#),
-    ("input unknown field", r#"{"inputs": [{"url": "fake://fake", "priority": 1}]}"#),
-    ("on_play unknown field", r#"{"on_play": {"url": "http://b/x", "sesion_keys": ["ip"]}}"#),
+    (
+        "input with an empty url",
+        r#"{"inputs": [{"url": "fake://fake"}, {"url": ""}]}"#,
+    ),
+    (
+        "input unknown field",
+        r#"{"inputs": [{"url": "fake://fake", "priority": 1}]}"#,
+    ),
+    (
+        "on_play unknown field",
+        r#"{"on_play": {"url": "http://b/x", "sesion_keys": ["ip"]}}"#,
+    ),
     ("on_play as an array", r#"{"on_play": ["http://b/x"]}"#),
     ("on_play as a string", r#"{"on_play": "http://b/x"}"#),
     ("on_play without url", r#"{"on_play": {"max_sessions": 1}}"#),
     ("on_play unknown target", r#"{"on_play": {"url": "ftp://b/x"}}"#),
-    ("session_keys missing proto", r#"{"on_play": {"url": "true", "session_keys": ["ip", "name", "token"]}}"#),
-    ("session_keys unknown key", r#"{"on_play": {"url": "true", "session_keys": ["ip", "name", "proto", "cookie"]}}"#),
-    ("session_keys as a string", r#"{"on_play": {"url": "true", "session_keys": "ip,name,proto"}}"#),
-    ("session_keys item of the wrong type", r#"{"on_play": {"url": "true", "session_keys": ["ip", 1]}}"#),
-    ("max_sessions as a string", r#"{"on_play": {"url": "true", "max_sessions": "2"}}"#),
-    ("max_sessions zero", r#"{"on_play": {"url": "true", "max_sessions": 0}}"#),
-    ("max_sessions negative", r#"{"on_publish": {"url": "true", "max_sessions": -1}}"#),
-    ("max_sessions fractional", r#"{"on_play": {"url": "true", "max_sessions": 1.5}}"#),
-    ("soft_limitation as a string", r#"{"on_play": {"url": "true", "soft_limitation": "true"}}"#),
-    ("domains empty item", r#"{"on_play": {"url": "true", "domains": ["a.com", ""]}}"#),
-    ("domains item with a comma", r#"{"on_play": {"url": "true", "domains": ["a.com,b.com"]}}"#),
-    ("extra value not a string", r#"{"on_play": {"url": "true", "extra": {"k": 1}}}"#),
-    ("extra key reserved", r#"{"on_play": {"url": "true", "extra": {"max_sessions": "1"}}}"#),
-    ("extra key with equals", r#"{"on_play": {"url": "true", "extra": {"a=b": "1"}}}"#),
+    (
+        "session_keys missing proto",
+        r#"{"on_play": {"url": "true", "session_keys": ["ip", "name", "token"]}}"#,
+    ),
+    (
+        "session_keys unknown key",
+        r#"{"on_play": {"url": "true", "session_keys": ["ip", "name", "proto", "cookie"]}}"#,
+    ),
+    (
+        "session_keys as a string",
+        r#"{"on_play": {"url": "true", "session_keys": "ip,name,proto"}}"#,
+    ),
+    (
+        "session_keys item of the wrong type",
+        r#"{"on_play": {"url": "true", "session_keys": ["ip", 1]}}"#,
+    ),
+    (
+        "max_sessions as a string",
+        r#"{"on_play": {"url": "true", "max_sessions": "2"}}"#,
+    ),
+    (
+        "max_sessions zero",
+        r#"{"on_play": {"url": "true", "max_sessions": 0}}"#,
+    ),
+    (
+        "max_sessions negative",
+        r#"{"on_publish": {"url": "true", "max_sessions": -1}}"#,
+    ),
+    (
+        "max_sessions fractional",
+        r#"{"on_play": {"url": "true", "max_sessions": 1.5}}"#,
+    ),
+    (
+        "soft_limitation as a string",
+        r#"{"on_play": {"url": "true", "soft_limitation": "true"}}"#,
+    ),
+    (
+        "domains empty item",
+        r#"{"on_play": {"url": "true", "domains": ["a.com", ""]}}"#,
+    ),
+    (
+        "domains item with a comma",
+        r#"{"on_play": {"url": "true", "domains": ["a.com,b.com"]}}"#,
+    ),
+    (
+        "extra value not a string",
+        r#"{"on_play": {"url": "true", "extra": {"k": 1}}}"#,
+    ),
+    (
+        "extra key reserved",
+        r#"{"on_play": {"url": "true", "extra": {"max_sessions": "1"}}}"#,
+    ),
+    (
+        "extra key with equals",
+        r#"{"on_play": {"url": "true", "extra": {"a=b": "1"}}}"#,
+    ),
     ("password empty", r#"{"password": ""}"#),
     ("password of the wrong type", r#"{"password": true}"#),
-    ("protocols unknown name", r#"{"protocols": {"hls": true, "webrtc": true}}"#),
+    (
+        "protocols unknown name",
+        r#"{"protocols": {"hls": true, "webrtc": true}}"#,
+    ),
     ("protocols value not a boolean", r#"{"protocols": {"hls": "yes"}}"#),
     ("protocols as an array", r#"{"protocols": ["hls"]}"#),
 ];
@@ -150,7 +234,10 @@ fn the_answer_has_the_vendor_shape() {
         on_play: Some(on_play),
         on_publish: Some(AuthSpec::new(AuthTarget::AllowAll)),
         password: Some("p".into()),
-        protocols: Protocols { dash: false, ..Protocols::default() },
+        protocols: Protocols {
+            dash: false,
+            ..Protocols::default()
+        },
     };
     assert_eq!(
         stream_to_api_json(&s),

@@ -9,7 +9,10 @@ fn base() -> StreamConfig {
     StreamConfig {
         name: "s1".into(),
         inputs: vec!["file://vod/bunny.mp4".into()],
-        protocols: Protocols { dash: false, ..Protocols::default() },
+        protocols: Protocols {
+            dash: false,
+            ..Protocols::default()
+        },
         ..StreamConfig::default()
     }
 }
@@ -25,7 +28,11 @@ fn the_seed_example_replaces_the_input() {
     assert!(o.protocols.is_empty());
     let effective = o.apply(&base());
     assert_eq!(effective.inputs, ["fake://fake"]);
-    assert_eq!(effective.protocols, base().protocols, "keys the override does not name stay");
+    assert_eq!(
+        effective.protocols,
+        base().protocols,
+        "keys the override does not name stay"
+    );
     assert_eq!(effective.name, "s1");
 }
 
@@ -33,7 +40,14 @@ fn the_seed_example_replaces_the_input() {
 fn protocols_switch_on_and_off() {
     let o = ov(json!({ "protocols": { "hls": false, "dash": true } }));
     let effective = o.apply(&base());
-    assert_eq!(effective.protocols, Protocols { hls: false, dash: true, ..Protocols::default() });
+    assert_eq!(
+        effective.protocols,
+        Protocols {
+            hls: false,
+            dash: true,
+            ..Protocols::default()
+        }
+    );
     assert_eq!(effective.inputs, base().inputs);
 }
 
@@ -61,24 +75,54 @@ fn bad_overrides() -> Vec<(&'static str, Value)> {
     vec![
         ("not an object", json!([{ "url": "fake://fake" }])),
         ("null", Value::Null),
-        ("unknown key", json!({ "inputs": [{ "url": "fake://fake" }], "dvr": { "root": "/" } })),
+        (
+            "unknown key",
+            json!({ "inputs": [{ "url": "fake://fake" }], "dvr": { "root": "/" } }),
+        ),
         ("inputs not an array", json!({ "inputs": "fake://fake" })),
         ("inputs empty", json!({ "inputs": [] })),
         ("input as a string", json!({ "inputs": ["fake://fake"] })),
         ("input without url", json!({ "inputs": [{}] })),
         ("input url not a string", json!({ "inputs": [{ "url": 1 }] })),
-        ("input unknown key", json!({ "inputs": [{ "url": "fake://fake", "priority": 1 }] })),
-        ("input scheme rtmp", json!({ "inputs": [{ "url": "rtmp://evil/app/s" }] })),
-        ("input scheme http", json!({ "inputs": [{ "url": "fake://fake" }, { "url": "http://169.254.169.254/" }] })),
-        ("input scheme uppercase", json!({ "inputs": [{ "url": "FILE://vod/x.mp4" }] })),
-        ("file path absolute", json!({ "inputs": [{ "url": "file:///etc/passwd" }] })),
-        ("file path with dot-dot", json!({ "inputs": [{ "url": "file://vod/../../etc/passwd" }] })),
+        (
+            "input unknown key",
+            json!({ "inputs": [{ "url": "fake://fake", "priority": 1 }] }),
+        ),
+        (
+            "input scheme rtmp",
+            json!({ "inputs": [{ "url": "rtmp://evil/app/s" }] }),
+        ),
+        (
+            "input scheme http",
+            json!({ "inputs": [{ "url": "fake://fake" }, { "url": "http://169.254.169.254/" }] }),
+        ),
+        (
+            "input scheme uppercase",
+            json!({ "inputs": [{ "url": "FILE://vod/x.mp4" }] }),
+        ),
+        (
+            "file path absolute",
+            json!({ "inputs": [{ "url": "file:///etc/passwd" }] }),
+        ),
+        (
+            "file path with dot-dot",
+            json!({ "inputs": [{ "url": "file://vod/../../etc/passwd" }] }),
+        ),
         ("file path only dot-dot", json!({ "inputs": [{ "url": "file://.." }] })),
-        ("file path escaped dot-dot", json!({ "inputs": [{ "url": "file://vod/%2e%2e/secret" }] })),
-        ("file path with backslashes", json!({ "inputs": [{ "url": "file://vod\\..\\secret" }] })),
+        (
+            "file path escaped dot-dot",
+            json!({ "inputs": [{ "url": "file://vod/%2e%2e/secret" }] }),
+        ),
+        (
+            "file path with backslashes",
+            json!({ "inputs": [{ "url": "file://vod\\..\\secret" }] }),
+        ),
         ("file path empty", json!({ "inputs": [{ "url": "file://" }] })),
         ("protocols not an object", json!({ "protocols": ["hls"] })),
-        ("protocol unknown", json!({ "protocols": { "hls": false, "webrtc": false } })),
+        (
+            "protocol unknown",
+            json!({ "protocols": { "hls": false, "webrtc": false } }),
+        ),
         ("protocol value not a boolean", json!({ "protocols": { "hls": "off" } })),
     ]
 }
@@ -110,7 +154,11 @@ fn a_good_part_does_not_survive_a_bad_part() {
 fn merge_lets_newer_keys_win() {
     let mut layer = ov(json!({ "inputs": [{ "url": "fake://fake" }], "protocols": { "hls": false, "rtmp": false } }));
     layer.merge(ov(json!({ "protocols": { "hls": true, "dash": true } })));
-    assert_eq!(layer.inputs, Some(vec!["fake://fake".to_string()]), "inputs not named by the newer layer stay");
+    assert_eq!(
+        layer.inputs,
+        Some(vec!["fake://fake".to_string()]),
+        "inputs not named by the newer layer stay"
+    );
     assert_eq!(
         layer.to_json(),
         json!({ "inputs": [{ "url": "fake://fake" }], "protocols": { "hls": true, "rtmp": false, "dash": true } })
@@ -119,7 +167,13 @@ fn merge_lets_newer_keys_win() {
     assert_eq!(layer.inputs, Some(vec!["publish://".to_string()]));
     let effective = layer.apply(&base());
     assert_eq!(effective.inputs, ["publish://"]);
-    assert_eq!(effective.protocols, Protocols { rtmp: false, ..Protocols::default() });
+    assert_eq!(
+        effective.protocols,
+        Protocols {
+            rtmp: false,
+            ..Protocols::default()
+        }
+    );
 }
 
 #[test]
@@ -166,8 +220,14 @@ fn json_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             proptest::collection::btree_map(
-                prop_oneof![Just("inputs".to_string()), Just("protocols".to_string()), Just("url".to_string()),
-                            Just("hls".to_string()), Just("rtmp".to_string()), "[a-z]{1,6}"],
+                prop_oneof![
+                    Just("inputs".to_string()),
+                    Just("protocols".to_string()),
+                    Just("url".to_string()),
+                    Just("hls".to_string()),
+                    Just("rtmp".to_string()),
+                    "[a-z]{1,6}"
+                ],
                 inner,
                 0..4
             )

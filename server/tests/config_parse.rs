@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use usher_server::config::{
-    AuthSpec, AuthTarget, Config, Credential, Protocols, SessionKeys, StreamConfig, TemplateConfig,
-    parse_config,
+    AuthSpec, AuthTarget, Config, Credential, Protocols, SessionKeys, StreamConfig, TemplateConfig, parse_config,
 };
 
 fn parse(text: &str) -> Config {
@@ -73,7 +72,10 @@ fn every_directive_is_read() {
         rtsp: addr("[::1]:0"),
         auth_token: "tok".into(),
         no_auto_token: true,
-        edit_auth: Some(Credential { login: "admin".into(), password: "s3cret pass".into() }),
+        edit_auth: Some(Credential {
+            login: "admin".into(),
+            password: "s3cret pass".into(),
+        }),
         server_secret: Some("a \"quoted\" \\ secret".into()),
         admin_token_ttl: Duration::from_secs(600),
         http_session_idle: Duration::from_secs(5),
@@ -84,7 +86,10 @@ fn every_directive_is_read() {
             on_play: None,
             on_publish: Some(AuthSpec::new(AuthTarget::Http("http://backend/publish".into()))),
             password: Some("pub".into()),
-            protocols: Protocols { dash: false, ..Protocols::default() },
+            protocols: Protocols {
+                dash: false,
+                ..Protocols::default()
+            },
         }],
         streams: vec![
             StreamConfig {
@@ -93,7 +98,13 @@ fn every_directive_is_read() {
                 on_play: Some(on_play),
                 on_publish: Some(AuthSpec::new(AuthTarget::Configurator("backend".into()))),
                 password: None,
-                protocols: Protocols { hls: true, mpegts: true, rtmp: false, rtsp: false, dash: false },
+                protocols: Protocols {
+                    hls: true,
+                    mpegts: true,
+                    rtmp: false,
+                    rtsp: false,
+                    dash: false,
+                },
             },
             StreamConfig {
                 name: "s2".into(),
@@ -112,7 +123,11 @@ fn every_directive_is_read() {
 fn an_empty_file_gives_the_defaults() {
     assert_eq!(parse(""), Config::default());
     assert_eq!(parse("# only a comment\n\n   \t\n"), Config::default());
-    assert_eq!(parse("\u{feff}"), Config::default(), "a UTF-8 byte order mark is skipped");
+    assert_eq!(
+        parse("\u{feff}"),
+        Config::default(),
+        "a UTF-8 byte order mark is skipped"
+    );
 }
 
 #[test]
@@ -149,20 +164,48 @@ fn a_stream_without_input_is_allowed() {
 #[test]
 fn protocols_enable_or_disable_lists() {
     let only = parse("stream s { protocols rtmp; }").streams[0].protocols;
-    assert_eq!(only, Protocols { hls: false, mpegts: false, rtmp: true, rtsp: false, dash: false });
+    assert_eq!(
+        only,
+        Protocols {
+            hls: false,
+            mpegts: false,
+            rtmp: true,
+            rtsp: false,
+            dash: false
+        }
+    );
     let without = parse("stream s { protocols -hls -rtsp; }").streams[0].protocols;
-    assert_eq!(without, Protocols { hls: false, mpegts: true, rtmp: true, rtsp: false, dash: true });
+    assert_eq!(
+        without,
+        Protocols {
+            hls: false,
+            mpegts: true,
+            rtmp: true,
+            rtsp: false,
+            dash: true
+        }
+    );
 }
 
 #[test]
 fn targets_of_every_kind() {
     let target = |t: &str| {
-        parse(&format!("stream s {{ on_play {t}; }}")).streams[0].on_play.clone().unwrap().target
+        parse(&format!("stream s {{ on_play {t}; }}")).streams[0]
+            .on_play
+            .clone()
+            .unwrap()
+            .target
     };
     assert_eq!(target("http://b/x"), AuthTarget::Http("http://b/x".into()));
-    assert_eq!(target("https://b:8443/x?a=b"), AuthTarget::Http("https://b:8443/x?a=b".into()));
+    assert_eq!(
+        target("https://b:8443/x?a=b"),
+        AuthTarget::Http("https://b:8443/x?a=b".into())
+    );
     assert_eq!(target("true"), AuthTarget::AllowAll);
-    assert_eq!(target("/etc/usher/auth.lua"), AuthTarget::Script("/etc/usher/auth.lua".into()));
+    assert_eq!(
+        target("/etc/usher/auth.lua"),
+        AuthTarget::Script("/etc/usher/auth.lua".into())
+    );
     assert_eq!(target("auth://office"), AuthTarget::Configurator("office".into()));
 }
 
@@ -176,7 +219,10 @@ fn the_printed_example_reads_back() {
 
 /// Each bad file with the exact error it must produce.
 const BAD_FILES: &[(&str, &str)] = &[
-    ("missing semicolon before a brace", "stream s {\n  input fake://fake\n}\n"),
+    (
+        "missing semicolon before a brace",
+        "stream s {\n  input fake://fake\n}\n",
+    ),
     ("missing semicolon after port", "http 8080\nrtmp 1935;\n"),
     ("missing semicolon at end of file", "http 8080"),
     ("listen without port", "http;\n"),
@@ -201,41 +247,89 @@ const BAD_FILES: &[(&str, &str)] = &[
     ("stream without a block", "stream s;\n"),
     ("stream without a name", "stream {\n}\n"),
     ("stream with an empty name", "stream \"\" { }\n"),
-    ("duplicate stream names", "stream a { }\n\nstream b { }\nstream a {\n}\n"),
+    (
+        "duplicate stream names",
+        "stream a { }\n\nstream b { }\nstream a {\n}\n",
+    ),
     ("duplicate template names", "template t { }\ntemplate t { }\n"),
-    ("prefix used by two templates", "template a { prefix live; }\ntemplate b {\n  prefix live;\n}\n"),
+    (
+        "prefix used by two templates",
+        "template a { prefix live; }\ntemplate b {\n  prefix live;\n}\n",
+    ),
     ("prefix listed twice", "template a { prefix x; prefix x; }\n"),
     ("empty prefix", "template a { prefix \"\"; }\n"),
     ("input with an empty URL", "stream s {\n  input \"\";\n}\n"),
-    ("input with two URLs", "stream s {\n  input fake://fake fake://other;\n}\n"),
+    (
+        "input with two URLs",
+        "stream s {\n  input fake://fake fake://other;\n}\n",
+    ),
     ("on_play without target", "stream s {\n  on_play;\n}\n"),
-    ("on_play unknown target", "stream s {\n  on_play securetoken://key;\n}\n"),
+    (
+        "on_play unknown target",
+        "stream s {\n  on_play securetoken://key;\n}\n",
+    ),
     ("on_play relative script path", "stream s {\n  on_play auth.lua;\n}\n"),
     ("on_play URL without host", "stream s {\n  on_play http://;\n}\n"),
     ("on_play empty configurator", "stream s {\n  on_play auth://;\n}\n"),
-    ("option without equals", "stream s {\n  on_play http://b/x ip,name,proto;\n}\n"),
+    (
+        "option without equals",
+        "stream s {\n  on_play http://b/x ip,name,proto;\n}\n",
+    ),
     ("option with empty name", "stream s {\n  on_play http://b/x =v;\n}\n"),
-    ("session_keys missing proto", "stream s {\n  on_play http://b/x session_keys=ip,name,token;\n}\n"),
-    ("session_keys unknown key", "stream s {\n  on_play http://b/x session_keys=ip,name,proto,cookie;\n}\n"),
-    ("session_keys empty item", "stream s {\n  on_play http://b/x max_sessions=3 session_keys=ip,,name,proto;\n}\n"),
-    ("session_keys bad header", "stream s {\n  on_play true session_keys=ip,name,proto,header.X-Id;\n}\n"),
+    (
+        "session_keys missing proto",
+        "stream s {\n  on_play http://b/x session_keys=ip,name,token;\n}\n",
+    ),
+    (
+        "session_keys unknown key",
+        "stream s {\n  on_play http://b/x session_keys=ip,name,proto,cookie;\n}\n",
+    ),
+    (
+        "session_keys empty item",
+        "stream s {\n  on_play http://b/x max_sessions=3 session_keys=ip,,name,proto;\n}\n",
+    ),
+    (
+        "session_keys bad header",
+        "stream s {\n  on_play true session_keys=ip,name,proto,header.X-Id;\n}\n",
+    ),
     ("session_keys empty", "stream s {\n  on_play true session_keys=;\n}\n"),
     ("max_sessions zero", "stream s {\n  on_play true max_sessions=0;\n}\n"),
-    ("max_sessions not a number", "stream s {\n  on_play true max_sessions=two;\n}\n"),
-    ("max_sessions negative", "stream s {\n  on_play true max_sessions=-1;\n}\n"),
-    ("soft_limitation not a boolean", "stream s {\n  on_publish true soft_limitation=yes;\n}\n"),
+    (
+        "max_sessions not a number",
+        "stream s {\n  on_play true max_sessions=two;\n}\n",
+    ),
+    (
+        "max_sessions negative",
+        "stream s {\n  on_play true max_sessions=-1;\n}\n",
+    ),
+    (
+        "soft_limitation not a boolean",
+        "stream s {\n  on_publish true soft_limitation=yes;\n}\n",
+    ),
     ("domains empty item", "stream s {\n  on_play true domains=a.com,;\n}\n"),
     ("domains empty", "stream s {\n  on_play true domains=;\n}\n"),
-    ("duplicate option", "stream s {\n  on_play true max_sessions=1 max_sessions=2;\n}\n"),
-    ("duplicate on_play", "stream s {\n  on_play true;\n  on_play http://b/x;\n}\n"),
-    ("on_play missing semicolon", "stream s {\n  on_play true max_sessions=1\n}\n"),
+    (
+        "duplicate option",
+        "stream s {\n  on_play true max_sessions=1 max_sessions=2;\n}\n",
+    ),
+    (
+        "duplicate on_play",
+        "stream s {\n  on_play true;\n  on_play http://b/x;\n}\n",
+    ),
+    (
+        "on_play missing semicolon",
+        "stream s {\n  on_play true max_sessions=1\n}\n",
+    ),
     ("duplicate password", "stream s { password a; password b; }\n"),
     ("empty password", "stream s { password \"\"; }\n"),
     ("protocols empty", "stream s {\n  protocols;\n}\n"),
     ("protocols unknown", "stream s {\n  protocols hls webrtc;\n}\n"),
     ("protocols unknown negative", "stream s {\n  protocols -srt;\n}\n"),
     ("protocols mixed forms", "stream s {\n  protocols hls -dash;\n}\n"),
-    ("protocols mixed forms negative first", "stream s {\n  protocols -hls dash;\n}\n"),
+    (
+        "protocols mixed forms negative first",
+        "stream s {\n  protocols -hls dash;\n}\n",
+    ),
     ("protocols followed by a brace", "stream s {\n  protocols hls }\n"),
     ("bad number", "admin_token_ttl 1h;\n"),
     ("zero seconds", "http_session_idle 0;\n"),
@@ -271,7 +365,10 @@ fn bad_files_name_file_line_column_and_what_was_expected() {
 fn the_error_display_is_file_line_column_message() {
     let e = parse_config("stream s {\n  input fake://fake\n}", "/etc/usher.conf").unwrap_err();
     assert_eq!((e.line, e.column), (3, 1));
-    assert_eq!(e.to_string(), "/etc/usher.conf:3:1: expected ';' after input URL, found '}'");
+    assert_eq!(
+        e.to_string(),
+        "/etc/usher.conf:3:1: expected ';' after input URL, found '}'"
+    );
 }
 
 #[test]
@@ -342,7 +439,13 @@ fn check_no_panic(text: &str) -> Result<(), TestCaseError> {
         Ok(_) => {}
         Err(e) => {
             let lines = text.lines().count().max(1) + 1;
-            prop_assert!(e.line >= 1 && e.line <= lines, "line {} out of 1..={}: {}", e.line, lines, e);
+            prop_assert!(
+                e.line >= 1 && e.line <= lines,
+                "line {} out of 1..={}: {}",
+                e.line,
+                lines,
+                e
+            );
             prop_assert!(e.column >= 1, "{}", e);
             prop_assert!(!e.message.is_empty());
         }

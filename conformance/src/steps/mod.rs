@@ -152,6 +152,8 @@ enum Exclusive {
 }
 
 /// The state of one scenario.
+#[derive(cucumber::World)]
+#[world(init = Self::start)]
 pub struct UsherWorld {
     pub ctx: Arc<RunContext>,
     pub scope: String,
@@ -178,14 +180,14 @@ impl fmt::Debug for UsherWorld {
     }
 }
 
-impl cucumber::World for UsherWorld {
-    type Error = String;
+/// A World was asked for outside [`crate::run`].
+#[derive(Debug, thiserror::Error)]
+#[error("no conformance run is installed: run scenarios through usher_conformance::run")]
+pub struct NoRun;
 
-    async fn new() -> Result<Self, String> {
-        let ctx = current().ok_or_else(|| {
-            "no conformance run is installed: run scenarios through usher_conformance::run"
-                .to_string()
-        })?;
+impl UsherWorld {
+    async fn start() -> Result<Self, NoRun> {
+        let ctx = current().ok_or(NoRun)?;
         let scope = ctx.next_scope();
         let backend = ctx.backend.scenario(&scope);
         Ok(UsherWorld {
@@ -201,9 +203,7 @@ impl cucumber::World for UsherWorld {
             exclusive: None,
         })
     }
-}
 
-impl UsherWorld {
     /// Takes the run-wide lock: shared for ordinary scenarios, exclusive for `@serial` ones
     /// (which change server-wide settings). Cucumber's own `@serial` does not wait for the
     /// concurrent scenarios already running, so the suite enforces it itself.

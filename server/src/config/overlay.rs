@@ -231,7 +231,13 @@ mod tests {
 
     #[test]
     fn config_override_inputs_stay_in_the_media_root() {
-        for good in ["fake://fake", "publish://", "file://vod/bunny.mp4", "file://a..b.mp4", "file://./x.mp4"] {
+        for good in [
+            "fake://fake",
+            "publish://",
+            "file://vod/bunny.mp4",
+            "file://a..b.mp4",
+            "file://./x.mp4",
+        ] {
             assert_eq!(check_input(good), Ok(()), "{good}");
         }
         for bad in [

@@ -309,7 +309,7 @@ impl Parser<'_> {
             line: 1,
             column: 1,
         });
-        if self.pos < self.tokens.len() - 1 {
+        if self.pos + 1 < self.tokens.len() {
             self.pos += 1;
         }
         tok
@@ -1066,7 +1066,16 @@ mod tests {
     fn config_numbers_are_plain_digits_in_range() {
         assert_eq!(parse_seconds("1"), Ok(1));
         assert_eq!(parse_seconds(&MAX_CONFIG_SECONDS.to_string()), Ok(MAX_CONFIG_SECONDS));
-        for bad in ["", "0", "+1", "-1", "1.5", "1s", " 1", &(MAX_CONFIG_SECONDS + 1).to_string()] {
+        for bad in [
+            "",
+            "0",
+            "+1",
+            "-1",
+            "1.5",
+            "1s",
+            " 1",
+            &(MAX_CONFIG_SECONDS + 1).to_string(),
+        ] {
             assert!(parse_seconds(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_positive_u32("4294967295"), Ok(u32::MAX));
@@ -1076,7 +1085,10 @@ mod tests {
 
     #[test]
     fn config_targets() {
-        assert_eq!(AuthTarget::parse("HTTP://b/x"), Ok(AuthTarget::Http("HTTP://b/x".into())));
+        assert_eq!(
+            AuthTarget::parse("HTTP://b/x"),
+            Ok(AuthTarget::Http("HTTP://b/x".into()))
+        );
         assert!(AuthTarget::parse("").is_err());
         assert!(AuthTarget::parse("True").is_err());
         assert!(AuthTarget::parse("securetoken://k").is_err());

@@ -24,7 +24,13 @@ pub fn text() -> impl Strategy<Value = String> {
 }
 
 pub fn protocols() -> impl Strategy<Value = Protocols> {
-    any::<[bool; 5]>().prop_map(|[hls, mpegts, rtmp, rtsp, dash]| Protocols { hls, mpegts, rtmp, rtsp, dash })
+    any::<[bool; 5]>().prop_map(|[hls, mpegts, rtmp, rtsp, dash]| Protocols {
+        hls,
+        mpegts,
+        rtmp,
+        rtsp,
+        dash,
+    })
 }
 
 pub fn session_keys() -> impl Strategy<Value = SessionKeys> {
@@ -71,14 +77,16 @@ pub fn auth_spec() -> impl Strategy<Value = AuthSpec> {
             0..3,
         ),
     )
-        .prop_map(|(target, session_keys, domains, max_sessions, soft_limitation, extra)| AuthSpec {
-            target,
-            session_keys,
-            domains,
-            max_sessions,
-            soft_limitation,
-            extra,
-        })
+        .prop_map(
+            |(target, session_keys, domains, max_sessions, soft_limitation, extra)| AuthSpec {
+                target,
+                session_keys,
+                domains,
+                max_sessions,
+                soft_limitation,
+                extra,
+            },
+        )
 }
 
 pub fn stream() -> impl Strategy<Value = StreamConfig> {
@@ -90,14 +98,16 @@ pub fn stream() -> impl Strategy<Value = StreamConfig> {
         option::of(text()),
         protocols(),
     )
-        .prop_map(|(name, inputs, on_play, on_publish, password, protocols)| StreamConfig {
-            name,
-            inputs,
-            on_play,
-            on_publish,
-            password,
-            protocols,
-        })
+        .prop_map(
+            |(name, inputs, on_play, on_publish, password, protocols)| StreamConfig {
+                name,
+                inputs,
+                on_play,
+                on_publish,
+                password,
+                protocols,
+            },
+        )
 }
 
 pub fn template() -> impl Strategy<Value = TemplateConfig> {

@@ -1,0 +1,456 @@
+//! Viewers: who plays what, from which address, with which token and headers — and what they
+//! see (playing, denied, refused, redirected, disconnected).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cucumber::{then, when};
+
+use super::backend::last_decision;
+use super::{Play, Proto, UsherWorld, Viewer, opt, seconds};
+use crate::clients::hls::HlsClient;
+use crate::clients::tshttp::TsClient;
+use crate::clients::{Attempt, Outcome, ViewerProfile};
+
+/// Bytes of MPEG-TS that make an MPEG-TS viewer "playing" (20 packets).
+const TS_PLAYING_BYTES: u64 = 188 * 20;
+/// Margin added after an auth duration before playing again, so "after" is unambiguous.
+const AFTER_MARGIN: Duration = Duration::from_millis(300);
+
+/// Which token a play sends.
+enum TokenChoice {
+    Given(String),
+    None,
+    Admin(AdminVariant),
+}
+
+#[derive(Clone, Copy)]
+enum AdminVariant {
+    Minted,
+    Forged,
+    AlteredSignature,
+    AlteredTimestamp,
+}
+
+fn parse_how(how: &str) -> (TokenChoice, Option<String>, Option<String>) {
+    let re = regex::Regex::new(
+        r#"^(?:with token "(?P<token>[^"]*)"|(?P<none>without a token)|with (?:the |an? )?(?P<adm>minted |forged |altered-signature |altered-timestamp )?admin token)(?P<rest>.*)$"#,
+    )
+    .expect("a valid regex");
+    let caps = re.captures(how).unwrap_or_else(|| {
+        panic!(
+            "cannot read `{how}`: expected `with token \"T\"`, `without a token`, or \
+             `with the|a forged|an altered-signature|an altered-timestamp admin token`, \
+             then optionally ` and Referer \"…\"` / ` and User-Agent \"…\"`"
+        )
+    });
+    let choice = if let Some(t) = caps.name("token") {
+        TokenChoice::Given(t.as_str().to_string())
+    } else if caps.name("none").is_some() {
+        TokenChoice::None
+    } else {
+        TokenChoice::Admin(match caps.name("adm").map(|m| m.as_str().trim()) {
+            None | Some("minted") => AdminVariant::Minted,
+            Some("forged") => AdminVariant::Forged,
+            Some("altered-signature") => AdminVariant::AlteredSignature,
+            Some(_) => AdminVariant::AlteredTimestamp,
+        })
+    };
+    let header_re =
+        regex::Regex::new(r#"^ and (Referer|User-Agent) "([^"]*)""#).expect("a valid regex");
+    let mut rest = caps.name("rest").map_or("", |m| m.as_str());
+    let (mut referer, mut user_agent) = (None, None);
+    while !rest.is_empty() {
+        let c = header_re
+            .captures(rest)
+            .unwrap_or_else(|| panic!("cannot read `{rest}`: expected ` and Referer \"…\"` or ` and User-Agent \"…\"`"));
+        let value = c[2].to_string();
+        if &c[1] == "Referer" {
+            referer = Some(value);
+        } else {
+            user_agent = Some(value);
+        }
+        rest = &rest[c[0].len()..];
+    }
+    (choice, referer, user_agent)
+}
+
+async fn admin_token(world: &mut UsherWorld, variant: AdminVariant) -> String {
+    if world.admin_token.is_none() {
+        let token = world
+            .ctx
+            .target
+            .api()
+            .mint_admin_token()
+            .await
+            .unwrap_or_else(|e| panic!("minting an admin view token: {e}"));
+        world.admin_token = Some(token);
+    }
+    let minted = world.admin_token.clone().expect("minted above");
+    match variant {
+        AdminVariant::Minted => minted,
+        AdminVariant::Forged => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let sig = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            format!("ADM1-{now}-{}", &sig[..40])
+        }
+        AdminVariant::AlteredSignature => {
+            let mut chars: Vec<char> = minted.chars().collect();
+            let last = chars.last_mut().expect("a minted token is not empty");
+            *last = if *last == '0' { '1' } else { '0' };
+            chars.into_iter().collect()
+        }
+        AdminVariant::AlteredTimestamp => {
+            let parts: Vec<&str> = minted.splitn(3, '-').collect();
+            let [prefix, ts, sig] = parts.as_slice() else {
+                panic!("the minted admin token `{minted}` is not ADM1-<unix>-<hex>");
+            };
+            let ts: u64 = ts
+                .parse()
+                .unwrap_or_else(|_| panic!("the minted admin token `{minted}` has no unix time"));
+            format!("{prefix}-{}-{sig}", ts.saturating_sub(1))
+        }
+    }
+}
+
+/// Finds or creates viewer `name`; the first mention must say where it plays from.
+fn viewer_entry<'a>(
+    world: &'a mut UsherWorld,
+    name: &str,
+    ip: Option<IpAddr>,
+    referer: Option<String>,
+    user_agent: Option<String>,
+) -> &'a mut Viewer {
+    let viewer = match world.viewers.entry(name.to_string()) {
+        std::collections::btree_map::Entry::Occupied(e) => {
+            let v = e.into_mut();
+            if let Some(ip) = ip
+                && ip != v.profile.local_ip
+            {
+                panic!(
+                    "viewer \"{name}\" already plays from {}; a viewer at another address is \
+                     another viewer",
+                    v.profile.local_ip
+                );
+            }
+            v
+        }
+        std::collections::btree_map::Entry::Vacant(e) => {
+            let ip = ip.unwrap_or_else(|| {
+                panic!("say where viewer \"{name}\" plays from the first time (viewer \"{name}\" from 127.0.0.2 plays …)")
+            });
+            e.insert(Viewer {
+                profile: ViewerProfile::new(ip),
+                hls: None,
+                plays: Vec::new(),
+                ts: None,
+            })
+        }
+    };
+    if referer.is_some() && referer != viewer.profile.referer {
+        viewer.profile.referer = referer;
+        viewer.hls = None;
+    }
+    if user_agent.is_some() && user_agent != viewer.profile.user_agent {
+        viewer.profile.user_agent = user_agent;
+        viewer.hls = None;
+    }
+    viewer
+}
+
+/// Plays `play` as viewer `name` and records the attempt.
+async fn perform(world: &mut UsherWorld, name: &str, play: Play) -> Attempt {
+    world.ensure_stream(&play.stream).await;
+    let server_name = world.streams[&play.stream].server_name.clone();
+    let query: Vec<(String, String)> = play
+        .token
+        .iter()
+        .map(|t| (world.ctx.token_param.clone(), t.clone()))
+        .collect();
+    let base = world.ctx.target.http_base().clone();
+    let viewer = world.viewers.get_mut(name).expect("created by the caller");
+    let attempt = match play.proto {
+        Proto::Hls => {
+            if viewer.hls.is_none() {
+                viewer.hls = Some(
+                    HlsClient::new(&base, viewer.profile.clone())
+                        .unwrap_or_else(|e| panic!("building an HLS client: {e}")),
+                );
+            }
+            let client = viewer.hls.as_ref().expect("built above");
+            client.play(&server_name, &query).await
+        }
+        Proto::MpegTs => {
+            viewer.ts = None;
+            let client = TsClient::new(&base, viewer.profile.clone())
+                .unwrap_or_else(|e| panic!("building an MPEG-TS client: {e}"));
+            let (attempt, session) = client.open(&server_name, &query, TS_PLAYING_BYTES).await;
+            viewer.ts = session;
+            attempt
+        }
+    };
+    viewer.plays.push((play, attempt.clone()));
+    attempt
+}
+
+#[when(regex = r#"^viewer "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? plays "([^"]+)" over (HLS|MPEG-TS) (.+)$"#)]
+async fn plays(world: &mut UsherWorld, name: String, ip: String, stream: String, proto: String, how: String) {
+    let ip: Option<IpAddr> = opt(ip).map(|ip| {
+        ip.parse()
+            .unwrap_or_else(|_| panic!("`{ip}` is not an IP address"))
+    });
+    let (choice, referer, user_agent) = parse_how(&how);
+    let token = match choice {
+        TokenChoice::Given(t) => Some(t),
+        TokenChoice::None => None,
+        TokenChoice::Admin(variant) => Some(admin_token(world, variant).await),
+    };
+    viewer_entry(world, &name, ip, referer, user_agent);
+    let play = Play {
+        stream,
+        proto: Proto::parse(&proto),
+        token,
+    };
+    perform(world, &name, play).await;
+}
+
+#[when(regex = r#"^viewer "([^"]+)" plays again( after the auth duration has passed)?$"#)]
+async fn plays_again(world: &mut UsherWorld, name: String, after: String) {
+    let play = world
+        .viewer(&name)
+        .last()
+        .map(|(p, _)| p.clone())
+        .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
+    if !after.is_empty() {
+        let Some((at, duration)) = last_decision(world, play.token.as_deref()) else {
+            panic!(
+                "{}",
+                world.explain(format!(
+                    "the backend never decided on token {:?}, so there is no auth duration to wait for",
+                    play.token
+                ))
+            );
+        };
+        assert!(
+            duration <= Duration::from_secs(30),
+            "waiting {duration:?} for an auth duration to pass is too long for the suite; give \
+             the answer a short X-AuthDuration"
+        );
+        // Waiting for a time window to pass is what this step is about; it is not a readiness wait.
+        tokio::time::sleep_until((at + duration + AFTER_MARGIN).into()).await;
+    }
+    perform(world, &name, play).await;
+}
+
+#[when(regex = r#"^viewer "([^"]+)" leaves$"#)]
+async fn leaves(world: &mut UsherWorld, name: String) {
+    world
+        .viewers
+        .get_mut(&name)
+        .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"))
+        .ts = None;
+}
+
+fn last_outcome(world: &UsherWorld, name: &str) -> Outcome {
+    world
+        .viewer(name)
+        .last()
+        .map(|(_, a)| a.outcome.clone())
+        .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"))
+}
+
+fn expect_outcome(world: &UsherWorld, name: &str, what: &str, ok: impl Fn(&Outcome) -> bool) {
+    let outcome = last_outcome(world, name);
+    if !ok(&outcome) {
+        panic!(
+            "{}",
+            world.explain(format!("viewer \"{name}\" should be {what}, but is {outcome}"))
+        );
+    }
+}
+
+#[then(regex = r#"^viewer "([^"]+)" is playing$"#)]
+async fn is_playing(world: &mut UsherWorld, name: String) {
+    expect_outcome(world, &name, "playing", |o| *o == Outcome::Playing);
+}
+
+#[then(regex = r#"^viewer "([^"]+)" is denied$"#)]
+async fn is_denied(world: &mut UsherWorld, name: String) {
+    expect_outcome(world, &name, "denied with 403", |o| {
+        *o == Outcome::Denied { status: 403 }
+    });
+}
+
+#[then(regex = r#"^viewer "([^"]+)" is refused$"#)]
+async fn is_refused(world: &mut UsherWorld, name: String) {
+    expect_outcome(world, &name, "refused (an HTTP error answer)", Outcome::is_refused);
+}
+
+#[then(regex = r#"^viewer "([^"]+)" is redirected to "([^"]+)"$"#)]
+async fn is_redirected(world: &mut UsherWorld, name: String, location: String) {
+    expect_outcome(world, &name, &format!("redirected to {location}"), |o| {
+        *o == Outcome::Redirected {
+            location: location.clone(),
+        }
+    });
+}
+
+#[then(regex = r#"^viewer "([^"]+)" got its answer within (\d+(?:\.\d+)?) seconds?$"#)]
+async fn answered_within(world: &mut UsherWorld, name: String, within: String) {
+    let within = world.ctx.bound(seconds(&within));
+    let (_, attempt) = world
+        .viewer(&name)
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
+    if attempt.elapsed > within {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "viewer \"{name}\" waited {} ms for its answer; expected at most {} ms",
+                attempt.elapsed.as_millis(),
+                within.as_millis()
+            ))
+        );
+    }
+}
+
+/// HLS: the viewer keeps requesting until it is refused; MPEG-TS: the server must end the
+/// running response. Either within the bound.
+#[then(regex = r#"^viewer "([^"]+)" is refused within (\d+(?:\.\d+)?) seconds?$"#)]
+async fn refused_within(world: &mut UsherWorld, name: String, within: String) {
+    let within = world.ctx.bound(seconds(&within));
+    let started = Instant::now();
+    let play = world
+        .viewer(&name)
+        .last()
+        .map(|(p, _)| p.clone())
+        .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
+    if play.proto == Proto::MpegTs {
+        return disconnected_within_inner(world, &name, within).await;
+    }
+    loop {
+        let attempt = perform(world, &name, play.clone()).await;
+        if attempt.outcome.is_refused() {
+            return;
+        }
+        if started.elapsed() >= within {
+            panic!(
+                "{}",
+                world.explain(format!(
+                    "viewer \"{name}\" was still not refused {} ms later (last: {})",
+                    started.elapsed().as_millis(),
+                    attempt.outcome
+                ))
+            );
+        }
+        // Pace the retries like a player polling its playlist, only faster.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn disconnected_within_inner(world: &mut UsherWorld, name: &str, within: Duration) {
+    let viewer = world
+        .viewers
+        .get_mut(name)
+        .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
+    let Some(session) = viewer.ts.as_mut() else {
+        panic!("viewer \"{name}\" has no running MPEG-TS session");
+    };
+    let opened = session.opened();
+    let closed = session.wait_closed(within).await;
+    if closed.is_none() {
+        let bytes = session.bytes();
+        panic!(
+            "{}",
+            world.explain(format!(
+                "viewer \"{name}\"'s MPEG-TS session was still open {} ms after it started ({bytes} bytes received); expected the server to close it within {} ms",
+                opened.elapsed().as_millis(),
+                within.as_millis()
+            ))
+        );
+    }
+}
+
+#[then(regex = r#"^viewer "([^"]+)" is disconnected within (\d+(?:\.\d+)?) seconds?$"#)]
+async fn disconnected_within(world: &mut UsherWorld, name: String, within: String) {
+    let within = world.ctx.bound(seconds(&within));
+    disconnected_within_inner(world, &name, within).await;
+}
+
+#[then(regex = r#"^viewer "([^"]+)" is still receiving media$"#)]
+async fn still_receiving(world: &mut UsherWorld, name: String) {
+    let within = world.ctx.bound(Duration::from_secs(3));
+    let viewer = world
+        .viewers
+        .get_mut(&name)
+        .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
+    let Some(session) = viewer.ts.as_mut() else {
+        panic!("viewer \"{name}\" has no running MPEG-TS session");
+    };
+    if !session.wait_more(188 * 5, within).await {
+        let closed = session.closed();
+        panic!(
+            "{}",
+            world.explain(format!(
+                "viewer \"{name}\" received no more media within {} ms (closed: {closed:?})",
+                within.as_millis()
+            ))
+        );
+    }
+}
+
+/// The session_ids the backend saw for a viewer: calls from its address for the streams,
+/// protocols and tokens it played.
+fn session_ids_of(world: &UsherWorld, name: &str) -> BTreeSet<String> {
+    let viewer = world.viewer(name);
+    let ip = viewer.profile.local_ip.to_string();
+    let plays: Vec<(String, &'static str, Option<String>)> = viewer
+        .plays
+        .iter()
+        .map(|(p, _)| (world.stream_name(&p.stream), p.proto.wire_name(), p.token.clone()))
+        .collect();
+    world
+        .backend
+        .log()
+        .calls()
+        .iter()
+        .filter(|c| c.param("ip") == Some(ip.as_str()))
+        .filter(|c| {
+            plays.iter().any(|(s, proto, t)| {
+                c.param("name") == Some(s.as_str())
+                    && c.param("proto") == Some(*proto)
+                    && c.token() == t.as_deref()
+            })
+        })
+        .filter_map(|c| c.session_id().map(str::to_string))
+        .collect()
+}
+
+#[then(regex = r#"^viewer "([^"]+)" and viewer "([^"]+)" had (different|the same) session_ids?$"#)]
+async fn compare_session_ids(world: &mut UsherWorld, a: String, b: String, how: String) {
+    let ids_a = session_ids_of(world, &a);
+    let ids_b = session_ids_of(world, &b);
+    let problem = if ids_a.len() != 1 || ids_b.len() != 1 {
+        Some(format!(
+            "expected one session_id per viewer in the backend log; viewer \"{a}\": {ids_a:?}, viewer \"{b}\": {ids_b:?}"
+        ))
+    } else if (how == "different") == (ids_a == ids_b) {
+        Some(format!(
+            "expected {how} session_ids; viewer \"{a}\": {ids_a:?}, viewer \"{b}\": {ids_b:?}"
+        ))
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        panic!("{}", world.explain(p));
+    }
+}
