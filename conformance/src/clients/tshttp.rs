@@ -134,13 +134,14 @@ impl TsClient {
             progress: rx.clone(),
             reader,
         };
-        let waited = tokio::time::timeout(
+        let _ = tokio::time::timeout(
             timeout.saturating_sub(opened.elapsed()),
             rx.wait_for(|p| p.bytes >= min_bytes || p.closed.is_some() || p.bad_start.is_some()),
         )
-        .await;
+        .await
+        .map(|r| r.is_ok());
         let progress = rx.borrow().clone();
-        let outcome = match waited {
+        let outcome = match () {
             _ if progress.bad_start.is_some() => Outcome::Failed {
                 status: Some(200),
                 reason: format!(

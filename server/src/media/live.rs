@@ -4,6 +4,11 @@
 //! starts with PAT, PMT and a keyframe), then sends each segment once it is complete. Since the
 //! HTTP body pulls chunks, a slow client simply asks later; when its next segment has left the
 //! playlist window it jumps to the newest one, like a live HLS client would.
+//!
+//! A jump is a real gap in the timestamps and is left visible: continuity counters are
+//! renumbered (see [`ContinuityRewriter`]) but PTS/DTS jump forward. Decoders carry on; ffmpeg
+//! only warns ("DTS discontinuity", a warning, not an error) if the gap lands inside its initial
+//! stream probing and exceeds 1000 average frame durations (about 21 s for the audio track).
 
 use std::sync::Arc;
 
@@ -32,7 +37,8 @@ impl LiveTs {
     }
 
     /// The next chunk of TS bytes (one segment), waiting until it exists; `None` when the
-    /// source has ended.
+    /// source has ended. Cancel-safe: a chunk is only consumed when it is returned, so the
+    /// caller may race this against a shutdown signal.
     pub async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             let window = self.source.window();

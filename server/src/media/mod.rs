@@ -155,3 +155,78 @@ impl MediaSource {
 
 #[cfg(test)]
 mod tests;
+
+// ---- Interface for publishers and per-access-unit viewers (RTMP, RTSP, TS ingest). ----
+// STUB: signatures fixed by the lead; bodies are being written in the media module.
+
+/// H.264 parameter sets of a video track (raw NAL units, no start codes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvcParams {
+    pub sps: Bytes,
+    pub pps: Bytes,
+}
+
+/// What a protocol must announce before the first access unit (RTMP sequence headers, SDP).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Codecs {
+    pub video: Option<AvcParams>,
+    pub audio: Option<aac::AacConfig>,
+}
+
+impl MediaSource {
+    /// The codec parameters of the source; `None` parts are not known yet (a publisher that
+    /// has not sent its configuration).
+    pub fn codecs(&self) -> Codecs {
+        Codecs::default()
+    }
+
+    /// Access units in real time, starting at the newest keyframe, for RTMP and RTSP viewers.
+    pub fn subscribe(self: &Arc<Self>) -> AuFeed {
+        AuFeed { _source: Arc::clone(self) }
+    }
+
+    /// The one publisher of a `publish://` source.
+    pub fn publisher(self: &Arc<Self>) -> Result<Publisher, PublishError> {
+        Err(PublishError::NotPublishable(self.input.clone()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("input `{0}` does not take publishers (only publish:// does)")]
+    NotPublishable(String),
+    #[error("a publisher is already sending to this stream")]
+    Busy,
+}
+
+/// A viewer's position in the access-unit feed. Cancel-safe.
+#[derive(Debug)]
+pub struct AuFeed {
+    _source: Arc<MediaSource>,
+}
+
+impl AuFeed {
+    /// The next access unit (video and audio interleaved in decoding order), waiting for it;
+    /// `None` when the source has ended.
+    pub async fn next(&mut self) -> Option<AccessUnit> {
+        None
+    }
+}
+
+/// The sending side of a `publish://` source. Dropping it ends the publication.
+#[derive(Debug)]
+pub struct Publisher {
+    _source: Arc<MediaSource>,
+}
+
+impl Publisher {
+    /// Sets (or changes) the codec parameters; video access units after it use them.
+    pub fn set_codecs(&mut self, codecs: Codecs) {
+        let _ = codecs;
+    }
+
+    /// Adds one access unit (Annex B video / raw AAC audio, as [`AccessUnit`] documents).
+    pub fn push(&mut self, unit: AccessUnit) {
+        let _ = unit;
+    }
+}

@@ -51,11 +51,13 @@ pub fn write_payload_unit(
     let mut is_first = true;
     loop {
         let flags = if is_first { first } else { FirstPacket::default() };
-        let flag_byte = if flags.random_access {
-            RANDOM_ACCESS_INDICATOR
-        } else {
-            0
-        } | if flags.pcr.is_some() { PCR_FLAG } else { 0 };
+        let mut flag_byte = 0;
+        if flags.random_access {
+            flag_byte |= RANDOM_ACCESS_INDICATOR;
+        }
+        if flags.pcr.is_some() {
+            flag_byte |= PCR_FLAG;
+        }
         // Adaptation field bytes this packet needs before stuffing: length byte + flags + PCR.
         let mut adaptation_len = match (flag_byte, flags.pcr) {
             (0, _) => 0,
