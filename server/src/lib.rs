@@ -6,8 +6,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod context;
 pub mod http;
 pub mod media;
+pub mod rtmp;
+pub mod rtsp;
 pub mod server;
 pub mod streams;
 

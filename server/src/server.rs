@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::admin::AdminTokens;
 use crate::auth::{AuthCore, AuthSettings, HttpBackend};
 use crate::config::Config;
+use crate::context::Context;
 use crate::http::{self, HttpState};
 use crate::streams::Streams;
 
@@ -33,6 +34,16 @@ pub enum ServerError {
     NoHttp,
     #[error("cannot build the backend HTTP client: {0}")]
     Client(String),
+}
+
+async fn bind_optional(
+    what: &'static str,
+    addr: Option<SocketAddr>,
+) -> Result<Option<(TcpListener, SocketAddr)>, ServerError> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { what, addr, source })?;
+    let bound = listener.local_addr().map_err(|source| ServerError::Bind { what, addr, source })?;
+    Ok(Some((listener, bound)))
 }
 
 /// Entry point of the reference server.
@@ -71,29 +82,40 @@ impl Server {
         let streams = Arc::new(Streams::new(config.streams.clone(), config.templates.clone()));
         core.set_stream_control(streams.clone());
 
+        let rtmp = bind_optional("rtmp", config.rtmp).await?;
+        let rtsp = bind_optional("rtsp", config.rtsp).await?;
+
+        let ctx = Arc::new(Context::new(core.clone(), streams.clone(), config.auth_token.clone()));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(core.clone().run_sweeper(shutdown.clone()));
-        let state = Arc::new(HttpState {
-            core: core.clone(),
-            streams: streams.clone(),
-            auth_token_param: RwLock::new(config.auth_token.clone()),
-            edit_auth: config.edit_auth.clone(),
-        });
+        let state = Arc::new(HttpState { ctx: ctx.clone(), edit_auth: config.edit_auth.clone() });
         let http_shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = http::run(listener, state, http_shutdown).await {
                 tracing::error!(error = %e, "http front end stopped");
             }
         });
-        tracing::info!(http = %bound, "usher server started");
-        Ok(RunningServer {
-            http_addr: bound,
-            core,
-            streams,
-            shutdown,
-            tasks,
-        })
+        let rtmp_addr = rtmp.as_ref().map(|(_, a)| *a);
+        if let Some((listener, _)) = rtmp {
+            let (ctx, stop) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(e) = crate::rtmp::run(listener, ctx, stop).await {
+                    tracing::error!(error = %e, "rtmp front end stopped");
+                }
+            });
+        }
+        let rtsp_addr = rtsp.as_ref().map(|(_, a)| *a);
+        if let Some((listener, _)) = rtsp {
+            let (ctx, stop) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(e) = crate::rtsp::run(listener, ctx, stop).await {
+                    tracing::error!(error = %e, "rtsp front end stopped");
+                }
+            });
+        }
+        tracing::info!(http = %bound, rtmp = ?rtmp_addr, rtsp = ?rtsp_addr, "usher server started");
+        Ok(RunningServer { http_addr: bound, rtmp_addr, rtsp_addr, core, streams, shutdown, tasks })
     }
 }
 
@@ -101,6 +123,8 @@ impl Server {
 #[derive(Debug)]
 pub struct RunningServer {
     http_addr: SocketAddr,
+    rtmp_addr: Option<SocketAddr>,
+    rtsp_addr: Option<SocketAddr>,
     core: AuthCore,
     streams: Arc<Streams>,
     shutdown: CancellationToken,
@@ -110,6 +134,16 @@ pub struct RunningServer {
 impl RunningServer {
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The RTMP address, when the config has `rtmp`.
+    pub fn rtmp_addr(&self) -> Option<SocketAddr> {
+        self.rtmp_addr
+    }
+
+    /// The RTSP address, when the config has `rtsp`.
+    pub fn rtsp_addr(&self) -> Option<SocketAddr> {
+        self.rtsp_addr
     }
 
     /// The auth core, for in-process tests of the server itself.

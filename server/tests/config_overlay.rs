@@ -188,7 +188,7 @@ fn good_override() -> impl Strategy<Value = StreamOverride> {
     let input = prop_oneof![
         Just("fake://fake".to_string()),
         Just("publish://".to_string()),
-        "file://[a-z]{1,8}(/[a-z0-9_.]{1,8}){0,3}\\.mp4",
+        "file://[a-z]{1,8}(/[a-z0-9_]{1,8}[a-z0-9_.]{0,4}){0,3}\\.mp4",
     ];
     (
         proptest::option::of(proptest::collection::vec(input, 1..4)),

@@ -144,7 +144,8 @@ async fn not_asked(world: &mut UsherWorld, token: String) {
 }
 
 /// Checks one parameter against an expectation written in the table:
-/// `stream "s"`, `a UUID`, `an integer`, `0 or 1`, `absent`, `containing "x"`, or a literal.
+/// `stream "s"`, `a UUID`, `an integer`, `0 or 1`, `not empty`, `absent`, `containing "x"`, or a
+/// literal.
 fn check_param(world: &UsherWorld, call: &Call, name: &str, expected: &str) -> Result<(), String> {
     let value = call.param(name);
     let show = |v: Option<&str>| v.map(|v| format!("`{v}`")).unwrap_or("absent".into());
@@ -153,6 +154,7 @@ fn check_param(world: &UsherWorld, call: &Call, name: &str, expected: &str) -> R
         "a UUID" => value.is_some_and(is_uuid),
         "an integer" => value.is_some_and(|v| v.parse::<u64>().is_ok()),
         "0 or 1" => matches!(value, Some("0" | "1")),
+        "not empty" => value.is_some_and(|v| !v.is_empty()),
         _ => {
             if let Some(alias) = expected
                 .strip_prefix("stream \"")
@@ -185,21 +187,27 @@ fn is_uuid(v: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-#[then(regex = r#"^the backend's (new_session|update_session) call for token "([^"]*)" carried$"#)]
+#[then(
+    regex = r#"^the backend's (new_session|update_session) call(?: for token "([^"]*)")? carried$"#
+)]
 async fn call_carried(world: &mut UsherWorld, #[step] step: &Step, request_type: String, token: String) {
+    let token = opt(token);
     let log = world.backend.log();
-    let calls: Vec<&Call> = log
-        .calls()
-        .iter()
-        .filter(|c| c.token() == Some(token.as_str()) && c.request_type() == Some(&request_type))
+    let calls: Vec<&Call> = calls_for(log.calls(), &token)
+        .into_iter()
+        .filter(|c| c.request_type() == Some(&request_type))
         .collect();
+    let which = token
+        .as_ref()
+        .map(|t| format!(" for token \"{t}\""))
+        .unwrap_or_default();
     let Some(call) = calls.first() else {
-        panic!(
-            "{}",
-            world.explain(format!("no {request_type} call for token \"{token}\""))
-        );
+        panic!("{}", world.explain(format!("no {request_type} call{which}")));
     };
-    let table = step.table.as_ref().expect("this step takes a table: | parameter | value |");
+    let table = step
+        .table
+        .as_ref()
+        .expect("this step takes a table: | parameter | value |");
     let mut problems = Vec::new();
     for row in &table.rows {
         let [name, expected] = row.as_slice() else {
@@ -216,7 +224,7 @@ async fn call_carried(world: &mut UsherWorld, #[step] step: &Step, request_type:
         panic!(
             "{}",
             world.explain(format!(
-                "the first {request_type} call for token \"{token}\" ({call}):\n  {}",
+                "the first {request_type} call{which} ({call}):\n  {}",
                 problems.join("\n  ")
             ))
         );

@@ -2,7 +2,7 @@
 //! change server-wide settings are `@serial`; what they change is put back in the after-hook,
 //! even when a step failed.
 
-use cucumber::given;
+use cucumber::{given, then};
 use serde_json::json;
 
 use super::UsherWorld;
@@ -49,4 +49,17 @@ async fn minted(world: &mut UsherWorld) {
         "an admin view token starts with ADM (ADM-02), got `{token}`"
     );
     world.admin_token = Some(token);
+}
+
+#[then(regex = r"^the admin view token has the shape ADM1-<unix seconds>-<40 hex digits>$")]
+async fn admin_token_shape(world: &mut UsherWorld) {
+    let token = world
+        .admin_token
+        .as_deref()
+        .expect("no admin view token was minted in this scenario");
+    let parts: Vec<&str> = token.split('-').collect();
+    let ok = matches!(parts.as_slice(), ["ADM1", ts, sig]
+        if !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit())
+            && sig.len() == 40 && sig.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(ok, "the admin view token `{token}` is not ADM1-<unix seconds>-<40 hex digits> (ADM-02)");
 }

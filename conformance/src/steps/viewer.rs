@@ -454,3 +454,42 @@ async fn compare_session_ids(world: &mut UsherWorld, a: String, b: String, how: 
         panic!("{}", world.explain(p));
     }
 }
+
+#[then(regex = r#"^viewer "([^"]+)" had (\d+) different session_ids?$"#)]
+async fn viewer_session_count(world: &mut UsherWorld, name: String, n: usize) {
+    let ids = session_ids_of(world, &name);
+    if ids.len() != n {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "expected {n} different session_id(s) for viewer \"{name}\" in the backend log, saw {}: {ids:?}",
+                ids.len()
+            ))
+        );
+    }
+}
+
+/// `"A", "B" and "C"` → `[A, B, C]`
+fn viewer_list(text: &str) -> Vec<String> {
+    let re = regex::Regex::new(r#""([^"]+)""#).expect("a valid regex");
+    re.captures_iter(text).map(|c| c[1].to_string()).collect()
+}
+
+#[then(regex = r#"^exactly (\d+) of viewers (.+) (?:is|are) playing$"#)]
+async fn exactly_playing(world: &mut UsherWorld, n: usize, list: String) {
+    let names = viewer_list(&list);
+    assert!(!names.is_empty(), "name the viewers in quotes: \"A\", \"B\" and \"C\"");
+    let playing: Vec<&String> = names
+        .iter()
+        .filter(|v| last_outcome(world, v) == Outcome::Playing)
+        .collect();
+    if playing.len() != n {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "expected exactly {n} of {names:?} playing on their last request, saw {}: {playing:?}",
+                playing.len()
+            ))
+        );
+    }
+}

@@ -97,6 +97,8 @@ pub enum DenyReason {
     ProtocolOff,
     /// The session was closed while it was being authorized.
     Gone,
+    /// A publisher without the stream's `password` (PUB-04).
+    BadPassword,
 }
 
 #[derive(Debug, Clone)]

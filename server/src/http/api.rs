@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::{HttpState, error_response};
 use crate::config::{stream_from_api_json, stream_to_api_json};
+use crate::context::constant_time_eq;
 
 type AppState = State<Arc<HttpState>>;
 
@@ -73,15 +74,9 @@ fn credential_ok(state: &HttpState, headers: &HeaderMap) -> bool {
         & constant_time_eq(password.as_bytes(), expected.password.as_bytes())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn list_streams(State(state): AppState) -> Response {
     let streams: Vec<_> = state
+        .ctx
         .streams
         .list()
         .iter()
@@ -98,7 +93,7 @@ async fn put_stream(State(state): AppState, Path(name): Path<String>, body: Byte
     match stream_from_api_json(&name, &body) {
         Ok(config) => {
             tracing::info!(stream = %name, "stream configured through the API");
-            let stream = state.streams.put(config);
+            let stream = state.ctx.streams.put(config);
             axum::Json(stream_to_api_json(&stream.effective())).into_response()
         }
         Err(e) => error_response(StatusCode::BAD_REQUEST, format!("stream `{name}`: {e}")),
@@ -107,7 +102,7 @@ async fn put_stream(State(state): AppState, Path(name): Path<String>, body: Byte
 
 async fn get_stream(State(state): AppState, Path(name): Path<String>) -> Response {
     let name = name.trim_matches('/');
-    match state.streams.find(name) {
+    match state.ctx.streams.find(name) {
         Some(stream) => {
             let mut json = stream_to_api_json(&stream.effective());
             let overlay = stream.overlay();
@@ -124,7 +119,7 @@ async fn get_stream(State(state): AppState, Path(name): Path<String>) -> Respons
 
 async fn delete_stream(State(state): AppState, Path(name): Path<String>) -> Response {
     let name = name.trim_matches('/');
-    if state.streams.remove(name) {
+    if state.ctx.streams.remove(name) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`"))
@@ -138,6 +133,7 @@ struct SessionFilter {
 
 async fn list_sessions(State(state): AppState, Query(filter): Query<SessionFilter>) -> Response {
     let sessions: Vec<_> = state
+        .ctx
         .core
         .sessions()
         .into_iter()
@@ -150,7 +146,7 @@ async fn delete_session(State(state): AppState, Path(id): Path<String>) -> Respo
     let Ok(id) = Uuid::parse_str(&id) else {
         return error_response(StatusCode::BAD_REQUEST, format!("`{id}` is not a session id (UUID)"));
     };
-    if state.core.close_session(id) {
+    if state.ctx.core.close_session(id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         error_response(StatusCode::NOT_FOUND, format!("no open session {id}"))
@@ -158,7 +154,7 @@ async fn delete_session(State(state): AppState, Path(id): Path<String>) -> Respo
 }
 
 async fn admin_view_token(State(state): AppState) -> Response {
-    match state.core.admin_tokens().mint(SystemTime::now()) {
+    match state.ctx.core.admin_tokens().mint(SystemTime::now()) {
         Some(token) => axum::Json(serde_json::json!({ "token": token })).into_response(),
         None => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -169,8 +165,8 @@ async fn admin_view_token(State(state): AppState) -> Response {
 
 fn config_json(state: &HttpState) -> serde_json::Value {
     serde_json::json!({
-        "no_auto_token": state.core.settings().no_auto_token.load(Ordering::Relaxed),
-        "auth_token": state.token_param(),
+        "no_auto_token": state.ctx.core.settings().no_auto_token.load(Ordering::Relaxed),
+        "auth_token": state.ctx.token_param(),
     })
 }
 
@@ -203,10 +199,10 @@ async fn put_config(State(state): AppState, body: Bytes) -> Response {
         );
     }
     if let Some(on) = patch.no_auto_token {
-        state.core.settings().no_auto_token.store(on, Ordering::Relaxed);
+        state.ctx.core.settings().no_auto_token.store(on, Ordering::Relaxed);
     }
     if let Some(param) = patch.auth_token {
-        *state.auth_token_param.write().unwrap_or_else(|e| e.into_inner()) = param;
+        state.ctx.set_token_param(param);
     }
     tracing::info!(config = %config_json(&state), "server settings changed through the API");
     axum::Json(config_json(&state)).into_response()

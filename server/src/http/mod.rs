@@ -1,10 +1,11 @@
 //! The HTTP front end: live HLS, HTTP MPEG-TS and the management API on one router.
 
 mod api;
+mod ingest;
 mod play;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
@@ -13,24 +14,14 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::AuthCore;
 use crate::config::Credential;
-use crate::streams::Streams;
+use crate::context::Context;
 
 /// Everything a request handler needs.
 #[derive(Debug)]
 pub struct HttpState {
-    pub core: AuthCore,
-    pub streams: Arc<Streams>,
-    /// The query parameter that carries the token (CFG-07); the API may change it.
-    pub auth_token_param: RwLock<String>,
+    pub ctx: Arc<Context>,
     pub edit_auth: Option<Credential>,
-}
-
-impl HttpState {
-    pub fn token_param(&self) -> String {
-        self.auth_token_param.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {

@@ -13,15 +13,15 @@ use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::{HttpState, error_response, header_str};
-use crate::auth::{CallKind, ConnectionGuard, DenyReason, PlayRequest, Proto, SessionHandle, Verdict};
+use crate::auth::{CallKind, ConnectionGuard, PlayRequest, Proto};
+use crate::context::{Admitted, Context, Refusal};
 use crate::media::LiveTs;
-use crate::streams::Stream;
 
 const TOKEN_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// What a media path asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Resource {
+pub(super) enum Resource {
     Playlist,
     Segment(u64),
     MpegTs,
@@ -47,58 +47,50 @@ fn parse_path(path: &str) -> Option<(String, Resource)> {
 }
 
 pub(super) async fn dispatch(state: Arc<HttpState>, peer: SocketAddr, request: Request) -> Response {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
+    let Some((name, resource)) = parse_path(request.uri().path()) else {
+        return error_response(StatusCode::NOT_FOUND, format!("no such resource `{}`", request.uri().path()));
+    };
+    let method = request.method().clone();
+    if resource == Resource::MpegTs && (method == Method::PUT || method == Method::POST) {
+        return super::ingest::publish_mpegts(state, peer, name, request).await;
+    }
+    if method != Method::GET && method != Method::HEAD {
         return error_response(StatusCode::METHOD_NOT_ALLOWED, "only GET plays media");
     }
-    let Some((name, resource)) = parse_path(request.uri().path()) else {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            format!("no such resource `{}`", request.uri().path()),
-        );
-    };
-    let Some(stream) = state.streams.find(&name) else {
-        return error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`"));
-    };
     let proto = match resource {
         Resource::MpegTs => Proto::Tshttp,
         _ => Proto::Hls,
     };
-    let effective = stream.effective();
-    let switch = proto.switch_name().unwrap_or_default();
-    if effective.protocols.get(switch) == Some(false) {
-        return refused(StatusCode::FORBIDDEN, DenyReason::ProtocolOff);
-    }
-    let play = play_request(&state, &name, proto, peer, &request);
-    let verdict = state.core.authorize(effective.on_play.as_ref(), play).await;
-    let handle = match verdict {
-        Verdict::Allow(handle) => handle,
-        Verdict::Deny { status, reason } => {
-            return refused(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), reason);
-        }
-        Verdict::Redirect { location } => return redirect(&location),
+    let play = client_request(&state.ctx, CallKind::Play, &name, proto, peer, &request);
+    let admitted = match state.ctx.admit_play(play).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal_response(&refusal),
     };
-    // The answer that admitted this client may have switched the protocol off (CONF-03).
-    if stream.effective().protocols.get(switch) == Some(false) || handle.is_ended() {
-        return refused(StatusCode::FORBIDDEN, DenyReason::ProtocolOff);
-    }
     match resource {
-        Resource::Playlist => playlist(&state, &stream, &handle),
-        Resource::Segment(seq) => segment(&stream, &handle, seq),
-        Resource::MpegTs => mpegts(&state, &stream, handle),
+        Resource::Playlist => playlist(&state.ctx, &admitted),
+        Resource::Segment(seq) => segment(&admitted, seq),
+        Resource::MpegTs => mpegts(&state.ctx, admitted),
     }
 }
 
-fn play_request(state: &HttpState, name: &str, proto: Proto, peer: SocketAddr, request: &Request) -> PlayRequest {
-    let token_param = state.token_param();
+/// The auth core's view of an HTTP request.
+pub(super) fn client_request(
+    ctx: &Context,
+    kind: CallKind,
+    name: &str,
+    proto: Proto,
+    peer: SocketAddr,
+    request: &Request,
+) -> PlayRequest {
     let raw_qs = request.uri().query().map(str::to_string);
     let query: Vec<(String, String)> = raw_qs
         .as_deref()
         .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    let token = query.iter().find(|(k, _)| *k == token_param).map(|(_, v)| v.clone());
+    let token = ctx.token_from_query(&query);
     let headers = request.headers();
     PlayRequest {
-        kind: CallKind::Play,
+        kind,
         name: name.to_string(),
         proto,
         ip: peer.ip(),
@@ -116,18 +108,15 @@ fn play_request(state: &HttpState, name: &str, proto: Proto, peer: SocketAddr, r
     }
 }
 
-fn refused(status: StatusCode, reason: DenyReason) -> Response {
-    let title = match reason {
-        DenyReason::Backend => "refused by the authorization backend",
-        DenyReason::Banned => "refused: a recent denial is cached",
-        DenyReason::Kicked => "refused: closed by a per-user session limit",
-        DenyReason::NoToken => "refused: a token is required",
-        DenyReason::DomainLock => "refused: the referring site is not allowed",
-        DenyReason::NoDecision => "refused: the authorization backend gave no decision",
-        DenyReason::ProtocolOff => "refused: this protocol is switched off for the stream",
-        DenyReason::Gone => "refused: the session was closed",
-    };
-    error_response(status, title)
+/// HTTP status and body for a refusal: 404 unknown stream, 403 denied, 302 redirect, 503
+/// no media or a busy publish point.
+pub(super) fn refusal_response(refusal: &Refusal) -> Response {
+    match refusal {
+        Refusal::NotFound(_) => error_response(StatusCode::NOT_FOUND, refusal.describe()),
+        Refusal::Denied(_) => error_response(StatusCode::FORBIDDEN, refusal.describe()),
+        Refusal::Redirect(location) => redirect(location),
+        Refusal::Unavailable(_) => error_response(StatusCode::SERVICE_UNAVAILABLE, refusal.describe()),
+    }
 }
 
 fn redirect(location: &str) -> Response {
@@ -141,63 +130,33 @@ fn redirect(location: &str) -> Response {
     }
 }
 
-fn media_error(stream: &Stream, e: impl std::fmt::Display) -> Response {
-    tracing::warn!(stream = stream.name(), error = %e, "stream has no media");
-    error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("stream `{}` has no media: {e}", stream.name()),
-    )
-}
-
-fn playlist(state: &HttpState, stream: &Stream, handle: &SessionHandle) -> Response {
-    let media = match stream.media() {
-        Ok(m) => m,
-        Err(e) => return media_error(stream, e),
-    };
+fn playlist(ctx: &Context, admitted: &Admitted) -> Response {
     // Segment URIs carry the token so the player stays in its session (and a generated
     // token, TOK-02, sticks).
-    let query = format!(
-        "?{}={}",
-        state.token_param(),
-        utf8_percent_encode(handle.token(), TOKEN_VALUE)
-    );
-    let text = media.playlist(&query);
-    handle.add_bytes(text.len() as u64);
+    let query = format!("?{}={}", ctx.token_param(), utf8_percent_encode(admitted.session.token(), TOKEN_VALUE));
+    let text = admitted.media.playlist(&query);
+    admitted.session.add_bytes(text.len() as u64);
     (
-        [
-            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
+        [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl"), (header::CACHE_CONTROL, "no-cache")],
         text,
     )
         .into_response()
 }
 
-fn segment(stream: &Stream, handle: &SessionHandle, seq: u64) -> Response {
-    let media = match stream.media() {
-        Ok(m) => m,
-        Err(e) => return media_error(stream, e),
-    };
-    match media.segment(seq) {
+fn segment(admitted: &Admitted, seq: u64) -> Response {
+    match admitted.media.segment(seq) {
         Some(bytes) => {
-            handle.add_bytes(bytes.len() as u64);
+            admitted.session.add_bytes(bytes.len() as u64);
             ([(header::CONTENT_TYPE, "video/mp2t")], bytes).into_response()
         }
-        None => error_response(
-            StatusCode::NOT_FOUND,
-            format!("segment {seq} is not in the live window"),
-        ),
+        None => error_response(StatusCode::NOT_FOUND, format!("segment {seq} is not in the live window")),
     }
 }
 
 /// Streams TS until the client leaves or the session is ended by the server (RESP-02).
-fn mpegts(state: &HttpState, stream: &Stream, handle: SessionHandle) -> Response {
-    let media = match stream.media() {
-        Ok(m) => m,
-        Err(e) => return media_error(stream, e),
-    };
-    let guard = state.core.attach(&handle);
-    let feed = media.live_ts();
+fn mpegts(ctx: &Context, admitted: Admitted) -> Response {
+    let guard = ctx.core.attach(&admitted.session);
+    let feed = admitted.media.live_ts();
     let body = futures::stream::unfold(Some((feed, guard)), |state| async move {
         let (mut feed, guard): (LiveTs, ConnectionGuard) = state?;
         let chunk = tokio::select! {

@@ -230,3 +230,33 @@ impl Publisher {
         let _ = unit;
     }
 }
+
+/// Reads an MPEG-TS byte stream (HTTP MPEG-TS ingest) into access units. STUB.
+#[derive(Debug, Default)]
+pub struct TsIngest {
+    codecs: Codecs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad MPEG-TS at byte {offset}: {message}")]
+pub struct IngestError {
+    pub offset: u64,
+    pub message: String,
+}
+
+impl TsIngest {
+    pub fn new() -> TsIngest {
+        TsIngest::default()
+    }
+
+    /// Feeds bytes in any split; returns the access units completed by them.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<AccessUnit>, IngestError> {
+        let _ = bytes;
+        Ok(Vec::new())
+    }
+
+    /// The codec parameters seen so far (SPS/PPS from the video, the AAC config from ADTS).
+    pub fn codecs(&self) -> &Codecs {
+        &self.codecs
+    }
+}

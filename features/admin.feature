@@ -1,0 +1,27 @@
+Feature: Admin view tokens
+  The management API mints tokens starting with ADM; the server accepts them as permission to
+  play without asking the backend. Anything that only looks like one must not bypass the backend.
+
+  Background:
+    Given a stream "s" with on_play auth
+    And the backend denies every token
+
+  @ADM-01 @ADM-02 @must
+  Scenario: A minted admin view token plays without a backend call
+    Given the operator has minted an admin view token
+    Then the admin view token has the shape ADM1-<unix seconds>-<40 hex digits>
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with the admin token
+    Then viewer "A" is playing
+    And the backend was not asked
+
+  @ADM-04 @must
+  Scenario Outline: With <token> admin token the viewer does not play unless the backend allows it
+    Given the operator has minted an admin view token
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with <token> admin token
+    Then viewer "A" is refused
+
+    Examples:
+      | token                |
+      | a forged             |
+      | an altered-signature |
+      | an altered-timestamp |

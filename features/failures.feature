@@ -1,0 +1,51 @@
+Feature: The backend gives no answer (table T11)
+  A 500, a refused connection, a dropped connection or no answer within 3 seconds is "no
+  decision": a session that is not open yet is refused, an allowed one stays allowed, a denied
+  one stays denied.
+
+  Background:
+    Given a stream "s" with on_play auth
+
+  @RESP-04 @TIME-03 @must
+  Scenario Outline: A new session is refused when the backend <failure>
+    Given the backend allows every token
+    And the backend <failure>
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    Then viewer "A" is refused
+    And viewer "A" got its answer within 5 seconds
+
+    Examples:
+      | failure                              |
+      | answers 500                          |
+      | answers only after 5 seconds         |
+      | is unreachable                       |
+      | closes connections without answering |
+
+  @RESP-04 @TIME-04 @must
+  Scenario Outline: An allowed session stays allowed when the recheck <failure>
+    Given the backend allows token "t1" with X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And the backend now <failure>
+    And viewer "A" plays again after the auth duration has passed
+    Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1" with request_type "update_session"
+
+    Examples:
+      | failure                              |
+      | answers 500                          |
+      | answers only after 5 seconds         |
+      | closes connections without answering |
+
+  @RESP-04 @TIME-04 @must
+  Scenario Outline: A denied session stays denied when the backend then <failure>
+    Given the backend denies token "t1" with X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And the backend now <failure>
+    And viewer "A" plays again after the auth duration has passed
+    Then viewer "A" is denied
+    And the backend was asked 2 times for token "t1"
+
+    Examples:
+      | failure                              |
+      | answers 500                          |
+      | closes connections without answering |

@@ -1,0 +1,48 @@
+Feature: Per-user session limit (X-Max-Sessions)
+  X-Max-Sessions N caps the open sessions of one X-UserId, across streams. The reference server
+  cuts the oldest sessions (AMB-1); the spec only requires that no more than N stay open.
+
+  @LIM-02 @LIM-01 @must
+  Scenario: A user never keeps more open sessions than X-Max-Sessions
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 2 and X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    And viewer "C" from 127.0.0.4 plays "s" over HLS with token "t1"
+    Then at most 2 sessions of user "u1" are open
+    When viewer "A" plays again
+    And viewer "B" plays again
+    And viewer "C" plays again
+    Then exactly 2 of viewers "A", "B" and "C" are playing
+    And at most 2 sessions of user "u1" are open
+
+  @LIM-02 @LIM-04 @BAN-02 @should
+  Scenario: The oldest session is cut and refused on its next request; the newer two play
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 2 and X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    And viewer "C" from 127.0.0.4 plays "s" over HLS with token "t1"
+    Then viewer "C" is playing
+    When viewer "A" plays again
+    Then viewer "A" is denied
+    When viewer "B" plays again
+    And viewer "C" plays again
+    Then viewer "B" is playing
+    And viewer "C" is playing
+    And the backend was asked 3 times for token "t1"
+
+  @LIM-03 @must
+  Scenario: The limit counts sessions across streams
+    Given a stream "s1" with on_play auth
+    And a stream "s2" with on_play auth
+    And a stream "s3" with on_play auth
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 2 and X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s1" over HLS with token "t1"
+    And viewer "B" from 127.0.0.2 plays "s2" over HLS with token "t1"
+    And viewer "C" from 127.0.0.2 plays "s3" over HLS with token "t1"
+    And viewer "A" plays again
+    And viewer "B" plays again
+    And viewer "C" plays again
+    Then exactly 2 of viewers "A", "B" and "C" are playing
+    And at most 2 sessions of user "u1" are open

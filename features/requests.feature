@@ -1,0 +1,69 @@
+Feature: What the server asks the backend (table T1)
+  The first request of a session asks the backend with request_type=new_session and every
+  required parameter of T1; while the decision is fresh, later requests make no call.
+
+  Background:
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" with X-AuthDuration 60
+
+  @REQ-01 @REQ-02 @SESS-05 @must
+  Scenario: The first request carries every required parameter
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1" and Referer "http://example.com/watch" and User-Agent "TestPlayer/1.0"
+    Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1"
+    And the backend's new_session call for token "t1" carried
+      | parameter      | value                    |
+      | name           | stream "s"               |
+      | proto          | hls                      |
+      | ip             | 127.0.0.2                |
+      | request_type   | new_session              |
+      | request_number | 0 or 1                   |
+      | session_id     | a UUID                   |
+      | stream_clients | an integer               |
+      | total_clients  | an integer               |
+      | token          | t1                       |
+      | qs             | containing "token=t1"    |
+      | user_agent     | TestPlayer/1.0           |
+      | referer        | http://example.com/watch |
+
+  @REQ-01 @REQ-03 @must
+  Scenario: Requests within the auth duration make no further call
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "A" plays again
+    And viewer "A" plays again
+    Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1"
+
+  @REQ-02 @must
+  Scenario Outline: A Referer with its own query reaches the backend as one intact value
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1" and Referer "<referer>"
+    Then viewer "A" is playing
+    And the backend's new_session call for token "t1" carried
+      | referer | <referer>  |
+      | token   | t1         |
+      | name    | stream "s" |
+
+    Examples:
+      | referer                                       |
+      | http://example.com/watch?token=x&name=y       |
+      | http://example.com/search?q=a+b&r=1%2F2       |
+      | http://example.com/p?u=http://a.b/c?d=e&f=g#h |
+
+  @REQ-02 @must
+  Scenario: An HTTP MPEG-TS viewer is announced with proto tshttp
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    Then viewer "A" is playing
+    And the backend's new_session call for token "t1" carried
+      | proto | tshttp     |
+      | name  | stream "s" |
+      | ip    | 127.0.0.2  |
+
+  @REQ-04 @must
+  Scenario: A backend URL with its own query gets the parameters appended with &
+    Given a stream "q" with on_play auth and a backend URL with query "site=1"
+    When viewer "A" from 127.0.0.2 plays "q" over HLS with token "t1"
+    Then viewer "A" is playing
+    And the backend's new_session call for token "t1" carried
+      | site         | 1           |
+      | request_type | new_session |
+      | name         | stream "q"  |

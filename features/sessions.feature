@@ -1,0 +1,68 @@
+Feature: Session identity
+  A play session is one viewer on one stream. Its identity is computed from the session keys,
+  by default the stream name, the client address and the token; with session_keys the listed keys.
+  Changing any key's value opens a new session with a new session_id and a new new_session call.
+
+  Background:
+    Given the backend allows every token with X-AuthDuration 60
+
+  @SESS-01 @SESS-05 @must
+  Scenario: The same viewer, stream and token stay one session
+    Given a stream "s" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "A" plays again
+    Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1"
+    And viewer "A" had 1 different session_id
+
+  @SESS-01 @must
+  Scenario: Another client address opens another session
+    Given a stream "s" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    Then viewer "A" is playing
+    And viewer "B" is playing
+    And the backend was asked 2 times for token "t1" with request_type "new_session"
+    And viewer "A" and viewer "B" had different session_ids
+
+  @SESS-01 @must
+  Scenario: Another stream opens another session
+    Given a stream "s" with on_play auth
+    And a stream "s2" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "A" plays "s2" over HLS with token "t1"
+    Then viewer "A" is playing
+    And the backend was asked 2 times for token "t1" with request_type "new_session"
+    And the backend's calls for token "t1" carried 2 different session_ids
+
+  @SESS-02 @must
+  Scenario Outline: With session_keys, changing the listed key <key> opens a new session
+    Given a stream "s" with on_play auth and session_keys "ip,name,proto,token"
+    And a stream "s2" with on_play auth and session_keys "ip,name,proto,token"
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "A" plays "<stream>" over <protocol> with token "<token>"
+    Then viewer "A" is playing
+    And the backend was asked 2 times with request_type "new_session"
+    And viewer "A" had 2 different session_ids
+
+    Examples:
+      | key   | stream | protocol | token |
+      | proto | s      | MPEG-TS  | t1    |
+      | token | s      | HLS      | t2    |
+      | name  | s2     | HLS      | t1    |
+
+  @SESS-03 @must
+  Scenario Outline: A session_keys list without <missing> is refused by the API, naming it
+    When the operator puts stream "s" with on_play auth and session_keys "<keys>"
+    Then the API refuses it with an error naming "<missing>"
+
+    Examples:
+      | keys           | missing |
+      | ip,name,token  | proto   |
+      | ip,proto,token | name    |
+      | name,proto     | ip      |
+
+  @SESS-03 @must
+  Scenario: The mandatory session keys may come in any order
+    When the operator puts stream "s" with on_play auth and session_keys "token,proto,name,ip"
+    Then the API accepts it

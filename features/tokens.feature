@@ -1,0 +1,22 @@
+Feature: Where the token comes from
+  The token is the `token` query parameter. Without one the server generates a token, unless
+  the server-wide no_auto_token is set: then a token-less request is refused at once.
+
+  Background:
+    Given a stream "s" with on_play auth
+    And the backend allows every token with X-AuthDuration 60
+
+  @TOK-01 @TOK-02 @must
+  Scenario: A request without a token gets a generated one
+    When viewer "A" from 127.0.0.2 plays "s" over HLS without a token
+    Then viewer "A" is playing
+    And the backend's new_session call carried
+      | token | not empty  |
+      | name  | stream "s" |
+
+  @TOK-03 @should @serial
+  Scenario: With no_auto_token a request without a token is refused without asking the backend
+    Given the server refuses requests without a token
+    When viewer "A" from 127.0.0.2 plays "s" over HLS without a token
+    Then viewer "A" is denied
+    And the backend was not asked

@@ -1,0 +1,157 @@
+//! What every front end shares: the auth core, the stream table, the server-wide token
+//! settings, and the two admission paths (play and publish) that all protocols go through.
+
+use std::sync::{Arc, RwLock};
+
+use crate::auth::{AuthCore, CallKind, DenyReason, PlayRequest, Proto, SessionHandle, Verdict};
+use crate::media::{MediaSource, PublishError, Publisher};
+use crate::streams::{Stream, Streams};
+
+/// Why a play or publish request was not admitted, sorted by what the client should see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such stream (HTTP 404, RTSP 404, RTMP rejected).
+    NotFound(String),
+    /// Denied (HTTP/RTSP 403, RTMP rejected); the reason is for logs and error bodies.
+    Denied(DenyReason),
+    /// The backend redirected (HTTP 302; other protocols treat it as a deny).
+    Redirect(String),
+    /// The stream cannot serve: no media, or a publish point that already has a publisher.
+    Unavailable(String),
+}
+
+impl Refusal {
+    pub fn describe(&self) -> String {
+        match self {
+            Refusal::NotFound(name) => format!("no stream `{name}`"),
+            Refusal::Denied(reason) => deny_text(*reason).to_string(),
+            Refusal::Redirect(location) => format!("redirected to {location}"),
+            Refusal::Unavailable(why) => why.clone(),
+        }
+    }
+}
+
+pub fn deny_text(reason: DenyReason) -> &'static str {
+    match reason {
+        DenyReason::Backend => "refused by the authorization backend",
+        DenyReason::Banned => "refused: a recent denial is cached",
+        DenyReason::Kicked => "refused: closed by a per-user session limit",
+        DenyReason::NoToken => "refused: a token is required",
+        DenyReason::DomainLock => "refused: the referring site is not allowed",
+        DenyReason::NoDecision => "refused: the authorization backend gave no decision",
+        DenyReason::ProtocolOff => "refused: this protocol is switched off for the stream",
+        DenyReason::Gone => "refused: the session was closed",
+        DenyReason::BadPassword => "refused: wrong or missing publish password",
+    }
+}
+
+/// An admitted viewer: the stream, its media and the session.
+#[derive(Debug)]
+pub struct Admitted {
+    pub stream: Arc<Stream>,
+    pub media: Arc<MediaSource>,
+    pub session: SessionHandle,
+}
+
+/// An admitted publisher.
+#[derive(Debug)]
+pub struct AdmittedPublisher {
+    pub stream: Arc<Stream>,
+    pub publisher: Publisher,
+    pub session: SessionHandle,
+}
+
+#[derive(Debug)]
+pub struct Context {
+    pub core: AuthCore,
+    pub streams: Arc<Streams>,
+    /// The query parameter that carries the token (CFG-07); the API may change it.
+    auth_token_param: RwLock<String>,
+}
+
+impl Context {
+    pub fn new(core: AuthCore, streams: Arc<Streams>, auth_token_param: String) -> Context {
+        Context { core, streams, auth_token_param: RwLock::new(auth_token_param) }
+    }
+
+    pub fn token_param(&self) -> String {
+        self.auth_token_param.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_token_param(&self, name: String) {
+        *self.auth_token_param.write().unwrap_or_else(|e| e.into_inner()) = name;
+    }
+
+    /// The token of a client URL's query (TOK-01): the parameter named by `auth_token`.
+    pub fn token_from_query(&self, query: &[(String, String)]) -> Option<String> {
+        let param = self.token_param();
+        query.iter().find(|(k, _)| *k == param).map(|(_, v)| v.clone())
+    }
+
+    /// Admits a viewer of `req.name` over `req.proto`: the stream must exist and serve that
+    /// protocol, and `on_play` must allow. Checked again after the decision, since the very
+    /// answer that admitted the client may switch the protocol off (CONF-03).
+    pub async fn admit_play(&self, req: PlayRequest) -> Result<Admitted, Refusal> {
+        debug_assert_eq!(req.kind, CallKind::Play);
+        let stream = self.streams.find(&req.name).ok_or_else(|| Refusal::NotFound(req.name.clone()))?;
+        let proto = req.proto;
+        if !serves(&stream, proto) {
+            return Err(Refusal::Denied(DenyReason::ProtocolOff));
+        }
+        let on_play = stream.effective().on_play;
+        let session = match self.core.authorize(on_play.as_ref(), req).await {
+            Verdict::Allow(handle) => handle,
+            Verdict::Deny { reason, .. } => return Err(Refusal::Denied(reason)),
+            Verdict::Redirect { location } => return Err(Refusal::Redirect(location)),
+        };
+        if !serves(&stream, proto) || session.is_ended() {
+            return Err(Refusal::Denied(DenyReason::ProtocolOff));
+        }
+        let media = stream.media().map_err(|e| {
+            tracing::warn!(stream = stream.name(), error = %e, "stream has no media");
+            Refusal::Unavailable(format!("stream `{}` has no media: {e}", stream.name()))
+        })?;
+        Ok(Admitted { stream, media, session })
+    }
+
+    /// Admits a publisher: the stream must exist with a `publish://` input, the `password`
+    /// must match when the stream has one (PUB-04), and `on_publish` must allow (PUB-01/02).
+    /// `password` is what the client sent (`?password=` in the URL).
+    pub async fn admit_publish(
+        &self,
+        req: PlayRequest,
+        password: Option<&str>,
+    ) -> Result<AdmittedPublisher, Refusal> {
+        debug_assert_eq!(req.kind, CallKind::Publish);
+        let stream = self.streams.find(&req.name).ok_or_else(|| Refusal::NotFound(req.name.clone()))?;
+        let config = stream.effective();
+        if let Some(expected) = &config.password
+            && !password.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
+        {
+            tracing::info!(stream = stream.name(), ip = %req.ip, "publish refused: wrong or missing password");
+            return Err(Refusal::Denied(DenyReason::BadPassword));
+        }
+        let session = match self.core.authorize(config.on_publish.as_ref(), req).await {
+            Verdict::Allow(handle) => handle,
+            Verdict::Deny { reason, .. } => return Err(Refusal::Denied(reason)),
+            Verdict::Redirect { location } => return Err(Refusal::Redirect(location)),
+        };
+        let media = stream.media().map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        let publisher = media.publisher().map_err(|e| match e {
+            PublishError::NotPublishable(_) | PublishError::Busy => Refusal::Unavailable(e.to_string()),
+        })?;
+        Ok(AdmittedPublisher { stream, publisher, session })
+    }
+}
+
+fn serves(stream: &Stream, proto: Proto) -> bool {
+    let switch = proto.switch_name().unwrap_or_default();
+    stream.effective().protocols.get(switch) != Some(false)
+}
+
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,64 @@
+//! HTTP MPEG-TS publishing: `PUT`/`POST /NAME/mpegts` with a TS body (PUB-03, PUB-06). The
+//! publisher is admitted before any media is read (PUB-01); the upload is the publish
+//! session's connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+
+use super::play::{client_request, refusal_response};
+use super::{HttpState, error_response};
+use crate::auth::{CallKind, Proto};
+use crate::media::TsIngest;
+
+pub(super) async fn publish_mpegts(state: Arc<HttpState>, peer: SocketAddr, name: String, request: Request) -> Response {
+    let req = client_request(&state.ctx, CallKind::Publish, &name, Proto::Tshttp, peer, &request);
+    let password = req.query.iter().find(|(k, _)| k == "password").map(|(_, v)| v.clone());
+    let admitted = match state.ctx.admit_publish(req, password.as_deref()).await {
+        Ok(a) => a,
+        Err(refusal) => return refusal_response(&refusal),
+    };
+    let guard = state.ctx.core.attach(&admitted.session);
+    let mut publisher = admitted.publisher;
+    let mut ingest = TsIngest::new();
+    let mut known = ingest.codecs().clone();
+    let mut body = request.into_body().into_data_stream();
+    tracing::info!(stream = %name, ip = %peer.ip(), "HTTP MPEG-TS publisher admitted");
+    loop {
+        let chunk = tokio::select! {
+            _ = guard.handle().ended() => {
+                tracing::info!(stream = %name, "publish session ended by the server");
+                return error_response(StatusCode::FORBIDDEN, "the publish session was ended");
+            }
+            chunk = body.next() => chunk,
+        };
+        let bytes = match chunk {
+            None => break,
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => {
+                tracing::info!(stream = %name, error = %e, "publisher upload broke off");
+                return error_response(StatusCode::BAD_REQUEST, format!("upload broke off: {e}"));
+            }
+        };
+        guard.handle().add_bytes(bytes.len() as u64);
+        let units = match ingest.push(&bytes) {
+            Ok(units) => units,
+            Err(e) => {
+                tracing::warn!(stream = %name, error = %e, "publisher sent bad MPEG-TS");
+                return error_response(StatusCode::BAD_REQUEST, e.to_string());
+            }
+        };
+        if ingest.codecs() != &known {
+            known = ingest.codecs().clone();
+            publisher.set_codecs(known.clone());
+        }
+        for unit in units {
+            publisher.push(unit);
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
