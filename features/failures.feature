@@ -13,13 +13,14 @@ Feature: The backend gives no answer (table T11)
     When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
     Then viewer "A" is refused
     And viewer "A" got its answer within 5 seconds
+    And the backend was asked <calls> for token "t1"
 
     Examples:
-      | failure                              |
-      | answers 500                          |
-      | answers only after 5 seconds         |
-      | is unreachable                       |
-      | closes connections without answering |
+      | failure                              | calls   |
+      | answers 500                          | 1 time  |
+      | answers only after 5 seconds         | 1 time  |
+      | is unreachable                       | 0 times |
+      | closes connections without answering | 1 time  |
 
   @RESP-04 @TIME-04 @must
   Scenario Outline: An allowed session stays allowed when the recheck <failure>

@@ -8,15 +8,18 @@ Feature: How the backend's answer is read (table T3)
     Given the backend allows token "t1"
     When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
     Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1"
 
   @RESP-02 @must
   Scenario: A 403 refuses the viewer with 403
     Given the backend denies token "t1"
     When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
     Then viewer "A" is denied
+    And the backend was asked 1 time for token "t1"
 
   @RESP-03 @must
   Scenario: A 302 sends the player to the backend's Location
     Given the backend redirects token "t1" to "http://cdn.example.com/backup/index.m3u8"
     When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
     Then viewer "A" is redirected to "http://cdn.example.com/backup/index.m3u8"
+    And the backend was asked 1 time for token "t1"

@@ -37,6 +37,17 @@ impl Stream {
         lock(&self.overlay).apply(&self.base)
     }
 
+    /// The configuration as loaded, without the override.
+    pub fn base(&self) -> &StreamConfig {
+        &self.base
+    }
+
+    /// Drops the runtime override; the loaded configuration is in force again.
+    pub fn clear_overlay(&self) {
+        *lock(&self.overlay) = StreamOverride::default();
+        tracing::info!(stream = self.name(), "config override cleared");
+    }
+
     pub fn overlay(&self) -> StreamOverride {
         lock(&self.overlay).clone()
     }

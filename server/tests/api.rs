@@ -242,3 +242,49 @@ async fn server_settings_change_token_handling() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// CONF-01/04, AMB-16: an override lands in its own layer, readable and clearable through
+/// `part=`; a bad override is rejected whole and the viewer still plays.
+#[tokio::test]
+async fn override_layer_is_separate_and_bad_overrides_are_rejected_whole() {
+    let backend = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::query_param("token", "good"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"config": {"protocols": {"mpegts": false}}})))
+        .mount(&backend)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::query_param("token", "odd"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"config": {"protocols": {"hls": false}, "transcoder": {"x": 1}}})),
+        )
+        .mount(&backend)
+        .await;
+    let api = Api::start().await;
+    let stream = json!({"inputs":[{"url":"fake://fake"}],"on_play":{"url": format!("{}/auth", backend.uri())}});
+    api.call(reqwest::Method::PUT, "/streamer/api/v3/streams/s1", Some(&stream.to_string())).await;
+
+    // A bad override (unknown key) is rejected whole: HLS stays on and the viewer plays.
+    assert_eq!(reqwest::get(api.url("/s1/index.m3u8?token=odd")).await.unwrap().status(), StatusCode::OK);
+    let (_, layer) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1?part=config_override", None).await;
+    assert_eq!(layer, json!({}));
+
+    assert_eq!(reqwest::get(api.url("/s1/index.m3u8?token=good")).await.unwrap().status(), StatusCode::OK);
+    let (_, layer) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1?part=config_override", None).await;
+    assert_eq!(layer, json!({"protocols": {"mpegts": false}}));
+    let (_, effective) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1", None).await;
+    assert_eq!(effective["protocols"]["mpegts"], false);
+    let (_, disk) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1?part=config_on_disk", None).await;
+    assert_eq!(disk["protocols"]["mpegts"], true);
+    assert_eq!(reqwest::get(api.url("/s1/mpegts?token=good")).await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    let (status, _) =
+        api.call(reqwest::Method::DELETE, "/streamer/api/v3/streams/s1?part=config_override", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, effective) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1", None).await;
+    assert_eq!(effective["protocols"]["mpegts"], true);
+    let (status, body) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1?part=bogus", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(title(&body).contains("part"), "{body}");
+}

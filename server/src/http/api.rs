@@ -100,26 +100,42 @@ async fn put_stream(State(state): AppState, Path(name): Path<String>, body: Byte
     }
 }
 
-async fn get_stream(State(state): AppState, Path(name): Path<String>) -> Response {
-    let name = name.trim_matches('/');
-    match state.ctx.streams.find(name) {
-        Some(stream) => {
-            let mut json = stream_to_api_json(&stream.effective());
-            let overlay = stream.overlay();
-            if !overlay.is_empty()
-                && let Some(map) = json.as_object_mut()
-            {
-                map.insert("config_override".into(), overlay.to_json());
-            }
-            axum::Json(json).into_response()
-        }
-        None => error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`")),
-    }
+/// Which layer of a stream's configuration a call reads or clears (CONF-04).
+#[derive(Debug, Deserialize)]
+struct PartSelector {
+    part: Option<String>,
 }
 
-async fn delete_stream(State(state): AppState, Path(name): Path<String>) -> Response {
+async fn get_stream(State(state): AppState, Path(name): Path<String>, Query(sel): Query<PartSelector>) -> Response {
     let name = name.trim_matches('/');
-    if state.ctx.streams.remove(name) {
+    let Some(stream) = state.ctx.streams.find(name) else {
+        return error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`"));
+    };
+    let json = match sel.part.as_deref() {
+        None => stream_to_api_json(&stream.effective()),
+        Some("config_on_disk") => stream_to_api_json(stream.base()),
+        Some("config_override") => stream.overlay().to_json(),
+        Some(other) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("part: `{other}` is not one of config_on_disk, config_override"),
+            );
+        }
+    };
+    axum::Json(json).into_response()
+}
+
+/// Deletes the stream, or with `?part=config_override` only its runtime override.
+async fn delete_stream(State(state): AppState, Path(name): Path<String>, Query(sel): Query<PartSelector>) -> Response {
+    let name = name.trim_matches('/');
+    let done = match sel.part.as_deref() {
+        None => state.ctx.streams.remove(name),
+        Some("config_override") => state.ctx.streams.find(name).map(|s| s.clear_overlay()).is_some(),
+        Some(other) => {
+            return error_response(StatusCode::BAD_REQUEST, format!("part: `{other}` cannot be deleted"));
+        }
+    };
+    if done {
         StatusCode::NO_CONTENT.into_response()
     } else {
         error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`"))
