@@ -77,6 +77,7 @@ impl Server {
             AuthSettings {
                 no_auto_token: AtomicBool::new(config.no_auto_token),
                 http_session_idle: config.http_session_idle,
+                soft_limitation_delay: crate::auth::DEFAULT_SOFT_LIMITATION_DELAY,
             },
         );
         let streams = Arc::new(Streams::new(config.streams.clone(), config.templates.clone()));

@@ -133,6 +133,7 @@ impl Fixture {
             AuthSettings {
                 no_auto_token: AtomicBool::new(false),
                 http_session_idle: Duration::from_secs(30),
+                soft_limitation_delay: Duration::from_secs(30),
             },
         );
         let mut spec = AuthSpec::new(AuthTarget::Http("http://backend.invalid/on_play".into()));
@@ -415,4 +416,54 @@ async fn sess_02_changed_key_is_a_new_session() {
     assert_eq!(calls[1].request_type, RequestType::NewSession);
     assert_eq!((calls[0].stream_clients, calls[0].total_clients), (0, 0));
     assert_eq!((calls[1].stream_clients, calls[1].total_clients), (1, 1));
+}
+
+/// LIM-05, AMB-3: with soft limitation the excess session is closed only after the grace,
+/// and not at all if the user dropped back under the limit meanwhile.
+#[tokio::test(start_paused = true)]
+async fn lim_05_soft_limitation_closes_after_the_grace() {
+    let mut f = Fixture::new();
+    f.spec.soft_limitation = true;
+    for t in ["t1", "t2", "t3"] {
+        f.backend.on(t, Script::Answer(allow_user("u1", 600, Some(1), false)));
+    }
+    let Verdict::Allow(first) = f.play("s1", "127.0.0.2", Proto::Tshttp, "t1").await else { panic!() };
+    let _g1 = f.core.attach(&first);
+    let Verdict::Allow(second) = f.play("s2", "127.0.0.2", Proto::Tshttp, "t2").await else { panic!() };
+    let g2 = f.core.attach(&second);
+    advance(Duration::from_secs(29)).await;
+    assert!(!first.is_ended(), "still inside the 30 s grace");
+    advance(Duration::from_secs(2)).await;
+    assert!(first.is_ended(), "closed once the grace ended");
+    assert!(!second.is_ended());
+
+    // Over the limit again, but the older session leaves during the grace: nobody is kicked.
+    let Verdict::Allow(third) = f.play("s3", "127.0.0.2", Proto::Tshttp, "t3").await else { panic!() };
+    let g3 = f.core.attach(&third);
+    drop(g2);
+    advance(Duration::from_secs(31)).await;
+    assert!(!third.is_ended(), "the user was back under the limit when the grace ended");
+    drop(g3);
+}
+
+/// REQ-07: a forced re-check asks the backend again for every open session of the stream.
+#[tokio::test(start_paused = true)]
+async fn req_07_reauth_rechecks_open_sessions() {
+    let f = Fixture::new();
+    f.backend.on("a", Script::Answer(allow(None)));
+    f.backend.on("a", Script::Answer(deny(60)));
+    f.backend.on("b", Script::Answer(allow(None)));
+    let Verdict::Allow(a) = f.play("s1", "127.0.0.2", Proto::Tshttp, "a").await else { panic!() };
+    let _ga = f.core.attach(&a);
+    assert!(allowed(&f.play("s1", "127.0.0.3", Proto::Hls, "b").await));
+    assert!(allowed(&f.play("s2", "127.0.0.3", Proto::Hls, "b").await));
+    assert_eq!(f.core.reauth_stream("s1"), 2);
+    advance(Duration::from_millis(300)).await;
+    tokio::task::yield_now().await;
+    assert!(a.is_ended(), "the persistent session was re-checked in the background and denied");
+    assert!(allowed(&f.play("s1", "127.0.0.3", Proto::Hls, "b").await));
+    let updates: Vec<_> =
+        f.backend.calls().into_iter().filter(|c| c.request_type == RequestType::UpdateSession).collect();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert!(updates.iter().all(|c| c.name == "s1"));
 }

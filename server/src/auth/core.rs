@@ -56,7 +56,13 @@ pub trait StreamControl: Send + Sync + 'static {
 pub struct AuthSettings {
     pub no_auto_token: AtomicBool,
     pub http_session_idle: Duration,
+    /// Grace before an excess session is closed when the stream has `soft_limitation`
+    /// (LIM-05, AMB-3).
+    pub soft_limitation_delay: Duration,
 }
+
+/// Default of [`AuthSettings::soft_limitation_delay`] (AMB-3).
+pub const DEFAULT_SOFT_LIMITATION_DELAY: Duration = Duration::from_secs(30);
 
 /// One client request asking to play (or publish).
 #[derive(Debug, Clone)]
@@ -158,6 +164,7 @@ struct CallTemplate {
     dvr: bool,
     extra: std::collections::BTreeMap<String, String>,
     stream_max_sessions: Option<u32>,
+    soft_limitation: bool,
 }
 
 type Key = (CallKind, Identity);
@@ -182,6 +189,8 @@ struct Entry {
     connections: u32,
     closed_at: Option<Instant>,
     inflight: Option<watch::Receiver<Outcome>>,
+    /// A soft-limitation kick waiting for its grace to end (LIM-05).
+    pending_kick: Option<PendingKick>,
     /// `None` for sessions admitted without a backend (no on_play, `true`, ADM token).
     call: Option<CallTemplate>,
 }
@@ -200,6 +209,14 @@ impl Entry {
             min
         })
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingKick {
+    at: Instant,
+    /// The limit of the answer that flagged the session, and its ban duration.
+    limit: u32,
+    ban: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -333,6 +350,7 @@ impl AuthCore {
             dvr: req.dvr,
             extra: spec.extra.clone(),
             stream_max_sessions: spec.max_sessions,
+            soft_limitation: spec.soft_limitation,
         };
         loop {
             let step = self.step(&key, &req, &token, &template);
@@ -416,6 +434,7 @@ impl AuthCore {
                 connections: 0,
                 closed_at: None,
                 inflight: None,
+                pending_kick: None,
                 call: Some(template.clone()),
             };
             if let Some(old) = reg.entries.insert(*key, entry) {
@@ -486,8 +505,12 @@ impl AuthCore {
                 let handle = SessionHandle {
                     shared: e.shared.clone(),
                 };
+                // X-Unique is never soft: it names exactly one session to survive.
+                let soft = (!grant.unique && e.call.as_ref().is_some_and(|c| c.soft_limitation))
+                    .then_some(self.inner.settings.soft_limitation_delay);
                 if let (Some(user), Some(max)) = (grant.user_id.clone(), limit) {
-                    enforce_limit(&mut reg, key, &user, max, grant.duration, grant.unique, now);
+                    let kick = Kick { user: &user, max, ban: grant.duration, unique: grant.unique, soft };
+                    enforce_limit(&mut reg, key, &kick, now);
                 }
                 (Verdict::Allow(handle), grant.config)
             }
@@ -598,6 +621,7 @@ impl AuthCore {
             connections: 0,
             closed_at: None,
             inflight: None,
+            pending_kick: None,
             call: None,
         });
         if entry.shared.is_ended_for_good() {
@@ -712,6 +736,13 @@ impl AuthCore {
         }
     }
 
+    /// Forces a re-check of every open session of `stream` (REQ-07); returns how many.
+    pub fn reauth_stream(&self, stream: &str) -> usize {
+        let count = expire_stream(&mut self.registry(), stream, Instant::now());
+        tracing::info!(stream, count, "re-check of the stream's sessions forced through the API");
+        count
+    }
+
     /// Number of records (open, lingering, pending or banned) — for tests and metrics.
     pub fn record_count(&self) -> usize {
         self.registry().entries.len()
@@ -725,6 +756,7 @@ impl AuthCore {
         let mut calls = Vec::new();
         {
             let mut reg = self.registry();
+            run_pending_kicks(&mut reg, now);
             let keys: Vec<Key> = reg.entries.keys().copied().collect();
             for key in keys {
                 let (due, name) = {
@@ -839,6 +871,7 @@ fn build_request(
         dvr: false,
         extra: Default::default(),
         stream_max_sessions: None,
+        soft_limitation: false,
     });
     let update = request_type == RequestType::UpdateSession;
     BackendRequest {
@@ -874,42 +907,105 @@ fn effective_limit(grant: &Grant, stream_cap: Option<u32>) -> Option<u32> {
     }
 }
 
-/// Closes the oldest open sessions of `user` beyond `max` (AMB-1) and bans them for the
-/// auth duration of the answer that caused the kick (BAN-02).
-fn enforce_limit(reg: &mut Registry, admitted: &Key, user: &str, max: u32, ban: Duration, unique: bool, now: Instant) {
+/// A per-user limit to enforce after an allow.
+struct Kick<'a> {
+    user: &'a str,
+    max: u32,
+    /// Ban of a closed session: the auth duration of the answer that caused the kick (BAN-02).
+    ban: Duration,
+    unique: bool,
+    /// `soft_limitation`: close after this grace instead of at once (LIM-05).
+    soft: Option<Duration>,
+}
+
+/// Closes the oldest open sessions of the user beyond the limit (AMB-1) and bans them; with
+/// soft limitation they are only flagged and closed by the sweeper when the grace ends and
+/// the user is still over the limit.
+fn enforce_limit(reg: &mut Registry, admitted: &Key, kick: &Kick<'_>, now: Instant) {
     let mut others: Vec<(Instant, Key)> = reg
         .entries
         .iter()
-        .filter(|(k, e)| *k != admitted && k.0 == admitted.0 && e.is_open() && e.user_id.as_deref() == Some(user))
+        .filter(|(k, e)| {
+            *k != admitted && k.0 == admitted.0 && e.is_open() && e.user_id.as_deref() == Some(kick.user)
+        })
         .map(|(k, e)| (e.opened_at, *k))
         .collect();
-    let allowed_others = (max as usize).saturating_sub(1);
+    let allowed_others = (kick.max as usize).saturating_sub(1);
     if others.len() <= allowed_others {
         return;
     }
     others.sort();
     let excess = others.len() - allowed_others;
     for (_, key) in others.into_iter().take(excess) {
-        if let Some(e) = reg.entries.get_mut(&key) {
-            let reason = if unique {
-                "duplicated user id (X-Unique)"
-            } else {
-                "exceeded session limit"
-            };
-            tracing::warn!(
-                session_id = %e.shared.session_id,
-                user_id = user,
-                token = %redact(&e.shared.token),
-                stream = %e.name,
-                ban_secs = ban.as_secs(),
-                "{reason}; session closed and banned"
-            );
-            e.state = State::Banned;
-            e.expires = now + ban;
-            e.closed_at = Some(now);
-            e.shared.ended.cancel();
+        let Some(e) = reg.entries.get_mut(&key) else { continue };
+        if let Some(grace) = kick.soft {
+            if e.pending_kick.is_none() {
+                tracing::info!(
+                    session_id = %e.shared.session_id,
+                    user_id = kick.user,
+                    grace_secs = grace.as_secs(),
+                    "over the session limit; will be closed after the soft-limitation grace"
+                );
+                e.pending_kick = Some(PendingKick { at: now + grace, limit: kick.max, ban: kick.ban });
+            }
+            continue;
+        }
+        let reason = if kick.unique { "duplicated user id (X-Unique)" } else { "exceeded session limit" };
+        ban_kicked(e, kick.user, kick.ban, reason, now);
+    }
+}
+
+fn ban_kicked(e: &mut Entry, user: &str, ban: Duration, reason: &str, now: Instant) {
+    tracing::warn!(
+        session_id = %e.shared.session_id,
+        user_id = user,
+        token = %redact(&e.shared.token),
+        stream = %e.name,
+        ban_secs = ban.as_secs(),
+        "{reason}; session closed and banned"
+    );
+    e.state = State::Banned;
+    e.expires = now + ban;
+    e.closed_at = Some(now);
+    e.pending_kick = None;
+    e.shared.ended.cancel();
+}
+
+/// Carries out soft-limitation kicks whose grace has ended, if the user is still over its
+/// limit then.
+fn run_pending_kicks(reg: &mut Registry, now: Instant) {
+    let due: Vec<(Key, PendingKick)> = reg
+        .entries
+        .iter()
+        .filter_map(|(k, e)| e.pending_kick.filter(|p| p.at <= now).map(|p| (*k, p)))
+        .collect();
+    for (key, pending) in due {
+        let Some(user) = reg.entries.get(&key).and_then(|e| e.user_id.clone()) else { continue };
+        let open = reg
+            .entries
+            .iter()
+            .filter(|(k, e)| k.0 == key.0 && e.is_open() && e.user_id.as_deref() == Some(user.as_str()))
+            .count();
+        let Some(e) = reg.entries.get_mut(&key) else { continue };
+        if e.is_open() && open > pending.limit as usize {
+            ban_kicked(e, &user, pending.ban, "exceeded session limit (after soft-limitation grace)", now);
+        } else {
+            e.pending_kick = None;
         }
     }
+}
+
+/// Marks every open session of `stream` as due for a re-check now (REQ-07): persistent ones
+/// are asked by the next sweep, HTTP ones by their next request. Returns how many.
+fn expire_stream(reg: &mut Registry, stream: &str, now: Instant) -> usize {
+    let mut count = 0;
+    for e in reg.entries.values_mut() {
+        if e.name == stream && e.is_open() && e.call.is_some() {
+            e.expires = now;
+            count += 1;
+        }
+    }
+    count
 }
 
 /// Tokens are credentials: logs carry only a prefix.

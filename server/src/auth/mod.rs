@@ -10,7 +10,7 @@ pub mod identity;
 pub mod proto;
 mod session;
 
-pub use self::core::{
+pub use self::core::{DEFAULT_SOFT_LIMITATION_DELAY, 
     AuthCore, AuthSettings, ConnectionGuard, DenyReason, PlayRequest, SessionInfo, StreamControl, Verdict,
 };
 pub use backend::{Answer, Backend, BackendRequest, CallKind, Grant, HttpBackend, RequestType};

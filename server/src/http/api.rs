@@ -31,6 +31,7 @@ pub(super) fn router(state: Arc<HttpState>) -> Router {
             put(put_stream).get(get_stream).delete(delete_stream),
         )
         .route("/sessions", get(list_sessions))
+        .route("/sessions/reauth", post(reauth_sessions))
         .route("/sessions/{id}", axum::routing::delete(delete_session))
         .route("/admin_view_token", post(admin_view_token))
         .route("/config", get(get_config).put(put_config))
@@ -156,6 +157,18 @@ async fn list_sessions(State(state): AppState, Query(filter): Query<SessionFilte
         .filter(|s| filter.name.as_deref().is_none_or(|n| s.name == n))
         .collect();
     axum::Json(serde_json::json!({ "sessions": sessions })).into_response()
+}
+
+/// `POST /sessions/reauth?name=STREAM` (REQ-07): re-check every open session of the stream.
+async fn reauth_sessions(State(state): AppState, Query(filter): Query<SessionFilter>) -> Response {
+    let Some(name) = filter.name else {
+        return error_response(StatusCode::BAD_REQUEST, "reauth needs ?name=STREAM");
+    };
+    if state.ctx.streams.find(&name).is_none() {
+        return error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`"));
+    }
+    let count = state.ctx.core.reauth_stream(&name);
+    axum::Json(serde_json::json!({ "estimated_count": count })).into_response()
 }
 
 async fn delete_session(State(state): AppState, Path(id): Path<String>) -> Response {
