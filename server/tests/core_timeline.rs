@@ -467,3 +467,39 @@ async fn req_07_reauth_rechecks_open_sessions() {
     assert_eq!(updates.len(), 2, "{updates:?}");
     assert!(updates.iter().all(|c| c.name == "s1"));
 }
+
+/// A session kicked while its own re-check is in flight stays kicked whatever that answer
+/// says; and a session ended by the server starts afresh with a new_session call.
+#[tokio::test(start_paused = true)]
+async fn kick_during_recheck_stands() {
+    let f = Fixture::new();
+    f.backend.on("a", Script::Answer(allow_user("u", 1, Some(1), false)));
+    f.backend.on("a", Script::Slow(Duration::from_secs(2), allow_user("u", 60, Some(1), false)));
+    f.backend.on("b", Script::Answer(allow_user("u", 60, Some(1), false)));
+    let Verdict::Allow(a) = f.play("s1", "127.0.0.2", Proto::Tshttp, "a").await else { panic!() };
+    let _ga = f.core.attach(&a);
+    advance(Duration::from_millis(1300)).await; // the background re-check of `a` is in flight
+    assert!(allowed(&f.play("s2", "127.0.0.3", Proto::Hls, "b").await));
+    assert!(a.is_ended(), "kicked by b");
+    advance(Duration::from_secs(3)).await; // a's re-check answers "allow"
+    assert!(a.is_ended());
+    assert!(!allowed(&f.play("s1", "127.0.0.2", Proto::Tshttp, "a").await), "the ban stands");
+}
+
+/// CONF-03: sessions of a protocol switched off are ended; when the client returns (the
+/// protocol back on) it is judged afresh with a new_session call.
+#[tokio::test(start_paused = true)]
+async fn conf_03_ended_sessions_start_afresh() {
+    let f = Fixture::new();
+    f.backend.on("t", Script::Answer(allow(Some(60))));
+    let Verdict::Allow(h) = f.hls("t").await else { panic!() };
+    let off = usher_server::config::Protocols { hls: false, ..Default::default() };
+    f.core.end_disabled("s1", &off);
+    assert!(h.is_ended());
+    assert!(f.core.sessions().is_empty());
+    let Verdict::Allow(again) = f.hls("t").await else { panic!("the client may come back") };
+    assert!(!again.is_ended());
+    let calls = f.backend.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].request_type, RequestType::NewSession);
+}

@@ -393,7 +393,9 @@ impl AuthCore {
                     }
                     State::Banned | State::Pending => true,
                     State::Allowed => {
-                        if e.linger_until().is_some_and(|t| now >= t) {
+                        // A session the server ended (protocol switched off) is over; its
+                        // client starts afresh.
+                        if e.linger_until().is_some_and(|t| now >= t) || e.shared.ended.is_cancelled() {
                             true
                         } else if now < e.expires || e.call.is_none() {
                             e.last_seen = now;
@@ -486,6 +488,11 @@ impl AuthCore {
         };
         e.inflight = None;
         let session_id = e.shared.session_id;
+        if request_type == RequestType::UpdateSession && e.state == State::Banned {
+            // Kicked while its re-check was in flight: the kick stands whatever the answer.
+            tracing::debug!(%session_id, "re-check answer for a session kicked meanwhile; ignored");
+            return (Verdict::deny(DenyReason::Banned), None);
+        }
         match answer {
             Answer::Allow(grant) => {
                 let was_pending = e.state == State::Pending;
