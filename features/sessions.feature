@@ -66,3 +66,12 @@ Feature: Session identity
   Scenario: The mandatory session keys may come in any order
     When the operator puts stream "s" with on_play auth and session_keys "token,proto,name,ip"
     Then the API accepts it
+
+  @SESS-07 @API-01 @must
+  Scenario: An HTTP MPEG-TS session ends when its connection ends
+    Given a stream "s" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    Then viewer "A" is playing
+    And the server lists 1 open session of stream "s"
+    When viewer "A" leaves
+    Then the server lists 0 open sessions of stream "s" within 2 seconds

@@ -50,10 +50,7 @@ impl Default for BackendOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("cannot listen for the auth backend on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot find a closed local port to stand for an unreachable backend: {0}")]
     ClosedPort(std::io::Error),
 }
@@ -173,10 +170,7 @@ pub struct Call {
 impl Call {
     /// First value of a query parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// All parameters, first value of each.
@@ -207,13 +201,7 @@ impl Call {
 
 impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "+{:>6} ms {} {}",
-            self.offset.as_millis(),
-            self.method,
-            self.path
-        )?;
+        write!(f, "+{:>6} ms {} {}", self.offset.as_millis(), self.method, self.path)?;
         let mut sep = '?';
         for (k, v) in &self.query {
             write!(f, "{sep}{k}={v}")?;
@@ -437,18 +425,11 @@ impl Backend {
         // before the connection is cut.
         let drop_routes = routes.clone();
         Mock::given(any())
-            .and(Dropping {
-                routes: routes.clone(),
-            })
+            .and(Dropping { routes: routes.clone() })
             .respond_with_err(move |request: &Request| {
                 let slot = scope_of(request).and_then(|s| lock(&drop_routes).get(s).cloned());
                 if let Some(slot) = slot {
-                    let call = record(
-                        request,
-                        &slot,
-                        None,
-                        "connection closed without an answer".into(),
-                    );
+                    let call = record(request, &slot, None, "connection closed without an answer".into());
                     tracing::debug!(%call, "auth backend");
                     lock(&slot.state).log.push(call);
                 }
@@ -501,9 +482,7 @@ impl Backend {
             .join(&format!("/{scope}/on_play"))
             .expect("scope is a valid path segment");
         let mut unreachable = url.clone();
-        unreachable
-            .set_host(Some("127.0.0.1"))
-            .expect("127.0.0.1 is a host");
+        unreachable.set_host(Some("127.0.0.1")).expect("127.0.0.1 is a host");
         unreachable
             .set_port(Some(self.closed_port))
             .expect("http URL takes a port");

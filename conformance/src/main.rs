@@ -11,7 +11,11 @@ use usher_conformance::target::ApiCredential;
 use usher_conformance::{RunOptions, TargetChoice, Verdict};
 
 #[derive(Parser)]
-#[command(name = "usher", version, about = "Usher: a reference media server and a conformance suite for the Flussonic-style authorization backend contract")]
+#[command(
+    name = "usher",
+    version,
+    about = "Usher: a reference media server and a conformance suite for the Flussonic-style authorization backend contract"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,7 +30,7 @@ enum Command {
         config: PathBuf,
     },
     /// Run the conformance catalogue against a server (by default the embedded reference server).
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
 }
 
 #[derive(Args)]
@@ -79,7 +83,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve { config } => runtime.block_on(serve(config)),
-        Command::Check(args) => runtime.block_on(check(args)),
+        Command::Check(args) => runtime.block_on(check(*args)),
     }
 }
 

@@ -85,12 +85,9 @@ impl ScenarioResult {
 
     /// The failure message, indented under the line.
     pub fn details(&self) -> Option<String> {
-        self.failure.as_ref().map(|f| {
-            f.lines()
-                .map(|l| format!("      {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        self.failure
+            .as_ref()
+            .map(|f| f.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n"))
     }
 }
 
@@ -152,11 +149,7 @@ impl Summary {
             ));
             lines.extend(self.stray_backend_calls.iter().map(|c| format!("  {c}")));
         }
-        let failed: Vec<_> = self
-            .results
-            .iter()
-            .filter(|r| r.verdict == Verdict::Fail)
-            .collect();
+        let failed: Vec<_> = self.results.iter().filter(|r| r.verdict == Verdict::Fail).collect();
         if !failed.is_empty() {
             lines.push("failed:".to_string());
             lines.extend(failed.iter().map(|r| format!("  {}", r.line())));

@@ -109,10 +109,7 @@ pub enum RunError {
 }
 
 /// Runs the catalogue. `on_result` sees each scenario as it finishes (in finishing order).
-pub async fn run(
-    options: RunOptions,
-    on_result: impl FnMut(&ScenarioResult) + 'static,
-) -> Result<Summary, RunError> {
+pub async fn run(options: RunOptions, on_result: impl FnMut(&ScenarioResult) + 'static) -> Result<Summary, RunError> {
     if !options.features.is_dir() {
         return Err(RunError::NoFeatures(options.features));
     }
@@ -134,9 +131,7 @@ pub async fn run(
     let backend = Backend::start(&options.backend).await?;
     let target = match &options.target {
         TargetChoice::Embedded => Target::embedded().await?,
-        TargetChoice::Address { http, credential } => {
-            Target::address(http.clone(), credential.clone())?
-        }
+        TargetChoice::Address { http, credential } => Target::address(http.clone(), credential.clone())?,
     };
     let target_name = target.describe();
     let ctx = Arc::new(RunContext::new(
@@ -156,7 +151,12 @@ pub async fn run(
         })),
     };
     let state = collector.state.clone();
-    let root = options.features.clone();
+    // Locations are printed relative to the catalogue's parent: `features/sessions.feature:14`.
+    let root = options
+        .features
+        .canonicalize()
+        .unwrap_or_else(|_| options.features.clone());
+    let root = root.parent().map_or_else(|| root.clone(), Path::to_path_buf);
 
     UsherWorld::cucumber()
         .max_concurrent_scenarios(Some(options.concurrency))
@@ -178,19 +178,12 @@ pub async fn run(
         // After `with_writer`: cucumber's own CLI must not parse our arguments (or libtest's).
         .with_default_cli()
         .filter_run(options.features.clone(), move |feature, rule, scenario| {
-            tags.as_ref()
-                .is_none_or(|t| t.eval(all_tags(feature, rule, scenario)))
+            tags.as_ref().is_none_or(|t| t.eval(all_tags(feature, rule, scenario)))
         })
         .await;
 
     steps::install(None);
-    let stray_backend_calls = ctx
-        .backend
-        .strays()
-        .calls()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let stray_backend_calls = ctx.backend.strays().calls().iter().map(ToString::to_string).collect();
     let mut results = std::mem::take(&mut state.borrow_mut().results);
     for r in &mut results {
         if let Ok(rel) = Path::new(&r.location).strip_prefix(&root) {
@@ -403,11 +396,7 @@ fn is_requirement_id(tag: &str) -> bool {
 impl cucumber::Writer<UsherWorld> for Collector {
     type Cli = cucumber::cli::Empty;
 
-    async fn handle_event(
-        &mut self,
-        event: parser::Result<Event<event::Cucumber<UsherWorld>>>,
-        _cli: &Self::Cli,
-    ) {
+    async fn handle_event(&mut self, event: parser::Result<Event<event::Cucumber<UsherWorld>>>, _cli: &Self::Cli) {
         let mut state = self.state.borrow_mut();
         let event = match event {
             Ok(e) => e.value,

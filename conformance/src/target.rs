@@ -40,9 +40,7 @@ impl std::str::FromStr for ApiCredential {
 
     /// `LOGIN:PASSWORD`
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (login, password) = s
-            .split_once(':')
-            .ok_or_else(|| "expected LOGIN:PASSWORD".to_string())?;
+        let (login, password) = s.split_once(':').ok_or_else(|| "expected LOGIN:PASSWORD".to_string())?;
         Ok(ApiCredential {
             login: login.to_string(),
             password: password.to_string(),
@@ -178,23 +176,14 @@ impl Api {
         let base = http_base
             .join("/streamer/api/v3/")
             .expect("a fixed relative path joins");
-        Ok(Api {
-            http,
-            base,
-            credential,
-        })
+        Ok(Api { http, base, credential })
     }
 
     fn url(&self, path: &str) -> Url {
         self.base.join(path).expect("API paths are relative")
     }
 
-    async fn send(
-        &self,
-        method: &'static str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<ApiAnswer, TargetError> {
+    async fn send(&self, method: &'static str, path: &str, body: Option<&Value>) -> Result<ApiAnswer, TargetError> {
         let url = self.url(path);
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
         let mut request = self
@@ -210,14 +199,11 @@ impl Api {
             source,
         })?;
         let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|source| TargetError::Transport {
-                method,
-                url: url.to_string(),
-                source,
-            })?;
+        let text = response.text().await.map_err(|source| TargetError::Transport {
+            method,
+            url: url.to_string(),
+            source,
+        })?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         tracing::debug!(method, %url, status, body = %text, "management API");
         Ok(ApiAnswer { status, body, text })
@@ -295,13 +281,7 @@ impl Api {
     /// `PUT config` with a partial object: only the given keys change.
     pub async fn put_server_config(&self, partial: &Value) -> Result<(), TargetError> {
         let answer = self.send("PUT", "config", Some(partial)).await?;
-        Self::expect_ok(
-            "PUT",
-            "config",
-            answer,
-            &[StatusCode::OK, StatusCode::NO_CONTENT],
-        )
-        .map(drop)
+        Self::expect_ok("PUT", "config", answer, &[StatusCode::OK, StatusCode::NO_CONTENT]).map(drop)
     }
 
     /// `POST admin_view_token`.
@@ -352,8 +332,7 @@ impl Target {
         let server = Server::start(config)
             .await
             .map_err(|e| TargetError::Start(e.to_string()))?;
-        let http = Url::parse(&format!("http://{}/", server.http_addr()))
-            .expect("a socket address makes a URL");
+        let http = Url::parse(&format!("http://{}/", server.http_addr())).expect("a socket address makes a URL");
         let api = Api::new(&http, credential)?;
         tracing::info!(%http, "embedded reference server started");
         Ok(Target::Embedded { server, api, http })

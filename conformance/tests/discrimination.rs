@@ -59,9 +59,7 @@ async fn open_door() -> MockServer {
     lenient_api(&server).await;
     Mock::given(method("GET"))
         .and(path_regex(r"/index\.m3u8$"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_string("#EXTM3U\n#EXTINF:2.0,\nsegment-1.ts\n"),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_string("#EXTM3U\n#EXTINF:2.0,\nsegment-1.ts\n"))
         .mount(&server)
         .await;
     Mock::given(method("GET"))

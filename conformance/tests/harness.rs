@@ -38,9 +38,10 @@ async fn hls_server() -> MockServer {
     Mock::given(method("GET"))
         .and(path("/live/s/index.m3u8"))
         .and(query_param("token", "good"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(
-            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nsegment-3.ts?token=good\n",
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nsegment-3.ts?token=good\n"),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -64,9 +65,7 @@ async fn hls_server() -> MockServer {
     Mock::given(method("GET"))
         .and(path("/live/s/index.m3u8"))
         .and(query_param("token", "garbage"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_string("#EXTM3U\n#EXTINF:2.0,\nsegment-9.ts\n"),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_string("#EXTM3U\n#EXTINF:2.0,\nsegment-9.ts\n"))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -222,17 +221,9 @@ async fn backend_routes_scenarios_apart_and_records_every_call() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-authduration"], "1");
-    let r = http
-        .get(format!("{}?token=other", a.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{}?token=other", a.url())).send().await.unwrap();
     assert_eq!(r.status(), 403, "unprogrammed tokens are denied");
-    let r = http
-        .get(format!("{}?token=t1", b.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{}?token=t1", b.url())).send().await.unwrap();
     assert_eq!(r.status(), 500, "scenario b has its own answers");
 
     let log = a.log();
@@ -244,11 +235,7 @@ async fn backend_routes_scenarios_apart_and_records_every_call() {
 
     // Answers change mid-scenario.
     a.answer_all(Answer::status(500));
-    let r = http
-        .get(format!("{}?token=t1", a.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{}?token=t1", a.url())).send().await.unwrap();
     assert_eq!(r.status(), 500);
 
     // A scenario that is gone leaves a stray call behind, not a silent 200.
@@ -286,9 +273,7 @@ async fn backend_delays_drops_and_unreachable() {
     assert_eq!(s.log().len(), 2, "nothing reaches the backend");
 
     let at = s.log().calls()[0].at;
-    let found = s
-        .wait_for(Duration::from_millis(50), |c| c.at >= at)
-        .await;
+    let found = s.wait_for(Duration::from_millis(50), |c| c.at >= at).await;
     assert!(found.is_some());
     let missing = s
         .wait_for(Duration::from_millis(50), |c| c.token() == Some("nope"))

@@ -69,20 +69,12 @@ impl HlsClient {
                     format!("transport error: {e}")
                 };
                 trail.push(format!("GET {} -> {reason}", short(url)));
-                Err(Outcome::Failed {
-                    status: None,
-                    reason,
-                })
+                Err(Outcome::Failed { status: None, reason })
             }
         }
     }
 
-    async fn play_inner(
-        &self,
-        stream: &str,
-        query: &[(String, String)],
-        trail: &mut Vec<String>,
-    ) -> Outcome {
+    async fn play_inner(&self, stream: &str, query: &[(String, String)], trail: &mut Vec<String>) -> Outcome {
         let playlist_url = media_url(&self.base, stream, "index.m3u8", query);
         let response = match self.get(&playlist_url, trail).await {
             Ok(r) => r,

@@ -61,7 +61,10 @@ impl fmt::Display for Outcome {
             Outcome::Playing => f.write_str("playing"),
             Outcome::Denied { status } => write!(f, "denied ({status})"),
             Outcome::Redirected { location } => write!(f, "redirected to {location}"),
-            Outcome::Failed { status: Some(s), reason } => write!(f, "failed ({s}): {reason}"),
+            Outcome::Failed {
+                status: Some(s),
+                reason,
+            } => write!(f, "failed ({s}): {reason}"),
             Outcome::Failed { status: None, reason } => write!(f, "failed: {reason}"),
         }
     }

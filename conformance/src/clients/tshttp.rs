@@ -61,18 +61,12 @@ impl TsClient {
     /// Opens `NAME/mpegts?QUERY` and waits until `min_bytes` of TS arrived (`Playing`), the server
     /// refused or closed, or the profile's request timeout passed. A playing session keeps
     /// reading in the background.
-    pub async fn open(
-        &self,
-        stream: &str,
-        query: &[(String, String)],
-        min_bytes: u64,
-    ) -> (Attempt, Option<TsSession>) {
+    pub async fn open(&self, stream: &str, query: &[(String, String)], min_bytes: u64) -> (Attempt, Option<TsSession>) {
         let opened = Instant::now();
         let url = media_url(&self.base, stream, "mpegts", query);
         let mut trail = Vec::new();
         let timeout = self.profile.request_timeout;
-        let response = match tokio::time::timeout(timeout, self.http.get(url.clone()).send()).await
-        {
+        let response = match tokio::time::timeout(timeout, self.http.get(url.clone()).send()).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 trail.push(format!("GET {} -> transport error: {e}", short(&url)));
@@ -116,11 +110,7 @@ impl TsClient {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             return (
-                attempt(
-                    Outcome::from_status(status, location, "mpegts"),
-                    opened,
-                    trail,
-                ),
+                attempt(Outcome::from_status(status, location, "mpegts"), opened, trail),
                 None,
             );
         }
@@ -157,19 +147,13 @@ impl TsClient {
                 },
                 None => Outcome::Failed {
                     status: Some(200),
-                    reason: format!(
-                        "only {} of {min_bytes} bytes within {timeout:?}",
-                        progress.bytes
-                    ),
+                    reason: format!("only {} of {min_bytes} bytes within {timeout:?}", progress.bytes),
                 },
             },
         };
         trail.push(format!("received {} bytes", progress.bytes));
         let playing = outcome == Outcome::Playing;
-        (
-            attempt(outcome, opened, trail),
-            playing.then_some(session),
-        )
+        (attempt(outcome, opened, trail), playing.then_some(session))
     }
 }
 

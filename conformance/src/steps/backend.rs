@@ -16,8 +16,8 @@ fn with_options(mut answer: Answer, options: &str) -> Answer {
     let mut rest = options.trim();
     while !rest.is_empty() {
         if let Some(json) = rest.strip_prefix("config ") {
-            let config: serde_json::Value = serde_json::from_str(json)
-                .unwrap_or_else(|e| panic!("`config {json}` is not JSON: {e}"));
+            let config: serde_json::Value =
+                serde_json::from_str(json).unwrap_or_else(|e| panic!("`config {json}` is not JSON: {e}"));
             answer = answer.with_body(serde_json::json!({ "config": config }));
             break;
         }
@@ -115,9 +115,7 @@ fn calls_for<'a>(calls: &'a [Call], token: &Option<String>) -> Vec<&'a Call> {
         .collect()
 }
 
-#[then(
-    regex = r#"^the backend was asked (\d+) times?(?: for token "([^"]*)")?(?: with request_type "([a-z_]+)")?$"#
-)]
+#[then(regex = r#"^the backend was asked (\d+) times?(?: for token "([^"]*)")?(?: with request_type "([a-z_]+)")?$"#)]
 async fn asked_times(world: &mut UsherWorld, n: usize, token: String, request_type: String) {
     let log = world.backend.log();
     let token = opt(token);
@@ -156,15 +154,9 @@ fn check_param(world: &UsherWorld, call: &Call, name: &str, expected: &str) -> R
         "0 or 1" => matches!(value, Some("0" | "1")),
         "not empty" => value.is_some_and(|v| !v.is_empty()),
         _ => {
-            if let Some(alias) = expected
-                .strip_prefix("stream \"")
-                .and_then(|s| s.strip_suffix('"'))
-            {
+            if let Some(alias) = expected.strip_prefix("stream \"").and_then(|s| s.strip_suffix('"')) {
                 value == Some(world.stream_name(alias).as_str())
-            } else if let Some(part) = expected
-                .strip_prefix("containing \"")
-                .and_then(|s| s.strip_suffix('"'))
-            {
+            } else if let Some(part) = expected.strip_prefix("containing \"").and_then(|s| s.strip_suffix('"')) {
                 value.is_some_and(|v| v.contains(part))
             } else {
                 value == Some(expected)
@@ -187,9 +179,7 @@ fn is_uuid(v: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-#[then(
-    regex = r#"^the backend's (new_session|update_session) call(?: for token "([^"]*)")? carried$"#
-)]
+#[then(regex = r#"^the backend's (new_session|update_session) call(?: for token "([^"]*)")? carried$"#)]
 async fn call_carried(world: &mut UsherWorld, #[step] step: &Step, request_type: String, token: String) {
     let token = opt(token);
     let log = world.backend.log();
@@ -250,9 +240,7 @@ async fn distinct_session_ids(world: &mut UsherWorld, token: String, n: usize) {
     }
 }
 
-#[then(
-    regex = r#"^the backend's calls for token "([^"]*)" kept one session_id with request_number rising by 1$"#
-)]
+#[then(regex = r#"^the backend's calls for token "([^"]*)" kept one session_id with request_number rising by 1$"#)]
 async fn one_session_rising(world: &mut UsherWorld, token: String) {
     let log = world.backend.log();
     let calls = log.for_token(Some(&token));
@@ -267,16 +255,11 @@ async fn one_session_rising(world: &mut UsherWorld, token: String) {
     for pair in calls.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         if b.session_id() != first_id {
-            problems.push(format!(
-                "session_id changed from {first_id:?} to {:?}",
-                b.session_id()
-            ));
+            problems.push(format!("session_id changed from {first_id:?} to {:?}", b.session_id()));
         }
         match (a.request_number(), b.request_number()) {
             (Some(x), Some(y)) if y == x + 1 => {}
-            (x, y) => problems.push(format!(
-                "request_number went from {x:?} to {y:?}, expected +1"
-            )),
+            (x, y) => problems.push(format!("request_number went from {x:?} to {y:?}, expected +1")),
         }
     }
     if let Some(first) = calls.first()
@@ -367,11 +350,6 @@ pub(crate) fn last_decision(world: &UsherWorld, token: Option<&str>) -> Option<(
     let log = world.backend.log();
     log.for_token(token).into_iter().rev().find_map(|c| {
         let answer = c.answer.as_ref()?;
-        matches!(answer.status, 200 | 403).then(|| {
-            (
-                c.at,
-                answer.auth_duration().unwrap_or(Duration::from_secs(180)),
-            )
-        })
+        matches!(answer.status, 200 | 403).then(|| (c.at, answer.auth_duration().unwrap_or(Duration::from_secs(180))))
     })
 }

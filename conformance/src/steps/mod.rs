@@ -22,9 +22,9 @@ use serde_json::Value;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::backend::{Backend, ScenarioBackend};
+use crate::clients::hls::HlsClient;
 use crate::clients::tshttp::TsSession;
 use crate::clients::{Attempt, ViewerProfile};
-use crate::clients::hls::HlsClient;
 use crate::target::{ApiAnswer, StreamSpec, Target};
 
 /// What a run shares between its scenarios.

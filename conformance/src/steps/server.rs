@@ -61,5 +61,8 @@ async fn admin_token_shape(world: &mut UsherWorld) {
     let ok = matches!(parts.as_slice(), ["ADM1", ts, sig]
         if !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit())
             && sig.len() == 40 && sig.bytes().all(|b| b.is_ascii_hexdigit()));
-    assert!(ok, "the admin view token `{token}` is not ADM1-<unix seconds>-<40 hex digits> (ADM-02)");
+    assert!(
+        ok,
+        "the admin view token `{token}` is not ADM1-<unix seconds>-<40 hex digits> (ADM-02)"
+    );
 }

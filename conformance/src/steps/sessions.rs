@@ -1,8 +1,10 @@
 //! Sessions as the server's management API lists them.
 
+use std::time::{Duration, Instant};
+
 use cucumber::then;
 
-use super::UsherWorld;
+use super::{UsherWorld, opt, seconds};
 
 #[then(regex = r#"^at most (\d+) sessions? of user "([^"]+)" (?:is|are) open$"#)]
 async fn at_most_user_sessions(world: &mut UsherWorld, n: usize, user: String) {
@@ -29,27 +31,38 @@ async fn at_most_user_sessions(world: &mut UsherWorld, n: usize, user: String) {
     }
 }
 
-#[then(regex = r#"^the server lists (\d+) open sessions? of stream "([^"]+)"$"#)]
-async fn lists_sessions(world: &mut UsherWorld, n: usize, stream: String) {
+#[then(regex = r#"^the server lists (\d+) open sessions? of stream "([^"]+)"(?: within (\d+(?:\.\d+)?) seconds?)?$"#)]
+async fn lists_sessions(world: &mut UsherWorld, n: usize, stream: String, within: String) {
     let name = world.stream_name(&stream);
-    let sessions = world
-        .ctx
-        .target
-        .api()
-        .sessions(Some(&name))
-        .await
-        .unwrap_or_else(|e| panic!("listing sessions: {e}"));
-    let open: Vec<_> = sessions
-        .iter()
-        .filter(|s| s.name.as_deref() == Some(name.as_str()))
-        .collect();
-    if open.len() != n {
-        panic!(
-            "{}",
-            world.explain(format!(
-                "expected {n} open session(s) of stream \"{stream}\", the server lists {}: {open:#?}",
-                open.len()
-            ))
-        );
+    let within = opt(within).map(|w| world.ctx.bound(seconds(&w)));
+    let deadline = Instant::now() + within.unwrap_or_default();
+    loop {
+        let sessions = world
+            .ctx
+            .target
+            .api()
+            .sessions(Some(&name))
+            .await
+            .unwrap_or_else(|e| panic!("listing sessions: {e}"));
+        let open: Vec<_> = sessions
+            .into_iter()
+            .filter(|s| s.name.as_deref() == Some(name.as_str()))
+            .collect();
+        if open.len() == n {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{}",
+                world.explain(format!(
+                    "expected {n} open session(s) of stream \"{stream}\"{}, the server lists {}: {open:#?}",
+                    within
+                        .map(|w| format!(" within {} ms", w.as_millis()))
+                        .unwrap_or_default(),
+                    open.len()
+                ))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

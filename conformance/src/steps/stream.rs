@@ -45,9 +45,7 @@ async fn a_stream(world: &mut UsherWorld, alias: String, options: String) {
         alias,
         StreamEntry {
             server_name,
-            spec: StreamSpec {
-                on_play: Some(auth),
-            },
+            spec: StreamSpec { on_play: Some(auth) },
             in_place: false,
         },
     );
@@ -59,9 +57,7 @@ async fn operator_puts(world: &mut UsherWorld, alias: String, options: String) {
     if auth.url.is_empty() {
         auth.url = world.backend.url().to_string();
     }
-    let spec = StreamSpec {
-        on_play: Some(auth),
-    };
+    let spec = StreamSpec { on_play: Some(auth) };
     let server_name = world.stream_name(&alias);
     let answer = world
         .ctx
@@ -83,10 +79,7 @@ async fn operator_puts(world: &mut UsherWorld, alias: String, options: String) {
 
 #[then(regex = r#"^the API refuses it with an error naming "([^"]+)"$"#)]
 async fn api_refuses(world: &mut UsherWorld, word: String) {
-    let answer = world
-        .last_api
-        .as_ref()
-        .expect("no API call was made in this scenario");
+    let answer = world.last_api.as_ref().expect("no API call was made in this scenario");
     assert_eq!(
         answer.status, 400,
         "expected 400 with an error naming `{word}`, got {}: {}",
@@ -102,10 +95,7 @@ async fn api_refuses(world: &mut UsherWorld, word: String) {
 
 #[then(regex = r"^the API accepts it$")]
 async fn api_accepts(world: &mut UsherWorld) {
-    let answer = world
-        .last_api
-        .as_ref()
-        .expect("no API call was made in this scenario");
+    let answer = world.last_api.as_ref().expect("no API call was made in this scenario");
     assert_eq!(
         answer.status, 200,
         "expected the API to accept the stream, got {}: {}",

@@ -57,14 +57,13 @@ fn parse_how(how: &str) -> (TokenChoice, Option<String>, Option<String>) {
             Some(_) => AdminVariant::AlteredTimestamp,
         })
     };
-    let header_re =
-        regex::Regex::new(r#"^ and (Referer|User-Agent) "([^"]*)""#).expect("a valid regex");
+    let header_re = regex::Regex::new(r#"^ and (Referer|User-Agent) "([^"]*)""#).expect("a valid regex");
     let mut rest = caps.name("rest").map_or("", |m| m.as_str());
     let (mut referer, mut user_agent) = (None, None);
     while !rest.is_empty() {
-        let c = header_re
-            .captures(rest)
-            .unwrap_or_else(|| panic!("cannot read `{rest}`: expected ` and Referer \"…\"` or ` and User-Agent \"…\"`"));
+        let c = header_re.captures(rest).unwrap_or_else(|| {
+            panic!("cannot read `{rest}`: expected ` and Referer \"…\"` or ` and User-Agent \"…\"`")
+        });
         let value = c[2].to_string();
         if &c[1] == "Referer" {
             referer = Some(value);
@@ -95,11 +94,7 @@ async fn admin_token(world: &mut UsherWorld, variant: AdminVariant) -> String {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or_default();
-            let sig = format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
+            let sig = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
             format!("ADM1-{now}-{}", &sig[..40])
         }
         AdminVariant::AlteredSignature => {
@@ -145,7 +140,9 @@ fn viewer_entry<'a>(
         }
         std::collections::btree_map::Entry::Vacant(e) => {
             let ip = ip.unwrap_or_else(|| {
-                panic!("say where viewer \"{name}\" plays from the first time (viewer \"{name}\" from 127.0.0.2 plays …)")
+                panic!(
+                    "say where viewer \"{name}\" plays from the first time (viewer \"{name}\" from 127.0.0.2 plays …)"
+                )
             });
             e.insert(Viewer {
                 profile: ViewerProfile::new(ip),
@@ -203,10 +200,7 @@ async fn perform(world: &mut UsherWorld, name: &str, play: Play) -> Attempt {
 
 #[when(regex = r#"^viewer "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? plays "([^"]+)" over (HLS|MPEG-TS) (.+)$"#)]
 async fn plays(world: &mut UsherWorld, name: String, ip: String, stream: String, proto: String, how: String) {
-    let ip: Option<IpAddr> = opt(ip).map(|ip| {
-        ip.parse()
-            .unwrap_or_else(|_| panic!("`{ip}` is not an IP address"))
-    });
+    let ip: Option<IpAddr> = opt(ip).map(|ip| ip.parse().unwrap_or_else(|_| panic!("`{ip}` is not an IP address")));
     let (choice, referer, user_agent) = parse_how(&how);
     let token = match choice {
         TokenChoice::Given(t) => Some(t),
@@ -426,9 +420,7 @@ fn session_ids_of(world: &UsherWorld, name: &str) -> BTreeSet<String> {
         .filter(|c| c.param("ip") == Some(ip.as_str()))
         .filter(|c| {
             plays.iter().any(|(s, proto, t)| {
-                c.param("name") == Some(s.as_str())
-                    && c.param("proto") == Some(*proto)
-                    && c.token() == t.as_deref()
+                c.param("name") == Some(s.as_str()) && c.param("proto") == Some(*proto) && c.token() == t.as_deref()
             })
         })
         .filter_map(|c| c.session_id().map(str::to_string))

@@ -449,6 +449,8 @@ impl AuthCore {
             return Step::Done(Verdict::deny(DenyReason::Gone));
         };
         e.last_seen = now;
+        // A client coming back to a closed (lingering) session reopens it; a deny closes it again.
+        e.closed_at = None;
         let request_type = if e.state == State::Pending {
             RequestType::NewSession
         } else {
@@ -515,7 +517,7 @@ impl AuthCore {
                 // X-Unique is never soft: it names exactly one session to survive.
                 let soft = (!grant.unique && e.call.as_ref().is_some_and(|c| c.soft_limitation))
                     .then_some(self.inner.settings.soft_limitation_delay);
-                if let (Some(user), Some(max)) = (grant.user_id.clone(), limit) {
+                if let (Some(user), Some(max)) = (e.user_id.clone(), limit) {
                     let kick = Kick { user: &user, max, ban: grant.duration, unique: grant.unique, soft };
                     enforce_limit(&mut reg, key, &kick, now);
                 }

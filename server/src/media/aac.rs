@@ -100,6 +100,52 @@ impl AacConfig {
     }
 }
 
+/// One ADTS frame header (ISO/IEC 14496-3 §1.A.2.2.1) as read from a byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdtsHeader {
+    pub config: AacConfig,
+    /// 7, or 9 with a CRC (`protection_absent` = 0).
+    pub header_len: usize,
+    /// `aac_frame_length`: header plus raw data.
+    pub frame_len: usize,
+    /// `number_of_raw_data_blocks_in_frame` + 1; almost always 1.
+    pub raw_data_blocks: u8,
+}
+
+impl AdtsHeader {
+    /// Reads the header at the start of `data`; `None` unless the syncword is there, the layer
+    /// is 0 and the frame length covers at least the header. The frame itself may be longer
+    /// than `data`.
+    pub fn parse(data: &[u8]) -> Option<AdtsHeader> {
+        let header: &[u8; ADTS_HEADER_LEN] = data.first_chunk()?;
+        if header[0] != 0xFF || header[1] & 0xF6 != 0xF0 {
+            return None;
+        }
+        let header_len = if header[1] & 0x01 == 1 { ADTS_HEADER_LEN } else { ADTS_HEADER_LEN + 2 };
+        let config = AacConfig {
+            object_type: (header[2] >> 6) + 1,
+            sampling_frequency_index: (header[2] >> 2) & 0x0F,
+            channel_configuration: ((header[2] & 0x01) << 2) | (header[3] >> 6),
+        };
+        let frame_len = (usize::from(header[3] & 0x03) << 11) | (usize::from(header[4]) << 3) | usize::from(header[5] >> 5);
+        if frame_len < header_len || config.sample_rate().is_none() {
+            return None;
+        }
+        Some(AdtsHeader {
+            config,
+            header_len,
+            frame_len,
+            raw_data_blocks: (header[6] & 0x03) + 1,
+        })
+    }
+}
+
+/// Duration of `frames` AAC frames at `sample_rate`, in 90 kHz ticks, rounded down.
+pub fn frames_to_ticks(frames: u64, sample_rate: u32) -> u64 {
+    let ticks = u128::from(frames) * u128::from(SAMPLES_PER_FRAME) * 90_000 / u128::from(sample_rate.max(1));
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +165,38 @@ mod tests {
         // Cross-checked against ffmpeg's ADTS muxer output for the same frame.
         let header = AacConfig::LC_48K_MONO.adts_header(SILENT_MONO_FRAME.len());
         assert_eq!(header, Some([0xFF, 0xF1, 0x4C, 0x40, 0x01, 0x7F, 0xFC]));
+    }
+
+    #[test]
+    fn adts_headers_parse_back() {
+        let header = AacConfig::LC_48K_MONO.adts_header(SILENT_MONO_FRAME.len()).expect("fits");
+        let parsed = AdtsHeader::parse(&header).expect("own header parses");
+        assert_eq!(parsed.config, AacConfig::LC_48K_MONO);
+        assert_eq!((parsed.header_len, parsed.frame_len, parsed.raw_data_blocks), (7, 11, 1));
+        // With CRC (protection_absent 0): the header is 9 bytes.
+        let mut with_crc = header;
+        with_crc[1] = 0xF0;
+        assert_eq!(AdtsHeader::parse(&with_crc).map(|h| h.header_len), Some(9));
+        // Stereo 44.1 kHz, as ffmpeg writes for a typical music file.
+        let stereo = AacConfig { object_type: 2, sampling_frequency_index: 4, channel_configuration: 2 };
+        let header = stereo.adts_header(300).expect("fits");
+        assert_eq!(AdtsHeader::parse(&header).map(|h| (h.config, h.frame_len)), Some((stereo, 307)));
+    }
+
+    #[test]
+    fn adts_parse_refuses_what_is_not_a_header() {
+        assert_eq!(AdtsHeader::parse(&[0xFF, 0xF1, 0x4C, 0x40]), None, "too short");
+        assert_eq!(AdtsHeader::parse(&[0xFF, 0xE1, 0x4C, 0x40, 0x01, 0x7F, 0xFC]), None, "no syncword");
+        assert_eq!(AdtsHeader::parse(&[0xFF, 0xF3, 0x4C, 0x40, 0x01, 0x7F, 0xFC]), None, "layer 1");
+        assert_eq!(AdtsHeader::parse(&[0xFF, 0xF1, 0x4C, 0x40, 0x00, 0x1F, 0xFC]), None, "length 0");
+        assert_eq!(AdtsHeader::parse(&[0xFF, 0xF1, 0x7C, 0x40, 0x01, 0x7F, 0xFC]), None, "frequency index 15");
+    }
+
+    #[test]
+    fn frame_durations_in_ticks() {
+        assert_eq!(frames_to_ticks(1, 48_000), 1_920);
+        assert_eq!(frames_to_ticks(3, 44_100), 6_269);
+        assert_eq!(frames_to_ticks(1, 0), 92_160_000, "no division by zero");
     }
 
     #[test]
