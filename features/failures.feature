@@ -22,6 +22,14 @@ Feature: The backend gives no answer (table T11)
       | is unreachable                       | 0 times |
       | closes connections without answering | 1 time  |
 
+  @TIME-03 @must
+  Scenario: An answer that comes within the 3 second timeout is honoured
+    Given the backend allows every token
+    And the backend answers only after 2 seconds
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1"
+
   @RESP-04 @TIME-04 @must
   Scenario Outline: An allowed session stays allowed when the recheck <failure>
     Given the backend allows token "t1" with X-AuthDuration 1

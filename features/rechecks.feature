@@ -23,6 +23,7 @@ Feature: Rechecks after the auth duration
     When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
     Then viewer "A" is playing
     And the backend receives an update_session call for token "t1" within 3 seconds of its new_session call
+    And the backend's update_session call for token "t1" came 1 to 3 seconds after its new_session call
     And viewer "A" is still receiving media
 
   @RESP-02 @TIME-05 @must

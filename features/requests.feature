@@ -67,3 +67,12 @@ Feature: What the server asks the backend (table T1)
       | site         | 1           |
       | request_type | new_session |
       | name         | stream "q"  |
+
+  @REQ-06 @info
+  Scenario: stream_clients counts the viewers already on the stream
+    Given the backend allows token "t2" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t2"
+    Then viewer "B" is playing
+    And the backend's new_session call for token "t2" carried
+      | stream_clients | 1 |

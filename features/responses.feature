@@ -23,3 +23,19 @@ Feature: How the backend's answer is read (table T3)
     When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
     Then viewer "A" is redirected to "http://cdn.example.com/backup/index.m3u8"
     And the backend was asked 1 time for token "t1"
+
+  @RESP-05 @info
+  Scenario Outline: A recheck answered <status> leaves the allowed viewer <result>
+    Given the backend allows token "t1" with X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And the backend now answers <status> for token "t1"
+    And viewer "A" plays again after the auth duration has passed
+    Then viewer "A" is <result>
+    And the backend was asked 1 time for token "t1" with request_type "update_session"
+
+    Examples:
+      | status | result  |
+      | 401    | refused |
+      | 404    | refused |
+      | 502    | playing |
+      | 503    | playing |

@@ -75,3 +75,20 @@ Feature: Session identity
     And the server lists 1 open session of stream "s"
     When viewer "A" leaves
     Then the server lists 0 open sessions of stream "s" within 2 seconds
+
+  @SESS-08 @must
+  Scenario: A viewer who comes back while the decision is fresh is not asked about again
+    Given a stream "s" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And viewer "A" leaves
+    Then the server lists 0 open sessions of stream "s" within 2 seconds
+    When viewer "A" plays again
+    Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1"
+
+  @API-02 @must
+  Scenario: Closing a session through the API disconnects its MPEG-TS viewer
+    Given a stream "s" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And the operator closes the session of viewer "A" through the API
+    Then viewer "A" is disconnected within 2 seconds

@@ -202,9 +202,14 @@ impl Call {
 impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "+{:>6} ms {} {}", self.offset.as_millis(), self.method, self.path)?;
+        // Values are shown decoded; one that would read ambiguously is quoted.
         let mut sep = '?';
         for (k, v) in &self.query {
-            write!(f, "{sep}{k}={v}")?;
+            if v.contains(['&', '=', ' ', '+', '#', '"', '%']) {
+                write!(f, "{sep}{k}={v:?}")?;
+            } else {
+                write!(f, "{sep}{k}={v}")?;
+            }
             sep = '&';
         }
         write!(f, " -> {}", self.answered)

@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod clients;
+pub mod logs;
 pub mod report;
 mod run;
 pub mod steps;

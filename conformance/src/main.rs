@@ -67,13 +67,6 @@ struct CheckArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -82,8 +75,29 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { config } => runtime.block_on(serve(config)),
-        Command::Check(args) => runtime.block_on(check(*args)),
+        Command::Serve { config } => {
+            // The server's log goes to stderr as it happens.
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            runtime.block_on(serve(config))
+        }
+        Command::Check(args) => {
+            let logs = usher_conformance::logs::init();
+            let code = runtime.block_on(check(*args));
+            if code != ExitCode::SUCCESS
+                && let Some(logs) = logs
+            {
+                let text = logs.contents();
+                if !text.is_empty() {
+                    eprintln!("---- log (warnings and errors) ----\n{text}");
+                }
+            }
+            code
+        }
     }
 }
 
@@ -109,7 +123,15 @@ async fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    println!("usher: ready http={}", server.http_addr());
+    // The one readiness line: scripts wait for it instead of sleeping.
+    let mut ready = format!("usher: ready http={}", server.http_addr());
+    if let Some(addr) = server.rtmp_addr() {
+        ready.push_str(&format!(" rtmp={addr}"));
+    }
+    if let Some(addr) = server.rtsp_addr() {
+        ready.push_str(&format!(" rtsp={addr}"));
+    }
+    println!("{ready}");
     let signal = shutdown_signal().await;
     eprintln!("usher: {signal}, shutting down");
     server.shutdown().await;

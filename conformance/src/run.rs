@@ -127,6 +127,10 @@ pub async fn run(options: RunOptions, on_result: impl FnMut(&ScenarioResult) + '
         })
         .transpose()?;
 
+    // Worlds find their run through a process-wide slot: one run at a time per process.
+    static ONE_RUN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_run = ONE_RUN.lock().await;
+
     let started = Instant::now();
     let backend = Backend::start(&options.backend).await?;
     let target = match &options.target {
@@ -142,8 +146,15 @@ pub async fn run(options: RunOptions, on_result: impl FnMut(&ScenarioResult) + '
     ));
     steps::install(Some(ctx.clone()));
 
+    // Locations are printed relative to the catalogue's parent: `features/sessions.feature:14`.
+    let root = options
+        .features
+        .canonicalize()
+        .unwrap_or_else(|_| options.features.clone());
+    let root = root.parent().map_or_else(|| root.clone(), Path::to_path_buf);
     let collector = Collector {
         state: Rc::new(RefCell::new(Collected {
+            root,
             running: HashMap::new(),
             results: Vec::new(),
             strict: options.strict,
@@ -151,12 +162,6 @@ pub async fn run(options: RunOptions, on_result: impl FnMut(&ScenarioResult) + '
         })),
     };
     let state = collector.state.clone();
-    // Locations are printed relative to the catalogue's parent: `features/sessions.feature:14`.
-    let root = options
-        .features
-        .canonicalize()
-        .unwrap_or_else(|_| options.features.clone());
-    let root = root.parent().map_or_else(|| root.clone(), Path::to_path_buf);
 
     UsherWorld::cucumber()
         .max_concurrent_scenarios(Some(options.concurrency))
@@ -184,12 +189,7 @@ pub async fn run(options: RunOptions, on_result: impl FnMut(&ScenarioResult) + '
 
     steps::install(None);
     let stray_backend_calls = ctx.backend.strays().calls().iter().map(ToString::to_string).collect();
-    let mut results = std::mem::take(&mut state.borrow_mut().results);
-    for r in &mut results {
-        if let Ok(rel) = Path::new(&r.location).strip_prefix(&root) {
-            r.location = rel.display().to_string();
-        }
-    }
+    let results = std::mem::take(&mut state.borrow_mut().results);
     let summary = Summary {
         target: target_name,
         results,
@@ -226,6 +226,8 @@ struct Running {
 }
 
 struct Collected {
+    /// Feature paths are shown relative to this folder.
+    root: PathBuf,
     running: HashMap<usize, Running>,
     results: Vec<ScenarioResult>,
     strict: bool,
@@ -350,10 +352,10 @@ impl Collected {
             (false, Some(Level::Should)) if !self.strict => Verdict::Noted,
             (false, _) => Verdict::Fail,
         };
-        let path = feature
-            .path
-            .as_ref()
-            .map_or_else(|| feature.name.clone(), |p| p.display().to_string());
+        let path = feature.path.as_ref().map_or_else(
+            || feature.name.clone(),
+            |p| p.strip_prefix(&self.root).unwrap_or(p).display().to_string(),
+        );
         ScenarioResult {
             location: format!("{path}:{}", scenario.position.line),
             feature: feature.name.clone(),

@@ -247,20 +247,37 @@ impl Model {
 
     /// AMB-1: close the oldest open sessions of the user beyond the limit, ban them for the
     /// auth duration of the answer.
+    /// A record still granted: open, or closed and lingering.
+    fn is_granted(&self, key: (u8, u8)) -> bool {
+        match self.recs.get(&key) {
+            Some(Rec::Allowed { last_seen, expires, .. }) => {
+                let closed_at = last_seen + IDLE;
+                self.now < closed_at || self.now < (*expires).max(closed_at + MIN_LINGER)
+            }
+            _ => false,
+        }
+    }
+
+    /// AMB-1: ban the user's granted records beyond the limit — lingering ones first, then
+    /// open ones oldest first — for the auth duration of the answer.
     fn kick(&mut self, admitted: (u8, u8), user: u8, limit: u32, ban: u64) {
-        let mut others: Vec<(u64, Identity, (u8, u8))> = self
+        let mut others: Vec<(bool, u64, Identity, (u8, u8))> = self
             .recs
             .iter()
-            .filter(|(k, r)| **k != admitted && self.is_open(**k) && matches!(r, Rec::Allowed { user: Some(u), .. } if *u == user))
+            .filter(|(k, r)| {
+                **k != admitted
+                    && self.is_granted(**k)
+                    && matches!(r, Rec::Allowed { user: Some(u), .. } if *u == user)
+            })
             .map(|(k, r)| match r {
-                Rec::Allowed { opened_at, .. } => (*opened_at, self.identity[k], *k),
+                Rec::Allowed { opened_at, .. } => (self.is_open(*k), *opened_at, self.identity[k], *k),
                 Rec::Banned { .. } => unreachable!(),
             })
             .collect();
         others.sort();
         let keep = (limit as usize).saturating_sub(1);
         let excess = others.len().saturating_sub(keep);
-        for (_, _, k) in others.into_iter().take(excess) {
+        for (_, _, _, k) in others.into_iter().take(excess) {
             self.recs.insert(k, Rec::Banned { until: self.now + ban });
         }
     }

@@ -2,14 +2,15 @@
 //! `cargo test` (harness = false: cucumber is the runner).
 //!
 //! Knobs (cargo owns the command line): USHER_TAGS="@must and not @serial",
-//! USHER_CONCURRENCY=4, USHER_STRICT=1, USHER_TIME_SCALE=2, USHER_FEATURES=dir, RUST_LOG=debug.
+//! USHER_CONCURRENCY=4, USHER_STRICT=1, USHER_TIME_SCALE=2, USHER_FEATURES=dir. Without RUST_LOG
+//! the log (warnings and errors) is printed only when the run fails; with it, live on stderr.
 
 use std::process::ExitCode;
 
 use usher_conformance::{RunOptions, Verdict};
 
 fn main() -> ExitCode {
-    tracing_subscriber_init();
+    let logs = usher_conformance::logs::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -23,31 +24,29 @@ fn main() -> ExitCode {
             println!("{details}");
         }
     }));
-    match summary {
+    let ok = match summary {
         Ok(summary) => {
             for line in summary.epilogue() {
                 println!("{line}");
             }
             println!("{}", summary.closing_line());
-            if summary.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            summary.ok()
         }
         Err(e) => {
             eprintln!("conformance: {e}");
             println!("0 passed, 1 failed");
-            ExitCode::FAILURE
+            false
         }
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        if let Some(logs) = logs {
+            let text = logs.contents();
+            if !text.is_empty() {
+                eprintln!("---- log (warnings and errors) ----\n{text}");
+            }
+        }
+        ExitCode::FAILURE
     }
-}
-
-fn tracing_subscriber_init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

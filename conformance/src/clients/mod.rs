@@ -2,6 +2,8 @@
 //! to an [`Outcome`], so steps and reports speak one language whatever the protocol.
 
 pub mod hls;
+pub mod rtmp;
+pub mod rtsp;
 pub mod tshttp;
 
 use std::fmt;

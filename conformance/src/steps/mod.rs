@@ -122,6 +122,15 @@ impl Proto {
     }
 }
 
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Hls => "HLS",
+            Proto::MpegTs => "MPEG-TS",
+        })
+    }
+}
+
 /// One play request of a viewer, as the scenario stated it.
 #[derive(Debug, Clone)]
 pub struct Play {
@@ -301,9 +310,13 @@ impl UsherWorld {
         let mut out = format!("{what}\n{}", self.backend.log().describe());
         for (name, viewer) in &self.viewers {
             for (play, attempt) in &viewer.plays {
+                let token = play
+                    .token
+                    .as_ref()
+                    .map_or("without a token".to_string(), |t| format!("with token \"{t}\""));
                 out.push_str(&format!(
-                    "\nviewer \"{name}\" ({}) played \"{}\" over {:?} with token {:?}: {attempt}",
-                    viewer.profile.local_ip, play.stream, play.proto, play.token
+                    "\nviewer \"{name}\" ({}) played \"{}\" over {} {token}: {attempt}",
+                    viewer.profile.local_ip, play.stream, play.proto
                 ));
             }
         }

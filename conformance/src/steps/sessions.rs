@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use cucumber::then;
+use cucumber::{then, when};
 
 use super::{UsherWorld, opt, seconds};
 
@@ -65,4 +65,37 @@ async fn lists_sessions(world: &mut UsherWorld, n: usize, stream: String, within
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[when(regex = r#"^the operator closes the session of viewer "([^"]+)" through the API$"#)]
+async fn operator_closes(world: &mut UsherWorld, viewer: String) {
+    let ip = world.viewer_ip(&viewer).to_string();
+    let streams: Vec<String> = world
+        .viewer(&viewer)
+        .plays
+        .iter()
+        .map(|(p, _)| world.stream_name(&p.stream))
+        .collect();
+    let api = world.ctx.target.api();
+    let sessions = api
+        .sessions(None)
+        .await
+        .unwrap_or_else(|e| panic!("listing sessions: {e}"));
+    let mine: Vec<_> = sessions
+        .iter()
+        .filter(|s| s.ip.as_deref() == Some(ip.as_str()))
+        .filter(|s| s.name.as_ref().is_some_and(|n| streams.contains(n)))
+        .collect();
+    let [session] = mine.as_slice() else {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "expected the server to list exactly one open session of viewer \"{viewer}\" ({ip} on {streams:?}), it lists {}: {mine:#?}",
+                mine.len()
+            ))
+        );
+    };
+    api.close_session(&session.id)
+        .await
+        .unwrap_or_else(|e| panic!("closing session {}: {e}", session.id));
 }

@@ -931,13 +931,20 @@ struct Kick<'a> {
 /// soft limitation they are only flagged and closed by the sweeper when the grace ends and
 /// the user is still over the limit.
 fn enforce_limit(reg: &mut Registry, admitted: &Key, kick: &Kick<'_>, now: Instant) {
-    let mut others: Vec<(Instant, Key)> = reg
+    // Candidates are the user's other granted records: open ones, and closed ones still
+    // lingering (they could come back without a call and exceed the limit). Lingering ones go
+    // first, then open ones oldest first (AMB-1).
+    let mut others: Vec<(bool, Instant, Key)> = reg
         .entries
         .iter()
         .filter(|(k, e)| {
-            *k != admitted && k.0 == admitted.0 && e.is_open() && e.user_id.as_deref() == Some(kick.user)
+            *k != admitted
+                && k.0 == admitted.0
+                && e.state == State::Allowed
+                && e.user_id.as_deref() == Some(kick.user)
+                && e.linger_until().is_none_or(|t| now < t)
         })
-        .map(|(k, e)| (e.opened_at, *k))
+        .map(|(k, e)| (e.is_open(), e.opened_at, *k))
         .collect();
     let allowed_others = (kick.max as usize).saturating_sub(1);
     if others.len() <= allowed_others {
@@ -945,9 +952,11 @@ fn enforce_limit(reg: &mut Registry, admitted: &Key, kick: &Kick<'_>, now: Insta
     }
     others.sort();
     let excess = others.len() - allowed_others;
-    for (_, key) in others.into_iter().take(excess) {
+    for (_, _, key) in others.into_iter().take(excess) {
         let Some(e) = reg.entries.get_mut(&key) else { continue };
-        if let Some(grace) = kick.soft {
+        if let Some(grace) = kick.soft
+            && e.is_open()
+        {
             if e.pending_kick.is_none() {
                 tracing::info!(
                     session_id = %e.shared.session_id,

@@ -37,7 +37,8 @@ impl LiveTs {
     }
 
     /// The next chunk of TS bytes (one segment), waiting until it exists; `None` when the
-    /// source has ended. Cancel-safe: a chunk is only consumed when it is returned, so the
+    /// source has ended (for a `publish://` source: no media for
+    /// [`PUSH_IDLE_TIMEOUT`](super::PUSH_IDLE_TIMEOUT); a later call may find a new publication). Cancel-safe: a chunk is only consumed when it is returned, so the
     /// caller may race this against a shutdown signal.
     pub async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
@@ -66,14 +67,9 @@ impl LiveTs {
                 // It left the window since `window` was read; look again.
                 continue;
             }
-            if self.source.ended() {
+            if self.source.ended() || !self.source.wait_for_segment(next).await {
                 return None;
             }
-            let Some(ready) = self.source.complete_at(next) else {
-                tracing::warn!(input = self.source.input(), next, "live TS: segment time out of range");
-                return None;
-            };
-            tokio::time::sleep_until(ready).await;
         }
     }
 }

@@ -8,8 +8,17 @@ use super::SegmentInfo;
 ///
 /// URIs are relative (RFC 8216 §4.1) so the playlist works behind any path prefix, and the
 /// query is copied verbatim so a viewer's token reaches every segment request. `ended` adds
-/// EXT-X-ENDLIST once a source has stopped.
-pub fn media_playlist(segments: &[SegmentInfo], uri_query: &str, ended: bool) -> String {
+/// EXT-X-ENDLIST once a source has stopped. `discontinuity_sequence` counts the
+/// EXT-X-DISCONTINUITY tags of segments that left the list (§4.3.3.3); `min_target` keeps the
+/// target duration from shrinking when long segments leave the list (§4.3.3.1: it must not
+/// change).
+pub fn media_playlist(
+    segments: &[SegmentInfo],
+    discontinuity_sequence: u64,
+    min_target: u64,
+    uri_query: &str,
+    ended: bool,
+) -> String {
     // §4.3.3.1: every EXTINF rounded to the nearest integer must not exceed the target
     // duration; rounding up is always safe, and 0 is not a useful target.
     let target = segments
@@ -17,6 +26,7 @@ pub fn media_playlist(segments: &[SegmentInfo], uri_query: &str, ended: bool) ->
         .map(|s| s.duration.ceil() as u64)
         .max()
         .unwrap_or(1)
+        .max(min_target)
         .max(1);
     let media_sequence = segments.first().map_or(0, |s| s.sequence);
 
@@ -25,7 +35,13 @@ pub fn media_playlist(segments: &[SegmentInfo], uri_query: &str, ended: bool) ->
     // Writing to a String cannot fail.
     let _ = writeln!(text, "#EXT-X-TARGETDURATION:{target}");
     let _ = writeln!(text, "#EXT-X-MEDIA-SEQUENCE:{media_sequence}");
+    if discontinuity_sequence > 0 {
+        let _ = writeln!(text, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}");
+    }
     for segment in segments {
+        if segment.discontinuity {
+            text.push_str("#EXT-X-DISCONTINUITY\n");
+        }
         // Version 3 allows decimal durations (§4.3.2.1, §7).
         let _ = writeln!(text, "#EXTINF:{:.3},", segment.duration);
         let _ = writeln!(text, "segment-{}.ts{uri_query}", segment.sequence);
@@ -41,12 +57,18 @@ mod tests {
     use super::*;
 
     fn segments(range: std::ops::Range<u64>, duration: f64) -> Vec<SegmentInfo> {
-        range.map(|sequence| SegmentInfo { sequence, duration }).collect()
+        range
+            .map(|sequence| SegmentInfo {
+                sequence,
+                duration,
+                discontinuity: false,
+            })
+            .collect()
     }
 
     #[test]
     fn live_playlist_with_token() {
-        let text = media_playlist(&segments(7..10, 1.0), "?token=abc", false);
+        let text = media_playlist(&segments(7..10, 1.0), 0, 1, "?token=abc", false);
         assert_eq!(
             text,
             "#EXTM3U\n\
@@ -61,15 +83,34 @@ mod tests {
 
     #[test]
     fn empty_query_and_fractional_durations() {
-        let text = media_playlist(&segments(0..1, 1.5), "", true);
+        let text = media_playlist(&segments(0..1, 1.5), 0, 1, "", true);
         assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
         assert!(text.contains("#EXTINF:1.500,\nsegment-0.ts\n"), "{text}");
         assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
     }
 
     #[test]
+    fn discontinuities_are_tagged_and_counted() {
+        let mut list = segments(20..23, 2.0);
+        list[1].discontinuity = true;
+        let text = media_playlist(&list, 4, 6, "", false);
+        assert_eq!(
+            text,
+            "#EXTM3U\n\
+             #EXT-X-VERSION:3\n\
+             #EXT-X-TARGETDURATION:6\n\
+             #EXT-X-MEDIA-SEQUENCE:20\n\
+             #EXT-X-DISCONTINUITY-SEQUENCE:4\n\
+             #EXTINF:2.000,\nsegment-20.ts\n\
+             #EXT-X-DISCONTINUITY\n\
+             #EXTINF:2.000,\nsegment-21.ts\n\
+             #EXTINF:2.000,\nsegment-22.ts\n"
+        );
+    }
+
+    #[test]
     fn an_empty_window_is_still_a_playlist() {
-        let text = media_playlist(&[], "", false);
+        let text = media_playlist(&[], 0, 1, "", false);
         assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n"));
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:0\n"));
     }

@@ -10,6 +10,7 @@ use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use super::aac::AacConfig;
 use super::access_unit::AccessUnit;
@@ -24,6 +25,8 @@ pub type Producer = fn(Range<u64>) -> Vec<AccessUnit>;
 pub struct PulledSegments {
     timeline: Timeline,
     producer: Producer,
+    /// The timestamp of stream time 0 in the producer's access units.
+    pts_offset: u64,
     audio: Option<AacConfig>,
     state: Mutex<PullState>,
 }
@@ -39,7 +42,7 @@ struct PullState {
 }
 
 impl PulledSegments {
-    pub fn new(timeline: Timeline, producer: Producer, audio: Option<AacConfig>) -> Self {
+    pub fn new(timeline: Timeline, producer: Producer, pts_offset: u64, audio: Option<AacConfig>) -> Self {
         let state = PullState {
             muxer: TsMuxer::new(audio),
             next_sequence: 0,
@@ -48,6 +51,7 @@ impl PulledSegments {
         PulledSegments {
             timeline,
             producer,
+            pts_offset,
             audio,
             state: Mutex::new(state),
         }
@@ -92,8 +96,18 @@ impl PulledSegments {
         state.cache.back().map(|s| s.data.clone())
     }
 
+    /// The access units of segment `sequence`, made afresh (the producer is cheap).
+    pub fn units(&self, sequence: u64) -> Vec<AccessUnit> {
+        (self.producer)(self.timeline.segment_range(sequence))
+    }
+
+    /// When stream time reaches a unit's dts: the moment a live encoder would have it.
+    pub fn release_at(&self, unit: &AccessUnit) -> Option<Instant> {
+        self.timeline.instant_at(unit.dts.saturating_sub(self.pts_offset))
+    }
+
     fn mux(&self, muxer: &mut TsMuxer, sequence: u64) -> Bytes {
-        let units = (self.producer)(self.timeline.segment_range(sequence));
+        let units = self.units(sequence);
         let data = mux_segment(muxer, &units);
         tracing::trace!(sequence, bytes = data.len(), "segment muxed");
         data

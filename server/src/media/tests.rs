@@ -161,9 +161,64 @@ async fn nothing_keeps_a_source_alive_but_its_handles() {
     assert_eq!(Arc::strong_count(&source), 1, "no background task holds the source");
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_au_feed_starts_at_the_segment_in_progress_and_follows_stream_time() {
+    let source = fake();
+    advance(Duration::from_millis(400)).await;
+    let mut feed = source.subscribe();
+    let started = Instant::now();
+    let first = feed.next().await.expect("a fake source never ends");
+    // Segment 3 began 400 ms ago: its keyframe is the newest at a segment boundary.
+    assert_eq!((first.track, first.keyframe), (Track::Video, true));
+    assert_eq!(first.dts, fake::PTS_OFFSET + 3 * CLOCK_HZ);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+
+    // What stream time has already reached comes at once, the rest as it is reached.
+    let mut units = vec![first];
+    loop {
+        let unit = feed.next().await.expect("a fake source never ends");
+        let stream_time = unit.dts - fake::PTS_OFFSET;
+        let due = Duration::from_nanos((stream_time - 3 * CLOCK_HZ) * 1_000_000_000 / CLOCK_HZ);
+        let elapsed = started.elapsed() + Duration::from_millis(400);
+        let due = due.max(Duration::from_millis(400));
+        // Tokio's timer counts whole milliseconds, rounding up.
+        assert!(elapsed >= due && elapsed - due < Duration::from_millis(1), "unit at {stream_time}: {elapsed:?}");
+        units.push(unit);
+        if stream_time >= 5 * CLOCK_HZ {
+            break;
+        }
+    }
+    assert!(units.windows(2).all(|w| w[0].dts <= w[1].dts), "decoding order");
+    let video = units.iter().filter(|u| u.track == Track::Video).count();
+    assert_eq!(video, 21, "every picture of two seconds and the next");
+    let expected: Vec<AccessUnit> = fake::access_units(3 * CLOCK_HZ..5 * CLOCK_HZ + 1);
+    assert_eq!(units, expected, "exactly the units of the segments, in order");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_au_viewer_that_falls_behind_skips_to_the_segment_in_progress() {
+    let source = fake();
+    let mut feed = source.subscribe();
+    feed.next().await.expect("a fake source never ends");
+    advance(Duration::from_millis(30_500)).await;
+    let next = feed.next().await.expect("a fake source never ends");
+    assert_eq!(next.dts, fake::PTS_OFFSET + 33 * CLOCK_HZ);
+    assert!(next.keyframe);
+}
+
 #[test]
-fn only_fake_inputs_are_supported_for_now() {
+fn fake_codecs_describe_the_fake_picture() {
+    let source = fake();
+    let codecs = source.codecs();
+    assert_eq!(codecs.video.and_then(|v| v.dimensions()), Some(FAKE_VIDEO_SIZE));
+    assert_eq!(codecs.audio, Some(aac::AacConfig::LC_48K_MONO));
+}
+
+#[test]
+fn only_fake_and_publish_inputs_are_supported() {
     assert!(MediaSource::start("FAKE://upper").is_ok());
+    assert!(MediaSource::start("publish://").is_ok());
+    assert!(MediaSource::start("Publish://live/a").is_ok());
     assert_eq!(
         MediaSource::start("rtmp://example/live").map(|_| ()),
         Err(MediaError::UnsupportedInput("rtmp://example/live".to_string()))

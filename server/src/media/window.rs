@@ -100,13 +100,17 @@ impl Timeline {
         start..start.saturating_add(self.segment_ticks)
     }
 
+    /// The first instant at which stream time has reached `ticks`; `None` if that is beyond
+    /// what the clock can represent.
+    pub fn instant_at(&self, ticks: u64) -> Option<Instant> {
+        // Rounded up, so that `stream_ticks` of the result is at least `ticks`.
+        self.origin.checked_add(ticks_to_duration(ticks.saturating_sub(self.lead_ticks)))
+    }
+
     /// The first instant at which `sequence` is complete; `None` if that is beyond what the
     /// clock can represent.
     pub fn complete_at(&self, sequence: u64) -> Option<Instant> {
-        let end = self.segment_range(sequence).end;
-        let after_origin = end.saturating_sub(self.lead_ticks);
-        // Rounded up, so that `window_at` of the result already counts the segment.
-        self.origin.checked_add(ticks_to_duration(after_origin))
+        self.instant_at(self.segment_range(sequence).end)
     }
 }
 

@@ -102,7 +102,9 @@ impl Reader {
             return Ok(self.interleaved());
         }
         if !is_token_char(first) {
-            return Err(Invalid::Malformed("the input is neither an RTSP message nor interleaved data"));
+            return Err(Invalid::Malformed(
+                "the input is neither an RTSP message nor interleaved data",
+            ));
         }
         if let Some(line_end) = find(&self.buf, b"\r\n", 0) {
             check_first_line(&self.buf[..line_end])?;
@@ -228,8 +230,11 @@ mod tests {
                 }
             }
             assert_eq!(frames.len(), 3, "split at {split}: {frames:?}");
-            assert!(matches!(&frames[0], Frame::Request(q) if q.method() == &rtsp_types::Method::Options));
-            assert!(matches!(frames[1], Frame::Ignored(Ignored::Interleaved { channel: 1, len: 3 })));
+            assert!(matches!(&frames[0], Frame::Request(q) if *q.method() == rtsp_types::Method::Options));
+            assert!(matches!(
+                frames[1],
+                Frame::Ignored(Ignored::Interleaved { channel: 1, len: 3 })
+            ));
             assert!(matches!(&frames[2], Frame::Request(q) if q.body() == b"abc"));
             assert!(!r.is_mid_frame());
         }
@@ -238,7 +243,10 @@ mod tests {
     #[test]
     fn garbage_is_malformed_at_once() {
         let mut r = reader();
-        assert!(matches!(feed(&mut r, b"\x00\xff\x16\x03").pop(), Some(Err(Invalid::Malformed(_)))));
+        assert!(matches!(
+            feed(&mut r, b"\x00\xff\x16\x03").pop(),
+            Some(Err(Invalid::Malformed(_)))
+        ));
         let mut r = reader();
         assert!(matches!(
             feed(&mut r, b"GET / HTTP/1.1\r\n").pop(),
@@ -251,10 +259,19 @@ mod tests {
         let mut r = reader();
         let mut big = b"OPTIONS rtsp://h/s RTSP/1.0\r\nX-Big: ".to_vec();
         big.extend(std::iter::repeat_n(b'a', 2000));
-        assert_eq!(feed(&mut r, &big).pop().unwrap().unwrap_err(), Invalid::HeadTooLarge { limit: 1024 });
+        assert_eq!(
+            feed(&mut r, &big).pop().unwrap().unwrap_err(),
+            Invalid::HeadTooLarge { limit: 1024 }
+        );
         let mut r = reader();
-        let steps = feed(&mut r, b"SET_PARAMETER rtsp://h/s RTSP/1.0\r\nContent-Length: 100000\r\n\r\n");
-        assert_eq!(steps.last().unwrap().as_ref().unwrap_err(), &Invalid::BodyTooLarge { limit: 256 });
+        let steps = feed(
+            &mut r,
+            b"SET_PARAMETER rtsp://h/s RTSP/1.0\r\nContent-Length: 100000\r\n\r\n",
+        );
+        assert_eq!(
+            steps.last().unwrap().as_ref().unwrap_err(),
+            &Invalid::BodyTooLarge { limit: 256 }
+        );
     }
 
     #[test]

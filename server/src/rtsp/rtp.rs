@@ -58,7 +58,11 @@ impl H264Packetizer {
     /// byte of NAL payload beside its two bytes of overhead).
     pub fn new(payload_type: u8, ssrc: u32, first_seq: u16, max_packet: usize) -> H264Packetizer {
         H264Packetizer {
-            rtp: RtpStream { payload_type, ssrc, next_seq: first_seq },
+            rtp: RtpStream {
+                payload_type,
+                ssrc,
+                next_seq: first_seq,
+            },
             max_packet: max_packet.max(HEADER_LEN + FU_A_OVERHEAD + 1),
         }
     }
@@ -86,7 +90,9 @@ impl H264Packetizer {
         let last_unit = units.len().saturating_sub(1);
         for (i, unit) in units.iter().enumerate() {
             let last_of_au = i == last_unit;
-            let Some((&header, body)) = unit.split_first() else { continue };
+            let Some((&header, body)) = unit.split_first() else {
+                continue;
+            };
             if unit.len() <= max_payload {
                 let mut p = self.rtp.packet(timestamp, last_of_au, unit.len());
                 p.put_slice(unit);
@@ -102,7 +108,9 @@ impl H264Packetizer {
             while let Some(piece) = pieces.next() {
                 let end = pieces.peek().is_none();
                 let fu_header = if start { 0x80 } else { 0 } | if end { 0x40 } else { 0 } | nal_type;
-                let mut p = self.rtp.packet(timestamp, last_of_au && end, FU_A_OVERHEAD + piece.len());
+                let mut p = self
+                    .rtp
+                    .packet(timestamp, last_of_au && end, FU_A_OVERHEAD + piece.len());
                 p.put_u8(indicator);
                 p.put_u8(fu_header);
                 p.put_slice(piece);
@@ -126,7 +134,11 @@ pub struct AacPacketizer {
 impl AacPacketizer {
     pub fn new(payload_type: u8, ssrc: u32, first_seq: u16, max_packet: usize) -> AacPacketizer {
         AacPacketizer {
-            rtp: RtpStream { payload_type, ssrc, next_seq: first_seq },
+            rtp: RtpStream {
+                payload_type,
+                ssrc,
+                next_seq: first_seq,
+            },
             max_packet: max_packet.max(HEADER_LEN + AAC_HBR_OVERHEAD + 1),
         }
     }
@@ -223,12 +235,18 @@ mod tests {
         let packets = p.packetize(1_024, &[0x01, 0x18, 0x20, 0x07]).unwrap();
         assert_eq!(packets.len(), 1);
         assert_eq!(header(&packets[0]), (true, 97, 10, 1_024, 7));
-        assert_eq!(&packets[0][HEADER_LEN..], &[0x00, 0x10, 0x00, 0x20, 0x01, 0x18, 0x20, 0x07]);
+        assert_eq!(
+            &packets[0][HEADER_LEN..],
+            &[0x00, 0x10, 0x00, 0x20, 0x01, 0x18, 0x20, 0x07]
+        );
         assert!(p.packetize(0, &[]).is_none());
         assert!(p.packetize(0, &vec![0; MAX_AAC_AU + 1]).is_none());
         let big = p.packetize(0, &vec![1; 3000]).unwrap();
         assert_eq!(big.len(), 3);
-        assert!(big.iter().all(|p| p.len() <= MAX_PACKET && u16::from_be_bytes([p[14], p[15]]) >> 3 == 3000));
+        assert!(
+            big.iter()
+                .all(|p| p.len() <= MAX_PACKET && u16::from_be_bytes([p[14], p[15]]) >> 3 == 3000)
+        );
     }
 
     #[test]

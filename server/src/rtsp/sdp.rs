@@ -77,7 +77,13 @@ pub(crate) fn tracks(codecs: &Codecs, track_url: impl Fn(usize) -> Url) -> Vec<T
 }
 
 /// The SDP text for `tracks`, with `aggregate` as the session-level control URL.
-pub(crate) fn describe(name: &str, server_ip: IpAddr, session_id: u64, aggregate: &Url, tracks: &[TrackDescription]) -> String {
+pub(crate) fn describe(
+    name: &str,
+    server_ip: IpAddr,
+    session_id: u64,
+    aggregate: &Url,
+    tracks: &[TrackDescription],
+) -> String {
     let mut session = Session::new(
         Origin::with_ip_addr(session_id, 1, server_ip),
         if name.is_empty() { "-" } else { name },
@@ -87,7 +93,9 @@ pub(crate) fn describe(name: &str, server_ip: IpAddr, session_id: u64, aggregate
     session.attributes.push(Attribute::with_value("tool", "usher"));
     // A live source: open-ended, no seeking.
     session.attributes.push(Attribute::with_value("range", "npt=now-"));
-    session.attributes.push(Attribute::with_value("control", aggregate.as_str()));
+    session
+        .attributes
+        .push(Attribute::with_value("control", aggregate.as_str()));
     for track in tracks {
         session.medias.push(media(track));
     }
@@ -125,7 +133,9 @@ fn media(track: &TrackDescription) -> Media {
     };
     media.attributes.push(Attribute::with_value("rtpmap", rtpmap));
     media.attributes.push(Attribute::with_value("fmtp", fmtp));
-    media.attributes.push(Attribute::with_value("control", track.control.as_str()));
+    media
+        .attributes
+        .push(Attribute::with_value("control", track.control.as_str()));
     media
 }
 
@@ -179,14 +189,22 @@ mod tests {
     #[test]
     fn sdp_has_absolute_controls_and_codec_parameters() {
         let base = Url::parse("rtsp://127.0.0.1:8554/live/s?token=abc").unwrap();
-        let tracks = tracks(&codecs(), |n| Url::parse(&format!("rtsp://127.0.0.1:8554/live/s/trackID={n}?token=abc")).unwrap());
+        let tracks = tracks(&codecs(), |n| {
+            Url::parse(&format!("rtsp://127.0.0.1:8554/live/s/trackID={n}?token=abc")).unwrap()
+        });
         let text = describe("live/s", "127.0.0.1".parse().unwrap(), 42, &base, &tracks);
         let parsed = Session::parse(text.as_bytes()).expect("the SDP parses");
-        assert_eq!(parsed.get_first_attribute_value("control").unwrap(), Some(base.as_str()));
+        assert_eq!(
+            parsed.get_first_attribute_value("control").unwrap(),
+            Some(base.as_str())
+        );
         assert_eq!(parsed.medias.len(), 2);
         let video = &parsed.medias[0];
         assert_eq!((video.media.as_str(), video.fmt.as_str()), ("video", "96"));
-        assert_eq!(video.get_first_attribute_value("rtpmap").unwrap(), Some("96 H264/90000"));
+        assert_eq!(
+            video.get_first_attribute_value("rtpmap").unwrap(),
+            Some("96 H264/90000")
+        );
         assert_eq!(
             video.get_first_attribute_value("fmtp").unwrap(),
             Some("96 packetization-mode=1;profile-level-id=42C01E;sprop-parameter-sets=Z0LAHqs=,aM48gA==")
@@ -196,15 +214,27 @@ mod tests {
             Some("rtsp://127.0.0.1:8554/live/s/trackID=0?token=abc")
         );
         let audio = &parsed.medias[1];
-        assert_eq!(audio.get_first_attribute_value("rtpmap").unwrap(), Some("97 MPEG4-GENERIC/48000/1"));
-        assert!(audio.get_first_attribute_value("fmtp").unwrap().unwrap().ends_with("config=1188"));
+        assert_eq!(
+            audio.get_first_attribute_value("rtpmap").unwrap(),
+            Some("97 MPEG4-GENERIC/48000/1")
+        );
+        assert!(
+            audio
+                .get_first_attribute_value("fmtp")
+                .unwrap()
+                .unwrap()
+                .ends_with("config=1188")
+        );
     }
 
     #[test]
     fn unknown_codecs_give_no_tracks() {
         let url = |_| Url::parse("rtsp://h/s").unwrap();
         assert!(tracks(&Codecs::default(), url).is_empty());
-        let audio_only = Codecs { video: None, audio: Some(AacConfig::LC_48K_MONO) };
+        let audio_only = Codecs {
+            video: None,
+            audio: Some(AacConfig::LC_48K_MONO),
+        };
         assert_eq!(tracks(&audio_only, url)[0].id, AUDIO_TRACK);
     }
 }

@@ -69,14 +69,23 @@ mod tests {
             requested("RTP/AVP/TCP;unicast;interleaved=0-1"),
             Requested::Interleaved(Some((0, 1)))
         );
-        assert_eq!(requested("RTP/AVP/TCP;interleaved=2"), Requested::Interleaved(Some((2, 3))));
+        assert_eq!(
+            requested("RTP/AVP/TCP;interleaved=2"),
+            Requested::Interleaved(Some((2, 3)))
+        );
         assert_eq!(requested("rtp/avp/tcp;unicast"), Requested::Interleaved(None));
         assert_eq!(
             requested("RTP/AVP;unicast;client_port=5000-5001, RTP/AVP/TCP;unicast;interleaved=4-5"),
             Requested::Interleaved(Some((4, 5)))
         );
-        assert_eq!(requested("RTP/AVP;unicast;client_port=5000-5001"), Requested::Unsupported);
-        assert_eq!(requested("RTP/AVP/UDP;unicast;client_port=5000-5001"), Requested::Unsupported);
+        assert_eq!(
+            requested("RTP/AVP;unicast;client_port=5000-5001"),
+            Requested::Unsupported
+        );
+        assert_eq!(
+            requested("RTP/AVP/UDP;unicast;client_port=5000-5001"),
+            Requested::Unsupported
+        );
         assert_eq!(requested("RTP/AVP/TCP;multicast"), Requested::Unsupported);
         assert_eq!(requested("RTP/AVP/TCP;interleaved=x-y"), Requested::Unsupported);
         assert_eq!(requested("RTP/AVP/TCP;interleaved=255"), Requested::Unsupported);
@@ -85,6 +94,9 @@ mod tests {
 
     #[test]
     fn the_answer_is_what_retina_requires() {
-        assert_eq!(answer((0, 1), 0xAB), "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=000000AB");
+        assert_eq!(
+            answer((0, 1), 0xAB),
+            "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=000000AB"
+        );
     }
 }

@@ -9,8 +9,10 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+use super::Codecs;
 use super::aac::{self, AacConfig};
 use super::access_unit::{AccessUnit, CLOCK_HZ, Track};
+use super::avc::AvcParams;
 
 pub use picture::{HEIGHT, WIDTH};
 
@@ -62,6 +64,14 @@ pub fn access_units(range: Range<u64>) -> Vec<AccessUnit> {
     units
 }
 
+/// The parameter sets of the pre-encoded picture and the audio configuration.
+pub fn codecs() -> Codecs {
+    Codecs {
+        video: AvcParams::from_annex_b(&picture::frame(0)),
+        audio: Some(AUDIO),
+    }
+}
+
 /// Indices of the frames of length `frame_ticks` that start inside `range`.
 fn frames_in(range: &Range<u64>, frame_ticks: u64) -> Range<u64> {
     range.start.div_ceil(frame_ticks)..range.end.div_ceil(frame_ticks)
@@ -82,6 +92,16 @@ mod tests {
         assert_eq!(units[0].track, Track::Video);
         assert!(units[0].keyframe);
         assert_eq!(units[0].pts, PTS_OFFSET);
+    }
+
+    #[test]
+    fn codecs_are_those_of_the_picture() {
+        let codecs = codecs();
+        let video = codecs.video.expect("every frame carries SPS and PPS");
+        assert_eq!(video.dimensions(), Some((WIDTH, HEIGHT)));
+        let unit = picture::frame(5);
+        assert!(unit.starts_with(&video.to_annex_b()), "each frame starts with these parameter sets");
+        assert_eq!(codecs.audio, Some(AacConfig::LC_48K_MONO));
     }
 
     #[test]

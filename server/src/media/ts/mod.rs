@@ -6,11 +6,13 @@
 
 mod continuity;
 mod crc;
+mod demux;
 mod packet;
 mod pes;
 mod psi;
 
 pub use continuity::ContinuityRewriter;
+pub use demux::{RESYNC_LIMIT, TsIngest};
 pub use packet::{PACKET_SIZE, SYNC_BYTE};
 
 use super::aac::AacConfig;
@@ -41,6 +43,8 @@ const PCR_LEAD_TICKS: u64 = 9_000;
 pub enum MuxError {
     #[error("audio access unit for a stream without an audio track")]
     NoAudioTrack,
+    #[error("video access unit for a stream without a video track")]
+    NoVideoTrack,
     #[error("AAC frame of {0} bytes does not fit an ADTS frame")]
     AdtsFrameTooLong(usize),
     #[error("audio PES payload of {0} bytes exceeds PES_packet_length")]
@@ -61,23 +65,55 @@ impl From<PesHeaderError> for MuxError {
 /// both HLS clients (ffmpeg feeds all segments to one demuxer) and the continuous feed rely on.
 #[derive(Debug, Clone)]
 pub struct TsMuxer {
+    video: bool,
     audio: Option<AacConfig>,
+    /// PMT version_number: bumped whenever the track set changes.
+    pmt_version: u8,
     pat: Continuity,
     pmt: Continuity,
-    video: Continuity,
+    video_cc: Continuity,
     audio_cc: Continuity,
 }
 
 impl TsMuxer {
     /// A muxer for H.264 video plus, if configured, AAC audio.
     pub fn new(audio: Option<AacConfig>) -> Self {
+        Self::with_tracks(true, audio)
+    }
+
+    /// A muxer for any track set, audio-only included (the PCR then rides on the audio PID).
+    pub fn with_tracks(video: bool, audio: Option<AacConfig>) -> Self {
         TsMuxer {
+            video,
             audio,
+            pmt_version: 0,
             pat: Continuity::default(),
             pmt: Continuity::default(),
-            video: Continuity::default(),
+            video_cc: Continuity::default(),
             audio_cc: Continuity::default(),
         }
+    }
+
+    /// Changes the tracks, keeping the continuity counters so that the output still continues
+    /// what was written before. A change in which tracks exist bumps the PMT version (taking
+    /// effect with the next [`write_tables`](Self::write_tables)); a new AAC configuration only
+    /// changes the ADTS headers of the following frames.
+    pub fn set_tracks(&mut self, video: bool, audio: Option<AacConfig>) {
+        if (video, audio.is_some()) != (self.video, self.audio.is_some()) {
+            self.pmt_version = (self.pmt_version + 1) & 0x1F;
+        }
+        self.video = video;
+        self.audio = audio;
+    }
+
+    /// Whether the tables announce a video track, and the audio configuration if any.
+    pub fn tracks(&self) -> (bool, Option<AacConfig>) {
+        (self.video, self.audio)
+    }
+
+    /// The PID whose packets carry the PCR: video if there is one.
+    fn pcr_pid(&self) -> u16 {
+        if self.video || self.audio.is_none() { VIDEO_PID } else { AUDIO_PID }
     }
 
     /// Writes the PAT and the PMT, one packet each. Every segment starts with them so that a
@@ -86,27 +122,34 @@ impl TsMuxer {
         let pat = psi::pat_section(TRANSPORT_STREAM_ID, PROGRAM_NUMBER, PMT_PID);
         packet::write_section(out, PAT_PID, &mut self.pat, &pat);
 
-        let mut streams = vec![EsEntry {
-            stream_type: STREAM_TYPE_H264,
-            pid: VIDEO_PID,
-        }];
+        let mut streams = Vec::with_capacity(2);
+        if self.video {
+            streams.push(EsEntry {
+                stream_type: STREAM_TYPE_H264,
+                pid: VIDEO_PID,
+            });
+        }
         if self.audio.is_some() {
             streams.push(EsEntry {
                 stream_type: STREAM_TYPE_AAC_ADTS,
                 pid: AUDIO_PID,
             });
         }
-        let pmt = psi::pmt_section(PROGRAM_NUMBER, VIDEO_PID, &streams);
+        let pmt = psi::pmt_section(PROGRAM_NUMBER, self.pmt_version, self.pcr_pid(), &streams);
         packet::write_section(out, PMT_PID, &mut self.pmt, &pmt);
     }
 
     /// Writes one access unit as one PES packet.
     ///
     /// Video gets an access unit delimiter if it lacks one (ISO/IEC 13818-1 §2.14.1), a PCR and,
-    /// on keyframes, random_access_indicator. Audio gets its ADTS header.
+    /// on keyframes, random_access_indicator. Audio gets its ADTS header, and the PCR when there
+    /// is no video track.
     pub fn write_access_unit(&mut self, au: &AccessUnit, out: &mut Vec<u8>) -> Result<(), MuxError> {
         match au.track {
             Track::Video => {
+                if !self.video {
+                    return Err(MuxError::NoVideoTrack);
+                }
                 let delimiter: &[u8] = if h264::starts_with_access_unit_delimiter(&au.data) {
                     &[]
                 } else {
@@ -119,7 +162,7 @@ impl TsMuxer {
                     random_access: au.keyframe,
                 };
                 let parts = [&header[..header_len], delimiter, &au.data[..]];
-                packet::write_payload_unit(out, VIDEO_PID, &mut self.video, first, &parts);
+                packet::write_payload_unit(out, VIDEO_PID, &mut self.video_cc, first, &parts);
             }
             Track::Audio => {
                 let config = self.audio.ok_or(MuxError::NoAudioTrack)?;
@@ -129,8 +172,9 @@ impl TsMuxer {
                 let payload_len = adts.len() + au.data.len();
                 let (header, header_len) = pes_header(AUDIO_STREAM_ID, au.pts, au.dts, payload_len)?;
                 // Every AAC frame is a random access point (no inter-frame prediction in LC).
+                let pcr = (self.pcr_pid() == AUDIO_PID).then(|| au.dts.saturating_sub(PCR_LEAD_TICKS));
                 let first = FirstPacket {
-                    pcr: None,
+                    pcr,
                     random_access: true,
                 };
                 let parts = [&header[..header_len], &adts[..], &au.data[..]];

@@ -125,6 +125,53 @@ fn pcr_bytes(base: u64) -> [u8; 6] {
     ]
 }
 
+/// The header fields of one received packet that a demuxer acts on (§2.4.3.2, §2.4.3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivedPacket {
+    pub pid: u16,
+    pub transport_error: bool,
+    pub payload_unit_start: bool,
+    pub continuity_counter: u8,
+    /// adaptation_field_control says the packet has a payload.
+    pub has_payload: bool,
+    /// discontinuity_indicator: the continuity counter may jump here.
+    pub discontinuity: bool,
+    /// Where the payload starts in the packet (188 when there is none).
+    pub payload_offset: usize,
+}
+
+/// Reads a packet's header and adaptation field length; `Err` with a short description if the
+/// packet does not start with the sync byte or its adaptation field overruns the packet.
+pub fn parse_packet(packet: &[u8; PACKET_SIZE]) -> Result<ReceivedPacket, &'static str> {
+    if packet[0] != SYNC_BYTE {
+        return Err("no sync byte");
+    }
+    let control = (packet[3] >> 4) & 0x03;
+    if control == 0 {
+        return Err("reserved adaptation_field_control 00");
+    }
+    let has_adaptation = control & 0b10 != 0;
+    let has_payload = control & 0b01 != 0;
+    let (payload_offset, discontinuity) = if has_adaptation {
+        let length = usize::from(packet[4]);
+        if HEADER_LEN + 1 + length > PACKET_SIZE {
+            return Err("adaptation field longer than the packet");
+        }
+        (HEADER_LEN + 1 + length, length > 0 && packet[5] & 0x80 != 0)
+    } else {
+        (HEADER_LEN, false)
+    };
+    Ok(ReceivedPacket {
+        pid: u16::from_be_bytes([packet[1], packet[2]]) & 0x1FFF,
+        transport_error: packet[1] & 0x80 != 0,
+        payload_unit_start: packet[1] & 0x40 != 0,
+        continuity_counter: packet[3] & 0x0F,
+        has_payload,
+        discontinuity,
+        payload_offset: if has_payload { payload_offset } else { PACKET_SIZE },
+    })
+}
+
 /// A payload given as several slices, consumed front to back without joining them first.
 struct Parts<'a> {
     parts: &'a [&'a [u8]],
@@ -240,6 +287,39 @@ mod tests {
         assert_eq!(out.len(), PACKET_SIZE);
         assert_eq!(out[3] >> 4, ADAPTATION_AND_PAYLOAD);
         assert_eq!(out[4], 0);
+    }
+
+    #[test]
+    fn written_packets_parse_back() {
+        let mut out = Vec::new();
+        let mut cc = Continuity::default();
+        let first = FirstPacket {
+            pcr: Some(1),
+            random_access: true,
+        };
+        write_payload_unit(&mut out, 0x101, &mut cc, first, &[&[9; 300]]);
+        let packets: Vec<&[u8; PACKET_SIZE]> = out.chunks_exact(PACKET_SIZE).filter_map(|p| p.try_into().ok()).collect();
+        let head = parse_packet(packets[0]).expect("valid");
+        assert_eq!((head.pid, head.payload_unit_start, head.continuity_counter), (0x101, true, 0));
+        assert_eq!(head.payload_offset, 12, "header, length, flags, PCR");
+        let tail = parse_packet(packets[1]).expect("valid");
+        assert_eq!((tail.payload_unit_start, tail.continuity_counter, tail.has_payload), (false, 1, true));
+        assert_eq!(PACKET_SIZE - tail.payload_offset + PACKET_SIZE - head.payload_offset, 300);
+    }
+
+    #[test]
+    fn broken_packets_are_refused() {
+        let mut packet = [0xFF; PACKET_SIZE];
+        assert_eq!(parse_packet(&packet), Err("no sync byte"));
+        packet[..5].copy_from_slice(&[SYNC_BYTE, 0, 0x20, 0x30, 184]);
+        assert_eq!(parse_packet(&packet), Err("adaptation field longer than the packet"));
+        packet[4] = 183;
+        assert_eq!(parse_packet(&packet).map(|p| p.payload_offset), Ok(PACKET_SIZE));
+        packet[3] = 0x00;
+        assert!(parse_packet(&packet).is_err(), "adaptation_field_control 00");
+        packet[3] = 0x20;
+        packet[5] = 0x80;
+        assert_eq!(parse_packet(&packet).map(|p| (p.has_payload, p.discontinuity)), Ok((false, true)));
     }
 
     #[test]

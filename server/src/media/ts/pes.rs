@@ -66,6 +66,62 @@ fn timestamp(prefix: u8, ts: u64) -> [u8; 5] {
     ]
 }
 
+/// The parts of a received PES header (§2.4.3.6) a demuxer needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivedPesHeader {
+    pub stream_id: u8,
+    /// PES_packet_length: bytes after this field; 0 is "unbounded" (video only).
+    pub packet_length: u16,
+    /// 33-bit timestamps as written.
+    pub pts: Option<u64>,
+    pub dts: Option<u64>,
+    /// Where the elementary stream data starts.
+    pub header_len: usize,
+}
+
+/// Reads the PES header at the start of `data`. Stream ids without the optional header
+/// (padding, private_stream_2, ...; §2.4.3.7 Table 2-21) are refused: they carry nothing here.
+pub fn parse_pes_header(data: &[u8]) -> Result<ReceivedPesHeader, &'static str> {
+    let Some(&[p0, p1, p2, stream_id, len_hi, len_lo, flags1, flags2, header_data_length]) = data.first_chunk::<9>()
+    else {
+        return Err("PES header cut short");
+    };
+    if [p0, p1, p2] != [0, 0, 1] {
+        return Err("no PES start code");
+    }
+    if matches!(stream_id, 0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xF2 | 0xF8 | 0xFF) || flags1 & 0xC0 != 0x80 {
+        return Err("PES without the optional header");
+    }
+    let header_len = 9 + usize::from(header_data_length);
+    let fields = data.get(9..header_len).ok_or("PES header cut short")?;
+    let (pts, dts) = match flags2 >> 6 {
+        0b10 => (Some(read_timestamp(fields.get(..5))?), None),
+        0b11 => (Some(read_timestamp(fields.get(..5))?), Some(read_timestamp(fields.get(5..10))?)),
+        0b00 => (None, None),
+        _ => return Err("forbidden PTS_DTS_flags 01"),
+    };
+    Ok(ReceivedPesHeader {
+        stream_id,
+        packet_length: u16::from_be_bytes([len_hi, len_lo]),
+        pts,
+        dts,
+        header_len,
+    })
+}
+
+/// The 33-bit value of a 5-byte timestamp field; marker bits are not checked (real muxers get
+/// them right, and a wrong one says nothing about the value).
+fn read_timestamp(field: Option<&[u8]>) -> Result<u64, &'static str> {
+    let Some(&[a, b, c, d, e]) = field else {
+        return Err("PES timestamp cut short");
+    };
+    Ok((u64::from(a & 0x0E) << 29)
+        | (u64::from(b) << 22)
+        | (u64::from(c & 0xFE) << 14)
+        | (u64::from(d) << 7)
+        | u64::from(e >> 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +134,33 @@ mod tests {
             &header[..len],
             [0, 0, 1, 0xC0, 0, 19, 0x84, 0x80, 5, 0x21, 0x00, 0x07, 0xD8, 0x61]
         );
+    }
+
+    #[test]
+    fn written_headers_parse_back() {
+        for (pts, dts) in [(126_000, 126_000), ((1 << 33) - 1, (1 << 33) - 3_001), (0, 0)] {
+            let (header, len) = pes_header(VIDEO_STREAM_ID, pts, dts, 10).expect("fits");
+            let parsed = parse_pes_header(&header[..len]).expect("own header parses");
+            let expected_dts = (pts != dts).then_some(dts);
+            assert_eq!((parsed.pts, parsed.dts, parsed.header_len), (Some(pts), expected_dts, len));
+            assert_eq!(usize::from(parsed.packet_length), len - 6 + 10);
+        }
+    }
+
+    #[test]
+    fn broken_headers_are_refused() {
+        let (header, len) = pes_header(AUDIO_STREAM_ID, 1, 1, 0).expect("fits");
+        assert_eq!(parse_pes_header(&header[..len - 1]), Err("PES header cut short"));
+        assert_eq!(parse_pes_header(&header[..8]), Err("PES header cut short"));
+        let mut wrong = header;
+        wrong[2] = 2;
+        assert_eq!(parse_pes_header(&wrong[..len]), Err("no PES start code"));
+        let mut padding = header;
+        padding[3] = 0xBE;
+        assert_eq!(parse_pes_header(&padding[..len]), Err("PES without the optional header"));
+        let mut forbidden = header;
+        forbidden[7] = 0x40;
+        assert_eq!(parse_pes_header(&forbidden[..len]), Err("forbidden PTS_DTS_flags 01"));
     }
 
     #[test]

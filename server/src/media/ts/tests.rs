@@ -149,6 +149,55 @@ fn audio_without_an_audio_track_is_refused() {
     assert!(out.is_empty(), "nothing half-written");
 }
 
+#[test]
+fn an_audio_only_stream_carries_its_pcr_on_the_audio_pid() {
+    let mut muxer = TsMuxer::with_tracks(false, Some(AacConfig::LC_48K_MONO));
+    let mut out = Vec::new();
+    muxer.write_tables(&mut out);
+    muxer.write_access_unit(&audio(90_000, &aac::SILENT_MONO_FRAME), &mut out).expect("audio track");
+    assert_eq!(
+        muxer.write_access_unit(&video(0, &[0, 0, 1, 0x65]), &mut out),
+        Err(MuxError::NoVideoTrack)
+    );
+    let mut reader = TsPacketReader::new(&out[..]);
+    let mut saw_pcr = false;
+    while let Some(packet) = reader.read_ts_packet().expect("valid TS packet") {
+        match packet.payload {
+            Some(TsPayload::Pmt(pmt)) => {
+                assert_eq!(pmt.pcr_pid.map(|p| p.as_u16()), Some(AUDIO_PID));
+                let streams: Vec<_> = pmt.es_info.iter().map(|es| es.elementary_pid.as_u16()).collect();
+                assert_eq!(streams, [AUDIO_PID]);
+            }
+            Some(TsPayload::PesStart(_)) => {
+                let pcr = packet.adaptation_field.and_then(|a| a.pcr).expect("PCR on the audio PES");
+                assert_eq!(pcr.as_u64() / 300, 90_000 - PCR_LEAD_TICKS);
+                saw_pcr = true;
+            }
+            _ => {}
+        }
+    }
+    assert!(saw_pcr);
+}
+
+#[test]
+fn a_new_track_set_bumps_the_pmt_version_and_keeps_the_counters() {
+    let mut muxer = TsMuxer::with_tracks(true, None);
+    let mut first = Vec::new();
+    muxer.write_tables(&mut first);
+    muxer.set_tracks(true, Some(AacConfig::LC_48K_MONO));
+    let mut second = Vec::new();
+    muxer.write_tables(&mut second);
+    // PMT packet: header, pointer_field, table_id, length (2), program_number (2), version byte.
+    let version = |tables: &[u8]| (tables[PACKET_SIZE + 10] >> 1) & 0x1F;
+    assert_eq!((version(&first), version(&second)), (0, 1));
+    assert_eq!(second[PACKET_SIZE + 3] & 0x0F, 1, "the PMT's counter went on");
+    // A new AAC configuration alone changes no table.
+    muxer.set_tracks(true, Some(AacConfig { channel_configuration: 2, ..AacConfig::LC_48K_MONO }));
+    let mut third = Vec::new();
+    muxer.write_tables(&mut third);
+    assert_eq!(version(&third), 1);
+}
+
 /// Small access units with arbitrary content, timestamps anywhere in (and past) 33 bits, and
 /// B-frame style DTS below PTS now and then.
 fn access_unit() -> impl Strategy<Value = AccessUnit> {

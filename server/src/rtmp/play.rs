@@ -1,0 +1,169 @@
+//! Playing: access units from the stream's feed as RTMP video and audio messages.
+//!
+//! Timestamps are decoding times in milliseconds, rebased so the first message is at 0 (players
+//! start their clock there); the AVC composition offset carries pts − dts. Sequence headers come
+//! from the source's codecs when playback starts and again whenever a keyframe brings parameter
+//! sets that differ from the ones sent, so a publisher that changes resolution mid-stream, or
+//! whose configuration was not known yet at start, still plays.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rml_rtmp::chunk_io::Packet;
+use rml_rtmp::sessions::{ServerSession, ServerSessionError, StreamMetadata};
+use rml_rtmp::time::RtmpTimestamp;
+
+use super::flv;
+use crate::media::{AccessUnit, AuFeed, CLOCK_HZ, MediaSource, Track};
+
+/// FLV codec ids announced in onMetaData (§E.4.2.1, §E.4.3.1).
+const VIDEO_CODEC_AVC: u32 = 7;
+const AUDIO_CODEC_AAC: u32 = 10;
+
+/// One viewer's position in the stream and what it has been told so far.
+#[derive(Debug)]
+pub(super) struct Player {
+    media: Arc<MediaSource>,
+    feed: AuFeed,
+    stream_id: u32,
+    /// Decoding time of the first message; RTMP time 0.
+    base_dts: Option<u64>,
+    /// SPS and PPS of the last AVC sequence header sent.
+    avc_params: Option<(Bytes, Bytes)>,
+    aac_header_sent: bool,
+    /// Video waits for a keyframe after the sequence header.
+    keyframe_sent: bool,
+}
+
+impl Player {
+    pub fn new(media: Arc<MediaSource>, stream_id: u32) -> Player {
+        let feed = media.subscribe();
+        Player {
+            media,
+            feed,
+            stream_id,
+            base_dts: None,
+            avc_params: None,
+            aac_header_sent: false,
+            keyframe_sent: false,
+        }
+    }
+
+    /// The RTMP message stream the client plays on.
+    pub fn stream_id(&self) -> u32 {
+        self.stream_id
+    }
+
+    /// The next access unit of the feed; `None` when the source ended. Cancel-safe.
+    pub async fn next_unit(&mut self) -> Option<AccessUnit> {
+        self.feed.next().await
+    }
+
+    /// What follows the accepted play: onMetaData and the sequence headers known now.
+    pub fn start(&mut self, session: &mut ServerSession) -> Result<Vec<Packet>, ServerSessionError> {
+        let codecs = self.media.codecs();
+        let mut out = Vec::new();
+        if codecs.video.is_some() || codecs.audio.is_some() {
+            let mut metadata = StreamMetadata::new();
+            if codecs.video.is_some() {
+                metadata.video_codec_id = Some(VIDEO_CODEC_AVC);
+            }
+            if let Some(aac) = codecs.audio {
+                metadata.audio_codec_id = Some(AUDIO_CODEC_AAC);
+                metadata.audio_sample_rate = aac.sample_rate();
+                metadata.audio_channels = Some(u32::from(aac.channel_configuration));
+                metadata.audio_is_stereo = Some(aac.channel_configuration == 2);
+            }
+            out.push(session.send_metadata(self.stream_id, &metadata)?);
+        }
+        if let Some(avc) = codecs.video {
+            out.extend(self.avc_header(session, avc.sps, avc.pps, RtmpTimestamp::new(0))?);
+        }
+        if let Some(aac) = codecs.audio {
+            let tag = flv::aac_sequence_header(&aac.audio_specific_config());
+            out.push(session.send_audio_data(self.stream_id, tag, RtmpTimestamp::new(0), false)?);
+            self.aac_header_sent = true;
+        }
+        Ok(out)
+    }
+
+    /// The messages for one access unit (none while its codec configuration is unknown).
+    pub fn packets(&mut self, unit: AccessUnit, session: &mut ServerSession) -> Result<Vec<Packet>, ServerSessionError> {
+        let base = *self.base_dts.get_or_insert(unit.dts);
+        let millis = unit.dts.saturating_sub(base) * 1000 / CLOCK_HZ;
+        // RTMP time is 32-bit milliseconds and wraps after 49.7 days, as the protocol intends.
+        let timestamp = RtmpTimestamp::new(millis as u32);
+        match unit.track {
+            Track::Video => self.video(unit, timestamp, session),
+            Track::Audio => self.audio(unit, timestamp, session),
+        }
+    }
+
+    fn video(
+        &mut self,
+        unit: AccessUnit,
+        timestamp: RtmpTimestamp,
+        session: &mut ServerSession,
+    ) -> Result<Vec<Packet>, ServerSessionError> {
+        let split = flv::annex_b_to_avcc(&unit.data);
+        let mut out = Vec::new();
+        match (split.sps, split.pps) {
+            (Some(sps), Some(pps)) => out.extend(self.avc_header(session, sps, pps, timestamp)?),
+            _ if self.avc_params.is_none() => {
+                if let Some(avc) = self.media.codecs().video {
+                    out.extend(self.avc_header(session, avc.sps, avc.pps, timestamp)?);
+                }
+            }
+            _ => {}
+        }
+        let keyframe = unit.keyframe || split.has_idr;
+        if self.avc_params.is_none() || split.avcc.is_empty() || (!self.keyframe_sent && !keyframe) {
+            return Ok(out);
+        }
+        self.keyframe_sent = true;
+        let composition_ms = (unit.pts as i64 - unit.dts as i64) * 1000 / CLOCK_HZ as i64;
+        let composition_ms = composition_ms.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        let tag = flv::avc_nalu_tag(keyframe, composition_ms, &split.avcc);
+        out.push(session.send_video_data(self.stream_id, tag, timestamp, false)?);
+        Ok(out)
+    }
+
+    fn audio(
+        &mut self,
+        unit: AccessUnit,
+        timestamp: RtmpTimestamp,
+        session: &mut ServerSession,
+    ) -> Result<Vec<Packet>, ServerSessionError> {
+        let mut out = Vec::new();
+        if !self.aac_header_sent {
+            let Some(aac) = self.media.codecs().audio else {
+                return Ok(out);
+            };
+            let tag = flv::aac_sequence_header(&aac.audio_specific_config());
+            out.push(session.send_audio_data(self.stream_id, tag, timestamp, false)?);
+            self.aac_header_sent = true;
+        }
+        let tag = flv::aac_raw_tag(&unit.data);
+        out.push(session.send_audio_data(self.stream_id, tag, timestamp, false)?);
+        Ok(out)
+    }
+
+    /// An AVC sequence header, unless these parameter sets were the last ones sent.
+    fn avc_header(
+        &mut self,
+        session: &mut ServerSession,
+        sps: Bytes,
+        pps: Bytes,
+        timestamp: RtmpTimestamp,
+    ) -> Result<Option<Packet>, ServerSessionError> {
+        if self.avc_params.as_ref().is_some_and(|(s, p)| *s == sps && *p == pps) {
+            return Ok(None);
+        }
+        let Some(tag) = flv::avc_sequence_header(&sps, &pps) else {
+            tracing::warn!(sps_len = sps.len(), "the stream's SPS cannot make an AVC sequence header");
+            return Ok(None);
+        };
+        self.avc_params = Some((sps, pps));
+        session.send_video_data(self.stream_id, tag, timestamp, false).map(Some)
+    }
+}

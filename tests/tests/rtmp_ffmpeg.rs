@@ -1,0 +1,482 @@
+//! The RTMP front end against outside clients: ffmpeg/ffprobe (Debian's ffmpeg) and the
+//! conformance suite's `rml_rtmp` driver, with a wiremock backend deciding.
+//!
+//! * play `rtmp://HOST/static/NAME?token=T` (T9): an allowed token decodes, a denied one makes
+//!   ffprobe fail and the driver report a refusal;
+//! * publish with ffmpeg (`-f flv`, PUB-01..06): admitted with the right token and password,
+//!   refused (ffmpeg exits non-zero) with a denied token (the backend saw the POST) or a wrong
+//!   password (no backend call); while it publishes the stream plays over HLS and RTMP;
+//! * a recheck deny closes a playing connection within about a second (TIME-05, RESP-02);
+//! * garbage and a truncated handshake cost only their own connection.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+use usher_conformance::clients::rtmp::{REFUSED_STATUS, RtmpClient};
+use usher_conformance::clients::{Outcome, ViewerProfile};
+use usher_server::config::{AuthSpec, AuthTarget, Config, StreamConfig};
+use usher_server::{RunningServer, Server};
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const PASSWORD: &str = "P";
+
+/// The backend: GET /auth and POST /publish allow token `good` and refuse token `bad`;
+/// GET /recheck allows once for one second, then refuses.
+async fn backend() -> MockServer {
+    let server = MockServer::start().await;
+    for (verb, route) in [("GET", "/auth"), ("POST", "/publish")] {
+        Mock::given(method(verb))
+            .and(path(route))
+            .and(query_param("token", "good"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        Mock::given(method(verb))
+            .and(path(route))
+            .and(query_param("token", "bad"))
+            .respond_with(ResponseTemplate::new(403))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/redirect"))
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", "http://backup.example/clip.m3u8"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/recheck"))
+        .respond_with(ResponseTemplate::new(200).insert_header("X-AuthDuration", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/recheck"))
+        .respond_with(ResponseTemplate::new(403))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn spec(backend: &MockServer, route: &str) -> Option<AuthSpec> {
+    Some(AuthSpec::new(AuthTarget::Http(format!("{}{route}", backend.uri()))))
+}
+
+/// Server logs for a failing test: `RUST_LOG=usher_server=debug cargo test …`.
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn start(backend: &MockServer) -> RunningServer {
+    init_logs();
+    let config = Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        rtmp: Some("127.0.0.1:0".parse().unwrap()),
+        streams: vec![
+            StreamConfig {
+                name: "s1".into(),
+                inputs: vec!["fake://fake".into()],
+                on_play: spec(backend, "/auth"),
+                ..StreamConfig::default()
+            },
+            StreamConfig {
+                name: "pub".into(),
+                inputs: vec!["publish://".into()],
+                on_play: spec(backend, "/auth"),
+                on_publish: spec(backend, "/publish"),
+                password: Some(PASSWORD.into()),
+                ..StreamConfig::default()
+            },
+            StreamConfig {
+                name: "r1".into(),
+                inputs: vec!["fake://fake".into()],
+                on_play: spec(backend, "/recheck"),
+                ..StreamConfig::default()
+            },
+            StreamConfig {
+                name: "live/cam1".into(),
+                inputs: vec!["fake://fake".into()],
+                on_play: spec(backend, "/auth"),
+                ..StreamConfig::default()
+            },
+            StreamConfig {
+                name: "moved".into(),
+                inputs: vec!["fake://fake".into()],
+                on_play: spec(backend, "/redirect"),
+                ..StreamConfig::default()
+            },
+        ],
+        ..Config::default()
+    };
+    Server::start(config).await.expect("server starts")
+}
+
+fn rtmp_addr(server: &RunningServer) -> SocketAddr {
+    server.rtmp_addr().expect("the config has rtmp")
+}
+
+/// Runs a command from Debian's ffmpeg package with a bound on its run time; returns (success,
+/// stdout, stderr).
+async fn run(program: &str, args: &[&str], limit: Duration) -> (bool, Vec<u8>, String) {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(limit, child)
+        .await
+        .unwrap_or_else(|_| panic!("{program} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| {
+            panic!("{program} must be installed (Debian package ffmpeg; .ci/run installs it): {e}")
+        });
+    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// ffprobe's verdict on `url`: (success, codec names, stderr).
+async fn ffprobe(url: &str) -> (bool, Vec<String>, String) {
+    let (ok, stdout, stderr) = run(
+        "ffprobe",
+        &["-v", "error", "-of", "json", "-show_streams", "-rw_timeout", "8000000", url],
+        Duration::from_secs(30),
+    )
+    .await;
+    let json: Value = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
+    let mut codecs: Vec<String> = json["streams"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    codecs.sort();
+    (ok, codecs, stderr)
+}
+
+/// ffmpeg publishing `seconds` of test pattern and tone as FLV to `url`.
+fn ffmpeg_publish(url: &str, seconds: u32) -> tokio::process::Child {
+    let seconds = seconds.to_string();
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+            "-t",
+            &seconds,
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+            "-bf",
+            "0",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg must be installed (Debian package ffmpeg; .ci/run installs it)")
+}
+
+/// Waits for a publishing ffmpeg; returns (success, stderr).
+async fn finish(child: tokio::process::Child, limit: Duration) -> (bool, String) {
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("ffmpeg did not finish within {limit:?}"))
+        .expect("ffmpeg runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+async fn calls_to(backend: &MockServer, route: &str) -> Vec<wiremock::Request> {
+    backend
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path() == route)
+        .collect()
+}
+
+fn query(request: &wiremock::Request, key: &str) -> Option<String> {
+    request
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn good() -> Vec<(String, String)> {
+    vec![("token".to_string(), "good".to_string())]
+}
+
+#[tokio::test]
+async fn ffprobe_plays_over_rtmp_with_an_allowed_token_and_fails_with_a_denied_one() {
+    let backend = backend().await;
+    let server = start(&backend).await;
+    let base = format!("rtmp://{}", rtmp_addr(&server));
+
+    let (ok, codecs, stderr) = ffprobe(&format!("{base}/static/s1?token=good")).await;
+    assert!(ok, "ffprobe failed over RTMP: {stderr}");
+    assert!(codecs.contains(&"h264".to_string()), "streams: {codecs:?}; {stderr}");
+    assert!(codecs.contains(&"aac".to_string()), "streams: {codecs:?}; {stderr}");
+
+    let (ok, _, stderr) = ffprobe(&format!("{base}/static/s1?token=bad")).await;
+    assert!(!ok, "ffprobe must fail with a denied token");
+    assert!(stderr.contains("refused"), "ffprobe should print the server's reason: {stderr}");
+
+    // The backend saw the RTMP session as T1 describes it.
+    let calls = calls_to(&backend, "/auth").await;
+    let first = calls.first().expect("a backend call");
+    assert_eq!(query(first, "name").as_deref(), Some("s1"));
+    assert_eq!(query(first, "proto").as_deref(), Some("rtmp"));
+    assert_eq!(query(first, "ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(query(first, "qs").as_deref(), Some("token=good"));
+    assert_eq!(query(first, "token").as_deref(), Some("good"));
+    assert!(
+        query(first, "user_agent").is_some_and(|ua| !ua.is_empty()),
+        "flashVer is the user agent: {:?}",
+        first.url
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_app_other_than_static_prefixes_the_name_and_page_url_is_the_referer() {
+    let backend = backend().await;
+    let server = start(&backend).await;
+    let url = format!("rtmp://{}/live/cam1?token=good", rtmp_addr(&server));
+    let page = "https://site.example/watch?token=good&name=cam1";
+    let (ok, stdout, stderr) = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-show_streams",
+            "-rtmp_pageurl",
+            page,
+            "-rtmp_flashver",
+            "usher-test/1.0",
+            &url,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(ok, "ffprobe failed on {url}: {stderr}");
+    assert!(String::from_utf8_lossy(&stdout).contains("h264"), "{stderr}");
+    let calls = calls_to(&backend, "/auth").await;
+    let call = calls.first().expect("a backend call");
+    assert_eq!(query(call, "name").as_deref(), Some("live/cam1"), "T9: app `live` is part of the name");
+    assert_eq!(query(call, "referer").as_deref(), Some(page), "pageUrl is the referer (T1)");
+    assert_eq!(query(call, "user_agent").as_deref(), Some("usher-test/1.0"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_rml_rtmp_driver_plays_and_is_refused() {
+    let backend = backend().await;
+    let server = start(&backend).await;
+    let client = RtmpClient::new(rtmp_addr(&server), ViewerProfile::new("127.0.0.1".parse().unwrap()));
+
+    let (attempt, player) = client.play("s1", &good()).await;
+    assert_eq!(attempt.outcome, Outcome::Playing, "{attempt}");
+    let mut player = player.expect("a playing connection");
+    let seen = player.seen();
+    assert!(seen.avc_sequence_header, "{seen:?}");
+    assert!(seen.keyframes >= 1, "the first picture is a keyframe: {seen:?}");
+    assert!(player.wait_more_video(5, Duration::from_secs(5)).await, "{:?}", player.seen());
+    let seen = player.seen();
+    assert!(seen.aac_sequence_header && seen.audio_messages > 0, "{seen:?}");
+    assert!(seen.last_video_ms > seen.first_video_ms, "timestamps advance: {seen:?}");
+
+    let bad = [("token".to_string(), "bad".to_string())];
+    let (attempt, player) = client.play("s1", &bad).await;
+    assert_eq!(attempt.outcome, Outcome::Denied { status: REFUSED_STATUS }, "{attempt}");
+    assert!(player.is_none());
+    assert!(
+        attempt.trail.iter().any(|l| l.contains("refused by the authorization backend")),
+        "{attempt}"
+    );
+    // Unknown stream: refused too, not a transport failure.
+    let (attempt, _) = client.play("nope", &good()).await;
+    assert!(attempt.outcome.is_refused(), "{attempt}");
+    // A backend redirect is a refusal over RTMP (AMB-5).
+    let (attempt, _) = client.play("moved", &good()).await;
+    assert_eq!(attempt.outcome, Outcome::Denied { status: REFUSED_STATUS }, "{attempt}");
+    assert!(attempt.trail.iter().any(|l| l.contains("redirect")), "{attempt}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_recheck_deny_closes_a_playing_connection_within_a_second() {
+    let backend = backend().await;
+    let server = start(&backend).await;
+    let client = RtmpClient::new(rtmp_addr(&server), ViewerProfile::new("127.0.0.1".parse().unwrap()));
+    let (attempt, player) = client.play("r1", &good()).await;
+    assert_eq!(attempt.outcome, Outcome::Playing, "{attempt}");
+    let mut player = player.unwrap();
+
+    // The recheck is due one second after the allow (X-AuthDuration: 1).
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while calls_to(&backend, "/recheck").await.len() < 2 {
+        assert!(Instant::now() < deadline, "no recheck call within 6 s");
+        assert!(player.closed().is_none(), "closed before the recheck: {:?}", player.closed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recheck_seen = Instant::now();
+    let calls = calls_to(&backend, "/recheck").await;
+    assert_eq!(query(&calls[1], "request_type").as_deref(), Some("update_session"));
+    let closed = player.wait_closed(Duration::from_millis(1500)).await;
+    assert!(
+        closed.is_some(),
+        "the connection must close within about a second of the denying recheck; seen {:?}",
+        player.seen()
+    );
+    let within = recheck_seen.elapsed();
+    assert!(within < Duration::from_millis(1500), "closed {within:?} after the recheck");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_and_a_truncated_handshake_close_only_their_connection() {
+    let backend = backend().await;
+    let server = start(&backend).await;
+    let addr = rtmp_addr(&server);
+    let client = RtmpClient::new(addr, ViewerProfile::new("127.0.0.1".parse().unwrap()));
+    let (attempt, player) = client.play("s1", &good()).await;
+    assert_eq!(attempt.outcome, Outcome::Playing, "{attempt}");
+    let mut player = player.unwrap();
+
+    // Not RTMP at all.
+    let mut garbage = TcpStream::connect(addr).await.unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_closed_by_server(&mut garbage, Duration::from_secs(3)).await;
+
+    // C0 and a third of C1, then silence: the setup timeout (10 s) would end it; half-closing
+    // ends it now.
+    let mut truncated = TcpStream::connect(addr).await.unwrap();
+    let mut c0c1 = vec![3u8];
+    c0c1.extend(std::iter::repeat_n(0x5Au8, 500));
+    truncated.write_all(&c0c1).await.unwrap();
+    truncated.shutdown().await.unwrap();
+    assert_closed_by_server(&mut truncated, Duration::from_secs(3)).await;
+
+    // Random bytes after a valid C0.
+    let mut noise = TcpStream::connect(addr).await.unwrap();
+    let mut bytes = vec![3u8];
+    bytes.extend((0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    let _ = noise.write_all(&bytes).await;
+    assert_closed_by_server(&mut noise, Duration::from_secs(12)).await;
+
+    assert!(
+        player.wait_more_video(5, Duration::from_secs(5)).await,
+        "the good player stopped: {:?} {:?}",
+        player.seen(),
+        player.closed()
+    );
+    let (attempt, _) = client.play("s1", &good()).await;
+    assert_eq!(attempt.outcome, Outcome::Playing, "a new player after the garbage: {attempt}");
+    server.shutdown().await;
+}
+
+/// Reads until the server closes (EOF or reset), at most `within`.
+async fn assert_closed_by_server(socket: &mut TcpStream, within: Duration) {
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(within, async {
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open for {within:?}");
+}
+
+#[tokio::test]
+async fn ffmpeg_publishes_with_token_and_password_and_the_stream_plays_meanwhile() {
+    let backend = backend().await;
+    let server = start(&backend).await;
+    let rtmp = format!("rtmp://{}", rtmp_addr(&server));
+    let http = format!("http://{}", server.http_addr());
+
+    let publisher = ffmpeg_publish(&format!("{rtmp}/static/pub?token=good&password={PASSWORD}"), 10);
+    // Let a few segments form before reading.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ok, codecs, stderr) = ffprobe(&format!("{http}/pub/index.m3u8?token=good")).await;
+    assert!(ok, "ffprobe failed on the published stream over HLS: {stderr}");
+    assert!(codecs.contains(&"h264".to_string()), "HLS streams: {codecs:?}");
+    let (ok, codecs, stderr) = ffprobe(&format!("{rtmp}/static/pub?token=good")).await;
+    assert!(ok, "ffprobe failed on the published stream over RTMP: {stderr}");
+    assert!(codecs.contains(&"h264".to_string()), "RTMP streams: {codecs:?}");
+
+    let (ok, stderr) = finish(publisher, Duration::from_secs(30)).await;
+    assert!(ok, "an admitted publisher ffmpeg must succeed: {stderr}");
+    let posts = calls_to(&backend, "/publish").await;
+    assert!(!posts.is_empty(), "on_publish was called");
+    assert_eq!(posts[0].method.as_str(), "POST");
+    assert_eq!(query(&posts[0], "proto").as_deref(), Some("rtmp"));
+    assert_eq!(query(&posts[0], "name").as_deref(), Some("pub"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn ffmpeg_publishing_is_refused_with_a_denied_token_or_a_wrong_password() {
+    let backend = backend().await;
+    let server = start(&backend).await;
+    let rtmp = format!("rtmp://{}", rtmp_addr(&server));
+
+    let denied = ffmpeg_publish(&format!("{rtmp}/static/pub?token=bad&password={PASSWORD}"), 4);
+    let (ok, stderr) = finish(denied, Duration::from_secs(30)).await;
+    assert!(!ok, "ffmpeg must fail when on_publish denies");
+    assert!(stderr.contains("refused"), "ffmpeg should print the reason: {stderr}");
+    let posts = calls_to(&backend, "/publish").await;
+    assert_eq!(posts.len(), 1, "one POST for the denied token: {posts:?}");
+    assert_eq!(query(&posts[0], "token").as_deref(), Some("bad"));
+
+    let wrong = ffmpeg_publish(&format!("{rtmp}/static/pub?token=good&password=nope"), 4);
+    let (ok, stderr) = finish(wrong, Duration::from_secs(30)).await;
+    assert!(!ok, "ffmpeg must fail with a wrong password");
+    assert!(stderr.contains("password"), "ffmpeg should print the reason: {stderr}");
+    assert_eq!(
+        calls_to(&backend, "/publish").await.len(),
+        1,
+        "a wrong password is refused before the backend is asked (PUB-04)"
+    );
+
+    // Nothing was published: the stream has no media to play.
+    let client = RtmpClient::new(rtmp_addr(&server), ViewerProfile::new("127.0.0.1".parse().unwrap()));
+    let mut profile = client.profile().clone();
+    profile.request_timeout = Duration::from_secs(2);
+    let (attempt, _) = RtmpClient::new(rtmp_addr(&server), profile).play("pub", &good()).await;
+    assert_ne!(attempt.outcome, Outcome::Playing, "{attempt}");
+    server.shutdown().await;
+}
