@@ -16,7 +16,11 @@ use usher_server::media::{AccessUnit, Codecs, MediaSource, PUSH_IDLE_TIMEOUT, Pu
 /// A program on PATH (or in /usr/bin), or a failure that says what to install.
 fn tool(name: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).collect::<Vec<_>>())
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     on_path
         .into_iter()
@@ -64,7 +68,9 @@ fn ffmpeg_upload() -> Vec<u8> {
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "3", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-bf", "0", "-g", "25"])
+        .args([
+            "-t", "3", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-bf", "0", "-g", "25",
+        ])
         .args(["-c:a", "aac", "-f", "mpegts"])
         .arg(out.path())
         .output()
@@ -126,7 +132,10 @@ impl Probe {
         assert_eq!(self.errors, "", "ffprobe printed errors");
         let video = self.stream("video");
         assert_eq!(video["codec_name"], "h264");
-        assert_eq!((&video["width"], &video["height"]), (&Value::from(160), &Value::from(120)));
+        assert_eq!(
+            (&video["width"], &video["height"]),
+            (&Value::from(160), &Value::from(120))
+        );
         let audio = self.stream("audio");
         assert_eq!(audio["codec_name"], "aac");
         assert_eq!(audio["profile"], "LC");
@@ -175,7 +184,13 @@ async fn an_ffmpeg_upload_becomes_segments_and_a_live_feed_that_decode() {
     }
     let video_in = ingested.iter().filter(|u| u.track == Track::Video).count();
     assert_eq!(video_in, 75, "3 s at 25 fps, the last picture from finish()");
-    assert!(ingested.iter().filter(|u| u.track == Track::Video && u.keyframe).count() >= 3);
+    assert!(
+        ingested
+            .iter()
+            .filter(|u| u.track == Track::Video && u.keyframe)
+            .count()
+            >= 3
+    );
 
     let codecs = source.codecs();
     let video = codecs.video.expect("SPS/PPS read from the upload");
@@ -194,13 +209,19 @@ async fn an_ffmpeg_upload_becomes_segments_and_a_live_feed_that_decode() {
     let (video_frames, audio_frames) =
         Probe::of(&source.segment(1).expect("complete"), "segment-1.ts").assert_upload_stream();
     assert_eq!(video_frames, 25, "one GOP");
-    assert!((45..=49).contains(&audio_frames), "about a second of AAC frames: {audio_frames}");
+    assert!(
+        (45..=49).contains(&audio_frames),
+        "about a second of AAC frames: {audio_frames}"
+    );
 
     // An RTMP/RTSP viewer arriving now gets the newest segment's units, then the idle end.
     let started = tokio::time::Instant::now();
     let first = feed.next().await.expect("the newest segment");
     assert!(first.keyframe && first.track == Track::Video);
-    assert!(first.data.starts_with(&video.to_annex_b()), "parameter sets in front of the keyframe");
+    assert!(
+        first.data.starts_with(&video.to_annex_b()),
+        "parameter sets in front of the keyframe"
+    );
     let mut units = 1;
     while feed.next().await.is_some() {
         units += 1;

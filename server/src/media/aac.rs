@@ -121,13 +121,18 @@ impl AdtsHeader {
         if header[0] != 0xFF || header[1] & 0xF6 != 0xF0 {
             return None;
         }
-        let header_len = if header[1] & 0x01 == 1 { ADTS_HEADER_LEN } else { ADTS_HEADER_LEN + 2 };
+        let header_len = if header[1] & 0x01 == 1 {
+            ADTS_HEADER_LEN
+        } else {
+            ADTS_HEADER_LEN + 2
+        };
         let config = AacConfig {
             object_type: (header[2] >> 6) + 1,
             sampling_frequency_index: (header[2] >> 2) & 0x0F,
             channel_configuration: ((header[2] & 0x01) << 2) | (header[3] >> 6),
         };
-        let frame_len = (usize::from(header[3] & 0x03) << 11) | (usize::from(header[4]) << 3) | usize::from(header[5] >> 5);
+        let frame_len =
+            (usize::from(header[3] & 0x03) << 11) | (usize::from(header[4]) << 3) | usize::from(header[5] >> 5);
         if frame_len < header_len || config.sample_rate().is_none() {
             return None;
         }
@@ -169,27 +174,55 @@ mod tests {
 
     #[test]
     fn adts_headers_parse_back() {
-        let header = AacConfig::LC_48K_MONO.adts_header(SILENT_MONO_FRAME.len()).expect("fits");
+        let header = AacConfig::LC_48K_MONO
+            .adts_header(SILENT_MONO_FRAME.len())
+            .expect("fits");
         let parsed = AdtsHeader::parse(&header).expect("own header parses");
         assert_eq!(parsed.config, AacConfig::LC_48K_MONO);
-        assert_eq!((parsed.header_len, parsed.frame_len, parsed.raw_data_blocks), (7, 11, 1));
+        assert_eq!(
+            (parsed.header_len, parsed.frame_len, parsed.raw_data_blocks),
+            (7, 11, 1)
+        );
         // With CRC (protection_absent 0): the header is 9 bytes.
         let mut with_crc = header;
         with_crc[1] = 0xF0;
         assert_eq!(AdtsHeader::parse(&with_crc).map(|h| h.header_len), Some(9));
         // Stereo 44.1 kHz, as ffmpeg writes for a typical music file.
-        let stereo = AacConfig { object_type: 2, sampling_frequency_index: 4, channel_configuration: 2 };
+        let stereo = AacConfig {
+            object_type: 2,
+            sampling_frequency_index: 4,
+            channel_configuration: 2,
+        };
         let header = stereo.adts_header(300).expect("fits");
-        assert_eq!(AdtsHeader::parse(&header).map(|h| (h.config, h.frame_len)), Some((stereo, 307)));
+        assert_eq!(
+            AdtsHeader::parse(&header).map(|h| (h.config, h.frame_len)),
+            Some((stereo, 307))
+        );
     }
 
     #[test]
     fn adts_parse_refuses_what_is_not_a_header() {
         assert_eq!(AdtsHeader::parse(&[0xFF, 0xF1, 0x4C, 0x40]), None, "too short");
-        assert_eq!(AdtsHeader::parse(&[0xFF, 0xE1, 0x4C, 0x40, 0x01, 0x7F, 0xFC]), None, "no syncword");
-        assert_eq!(AdtsHeader::parse(&[0xFF, 0xF3, 0x4C, 0x40, 0x01, 0x7F, 0xFC]), None, "layer 1");
-        assert_eq!(AdtsHeader::parse(&[0xFF, 0xF1, 0x4C, 0x40, 0x00, 0x1F, 0xFC]), None, "length 0");
-        assert_eq!(AdtsHeader::parse(&[0xFF, 0xF1, 0x7C, 0x40, 0x01, 0x7F, 0xFC]), None, "frequency index 15");
+        assert_eq!(
+            AdtsHeader::parse(&[0xFF, 0xE1, 0x4C, 0x40, 0x01, 0x7F, 0xFC]),
+            None,
+            "no syncword"
+        );
+        assert_eq!(
+            AdtsHeader::parse(&[0xFF, 0xF3, 0x4C, 0x40, 0x01, 0x7F, 0xFC]),
+            None,
+            "layer 1"
+        );
+        assert_eq!(
+            AdtsHeader::parse(&[0xFF, 0xF1, 0x4C, 0x40, 0x00, 0x1F, 0xFC]),
+            None,
+            "length 0"
+        );
+        assert_eq!(
+            AdtsHeader::parse(&[0xFF, 0xF1, 0x7C, 0x40, 0x01, 0x7F, 0xFC]),
+            None,
+            "frequency index 15"
+        );
     }
 
     #[test]

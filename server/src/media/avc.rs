@@ -365,8 +365,8 @@ mod tests {
     fn x264_params() -> AvcParams {
         AvcParams {
             sps: Bytes::from_static(&[
-                0x67, 0x64, 0x00, 0x0B, 0xAC, 0xB2, 0x05, 0x08, 0xFC, 0xB8, 0x08, 0x80, 0x00, 0x00, 0x03, 0x00,
-                0x80, 0x00, 0x00, 0x19, 0x07, 0x8A, 0x15, 0x24,
+                0x67, 0x64, 0x00, 0x0B, 0xAC, 0xB2, 0x05, 0x08, 0xFC, 0xB8, 0x08, 0x80, 0x00, 0x00, 0x03, 0x00, 0x80,
+                0x00, 0x00, 0x19, 0x07, 0x8A, 0x15, 0x24,
             ]),
             pps: Bytes::from_static(&[0x68, 0xEB, 0xC3, 0xCB, 0x22, 0xC0]),
         }
@@ -376,8 +376,8 @@ mod tests {
     fn x264_baseline_params() -> AvcParams {
         AvcParams {
             sps: Bytes::from_static(&[
-                0x67, 0x42, 0xC0, 0x0B, 0xD9, 0x02, 0x84, 0x7E, 0x5C, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40,
-                0x00, 0x00, 0x0C, 0x83, 0xC5, 0x0A, 0x92,
+                0x67, 0x42, 0xC0, 0x0B, 0xD9, 0x02, 0x84, 0x7E, 0x5C, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00,
+                0x00, 0x0C, 0x83, 0xC5, 0x0A, 0x92,
             ]),
             pps: Bytes::from_static(&[0x68, 0xCB, 0x83, 0xCB, 0x20]),
         }
@@ -405,7 +405,11 @@ mod tests {
             Some(&[0, 0, 0, 1, 0x65, 9, 0, 0, 0, 1, 0x41][..])
         );
         assert_eq!(avcc_to_annex_b(&[0, 3, 0x65, 9], 2), None, "length past the end");
-        assert_eq!(avcc_to_annex_b(&[0, 0], 2), Some(Bytes::new()), "empty NAL unit dropped");
+        assert_eq!(
+            avcc_to_annex_b(&[0, 0], 2),
+            Some(Bytes::new()),
+            "empty NAL unit dropped"
+        );
         assert_eq!(avcc_to_annex_b(&[1, 0x65], 0), None);
         assert_eq!(avcc_to_annex_b(&[1, 0x65], 5), None);
         assert_eq!(avcc_to_annex_b(&[], 4), Some(Bytes::new()));
@@ -416,7 +420,10 @@ mod tests {
         let unit = [
             0, 0, 0, 1, 0x09, 0xF0, 0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2, 0, 0, 1, 0x06, 5, 0, 0, 1, 0x65, 7,
         ];
-        assert_eq!(&strip_parameter_sets(&unit)[..], [0, 0, 0, 1, 0x06, 5, 0, 0, 0, 1, 0x65, 7]);
+        assert_eq!(
+            &strip_parameter_sets(&unit)[..],
+            [0, 0, 0, 1, 0x06, 5, 0, 0, 0, 1, 0x65, 7]
+        );
     }
 
     #[test]
@@ -457,11 +464,25 @@ mod tests {
     #[test]
     fn records_that_do_not_parse() {
         assert_eq!(parse_avc_decoder_configuration_record(&[]), None);
-        assert_eq!(parse_avc_decoder_configuration_record(&[2, 0x42, 0, 30, 0xFF, 0xE1, 0, 1, 0x67, 1, 0, 1, 0x68]), None, "version 2");
-        assert_eq!(parse_avc_decoder_configuration_record(&[1, 0x42, 0, 30, 0xFF, 0xE1, 0, 9, 0x67]), None, "SPS cut short");
-        assert_eq!(parse_avc_decoder_configuration_record(&[1, 0x42, 0, 30, 0xFF, 0xE0, 0]), None, "no SPS");
+        assert_eq!(
+            parse_avc_decoder_configuration_record(&[2, 0x42, 0, 30, 0xFF, 0xE1, 0, 1, 0x67, 1, 0, 1, 0x68]),
+            None,
+            "version 2"
+        );
+        assert_eq!(
+            parse_avc_decoder_configuration_record(&[1, 0x42, 0, 30, 0xFF, 0xE1, 0, 9, 0x67]),
+            None,
+            "SPS cut short"
+        );
+        assert_eq!(
+            parse_avc_decoder_configuration_record(&[1, 0x42, 0, 30, 0xFF, 0xE0, 0]),
+            None,
+            "no SPS"
+        );
         // A record with two-byte lengths reports them.
-        let (_, size) = parse_avc_decoder_configuration_record(&[1, 0x42, 0, 30, 0xFD, 0xE1, 0, 1, 0x67, 1, 0, 1, 0x68]).expect("valid");
+        let (_, size) =
+            parse_avc_decoder_configuration_record(&[1, 0x42, 0, 30, 0xFD, 0xE1, 0, 1, 0x67, 1, 0, 1, 0x68])
+                .expect("valid");
         assert_eq!(size, 2);
     }
 

@@ -95,7 +95,8 @@ impl AuFeed {
                 match pushed.start_position() {
                     Some(start) => self.position = Some((start, 0)),
                     None => {
-                        let started = |state: &PushState| state.next_sequence() > 0 || state.has_unit(state.next_sequence(), 0);
+                        let started =
+                            |state: &PushState| state.next_sequence() > 0 || state.has_unit(state.next_sequence(), 0);
                         if !pushed.wait_for(started).await {
                             return None;
                         }
@@ -118,7 +119,10 @@ impl AuFeed {
                     self.position = None;
                 }
                 Lookup::NotYet => {
-                    if !pushed.wait_for(|state| state.lookup(sequence, index) != Lookup::NotYet).await {
+                    if !pushed
+                        .wait_for(|state| state.lookup(sequence, index) != Lookup::NotYet)
+                        .await
+                    {
                         return None;
                     }
                 }

@@ -182,7 +182,10 @@ async fn the_au_feed_starts_at_the_segment_in_progress_and_follows_stream_time()
         let elapsed = started.elapsed() + Duration::from_millis(400);
         let due = due.max(Duration::from_millis(400));
         // Tokio's timer counts whole milliseconds, rounding up.
-        assert!(elapsed >= due && elapsed - due < Duration::from_millis(1), "unit at {stream_time}: {elapsed:?}");
+        assert!(
+            elapsed >= due && elapsed - due < Duration::from_millis(1),
+            "unit at {stream_time}: {elapsed:?}"
+        );
         units.push(unit);
         if stream_time >= 5 * CLOCK_HZ {
             break;

@@ -104,7 +104,8 @@ impl Timeline {
     /// what the clock can represent.
     pub fn instant_at(&self, ticks: u64) -> Option<Instant> {
         // Rounded up, so that `stream_ticks` of the result is at least `ticks`.
-        self.origin.checked_add(ticks_to_duration(ticks.saturating_sub(self.lead_ticks)))
+        self.origin
+            .checked_add(ticks_to_duration(ticks.saturating_sub(self.lead_ticks)))
     }
 
     /// The first instant at which `sequence` is complete; `None` if that is beyond what the

@@ -100,7 +100,10 @@ mod tests {
         let video = codecs.video.expect("every frame carries SPS and PPS");
         assert_eq!(video.dimensions(), Some((WIDTH, HEIGHT)));
         let unit = picture::frame(5);
-        assert!(unit.starts_with(&video.to_annex_b()), "each frame starts with these parameter sets");
+        assert!(
+            unit.starts_with(&video.to_annex_b()),
+            "each frame starts with these parameter sets"
+        );
         assert_eq!(codecs.audio, Some(AacConfig::LC_48K_MONO));
     }
 

@@ -96,7 +96,10 @@ async fn a_publish_source_is_empty_until_a_segment_completes() {
     assert_eq!(source.segment(0), None);
     assert_eq!(source.codecs(), Codecs::default());
     let playlist = source.playlist("");
-    assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:0\n") && !playlist.contains("#EXTINF"), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-MEDIA-SEQUENCE:0\n") && !playlist.contains("#EXTINF"),
+        "{playlist}"
+    );
 
     let mut publisher = source.publisher().expect("nobody publishes yet");
     publisher.set_codecs(codecs());
@@ -131,7 +134,11 @@ async fn segments_are_cut_at_the_first_keyframe_after_the_target() {
     assert_eq!(sequences(&source), [0, 1]);
     assert!((segments[0].duration - 1.44).abs() < 1e-9, "{segments:?}");
     assert!((segments[1].duration - 1.44).abs() < 1e-9, "{segments:?}");
-    assert!(source.playlist("?t=1").contains("#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"));
+    assert!(
+        source
+            .playlist("?t=1")
+            .contains("#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n")
+    );
 
     for sequence in [0, 1] {
         let bytes = source.segment(sequence).expect("complete");
@@ -139,7 +146,11 @@ async fn segments_are_cut_at_the_first_keyframe_after_the_target() {
         let (units, codecs_read) = read(&bytes);
         assert_eq!(codecs_read, codecs(), "PMT and in-band parameter sets");
         let first = &units[0];
-        assert_eq!((first.track, first.keyframe), (Track::Video, true), "starts with a keyframe");
+        assert_eq!(
+            (first.track, first.keyframe),
+            (Track::Video, true),
+            "starts with a keyframe"
+        );
         assert_eq!(first.dts, START_TICKS + sequence * 36 * FRAME);
         assert!(first.data.starts_with(&params().to_annex_b()), "parameter sets added");
         assert_eq!(units.iter().filter(|u| u.track == Track::Video).count(), 36);
@@ -167,7 +178,9 @@ async fn segments_continue_each_other_and_read_back_as_pushed() {
     // RTMP style: starting at 0; rebased to START_TICKS.
     let pushed = media(0, 0.0..3.5, 25);
     publish(&mut publisher, &pushed);
-    let joined: Vec<u8> = (0..3).flat_map(|s| source.segment(s).expect("complete").to_vec()).collect();
+    let joined: Vec<u8> = (0..3)
+        .flat_map(|s| source.segment(s).expect("complete").to_vec())
+        .collect();
     let (units, _) = read(&joined);
     let expected: Vec<AccessUnit> = pushed
         .iter()
@@ -206,10 +219,18 @@ async fn late_and_early_units_do_no_harm() {
     assert_eq!(sequences(&source), [0, 1]);
     let (units, _) = read(&source.segment(0).expect("complete"));
     assert_eq!(units[0].track, Track::Video, "{:?}", &units[..2]);
-    let video_dts: Vec<u64> = units.iter().filter(|u| u.track == Track::Video).map(|u| u.dts).collect();
+    let video_dts: Vec<u64> = units
+        .iter()
+        .filter(|u| u.track == Track::Video)
+        .map(|u| u.dts)
+        .collect();
     assert_eq!(video_dts.len(), 25, "no duplicates, no late frames");
     assert!(video_dts.is_sorted());
-    let audio_dts: Vec<u64> = units.iter().filter(|u| u.track == Track::Audio).map(|u| u.dts).collect();
+    let audio_dts: Vec<u64> = units
+        .iter()
+        .filter(|u| u.track == Track::Audio)
+        .map(|u| u.dts)
+        .collect();
     assert!(audio_dts.is_sorted() && audio_dts[0] >= video_dts[0], "{audio_dts:?}");
 }
 
@@ -227,7 +248,10 @@ async fn audio_only_streams_are_cut_by_duration() {
     // video (frames 0..=47), then each is cut at the first frame 1 s or more after its start.
     let segments = source.segments();
     assert_eq!(sequences(&source), [0, 1, 2, 3]);
-    assert!(segments.iter().all(|s| (1.0..1.1).contains(&s.duration)), "{segments:?}");
+    assert!(
+        segments.iter().all(|s| (1.0..1.1).contains(&s.duration)),
+        "{segments:?}"
+    );
     let (units, codecs) = read(&source.segment(1).expect("complete"));
     assert_eq!(codecs.video, None, "no video track announced");
     assert!(units.iter().all(|u| u.track == Track::Audio));
@@ -265,10 +289,18 @@ async fn a_new_publisher_continues_after_a_discontinuity() {
     drop(first);
     assert_eq!(sequences(&source), [0, 1, 2], "leaving completes the open segment");
     // The last picture at 2.48 s lasts a frame.
-    assert!((source.segments()[2].duration - 0.52).abs() < 1e-9, "{:?}", source.segments());
+    assert!(
+        (source.segments()[2].duration - 0.52).abs() < 1e-9,
+        "{:?}",
+        source.segments()
+    );
 
     let mut second = source.publisher().expect("free again");
-    assert_eq!(source.codecs(), Codecs::default(), "a new publisher brings its own codecs");
+    assert_eq!(
+        source.codecs(),
+        Codecs::default(),
+        "a new publisher brings its own codecs"
+    );
     second.set_codecs(codecs());
     // A TS publisher with its own clock, far from the first one's.
     publish(&mut second, &media(8_000_000_000, 0.0..2.5, 25));
@@ -276,13 +308,19 @@ async fn a_new_publisher_continues_after_a_discontinuity() {
     let discontinuities: Vec<bool> = source.segments().iter().map(|s| s.discontinuity).collect();
     assert_eq!(discontinuities, [false, false, false, true, false]);
     let playlist = source.playlist("");
-    assert!(playlist.contains("segment-2.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:1.000,\nsegment-3.ts\n"), "{playlist}");
+    assert!(
+        playlist.contains("segment-2.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:1.000,\nsegment-3.ts\n"),
+        "{playlist}"
+    );
 
     let (before, _) = read(&source.segment(2).expect("retained"));
     let (after, _) = read(&source.segment(3).expect("complete"));
     let last = before.iter().map(|u| u.dts).max().expect("units");
     let next = after[0].dts;
-    assert!(next > last && next - last < CLOCK_HZ / 2, "timeline continues: {last} then {next}");
+    assert!(
+        next > last && next - last < CLOCK_HZ / 2,
+        "timeline continues: {last} then {next}"
+    );
 
     // Five more segments push the discontinuity out of the list: it is counted instead.
     drop(second);
@@ -319,7 +357,11 @@ async fn live_ts_gets_each_segment_as_it_completes_and_ends_when_media_stops() {
     assert_eq!(Some(last), source.segment(3));
     let left = Instant::now();
     assert_eq!(viewer.next_chunk().await, None);
-    assert_eq!(left.elapsed(), PUSH_IDLE_TIMEOUT, "viewers wait for a new publisher, then end");
+    assert_eq!(
+        left.elapsed(),
+        PUSH_IDLE_TIMEOUT,
+        "viewers wait for a new publisher, then end"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -350,7 +392,10 @@ async fn the_au_feed_starts_at_the_open_segment_and_follows_the_publisher() {
     publish(&mut publisher, &pushed);
     let mut feed = source.subscribe();
     let first = feed.next().await.expect("a unit");
-    assert_eq!((first.track, first.keyframe, first.dts), (Track::Video, true, START_TICKS + CLOCK_HZ));
+    assert_eq!(
+        (first.track, first.keyframe, first.dts),
+        (Track::Video, true, START_TICKS + CLOCK_HZ)
+    );
 
     // The rest of what was pushed comes at once, in push order.
     let rest = pushed.iter().filter(|u| u.dts > CLOCK_HZ).count();

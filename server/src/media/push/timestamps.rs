@@ -85,14 +85,11 @@ impl Timestamps {
     /// (late, duplicate, or mapped below zero).
     pub fn map(&mut self, track: Track, pts: u64, dts: u64) -> Option<(u64, u64)> {
         if !self.started {
-            let target = [
-                self.video.next_dts(Track::Video),
-                self.audio.next_dts(Track::Audio),
-            ]
-            .into_iter()
-            .flatten()
-            .max()
-            .map_or(START_TICKS, |next| next.saturating_add(PUBLICATION_GAP_TICKS));
+            let target = [self.video.next_dts(Track::Video), self.audio.next_dts(Track::Audio)]
+                .into_iter()
+                .flatten()
+                .max()
+                .map_or(START_TICKS, |next| next.saturating_add(PUBLICATION_GAP_TICKS));
             let offset = i128::from(target) - i128::from(dts);
             self.video.offset = offset;
             self.audio.offset = offset;
@@ -109,7 +106,12 @@ impl Timestamps {
             let jumped = (out - last_wide).unsigned_abs() >= u128::from(JUMP_TICKS);
             if jumped && !clock.fresh {
                 let continue_at = last.saturating_add(clock.frame_ticks(track));
-                tracing::debug!(?track, from = last, input_dts = dts, "publisher timestamps jumped; rebasing the track");
+                tracing::debug!(
+                    ?track,
+                    from = last,
+                    input_dts = dts,
+                    "publisher timestamps jumped; rebasing the track"
+                );
                 clock.offset = i128::from(continue_at) - i128::from(dts);
                 out = i128::from(continue_at);
                 rebased = true;
@@ -123,7 +125,9 @@ impl Timestamps {
             return None;
         };
         // PTS below DTS is not a valid stream; a PTS that maps below zero is no better.
-        let out_pts = u64::try_from(i128::from(pts) + clock.offset).unwrap_or(out_dts).max(out_dts);
+        let out_pts = u64::try_from(i128::from(pts) + clock.offset)
+            .unwrap_or(out_dts)
+            .max(out_dts);
         if let Some(last) = clock.last_dts
             && !rebased
             && !clock.fresh
@@ -152,9 +156,18 @@ mod tests {
     #[test]
     fn the_first_publication_starts_at_the_start_and_keeps_sync() {
         let mut ts = publication();
-        assert_eq!(ts.map(V, 5_000_000 + 3_000, 5_000_000), Some((START_TICKS + 3_000, START_TICKS)));
-        assert_eq!(ts.map(A, 5_000_500, 5_000_500), Some((START_TICKS + 500, START_TICKS + 500)));
-        assert_eq!(ts.map(V, 5_003_600, 5_003_600), Some((START_TICKS + 3_600, START_TICKS + 3_600)));
+        assert_eq!(
+            ts.map(V, 5_000_000 + 3_000, 5_000_000),
+            Some((START_TICKS + 3_000, START_TICKS))
+        );
+        assert_eq!(
+            ts.map(A, 5_000_500, 5_000_500),
+            Some((START_TICKS + 500, START_TICKS + 500))
+        );
+        assert_eq!(
+            ts.map(V, 5_003_600, 5_003_600),
+            Some((START_TICKS + 3_600, START_TICKS + 3_600))
+        );
     }
 
     #[test]

@@ -103,7 +103,9 @@ impl TsIngest {
             if offset + 1 - lost > RESYNC_LIMIT {
                 break Err(IngestError {
                     offset: lost,
-                    message: format!("lost packet sync (no 0x47 every 188 bytes) and found none within {RESYNC_LIMIT} bytes"),
+                    message: format!(
+                        "lost packet sync (no 0x47 every 188 bytes) and found none within {RESYNC_LIMIT} bytes"
+                    ),
                 });
             }
         };
@@ -152,7 +154,11 @@ impl TsIngest {
             }
         };
         if header.transport_error {
-            tracing::debug!(offset, pid = header.pid, "MPEG-TS ingest skipped a packet marked in error");
+            tracing::debug!(
+                offset,
+                pid = header.pid,
+                "MPEG-TS ingest skipped a packet marked in error"
+            );
             self.drop_partial(header.pid);
             return;
         }
@@ -377,7 +383,11 @@ fn without_leading_delimiters(mut data: &[u8]) -> &[u8] {
             Some(at) => {
                 let next = start + at;
                 // A 4-byte start code's leading zero was counted into the delimiter's tail.
-                let next = if next > start && data[next - 1] == 0 { next - 1 } else { next };
+                let next = if next > start && data[next - 1] == 0 {
+                    next - 1
+                } else {
+                    next
+                };
                 data = &data[next..];
             }
             None => return &[],

@@ -113,7 +113,11 @@ impl TsMuxer {
 
     /// The PID whose packets carry the PCR: video if there is one.
     fn pcr_pid(&self) -> u16 {
-        if self.video || self.audio.is_none() { VIDEO_PID } else { AUDIO_PID }
+        if self.video || self.audio.is_none() {
+            VIDEO_PID
+        } else {
+            AUDIO_PID
+        }
     }
 
     /// Writes the PAT and the PMT, one packet each. Every segment starts with them so that a

@@ -298,13 +298,25 @@ mod tests {
             random_access: true,
         };
         write_payload_unit(&mut out, 0x101, &mut cc, first, &[&[9; 300]]);
-        let packets: Vec<&[u8; PACKET_SIZE]> = out.chunks_exact(PACKET_SIZE).filter_map(|p| p.try_into().ok()).collect();
+        let packets: Vec<&[u8; PACKET_SIZE]> = out
+            .chunks_exact(PACKET_SIZE)
+            .filter_map(|p| p.try_into().ok())
+            .collect();
         let head = parse_packet(packets[0]).expect("valid");
-        assert_eq!((head.pid, head.payload_unit_start, head.continuity_counter), (0x101, true, 0));
+        assert_eq!(
+            (head.pid, head.payload_unit_start, head.continuity_counter),
+            (0x101, true, 0)
+        );
         assert_eq!(head.payload_offset, 12, "header, length, flags, PCR");
         let tail = parse_packet(packets[1]).expect("valid");
-        assert_eq!((tail.payload_unit_start, tail.continuity_counter, tail.has_payload), (false, 1, true));
-        assert_eq!(PACKET_SIZE - tail.payload_offset + PACKET_SIZE - head.payload_offset, 300);
+        assert_eq!(
+            (tail.payload_unit_start, tail.continuity_counter, tail.has_payload),
+            (false, 1, true)
+        );
+        assert_eq!(
+            PACKET_SIZE - tail.payload_offset + PACKET_SIZE - head.payload_offset,
+            300
+        );
     }
 
     #[test]
@@ -319,7 +331,10 @@ mod tests {
         assert!(parse_packet(&packet).is_err(), "adaptation_field_control 00");
         packet[3] = 0x20;
         packet[5] = 0x80;
-        assert_eq!(parse_packet(&packet).map(|p| (p.has_payload, p.discontinuity)), Ok((false, true)));
+        assert_eq!(
+            parse_packet(&packet).map(|p| (p.has_payload, p.discontinuity)),
+            Ok((false, true))
+        );
     }
 
     #[test]

@@ -82,7 +82,19 @@ pub struct ReceivedPesHeader {
 /// Reads the PES header at the start of `data`. Stream ids without the optional header
 /// (padding, private_stream_2, ...; §2.4.3.7 Table 2-21) are refused: they carry nothing here.
 pub fn parse_pes_header(data: &[u8]) -> Result<ReceivedPesHeader, &'static str> {
-    let Some(&[p0, p1, p2, stream_id, len_hi, len_lo, flags1, flags2, header_data_length]) = data.first_chunk::<9>()
+    let Some(
+        &[
+            p0,
+            p1,
+            p2,
+            stream_id,
+            len_hi,
+            len_lo,
+            flags1,
+            flags2,
+            header_data_length,
+        ],
+    ) = data.first_chunk::<9>()
     else {
         return Err("PES header cut short");
     };
@@ -96,7 +108,10 @@ pub fn parse_pes_header(data: &[u8]) -> Result<ReceivedPesHeader, &'static str> 
     let fields = data.get(9..header_len).ok_or("PES header cut short")?;
     let (pts, dts) = match flags2 >> 6 {
         0b10 => (Some(read_timestamp(fields.get(..5))?), None),
-        0b11 => (Some(read_timestamp(fields.get(..5))?), Some(read_timestamp(fields.get(5..10))?)),
+        0b11 => (
+            Some(read_timestamp(fields.get(..5))?),
+            Some(read_timestamp(fields.get(5..10))?),
+        ),
         0b00 => (None, None),
         _ => return Err("forbidden PTS_DTS_flags 01"),
     };
@@ -142,7 +157,10 @@ mod tests {
             let (header, len) = pes_header(VIDEO_STREAM_ID, pts, dts, 10).expect("fits");
             let parsed = parse_pes_header(&header[..len]).expect("own header parses");
             let expected_dts = (pts != dts).then_some(dts);
-            assert_eq!((parsed.pts, parsed.dts, parsed.header_len), (Some(pts), expected_dts, len));
+            assert_eq!(
+                (parsed.pts, parsed.dts, parsed.header_len),
+                (Some(pts), expected_dts, len)
+            );
             assert_eq!(usize::from(parsed.packet_length), len - 6 + 10);
         }
     }
@@ -157,7 +175,10 @@ mod tests {
         assert_eq!(parse_pes_header(&wrong[..len]), Err("no PES start code"));
         let mut padding = header;
         padding[3] = 0xBE;
-        assert_eq!(parse_pes_header(&padding[..len]), Err("PES without the optional header"));
+        assert_eq!(
+            parse_pes_header(&padding[..len]),
+            Err("PES without the optional header")
+        );
         let mut forbidden = header;
         forbidden[7] = 0x40;
         assert_eq!(parse_pes_header(&forbidden[..len]), Err("forbidden PTS_DTS_flags 01"));

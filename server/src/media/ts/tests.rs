@@ -154,7 +154,9 @@ fn an_audio_only_stream_carries_its_pcr_on_the_audio_pid() {
     let mut muxer = TsMuxer::with_tracks(false, Some(AacConfig::LC_48K_MONO));
     let mut out = Vec::new();
     muxer.write_tables(&mut out);
-    muxer.write_access_unit(&audio(90_000, &aac::SILENT_MONO_FRAME), &mut out).expect("audio track");
+    muxer
+        .write_access_unit(&audio(90_000, &aac::SILENT_MONO_FRAME), &mut out)
+        .expect("audio track");
     assert_eq!(
         muxer.write_access_unit(&video(0, &[0, 0, 1, 0x65]), &mut out),
         Err(MuxError::NoVideoTrack)
@@ -169,7 +171,10 @@ fn an_audio_only_stream_carries_its_pcr_on_the_audio_pid() {
                 assert_eq!(streams, [AUDIO_PID]);
             }
             Some(TsPayload::PesStart(_)) => {
-                let pcr = packet.adaptation_field.and_then(|a| a.pcr).expect("PCR on the audio PES");
+                let pcr = packet
+                    .adaptation_field
+                    .and_then(|a| a.pcr)
+                    .expect("PCR on the audio PES");
                 assert_eq!(pcr.as_u64() / 300, 90_000 - PCR_LEAD_TICKS);
                 saw_pcr = true;
             }
@@ -192,7 +197,13 @@ fn a_new_track_set_bumps_the_pmt_version_and_keeps_the_counters() {
     assert_eq!((version(&first), version(&second)), (0, 1));
     assert_eq!(second[PACKET_SIZE + 3] & 0x0F, 1, "the PMT's counter went on");
     // A new AAC configuration alone changes no table.
-    muxer.set_tracks(true, Some(AacConfig { channel_configuration: 2, ..AacConfig::LC_48K_MONO }));
+    muxer.set_tracks(
+        true,
+        Some(AacConfig {
+            channel_configuration: 2,
+            ..AacConfig::LC_48K_MONO
+        }),
+    );
     let mut third = Vec::new();
     muxer.write_tables(&mut third);
     assert_eq!(version(&third), 1);

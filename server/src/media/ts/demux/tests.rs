@@ -84,8 +84,16 @@ fn a_muxed_stream_comes_back_unit_for_unit() {
     let ts = mux(&units);
     for chunk in [1, 7, 188, 1000, ts.len()] {
         let (back, codecs) = ingest(&ts, chunk);
-        assert_eq!(of_track(&back, Track::Video), of_track(&units, Track::Video), "chunk {chunk}");
-        assert_eq!(of_track(&back, Track::Audio), of_track(&units, Track::Audio), "chunk {chunk}");
+        assert_eq!(
+            of_track(&back, Track::Video),
+            of_track(&units, Track::Video),
+            "chunk {chunk}"
+        );
+        assert_eq!(
+            of_track(&back, Track::Audio),
+            of_track(&units, Track::Audio),
+            "chunk {chunk}"
+        );
         assert_eq!(codecs.video, Some(params()));
         assert_eq!(codecs.audio, Some(AacConfig::LC_48K_MONO));
     }
@@ -139,7 +147,13 @@ fn audio_pes(pts: u64, frames: &[&[u8]], cc: &mut Continuity) -> Vec<u8> {
         .collect();
     let (header, len) = pes_header(AUDIO_STREAM_ID, pts, pts, payload.len()).expect("fits");
     let mut out = Vec::new();
-    write_payload_unit(&mut out, AUDIO_PID, cc, FirstPacket::default(), &[&header[..len], &payload]);
+    write_payload_unit(
+        &mut out,
+        AUDIO_PID,
+        cc,
+        FirstPacket::default(),
+        &[&header[..len], &payload],
+    );
     out
 }
 
@@ -150,7 +164,10 @@ fn several_adts_frames_in_one_pes_get_their_own_timestamps() {
     ts.extend(audio_pes(90_000, &[&[1, 2], &[3], &[4, 5, 6]], &mut cc));
     let (back, codecs) = ingest(&ts, 50);
     let got: Vec<(u64, &[u8])> = back.iter().map(|u| (u.pts, &u.data[..])).collect();
-    assert_eq!(got, [(90_000, &[1, 2][..]), (91_920, &[3][..]), (93_840, &[4, 5, 6][..])]);
+    assert_eq!(
+        got,
+        [(90_000, &[1, 2][..]), (91_920, &[3][..]), (93_840, &[4, 5, 6][..])]
+    );
     assert_eq!(codecs.audio, Some(AacConfig::LC_48K_MONO));
     assert_eq!(codecs.video, None);
 }
@@ -198,7 +215,12 @@ fn lost_sync_is_an_error_naming_the_offset_and_stays_one() {
     let mut ingest = TsIngest::new();
     let error = ingest.push(&ts).expect_err("no sync in 2000 bytes");
     assert_eq!(error.offset, good);
-    assert!(error.to_string().starts_with(&format!("bad MPEG-TS at byte {good}: lost packet sync")), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("bad MPEG-TS at byte {good}: lost packet sync")),
+        "{error}"
+    );
     assert_eq!(ingest.push(&mux(&[])), Err(error), "a failed stream stays failed");
 }
 
@@ -216,16 +238,31 @@ fn streams_not_in_the_pmt_are_ignored() {
     let mut cc = Continuity::default();
     let mut other = Vec::new();
     let (header, len) = pes_header(0xE1, 0, 0, 3).expect("fits");
-    write_payload_unit(&mut other, 0x200, &mut cc, FirstPacket::default(), &[&header[..len], &[0, 0, 1]]);
+    write_payload_unit(
+        &mut other,
+        0x200,
+        &mut cc,
+        FirstPacket::default(),
+        &[&header[..len], &[0, 0, 1]],
+    );
     ts.extend(other);
     assert_eq!(ingest(&ts, 188).0, []);
 }
 
 #[test]
 fn leading_delimiters_are_stripped_and_nothing_else() {
-    assert_eq!(without_leading_delimiters(&[0, 0, 0, 1, 9, 0xF0, 0, 0, 0, 1, 0x65, 1]), [0, 0, 0, 1, 0x65, 1]);
-    assert_eq!(without_leading_delimiters(&[0, 0, 1, 9, 0x10, 0, 0, 1, 0x41, 1]), [0, 0, 1, 0x41, 1]);
-    assert_eq!(without_leading_delimiters(&[0, 0, 0, 1, 0x65, 1]), [0, 0, 0, 1, 0x65, 1]);
+    assert_eq!(
+        without_leading_delimiters(&[0, 0, 0, 1, 9, 0xF0, 0, 0, 0, 1, 0x65, 1]),
+        [0, 0, 0, 1, 0x65, 1]
+    );
+    assert_eq!(
+        without_leading_delimiters(&[0, 0, 1, 9, 0x10, 0, 0, 1, 0x41, 1]),
+        [0, 0, 1, 0x41, 1]
+    );
+    assert_eq!(
+        without_leading_delimiters(&[0, 0, 0, 1, 0x65, 1]),
+        [0, 0, 0, 1, 0x65, 1]
+    );
     assert_eq!(without_leading_delimiters(&[0, 0, 0, 1, 9, 0xF0]), [0u8; 0]);
     assert_eq!(without_leading_delimiters(&[5, 0, 0, 1, 9]), [5, 0, 0, 1, 9]);
 }
@@ -235,7 +272,11 @@ fn nearest_unwraps_both_ways() {
     let wrap = 1u64 << 33;
     assert_eq!(nearest(wrap - 10, 5), wrap + 5);
     assert_eq!(nearest(wrap + 5, wrap - 10), wrap - 10);
-    assert_eq!(nearest(100, wrap - 50), wrap - 50, "no negative time: the far side instead");
+    assert_eq!(
+        nearest(100, wrap - 50),
+        wrap - 50,
+        "no negative time: the far side instead"
+    );
     assert_eq!(nearest(3 * wrap + 7, 9), 3 * wrap + 9);
 }
 
@@ -250,8 +291,12 @@ fn stream() -> impl Strategy<Value = Vec<AccessUnit>> {
         any::<bool>(),
         prop::collection::vec(1u8..=255, 1..600),
     );
-    ((1u64 << 33) - 200_000..(1u64 << 33), prop::collection::vec(unit, 1..16), 0u64..(1 << 33)).prop_map(
-        |(near_wrap, units, anywhere)| {
+    (
+        (1u64 << 33) - 200_000..(1u64 << 33),
+        prop::collection::vec(unit, 1..16),
+        0u64..(1 << 33),
+    )
+        .prop_map(|(near_wrap, units, anywhere)| {
             let mut dts = if anywhere % 2 == 0 { near_wrap } else { anywhere };
             let mut out: Vec<AccessUnit> = Vec::new();
             // The first unit below 2^33: a reader can only know the timestamps modulo 2^33, and
@@ -265,8 +310,7 @@ fn stream() -> impl Strategy<Value = Vec<AccessUnit>> {
                 dts += step;
             }
             out
-        },
-    )
+        })
 }
 
 proptest! {
