@@ -67,7 +67,10 @@ async fn closed_by_server(mut socket: TcpStream, within: Duration, case: &str) {
         }
     })
     .await;
-    assert!(result.is_ok(), "{case}: the server kept the connection open for {within:?}");
+    assert!(
+        result.is_ok(),
+        "{case}: the server kept the connection open for {within:?}"
+    );
 }
 
 /// A viewer on `rml_rtmp`'s client session, counting video messages in the background.
@@ -98,13 +101,17 @@ impl Viewer {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
-                let Ok(results) = session.handle_input(&buf[..n]) else { return };
+                let Ok(results) = session.handle_input(&buf[..n]) else {
+                    return;
+                };
                 // Packets go out in the order the session made them: the batch's own first.
                 let mut answers = Vec::new();
                 let mut requests = Vec::new();
                 for result in results {
                     match result {
-                        ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted) if !requested => {
+                        ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted)
+                            if !requested =>
+                        {
                             requested = true;
                             requests.push(session.request_playback(key.clone()).unwrap());
                         }
@@ -212,7 +219,11 @@ fn hostile_inputs() -> Vec<(&'static str, Vec<u8>)> {
 
     let mut s = ChunkSerializer::new();
     let mut window = connect_bytes(&mut s);
-    window.extend(s.serialize(&message(5, vec![0xFF, 0xFF, 0xFF, 0xFF]), true, false).unwrap().bytes);
+    window.extend(
+        s.serialize(&message(5, vec![0xFF, 0xFF, 0xFF, 0xFF]), true, false)
+            .unwrap()
+            .bytes,
+    );
     cases.push(("a 4 GiB acknowledgement window", window));
 
     cases.push(("a type 3 chunk first", vec![0xC3, 1, 2, 3]));
@@ -230,11 +241,17 @@ async fn hostile_input_closes_only_its_own_connection() {
         let mut socket = handshaken(addr).await;
         let _ = socket.write_all(&bytes).await;
         closed_by_server(socket, Duration::from_secs(3), case).await;
-        assert!(viewer.receives(1, Duration::from_secs(3)).await, "{case}: the viewer stopped");
+        assert!(
+            viewer.receives(1, Duration::from_secs(3)).await,
+            "{case}: the viewer stopped"
+        );
     }
 
     let mut another = Viewer::play(addr, "s1").await;
-    assert!(another.receives(1, Duration::from_secs(10)).await, "a new viewer is served");
+    assert!(
+        another.receives(1, Duration::from_secs(10)).await,
+        "a new viewer is served"
+    );
     server.shutdown().await;
 }
 

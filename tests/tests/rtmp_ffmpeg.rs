@@ -69,16 +69,7 @@ fn spec(backend: &MockServer, route: &str) -> Option<AuthSpec> {
     Some(AuthSpec::new(AuthTarget::Http(format!("{}{route}", backend.uri()))))
 }
 
-/// Server logs for a failing test: `RUST_LOG=usher_server=debug cargo test …`.
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
 async fn start(backend: &MockServer) -> RunningServer {
-    init_logs();
     let config = Config {
         http: Some("127.0.0.1:0".parse().unwrap()),
         rtmp: Some("127.0.0.1:0".parse().unwrap()),
@@ -136,17 +127,28 @@ async fn run(program: &str, args: &[&str], limit: Duration) -> (bool, Vec<u8>, S
     let out = tokio::time::timeout(limit, child)
         .await
         .unwrap_or_else(|_| panic!("{program} did not finish within {limit:?}"))
-        .unwrap_or_else(|e| {
-            panic!("{program} must be installed (Debian package ffmpeg; .ci/run installs it): {e}")
-        });
-    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+        .unwrap_or_else(|e| panic!("{program} must be installed (Debian package ffmpeg; .ci/run installs it): {e}"));
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// ffprobe's verdict on `url`: (success, codec names, stderr).
 async fn ffprobe(url: &str) -> (bool, Vec<String>, String) {
     let (ok, stdout, stderr) = run(
         "ffprobe",
-        &["-v", "error", "-of", "json", "-show_streams", "-rw_timeout", "8000000", url],
+        &[
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-show_streams",
+            "-rw_timeout",
+            "8000000",
+            url,
+        ],
         Duration::from_secs(30),
     )
     .await;
@@ -243,12 +245,15 @@ async fn ffprobe_plays_over_rtmp_with_an_allowed_token_and_fails_with_a_denied_o
 
     let (ok, codecs, stderr) = ffprobe(&format!("{base}/static/s1?token=good")).await;
     assert!(ok, "ffprobe failed over RTMP: {stderr}");
-    assert!(codecs.contains(&"h264".to_string()), "streams: {codecs:?}; {stderr}");
-    assert!(codecs.contains(&"aac".to_string()), "streams: {codecs:?}; {stderr}");
+    // Exactly the two tracks: no bogus data or subtitle streams from script data.
+    assert_eq!(codecs, ["aac", "h264"], "{stderr}");
 
     let (ok, _, stderr) = ffprobe(&format!("{base}/static/s1?token=bad")).await;
     assert!(!ok, "ffprobe must fail with a denied token");
-    assert!(stderr.contains("refused"), "ffprobe should print the server's reason: {stderr}");
+    assert!(
+        stderr.contains("refused"),
+        "ffprobe should print the server's reason: {stderr}"
+    );
 
     // The backend saw the RTMP session as T1 describes it.
     let calls = calls_to(&backend, "/auth").await;
@@ -293,8 +298,16 @@ async fn an_app_other_than_static_prefixes_the_name_and_page_url_is_the_referer(
     assert!(String::from_utf8_lossy(&stdout).contains("h264"), "{stderr}");
     let calls = calls_to(&backend, "/auth").await;
     let call = calls.first().expect("a backend call");
-    assert_eq!(query(call, "name").as_deref(), Some("live/cam1"), "T9: app `live` is part of the name");
-    assert_eq!(query(call, "referer").as_deref(), Some(page), "pageUrl is the referer (T1)");
+    assert_eq!(
+        query(call, "name").as_deref(),
+        Some("live/cam1"),
+        "T9: app `live` is part of the name"
+    );
+    assert_eq!(
+        query(call, "referer").as_deref(),
+        Some(page),
+        "pageUrl is the referer (T1)"
+    );
     assert_eq!(query(call, "user_agent").as_deref(), Some("usher-test/1.0"));
     server.shutdown().await;
 }
@@ -311,7 +324,11 @@ async fn the_rml_rtmp_driver_plays_and_is_refused() {
     let seen = player.seen();
     assert!(seen.avc_sequence_header, "{seen:?}");
     assert!(seen.keyframes >= 1, "the first picture is a keyframe: {seen:?}");
-    assert!(player.wait_more_video(5, Duration::from_secs(5)).await, "{:?}", player.seen());
+    assert!(
+        player.wait_more_video(5, Duration::from_secs(5)).await,
+        "{:?}",
+        player.seen()
+    );
     let seen = player.seen();
     assert!(seen.aac_sequence_header && seen.audio_messages > 0, "{seen:?}");
     assert!(seen.last_video_ms > seen.first_video_ms, "timestamps advance: {seen:?}");
@@ -321,7 +338,10 @@ async fn the_rml_rtmp_driver_plays_and_is_refused() {
     assert_eq!(attempt.outcome, Outcome::Denied { status: REFUSED_STATUS }, "{attempt}");
     assert!(player.is_none());
     assert!(
-        attempt.trail.iter().any(|l| l.contains("refused by the authorization backend")),
+        attempt
+            .trail
+            .iter()
+            .any(|l| l.contains("refused by the authorization backend")),
         "{attempt}"
     );
     // Unknown stream: refused too, not a transport failure.
@@ -347,7 +367,11 @@ async fn a_recheck_deny_closes_a_playing_connection_within_a_second() {
     let deadline = Instant::now() + Duration::from_secs(6);
     while calls_to(&backend, "/recheck").await.len() < 2 {
         assert!(Instant::now() < deadline, "no recheck call within 6 s");
-        assert!(player.closed().is_none(), "closed before the recheck: {:?}", player.closed());
+        assert!(
+            player.closed().is_none(),
+            "closed before the recheck: {:?}",
+            player.closed()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let recheck_seen = Instant::now();
@@ -360,7 +384,10 @@ async fn a_recheck_deny_closes_a_playing_connection_within_a_second() {
         player.seen()
     );
     let within = recheck_seen.elapsed();
-    assert!(within < Duration::from_millis(1500), "closed {within:?} after the recheck");
+    assert!(
+        within < Duration::from_millis(1500),
+        "closed {within:?} after the recheck"
+    );
     server.shutdown().await;
 }
 
@@ -402,7 +429,11 @@ async fn garbage_and_a_truncated_handshake_close_only_their_connection() {
         player.closed()
     );
     let (attempt, _) = client.play("s1", &good()).await;
-    assert_eq!(attempt.outcome, Outcome::Playing, "a new player after the garbage: {attempt}");
+    assert_eq!(
+        attempt.outcome,
+        Outcome::Playing,
+        "a new player after the garbage: {attempt}"
+    );
     server.shutdown().await;
 }
 
@@ -436,7 +467,11 @@ async fn ffmpeg_publishes_with_token_and_password_and_the_stream_plays_meanwhile
     assert!(codecs.contains(&"h264".to_string()), "HLS streams: {codecs:?}");
     let (ok, codecs, stderr) = ffprobe(&format!("{rtmp}/static/pub?token=good")).await;
     assert!(ok, "ffprobe failed on the published stream over RTMP: {stderr}");
-    assert!(codecs.contains(&"h264".to_string()), "RTMP streams: {codecs:?}");
+    assert_eq!(
+        codecs,
+        ["aac", "h264"],
+        "RTMP streams of the published stream; {stderr}"
+    );
 
     let (ok, stderr) = finish(publisher, Duration::from_secs(30)).await;
     assert!(ok, "an admitted publisher ffmpeg must succeed: {stderr}");
@@ -478,5 +513,37 @@ async fn ffmpeg_publishing_is_refused_with_a_denied_token_or_a_wrong_password() 
     profile.request_timeout = Duration::from_secs(2);
     let (attempt, _) = RtmpClient::new(rtmp_addr(&server), profile).play("pub", &good()).await;
     assert_ne!(attempt.outcome, Outcome::Playing, "{attempt}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_rml_rtmp_driver_publishes_with_the_password_and_is_refused_without() {
+    let backend = backend().await;
+    let server = start(&backend).await;
+    let client = RtmpClient::new(rtmp_addr(&server), ViewerProfile::new("127.0.0.1".parse().unwrap()));
+
+    let (attempt, publisher) = client.publish_key("static", "pub?token=good&password=nope").await;
+    assert_eq!(attempt.outcome, Outcome::Denied { status: REFUSED_STATUS }, "{attempt}");
+    assert!(publisher.is_none());
+    assert!(attempt.trail.iter().any(|l| l.contains("password")), "{attempt}");
+
+    let (attempt, publisher) = client
+        .publish_key("static", &format!("pub?token=good&password={PASSWORD}"))
+        .await;
+    assert_eq!(attempt.outcome, Outcome::Playing, "{attempt}");
+    let mut publisher = publisher.expect("an accepted publisher");
+    // AAC-LC 48 kHz mono: the sequence header, then silent frames (21.3 ms each).
+    publisher.send_audio(&[0xAF, 0, 0x11, 0x88][..], 0).await.unwrap();
+    for n in 0..20u32 {
+        let frame = &[0xAF, 1, 0x01, 0x18, 0x20, 0x07][..];
+        publisher.send_audio(frame, n * 64 / 3).await.unwrap();
+    }
+    publisher.finish().await;
+    let posts = calls_to(&backend, "/publish").await;
+    assert_eq!(
+        posts.len(),
+        1,
+        "the wrong password never reached the backend: {posts:?}"
+    );
     server.shutdown().await;
 }

@@ -170,9 +170,9 @@ impl RtmpClient {
         .await
         .map_err(|outcome| match outcome {
             // The request was made: a close now is the server's answer.
-            Outcome::Failed { status: None, reason } if reason.contains("closed") => Outcome::Denied {
-                status: REFUSED_STATUS,
-            },
+            Outcome::Failed { status: None, reason } if reason.contains("closed") => {
+                Outcome::Denied { status: REFUSED_STATUS }
+            }
             other => other,
         })?;
         progress.seen.bytes = wire.bytes;
@@ -194,7 +194,12 @@ impl RtmpClient {
         let stream = match tokio::time::timeout(step, socket.connect(self.server)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(failed(trail, format!("connect to {}: {e}", self.server))),
-            Err(_) => return Err(failed(trail, format!("connect to {}: no answer within {step:?}", self.server))),
+            Err(_) => {
+                return Err(failed(
+                    trail,
+                    format!("connect to {}: no answer within {step:?}", self.server),
+                ));
+            }
         };
         let _ = stream.set_nodelay(true);
         let mut wire = Wire {
@@ -435,15 +440,22 @@ impl Wire {
             let results = self.call(|s| s.handle_input(&input));
             for event in self.send(results, trail).await? {
                 if let Some(done) = on_event(event, trail) {
-                    return done.inspect_err(|outcome| {
-                        if let Outcome::Failed { status: Some(_), reason } = outcome {
-                            trail.push(format!("refused: {reason}"));
-                        }
-                    })
-                    .map_err(|outcome| match outcome {
-                        Outcome::Failed { status: Some(status), .. } => Outcome::Denied { status },
-                        other => other,
-                    });
+                    return done
+                        .inspect_err(|outcome| {
+                            if let Outcome::Failed {
+                                status: Some(_),
+                                reason,
+                            } = outcome
+                            {
+                                trail.push(format!("refused: {reason}"));
+                            }
+                        })
+                        .map_err(|outcome| match outcome {
+                            Outcome::Failed {
+                                status: Some(status), ..
+                            } => Outcome::Denied { status },
+                            other => other,
+                        });
                 }
             }
         }
@@ -560,14 +572,18 @@ impl std::fmt::Debug for RtmpPublisher {
 impl RtmpPublisher {
     /// Sends one FLV VIDEODATA body (frame type/codec byte, AVCPacketType, composition time,
     /// data) at `timestamp_ms`.
-    pub async fn send_video(&mut self, body: Bytes, timestamp_ms: u32) -> Result<(), String> {
-        let packet = self.wire.call(|s| s.publish_video_data(body, RtmpTimestamp::new(timestamp_ms), false))?;
+    pub async fn send_video(&mut self, body: impl Into<Bytes>, timestamp_ms: u32) -> Result<(), String> {
+        let packet = self
+            .wire
+            .call(|s| s.publish_video_data(body.into(), RtmpTimestamp::new(timestamp_ms), false))?;
         self.write_packet(packet).await
     }
 
     /// Sends one FLV AUDIODATA body at `timestamp_ms`.
-    pub async fn send_audio(&mut self, body: Bytes, timestamp_ms: u32) -> Result<(), String> {
-        let packet = self.wire.call(|s| s.publish_audio_data(body, RtmpTimestamp::new(timestamp_ms), false))?;
+    pub async fn send_audio(&mut self, body: impl Into<Bytes>, timestamp_ms: u32) -> Result<(), String> {
+        let packet = self
+            .wire
+            .call(|s| s.publish_audio_data(body.into(), RtmpTimestamp::new(timestamp_ms), false))?;
         self.write_packet(packet).await
     }
 
@@ -620,7 +636,10 @@ mod tests {
             additional_values: vec![status],
         };
         match refusal(&event) {
-            Some(Outcome::Failed { status: Some(403), reason }) => {
+            Some(Outcome::Failed {
+                status: Some(403),
+                reason,
+            }) => {
                 assert_eq!(reason, "NetStream.Play.Failed: refused by the authorization backend");
             }
             other => panic!("{other:?}"),

@@ -10,6 +10,10 @@
 //! to a server that checks its own host name in request URLs. Closes pass through in both
 //! directions, so closure timing is the server's.
 //!
+//! **Outcomes.** A 401/403 answer is `Denied`, and so is a connection the server closes
+//! instead of answering (a silent refusal, [`SILENT_CLOSE_STATUS`]); other statuses are
+//! `Failed` with the status; `Playing` needs H.264 frames, and [`Seen`] says what arrived.
+//!
 //! **Headers.** retina sends `User-Agent` (the profile's); it cannot send `Referer`, so a
 //! profile's referer is not sent over RTSP (RTSP 1.0 has no such header anyway).
 
@@ -27,6 +31,10 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use super::{Attempt, Outcome, ViewerProfile};
+
+/// The pseudo-status of a request the server answered by closing the connection: a silent
+/// close is a refusal (BAN-03 closes RTSP sockets silently), reported as `Denied` like a 403.
+pub const SILENT_CLOSE_STATUS: u16 = 403;
 
 /// How a running RTSP session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +296,15 @@ fn check<T>(
                 trail.push(format!("{what} -> {status} ({} ms)", opened.elapsed().as_millis()));
                 Err(Outcome::from_status(status, None, what))
             }
+            None if closed_by_peer(&e) => {
+                trail.push(format!(
+                    "{what} -> closed without an answer: {}",
+                    first_line(&e.to_string())
+                ));
+                Err(Outcome::Denied {
+                    status: SILENT_CLOSE_STATUS,
+                })
+            }
             None => {
                 let reason = format!("{what}: {}", first_line(&e.to_string()));
                 trail.push(reason.clone());
@@ -295,6 +312,13 @@ fn check<T>(
             }
         },
     }
+}
+
+/// Whether retina failed because the server closed the connection while a request was
+/// waiting for its answer. retina's error is opaque; its text is the only signal.
+fn closed_by_peer(e: &retina::Error) -> bool {
+    let text = e.to_string();
+    text.contains("EOF while expecting response") || text.contains("Connection reset")
 }
 
 fn short(url: &Url) -> String {
@@ -453,24 +477,49 @@ mod tests {
 
     #[tokio::test]
     async fn the_relay_connects_from_the_chosen_address() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
         let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server_addr = server.local_addr().unwrap();
         let (relay_addr, _task) = relay("127.0.0.2".parse().unwrap(), server_addr).await.unwrap();
-        let (_conn, peer) = server.accept().await.unwrap();
+        let (mut upstream, peer) = server.accept().await.unwrap();
         assert_eq!(peer.ip(), "127.0.0.2".parse::<IpAddr>().unwrap());
+
         let mut client = TcpStream::connect(relay_addr).await.unwrap();
-        let (mut conn, _) = (_conn, ());
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         client.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];
-        conn.read_exact(&mut buf).await.unwrap();
+        upstream.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"ping");
-        drop(conn);
+
+        drop(upstream);
         let mut rest = Vec::new();
         let n = tokio::time::timeout(Duration::from_secs(2), client.read_to_end(&mut rest))
             .await
             .expect("the server's close reaches the client")
             .unwrap_or(0);
         assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_closes_instead_of_answering_denies() {
+        use tokio::io::AsyncReadExt;
+
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = Url::parse(&format!("rtsp://{}/", server.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = server.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf).await;
+        });
+        let client = RtspClient::new(&base, ViewerProfile::new("127.0.0.1".parse().unwrap()));
+        let (attempt, session) = client.open("s1", &[], 1).await;
+        assert_eq!(
+            attempt.outcome,
+            Outcome::Denied {
+                status: SILENT_CLOSE_STATUS
+            },
+            "{attempt}"
+        );
+        assert!(session.is_none());
     }
 }

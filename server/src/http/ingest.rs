@@ -60,5 +60,10 @@ pub(super) async fn publish_mpegts(state: Arc<HttpState>, peer: SocketAddr, name
             publisher.push(unit);
         }
     }
+    // The last video PES has no length and ends only with the upload.
+    for unit in ingest.finish() {
+        publisher.push(unit);
+    }
+    tracing::info!(stream = %name, bytes = guard.handle().bytes(), "HTTP MPEG-TS publisher finished");
     StatusCode::NO_CONTENT.into_response()
 }

@@ -8,7 +8,9 @@
 //! Latency: a `fake://` unit is released when stream time reaches its dts, one by one (a new
 //! viewer gets the part of the current segment already produced at once, then real time). A
 //! `publish://` unit is released as soon as the publisher pushed it, not when its segment
-//! completes.
+//! completes; units come in the order they were pushed (each track in decoding order, the
+//! tracks interleaved as the publisher interleaved them: RTMP and TS muxers do so by dts, and
+//! [`TsIngest`](super::TsIngest) sorts what each chunk completes).
 
 use std::sync::Arc;
 

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use rml_rtmp::chunk_io::Packet;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -115,7 +117,12 @@ pub(super) struct Handler {
 
 impl Handler {
     pub fn new(socket: TcpStream, peer: SocketAddr, ctx: Arc<Context>, shutdown: CancellationToken) -> Handler {
-        Handler { socket, peer, ctx, shutdown }
+        Handler {
+            socket,
+            peer,
+            ctx,
+            shutdown,
+        }
     }
 
     /// Serves the connection to its end and logs how it ended; never fails.
@@ -321,7 +328,9 @@ impl Conn {
     async fn play(&mut self, request_id: u32, app: &str, key: &str, stream_id: u32) -> Result<(), Stop> {
         const FAILED: &str = "NetStream.Play.Failed";
         if !matches!(self.phase, Phase::Setup) {
-            return self.reject(request_id, FAILED, "one play or publish per connection").await;
+            return self
+                .reject(request_id, FAILED, "one play or publish per connection")
+                .await;
         }
         let Some(target) = names::resolve(app, key) else {
             tracing::info!(app, key, "RTMP play of an invalid stream name");
@@ -344,6 +353,7 @@ impl Conn {
                 self.guard = Some(self.ctx.core.attach(&admitted.session));
                 tracing::info!(stream = %target.name, session_id = %admitted.session.session_id(), "RTMP play admitted");
                 let results = self.session.accept_request(request_id).map_err(internal)?;
+                let results = results.into_iter().filter(|r| !is_script_data(r)).collect();
                 for event in self.queue_all(results) {
                     tracing::debug!(?event, "unexpected RTMP event in an answer");
                 }
@@ -361,7 +371,9 @@ impl Conn {
     async fn publish(&mut self, request_id: u32, app: &str, key: &str) -> Result<(), Stop> {
         const DENIED: &str = "NetStream.Publish.Denied";
         if !matches!(self.phase, Phase::Setup) {
-            return self.reject(request_id, DENIED, "one play or publish per connection").await;
+            return self
+                .reject(request_id, DENIED, "one play or publish per connection")
+                .await;
         }
         let Some(target) = names::resolve(app, key) else {
             tracing::info!(app, key, "RTMP publish to an invalid stream name");
@@ -464,6 +476,19 @@ impl Conn {
     }
 }
 
+/// Whether `result` is a script data message (`|RtmpSampleAccess`, `onStatus
+/// NetStream.Data.Start`) from `rml_rtmp`'s play acceptance. It stamps them with its session
+/// clock, and ffmpeg's FLV demuxer turns script data with a non-zero timestamp into bogus
+/// streams (ffprobe then lists a `text` subtitle and an unknown data stream, which breaks
+/// `ffmpeg -c copy` into MP4). Neither matters to any player, so they are not sent. `rml_rtmp`
+/// puts data messages, and nothing else, on chunk stream 3; this server sends no other data
+/// message (no onMetaData for the same reason), so dropping them cannot desynchronise the
+/// chunk header compression of that stream.
+fn is_script_data(result: &ServerSessionResult) -> bool {
+    const DATA_CHUNK_STREAM: u8 = 3;
+    matches!(result, ServerSessionResult::OutboundResponse(p) if p.bytes.first().is_some_and(|b| b & 0x3F == DATA_CHUNK_STREAM))
+}
+
 /// The text a refused client gets: the context's reason, except that a redirect is reported as
 /// the refusal it is over RTMP (AMB-5).
 fn describe(refusal: &Refusal) -> String {
@@ -478,14 +503,21 @@ fn describe(refusal: &Refusal) -> String {
 
 /// The server side of the handshake (RTMP 1.0 §5.2), within the setup deadline. Returns the
 /// bytes the client sent after its C2.
-async fn handshake(reader: &mut OwnedReadHalf, writer: &mut OwnedWriteHalf, deadline: Instant) -> Result<Vec<u8>, Stop> {
+async fn handshake(
+    reader: &mut OwnedReadHalf,
+    writer: &mut OwnedWriteHalf,
+    deadline: Instant,
+) -> Result<Vec<u8>, Stop> {
     let mut handshake = Handshake::new(PeerType::Server);
     let mut buf = [0u8; 4096];
     let mut received = 0usize;
     loop {
         let n = read_some(reader, &mut buf, Some(deadline)).await?;
         if n == 0 {
-            return Err(ConnError::Handshake(format!("the client closed the connection after {received} handshake bytes")).into());
+            return Err(ConnError::Handshake(format!(
+                "the client closed the connection after {received} handshake bytes"
+            ))
+            .into());
         }
         received += n;
         let (response, done) = match handshake.process_bytes(&buf[..n]) {
@@ -531,4 +563,3 @@ async fn next_unit(phase: &mut Phase) -> Option<AccessUnit> {
         _ => std::future::pending().await,
     }
 }
-

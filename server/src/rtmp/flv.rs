@@ -124,7 +124,8 @@ pub(crate) fn parse_avc_config(record: &[u8]) -> Result<AvcConfig, String> {
     if version != 1 {
         return Err(format!("AVCDecoderConfigurationRecord version {version}, expected 1"));
     }
-    r.take(3).ok_or("AVCDecoderConfigurationRecord truncated in the profile")?;
+    r.take(3)
+        .ok_or("AVCDecoderConfigurationRecord truncated in the profile")?;
     let length_size = usize::from(r.u8().ok_or("AVCDecoderConfigurationRecord truncated")? & 0x03) + 1;
     if length_size == 3 {
         return Err("NAL unit length size 3 is not allowed".into());
@@ -226,9 +227,7 @@ pub(crate) fn avcc_to_annex_b(avcc: &[u8], config: &AvcConfig) -> Result<(Bytes,
     let mut nals = Vec::new();
     let mut r = Reader(avcc);
     while !r.0.is_empty() {
-        let len = r
-            .uint(config.length_size)
-            .ok_or("NAL unit length cut short")?;
+        let len = r.uint(config.length_size).ok_or("NAL unit length cut short")?;
         let len = usize::try_from(len).map_err(|_| "NAL unit length overflows")?;
         let nal = r
             .take(len)
@@ -329,7 +328,14 @@ mod tests {
         };
         let (back, idr) = avcc_to_annex_b(&split.avcc, &config).unwrap();
         assert!(idr);
-        let expected = [&[0, 0, 0, 1][..], &SPS, &[0, 0, 0, 1], &PPS, &[0, 0, 0, 1, 0x65, 0x88, 0x84]].concat();
+        let expected = [
+            &[0, 0, 0, 1][..],
+            &SPS,
+            &[0, 0, 0, 1],
+            &PPS,
+            &[0, 0, 0, 1, 0x65, 0x88, 0x84],
+        ]
+        .concat();
         assert_eq!(&back[..], &expected[..]);
 
         // A non-IDR picture gets no parameter sets.
@@ -372,13 +378,22 @@ mod tests {
             parse_audio(&aac_raw_tag(&[1, 2])).unwrap(),
             AudioTag::Raw(Bytes::from_static(&[1, 2]))
         );
-        assert!(parse_audio(&Bytes::from_static(&[0x2F, 1, 0])).is_err(), "MP3 is refused");
+        assert!(
+            parse_audio(&Bytes::from_static(&[0x2F, 1, 0])).is_err(),
+            "MP3 is refused"
+        );
         assert!(parse_audio(&Bytes::from_static(&[0xAF])).is_err());
     }
 
     #[test]
     fn bad_video_is_described_not_panicked() {
-        for body in [&[][..], &[0x17], &[0x12, 1, 0, 0, 0], &[0x97, 1, 0, 0, 0], &[0x17, 0, 0, 0, 0, 2]] {
+        for body in [
+            &[][..],
+            &[0x17],
+            &[0x12, 1, 0, 0, 0],
+            &[0x97, 1, 0, 0, 0],
+            &[0x17, 0, 0, 0, 0, 2],
+        ] {
             assert!(parse_video(&Bytes::copy_from_slice(body)).is_err(), "{body:?}");
         }
         assert!(parse_avc_config(&[1, 0x42, 0, 0x1E, 0xFF, 0xE1, 0, 10, 0x67]).is_err());

@@ -188,7 +188,11 @@ impl InboundCheck {
         let mut stream = match (fmt, previous) {
             (0, _) => StreamHeader::default(),
             (_, Some(p)) => p,
-            (_, None) => return violation(format!("chunk type {fmt} on chunk stream {csid} before any type 0 chunk")),
+            (_, None) => {
+                return violation(format!(
+                    "chunk type {fmt} on chunk stream {csid} before any type 0 chunk"
+                ));
+            }
         };
         let u24 = |s: &[u8]| u32::from_be_bytes([0, s[0], s[1], s[2]]);
         let need = match fmt {
@@ -197,7 +201,9 @@ impl InboundCheck {
             2 => 3,
             _ => 0,
         };
-        let Some(fields) = b.get(at..at + need) else { return Ok(None) };
+        let Some(fields) = b.get(at..at + need) else {
+            return Ok(None);
+        };
         at += need;
         if fmt <= 2 {
             stream.timestamp_field = u24(&fields[0..3]);
@@ -400,12 +406,25 @@ mod tests {
         let mut bytes = serializer.set_max_chunk_size(64, RtmpTimestamp::new(0)).unwrap().bytes;
         let props = HashMap::from([
             ("app".to_string(), Amf0Value::Utf8String("live".into())),
-            ("flashVer".to_string(), Amf0Value::Utf8String("FMLE/3.0 (compatible; Lavf59)".into())),
-            ("tcUrl".to_string(), Amf0Value::Utf8String("rtmp://127.0.0.1:1935/live".into())),
-            ("pageUrl".to_string(), Amf0Value::Utf8String("https://site.example/p?token=x&name=y".into())),
+            (
+                "flashVer".to_string(),
+                Amf0Value::Utf8String("FMLE/3.0 (compatible; Lavf59)".into()),
+            ),
+            (
+                "tcUrl".to_string(),
+                Amf0Value::Utf8String("rtmp://127.0.0.1:1935/live".into()),
+            ),
+            (
+                "pageUrl".to_string(),
+                Amf0Value::Utf8String("https://site.example/p?token=x&name=y".into()),
+            ),
             ("padding".to_string(), Amf0Value::Utf8String("z".repeat(300))),
         ]);
-        bytes.extend(serialize(&mut serializer, command("connect", Amf0Value::Object(props)), 0));
+        bytes.extend(serialize(
+            &mut serializer,
+            command("connect", Amf0Value::Object(props)),
+            0,
+        ));
         let video = MessagePayload {
             timestamp: RtmpTimestamp::new(0x0100_0000),
             type_id: 9,

@@ -10,15 +10,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rml_rtmp::chunk_io::Packet;
-use rml_rtmp::sessions::{ServerSession, ServerSessionError, StreamMetadata};
+use rml_rtmp::sessions::{ServerSession, ServerSessionError};
 use rml_rtmp::time::RtmpTimestamp;
 
 use super::flv;
 use crate::media::{AccessUnit, AuFeed, CLOCK_HZ, MediaSource, Track};
-
-/// FLV codec ids announced in onMetaData (§E.4.2.1, §E.4.3.1).
-const VIDEO_CODEC_AVC: u32 = 7;
-const AUDIO_CODEC_AAC: u32 = 10;
 
 /// One viewer's position in the stream and what it has been told so far.
 #[derive(Debug)]
@@ -59,23 +55,12 @@ impl Player {
         self.feed.next().await
     }
 
-    /// What follows the accepted play: onMetaData and the sequence headers known now.
+    /// What follows the accepted play: the sequence headers known now. No onMetaData: `rml_rtmp`
+    /// stamps it with its session clock, and ffmpeg makes a bogus subtitle stream of script data
+    /// that is not at time 0 (see `connection::is_script_data`).
     pub fn start(&mut self, session: &mut ServerSession) -> Result<Vec<Packet>, ServerSessionError> {
         let codecs = self.media.codecs();
         let mut out = Vec::new();
-        if codecs.video.is_some() || codecs.audio.is_some() {
-            let mut metadata = StreamMetadata::new();
-            if codecs.video.is_some() {
-                metadata.video_codec_id = Some(VIDEO_CODEC_AVC);
-            }
-            if let Some(aac) = codecs.audio {
-                metadata.audio_codec_id = Some(AUDIO_CODEC_AAC);
-                metadata.audio_sample_rate = aac.sample_rate();
-                metadata.audio_channels = Some(u32::from(aac.channel_configuration));
-                metadata.audio_is_stereo = Some(aac.channel_configuration == 2);
-            }
-            out.push(session.send_metadata(self.stream_id, &metadata)?);
-        }
         if let Some(avc) = codecs.video {
             out.extend(self.avc_header(session, avc.sps, avc.pps, RtmpTimestamp::new(0))?);
         }
@@ -88,7 +73,11 @@ impl Player {
     }
 
     /// The messages for one access unit (none while its codec configuration is unknown).
-    pub fn packets(&mut self, unit: AccessUnit, session: &mut ServerSession) -> Result<Vec<Packet>, ServerSessionError> {
+    pub fn packets(
+        &mut self,
+        unit: AccessUnit,
+        session: &mut ServerSession,
+    ) -> Result<Vec<Packet>, ServerSessionError> {
         let base = *self.base_dts.get_or_insert(unit.dts);
         let millis = unit.dts.saturating_sub(base) * 1000 / CLOCK_HZ;
         // RTMP time is 32-bit milliseconds and wraps after 49.7 days, as the protocol intends.
@@ -160,7 +149,10 @@ impl Player {
             return Ok(None);
         }
         let Some(tag) = flv::avc_sequence_header(&sps, &pps) else {
-            tracing::warn!(sps_len = sps.len(), "the stream's SPS cannot make an AVC sequence header");
+            tracing::warn!(
+                sps_len = sps.len(),
+                "the stream's SPS cannot make an AVC sequence header"
+            );
             return Ok(None);
         };
         self.avc_params = Some((sps, pps));

@@ -321,7 +321,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     Ok(0) if self.reader.is_mid_frame() => return Close::Truncated,
                     Ok(0) => return Close::ClientGone,
                     Ok(_) => {}
-                    Err(e) => return Close::Io(e.to_string()),
+                    Err(e) => return io_close(&e),
                 },
                 unit = next_unit(&mut self.state) => match unit {
                     Some(unit) => if let Err(close) = self.send_unit(unit).await {
@@ -684,7 +684,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => Err(Close::Io(e.to_string())),
+            Ok(Err(e)) => Err(io_close(&e)),
             Err(_) => Err(Close::Io(format!(
                 "a write did not complete within {:?}",
                 self.limits.write_timeout
@@ -764,6 +764,14 @@ fn refusal_reply(refusal: &Refusal) -> Reply {
         Refusal::Unavailable(_) => StatusCode::ServiceUnavailable,
     };
     Reply::new(status)
+}
+
+/// A reset or broken pipe is how many players leave (ffmpeg after TEARDOWN): not a failure.
+fn io_close(e: &std::io::Error) -> Close {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => Close::ClientGone,
+        _ => Close::Io(e.to_string()),
+    }
 }
 
 async fn ended(session: Option<&SessionHandle>) {

@@ -60,6 +60,11 @@ pub(crate) struct Reader {
     /// How far the buffer has been searched for the end of the head (`\r\n\r\n`), so that a
     /// head arriving byte by byte costs linear time.
     scanned: usize,
+    /// Whether the first line of the message in the buffer has been checked.
+    line_checked: bool,
+    /// With a whole head, how many bytes the message needs in all: the body is not parsed
+    /// again until they are there, so a body arriving byte by byte costs linear time too.
+    wanted: usize,
     max_head: usize,
     max_body: usize,
 }
@@ -71,6 +76,8 @@ impl Reader {
         Reader {
             buf: BytesMut::with_capacity(4096),
             scanned: 0,
+            line_checked: false,
+            wanted: 0,
             max_head,
             max_body,
         }
@@ -92,8 +99,7 @@ impl Reader {
         // them, and real ones do after interleaved data).
         let blank = self.buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
         if blank > 0 {
-            self.buf.advance(blank);
-            self.scanned = self.scanned.saturating_sub(blank);
+            self.consume(blank);
         }
         let Some(&first) = self.buf.first() else {
             return Ok(Step::NeedMore);
@@ -106,8 +112,15 @@ impl Reader {
                 "the input is neither an RTSP message nor interleaved data",
             ));
         }
-        if let Some(line_end) = find(&self.buf, b"\r\n", 0) {
+        if self.buf.len() < self.wanted {
+            return Ok(Step::NeedMore);
+        }
+        // No line end lay before `scanned`, so the search starts just before it.
+        if !self.line_checked
+            && let Some(line_end) = find(&self.buf, b"\r\n", self.scanned.saturating_sub(1))
+        {
             check_first_line(&self.buf[..line_end])?;
+            self.line_checked = true;
         }
         let from = self.scanned.saturating_sub(HEAD_END.len() - 1);
         let Some(at) = find(&self.buf, HEAD_END, from) else {
@@ -123,8 +136,7 @@ impl Reader {
         }
         match Message::<Vec<u8>>::parse(&self.buf[..]) {
             Ok((message, consumed)) => {
-                self.buf.advance(consumed);
-                self.scanned = 0;
+                self.consume(consumed);
                 Ok(Step::Frame(match message {
                     Message::Request(request) => Frame::Request(request),
                     Message::Response(_) => Frame::Ignored(Ignored::Response),
@@ -141,9 +153,20 @@ impl Reader {
                 if wanted - head_len > self.max_body {
                     return Err(Invalid::BodyTooLarge { limit: self.max_body });
                 }
+                self.wanted = wanted;
                 Ok(Step::NeedMore)
             }
             Err(ParseError::Error) => Err(Invalid::Malformed("the request does not parse as RTSP")),
+        }
+    }
+
+    /// Drops `n` bytes from the front: blank lines, or one whole frame.
+    fn consume(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.scanned = self.scanned.saturating_sub(n);
+        if self.scanned == 0 {
+            self.line_checked = false;
+            self.wanted = 0;
         }
     }
 
@@ -157,8 +180,7 @@ impl Reader {
             self.buf.reserve(4 + len - self.buf.len());
             return Step::NeedMore;
         }
-        self.buf.advance(4 + len);
-        self.scanned = 0;
+        self.consume(4 + len);
         Step::Frame(Frame::Ignored(Ignored::Interleaved { channel, len }))
     }
 }
@@ -238,6 +260,25 @@ mod tests {
             assert!(matches!(&frames[2], Frame::Request(q) if q.body() == b"abc"));
             assert!(!r.is_mid_frame());
         }
+    }
+
+    #[test]
+    fn input_trickling_byte_by_byte_is_read_once() {
+        let mut input = Vec::new();
+        for _ in 0..3 {
+            input.extend_from_slice(b"SET_PARAMETER rtsp://h/s RTSP/1.0\r\nCSeq: 2\r\nContent-Length: 3\r\n\r\nabc");
+            input.extend_from_slice(&[b'$', 1, 0, 2, 9, 9]);
+        }
+        let mut r = reader();
+        let mut frames = 0;
+        for b in &input {
+            frames += feed(&mut r, std::slice::from_ref(b))
+                .into_iter()
+                .filter(|s| matches!(s, Ok(Step::Frame(_))))
+                .count();
+        }
+        assert_eq!(frames, 6);
+        assert!(!r.is_mid_frame());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Track URLs come in two shapes. The server's own (absolute, from the SDP) put the track in the
 //! path: `rtsp://h/NAME/trackID=0?token=T`. A client that joins a relative control URL by
-//! pasting strings (retina and ffmpeg both do, see `docs/crates.md`) makes
+//! pasting strings (retina and ffmpeg both do) makes
 //! `rtsp://h/NAME?token=T/trackID=0`; that shape is understood too, so that the token is not
 //! read as `T/trackID=0`.
 
