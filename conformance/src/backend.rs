@@ -161,6 +161,8 @@ pub struct Call {
     pub path: String,
     /// The query exactly as sent, decoded, in order.
     pub query: Vec<(String, String)>,
+    /// The body, when it is a JSON object (publish calls may carry their fields there, AMB-2).
+    pub body: Option<serde_json::Map<String, serde_json::Value>>,
     /// What the backend did with it.
     pub answered: String,
     /// The answer it got; `None` when the connection was cut or no scenario owned it.
@@ -182,8 +184,27 @@ impl Call {
         map
     }
 
+    /// A field of the call: the query parameter, else the JSON body's field (strings as they
+    /// are, numbers and booleans in their JSON form).
+    pub fn field(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.param(name) {
+            return Some(v.to_string());
+        }
+        match self.body.as_ref()?.get(name)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// The `token` of the query, else of a JSON body.
     pub fn token(&self) -> Option<&str> {
-        self.param("token")
+        self.param("token").or_else(|| {
+            self.body
+                .as_ref()
+                .and_then(|b| b.get("token"))
+                .and_then(|v| v.as_str())
+        })
     }
 
     pub fn request_type(&self) -> Option<&str> {
@@ -211,6 +232,9 @@ impl fmt::Display for Call {
                 write!(f, "{sep}{k}={v}")?;
             }
             sep = '&';
+        }
+        if let Some(body) = &self.body {
+            write!(f, " body {}", serde_json::Value::Object(body.clone()))?;
         }
         write!(f, " -> {}", self.answered)
     }
@@ -314,6 +338,10 @@ fn record(request: &Request, slot: &ScenarioSlot, answer: Option<Answer>, answer
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect(),
+        body: match serde_json::from_slice(&request.body) {
+            Ok(serde_json::Value::Object(map)) => Some(map),
+            _ => None,
+        },
         answered,
         answer,
     }
@@ -349,13 +377,10 @@ impl Respond for Router {
             return ResponseTemplate::new(404);
         };
         let mut state = lock(&slot.state);
-        let token = request
-            .url
-            .query_pairs()
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned());
-        let answer = state.answer_for(token.as_deref());
-        let call = record(request, &slot, Some(answer.clone()), answer.to_string());
+        let mut call = record(request, &slot, None, String::new());
+        let answer = state.answer_for(call.token());
+        call.answered = answer.to_string();
+        call.answer = Some(answer.clone());
         tracing::debug!(%call, "auth backend");
         state.log.push(call);
         answer.template()

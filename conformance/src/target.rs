@@ -83,33 +83,73 @@ pub struct AuthSettings {
     pub session_keys: Option<Vec<String>>,
     pub domains: Vec<String>,
     pub max_sessions: Option<u32>,
+    /// `soft_limitation` (LIM-05).
+    pub soft_limitation: bool,
 }
 
 /// What the suite asks a target to serve under a name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StreamSpec {
     pub on_play: Option<AuthSettings>,
+    /// `on_publish` (PUB-02); only meaningful with [`StreamSpec::publish`].
+    pub on_publish: Option<AuthSettings>,
+    /// The stream takes publishers (`input publish://`) instead of the synthetic `fake://fake`.
+    pub publish: bool,
+    /// `password` required from publishers (PUB-04).
+    pub password: Option<String>,
 }
 
 impl StreamSpec {
     /// The body of `PUT /streamer/api/v3/streams/NAME`.
     pub fn to_api_json(&self) -> Value {
-        let mut body = json!({ "inputs": [{ "url": "fake://fake" }] });
+        let input = if self.publish { "publish://" } else { "fake://fake" };
+        let mut body = json!({ "inputs": [{ "url": input }] });
         if let Some(auth) = &self.on_play {
-            let mut on_play = json!({ "url": auth.url });
-            if let Some(keys) = &auth.session_keys {
-                on_play["session_keys"] = json!(keys);
-            }
-            if !auth.domains.is_empty() {
-                on_play["domains"] = json!(auth.domains);
-            }
-            if let Some(n) = auth.max_sessions {
-                on_play["max_sessions"] = json!(n);
-            }
-            body["on_play"] = on_play;
+            body["on_play"] = auth.to_api_json();
+        }
+        if let Some(auth) = &self.on_publish {
+            body["on_publish"] = auth.to_api_json();
+        }
+        if let Some(password) = &self.password {
+            body["password"] = json!(password);
         }
         body
     }
+}
+
+impl AuthSettings {
+    /// The vendor's `auth_spec` object.
+    fn to_api_json(&self) -> Value {
+        let mut spec = json!({ "url": self.url });
+        if let Some(keys) = &self.session_keys {
+            spec["session_keys"] = json!(keys);
+        }
+        if !self.domains.is_empty() {
+            spec["domains"] = json!(self.domains);
+        }
+        if let Some(n) = self.max_sessions {
+            spec["max_sessions"] = json!(n);
+        }
+        if self.soft_limitation {
+            spec["soft_limitation"] = json!(true);
+        }
+        spec
+    }
+}
+
+/// `streams/NAME` with each segment of NAME percent-encoded, so names holding `%`, `?`, `#` or
+/// spaces stay one path.
+fn stream_path(name: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let segments: Vec<String> = name
+        .split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+        .collect();
+    format!("streams/{}", segments.join("/"))
 }
 
 /// An API answer kept as it came (for steps that assert on refusals).
@@ -183,7 +223,9 @@ impl Api {
         self.base.join(path).expect("API paths are relative")
     }
 
-    async fn send(&self, method: &'static str, path: &str, body: Option<&Value>) -> Result<ApiAnswer, TargetError> {
+    /// One API call; `path` is relative to `/streamer/api/v3/`. The answer is returned whatever
+    /// its status.
+    pub async fn send(&self, method: &'static str, path: &str, body: Option<&Value>) -> Result<ApiAnswer, TargetError> {
         let url = self.url(path);
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
         let mut request = self
@@ -229,13 +271,12 @@ impl Api {
 
     /// `PUT streams/NAME`. The answer is returned whatever its status: refusals are assertions.
     pub async fn put_stream(&self, name: &str, spec: &StreamSpec) -> Result<ApiAnswer, TargetError> {
-        self.send("PUT", &format!("streams/{name}"), Some(&spec.to_api_json()))
-            .await
+        self.send("PUT", &stream_path(name), Some(&spec.to_api_json())).await
     }
 
     /// `DELETE streams/NAME`; an unknown stream is fine.
     pub async fn delete_stream(&self, name: &str) -> Result<(), TargetError> {
-        let path = format!("streams/{name}");
+        let path = stream_path(name);
         let answer = self.send("DELETE", &path, None).await?;
         Self::expect_ok(
             "DELETE",
@@ -323,6 +364,8 @@ impl Target {
         };
         let config = Config {
             http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            rtmp: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            rtsp: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             edit_auth: Some(Credential {
                 login: credential.login.clone(),
                 password: credential.password.clone(),
@@ -348,6 +391,24 @@ impl Target {
     pub fn http_base(&self) -> &Url {
         match self {
             Target::Embedded { http, .. } | Target::Address { http, .. } => http,
+        }
+    }
+
+    /// The RTMP address, when the target has one.
+    pub fn rtmp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Target::Embedded { server, .. } => server.rtmp_addr(),
+            Target::Address { .. } => None,
+        }
+    }
+
+    /// The RTSP base URL (`rtsp://ADDR/`), when the target has one.
+    pub fn rtsp_base(&self) -> Option<Url> {
+        match self {
+            Target::Embedded { server, .. } => server
+                .rtsp_addr()
+                .map(|a| Url::parse(&format!("rtsp://{a}/")).expect("a socket address makes a URL")),
+            Target::Address { .. } => None,
         }
     }
 

@@ -104,8 +104,11 @@ impl Context {
             Verdict::Deny { reason, .. } => return Err(Refusal::Denied(reason)),
             Verdict::Redirect { location } => return Err(Refusal::Redirect(location)),
         };
-        if !serves(&stream, proto) || session.is_ended() {
+        if !serves(&stream, proto) {
             return Err(Refusal::Denied(DenyReason::ProtocolOff));
+        }
+        if session.is_ended() {
+            return Err(Refusal::Denied(DenyReason::Gone));
         }
         let media = stream.media().map_err(|e| {
             tracing::warn!(stream = stream.name(), error = %e, "stream has no media");

@@ -274,10 +274,12 @@ impl UsherWorld {
     pub async fn ensure_stream(&mut self, alias: &str) {
         let unreachable = self.backend_unreachable;
         let backend_url = if unreachable {
-            self.backend.unreachable_url().to_string()
+            self.backend.unreachable_url().clone()
         } else {
-            self.backend.url().to_string()
+            self.backend.url().clone()
         };
+        // Publish calls go to a path of their own in the scenario's backend.
+        let publish_url = backend_url.join("on_publish").expect("a relative path joins");
         let Some(entry) = self.streams.get_mut(alias) else {
             panic!("stream \"{alias}\" was never declared (use: Given a stream \"{alias}\" with on_play auth)");
         };
@@ -287,7 +289,12 @@ impl UsherWorld {
         if let Some(auth) = entry.spec.on_play.as_mut()
             && auth.url.is_empty()
         {
-            auth.url = backend_url;
+            auth.url = backend_url.to_string();
+        }
+        if let Some(auth) = entry.spec.on_publish.as_mut()
+            && auth.url.is_empty()
+        {
+            auth.url = publish_url.to_string();
         }
         let answer = self
             .ctx

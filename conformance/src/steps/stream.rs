@@ -10,20 +10,23 @@ use crate::target::{AuthSettings, StreamSpec};
 
 /// Reads the options after `with on_play auth and …`:
 /// `session_keys "ip,name,proto,token"`, `domains "a.com,b.com"`, `max_sessions 2`,
-/// `a backend URL with query "site=1"`.
+/// `a backend URL with query "site=1"`, `soft_limitation`.
 fn auth_settings(world: &UsherWorld, options: &str) -> AuthSettings {
     let mut auth = AuthSettings::default();
     let re = regex::Regex::new(
-        r#"^(?:session_keys "([^"]*)"|domains "([^"]*)"|max_sessions (\d+)|a backend URL with query "([^"]*)")$"#,
+        r#"^(?:session_keys "([^"]*)"|domains "([^"]*)"|max_sessions (\d+)|a backend URL with query "([^"]*)"|(soft_limitation))$"#,
     )
     .expect("a valid regex");
     for item in options.split(" and ").filter(|s| !s.is_empty()) {
         let caps = re.captures(item.trim()).unwrap_or_else(|| {
             panic!(
                 "unknown stream option `{item}` (known: session_keys \"…\", domains \"…\", \
-                 max_sessions N, a backend URL with query \"…\")"
+                 max_sessions N, a backend URL with query \"…\", soft_limitation)"
             )
         });
+        if caps.get(5).is_some() {
+            auth.soft_limitation = true;
+        }
         if let Some(keys) = caps.get(1) {
             auth.session_keys = Some(keys.as_str().split(',').map(str::to_string).collect());
         } else if let Some(domains) = caps.get(2) {
@@ -40,15 +43,56 @@ fn auth_settings(world: &UsherWorld, options: &str) -> AuthSettings {
 #[given(regex = r#"^a stream "([^"]+)" with on_play auth(?: and (.+))?$"#)]
 async fn a_stream(world: &mut UsherWorld, alias: String, options: String) {
     let auth = auth_settings(world, &options);
+    declare(
+        world,
+        alias,
+        StreamSpec {
+            on_play: Some(auth),
+            ..StreamSpec::default()
+        },
+    );
+}
+
+fn declare(world: &mut UsherWorld, alias: String, spec: StreamSpec) {
     let server_name = world.stream_name(&alias);
     world.streams.insert(
         alias,
         StreamEntry {
             server_name,
-            spec: StreamSpec { on_play: Some(auth) },
+            spec,
             in_place: false,
         },
     );
+}
+
+/// CFG-05: a stream with no `on_play` at all.
+#[given(regex = r#"^a stream "([^"]+)" without authorization$"#)]
+async fn a_stream_without_auth(world: &mut UsherWorld, alias: String) {
+    declare(world, alias, StreamSpec::default());
+}
+
+/// A stream that takes publishers (`input publish://`). Options, joined by ` and `:
+/// `on_publish auth`, `on_play auth`, `password "secret"`.
+#[given(regex = r#"^a publishing point "([^"]+)"(?: with (.+))?$"#)]
+async fn a_publishing_point(world: &mut UsherWorld, alias: String, options: String) {
+    let mut spec = StreamSpec {
+        publish: true,
+        ..StreamSpec::default()
+    };
+    let password = regex::Regex::new(r#"^password "([^"]+)"$"#).expect("a valid regex");
+    for item in options.split(" and ").filter(|s| !s.is_empty()) {
+        match item.trim() {
+            "on_publish auth" => spec.on_publish = Some(AuthSettings::default()),
+            "on_play auth" => spec.on_play = Some(AuthSettings::default()),
+            other => match password.captures(other) {
+                Some(c) => spec.password = Some(c[1].to_string()),
+                None => panic!(
+                    "unknown publishing point option `{other}` (known: on_publish auth, on_play auth, password \"…\")"
+                ),
+            },
+        }
+    }
+    declare(world, alias, spec);
 }
 
 #[when(regex = r#"^the operator puts stream "([^"]+)" with on_play auth(?: and (.+))?$"#)]
@@ -57,7 +101,10 @@ async fn operator_puts(world: &mut UsherWorld, alias: String, options: String) {
     if auth.url.is_empty() {
         auth.url = world.backend.url().to_string();
     }
-    let spec = StreamSpec { on_play: Some(auth) };
+    let spec = StreamSpec {
+        on_play: Some(auth),
+        ..StreamSpec::default()
+    };
     let server_name = world.stream_name(&alias);
     let answer = world
         .ctx

@@ -61,6 +61,17 @@ pub struct AuthSettings {
     pub soft_limitation_delay: Duration,
 }
 
+impl AuthSettings {
+    /// Settings with the documented defaults for everything not given.
+    pub fn new(no_auto_token: bool, http_session_idle: Duration) -> AuthSettings {
+        AuthSettings {
+            no_auto_token: AtomicBool::new(no_auto_token),
+            http_session_idle,
+            soft_limitation_delay: DEFAULT_SOFT_LIMITATION_DELAY,
+        }
+    }
+}
+
 /// Default of [`AuthSettings::soft_limitation_delay`] (AMB-3).
 pub const DEFAULT_SOFT_LIMITATION_DELAY: Duration = Duration::from_secs(30);
 
