@@ -93,6 +93,7 @@ async fn stream_crud_and_bad_bodies() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["on_play"]["session_keys"], json!(["ip", "name", "proto", "token"]));
+    insta::assert_json_snapshot!("stream_json", body);
 
     // SESS-03: a list without proto is refused with a message naming it.
     let no_proto =
@@ -152,6 +153,11 @@ async fn sessions_are_listed_and_closed_and_admin_tokens_minted() {
         .await;
     let sessions = body["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{body}");
+    insta::assert_json_snapshot!("session_list", body, {
+        ".sessions[].id" => "[uuid]",
+        ".sessions[].opened_at" => "[unix ms]",
+        ".sessions[].bytes" => "[bytes]",
+    });
     assert_eq!(sessions[0]["token"], "abc");
     assert_eq!(sessions[0]["user_id"], "u1");
     assert_eq!(sessions[0]["proto"], "hls");

@@ -503,3 +503,54 @@ async fn conf_03_ended_sessions_start_afresh() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[1].request_type, RequestType::NewSession);
 }
+
+/// T11, RESP-01..05, AMB-5 as one exhaustive table over (state before × backend outcome),
+/// with the outcomes produced by the real answer reader from their status codes.
+#[tokio::test(start_paused = true)]
+async fn status_table_by_session_state() {
+    use usher_server::auth::backend::interpret;
+    #[derive(Clone, Copy, Debug)]
+    enum Before {
+        New,
+        Allowed,
+        Denied,
+    }
+    let location = vec![("Location".to_string(), "http://elsewhere/".to_string())];
+    let mut outcomes: Vec<(String, Script)> = [200u16, 204, 302, 401, 403, 404, 429, 500, 502, 503, 504]
+        .into_iter()
+        .map(|status| {
+            let headers = if status == 302 { location.clone() } else { vec![] };
+            (status.to_string(), Script::Answer(interpret(status, &headers, b"")))
+        })
+        .collect();
+    outcomes.push(("timeout".into(), Script::Slow(Duration::from_secs(5), allow(None))));
+    outcomes.push(("refused".into(), Script::Answer(Answer::NoDecision { reason: "connect: refused".into() })));
+    for before in [Before::New, Before::Allowed, Before::Denied] {
+        for (label, outcome) in &outcomes {
+            let f = Fixture::new();
+            match before {
+                Before::New => {}
+                Before::Allowed => f.backend.on("t", Script::Answer(allow(Some(1)))),
+                Before::Denied => f.backend.on("t", Script::Answer(deny(1))),
+            }
+            f.backend.on("t", outcome.clone());
+            if !matches!(before, Before::New) {
+                f.hls("t").await;
+                advance(Duration::from_secs(2)).await;
+            }
+            let verdict = f.hls("t").await;
+            let ok = label.starts_with('2');
+            let no_decision = label.starts_with('5') || label == "timeout" || label == "refused";
+            let expected_allowed = match before {
+                Before::New | Before::Denied => ok,
+                Before::Allowed => ok || no_decision,
+            };
+            assert_eq!(allowed(&verdict), expected_allowed, "{before:?} × {label}: {verdict:?}");
+            if label == "302" && !matches!(before, Before::Allowed) {
+                assert!(matches!(verdict, Verdict::Redirect { .. }), "{before:?} × 302 redirects: {verdict:?}");
+            }
+            let expected_calls = if matches!(before, Before::New) { 1 } else { 2 };
+            assert_eq!(f.backend.calls().len(), expected_calls, "{before:?} × {label}");
+        }
+    }
+}

@@ -131,11 +131,15 @@ impl ViewerProfile {
     }
 }
 
-/// `BASE/NAME/LEAF?query`, with the query percent-encoded.
+/// `BASE/NAME/LEAF?query`, with each segment of the name and the query percent-encoded (a name
+/// may hold `%`, `?`, `#` or spaces).
 pub(crate) fn media_url(base: &Url, stream: &str, leaf: &str, query: &[(String, String)]) -> Url {
-    let mut url = base
-        .join(&format!("{}/{leaf}", stream.trim_matches('/')))
-        .expect("stream names are relative paths");
+    let mut url = base.clone();
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty();
+        segments.extend(stream.trim_matches('/').split('/'));
+        segments.push(leaf);
+    }
     if !query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for (k, v) in query {

@@ -6,6 +6,8 @@
 //! concurrently against one server without seeing each other.
 
 pub mod backend;
+pub mod properties;
+pub mod publish;
 pub mod server;
 pub mod sessions;
 pub mod stream;
@@ -23,6 +25,8 @@ use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::backend::{Backend, ScenarioBackend};
 use crate::clients::hls::HlsClient;
+use crate::clients::rtmp::RtmpPlayer;
+use crate::clients::rtsp::RtspSession;
 use crate::clients::tshttp::TsSession;
 use crate::clients::{Attempt, ViewerProfile};
 use crate::target::{ApiAnswer, StreamSpec, Target};
@@ -38,6 +42,9 @@ pub struct RunContext {
     pub time_scale: f64,
     /// Name of the token query parameter (`auth_token`).
     pub token_param: String,
+    /// Seed of the generated (property) cases: `USHER_SEED` when set, else random. Each
+    /// scenario derives its own from it and its name, and prints it when it fails.
+    pub seed: u64,
     counter: AtomicU64,
     /// Concurrent scenarios hold it shared, `@serial` ones exclusively.
     exclusive: Arc<RwLock<()>>,
@@ -61,9 +68,16 @@ impl RunContext {
             run_id: uuid::Uuid::new_v4().simple().to_string()[..6].to_string(),
             time_scale,
             token_param,
+            seed: seed_from_env().unwrap_or_else(rand_seed),
             counter: AtomicU64::new(0),
             exclusive: Arc::new(RwLock::new(())),
         }
+    }
+
+    /// Replaces the seed of generated cases (`usher check --seed`).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     fn next_scope(&self) -> String {
@@ -89,6 +103,28 @@ fn current() -> Option<Arc<RunContext>> {
     CONTEXT.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// `USHER_SEED`, decimal or `0x` hex.
+fn seed_from_env() -> Option<u64> {
+    let text = std::env::var("USHER_SEED").ok()?;
+    let text = text.trim();
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    match parsed {
+        Ok(seed) => Some(seed),
+        Err(_) => {
+            tracing::warn!(value = text, "USHER_SEED is not a number; using a random seed");
+            None
+        }
+    }
+}
+
+fn rand_seed() -> u64 {
+    let (a, _) = uuid::Uuid::new_v4().as_u64_pair();
+    a
+}
+
 /// A stream of the scenario.
 #[derive(Debug, Clone)]
 pub struct StreamEntry {
@@ -98,10 +134,12 @@ pub struct StreamEntry {
 }
 
 /// The delivery protocol of a play.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
     Hls,
     MpegTs,
+    Rtmp,
+    Rtsp,
 }
 
 impl Proto {
@@ -109,7 +147,9 @@ impl Proto {
         match s {
             "HLS" => Proto::Hls,
             "MPEG-TS" => Proto::MpegTs,
-            other => panic!("unknown protocol `{other}` (HLS or MPEG-TS)"),
+            "RTMP" => Proto::Rtmp,
+            "RTSP" => Proto::Rtsp,
+            other => panic!("unknown protocol `{other}` (HLS, MPEG-TS, RTMP or RTSP)"),
         }
     }
 
@@ -118,7 +158,14 @@ impl Proto {
         match self {
             Proto::Hls => "hls",
             Proto::MpegTs => "tshttp",
+            Proto::Rtmp => "rtmp",
+            Proto::Rtsp => "rtsp",
         }
+    }
+
+    /// The session is its connection (SESS-07): ended by the server closing it.
+    pub fn is_persistent(self) -> bool {
+        self != Proto::Hls
     }
 }
 
@@ -127,6 +174,8 @@ impl fmt::Display for Proto {
         f.write_str(match self {
             Proto::Hls => "HLS",
             Proto::MpegTs => "MPEG-TS",
+            Proto::Rtmp => "RTMP",
+            Proto::Rtsp => "RTSP",
         })
     }
 }
@@ -138,6 +187,45 @@ pub struct Play {
     pub proto: Proto,
     /// The token sent; `None`: no token parameter.
     pub token: Option<String>,
+    /// Further query parameters of the client URL (after the token).
+    pub query: Vec<(String, String)>,
+}
+
+/// A running play over a persistent connection: the server ends the session by closing it.
+#[derive(Debug)]
+pub enum Connection {
+    Ts(TsSession),
+    Rtmp(RtmpPlayer),
+    Rtsp(RtspSession),
+}
+
+impl Connection {
+    /// Waits at most `within` for the server to close it; how it ended, if it did.
+    pub async fn wait_closed(&mut self, within: Duration) -> Option<String> {
+        match self {
+            Connection::Ts(s) => s.wait_closed(within).await.map(|c| c.reason),
+            Connection::Rtmp(p) => p.wait_closed(within).await.map(|c| c.reason),
+            Connection::Rtsp(s) => s.wait_closed(within).await.map(|c| c.reason),
+        }
+    }
+
+    /// Waits at most `within` for more media (a few packets or frames).
+    pub async fn wait_more(&mut self, within: Duration) -> bool {
+        match self {
+            Connection::Ts(s) => s.wait_more(188 * 5, within).await,
+            Connection::Rtmp(p) => p.wait_more_video(2, within).await,
+            Connection::Rtsp(s) => s.wait_more(2, within).await,
+        }
+    }
+
+    /// What arrived so far and whether it ended, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Connection::Ts(s) => format!("{} bytes of MPEG-TS, closed: {:?}", s.bytes(), s.closed()),
+            Connection::Rtmp(p) => format!("{:?}, closed: {:?}", p.seen(), p.closed()),
+            Connection::Rtsp(s) => format!("{:?}, closed: {:?}", s.seen(), s.closed()),
+        }
+    }
 }
 
 /// A viewer: one client address and the headers its player sends.
@@ -146,7 +234,8 @@ pub struct Viewer {
     pub profile: ViewerProfile,
     pub hls: Option<HlsClient>,
     pub plays: Vec<(Play, Attempt)>,
-    pub ts: Option<TsSession>,
+    /// The running MPEG-TS, RTMP or RTSP play, if any.
+    pub live: Option<Connection>,
 }
 
 impl Viewer {
@@ -170,12 +259,15 @@ pub struct UsherWorld {
     /// Streams by the scenario's alias.
     pub streams: BTreeMap<String, StreamEntry>,
     pub viewers: BTreeMap<String, Viewer>,
+    pub publishers: BTreeMap<String, publish::Publisher>,
     pub admin_token: Option<String>,
     pub last_api: Option<ApiAnswer>,
     /// The backend URL is a closed port for streams put in place from now on.
     pub backend_unreachable: bool,
     /// Server-wide settings to put back after the scenario.
     pub restore_server_config: Option<Value>,
+    /// The token query parameter, when the scenario renamed it (`auth_token`, CFG-07).
+    pub token_param: Option<String>,
     exclusive: Option<Exclusive>,
 }
 
@@ -205,10 +297,12 @@ impl UsherWorld {
             backend,
             streams: BTreeMap::new(),
             viewers: BTreeMap::new(),
+            publishers: BTreeMap::new(),
             admin_token: None,
             last_api: None,
             backend_unreachable: false,
             restore_server_config: None,
+            token_param: None,
             exclusive: None,
         })
     }
@@ -229,8 +323,9 @@ impl UsherWorld {
     pub async fn leave(&mut self) -> Result<(), String> {
         let mut problems = Vec::new();
         for viewer in self.viewers.values_mut() {
-            viewer.ts = None;
+            viewer.live = None;
         }
+        self.publishers.clear();
         if let Some(config) = self.restore_server_config.take()
             && let Err(e) = self.ctx.target.api().put_server_config(&config).await
         {
@@ -253,8 +348,21 @@ impl UsherWorld {
         format!("{}-{alias}", self.scope)
     }
 
+    /// The `X-UserId` of user `alias` in this scenario. An all-digit alias stays all digits, its
+    /// leading zeros first (`007` → `007<n>`, `7` → `7<n>`), so that ids equal as integers but
+    /// different as strings can be written (RESP-06).
     pub fn user_id(&self, alias: &str) -> String {
+        if !alias.is_empty() && alias.bytes().all(|b| b.is_ascii_digit()) {
+            let hex = self.scope.strip_prefix('c').unwrap_or(&self.scope);
+            let n = u64::from_str_radix(hex, 16).unwrap_or_default();
+            return format!("{alias}{n}");
+        }
         format!("{}-{alias}", self.scope)
+    }
+
+    /// The query parameter that carries the token for this scenario.
+    pub fn token_param(&self) -> &str {
+        self.token_param.as_deref().unwrap_or(&self.ctx.token_param)
     }
 
     /// Puts every declared stream in place that is not yet.
@@ -315,6 +423,9 @@ impl UsherWorld {
     /// A failure message: what went wrong, then everything the backend saw.
     pub fn explain(&self, what: impl fmt::Display) -> String {
         let mut out = format!("{what}\n{}", self.backend.log().describe());
+        for (name, publisher) in &self.publishers {
+            out.push_str(&format!("\npublisher \"{name}\": {publisher}"));
+        }
         for (name, viewer) in &self.viewers {
             for (play, attempt) in &viewer.plays {
                 let token = play

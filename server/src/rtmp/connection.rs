@@ -397,6 +397,7 @@ impl Conn {
                 self.guard = Some(self.ctx.core.attach(&admitted.session));
                 tracing::info!(stream = %target.name, session_id = %admitted.session.session_id(), "RTMP publisher admitted");
                 let results = self.session.accept_request(request_id).map_err(internal)?;
+                self.inbound.allow_media();
                 self.phase = Phase::Publishing(Box::new(Ingest::new(target.name, admitted.publisher)));
                 self.answer(results).await
             }

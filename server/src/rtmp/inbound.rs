@@ -17,9 +17,12 @@ use rml_rtmp::rml_amf0::{self, Amf0Value};
 
 use super::amf;
 
-/// Largest audio or video message accepted (a very large keyframe fits).
+/// Largest audio or video message accepted from an admitted publisher (a very large keyframe
+/// fits).
 pub(crate) const MAX_MEDIA_MESSAGE: usize = 8 << 20;
-/// Largest message of any other type: commands, metadata, control.
+/// Largest message of any other type (commands, metadata, control), and of any type before a
+/// publisher is admitted: nobody else has a reason to send more, and an unauthenticated client
+/// must not make the server buffer megabytes.
 pub(crate) const MAX_CONTROL_MESSAGE: usize = 64 << 10;
 /// Deepest AMF0 nesting accepted; real clients use two levels.
 const MAX_AMF_DEPTH: usize = 16;
@@ -102,6 +105,8 @@ pub(crate) struct InboundCheck {
     chunk_left: usize,
     partial: Option<Partial>,
     connect: Option<ConnectInfo>,
+    /// Audio and video may be up to [`MAX_MEDIA_MESSAGE`]: set once a publisher is admitted.
+    media_allowed: bool,
 }
 
 impl Default for InboundCheck {
@@ -113,6 +118,7 @@ impl Default for InboundCheck {
             chunk_left: 0,
             partial: None,
             connect: None,
+            media_allowed: false,
         }
     }
 }
@@ -162,6 +168,12 @@ impl InboundCheck {
                 }
             }
         }
+    }
+
+    /// Lets the client send audio and video messages up to [`MAX_MEDIA_MESSAGE`] (an admitted
+    /// publisher).
+    pub fn allow_media(&mut self) {
+        self.media_allowed = true;
     }
 
     /// What the client sent in `connect`, once it has.
@@ -244,7 +256,11 @@ impl InboundCheck {
             None => {
                 let length = stream.message_length as usize;
                 let media = matches!(stream.type_id, type_id::AUDIO | type_id::VIDEO);
-                let limit = if media { MAX_MEDIA_MESSAGE } else { MAX_CONTROL_MESSAGE };
+                let limit = if media && self.media_allowed {
+                    MAX_MEDIA_MESSAGE
+                } else {
+                    MAX_CONTROL_MESSAGE
+                };
                 if length > limit {
                     return violation(format!(
                         "a message of type {} and {length} bytes exceeds the limit of {limit} bytes",
@@ -479,6 +495,20 @@ mod tests {
         let mut ext = raw(8, 4, &[0xAF, 1]);
         ext.extend([0x84, 0xFF, 0xFF, 0xFF, 0, 0, 0, 1, 0xAF, 1]);
         assert!(InboundCheck::default().check(&ext).is_err());
+    }
+
+    #[test]
+    fn large_media_only_from_an_admitted_publisher() {
+        let mut header = raw(9, 4, &[]);
+        header[4..7].copy_from_slice(&[0x01, 0, 0x01]);
+        assert!(
+            InboundCheck::default().check(&header).is_err(),
+            "64 KiB + 1 before admission"
+        );
+        let mut check = InboundCheck::default();
+        check.allow_media();
+        check.check(&header).unwrap();
+        assert_eq!(check.partial.as_ref().map(|p| p.length), Some(0x01_0001));
     }
 
     #[test]
