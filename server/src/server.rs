@@ -10,10 +10,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::admin::AdminTokens;
+use crate::auth::backend::Router;
 use crate::auth::{AuthCore, AuthSettings, HttpBackend};
 use crate::config::Config;
 use crate::context::Context;
 use crate::http::{self, HttpState};
+use crate::media::MediaRoot;
 use crate::streams::Streams;
 
 /// How long shutdown waits for open responses before cutting them.
@@ -72,7 +74,7 @@ impl Server {
         });
         let admin_disabled = std::env::var(ADMIN_VIEW_DISABLED_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("true"));
         let core = AuthCore::new(
-            Arc::new(backend),
+            Arc::new(Router { http: Arc::new(backend), script: None, configurator: None }),
             AdminTokens::new(secret, config.admin_token_ttl, admin_disabled),
             AuthSettings {
                 no_auto_token: AtomicBool::new(config.no_auto_token),
@@ -80,7 +82,13 @@ impl Server {
                 soft_limitation_delay: crate::auth::DEFAULT_SOFT_LIMITATION_DELAY,
             },
         );
-        let streams = Arc::new(Streams::new(config.streams.clone(), config.templates.clone()));
+        let media_root = config.media_root.as_deref().map_or_else(MediaRoot::default, MediaRoot::new);
+        let streams = Arc::new(Streams::with_media(
+            config.streams.clone(),
+            config.templates.clone(),
+            media_root,
+            config.vods.clone(),
+        ));
         core.set_stream_control(streams.clone());
 
         let rtmp = bind_optional("rtmp", config.rtmp).await?;

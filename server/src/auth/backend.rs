@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -293,6 +294,38 @@ pub trait Backend: Send + Sync + 'static {
     fn call(&self, url: &str, request: &BackendRequest) -> BoxFuture<'static, Answer>;
 }
 
+/// Sends each call to the backend kind its target names (CFG-01): `http(s)://` URLs to the
+/// HTTP client, absolute paths to the script runner, `auth://NAME` to the configurator. A kind
+/// that is not configured gives "no decision", logged once per call with the target.
+pub struct Router {
+    pub http: Arc<dyn Backend>,
+    pub script: Option<Arc<dyn Backend>>,
+    pub configurator: Option<Arc<dyn Backend>>,
+}
+
+impl Backend for Router {
+    fn call(&self, target: &str, request: &BackendRequest) -> BoxFuture<'static, Answer> {
+        let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+        let backend = if lower.starts_with("http://") || lower.starts_with("https://") {
+            Some(&self.http)
+        } else if lower.starts_with("auth://") {
+            self.configurator.as_ref()
+        } else if target.starts_with('/') {
+            self.script.as_ref()
+        } else {
+            None
+        };
+        match backend {
+            Some(b) => b.call(target, request),
+            None => {
+                tracing::warn!(target, "no backend of this kind is available; no decision");
+                let reason = format!("no backend for target `{target}`");
+                Box::pin(async move { Answer::NoDecision { reason } })
+            }
+        }
+    }
+}
+
 /// The HTTP backend client: GET for play, POST (query + JSON body) for publish.
 #[derive(Debug, Clone)]
 pub struct HttpBackend {
@@ -470,6 +503,55 @@ mod tests {
         assert!(matches!(interpret(200, &[], &big), Answer::NoDecision { .. }));
         let hdr = h(&[("x-big", &"a".repeat(MAX_HEADER_BYTES))]);
         assert!(matches!(interpret(200, &hdr, b""), Answer::NoDecision { .. }));
+    }
+
+    struct Fixed(u16);
+
+    impl Backend for Fixed {
+        fn call(&self, _target: &str, _request: &BackendRequest) -> BoxFuture<'static, Answer> {
+            let status = self.0;
+            Box::pin(async move { Answer::Deny { status, duration: Duration::ZERO } })
+        }
+    }
+
+    #[tokio::test]
+    async fn router_dispatches_on_the_target_kind() {
+        let request = BackendRequest {
+            kind: CallKind::Play,
+            name: "s".into(),
+            proto: Proto::Hls,
+            ip: "127.0.0.1".parse().expect("ip literal"),
+            request_type: RequestType::NewSession,
+            request_number: 1,
+            session_id: Uuid::nil(),
+            stream_clients: 0,
+            total_clients: 0,
+            token: None,
+            duration: None,
+            bytes: None,
+            qs: None,
+            dvr: false,
+            user_agent: None,
+            referer: None,
+            host: None,
+            extra: BTreeMap::new(),
+        };
+        let router = Router {
+            http: Arc::new(Fixed(401)),
+            script: Some(Arc::new(Fixed(402))),
+            configurator: Some(Arc::new(Fixed(405))),
+        };
+        let status = |a: Answer| match a {
+            Answer::Deny { status, .. } => status,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(status(router.call("HTTP://b/x", &request).await), 401);
+        assert_eq!(status(router.call("https://b/x", &request).await), 401);
+        assert_eq!(status(router.call("/etc/usher/auth.lua", &request).await), 402);
+        assert_eq!(status(router.call("auth://office", &request).await), 405);
+        let bare = Router { http: Arc::new(Fixed(401)), script: None, configurator: None };
+        assert!(matches!(bare.call("/x.lua", &request).await, Answer::NoDecision { .. }));
+        assert!(matches!(bare.call("ftp://x", &request).await, Answer::NoDecision { .. }));
     }
 
     #[test]

@@ -338,13 +338,11 @@ impl AuthCore {
             None => return self.admit_without_backend(&SessionKeys::default(), req, token),
             Some(spec) => spec,
         };
+        // The target's text form (`http…`, `/path.lua`, `auth://NAME`) is what the backend
+        // router dispatches on.
         let url = match &spec.target {
             AuthTarget::AllowAll => return self.admit_without_backend(&spec.session_keys, req, token),
-            AuthTarget::Http(url) => url.clone(),
-            other => {
-                tracing::warn!(stream = %req.name, target = %other, "this backend kind is not supported yet; no decision");
-                return Verdict::deny(DenyReason::NoDecision);
-            }
+            other => other.to_string(),
         };
         if !referer_allowed(&spec.domains, req.referer.as_deref()) {
             tracing::info!(stream = %req.name, ip = %req.ip, referer = ?req.referer, "refused by the domain lock");
