@@ -333,7 +333,7 @@ impl Conn {
                 .await;
         }
         let Some(target) = names::resolve(app, key) else {
-            tracing::info!(app, key, "RTMP play of an invalid stream name");
+            tracing::info!(app, key = %without_query(key), "RTMP play of an invalid stream name");
             self.reject(request_id, "NetStream.Play.StreamNotFound", "invalid stream name")
                 .await?;
             return Err(Stop::Done(End::Refused));
@@ -376,7 +376,7 @@ impl Conn {
                 .await;
         }
         let Some(target) = names::resolve(app, key) else {
-            tracing::info!(app, key, "RTMP publish to an invalid stream name");
+            tracing::info!(app, key = %without_query(key), "RTMP publish to an invalid stream name");
             self.reject(request_id, "NetStream.Publish.BadName", "invalid stream name")
                 .await?;
             return Err(Stop::Done(End::Refused));
@@ -488,6 +488,11 @@ impl Conn {
 fn is_script_data(result: &ServerSessionResult) -> bool {
     const DATA_CHUNK_STREAM: u8 = 3;
     matches!(result, ServerSessionResult::OutboundResponse(p) if p.bytes.first().is_some_and(|b| b & 0x3F == DATA_CHUNK_STREAM))
+}
+
+/// A stream key without its query, for logs: the query holds the token and the password.
+fn without_query(key: &str) -> &str {
+    key.split('?').next().unwrap_or_default()
 }
 
 /// The text a refused client gets: the context's reason, except that a redirect is reported as

@@ -8,12 +8,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use rml_rtmp::chunk_io::Packet;
 use rml_rtmp::sessions::{ServerSession, ServerSessionError};
 use rml_rtmp::time::RtmpTimestamp;
 
 use super::flv;
+use crate::media::avc::{self, AvcParams};
+use crate::media::h264::{self, nal_type};
 use crate::media::{AccessUnit, AuFeed, CLOCK_HZ, MediaSource, Track};
 
 /// One viewer's position in the stream and what it has been told so far.
@@ -24,8 +25,8 @@ pub(super) struct Player {
     stream_id: u32,
     /// Decoding time of the first message; RTMP time 0.
     base_dts: Option<u64>,
-    /// SPS and PPS of the last AVC sequence header sent.
-    avc_params: Option<(Bytes, Bytes)>,
+    /// The parameter sets of the last AVC sequence header sent.
+    avc_params: Option<AvcParams>,
     aac_header_sent: bool,
     /// Video waits for a keyframe after the sequence header.
     keyframe_sent: bool,
@@ -61,8 +62,8 @@ impl Player {
     pub fn start(&mut self, session: &mut ServerSession) -> Result<Vec<Packet>, ServerSessionError> {
         let codecs = self.media.codecs();
         let mut out = Vec::new();
-        if let Some(avc) = codecs.video {
-            out.extend(self.avc_header(session, avc.sps, avc.pps, RtmpTimestamp::new(0))?);
+        if let Some(params) = codecs.video {
+            out.extend(self.avc_header(session, params, RtmpTimestamp::new(0))?);
         }
         if let Some(aac) = codecs.audio {
             let tag = flv::aac_sequence_header(&aac.audio_specific_config());
@@ -94,25 +95,26 @@ impl Player {
         timestamp: RtmpTimestamp,
         session: &mut ServerSession,
     ) -> Result<Vec<Packet>, ServerSessionError> {
-        let split = flv::annex_b_to_avcc(&unit.data);
         let mut out = Vec::new();
-        match (split.sps, split.pps) {
-            (Some(sps), Some(pps)) => out.extend(self.avc_header(session, sps, pps, timestamp)?),
-            _ if self.avc_params.is_none() => {
-                if let Some(avc) = self.media.codecs().video {
-                    out.extend(self.avc_header(session, avc.sps, avc.pps, timestamp)?);
+        match AvcParams::from_annex_b(&unit.data) {
+            Some(params) => out.extend(self.avc_header(session, params, timestamp)?),
+            None if self.avc_params.is_none() => {
+                if let Some(params) = self.media.codecs().video {
+                    out.extend(self.avc_header(session, params, timestamp)?);
                 }
             }
-            _ => {}
+            None => {}
         }
-        let keyframe = unit.keyframe || split.has_idr;
-        if self.avc_params.is_none() || split.avcc.is_empty() || (!self.keyframe_sent && !keyframe) {
+        let keyframe =
+            unit.keyframe || h264::nal_units(&unit.data).any(|n| h264::nal_unit_type(n) == Some(nal_type::IDR_SLICE));
+        let avcc = avc::annex_b_to_avcc(&avc::strip_parameter_sets(&unit.data));
+        if self.avc_params.is_none() || avcc.is_empty() || (!self.keyframe_sent && !keyframe) {
             return Ok(out);
         }
         self.keyframe_sent = true;
         let composition_ms = (unit.pts as i64 - unit.dts as i64) * 1000 / CLOCK_HZ as i64;
         let composition_ms = composition_ms.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-        let tag = flv::avc_nalu_tag(keyframe, composition_ms, &split.avcc);
+        let tag = flv::avc_nalu_tag(keyframe, composition_ms, &avcc);
         out.push(session.send_video_data(self.stream_id, tag, timestamp, false)?);
         Ok(out)
     }
@@ -141,21 +143,14 @@ impl Player {
     fn avc_header(
         &mut self,
         session: &mut ServerSession,
-        sps: Bytes,
-        pps: Bytes,
+        params: AvcParams,
         timestamp: RtmpTimestamp,
     ) -> Result<Option<Packet>, ServerSessionError> {
-        if self.avc_params.as_ref().is_some_and(|(s, p)| *s == sps && *p == pps) {
+        if self.avc_params.as_ref() == Some(&params) {
             return Ok(None);
         }
-        let Some(tag) = flv::avc_sequence_header(&sps, &pps) else {
-            tracing::warn!(
-                sps_len = sps.len(),
-                "the stream's SPS cannot make an AVC sequence header"
-            );
-            return Ok(None);
-        };
-        self.avc_params = Some((sps, pps));
+        let tag = flv::avc_sequence_header(&params);
+        self.avc_params = Some(params);
         session.send_video_data(self.stream_id, tag, timestamp, false).map(Some)
     }
 }

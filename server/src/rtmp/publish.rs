@@ -9,8 +9,10 @@
 use bytes::Bytes;
 use rml_rtmp::time::RtmpTimestamp;
 
-use super::flv::{self, AudioTag, AvcConfig, VideoTag};
+use super::flv::{self, AudioTag, VideoTag};
 use crate::media::aac::AacConfig;
+use crate::media::avc::{self, AvcParams};
+use crate::media::h264::{self, nal_type};
 use crate::media::{AccessUnit, CLOCK_HZ, Codecs, Publisher, Track};
 
 /// Published timestamps start here rather than at 0, like the `fake://` source and ffmpeg's TS
@@ -25,7 +27,8 @@ pub(super) struct Ingest {
     stream: String,
     publisher: Publisher,
     codecs: Codecs,
-    avc: Option<AvcConfig>,
+    /// The last sequence header's parameter sets and NAL unit length size.
+    avc: Option<(AvcParams, u8)>,
     clock: Clock,
     complaints: u32,
 }
@@ -46,38 +49,36 @@ impl Ingest {
         let dts = self.clock.ticks(timestamp);
         match flv::parse_video(body) {
             Err(why) => self.complain(&why),
-            Ok(VideoTag::SequenceHeader(config)) => {
-                match config.params() {
-                    Some(params) => self.set_codecs(Codecs {
-                        video: Some(params),
+            Ok(VideoTag::SequenceHeader(record)) => match avc::parse_avc_decoder_configuration_record(&record) {
+                Some((params, length_size)) => {
+                    self.set_codecs(Codecs {
+                        video: Some(params.clone()),
                         ..self.codecs.clone()
-                    }),
-                    None => self.complain("AVC sequence header without SPS or PPS"),
+                    });
+                    self.avc = Some((params, length_size));
                 }
-                self.avc = Some(config);
-            }
-            Ok(VideoTag::Nalus {
-                composition_ms, data, ..
-            }) => {
-                let Some(config) = &self.avc else {
+                None => self.complain("AVC sequence header without a whole SPS and PPS"),
+            },
+            Ok(VideoTag::Nalus { composition_ms, data }) => {
+                let Some((params, length_size)) = &self.avc else {
                     return self.complain("AVC picture before the AVC sequence header");
                 };
-                match flv::avcc_to_annex_b(&data, config) {
-                    Err(why) => self.complain(&why),
-                    Ok((annex_b, _)) if annex_b.is_empty() => {}
-                    Ok((annex_b, idr)) => {
-                        let pts = dts.saturating_add_signed(i64::from(composition_ms) * 90);
-                        self.publisher.push(AccessUnit {
-                            track: Track::Video,
-                            pts,
-                            dts,
-                            keyframe: idr,
-                            data: annex_b,
-                        });
-                    }
-                }
+                let Some(annex_b) = avc::avcc_to_annex_b(&data, *length_size) else {
+                    return self.complain("AVC NAL unit length runs past the end of the tag");
+                };
+                let Some(unit) = with_params_before_idr(annex_b, params) else {
+                    return;
+                };
+                let pts = dts.saturating_add_signed(i64::from(composition_ms) * 90);
+                self.publisher.push(AccessUnit {
+                    track: Track::Video,
+                    pts,
+                    dts,
+                    keyframe: unit.1,
+                    data: unit.0,
+                });
             }
-            Ok(VideoTag::EndOfSequence) => {}
+            Ok(VideoTag::Nothing) => {}
         }
     }
 
@@ -128,6 +129,23 @@ impl Ingest {
     }
 }
 
+/// An Annex B access unit as [`AccessUnit`] wants it: when it holds an IDR picture but not its
+/// own SPS and PPS, the sequence header's go in front. Returns the bytes and whether there is an
+/// IDR picture; `None` for an access unit without NAL units.
+fn with_params_before_idr(annex_b: Bytes, params: &AvcParams) -> Option<(Bytes, bool)> {
+    let types: Vec<u8> = h264::nal_units(&annex_b).filter_map(h264::nal_unit_type).collect();
+    if types.is_empty() {
+        return None;
+    }
+    let idr = types.contains(&nal_type::IDR_SLICE);
+    if !idr || (types.contains(&nal_type::SPS) && types.contains(&nal_type::PPS)) {
+        return Some((annex_b, idr));
+    }
+    let mut with = params.to_annex_b().to_vec();
+    with.extend_from_slice(&annex_b);
+    Some((Bytes::from(with), true))
+}
+
 /// Turns 32-bit millisecond RTMP timestamps into 90 kHz ticks that count up for ever: each
 /// timestamp is read as a signed step from the previous one, so a wrap after 49.7 days and the
 /// small back-steps between interleaved audio and video both come out right.
@@ -153,6 +171,26 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameter_sets_go_before_an_idr_that_lacks_them() {
+        let params = AvcParams {
+            sps: Bytes::from_static(&[0x67, 0x42, 0, 0x1E]),
+            pps: Bytes::from_static(&[0x68, 0xCE]),
+        };
+        let idr = Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88]);
+        let (out, keyframe) = with_params_before_idr(idr, &params).unwrap();
+        assert!(keyframe);
+        assert_eq!(
+            &out[..],
+            &[
+                0, 0, 0, 1, 0x67, 0x42, 0, 0x1E, 0, 0, 0, 1, 0x68, 0xCE, 0, 0, 0, 1, 0x65, 0x88
+            ]
+        );
+        let p = Bytes::from_static(&[0, 0, 0, 1, 0x41, 0x9A]);
+        assert_eq!(with_params_before_idr(p.clone(), &params), Some((p, false)));
+        assert_eq!(with_params_before_idr(Bytes::new(), &params), None);
+    }
 
     #[test]
     fn clock_counts_through_the_wrap_and_back_steps() {
