@@ -554,3 +554,38 @@ async fn status_table_by_session_state() {
         }
     }
 }
+
+/// Closed-session records (for the history): one per close, with the reason.
+#[tokio::test(start_paused = true)]
+async fn closed_sessions_are_reported_with_their_reason() {
+    let f = Fixture::new();
+    let mut closed = f.core.closed_sessions().expect("first subscriber");
+    assert!(f.core.closed_sessions().is_none(), "one subscriber only");
+    f.backend.on("idle", Script::Answer(allow_user("u9", 600, None, false)));
+    f.backend.on("conn", Script::Answer(allow(Some(600))));
+    f.backend.on("k1", Script::Answer(allow_user("k", 600, Some(1), false)));
+    f.backend.on("k2", Script::Answer(allow_user("k", 600, Some(1), false)));
+    assert!(allowed(&f.hls("idle").await));
+    let Verdict::Allow(c) = f.play("s1", "127.0.0.2", Proto::Tshttp, "conn").await else { panic!() };
+    drop(f.core.attach(&c));
+    assert!(allowed(&f.play("s1", "127.0.0.3", Proto::Hls, "k1").await));
+    assert!(allowed(&f.play("s2", "127.0.0.3", Proto::Hls, "k2").await));
+    for _ in 0..31 {
+        advance(Duration::from_secs(1)).await;
+    }
+    let mut reasons = Vec::new();
+    while let Ok(record) = closed.try_recv() {
+        reasons.push((record.token.clone(), record.reason, record.user_id.clone()));
+    }
+    reasons.sort_by(|a, b| a.0.cmp(&b.0));
+    use usher_server::auth::CloseReason;
+    assert_eq!(
+        reasons,
+        vec![
+            ("conn".to_string(), CloseReason::Disconnected, None),
+            ("idle".to_string(), CloseReason::Idle, Some("u9".to_string())),
+            ("k1".to_string(), CloseReason::Kicked, Some("k".to_string())),
+            ("k2".to_string(), CloseReason::Idle, Some("k".to_string())),
+        ]
+    );
+}

@@ -157,6 +157,88 @@ pub struct SessionInfo {
     pub query_string: Option<String>,
 }
 
+/// Why a session closed (history, API-03 `play_closed` reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// No request for `http_session_idle` (HTTP protocols).
+    Idle,
+    /// The last connection ended (persistent protocols).
+    Disconnected,
+    /// A re-check denied (or redirected) it.
+    Denied,
+    /// Closed by a per-user session limit.
+    Kicked,
+    /// Closed by X-Unique.
+    Unique,
+    /// Its protocol was switched off by a config override.
+    ProtocolOff,
+    /// Closed through the management API.
+    Api,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Idle => "idle",
+            CloseReason::Disconnected => "disconnected",
+            CloseReason::Denied => "denied",
+            CloseReason::Kicked => "kicked",
+            CloseReason::Unique => "unique",
+            CloseReason::ProtocolOff => "protocol_off",
+            CloseReason::Api => "api",
+        }
+    }
+}
+
+/// A session that just closed, for the session history. A session that reopens (a client
+/// returning while its record lingers) and closes again yields one record per close.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClosedSession {
+    pub session_id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: String,
+    pub ip: String,
+    pub proto: &'static str,
+    pub token: String,
+    pub user_id: Option<String>,
+    pub opened_at: SystemTime,
+    pub closed_at: SystemTime,
+    pub bytes: u64,
+    pub reason: CloseReason,
+}
+
+/// Where closed-session records go; sending never blocks the registry.
+#[derive(Default)]
+struct Events(OnceLock<tokio::sync::mpsc::UnboundedSender<ClosedSession>>);
+
+impl Events {
+    /// Records `e` as closed for `reason` if it is open now (call before changing it).
+    fn closing(&self, e: &Entry, reason: CloseReason) {
+        if !e.is_open() {
+            return;
+        }
+        let Some(tx) = self.0.get() else { return };
+        let _ = tx.send(ClosedSession {
+            session_id: e.shared.session_id,
+            kind: match e.shared.kind {
+                CallKind::Play => "play",
+                CallKind::Publish => "publish",
+            },
+            name: e.name.clone(),
+            ip: e.ip.to_string(),
+            proto: e.shared.proto.as_str(),
+            token: e.shared.token.clone(),
+            user_id: e.user_id.clone(),
+            opened_at: e.opened_wall,
+            closed_at: SystemTime::now(),
+            bytes: e.shared.bytes.load(Ordering::Relaxed),
+            reason,
+        });
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Pending,
@@ -259,6 +341,7 @@ struct Inner {
     settings: AuthSettings,
     streams: OnceLock<Arc<dyn StreamControl>>,
     sessions_total: AtomicU64,
+    events: Events,
 }
 
 /// The auth core. Clone it freely; clones share one registry.
@@ -297,8 +380,16 @@ impl AuthCore {
                 settings,
                 streams: OnceLock::new(),
                 sessions_total: AtomicU64::new(0),
+                events: Events::default(),
             }),
         }
+    }
+
+    /// Closed-session records from now on (for the session history). Only the first call
+    /// gets a receiver.
+    pub fn closed_sessions(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ClosedSession>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.inner.events.0.set(tx).ok().map(|_| rx)
     }
 
     /// Connects the stream side for `config` overrides. Only the first call has an effect.
@@ -528,12 +619,13 @@ impl AuthCore {
                     .then_some(self.inner.settings.soft_limitation_delay);
                 if let (Some(user), Some(max)) = (e.user_id.clone(), limit) {
                     let kick = Kick { user: &user, max, ban: grant.duration, unique: grant.unique, soft };
-                    enforce_limit(&mut reg, key, &kick, now);
+                    enforce_limit(&mut reg, &self.inner.events, key, &kick, now);
                 }
                 (Verdict::Allow(handle), grant.config)
             }
             Answer::Deny { status, duration } => {
                 tracing::info!(%session_id, stream = %e.name, ip = %e.ip, status, ?request_type, ban_secs = duration.as_secs(), "backend denied; banned");
+                self.inner.events.closing(e, CloseReason::Denied);
                 e.state = State::Banned;
                 e.expires = now + duration;
                 e.closed_at = Some(now);
@@ -553,6 +645,7 @@ impl AuthCore {
                 } else {
                     // A redirect cannot move a running session; it ends it like a deny.
                     tracing::info!(%session_id, "backend redirected a running session; closing it");
+                    self.inner.events.closing(e, CloseReason::Denied);
                     e.state = State::Banned;
                     e.expires = now + e.duration;
                     e.closed_at = Some(now);
@@ -602,6 +695,7 @@ impl AuthCore {
             let off = e.shared.proto.switch_name().and_then(|n| protocols.get(n)) == Some(false);
             if e.name == stream && off && e.state == State::Allowed {
                 tracing::info!(session_id = %e.shared.session_id, stream, proto = %e.shared.proto, "protocol switched off; session closed");
+                self.inner.events.closing(e, CloseReason::ProtocolOff);
                 e.closed_at.get_or_insert(now);
                 // The record is forgotten so that a later request is judged afresh.
                 e.expires = now;
@@ -688,6 +782,7 @@ impl AuthCore {
             e.connections = e.connections.saturating_sub(1);
             e.last_seen = now;
             if e.connections == 0 && e.closed_at.is_none() {
+                self.inner.events.closing(e, CloseReason::Disconnected);
                 e.closed_at = Some(now);
                 tracing::info!(session_id = %e.shared.session_id, bytes = handle.bytes(), "connection ended; session closed");
             }
@@ -747,6 +842,7 @@ impl AuthCore {
         match key.and_then(|k| reg.entries.remove(&k)) {
             Some(e) => {
                 tracing::info!(session_id = %id, "session closed through the API");
+                self.inner.events.closing(&e, CloseReason::Api);
                 e.shared.ended.cancel();
                 true
             }
@@ -774,7 +870,7 @@ impl AuthCore {
         let mut calls = Vec::new();
         {
             let mut reg = self.registry();
-            run_pending_kicks(&mut reg, now);
+            run_pending_kicks(&mut reg, &self.inner.events, now);
             let keys: Vec<Key> = reg.entries.keys().copied().collect();
             for key in keys {
                 let (due, name) = {
@@ -794,6 +890,7 @@ impl AuthCore {
                     }
                     if e.is_open() && now.duration_since(e.last_seen) >= idle && (!persistent || e.connections == 0) {
                         tracing::info!(session_id = %e.shared.session_id, "idle; session closed");
+                        self.inner.events.closing(e, CloseReason::Idle);
                         e.closed_at = Some(now);
                         continue;
                     }
@@ -939,7 +1036,7 @@ struct Kick<'a> {
 /// Closes the oldest open sessions of the user beyond the limit (AMB-1) and bans them; with
 /// soft limitation they are only flagged and closed by the sweeper when the grace ends and
 /// the user is still over the limit.
-fn enforce_limit(reg: &mut Registry, admitted: &Key, kick: &Kick<'_>, now: Instant) {
+fn enforce_limit(reg: &mut Registry, events: &Events, admitted: &Key, kick: &Kick<'_>, now: Instant) {
     // Candidates are the user's other granted records: open ones, and closed ones still
     // lingering (they could come back without a call and exceed the limit). Lingering ones go
     // first, then open ones oldest first (AMB-1).
@@ -977,8 +1074,10 @@ fn enforce_limit(reg: &mut Registry, admitted: &Key, kick: &Kick<'_>, now: Insta
             }
             continue;
         }
-        let reason = if kick.unique { "duplicated user id (X-Unique)" } else { "exceeded session limit" };
-        ban_kicked(e, kick.user, kick.ban, reason, now);
+        let reason = if kick.unique { CloseReason::Unique } else { CloseReason::Kicked };
+        events.closing(e, reason);
+        let text = if kick.unique { "duplicated user id (X-Unique)" } else { "exceeded session limit" };
+        ban_kicked(e, kick.user, kick.ban, text, now);
     }
 }
 
@@ -1000,7 +1099,7 @@ fn ban_kicked(e: &mut Entry, user: &str, ban: Duration, reason: &str, now: Insta
 
 /// Carries out soft-limitation kicks whose grace has ended, if the user is still over its
 /// limit then.
-fn run_pending_kicks(reg: &mut Registry, now: Instant) {
+fn run_pending_kicks(reg: &mut Registry, events: &Events, now: Instant) {
     let due: Vec<(Key, PendingKick)> = reg
         .entries
         .iter()
@@ -1015,6 +1114,7 @@ fn run_pending_kicks(reg: &mut Registry, now: Instant) {
             .count();
         let Some(e) = reg.entries.get_mut(&key) else { continue };
         if e.is_open() && open > pending.limit as usize {
+            events.closing(e, CloseReason::Kicked);
             ban_kicked(e, &user, pending.ban, "exceeded session limit (after soft-limitation grace)", now);
         } else {
             e.pending_kick = None;

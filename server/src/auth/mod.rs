@@ -10,7 +10,7 @@ pub mod identity;
 pub mod proto;
 mod session;
 
-pub use self::core::{DEFAULT_SOFT_LIMITATION_DELAY, 
+pub use self::core::{ClosedSession, CloseReason, DEFAULT_SOFT_LIMITATION_DELAY, 
     AuthCore, AuthSettings, ConnectionGuard, DenyReason, PlayRequest, SessionInfo, StreamControl, Verdict,
 };
 pub use backend::{Answer, Backend, BackendRequest, CallKind, Grant, HttpBackend, RequestType};
