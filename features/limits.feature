@@ -46,3 +46,48 @@ Feature: Per-user session limit (X-Max-Sessions)
     And viewer "C" plays again
     Then exactly 2 of viewers "A", "B" and "C" are playing
     And at most 2 sessions of user "u1" are open
+
+  @LIM-06 @AMB-15 @should
+  Scenario: The stream's max_sessions caps a user whose answer names no X-Max-Sessions
+    Given a stream "s" with on_play auth and max_sessions 1
+    And the backend allows token "t1" as user "u1" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    Then viewer "B" is playing
+    And at most 1 session of user "u1" is open
+    When viewer "A" plays again
+    Then viewer "A" is denied
+    And the backend was asked 2 times for token "t1"
+
+  @LIM-06 @AMB-15 @should
+  Scenario: X-Max-Sessions in the answer wins over the stream's max_sessions
+    Given a stream "s" with on_play auth and max_sessions 1
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 2 and X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    And viewer "A" plays again
+    And viewer "B" plays again
+    Then viewer "A" is playing
+    And viewer "B" is playing
+    And the backend was asked 2 times for token "t1"
+
+  @LIM-05 @AMB-3 @info
+  Scenario: With soft_limitation a session over the limit is not cut at once
+    Given a stream "s" with on_play auth and soft_limitation
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 600
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t1"
+    Then viewer "B" is playing
+    And viewer "A" is still receiving media
+    And the backend was asked 2 times for token "t1"
+
+  @LIM-05 @AMB-3 @info @slow
+  Scenario: With soft_limitation a session over the limit is cut once the grace has passed
+    Given a stream "s" with on_play auth and soft_limitation
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 600
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t1"
+    Then viewer "B" is playing
+    And viewer "A" is still receiving media
+    And viewer "A" is disconnected within 100 seconds
+    And viewer "B" is still receiving media

@@ -22,3 +22,36 @@ Feature: Stream configuration override in the backend's answer
     Then viewer "A" is playing
     When viewer "B" from 127.0.0.3 plays "s" over HLS with token "t2"
     Then viewer "A" is still receiving media
+
+  @CONF-01 @CONF-04 @info @needs-api
+  Scenario: An override with inputs changes the input in force, not the configuration on disk
+    Given the backend allows token "t3" with X-AuthDuration 60 and config {"inputs":[{"url":"fake://other"}]}
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t3"
+    Then the configuration in force of stream "s" has the input "fake://other"
+    And the configuration on disk of stream "s" has the input "fake://fake"
+    When viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    Then viewer "B" is playing
+
+  @AMB-16 @CONF-02 @must
+  Scenario Outline: A malformed override (<what>) neither breaks the stream nor admits a denied viewer
+    Given the backend allows token "t4" with X-AuthDuration 60 and config <config>
+    And the backend denies token "t5" with config <config>
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t4"
+    And viewer "C" from 127.0.0.4 plays "s" over HLS with token "t5"
+    Then viewer "C" is denied
+    And viewer "A" is still receiving media
+    When viewer "D" from 127.0.0.5 plays "s" over HLS with token "t1"
+    Then viewer "D" is playing
+    And the backend was asked 1 time for token "t5"
+
+    Examples:
+      | what                                  | config                                            |
+      | a value of the wrong type             | {"protocols":{"hls":"off"}}                       |
+      | an unknown key                        | {"bogus":1}                                       |
+      | an unknown protocol                   | {"protocols":{"carrier-pigeon":false}}            |
+      | an array                              | [1,2]                                             |
+      | a string                              | "off"                                             |
+      | an empty input list                   | {"inputs":[]}                                     |
+      | inputs of the wrong type              | {"inputs":"fake://fake"}                          |
+      | a file input outside the media folder | {"inputs":[{"url":"file://../../../etc/passwd"}]} |

@@ -76,3 +76,23 @@ Feature: What the server asks the backend (table T1)
     Then viewer "B" is playing
     And the backend's new_session call for token "t2" carried
       | stream_clients | 1 |
+
+  @REQ-02 @must
+  Scenario Outline: A token with <what> reaches the backend as one intact value
+    Given the backend allows token "<token>" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "<token>"
+    Then viewer "A" is playing
+    And the backend's new_session call for token "<token>" carried
+      | token   | <token>    |
+      | name    | stream "s" |
+      | user_id | absent     |
+
+    Examples:
+      | what              | token       |
+      | an ampersand      | a&user_id=1 |
+      | spaces            | a b  c      |
+      | percent signs     | 100%25 50%  |
+      | a plus sign       | a+b         |
+      | non-ASCII letters | jeton-é-雪  |
+      | equals signs      | k=v=w       |
+      | a hash            | a#b         |

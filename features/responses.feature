@@ -39,3 +39,20 @@ Feature: How the backend's answer is read (table T3)
       | 404    | refused |
       | 502    | playing |
       | 503    | playing |
+
+  @RESP-06 @LIM-01 @must
+  Scenario: X-UserId is an opaque string: "007" and "7" are two users
+    Given the backend allows token "t1" as user "007" with X-Max-Sessions 1 and X-AuthDuration 60
+    And the backend allows token "t2" as user "7" with X-Max-Sessions 1 and X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t2"
+    And viewer "A" plays again
+    And viewer "B" plays again
+    Then viewer "A" is playing
+    And viewer "B" is playing
+    When viewer "C" from 127.0.0.4 plays "s" over HLS with token "t1"
+    And viewer "A" plays again
+    And viewer "C" plays again
+    And viewer "B" plays again
+    Then exactly 1 of viewers "A" and "C" is playing
+    And viewer "B" is playing

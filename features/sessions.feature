@@ -51,6 +51,16 @@ Feature: Session identity
       | token | s      | HLS      | t2    |
       | name  | s2     | HLS      | t1    |
 
+    @needs-rtmp
+    Examples: over RTMP
+      | key   | stream | protocol | token |
+      | proto | s      | RTMP     | t1    |
+
+    @needs-rtsp
+    Examples: over RTSP
+      | key   | stream | protocol | token |
+      | proto | s      | RTSP     | t1    |
+
   @SESS-03 @must
   Scenario Outline: A session_keys list without <missing> is refused by the API, naming it
     When the operator puts stream "s" with on_play auth and session_keys "<keys>"
@@ -92,3 +102,51 @@ Feature: Session identity
     When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
     And the operator closes the session of viewer "A" through the API
     Then viewer "A" is disconnected within 2 seconds
+
+  @SESS-04 @AMB-10 @should
+  Scenario Outline: The session key <key> tells apart requests that differ only in it
+    Given a stream "s" with on_play auth and session_keys "ip,name,proto,<key>"
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1" and <first>
+    And viewer "A" plays "s" over HLS with token "t1" and <first>
+    And viewer "A" plays "s" over HLS with token "t1" and <second>
+    Then viewer "A" is playing
+    And the backend was asked 2 times for token "t1" with request_type "new_session"
+    And the backend's calls for token "t1" carried 2 different session_ids
+
+    Examples:
+      | key               | first                 | second                |
+      | header.user-agent | User-Agent "Player/1" | User-Agent "Player/2" |
+      | query.sid         | query "sid=1"         | query "sid=2"         |
+
+  @SESS-04 @AMB-10 @should
+  Scenario: A session key of an unknown kind is refused by the API, naming it
+    When the operator puts stream "s" with on_play auth and session_keys "ip,name,proto,cookie.sid"
+    Then the API refuses it with an error naming "cookie.sid"
+
+  @SESS-07 @AMB-13 @info @slow
+  Scenario: An HLS session that stops asking is closed after an idle time
+    Given a stream "s" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    Then the server lists 1 open session of stream "s"
+    And the server lists 0 open sessions of stream "s" within 60 seconds
+
+  @API-01 @info @needs-sessions-api
+  Scenario: The session list shows each open session's fields
+    Given a stream "s" with on_play auth
+    And the backend allows token "t9" as user "u1" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t9" and Referer "http://example.com/watch" and User-Agent "TestPlayer/2.0"
+    Then viewer "A" is playing
+    And the server's session of viewer "A" shows
+      | field        | value                    |
+      | id           | the backend's session_id |
+      | type         | play                     |
+      | name         | stream "s"               |
+      | ip           | 127.0.0.2                |
+      | proto        | hls                      |
+      | token        | t9                       |
+      | user_id      | user "u1"                |
+      | bytes        | an integer               |
+      | opened_at    | an integer               |
+      | referer      | http://example.com/watch |
+      | user_agent   | TestPlayer/2.0           |
+      | query_string | containing "token=t9"    |

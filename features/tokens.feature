@@ -20,3 +20,13 @@ Feature: Where the token comes from
     When viewer "A" from 127.0.0.2 plays "s" over HLS without a token
     Then viewer "A" is denied
     And the backend was not asked
+
+  @CFG-07 @TOK-01 @should @serial @needs-server-config
+  Scenario: With auth_token renamed the token is read from that query parameter
+    Given the server reads the token from the query parameter "tk"
+    And the backend allows token "t1" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over HLS without a token and query "token=t2"
+    Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1"
+    And the backend was not asked for token "t2"

@@ -36,6 +36,9 @@ pub struct BackendOptions {
     /// Base URL the server under test is told to call (`http://host:port`). `None` means
     /// `http://<listen address>`, right for a server on the same host.
     pub advertised_base: Option<Url>,
+    /// The port of 127.0.0.1 that stands for a backend that is down. `None`: a port that was
+    /// free a moment ago. Static mode fixes it (it is printed in the target's configuration).
+    pub unreachable_port: Option<u16>,
 }
 
 impl Default for BackendOptions {
@@ -43,6 +46,7 @@ impl Default for BackendOptions {
         BackendOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertised_base: None,
+            unreachable_port: None,
         }
     }
 }
@@ -199,12 +203,8 @@ impl Call {
 
     /// The `token` of the query, else of a JSON body.
     pub fn token(&self) -> Option<&str> {
-        self.param("token").or_else(|| {
-            self.body
-                .as_ref()
-                .and_then(|b| b.get("token"))
-                .and_then(|v| v.as_str())
-        })
+        self.param("token")
+            .or_else(|| self.body.as_ref().and_then(|b| b.get("token")).and_then(|v| v.as_str()))
     }
 
     pub fn request_type(&self) -> Option<&str> {
@@ -442,10 +442,13 @@ impl Backend {
         };
         // A port that was free a moment ago: connecting to it is refused. It stands for a
         // backend that is down.
-        let closed_port = TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|l| l.local_addr())
-            .map_err(BackendError::ClosedPort)?
-            .port();
+        let closed_port = match options.unreachable_port {
+            Some(port) => port,
+            None => TcpListener::bind(("127.0.0.1", 0))
+                .and_then(|l| l.local_addr())
+                .map_err(BackendError::ClosedPort)?
+                .port(),
+        };
         let routes: Routes = Arc::default();
         let strays = Arc::new(ScenarioSlot {
             started: Instant::now(),

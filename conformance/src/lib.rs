@@ -1,21 +1,32 @@
 //! Usher conformance suite: validates any server that claims the Flussonic-style
 //! authorization-backend contract, over sockets only.
 //!
-//! * [`target`] — how the server under test is reached and configured (embedded reference server,
-//!   or a running server by address);
+//! * [`catalogue`] — the features as data: cases, requirement ids, levels, needs, stable keys,
+//!   the generated requirement matrix, the streams of static mode;
+//! * [`select`] and [`deviations`] — which cases a run covers and which it skips, and why;
+//! * [`target`] — how the server under test is reached and configured (embedded reference
+//!   server, a running server by address, or a static one), and its capability manifest;
 //! * [`backend`] — the programmable auth backend (wiremock) that records every call;
-//! * [`clients`] — HLS and HTTP MPEG-TS players that reduce what they see to an
+//! * [`clients`] — HLS, HTTP MPEG-TS, RTMP and RTSP players that reduce what they see to an
 //!   [`clients::Outcome`];
 //! * [`steps`] — the Gherkin vocabulary (cucumber step definitions);
-//! * [`run()`] — the runner used by `usher check` and by `cargo test --test conformance`.
+//! * [`run()`] — the runner used by `usher check` and by `cargo test --test conformance`;
+//! * [`report`] — results, and the terminal, JSON, JUnit and HTML reports.
 
 pub mod backend;
+pub mod catalogue;
 pub mod clients;
+pub mod deviations;
 pub mod logs;
 pub mod report;
 mod run;
+pub mod select;
 pub mod steps;
 pub mod target;
 
-pub use report::{Level, ScenarioResult, Summary, Verdict};
-pub use run::{RunError, RunOptions, TargetChoice, default_features_dir, run};
+pub use catalogue::{Capabilities, Case, Catalogue, Level};
+pub use report::{CaseResult, Summary, Verdict};
+pub use run::{
+    DEFAULT_STEP_TIMEOUT, DEFAULT_TIMEOUT, Observer, OnResult, RunError, RunOptions, RunStart, SLOW_STEP_TIMEOUT,
+    TargetChoice, capabilities_for, default_features_dir, run,
+};

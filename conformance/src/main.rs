@@ -1,14 +1,17 @@
 //! `usher`: run the reference server, or check a server against the conformance catalogue.
+//!
+//! * `usher serve --config FILE` — the reference server; prints one readiness line.
+//! * `usher check [OPTIONS]` — runs the catalogue against a target (the embedded server by
+//!   default); `--print-config` prints the streams a static target must load.
+//! * `usher cases [OPTIONS]` — lists the catalogue; `--matrix` regenerates the requirement
+//!   matrix in docs/conformance.md.
 
-use std::net::SocketAddr;
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use url::Url;
-use usher_conformance::backend::BackendOptions;
-use usher_conformance::target::ApiCredential;
-use usher_conformance::{RunOptions, TargetChoice, Verdict};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -30,51 +33,15 @@ enum Command {
         config: PathBuf,
     },
     /// Run the conformance catalogue against a server (by default the embedded reference server).
-    Check(Box<CheckArgs>),
-}
-
-#[derive(Args)]
-struct CheckArgs {
-    /// Folder of .feature files.
-    #[arg(long, value_name = "DIR", default_value_os_t = usher_conformance::default_features_dir())]
-    features: PathBuf,
-    /// Cucumber tag expression selecting scenarios, e.g. "@must and not @SESS-02".
-    #[arg(long, value_name = "EXPR")]
-    tags: Option<String>,
-    /// Scenarios running at once.
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    concurrency: usize,
-    /// Count failures of @should scenarios.
-    #[arg(long)]
-    strict: bool,
-    /// Multiply every upper time bound (slow machines).
-    #[arg(long, value_name = "F", default_value_t = 1.0)]
-    time_scale: f64,
-    /// Check a running server at this HTTP base URL instead of the embedded one.
-    #[arg(long, value_name = "URL", requires = "api_auth")]
-    target: Option<Url>,
-    /// Management API credential of --target.
-    #[arg(long, value_name = "LOGIN:PASSWORD")]
-    api_auth: Option<ApiCredential>,
-    /// Where the auth backend listens.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
-    backend_listen: SocketAddr,
-    /// The backend base URL the server under test is told to call (when it cannot use the
-    /// listening address, e.g. from a container).
-    #[arg(long, value_name = "URL")]
-    backend_url: Option<Url>,
+    Check(Box<cli::check::CheckArgs>),
+    /// List the catalogue's cases (or regenerate the requirement matrix of docs/conformance.md).
+    Cases(cli::cases::CasesArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("usher: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
     match cli.command {
+        Command::Cases(args) => cli::cases::run(&args),
         Command::Serve { config } => {
             // The server's log goes to stderr as it happens.
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -83,11 +50,22 @@ fn main() -> ExitCode {
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)
                 .init();
-            runtime.block_on(serve(config))
+            match runtime() {
+                Ok(rt) => rt.block_on(serve(config)),
+                Err(code) => code,
+            }
         }
         Command::Check(args) => {
             let logs = usher_conformance::logs::init();
-            let code = runtime.block_on(check(*args));
+            let code = match runtime() {
+                Ok(rt) => {
+                    let code = rt.block_on(cli::check::run(*args));
+                    // Tasks a hung target left behind must not keep the process alive.
+                    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+                    code
+                }
+                Err(code) => code,
+            };
             if code != ExitCode::SUCCESS
                 && let Some(logs) = logs
             {
@@ -99,6 +77,16 @@ fn main() -> ExitCode {
             code
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("usher: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        })
 }
 
 async fn serve(path: PathBuf) -> ExitCode {
@@ -158,52 +146,5 @@ async fn shutdown_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "interrupt"
-    }
-}
-
-async fn check(args: CheckArgs) -> ExitCode {
-    let target = match (args.target, args.api_auth) {
-        (Some(http), Some(credential)) => TargetChoice::Address { http, credential },
-        _ => TargetChoice::Embedded,
-    };
-    let options = RunOptions {
-        features: args.features,
-        tags: args.tags,
-        concurrency: args.concurrency,
-        strict: args.strict,
-        time_scale: args.time_scale,
-        target,
-        backend: BackendOptions {
-            listen: args.backend_listen,
-            advertised_base: args.backend_url,
-        },
-        ..RunOptions::default()
-    };
-    let summary = usher_conformance::run(options, |result| {
-        println!("{}", result.line());
-        if result.verdict != Verdict::Pass
-            && let Some(details) = result.details()
-        {
-            println!("{details}");
-        }
-    })
-    .await;
-    match summary {
-        Ok(summary) => {
-            for line in summary.epilogue() {
-                println!("{line}");
-            }
-            println!("{}", summary.closing_line());
-            if summary.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("usher check: {e}");
-            println!("0 passed, 1 failed");
-            ExitCode::from(2)
-        }
     }
 }

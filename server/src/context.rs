@@ -4,8 +4,8 @@
 use std::sync::{Arc, RwLock};
 
 use crate::auth::{AuthCore, CallKind, DenyReason, PlayRequest, Proto, SessionHandle, Verdict};
-use crate::media::{MediaSource, PublishError, Publisher};
-use crate::streams::{Stream, Streams};
+use crate::media::{FileError, FileProblem, MediaError, MediaSource, PublishError, Publisher, VodMedia};
+use crate::streams::{Stream, Streams, VodRequest};
 
 /// Why a play or publish request was not admitted, sorted by what the client should see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,13 @@ pub fn deny_text(reason: DenyReason) -> &'static str {
 pub struct Admitted {
     pub stream: Arc<Stream>,
     pub media: Arc<MediaSource>,
+    pub session: SessionHandle,
+}
+
+/// An admitted viewer of a VOD file.
+#[derive(Debug)]
+pub struct AdmittedVod {
+    pub media: Arc<VodMedia>,
     pub session: SessionHandle,
 }
 
@@ -115,6 +122,33 @@ impl Context {
             Refusal::Unavailable(format!("stream `{}` has no media: {e}", stream.name()))
         })?;
         Ok(Admitted { stream, media, session })
+    }
+
+    /// Admits a viewer of a VOD file (`req.name` is `LOCATION/FILE`): the location's
+    /// `on_play` decides like a stream's (CFG-01), then the file is read. A missing file is
+    /// `NotFound`, any other problem with it `Unavailable` naming the file.
+    pub async fn admit_vod(&self, req: PlayRequest, vod: &VodRequest) -> Result<AdmittedVod, Refusal> {
+        debug_assert_eq!(req.kind, CallKind::Play);
+        let name = req.name.clone();
+        let session = match self.core.authorize(vod.location.on_play.as_ref(), req).await {
+            Verdict::Allow(handle) => handle,
+            Verdict::Deny { reason, .. } => return Err(Refusal::Denied(reason)),
+            Verdict::Redirect { location } => return Err(Refusal::Redirect(location)),
+        };
+        if session.is_ended() {
+            return Err(Refusal::Denied(DenyReason::Gone));
+        }
+        let media = self.streams.vod_media(vod).map_err(|e| {
+            tracing::warn!(vod = name, error = %e, "VOD file cannot play");
+            match e {
+                MediaError::File(FileError {
+                    reason: FileProblem::NotFound,
+                    ..
+                }) => Refusal::NotFound(name.clone()),
+                e => Refusal::Unavailable(e.to_string()),
+            }
+        })?;
+        Ok(AdmittedVod { media, session })
     }
 
     /// Admits a publisher: the stream must exist with a `publish://` input, the `password`

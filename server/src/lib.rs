@@ -7,8 +7,10 @@
 pub mod auth;
 pub mod config;
 pub mod context;
+pub mod history;
 pub mod http;
 pub mod media;
+pub mod mysql;
 pub mod rtmp;
 pub mod rtsp;
 pub mod server;

@@ -11,9 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::admin::AdminTokens;
 use crate::auth::backend::Router;
+use crate::auth::configurator::Configurator;
+use crate::auth::geoip::GeoIp;
+use crate::auth::script::ScriptBackend;
 use crate::auth::{AuthCore, AuthSettings, HttpBackend};
 use crate::config::Config;
 use crate::context::Context;
+use crate::history::History;
 use crate::http::{self, HttpState};
 use crate::media::MediaRoot;
 use crate::streams::Streams;
@@ -36,6 +40,12 @@ pub enum ServerError {
     NoHttp,
     #[error("cannot build the backend HTTP client: {0}")]
     Client(String),
+    /// `session_history` names a store that cannot be opened.
+    #[error("{0}")]
+    History(String),
+    /// `geoip_db` names a file that is not a readable MaxMind database.
+    #[error("{0}")]
+    GeoIp(String),
 }
 
 async fn bind_optional(
@@ -67,14 +77,22 @@ impl Server {
             source,
         })?;
 
-        let backend = HttpBackend::new().map_err(|e| ServerError::Client(e.to_string()))?;
+        let backend: Arc<HttpBackend> =
+            Arc::new(HttpBackend::new().map_err(|e| ServerError::Client(e.to_string()))?);
+        let script = ScriptBackend::new().map_err(|e| ServerError::Client(e.to_string()))?;
+        let geoip = config.geoip_db.as_deref().map(GeoIp::open).transpose().map_err(ServerError::GeoIp)?;
+        let configurator = Arc::new(Configurator::new(config.auth_backends.clone(), backend.clone(), geoip));
         let secret = config.server_secret.clone().unwrap_or_else(|| {
             let bytes: [u8; 32] = rand::random();
             hex::encode(bytes)
         });
         let admin_disabled = std::env::var(ADMIN_VIEW_DISABLED_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("true"));
         let core = AuthCore::new(
-            Arc::new(Router { http: Arc::new(backend), script: None, configurator: None }),
+            Arc::new(Router {
+                http: backend,
+                script: Some(Arc::new(script)),
+                configurator: Some(configurator.clone()),
+            }),
             AdminTokens::new(secret, config.admin_token_ttl, admin_disabled),
             AuthSettings {
                 no_auto_token: AtomicBool::new(config.no_auto_token),
@@ -82,7 +100,10 @@ impl Server {
                 soft_limitation_delay: crate::auth::DEFAULT_SOFT_LIMITATION_DELAY,
             },
         );
-        let media_root = config.media_root.as_deref().map_or_else(MediaRoot::default, MediaRoot::new);
+        let media_root = config
+            .media_root
+            .as_deref()
+            .map_or_else(MediaRoot::default, MediaRoot::new);
         let streams = Arc::new(Streams::with_media(
             config.streams.clone(),
             config.templates.clone(),
@@ -90,15 +111,27 @@ impl Server {
             config.vods.clone(),
         ));
         core.set_stream_control(streams.clone());
+        let retention = std::time::Duration::from_secs(u64::from(config.session_history.retention_days) * 86_400);
+        let history_path = config.session_history.path.as_deref().map(std::path::Path::new);
+        let history = History::open(history_path, retention).map_err(|e| ServerError::History(e.to_string()))?;
 
         let rtmp = bind_optional("rtmp", config.rtmp).await?;
         let rtsp = bind_optional("rtsp", config.rtsp).await?;
+        let mysql = bind_optional("mysql", config.mysql).await?;
 
         let ctx = Arc::new(Context::new(core.clone(), streams.clone(), config.auth_token.clone()));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(core.clone().run_sweeper(shutdown.clone()));
-        let state = Arc::new(HttpState { ctx: ctx.clone(), edit_auth: config.edit_auth.clone() });
+        if let Some(closed) = core.closed_sessions() {
+            tasks.spawn(history.clone().run_writer(closed, shutdown.clone()));
+        }
+        let state = Arc::new(HttpState {
+            ctx: ctx.clone(),
+            edit_auth: config.edit_auth.clone(),
+            configurator,
+            history: history.clone(),
+        });
         let http_shutdown = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = http::run(listener, state, http_shutdown).await {
@@ -123,8 +156,27 @@ impl Server {
                 }
             });
         }
-        tracing::info!(http = %bound, rtmp = ?rtmp_addr, rtsp = ?rtsp_addr, "usher server started");
-        Ok(RunningServer { http_addr: bound, rtmp_addr, rtsp_addr, core, streams, shutdown, tasks })
+        let mysql_addr = mysql.as_ref().map(|(_, a)| *a);
+        if let Some((listener, _)) = mysql {
+            let (history, credential, stop) = (history.clone(), config.edit_auth.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(e) = crate::mysql::run(listener, history, credential, stop).await {
+                    tracing::error!(error = %e, "mysql front end stopped");
+                }
+            });
+        }
+        tracing::info!(http = %bound, rtmp = ?rtmp_addr, rtsp = ?rtsp_addr, mysql = ?mysql_addr, "usher server started");
+        Ok(RunningServer {
+            http_addr: bound,
+            rtmp_addr,
+            rtsp_addr,
+            mysql_addr,
+            core,
+            streams,
+            history,
+            shutdown,
+            tasks,
+        })
     }
 }
 
@@ -134,8 +186,10 @@ pub struct RunningServer {
     http_addr: SocketAddr,
     rtmp_addr: Option<SocketAddr>,
     rtsp_addr: Option<SocketAddr>,
+    mysql_addr: Option<SocketAddr>,
     core: AuthCore,
     streams: Arc<Streams>,
+    history: History,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -153,6 +207,16 @@ impl RunningServer {
     /// The RTSP address, when the config has `rtsp`.
     pub fn rtsp_addr(&self) -> Option<SocketAddr> {
         self.rtsp_addr
+    }
+
+    /// The MySQL-protocol address of the session history, when the config has `mysql`.
+    pub fn mysql_addr(&self) -> Option<SocketAddr> {
+        self.mysql_addr
+    }
+
+    /// The session history store.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// The auth core, for in-process tests of the server itself.

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use usher_server::config::{
-    AuthSpec, AuthTarget, Config, Credential, Protocols, SessionKeys, StreamConfig, TemplateConfig, parse_config,
+    AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, Credential, IpPrefix, Protocols, SessionHistoryConfig,
+    SessionKeys, StreamConfig, TemplateConfig, VodConfig, parse_config,
 };
 
 fn parse(text: &str) -> Config {
@@ -33,6 +34,9 @@ edit_auth admin "s3cret pass";
 server_secret "a \"quoted\" \\ secret";
 admin_token_ttl 600;
 http_session_idle 5;
+media_root "/srv/media files";
+mysql 127.0.0.1:3306;
+session_history /var/lib/usher/history.sqlite retention=30;
 
 template live {
   prefix live;
@@ -54,6 +58,26 @@ stream s1 {
 stream s2 {
   on_play true;
   on_publish /opt/auth/check.lua;
+}
+
+vod vod {
+  storage /storage;
+  on_play http://127.0.0.1:9000/vod session_keys=ip,name,proto;
+}
+
+vod movies/hd {
+  storage hd;
+}
+
+geoip_db /var/lib/GeoLite2-Country.mmdb;
+
+auth_backend backend {
+  allow token vip;
+  deny ip 172.16/24;
+  allow country RU us;
+  deny ua "Bad Bot";
+  backend http://127.0.0.1:9001/auth client=usher;
+  allow default;
 }
 "#;
 
@@ -79,6 +103,40 @@ fn every_directive_is_read() {
         server_secret: Some("a \"quoted\" \\ secret".into()),
         admin_token_ttl: Duration::from_secs(600),
         http_session_idle: Duration::from_secs(5),
+        media_root: Some("/srv/media files".into()),
+        mysql: addr("127.0.0.1:3306"),
+        session_history: SessionHistoryConfig {
+            path: Some("/var/lib/usher/history.sqlite".into()),
+            retention_days: 30,
+        },
+        vods: vec![
+            VodConfig {
+                name: "vod".into(),
+                storage: "/storage".into(),
+                on_play: Some(AuthSpec {
+                    session_keys: SessionKeys::parse("ip,name,proto").unwrap(),
+                    ..AuthSpec::new(AuthTarget::Http("http://127.0.0.1:9000/vod".into()))
+                }),
+            },
+            VodConfig {
+                name: "movies/hd".into(),
+                storage: "hd".into(),
+                on_play: None,
+            },
+        ],
+        geoip_db: Some("/var/lib/GeoLite2-Country.mmdb".into()),
+        auth_backends: vec![AuthBackendConfig {
+            allow_tokens: vec!["vip".into()],
+            deny_ips: vec![IpPrefix::parse("172.16.0.0/24").unwrap()],
+            allow_countries: vec!["RU".into(), "US".into()],
+            deny_uas: vec!["Bad Bot".into()],
+            backends: vec![BackendUrl {
+                url: "http://127.0.0.1:9001/auth".into(),
+                extra: config_gen::extra(&[("client", "usher")]),
+            }],
+            allow_default: true,
+            ..AuthBackendConfig::new("backend")
+        }],
         templates: vec![TemplateConfig {
             name: "live".into(),
             prefixes: vec!["live".into(), "cams".into()],
@@ -206,7 +264,12 @@ fn targets_of_every_kind() {
         target("/etc/usher/auth.lua"),
         AuthTarget::Script("/etc/usher/auth.lua".into())
     );
-    assert_eq!(target("auth://office"), AuthTarget::Configurator("office".into()));
+    let office = parse("auth_backend office { allow default; }\nstream s { on_play auth://office; }").streams[0]
+        .on_play
+        .clone()
+        .unwrap()
+        .target;
+    assert_eq!(office, AuthTarget::Configurator("office".into()));
 }
 
 #[test]
@@ -343,6 +406,35 @@ const BAD_FILES: &[(&str, &str)] = &[
     ("unterminated string", "stream s {\n  input \"fake://fake;\n}\n"),
     ("unknown escape", "server_secret \"a\\nb\";\n"),
     ("column counts characters", "stream s { input \"é\"; inptu x; }\n"),
+    ("media_root without a directory", "media_root;\n"),
+    ("media_root empty", "media_root \"\";\n"),
+    ("duplicate media_root", "media_root a;\nmedia_root b;\n"),
+    ("media_root inside a stream", "stream s {\n  media_root m;\n}\n"),
+    ("vod without storage", "vod vod {\n  on_play true;\n}\n"),
+    ("vod without a block", "vod vod;\n"),
+    ("vod with an empty name", "vod \"\" { storage s; }\n"),
+    ("vod name with dot-dot", "vod a/../b { storage s; }\n"),
+    ("vod name with an empty segment", "vod a//b { storage s; }\n"),
+    (
+        "duplicate vod names",
+        "vod v { storage s; }\nvod v {\n  storage t;\n}\n",
+    ),
+    ("duplicate storage", "vod v {\n  storage s;\n  storage t;\n}\n"),
+    ("empty storage", "vod v { storage \"\"; }\n"),
+    ("storage missing semicolon", "vod v {\n  storage s\n}\n"),
+    ("input in a vod", "vod v {\n  storage s;\n  input fake://fake;\n}\n"),
+    ("stream inside a vod", "vod v {\n  stream s { }\n}\n"),
+    (
+        "duplicate on_play in a vod",
+        "vod v {\n  storage s;\n  on_play true;\n  on_play true;\n}\n",
+    ),
+    (
+        "on_play bad target in a vod",
+        "vod v {\n  storage s;\n  on_play nowhere;\n}\n",
+    ),
+    ("storage at top level", "storage /x;\n"),
+    ("storage in a stream", "stream s {\n  storage /x;\n}\n"),
+    ("unclosed vod", "vod v {\n  storage s;\n"),
 ];
 
 #[test]

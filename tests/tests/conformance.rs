@@ -1,13 +1,14 @@
 //! The whole conformance catalogue against the embedded reference server, as part of
 //! `cargo test` (harness = false: cucumber is the runner).
 //!
-//! Knobs (cargo owns the command line): USHER_TAGS="@must and not @serial",
-//! USHER_CONCURRENCY=4, USHER_STRICT=1, USHER_TIME_SCALE=2, USHER_FEATURES=dir. Without RUST_LOG
-//! the log (warnings and errors) is printed only when the run fails; with it, live on stderr.
+//! Knobs (cargo owns the command line): USHER_TAGS="@must and not @serial", USHER_ONLY="LIM-*",
+//! USHER_SLOW=1, USHER_CONCURRENCY=4, USHER_STRICT=1, USHER_TIME_SCALE=2, USHER_TIMEOUT=600,
+//! USHER_SEED=N, USHER_FEATURES=dir. Without RUST_LOG the log (warnings and errors) is printed
+//! only when the run fails; with it, live on stderr.
 
 use std::process::ExitCode;
 
-use usher_conformance::{RunOptions, Verdict};
+use usher_conformance::{OnResult, RunOptions, Verdict};
 
 fn main() -> ExitCode {
     let logs = usher_conformance::logs::init();
@@ -16,25 +17,31 @@ fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime");
     let options = RunOptions::default().with_env();
-    let summary = runtime.block_on(usher_conformance::run(options, |result| {
-        println!("{}", result.line());
-        if result.verdict != Verdict::Pass
-            && let Some(details) = result.details()
-        {
-            println!("{details}");
-        }
-    }));
+    let summary = runtime.block_on(usher_conformance::run(
+        options,
+        OnResult(|result: &usher_conformance::CaseResult| {
+            println!("{}", result.line());
+            if result.verdict != Verdict::Pass
+                && let Some(details) = result.details()
+            {
+                println!("{details}");
+            }
+        }),
+    ));
     let ok = match summary {
         Ok(summary) => {
             for line in summary.epilogue() {
                 println!("{line}");
+            }
+            for line in summary.area_lines() {
+                println!("  {line}");
             }
             println!("{}", summary.closing_line());
             summary.ok()
         }
         Err(e) => {
             eprintln!("conformance: {e}");
-            println!("0 passed, 1 failed");
+            println!("0 passed, 1 failed, 0 skipped");
             false
         }
     };

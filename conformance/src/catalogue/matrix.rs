@@ -13,6 +13,9 @@ pub const END: &str = "<!-- END GENERATED MATRIX -->";
 /// The command that regenerates the section (printed by the staleness test).
 pub const REGENERATE: &str = "cargo run -p usher-conformance -- cases --matrix";
 
+type AreaKey = (usize, String);
+type IdKey = (usize, String, u64, String);
+
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
@@ -36,8 +39,8 @@ pub fn markdown(catalogue: &Catalogue) -> String {
     for e in &catalogue.errors {
         let _ = writeln!(out, "**{} does not parse**: {}\n", e.file, cell(&e.message));
     }
-    // area → id → cases
-    let mut by_area: BTreeMap<(usize, String), BTreeMap<(usize, String, u64, String), Vec<&Case>>> = BTreeMap::new();
+    // area → id → cases, each in catalogue order
+    let mut by_area: BTreeMap<AreaKey, BTreeMap<IdKey, Vec<&Case>>> = BTreeMap::new();
     for case in cases {
         for id in &case.ids {
             by_area

@@ -263,11 +263,14 @@ impl Catalogue {
 
     /// The case of a scenario as cucumber hands it over (after outline expansion).
     pub fn find(&self, feature: &gherkin::Feature, scenario: &gherkin::Scenario) -> Option<&Case> {
+        self.find_index(feature, scenario).map(|i| &self.cases[i])
+    }
+
+    /// The index in [`Catalogue::cases`] of a scenario as cucumber hands it over.
+    pub fn find_index(&self, feature: &gherkin::Feature, scenario: &gherkin::Scenario) -> Option<usize> {
         let path = feature.path.as_ref()?;
         let file = rel(&self.root, path);
-        self.by_location
-            .get(&(file, scenario.position.line))
-            .map(|&i| &self.cases[i])
+        self.by_location.get(&(file, scenario.position.line)).copied()
     }
 
     pub fn by_key(&self, key: &str) -> Option<&Case> {
@@ -327,7 +330,12 @@ fn cases_of(feature: &gherkin::Feature, file: &str, shown: &str) -> Vec<Case> {
     }
     for rule in &feature.rules {
         let mut bg = background.clone();
-        bg.extend(rule.background.iter().flat_map(|b| b.steps.iter()).map(|s| step_text(s, true)));
+        bg.extend(
+            rule.background
+                .iter()
+                .flat_map(|b| b.steps.iter())
+                .map(|s| step_text(s, true)),
+        );
         for scenario in &rule.scenarios {
             out.push(case_of(feature, Some(rule), scenario, &bg, file, shown));
         }
@@ -390,8 +398,12 @@ fn case_of(
         .file_stem()
         .map_or_else(|| "case".to_string(), |s| s.to_string_lossy().into_owned());
     let key = case_key(&stem, &scenario.name, &row);
-    let needs = needs::needs_of(&tags, &steps);
+    let mut needs = needs::needs_of(&tags, &steps);
     let streams = streams::derive(&steps);
+    if streams.is_none() {
+        // Its streams cannot be printed for a static target: they need the management API.
+        needs.insert("api".to_string());
+    }
     Case {
         key,
         location: format!("{shown}:{}", scenario.position.line),

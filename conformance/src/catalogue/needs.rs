@@ -20,7 +20,7 @@ use super::StepText;
 pub const PROTOCOLS: [&str; 4] = ["hls", "mpegts", "rtmp", "rtsp"];
 
 /// Features the catalogue knows about (a target manifest may name others).
-pub const FEATURES: [(&str, &str); 5] = [
+pub const FEATURES: [(&str, &str); 6] = [
     (
         "api",
         "streams are created and deleted through PUT/DELETE /streamer/api/v3/streams/NAME",
@@ -38,6 +38,11 @@ pub const FEATURES: [(&str, &str); 5] = [
         "server-wide settings (no_auto_token) change through PUT /streamer/api/v3/config",
     ),
     ("publish", "clients publish streams (on_publish)"),
+    (
+        "file_input",
+        "streams play file:// inputs from the media folder, which holds the suite's media files \
+         (the embedded server's is filled by the suite)",
+    ),
 ];
 
 /// Features that only the management API provides: a static target lacks them unless its
@@ -53,6 +58,8 @@ pub static INFERRED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (r"\bover RTSP\b", "rtsp"),
         (r"\bpublish(es|ing)?\b", "publish"),
         (r"^the operator puts stream\b", "api"),
+        // Streams made up at run time cannot be printed for a static target.
+        (r"\bgenerated stream", "api"),
         (r"^the API (refuses|accepts)\b", "api"),
         (r"^the server lists\b", "sessions_api"),
         (r"\bsessions? of user .* (is|are) open$", "sessions_api"),
@@ -172,10 +179,7 @@ mod tests {
             ],
         );
         let needs: Vec<&str> = needs.iter().map(String::as_str).collect();
-        assert_eq!(
-            needs,
-            ["admin_tokens", "dvr_export", "hls", "rtmp", "sessions_api"]
-        );
+        assert_eq!(needs, ["admin_tokens", "dvr_export", "hls", "rtmp", "sessions_api"]);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Static mode: the streams a case declares, read from its steps, so a server without a management
 //! API can load them from its configuration file before the run (`usher check --print-config`).
 //!
-//! Only the stream declaration `a stream "s" with on_play auth [and …]` and `the backend is
-//! unreachable` shape a stream. A case whose streams cannot be read this way needs the `api`
-//! feature (see [`super::needs`]). At run time the static target compares every stream a case
+//! Only the stream declarations `a stream "s" with on_play auth [and …]` and `a stream "s" without
+//! authorization`, and `the backend is unreachable`, shape a stream. A case whose streams cannot
+//! be read this way (publishing points, streams put by the operator) needs the `api` feature. At run time the static target compares every stream a case
 //! puts in place with what was printed, so a mismatch fails with a message instead of testing
 //! something else.
 
@@ -29,26 +29,32 @@ pub const DEFAULT_INPUT: &str = "fake://fake";
 pub struct StaticStream {
     /// The scenario's name for it (`s`); the server's name is `<case key>-<alias>`.
     pub alias: String,
+    /// `without authorization`: no `on_play` at all.
+    pub no_auth: bool,
     pub session_keys: Option<Vec<String>>,
     pub domains: Vec<String>,
     pub max_sessions: Option<u32>,
+    pub soft_limitation: bool,
     /// `a backend URL with query "site=1"`.
     pub backend_query: Option<String>,
     /// The case says `the backend is unreachable`.
     pub unreachable: bool,
 }
 
-static DECLARE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"^a stream "([^"]+)" with on_play auth(?: and (.+))?$"#).expect("a valid regex"));
+static DECLARE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"^a stream "([^"]+)" (?:with on_play auth(?: and (.+))?|(without authorization))$"#)
+        .expect("a valid regex")
+});
 static OPTION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"^(?:session_keys "([^"]*)"|domains "([^"]*)"|max_sessions (\d+)|a backend URL with query "([^"]*)")$"#,
+        r#"^(?:session_keys "([^"]*)"|domains "([^"]*)"|max_sessions (\d+)|a backend URL with query "([^"]*)"|(soft_limitation))$"#,
     )
     .expect("a valid regex")
 });
 /// Steps that put a stream in place some other way: the case is not static.
-static OTHER_STREAM_SETUP: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"^(?:a stream "|the operator puts stream ")"#).expect("a valid regex"));
+static OTHER_STREAM_SETUP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"^(?:a stream "|a publishing point "|the operator puts stream ")"#).expect("a valid regex")
+});
 
 /// The streams of a case; `None` when a step sets one up in a way this reader does not know.
 pub fn derive(steps: &[StepText]) -> Option<Vec<StaticStream>> {
@@ -63,9 +69,11 @@ pub fn derive(steps: &[StepText]) -> Option<Vec<StaticStream>> {
         };
         let mut stream = StaticStream {
             alias: caps[1].to_string(),
+            no_auth: caps.get(3).is_some(),
             session_keys: None,
             domains: Vec::new(),
             max_sessions: None,
+            soft_limitation: false,
             backend_query: None,
             unreachable,
         };
@@ -80,6 +88,8 @@ pub fn derive(steps: &[StepText]) -> Option<Vec<StaticStream>> {
                 stream.max_sessions = Some(n.as_str().parse().ok()?);
             } else if let Some(q) = c.get(4) {
                 stream.backend_query = Some(q.as_str().to_string());
+            } else if c.get(5).is_some() {
+                stream.soft_limitation = true;
             }
         }
         // A later declaration of the same alias replaces the earlier one, as in the steps.
@@ -116,17 +126,20 @@ impl StaticStream {
     /// What the steps will ask the target to serve (compared at run time).
     pub fn spec(&self, base: &Url, key: &str) -> StreamSpec {
         StreamSpec {
-            on_play: Some(AuthSettings {
+            on_play: (!self.no_auth).then(|| AuthSettings {
                 url: backend_url(base, key, self),
                 session_keys: self.session_keys.clone(),
                 domains: self.domains.clone(),
                 max_sessions: self.max_sessions,
+                soft_limitation: self.soft_limitation,
             }),
+            ..StreamSpec::default()
         }
     }
 }
 
-/// Whether static mode can set up a case's streams: readable, and no stream management needed.
+/// Whether static mode can set up a case's streams: readable, and no stream management needed
+/// (a case whose streams cannot be read needs `api`, see [`super::Catalogue::load`]).
 pub fn is_static(case: &Case) -> bool {
     case.streams.is_some() && !case.needs.contains("api")
 }
@@ -181,6 +194,10 @@ pub fn print_config<'a>(cases: impl IntoIterator<Item = &'a Case>, base: &Url, i
         for stream in streams {
             let _ = writeln!(out, "stream {} {{", token(&stream.server_name(&case.key)));
             let _ = writeln!(out, "  input {};", token(input));
+            if stream.no_auth {
+                let _ = writeln!(out, "}}");
+                continue;
+            }
             let mut line = format!("  on_play {}", token(&backend_url(base, &case.key, stream)));
             if let Some(keys) = &stream.session_keys {
                 line.push_str(&format!(" {}", token(&format!("session_keys={}", keys.join(",")))));
@@ -190,6 +207,9 @@ pub fn print_config<'a>(cases: impl IntoIterator<Item = &'a Case>, base: &Url, i
             }
             if let Some(n) = stream.max_sessions {
                 line.push_str(&format!(" max_sessions={n}"));
+            }
+            if stream.soft_limitation {
+                line.push_str(" soft_limitation=true");
             }
             let _ = writeln!(out, "{line};");
             let _ = writeln!(out, "}}");
@@ -235,6 +255,10 @@ mod tests {
     fn unknown_setups_are_not_static() {
         assert!(derive(&steps(&[r#"a stream "s" with on_play auth and protocols "hls""#])).is_none());
         assert!(derive(&steps(&[r#"a stream "s" with on_publish auth"#])).is_none());
+        assert!(derive(&steps(&[r#"a publishing point "p" with on_publish auth"#])).is_none());
+        let s = derive(&steps(&[r#"a stream "s" without authorization"#])).unwrap();
+        assert!(s[0].no_auth);
+        assert_eq!(s[0].spec(&Url::parse("http://b/").unwrap(), "k").on_play, None);
         assert!(derive(&steps(&[r#"the operator puts stream "s" with on_play auth"#])).is_none());
         assert_eq!(derive(&steps(&["the backend allows every token"])), Some(vec![]));
     }
@@ -242,9 +266,11 @@ mod tests {
     #[test]
     fn urls_and_tokens() {
         let base = Url::parse("http://10.0.0.1:9099").unwrap();
-        let mut s = derive(&steps(&[r#"a stream "s" with on_play auth and a backend URL with query "a=1&b=2""#]))
-            .unwrap()
-            .remove(0);
+        let mut s = derive(&steps(&[
+            r#"a stream "s" with on_play auth and a backend URL with query "a=1&b=2""#,
+        ]))
+        .unwrap()
+        .remove(0);
         assert_eq!(
             backend_url(&base, "k-1", &s),
             "http://10.0.0.1:9099/k-1/on_play?a=1&b=2"

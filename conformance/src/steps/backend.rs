@@ -32,9 +32,10 @@ fn with_options(mut answer: Answer, options: &str) -> Answer {
                 answer = answer.with_header("X-Max-Sessions", n);
             }
             (Some("X-Unique"), None, None) => answer = answer.with_header("X-Unique", "true"),
+            (Some("X-Unique"), Some(v), None) => answer = answer.with_header("X-Unique", v.trim_matches('"')),
             _ => panic!(
                 "unknown answer option `{item}` (known: X-AuthDuration N, X-Max-Sessions N, \
-                 X-Unique, config {{…}})"
+                 X-Unique [VALUE], config {{…}})"
             ),
         }
     }
@@ -115,8 +116,14 @@ fn calls_for<'a>(calls: &'a [Call], token: &Option<String>) -> Vec<&'a Call> {
         .collect()
 }
 
-#[then(regex = r#"^the backend was asked (\d+) times?(?: for token "([^"]*)")?(?: with request_type "([a-z_]+)")?$"#)]
-async fn asked_times(world: &mut UsherWorld, n: usize, token: String, request_type: String) {
+#[then(
+    regex = r#"^the backend was asked (at least )?(\d+) times?(?: for token "([^"]*)")?(?: with request_type "([a-z_]+)")?$"#
+)]
+async fn asked(world: &mut UsherWorld, at_least: String, n: usize, token: String, request_type: String) {
+    asked_times_inner(world, !at_least.is_empty(), n, token, request_type);
+}
+
+fn asked_times_inner(world: &UsherWorld, at_least: bool, n: usize, token: String, request_type: String) {
     let log = world.backend.log();
     let token = opt(token);
     let request_type = opt(request_type);
@@ -124,9 +131,10 @@ async fn asked_times(world: &mut UsherWorld, n: usize, token: String, request_ty
         .into_iter()
         .filter(|c| request_type.is_none() || c.request_type() == request_type.as_deref())
         .count();
-    if seen != n {
+    if seen != n && !(at_least && seen > n) {
         let what = format!(
-            "expected {n} backend call(s){}{}, saw {seen}",
+            "expected {}{n} backend call(s){}{}, saw {seen}",
+            if at_least { "at least " } else { "" },
             token.map(|t| format!(" for token \"{t}\"")).unwrap_or_default(),
             request_type
                 .map(|t| format!(" with request_type {t}"))
@@ -138,14 +146,12 @@ async fn asked_times(world: &mut UsherWorld, n: usize, token: String, request_ty
 
 #[then(regex = r#"^the backend was not asked(?: for token "([^"]*)")?$"#)]
 async fn not_asked(world: &mut UsherWorld, token: String) {
-    asked_times(world, 0, token, String::new()).await;
+    asked_times_inner(world, false, 0, token, String::new());
 }
 
-/// Checks one parameter against an expectation written in the table:
-/// `stream "s"`, `a UUID`, `an integer`, `0 or 1`, `not empty`, `absent`, `containing "x"`, or a
-/// literal.
-fn check_param(world: &UsherWorld, call: &Call, name: &str, expected: &str) -> Result<(), String> {
-    let value = call.param(name);
+/// Checks a value against an expectation written in a table: `stream "s"`, `user "u1"`,
+/// `a UUID`, `an integer`, `0 or 1`, `not empty`, `absent`, `containing "x"`, or a literal.
+pub(crate) fn check_value(world: &UsherWorld, name: &str, value: Option<&str>, expected: &str) -> Result<(), String> {
     let show = |v: Option<&str>| v.map(|v| format!("`{v}`")).unwrap_or("absent".into());
     let ok = match expected {
         "absent" => value.is_none(),
@@ -156,6 +162,8 @@ fn check_param(world: &UsherWorld, call: &Call, name: &str, expected: &str) -> R
         _ => {
             if let Some(alias) = expected.strip_prefix("stream \"").and_then(|s| s.strip_suffix('"')) {
                 value == Some(world.stream_name(alias).as_str())
+            } else if let Some(alias) = expected.strip_prefix("user \"").and_then(|s| s.strip_suffix('"')) {
+                value == Some(world.user_id(alias).as_str())
             } else if let Some(part) = expected.strip_prefix("containing \"").and_then(|s| s.strip_suffix('"')) {
                 value.is_some_and(|v| v.contains(part))
             } else {
@@ -170,7 +178,7 @@ fn check_param(world: &UsherWorld, call: &Call, name: &str, expected: &str) -> R
     }
 }
 
-fn is_uuid(v: &str) -> bool {
+pub(crate) fn is_uuid(v: &str) -> bool {
     let groups: Vec<&str> = v.split('-').collect();
     groups.len() == 5
         && groups
@@ -194,19 +202,9 @@ async fn call_carried(world: &mut UsherWorld, #[step] step: &Step, request_type:
     let Some(call) = calls.first() else {
         panic!("{}", world.explain(format!("no {request_type} call{which}")));
     };
-    let table = step
-        .table
-        .as_ref()
-        .expect("this step takes a table: | parameter | value |");
     let mut problems = Vec::new();
-    for row in &table.rows {
-        let [name, expected] = row.as_slice() else {
-            panic!("each table row is | parameter | expected value |, got {row:?}");
-        };
-        if name == "parameter" {
-            continue;
-        }
-        if let Err(p) = check_param(world, call, name, expected) {
+    for (name, expected) in table_rows(step) {
+        if let Err(p) = check_value(world, &name, call.param(&name), &expected) {
             problems.push(p);
         }
     }
@@ -307,6 +305,92 @@ async fn update_window(world: &mut UsherWorld, token: String, lo: String, hi: St
                 gap.as_millis(),
                 lo.as_millis(),
                 hi.as_millis()
+            ))
+        );
+    }
+}
+
+/// Reads a `| name | expected |` table (a header row `parameter`/`field` is skipped).
+pub(crate) fn table_rows(step: &Step) -> Vec<(String, String)> {
+    let table = step
+        .table
+        .as_ref()
+        .expect("this step takes a table: | name | expected value |");
+    table
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let [name, expected] = row.as_slice() else {
+                panic!("each table row is | name | expected value |, got {row:?}");
+            };
+            (name != "parameter" && name != "field").then(|| (name.clone(), expected.clone()))
+        })
+        .collect()
+}
+
+/// PUB-02: a POST whose fields (T2) are in the query string or in a JSON body (AMB-2).
+#[then(regex = r#"^the backend's publish call(?: for token "([^"]*)")? carried$"#)]
+async fn publish_call_carried(world: &mut UsherWorld, #[step] step: &Step, token: String) {
+    let token = opt(token);
+    let log = world.backend.log();
+    let publish_path = world.backend.url().join("on_publish").expect("a relative path joins");
+    let calls: Vec<&Call> = calls_for(log.calls(), &token)
+        .into_iter()
+        .filter(|c| c.path == publish_path.path())
+        .collect();
+    let which = token
+        .as_ref()
+        .map(|t| format!(" for token \"{t}\""))
+        .unwrap_or_default();
+    let Some(call) = calls.first() else {
+        panic!("{}", world.explain(format!("no call to the on_publish backend{which}")));
+    };
+    let mut problems = Vec::new();
+    if call.method != "POST" {
+        problems.push(format!("the method should be POST (PUB-02), is {}", call.method));
+    }
+    for (name, expected) in table_rows(step) {
+        if let Err(p) = check_value(world, &name, call.field(&name).as_deref(), &expected) {
+            problems.push(p);
+        }
+    }
+    if !problems.is_empty() {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "the first publish call{which} ({call}):\n  {}",
+                problems.join("\n  ")
+            ))
+        );
+    }
+}
+
+/// An update_session call for `token` arrives within the bound, counted from the operator's
+/// forced re-check (REQ-07).
+#[then(
+    regex = r#"^the backend receives an update_session call for token "([^"]*)" within (\d+(?:\.\d+)?) seconds? of the forced re-check$"#
+)]
+async fn receives_update_after_reauth(world: &mut UsherWorld, token: String, within: String) {
+    let within = world.ctx.bound(seconds(&within));
+    let asked = world
+        .reauth_at
+        .expect("no re-check was forced in this scenario (When the operator forces a re-check of stream \"s\")");
+    let left = within.saturating_sub(asked.elapsed());
+    let update = world
+        .backend
+        .wait_for(left, |c| {
+            c.token() == Some(token.as_str())
+                && c.request_type() == Some("update_session")
+                && c.at >= asked
+                && c.at.saturating_duration_since(asked) <= within
+        })
+        .await;
+    if update.is_none() {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "no update_session call for token \"{token}\" within {} ms",
+                within.as_millis()
             ))
         );
     }

@@ -6,6 +6,7 @@
 //! concurrently against one server without seeing each other.
 
 pub mod backend;
+pub mod media;
 pub mod properties;
 pub mod publish;
 pub mod server;
@@ -268,6 +269,12 @@ pub struct UsherWorld {
     pub restore_server_config: Option<Value>,
     /// The token query parameter, when the scenario renamed it (`auth_token`, CFG-07).
     pub token_param: Option<String>,
+    /// When the operator forced a re-check (REQ-07).
+    pub reauth_at: Option<std::time::Instant>,
+    /// Generated cases, between the step that plays them and the step that checks them.
+    pub generated: Option<properties::Generated>,
+    /// Watchers: clients that keep playing and record what picture they get (`media`).
+    pub watchers: BTreeMap<String, media::Watcher>,
     exclusive: Option<Exclusive>,
 }
 
@@ -303,6 +310,9 @@ impl UsherWorld {
             backend_unreachable: false,
             restore_server_config: None,
             token_param: None,
+            reauth_at: None,
+            generated: None,
+            watchers: BTreeMap::new(),
             exclusive: None,
         })
     }
@@ -325,6 +335,7 @@ impl UsherWorld {
         for viewer in self.viewers.values_mut() {
             viewer.live = None;
         }
+        self.watchers.clear();
         self.publishers.clear();
         if let Some(config) = self.restore_server_config.take()
             && let Err(e) = self.ctx.target.api().put_server_config(&config).await

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use cucumber::{then, when};
 
+use super::backend::{check_value, table_rows};
 use super::{UsherWorld, opt, seconds};
 
 #[then(regex = r#"^at most (\d+) sessions? of user "([^"]+)" (?:is|are) open$"#)]
@@ -98,4 +99,74 @@ async fn operator_closes(world: &mut UsherWorld, viewer: String) {
     api.close_session(&session.id)
         .await
         .unwrap_or_else(|e| panic!("closing session {}: {e}", session.id));
+}
+
+/// API-01: the open session of a viewer as `GET sessions` lists it, field by field. Expected
+/// values as in the backend tables, plus `the backend's session_id` (the one the backend saw for
+/// this viewer).
+#[then(regex = r#"^the server's session of viewer "([^"]+)" shows$"#)]
+async fn session_shows(world: &mut UsherWorld, #[step] step: &cucumber::gherkin::Step, viewer: String) {
+    let ip = world.viewer_ip(&viewer).to_string();
+    let streams: Vec<String> = world
+        .viewer(&viewer)
+        .plays
+        .iter()
+        .map(|(p, _)| world.stream_name(&p.stream))
+        .collect();
+    let answer = world
+        .ctx
+        .target
+        .api()
+        .send("GET", "sessions", None)
+        .await
+        .unwrap_or_else(|e| panic!("listing sessions: {e}"));
+    let listed = answer.body["sessions"].as_array().cloned().unwrap_or_default();
+    let mine: Vec<&serde_json::Value> = listed
+        .iter()
+        .filter(|s| s["ip"].as_str() == Some(ip.as_str()))
+        .filter(|s| s["name"].as_str().is_some_and(|n| streams.iter().any(|x| x == n)))
+        .collect();
+    let [session] = mine.as_slice() else {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "expected the server to list exactly one open session of viewer \"{viewer}\" ({ip} on {streams:?}), GET sessions answered {}: {}",
+                answer.status, answer.text
+            ))
+        );
+    };
+    let backend_ids: Vec<String> = world
+        .backend
+        .log()
+        .calls()
+        .iter()
+        .filter(|c| c.param("ip") == Some(ip.as_str()))
+        .filter_map(|c| c.session_id().map(str::to_string))
+        .collect();
+    let mut problems = Vec::new();
+    for (field, expected) in table_rows(step) {
+        let value = match &session[field.as_str()] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        };
+        if expected == "the backend's session_id" {
+            if !value.as_ref().is_some_and(|v| backend_ids.contains(v)) {
+                problems.push(format!(
+                    "`{field}` should be the session_id the backend saw ({backend_ids:?}), is {value:?}"
+                ));
+            }
+        } else if let Err(p) = check_value(world, &field, value.as_deref(), &expected) {
+            problems.push(p);
+        }
+    }
+    if !problems.is_empty() {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "the session of viewer \"{viewer}\" ({session}):\n  {}",
+                problems.join("\n  ")
+            ))
+        );
+    }
 }

@@ -8,13 +8,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cucumber::{then, when};
 
 use super::backend::last_decision;
-use super::{Play, Proto, UsherWorld, Viewer, opt, seconds};
+use super::{Connection, Play, Proto, UsherWorld, Viewer, opt, seconds};
 use crate::clients::hls::HlsClient;
+use crate::clients::rtmp::RtmpClient;
+use crate::clients::rtsp::RtspClient;
 use crate::clients::tshttp::TsClient;
 use crate::clients::{Attempt, Outcome, ViewerProfile};
 
 /// Bytes of MPEG-TS that make an MPEG-TS viewer "playing" (20 packets).
 const TS_PLAYING_BYTES: u64 = 188 * 20;
+/// H.264 frames that make an RTSP viewer "playing".
+const RTSP_PLAYING_FRAMES: u64 = 3;
 /// Margin added after an auth duration before playing again, so "after" is unambiguous.
 const AFTER_MARGIN: Duration = Duration::from_millis(300);
 
@@ -33,7 +37,16 @@ enum AdminVariant {
     AlteredTimestamp,
 }
 
-fn parse_how(how: &str) -> (TokenChoice, Option<String>, Option<String>) {
+/// What a play step says about the request besides the stream and the protocol.
+struct How {
+    token: TokenChoice,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    /// ` and query "k=v&k2=v2"`: further query parameters.
+    query: Vec<(String, String)>,
+}
+
+fn parse_how(how: &str) -> How {
     let re = regex::Regex::new(
         r#"^(?:with token "(?P<token>[^"]*)"|(?P<none>without a token)|with (?:the |an? )?(?P<adm>minted |forged |altered-signature |altered-timestamp )?admin token)(?P<rest>.*)$"#,
     )
@@ -42,7 +55,7 @@ fn parse_how(how: &str) -> (TokenChoice, Option<String>, Option<String>) {
         panic!(
             "cannot read `{how}`: expected `with token \"T\"`, `without a token`, or \
              `with the|a forged|an altered-signature|an altered-timestamp admin token`, \
-             then optionally ` and Referer \"…\"` / ` and User-Agent \"…\"`"
+             then optionally ` and Referer \"…\"` / ` and User-Agent \"…\"` / ` and query \"k=v\"`"
         )
     });
     let choice = if let Some(t) = caps.name("token") {
@@ -57,22 +70,31 @@ fn parse_how(how: &str) -> (TokenChoice, Option<String>, Option<String>) {
             Some(_) => AdminVariant::AlteredTimestamp,
         })
     };
-    let header_re = regex::Regex::new(r#"^ and (Referer|User-Agent) "([^"]*)""#).expect("a valid regex");
+    let header_re = regex::Regex::new(r#"^ and (Referer|User-Agent|query) "([^"]*)""#).expect("a valid regex");
     let mut rest = caps.name("rest").map_or("", |m| m.as_str());
-    let (mut referer, mut user_agent) = (None, None);
+    let mut how = How {
+        token: choice,
+        referer: None,
+        user_agent: None,
+        query: Vec::new(),
+    };
     while !rest.is_empty() {
         let c = header_re.captures(rest).unwrap_or_else(|| {
-            panic!("cannot read `{rest}`: expected ` and Referer \"…\"` or ` and User-Agent \"…\"`")
+            panic!(
+                "cannot read `{rest}`: expected ` and Referer \"…\"`, ` and User-Agent \"…\"` or ` and query \"k=v\"`"
+            )
         });
         let value = c[2].to_string();
-        if &c[1] == "Referer" {
-            referer = Some(value);
-        } else {
-            user_agent = Some(value);
+        match &c[1] {
+            "Referer" => how.referer = Some(value),
+            "User-Agent" => how.user_agent = Some(value),
+            _ => how
+                .query
+                .extend(url::form_urlencoded::parse(value.as_bytes()).into_owned()),
         }
         rest = &rest[c[0].len()..];
     }
-    (choice, referer, user_agent)
+    how
 }
 
 async fn admin_token(world: &mut UsherWorld, variant: AdminVariant) -> String {
@@ -148,7 +170,7 @@ fn viewer_entry<'a>(
                 profile: ViewerProfile::new(ip),
                 hls: None,
                 plays: Vec::new(),
-                ts: None,
+                live: None,
             })
         }
     };
@@ -170,9 +192,12 @@ async fn perform(world: &mut UsherWorld, name: &str, play: Play) -> Attempt {
     let query: Vec<(String, String)> = play
         .token
         .iter()
-        .map(|t| (world.ctx.token_param.clone(), t.clone()))
+        .map(|t| (world.token_param().to_string(), t.clone()))
+        .chain(play.query.iter().cloned())
         .collect();
     let base = world.ctx.target.http_base().clone();
+    let rtmp = world.ctx.target.rtmp_addr();
+    let rtsp = world.ctx.target.rtsp_base();
     let viewer = world.viewers.get_mut(name).expect("created by the caller");
     let attempt = match play.proto {
         Proto::Hls => {
@@ -186,11 +211,33 @@ async fn perform(world: &mut UsherWorld, name: &str, play: Play) -> Attempt {
             client.play(&server_name, &query).await
         }
         Proto::MpegTs => {
-            viewer.ts = None;
+            viewer.live = None;
             let client = TsClient::new(&base, viewer.profile.clone())
                 .unwrap_or_else(|e| panic!("building an MPEG-TS client: {e}"));
             let (attempt, session) = client.open(&server_name, &query, TS_PLAYING_BYTES).await;
-            viewer.ts = session;
+            viewer.live = session.map(Connection::Ts);
+            attempt
+        }
+        Proto::Rtmp => {
+            viewer.live = None;
+            let addr = rtmp.unwrap_or_else(|| {
+                panic!("the target has no RTMP address (a scenario that plays over RTMP is tagged @needs-rtmp)")
+            });
+            let (attempt, player) = RtmpClient::new(addr, viewer.profile.clone())
+                .play(&server_name, &query)
+                .await;
+            viewer.live = player.map(Connection::Rtmp);
+            attempt
+        }
+        Proto::Rtsp => {
+            viewer.live = None;
+            let base = rtsp.unwrap_or_else(|| {
+                panic!("the target has no RTSP address (a scenario that plays over RTSP is tagged @needs-rtsp)")
+            });
+            let (attempt, session) = RtspClient::new(&base, viewer.profile.clone())
+                .open(&server_name, &query, RTSP_PLAYING_FRAMES)
+                .await;
+            viewer.live = session.map(Connection::Rtsp);
             attempt
         }
     };
@@ -198,31 +245,40 @@ async fn perform(world: &mut UsherWorld, name: &str, play: Play) -> Attempt {
     attempt
 }
 
-#[when(regex = r#"^viewer "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? plays "([^"]+)" over (HLS|MPEG-TS) (.+)$"#)]
+#[when(
+    regex = r#"^viewer "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? plays "([^"]+)" over (HLS|MPEG-TS|RTMP|RTSP) (.+)$"#
+)]
 async fn plays(world: &mut UsherWorld, name: String, ip: String, stream: String, proto: String, how: String) {
     let ip: Option<IpAddr> = opt(ip).map(|ip| ip.parse().unwrap_or_else(|_| panic!("`{ip}` is not an IP address")));
-    let (choice, referer, user_agent) = parse_how(&how);
-    let token = match choice {
+    let how = parse_how(&how);
+    let token = match how.token {
         TokenChoice::Given(t) => Some(t),
         TokenChoice::None => None,
         TokenChoice::Admin(variant) => Some(admin_token(world, variant).await),
     };
-    viewer_entry(world, &name, ip, referer, user_agent);
+    viewer_entry(world, &name, ip, how.referer, how.user_agent);
     let play = Play {
         stream,
         proto: Proto::parse(&proto),
         token,
+        query: how.query,
     };
     perform(world, &name, play).await;
 }
 
-#[when(regex = r#"^viewer "([^"]+)" plays again( after the auth duration has passed)?$"#)]
-async fn plays_again(world: &mut UsherWorld, name: String, after: String) {
+#[when(
+    regex = r#"^viewer "([^"]+)" plays again(?:( after the auth duration has passed)| (\d+(?:\.\d+)?) seconds? later)?$"#
+)]
+async fn plays_again(world: &mut UsherWorld, name: String, after: String, later: String) {
     let play = world
         .viewer(&name)
         .last()
         .map(|(p, _)| p.clone())
         .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
+    if let Some(later) = opt(later) {
+        // Letting a time window pass is what this step is about; it is not a readiness wait.
+        tokio::time::sleep(seconds(&later)).await;
+    }
     if !after.is_empty() {
         let Some((at, duration)) = last_decision(world, play.token.as_deref()) else {
             panic!(
@@ -250,7 +306,7 @@ async fn leaves(world: &mut UsherWorld, name: String) {
         .viewers
         .get_mut(&name)
         .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"))
-        .ts = None;
+        .live = None;
 }
 
 fn last_outcome(world: &UsherWorld, name: &str) -> Outcome {
@@ -317,8 +373,8 @@ async fn answered_within(world: &mut UsherWorld, name: String, within: String) {
     }
 }
 
-/// HLS: the viewer keeps requesting until it is refused; MPEG-TS: the server must end the
-/// running response. Either within the bound.
+/// HLS: the viewer keeps requesting until it is refused; MPEG-TS, RTMP, RTSP: the server must
+/// end the running connection. Either within the bound.
 #[then(regex = r#"^viewer "([^"]+)" is refused within (\d+(?:\.\d+)?) seconds?$"#)]
 async fn refused_within(world: &mut UsherWorld, name: String, within: String) {
     let within = world.ctx.bound(seconds(&within));
@@ -328,7 +384,7 @@ async fn refused_within(world: &mut UsherWorld, name: String, within: String) {
         .last()
         .map(|(p, _)| p.clone())
         .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
-    if play.proto == Proto::MpegTs {
+    if play.proto.is_persistent() {
         return disconnected_within_inner(world, &name, within).await;
     }
     loop {
@@ -356,18 +412,16 @@ async fn disconnected_within_inner(world: &mut UsherWorld, name: &str, within: D
         .viewers
         .get_mut(name)
         .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
-    let Some(session) = viewer.ts.as_mut() else {
-        panic!("viewer \"{name}\" has no running MPEG-TS session");
+    let Some(connection) = viewer.live.as_mut() else {
+        panic!("viewer \"{name}\" has no running MPEG-TS, RTMP or RTSP play");
     };
-    let opened = session.opened();
-    let closed = session.wait_closed(within).await;
+    let closed = connection.wait_closed(within).await;
     if closed.is_none() {
-        let bytes = session.bytes();
+        let seen = connection.describe();
         panic!(
             "{}",
             world.explain(format!(
-                "viewer \"{name}\"'s MPEG-TS session was still open {} ms after it started ({bytes} bytes received); expected the server to close it within {} ms",
-                opened.elapsed().as_millis(),
+                "viewer \"{name}\"'s connection was still open; expected the server to close it within {} ms ({seen})",
                 within.as_millis()
             ))
         );
@@ -387,15 +441,15 @@ async fn still_receiving(world: &mut UsherWorld, name: String) {
         .viewers
         .get_mut(&name)
         .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
-    let Some(session) = viewer.ts.as_mut() else {
-        panic!("viewer \"{name}\" has no running MPEG-TS session");
+    let Some(connection) = viewer.live.as_mut() else {
+        panic!("viewer \"{name}\" has no running MPEG-TS, RTMP or RTSP play");
     };
-    if !session.wait_more(188 * 5, within).await {
-        let closed = session.closed();
+    if !connection.wait_more(within).await {
+        let seen = connection.describe();
         panic!(
             "{}",
             world.explain(format!(
-                "viewer \"{name}\" received no more media within {} ms (closed: {closed:?})",
+                "viewer \"{name}\" received no more media within {} ms ({seen})",
                 within.as_millis()
             ))
         );

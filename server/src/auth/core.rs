@@ -207,6 +207,8 @@ pub struct ClosedSession {
     pub closed_at: SystemTime,
     pub bytes: u64,
     pub reason: CloseReason,
+    /// The session played the archive (DVR-01/02).
+    pub dvr: bool,
 }
 
 /// Where closed-session records go; sending never blocks the registry.
@@ -235,6 +237,7 @@ impl Events {
             closed_at: SystemTime::now(),
             bytes: e.shared.bytes.load(Ordering::Relaxed),
             reason,
+            dvr: e.call.as_ref().is_some_and(|c| c.dvr),
         });
     }
 }

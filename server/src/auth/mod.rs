@@ -4,10 +4,13 @@
 
 pub mod admin;
 pub mod backend;
+pub mod configurator;
 mod core;
 pub mod domain;
+pub mod geoip;
 pub mod identity;
 pub mod proto;
+pub mod script;
 mod session;
 
 pub use self::core::{ClosedSession, CloseReason, DEFAULT_SOFT_LIMITATION_DELAY, 

@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+pub use super::parse::auth_backend::{AuthBackendConfig, BackendUrl, IpPrefix, parse_country};
+
 /// Default name of the query parameter carrying the viewer token (CFG-07).
 pub const DEFAULT_AUTH_TOKEN_PARAM: &str = "token";
 /// Default idle time after which an HTTP-delivered session closes (AMB-13).
@@ -33,8 +35,45 @@ pub struct Config {
     pub admin_token_ttl: Duration,
     /// `http_session_idle SECONDS;`
     pub http_session_idle: Duration,
+    /// `media_root PATH;` — the directory `file://` inputs (and relative VOD storages) are
+    /// resolved under; `None` means `media` under the server's working directory.
+    pub media_root: Option<String>,
     pub streams: Vec<StreamConfig>,
     pub templates: Vec<TemplateConfig>,
+    /// `vod NAME { storage ROOT; on_play …; }` locations.
+    pub vods: Vec<VodConfig>,
+    /// `geoip_db PATH;` — a MaxMind-format country database for `country` rules (CZR-07).
+    pub geoip_db: Option<String>,
+    /// `auth_backend NAME { … }` configurator blocks, named by `auth://NAME` targets (T7).
+    pub auth_backends: Vec<AuthBackendConfig>,
+    /// `mysql PORT;` — the MySQL-protocol listener on the session history (credential:
+    /// `edit_auth`).
+    pub mysql: Option<SocketAddr>,
+    /// `session_history PATH [retention=DAYS];`
+    pub session_history: SessionHistoryConfig,
+}
+
+/// Default retention of the session history, in days.
+pub const DEFAULT_HISTORY_RETENTION_DAYS: u32 = 7;
+/// Largest `retention=DAYS` accepted (100 years).
+pub const MAX_HISTORY_RETENTION_DAYS: u32 = 36_500;
+
+/// `session_history PATH [retention=DAYS];` — where closed sessions are kept and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionHistoryConfig {
+    /// An SQLite file (relative paths from the working directory); `None` (written `:memory:`)
+    /// keeps the history in memory only.
+    pub path: Option<String>,
+    pub retention_days: u32,
+}
+
+impl Default for SessionHistoryConfig {
+    fn default() -> Self {
+        SessionHistoryConfig {
+            path: None,
+            retention_days: DEFAULT_HISTORY_RETENTION_DAYS,
+        }
+    }
 }
 
 impl Default for Config {
@@ -49,8 +88,14 @@ impl Default for Config {
             server_secret: None,
             admin_token_ttl: DEFAULT_ADMIN_TOKEN_TTL,
             http_session_idle: DEFAULT_HTTP_SESSION_IDLE,
+            media_root: None,
             streams: Vec::new(),
             templates: Vec::new(),
+            vods: Vec::new(),
+            geoip_db: None,
+            auth_backends: Vec::new(),
+            mysql: None,
+            session_history: SessionHistoryConfig::default(),
         }
     }
 }
@@ -96,6 +141,34 @@ pub struct TemplateConfig {
     pub on_publish: Option<AuthSpec>,
     pub password: Option<String>,
     pub protocols: Protocols,
+}
+
+/// `vod NAME { storage ROOT; on_play …; }`: files under `ROOT` play as VOD HLS at
+/// `/NAME/FILE/index.m3u8`, each authorized with the location's `on_play` under the name
+/// `NAME/FILE` (CFG-01: a VOD location takes `on_play` like a stream).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VodConfig {
+    /// One or more path segments (`vod`, `movies/hd`), none empty, `.` or `..`.
+    pub name: String,
+    /// The directory the files are in: absolute, or relative to the media root.
+    pub storage: String,
+    pub on_play: Option<AuthSpec>,
+}
+
+impl VodConfig {
+    /// Checks a location name: non-empty path segments separated by `/`, none `.` or `..`.
+    pub fn check_name(name: &str) -> Result<(), String> {
+        if name.is_empty() {
+            return Err("empty vod name".into());
+        }
+        if name
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            return Err("a vod name is path segments separated by '/', none of them empty, '.' or '..'".into());
+        }
+        Ok(())
+    }
 }
 
 /// Which play protocols a stream serves (`protocols` in the vendor's stream schema).

@@ -7,8 +7,11 @@
 //! top       = ("http" | "rtmp" | "rtsp") LISTEN ";"
 //!           | "auth_token" NAME ";" | "no_auto_token" ";" | "edit_auth" LOGIN PASSWORD ";"
 //!           | "server_secret" TEXT ";" | "admin_token_ttl" SECONDS ";"
-//!           | "http_session_idle" SECONDS ";"
-//!           | "stream" NAME "{" { body } "}" | "template" NAME "{" { body | "prefix" P ";" } "}" ;
+//!           | "http_session_idle" SECONDS ";" | "media_root" PATH ";"
+//!           | "stream" NAME "{" { body } "}" | "template" NAME "{" { body | "prefix" P ";" } "}"
+//!           | "vod" NAME "{" "storage" ROOT ";" [ "on_play" TARGET { KEY "=" VALUE } ";" ] "}"
+//!           | "auth_backend" NAME "{" { rule } "}" | "geoip_db" PATH ";"    (see auth_backend.rs)
+//!           | "mysql" LISTEN ";" | "session_history" (PATH | ":memory:") [ "retention=" DAYS ] ";" ;
 //! body      = "input" URL ";" | ("on_play" | "on_publish") TARGET { KEY "=" VALUE } ";"
 //!           | "password" SECRET ";" | "protocols" PROTO { PROTO } ";" ;
 //! ```
@@ -25,9 +28,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+#[path = "auth_backend.rs"]
+pub(super) mod auth_backend;
+
 use super::model::{
     AuthSpec, AuthTarget, Config, Credential, DEFAULT_AUTH_TOKEN_PARAM, DEFAULT_LISTEN_IP, Protocols, SessionKeys,
-    StreamConfig, TemplateConfig,
+    StreamConfig, TemplateConfig, VodConfig,
 };
 
 /// A configuration error naming the file, line, column and what was expected.
@@ -52,7 +58,13 @@ pub fn parse_config(text: &str, file: &str) -> Result<Config, ConfigError> {
         column: e.column,
         message: e.message,
     })?;
-    Parser { file, tokens, pos: 0 }.config()
+    Parser {
+        file,
+        tokens,
+        pos: 0,
+        auth: auth_backend::AuthBlocks::default(),
+    }
+    .config()
 }
 
 impl AuthTarget {
@@ -263,7 +275,9 @@ fn describe(tok: &Tok) -> String {
 // Parser
 
 const TOP_DIRECTIVES: &str = "http, rtmp, rtsp, auth_token, no_auto_token, edit_auth, \
-                              server_secret, admin_token_ttl, http_session_idle, stream, template";
+                              server_secret, admin_token_ttl, http_session_idle, media_root, stream, \
+                              template, vod, auth_backend, geoip_db, mysql, session_history";
+const VOD_DIRECTIVES: &str = "storage, on_play";
 const STREAM_DIRECTIVES: &str = "input, on_play, on_publish, password, protocols";
 const TEMPLATE_DIRECTIVES: &str = "prefix, input, on_play, on_publish, password, protocols";
 
@@ -299,6 +313,8 @@ struct Parser<'a> {
     file: &'a str,
     tokens: Vec<Token>,
     pos: usize,
+    /// Configurator blocks and `auth://` references seen so far.
+    auth: auth_backend::AuthBlocks,
 }
 
 impl Parser<'_> {
@@ -360,6 +376,7 @@ impl Parser<'_> {
         let mut seen: HashMap<&'static str, usize> = HashMap::new();
         let mut stream_lines: HashMap<String, usize> = HashMap::new();
         let mut template_lines: HashMap<String, usize> = HashMap::new();
+        let mut vod_lines: HashMap<String, usize> = HashMap::new();
         // Prefix → (template, line), a prefix must lead to one template.
         let mut prefix_owner: HashMap<String, (String, usize)> = HashMap::new();
         loop {
@@ -446,6 +463,41 @@ impl Parser<'_> {
                         config.http_session_idle = d;
                     }
                 }
+                "auth_backend" | "geoip_db" => self.auth_directive(&t, &mut config)?,
+                "mysql" => {
+                    once(&mut seen, "mysql", &self)?;
+                    let (text, at) = self.expect_word("a port or ADDR:PORT", "mysql")?;
+                    let addr = parse_listen(&text).map_err(|m| self.err(&at, format!("mysql: {m}")))?;
+                    self.expect_semi("port")?;
+                    config.mysql = Some(addr);
+                }
+                "session_history" => {
+                    once(&mut seen, "session_history", &self)?;
+                    config.session_history = self.session_history()?;
+                }
+                "media_root" => {
+                    once(&mut seen, "media_root", &self)?;
+                    let (root, _) = self.expect_nonempty("a directory", "media_root")?;
+                    self.expect_semi("media_root PATH")?;
+                    config.media_root = Some(root);
+                }
+                "vod" => {
+                    let (name, at) = self.expect_word("a vod name", "vod")?;
+                    VodConfig::check_name(&name).map_err(|m| self.err(&at, m))?;
+                    if let Some(first) = vod_lines.get(&name) {
+                        return Err(self.err(
+                            &at,
+                            format!(
+                                "duplicate vod '{}': first defined at line {first}, again at line {}",
+                                shorten(&name),
+                                at.line
+                            ),
+                        ));
+                    }
+                    vod_lines.insert(name.clone(), at.line);
+                    let vod = self.vod_block(name, &t)?;
+                    config.vods.push(vod);
+                }
                 "stream" | "template" => {
                     let kind = if word == "stream" {
                         BlockKind::Stream
@@ -517,6 +569,9 @@ impl Parser<'_> {
                         format!("'{word}' is only allowed inside a stream or template block, not at the top level"),
                     ));
                 }
+                "storage" => {
+                    return Err(self.err(&t, "'storage' is only allowed inside a vod block, not at the top level"));
+                }
                 "prefix" => {
                     return Err(self.err(
                         &t,
@@ -534,6 +589,7 @@ impl Parser<'_> {
                 }
             }
         }
+        self.check_auth_references()?;
         Ok(config)
     }
 
@@ -630,10 +686,17 @@ impl Parser<'_> {
                     ));
                 }
                 "http" | "rtmp" | "rtsp" | "auth_token" | "no_auto_token" | "edit_auth" | "server_secret"
-                | "admin_token_ttl" | "http_session_idle" | "stream" | "template" => {
+                | "admin_token_ttl" | "http_session_idle" | "media_root" | "stream" | "template" | "vod"
+                | "auth_backend" | "geoip_db" | "mysql" | "session_history" => {
                     return Err(self.err(
                         &t,
                         format!("'{word}' is only allowed at the top level, not inside {here}"),
+                    ));
+                }
+                "storage" => {
+                    return Err(self.err(
+                        &t,
+                        format!("'storage' is only allowed inside a vod block, not in {here}"),
                     ));
                 }
                 other => {
@@ -655,10 +718,137 @@ impl Parser<'_> {
         Ok(block)
     }
 
+    /// Reads `PATH [retention=DAYS];` after `session_history`.
+    fn session_history(&mut self) -> Result<super::model::SessionHistoryConfig, ConfigError> {
+        let (path, _) = self.expect_nonempty("a file path or :memory:", "session_history")?;
+        let mut history = super::model::SessionHistoryConfig {
+            path: (path != ":memory:").then_some(path),
+            ..Default::default()
+        };
+        let mut retention_seen = false;
+        while let Tok::Word(option) = self.peek().clone() {
+            let at = self.next();
+            let Some(days) = option.strip_prefix("retention=") else {
+                return Err(self.err(
+                    &at,
+                    format!(
+                        "unknown session_history option '{}' (expected retention=DAYS)",
+                        shorten(&option)
+                    ),
+                ));
+            };
+            if retention_seen {
+                return Err(self.err(&at, "duplicate retention= option in session_history"));
+            }
+            retention_seen = true;
+            history.retention_days = days
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=super::model::MAX_HISTORY_RETENTION_DAYS).contains(d))
+                .ok_or_else(|| {
+                    self.err(
+                        &at,
+                        format!(
+                            "bad retention '{}' (expected whole days, 1..{})",
+                            shorten(days),
+                            super::model::MAX_HISTORY_RETENTION_DAYS
+                        ),
+                    )
+                })?;
+        }
+        self.expect_semi("session_history PATH [retention=DAYS]")?;
+        Ok(history)
+    }
+
+    /// Reads `{ storage ROOT; [on_play …;] }` after a vod name. `opener` is the `vod` word.
+    fn vod_block(&mut self, name: String, opener: &Token) -> Result<VodConfig, ConfigError> {
+        let here = format!("vod '{}'", shorten(&name));
+        let t = self.next();
+        if t.tok != Tok::Open {
+            return Err(self.err(
+                &t,
+                format!(
+                    "expected '{{' after vod name '{}', found {}",
+                    shorten(&name),
+                    describe(&t.tok)
+                ),
+            ));
+        }
+        let mut storage: Option<(String, usize)> = None;
+        let mut on_play: Option<(AuthSpec, usize)> = None;
+        loop {
+            let t = self.next();
+            let word = match &t.tok {
+                Tok::Close => break,
+                Tok::Eof => {
+                    return Err(self.err(
+                        &t,
+                        format!(
+                            "unexpected end of file: {here} opened at line {} is not closed (expected '}}')",
+                            opener.line
+                        ),
+                    ));
+                }
+                Tok::Word(w) => w.clone(),
+                other => {
+                    return Err(self.err(
+                        &t,
+                        format!("expected a directive or '}}' in {here}, found {}", describe(other)),
+                    ));
+                }
+            };
+            match word.as_str() {
+                "storage" => {
+                    if let Some((_, first)) = &storage {
+                        return Err(self.err(&t, format!("duplicate 'storage' in {here} (first at line {first})")));
+                    }
+                    let (root, _) = self.expect_nonempty("a directory", "storage")?;
+                    self.expect_semi("storage ROOT")?;
+                    storage = Some((root, t.line));
+                }
+                "on_play" => {
+                    if let Some((_, first)) = &on_play {
+                        return Err(self.err(&t, format!("duplicate 'on_play' in {here} (first at line {first})")));
+                    }
+                    on_play = Some((self.auth_spec("on_play")?, t.line));
+                }
+                "http" | "rtmp" | "rtsp" | "auth_token" | "no_auto_token" | "edit_auth" | "server_secret"
+                | "admin_token_ttl" | "http_session_idle" | "media_root" | "stream" | "template" | "vod"
+                | "auth_backend" | "geoip_db" | "mysql" | "session_history" => {
+                    return Err(self.err(
+                        &t,
+                        format!("'{word}' is only allowed at the top level, not inside {here}"),
+                    ));
+                }
+                other => {
+                    return Err(self.err(
+                        &t,
+                        format!(
+                            "unknown directive '{}' in {here} (allowed here: {VOD_DIRECTIVES})",
+                            shorten(other)
+                        ),
+                    ));
+                }
+            }
+        }
+        let Some((storage, _)) = storage else {
+            return Err(self.err(
+                opener,
+                format!("{here} has no storage: add 'storage DIRECTORY;' naming where its files are"),
+            ));
+        };
+        Ok(VodConfig {
+            name,
+            storage,
+            on_play: on_play.map(|(spec, _)| spec),
+        })
+    }
+
     /// `on_play TARGET key=value… ;` after the directive word.
     fn auth_spec(&mut self, which: &'static str) -> Result<AuthSpec, ConfigError> {
         let (target_text, at) = self.expect_word("a target (URL, true, /script or auth://NAME)", which)?;
         let target = AuthTarget::parse(&target_text).map_err(|m| self.err(&at, format!("{which}: {m}")))?;
+        self.note_auth_target(&target, &at);
         let mut spec = AuthSpec::new(target);
         let mut given: Vec<String> = Vec::new();
         while let Tok::Word(option) = self.peek().clone() {
@@ -964,6 +1154,15 @@ impl fmt::Display for Config {
         write_listen(f, "http", self.http)?;
         write_listen(f, "rtmp", self.rtmp)?;
         write_listen(f, "rtsp", self.rtsp)?;
+        write_listen(f, "mysql", self.mysql)?;
+        if self.session_history != super::model::SessionHistoryConfig::default() {
+            let path = self.session_history.path.as_deref().unwrap_or(":memory:");
+            write!(f, "session_history {}", quoted(path))?;
+            if self.session_history.retention_days != super::model::DEFAULT_HISTORY_RETENTION_DAYS {
+                write!(f, " retention={}", self.session_history.retention_days)?;
+            }
+            writeln!(f, ";")?;
+        }
         if self.auth_token != DEFAULT_AUTH_TOKEN_PARAM {
             writeln!(f, "auth_token {};", quoted(&self.auth_token))?;
         }
@@ -981,6 +1180,15 @@ impl fmt::Display for Config {
         }
         if self.http_session_idle != super::model::DEFAULT_HTTP_SESSION_IDLE {
             writeln!(f, "http_session_idle {};", self.http_session_idle.as_secs())?;
+        }
+        if let Some(root) = &self.media_root {
+            writeln!(f, "media_root {};", quoted(root))?;
+        }
+        if let Some(db) = &self.geoip_db {
+            writeln!(f, "geoip_db {};", quoted(db))?;
+        }
+        for b in &self.auth_backends {
+            auth_backend::write_auth_backend(f, b)?;
         }
         for t in &self.templates {
             writeln!(f, "\ntemplate {} {{", quoted(&t.name))?;
@@ -1006,6 +1214,14 @@ impl fmt::Display for Config {
                 s.password.as_deref(),
                 &s.protocols,
             )?;
+            writeln!(f, "}}")?;
+        }
+        for v in &self.vods {
+            writeln!(f, "\nvod {} {{", quoted(&v.name))?;
+            writeln!(f, "  storage {};", quoted(&v.storage))?;
+            if let Some(spec) = &v.on_play {
+                write_auth(f, "on_play", spec)?;
+            }
             writeln!(f, "}}")?;
         }
         Ok(())

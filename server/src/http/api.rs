@@ -18,8 +18,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{HttpState, error_response};
-use crate::config::{stream_from_api_json, stream_to_api_json};
+use crate::config::{AuthBackendConfig, stream_from_api_json, stream_to_api_json};
 use crate::context::constant_time_eq;
+use crate::history::HistoryFilter;
 
 type AppState = State<Arc<HttpState>>;
 
@@ -35,6 +36,11 @@ pub(super) fn router(state: Arc<HttpState>) -> Router {
         .route("/sessions/{id}", axum::routing::delete(delete_session))
         .route("/admin_view_token", post(admin_view_token))
         .route("/config", get(get_config).put(put_config))
+        .route("/auth_backends", get(list_auth_backends))
+        .route(
+            "/auth_backends/{name}",
+            put(put_auth_backend).get(get_auth_backend).delete(delete_auth_backend),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), require_credential))
         .with_state(state)
 }
@@ -146,15 +152,52 @@ async fn delete_stream(State(state): AppState, Path(name): Path<String>, Query(s
 #[derive(Debug, Deserialize)]
 struct SessionFilter {
     name: Option<String>,
+    user_id: Option<String>,
+    /// `true`: closed sessions from the session history instead of the open ones.
+    closed: Option<String>,
+    limit: Option<String>,
 }
 
+/// Open sessions, oldest first; with `closed=true` closed sessions from the history, newest
+/// first. Both filter by `name` and `user_id`; `limit` caps the list.
 async fn list_sessions(State(state): AppState, Query(filter): Query<SessionFilter>) -> Response {
+    let limit = match filter.limit.as_deref().map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return error_response(StatusCode::BAD_REQUEST, "limit: expected a whole number"),
+    };
+    let closed = match filter.closed.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("closed: `{other}` is not true or false"),
+            );
+        }
+    };
+    if closed {
+        let query = HistoryFilter {
+            user_id: filter.user_id,
+            name: filter.name,
+            limit,
+        };
+        return match state.history.blocking(move |h| h.closed(&query)).await {
+            Ok(sessions) => axum::Json(serde_json::json!({ "sessions": sessions })).into_response(),
+            Err(e) => {
+                tracing::warn!(error = %e, "session history read failed");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        };
+    }
     let sessions: Vec<_> = state
         .ctx
         .core
         .sessions()
         .into_iter()
         .filter(|s| filter.name.as_deref().is_none_or(|n| s.name == n))
+        .filter(|s| filter.user_id.is_none() || s.user_id == filter.user_id)
+        .take(limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)))
         .collect();
     axum::Json(serde_json::json!({ "sessions": sessions })).into_response()
 }
@@ -235,4 +278,49 @@ async fn put_config(State(state): AppState, body: Bytes) -> Response {
     }
     tracing::info!(config = %config_json(&state), "server settings changed through the API");
     axum::Json(config_json(&state)).into_response()
+}
+
+/// `GET /auth_backends`: every configurator block in the vendor's JSON shape (T7).
+async fn list_auth_backends(State(state): AppState) -> Response {
+    let blocks: Vec<_> = state
+        .configurator
+        .names()
+        .iter()
+        .filter_map(|n| state.configurator.get(n))
+        .map(|b| b.to_api_json())
+        .collect();
+    axum::Json(serde_json::json!({ "auth_backends": blocks })).into_response()
+}
+
+/// `PUT /auth_backends/NAME`: creates or replaces a configurator block; the next request on
+/// an `auth://NAME` stream uses it (CZR-05).
+async fn put_auth_backend(State(state): AppState, Path(name): Path<String>, body: Bytes) -> Response {
+    if name.is_empty() {
+        return error_response(StatusCode::BAD_REQUEST, "an auth_backend needs a name");
+    }
+    match AuthBackendConfig::from_api_json(&name, &body) {
+        Ok(block) => {
+            tracing::info!(auth_backend = %name, "auth_backend configured through the API");
+            let json = block.to_api_json();
+            state.configurator.put(block);
+            axum::Json(json).into_response()
+        }
+        Err(e) => error_response(StatusCode::BAD_REQUEST, format!("auth_backend `{name}`: {e}")),
+    }
+}
+
+async fn get_auth_backend(State(state): AppState, Path(name): Path<String>) -> Response {
+    match state.configurator.get(&name) {
+        Some(block) => axum::Json(block.to_api_json()).into_response(),
+        None => error_response(StatusCode::NOT_FOUND, format!("no auth_backend `{name}`")),
+    }
+}
+
+async fn delete_auth_backend(State(state): AppState, Path(name): Path<String>) -> Response {
+    if state.configurator.remove(&name) {
+        tracing::info!(auth_backend = %name, "auth_backend deleted through the API");
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error_response(StatusCode::NOT_FOUND, format!("no auth_backend `{name}`"))
+    }
 }

@@ -1,8 +1,9 @@
-//! The HTTP front end: live HLS, HTTP MPEG-TS and the management API on one router.
+//! The HTTP front end: live HLS, HTTP MPEG-TS, VOD HLS and the management API on one router.
 
 mod api;
 mod ingest;
 mod play;
+mod vod;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::configurator::Configurator;
 use crate::config::Credential;
 use crate::context::Context;
 
@@ -22,6 +24,10 @@ use crate::context::Context;
 pub struct HttpState {
     pub ctx: Arc<Context>,
     pub edit_auth: Option<Credential>,
+    /// The configurator blocks, which the management API can replace (T7).
+    pub configurator: Arc<Configurator>,
+    /// Closed sessions (`GET …/sessions?closed=true`).
+    pub history: crate::history::History,
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {

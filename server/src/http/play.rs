@@ -61,6 +61,19 @@ pub(super) async fn dispatch(state: Arc<HttpState>, peer: SocketAddr, request: R
         Resource::MpegTs => Proto::Tshttp,
         _ => Proto::Hls,
     };
+    if state.ctx.streams.find(&name).is_none()
+        && let Some(vod) = state.ctx.streams.vod(&name)
+    {
+        if resource == Resource::MpegTs {
+            // Before the backend is asked: no session is opened for what cannot play.
+            return error_response(
+                StatusCode::NOT_FOUND,
+                format!("`{name}` is a VOD file: it plays over HLS only"),
+            );
+        }
+        let play = client_request(&state.ctx, CallKind::Play, &name, Proto::Hls, peer, &request);
+        return super::vod::serve(&state.ctx, play, resource, &vod).await;
+    }
     let play = client_request(&state.ctx, CallKind::Play, &name, proto, peer, &request);
     let admitted = match state.ctx.admit_play(play).await {
         Ok(admitted) => admitted,
@@ -133,7 +146,7 @@ fn redirect(location: &str) -> Response {
 fn playlist(ctx: &Context, admitted: &Admitted) -> Response {
     // Segment URIs carry the token so the player stays in its session (and a generated
     // token, TOK-02, sticks).
-    let query = format!("?{}={}", ctx.token_param(), utf8_percent_encode(admitted.session.token(), TOKEN_VALUE));
+    let query = token_query(ctx, admitted.session.token());
     let text = admitted.media.playlist(&query);
     admitted.session.add_bytes(text.len() as u64);
     (
@@ -141,6 +154,11 @@ fn playlist(ctx: &Context, admitted: &Admitted) -> Response {
         text,
     )
         .into_response()
+}
+
+/// `?<auth_token>=<token>`, for the segment URIs of a playlist.
+pub(super) fn token_query(ctx: &Context, token: &str) -> String {
+    format!("?{}={}", ctx.token_param(), utf8_percent_encode(token, TOKEN_VALUE))
 }
 
 fn segment(admitted: &Admitted, seq: u64) -> Response {

@@ -5,7 +5,7 @@
 //! has begun (a keyframe), and a viewer that fell out of the playlist window skips to the start
 //! of the newest one again, like [`LiveTs`](super::LiveTs).
 //!
-//! Latency: a `fake://` unit is released when stream time reaches its dts, one by one (a new
+//! Latency: a `fake://` or `file://` unit is released when stream time reaches its dts, one by one (a new
 //! viewer gets the part of the current segment already produced at once, then real time). A
 //! `publish://` unit is released as soon as the publisher pushed it, not when its segment
 //! completes; units come in the order they were pushed (each track in decoding order, the
@@ -16,25 +16,41 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::MediaSource;
 use super::access_unit::AccessUnit;
+use super::epoch::{Epoch, Feed};
 use super::pull::PulledSegments;
 use super::push::{Lookup, PushSegments, PushState};
-use super::{Feed, MediaSource};
 
 /// A viewer's position in the access-unit feed. Cancel-safe.
 #[derive(Debug)]
 pub struct AuFeed {
     source: Arc<MediaSource>,
-    /// The next unit to send: (segment sequence, index in it); `None` until the first call.
+    /// The input `position` is in; `None` until the first call. When the source switches
+    /// input, the viewer finishes what it was sent of the old one and goes on with the new
+    /// one's first keyframe.
+    epoch: Option<Arc<Epoch>>,
+    /// The next unit to send: (segment sequence in `epoch`, index in it); `None` until the
+    /// first call.
     position: Option<(u64, usize)>,
-    /// The units of the fake segment `position` is in, made once per segment.
+    /// The units of the pulled segment `position` is in, made once per segment.
     fake_units: Option<(u64, Vec<AccessUnit>)>,
+}
+
+/// What one look at the feed found.
+enum Step {
+    Unit(AccessUnit),
+    /// No media for too long (`publish://`).
+    Ended,
+    /// The position reached the end of a switched-away input.
+    EpochOver,
 }
 
 impl AuFeed {
     pub(super) fn new(source: Arc<MediaSource>) -> Self {
         AuFeed {
             source,
+            epoch: None,
             position: None,
             fake_units: None,
         }
@@ -47,22 +63,70 @@ impl AuFeed {
     ///
     /// Cancel-safe: the position only moves when a unit is returned.
     pub async fn next(&mut self) -> Option<AccessUnit> {
-        let source = Arc::clone(&self.source);
-        match &source.feed {
-            Feed::Fake(pulled) => Some(self.next_fake(pulled).await),
-            Feed::Push(pushed) => self.next_pushed(pushed).await,
+        loop {
+            // Subscribed before looking, so that a switch made after the look wakes us.
+            let mut switches = self.source.switches.subscribe();
+            let epoch = match &self.epoch {
+                Some(epoch) => epoch.clone(),
+                None => {
+                    let current = self.source.current();
+                    self.epoch = Some(current.clone());
+                    current
+                }
+            };
+            if epoch
+                .local_end()
+                .is_some_and(|end| self.position.is_none_or(|(sequence, _)| sequence >= end))
+            {
+                self.follow(&epoch);
+                continue;
+            }
+            let step = tokio::select! {
+                step = self.step(&epoch) => step,
+                _ = switches.changed() => continue,
+            };
+            match step {
+                Step::Unit(unit) => return Some(unit),
+                Step::Ended => return None,
+                Step::EpochOver => self.follow(&epoch),
+            }
         }
     }
 
-    async fn next_fake(&mut self, pulled: &PulledSegments) -> AccessUnit {
+    /// Moves on to the input that replaced `epoch`, at its start.
+    fn follow(&mut self, epoch: &Epoch) {
+        let Some(next) = epoch.successor() else {
+            return;
+        };
+        tracing::debug!(
+            from = epoch.input,
+            to = next.input,
+            "access-unit viewer follows the switched input"
+        );
+        self.epoch = Some(next.clone());
+        self.position = Some((0, 0));
+        self.fake_units = None;
+    }
+
+    async fn step(&mut self, epoch: &Epoch) -> Step {
+        match &epoch.feed {
+            Feed::Pulled(pulled) => self.next_fake(pulled, epoch).await,
+            Feed::Push(pushed) => self.next_pushed(pushed, epoch).await,
+        }
+    }
+
+    async fn next_fake(&mut self, pulled: &PulledSegments, epoch: &Epoch) -> Step {
         loop {
             let timeline = pulled.timeline();
             let now = Instant::now();
             let in_progress = timeline.window_at(now).newest().map_or(0, |newest| newest + 1);
             let (sequence, index) = *self.position.get_or_insert((in_progress, 0));
+            if epoch.local_end().is_some_and(|end| sequence >= end) {
+                return Step::EpochOver;
+            }
             if sequence < timeline.window_at(now).listed().start {
                 tracing::debug!(
-                    input = self.source.input(),
+                    input = epoch.input,
                     from = sequence,
                     to = in_progress,
                     "access-unit viewer fell behind the window; skipping ahead"
@@ -85,13 +149,13 @@ impl AuFeed {
             };
             if now >= release {
                 self.position = Some((sequence, index + 1));
-                return unit.clone();
+                return Step::Unit(unit.clone());
             }
             tokio::time::sleep_until(release).await;
         }
     }
 
-    async fn next_pushed(&mut self, pushed: &PushSegments) -> Option<AccessUnit> {
+    async fn next_pushed(&mut self, pushed: &PushSegments, epoch: &Epoch) -> Step {
         loop {
             let Some((sequence, index)) = self.position else {
                 match pushed.start_position() {
@@ -100,21 +164,24 @@ impl AuFeed {
                         let started =
                             |state: &PushState| state.next_sequence() > 0 || state.has_unit(state.next_sequence(), 0);
                         if !pushed.wait_for(started).await {
-                            return None;
+                            return Step::Ended;
                         }
                     }
                 }
                 continue;
             };
+            if epoch.local_end().is_some_and(|end| sequence >= end) {
+                return Step::EpochOver;
+            }
             match pushed.lookup(sequence, index) {
                 Lookup::Unit(unit) => {
                     self.position = Some((sequence, index + 1));
-                    return Some(unit);
+                    return Step::Unit(unit);
                 }
                 Lookup::EndOfSegment => self.position = Some((sequence + 1, 0)),
                 Lookup::Behind => {
                     tracing::debug!(
-                        input = self.source.input(),
+                        input = epoch.input,
                         from = sequence,
                         "access-unit viewer fell behind the window; skipping ahead"
                     );
@@ -125,7 +192,7 @@ impl AuFeed {
                         .wait_for(|state| state.lookup(sequence, index) != Lookup::NotYet)
                         .await
                     {
-                        return None;
+                        return Step::Ended;
                     }
                 }
             }

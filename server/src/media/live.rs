@@ -5,6 +5,10 @@
 //! HTTP body pulls chunks, a slow client simply asks later; when its next segment has left the
 //! playlist window it jumps to the newest one, like a live HLS client would.
 //!
+//! When the stream's input is switched, the feed goes on with the new input's first segment:
+//! new PAT/PMT, a keyframe with the new parameter sets, and timestamps that continue forward
+//! (a gap shorter than one segment).
+//!
 //! A jump is a real gap in the timestamps and is left visible: continuity counters are
 //! renumbered (see [`ContinuityRewriter`]) but PTS/DTS jump forward. Decoders carry on; ffmpeg
 //! only warns ("DTS discontinuity", a warning, not an error) if the gap lands inside its initial
@@ -64,7 +68,12 @@ impl LiveTs {
                     self.next = Some(next + 1);
                     return Some(self.continuity.rewrite(&data));
                 }
-                // It left the window since `window` was read; look again.
+                // It left the window since `window` was read (look again), or it cannot be
+                // had at all (a publisher's segment that was never kept): go past it.
+                if next >= self.source.window().listed().start {
+                    tracing::debug!(input = self.source.input(), sequence = next, "segment missing; skipped");
+                    self.next = Some(next + 1);
+                }
                 continue;
             }
             if self.source.ended() || !self.source.wait_for_segment(next).await {

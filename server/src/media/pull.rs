@@ -1,4 +1,5 @@
-//! Segments made on demand for a producer that can generate any stretch of stream time.
+//! Segments made on demand for a producer that can generate any stretch of stream time: the
+//! `fake://` generator, or a `file://` input looped over and over.
 //!
 //! Nothing runs while nobody watches: a segment's bytes are made on its first request and kept
 //! while it is retained. Segments are always muxed in sequence order through one [`TsMuxer`],
@@ -6,28 +7,56 @@
 //! for before they left the window are skipped, which no viewer can notice.
 
 use std::collections::VecDeque;
-use std::ops::Range;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::aac::AacConfig;
 use super::access_unit::AccessUnit;
+use super::file::FileMedia;
 use super::segmenter::{Segment, mux_segment};
 use super::ts::TsMuxer;
 use super::window::{Timeline, Window};
+use super::{Codecs, fake};
 
-/// Makes the access units whose timestamps fall in a range of stream time (90 kHz ticks).
-pub type Producer = fn(Range<u64>) -> Vec<AccessUnit>;
+/// What makes the access units of a segment. Both present stream time `t` at timestamp
+/// `t + fake::PTS_OFFSET`.
+#[derive(Debug, Clone)]
+pub enum Producer {
+    /// The `fake://` generator: a pure function of stream time.
+    Fake,
+    /// A file read once and cut at its keyframes; pass `p` is the file again, `p` file lengths
+    /// later.
+    File(Arc<FileMedia>),
+}
+
+impl Producer {
+    pub fn codecs(&self) -> Codecs {
+        match self {
+            Producer::Fake => fake::codecs(),
+            Producer::File(file) => file.codecs().clone(),
+        }
+    }
+
+    fn units(&self, timeline: &Timeline, sequence: u64) -> Vec<AccessUnit> {
+        match self {
+            Producer::Fake => fake::access_units(timeline.segment_range(sequence)),
+            Producer::File(file) => file.units(sequence),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct PulledSegments {
     timeline: Timeline,
     producer: Producer,
-    /// The timestamp of stream time 0 in the producer's access units.
+    /// The timestamp of stream time 0 in the units handed out: the producer's own offset plus
+    /// `shift`.
     pts_offset: u64,
-    audio: Option<AacConfig>,
+    /// Added to every timestamp the producer makes, so that a source that replaced another
+    /// continues its timestamps (see `switch`).
+    shift: u64,
+    tracks: Codecs,
     state: Mutex<PullState>,
 }
 
@@ -42,19 +71,31 @@ struct PullState {
 }
 
 impl PulledSegments {
-    pub fn new(timeline: Timeline, producer: Producer, pts_offset: u64, audio: Option<AacConfig>) -> Self {
+    /// Segments of `producer` on `timeline`, every timestamp moved `shift` ticks later.
+    pub fn new(timeline: Timeline, producer: Producer, shift: u64) -> Self {
+        let tracks = producer.codecs();
         let state = PullState {
-            muxer: TsMuxer::new(audio),
+            muxer: muxer_for(&tracks),
             next_sequence: 0,
             cache: VecDeque::new(),
         };
         PulledSegments {
             timeline,
             producer,
-            pts_offset,
-            audio,
+            pts_offset: fake::PTS_OFFSET.saturating_add(shift),
+            shift,
+            tracks,
             state: Mutex::new(state),
         }
+    }
+
+    pub fn codecs(&self) -> Codecs {
+        self.tracks.clone()
+    }
+
+    /// The timestamp at which stream time `ticks` is presented.
+    pub fn pts_at(&self, ticks: u64) -> u64 {
+        ticks.saturating_add(self.pts_offset)
     }
 
     pub fn timeline(&self) -> &Timeline {
@@ -85,7 +126,7 @@ impl PulledSegments {
             // Unreachable while the cache invariant holds; a lone segment with fresh counters is
             // still a valid answer.
             tracing::warn!(sequence, "retained segment missing from cache; muxing it alone");
-            return Some(self.mux(&mut TsMuxer::new(self.audio), sequence));
+            return Some(self.mux(&mut muxer_for(&self.tracks), sequence));
         }
         let first = state.next_sequence.max(retained.start);
         for next in first..=sequence {
@@ -98,7 +139,14 @@ impl PulledSegments {
 
     /// The access units of segment `sequence`, made afresh (the producer is cheap).
     pub fn units(&self, sequence: u64) -> Vec<AccessUnit> {
-        (self.producer)(self.timeline.segment_range(sequence))
+        let mut units = self.producer.units(&self.timeline, sequence);
+        if self.shift > 0 {
+            for unit in &mut units {
+                unit.pts = unit.pts.saturating_add(self.shift);
+                unit.dts = unit.dts.saturating_add(self.shift);
+            }
+        }
+        units
     }
 
     /// When stream time reaches a unit's dts: the moment a live encoder would have it.
@@ -112,4 +160,8 @@ impl PulledSegments {
         tracing::trace!(sequence, bytes = data.len(), "segment muxed");
         data
     }
+}
+
+fn muxer_for(tracks: &Codecs) -> TsMuxer {
+    TsMuxer::with_tracks(tracks.video.is_some(), tracks.audio)
 }

@@ -218,7 +218,7 @@ fn fake_codecs_describe_the_fake_picture() {
 }
 
 #[test]
-fn only_fake_and_publish_inputs_are_supported() {
+fn only_fake_publish_and_file_inputs_are_supported() {
     assert!(MediaSource::start("FAKE://upper").is_ok());
     assert!(MediaSource::start("publish://").is_ok());
     assert!(MediaSource::start("Publish://live/a").is_ok());
@@ -238,4 +238,224 @@ fn segment_durations_round_to_whole_frames() {
     assert_eq!(duration(Duration::from_millis(2_000)), 2.0);
     assert_eq!(duration(Duration::from_millis(240)), 0.2);
     assert_eq!(duration(Duration::ZERO), 0.1, "at least one frame");
+}
+
+// ---- file:// inputs and switching inputs under viewers ----
+
+use super::testing::{TempDir, clip_ts};
+
+/// A media root holding `clip.ts`: 32x32 pictures at 25 fps for `seconds`, silent audio.
+fn root_with_clip(seconds: u64) -> (TempDir, MediaRoot) {
+    let dir = TempDir::new();
+    std::fs::write(dir.0.join("clip.ts"), clip_ts(32, 32, 25, 25 * seconds)).expect("write clip");
+    let root = MediaRoot::new(&dir.0);
+    (dir, root)
+}
+
+fn has_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The SPS of the clip's pictures, to tell its segments from the fake's.
+fn clip_sps() -> Bytes {
+    AvcParams::from_annex_b(&testing::picture(32, 32, 100))
+        .expect("parameter sets")
+        .sps
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_source_loops_with_timestamps_that_keep_going() {
+    let (_dir, root) = root_with_clip(2);
+    let source = MediaSource::open("file://clip.ts", &root, Duration::from_secs(1)).expect("the clip loads");
+    assert_eq!(source.codecs().video.and_then(|v| v.dimensions()), Some((32, 32)));
+    assert_eq!(
+        sequences(&source),
+        [0, 1, 2],
+        "three segments to start with, as for fake"
+    );
+    let mut viewer = source.live_ts();
+    let mut last = None;
+    // Segment 2 is the first of the second pass; go on through four passes.
+    for _ in 0..8 {
+        let chunk = viewer.next_chunk().await.expect("a file source never ends");
+        assert!(has_bytes(&chunk, &clip_sps()));
+        let pts = first_video_pts(&chunk);
+        if let Some(last) = last {
+            assert_eq!(
+                pts - last,
+                CLOCK_HZ,
+                "one second per segment, across the loop point too"
+            );
+        }
+        last = Some(pts);
+    }
+    let playlist = source.playlist("");
+    assert!(
+        !playlist.contains("DISCONTINUITY"),
+        "a loop is no discontinuity: {playlist}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_file_is_an_error_naming_it() {
+    let (_dir, root) = root_with_clip(1);
+    let error = MediaSource::open("file://nope.mp4", &root, Duration::from_secs(1)).unwrap_err();
+    assert_eq!(error.to_string(), "file://nope.mp4: no such file under the media root");
+    let error = MediaSource::open("file://../clip.ts", &root, Duration::from_secs(1)).unwrap_err();
+    assert!(error.to_string().contains("refused"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn switching_the_input_keeps_every_viewer_and_their_timestamps() {
+    let (_dir, root) = root_with_clip(2);
+    let source = MediaSource::open("fake://fake", &root, Duration::from_secs(1)).expect("fake");
+    let mut ts_viewer = source.live_ts();
+    let mut au_viewer = source.subscribe();
+    let before = ts_viewer.next_chunk().await.expect("fake never ends");
+    assert!(!has_bytes(&before, &clip_sps()));
+    let mut au_last = au_viewer.next().await.expect("fake never ends");
+
+    advance(Duration::from_millis(1_500)).await;
+    let old_codecs = source.codecs();
+    let prepared = source.prepare("file://clip.ts").expect("the clip loads");
+    source.switch(prepared);
+    assert_eq!(source.input(), "file://clip.ts");
+    assert_ne!(source.codecs(), old_codecs);
+    assert_eq!(source.codecs().video.and_then(|v| v.dimensions()), Some((32, 32)));
+
+    // The segment-based viewer: what completed before the switch, then the new input.
+    let mut chunks = Vec::new();
+    for _ in 0..3 {
+        chunks.push(ts_viewer.next_chunk().await.expect("the source goes on"));
+    }
+    let switched_at = chunks
+        .iter()
+        .position(|c| has_bytes(c, &clip_sps()))
+        .expect("the new input arrives");
+    assert!(chunks[switched_at..].iter().all(|c| has_bytes(c, &clip_sps())));
+    let pts: Vec<u64> = std::iter::once(&before)
+        .chain(&chunks)
+        .map(|c| first_video_pts(c))
+        .collect();
+    assert!(
+        pts.windows(2).all(|w| w[0] < w[1]),
+        "timestamps keep increasing: {pts:?}"
+    );
+
+    // The access-unit viewer: never a step back, then the new input's keyframe.
+    let mut saw_new = false;
+    for _ in 0..200 {
+        let unit = au_viewer.next().await.expect("the source goes on");
+        if unit.track == au_last.track {
+            assert!(unit.dts > au_last.dts, "dts {} after {}", unit.dts, au_last.dts);
+        }
+        if unit.track == Track::Video && has_bytes(&unit.data, &clip_sps()) {
+            saw_new = true;
+            assert!(unit.keyframe);
+            break;
+        }
+        au_last = unit;
+    }
+    assert!(saw_new, "the access-unit viewer reached the new input");
+
+    // The playlist: one sequence, the first new segment tagged.
+    let playlist = source.playlist("");
+    assert_eq!(playlist.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{playlist}");
+    let listed = source.segments();
+    assert!(
+        listed.windows(2).all(|w| w[1].sequence == w[0].sequence + 1),
+        "{listed:?}"
+    );
+    let tagged = listed.iter().find(|s| s.discontinuity).expect("tagged");
+    assert!(has_bytes(
+        &source.segment(tagged.sequence).expect("fetchable"),
+        &clip_sps()
+    ));
+    assert!(!has_bytes(
+        &source.segment(tagged.sequence - 1).expect("fetchable"),
+        &clip_sps()
+    ));
+
+    // Once the tagged segment leaves the list, the discontinuity sequence counts it.
+    advance(Duration::from_secs(8)).await;
+    let playlist = source.playlist("");
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{playlist}");
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_viewer_after_a_switch_starts_on_the_new_input() {
+    let (_dir, root) = root_with_clip(2);
+    let source = MediaSource::open("fake://fake", &root, Duration::from_secs(1)).expect("fake");
+    source.switch(source.prepare("file://clip.ts").expect("loads"));
+    let mut feed = source.subscribe();
+    let first = feed.next().await.expect("goes on");
+    assert!(first.keyframe && has_bytes(&first.data, &clip_sps()));
+    let mut live = source.live_ts();
+    let chunk = live.next_chunk().await.expect("goes on");
+    // The newest complete segment is still the fake's; the next one is the clip's.
+    let next = if has_bytes(&chunk, &clip_sps()) {
+        chunk
+    } else {
+        live.next_chunk().await.expect("goes on")
+    };
+    assert!(has_bytes(&next, &clip_sps()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_switches_keep_history_bounded_and_numbering_unbroken() {
+    let (_dir, root) = root_with_clip(1);
+    let source = MediaSource::open("fake://fake", &root, Duration::from_secs(1)).expect("fake");
+    let mut viewer = source.live_ts();
+    let mut last_pts = first_video_pts(&viewer.next_chunk().await.expect("goes on"));
+    for round in 0..40u64 {
+        let input = if round % 2 == 0 {
+            "file://clip.ts"
+        } else {
+            "fake://fake"
+        };
+        source.switch(source.prepare(input).expect("loads"));
+        advance(Duration::from_millis(700)).await;
+        if round % 3 == 0 {
+            let chunk = viewer.next_chunk().await.expect("goes on");
+            let pts = first_video_pts(&chunk);
+            assert!(pts > last_pts, "round {round}");
+            last_pts = pts;
+        }
+        let listed = source.segments();
+        assert!(
+            listed.windows(2).all(|w| w[1].sequence == w[0].sequence + 1),
+            "{listed:?}"
+        );
+    }
+    assert!(
+        source.lock().list.len() <= window::RETAINED_SEGMENTS as usize + 2,
+        "old inputs are forgotten"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn switching_to_a_publish_point_and_back() {
+    let source = fake();
+    source.switch(source.prepare("publish://").expect("publish"));
+    let mut publisher = source.publisher().expect("the new input takes a publisher");
+    let start = source.segments().len();
+    let frame = testing::picture(32, 32, 50);
+    for n in 0..30u64 {
+        publisher.push(AccessUnit {
+            track: Track::Video,
+            pts: n * 9_000,
+            dts: n * 9_000,
+            keyframe: n % 10 == 0,
+            data: frame.clone(),
+        });
+    }
+    let listed = source.segments();
+    assert!(listed.len() > start, "the publisher's segments join the window");
+    assert!(listed.iter().any(|s| s.discontinuity));
+    source.switch(source.prepare("fake://fake").expect("fake"));
+    assert!(source.publisher().is_err(), "fake takes no publisher");
+    drop(publisher);
+    advance(Duration::from_secs(2)).await;
+    assert!(source.segments().windows(2).all(|w| w[1].sequence == w[0].sequence + 1));
 }

@@ -11,7 +11,8 @@ use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use usher_server::config::{
-    AuthSpec, AuthTarget, Config, Credential, Protocols, SessionKeys, StreamConfig, TemplateConfig,
+    AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, Credential, IpPrefix, Protocols, SessionHistoryConfig,
+    SessionKeys, StreamConfig, TemplateConfig, VodConfig,
 };
 
 /// Any non-empty text, biased towards the characters the file syntax treats specially.
@@ -122,6 +123,57 @@ pub fn template() -> impl Strategy<Value = TemplateConfig> {
     })
 }
 
+pub fn vod() -> impl Strategy<Value = VodConfig> {
+    (
+        "[a-z0-9_-]{1,8}(/[a-zA-Z0-9_.-]{0,6}[a-z0-9])?",
+        text(),
+        option::of(auth_spec()),
+    )
+        .prop_map(|(name, storage, on_play)| VodConfig { name, storage, on_play })
+}
+
+pub fn ip_prefix() -> impl Strategy<Value = IpPrefix> {
+    prop_oneof![
+        (any::<[u8; 4]>(), 0u8..=32).prop_map(|(ip, len)| IpPrefix::new(IpAddr::V4(ip.into()), len)),
+        (any::<u128>(), 0u8..=128).prop_map(|(ip, len)| IpPrefix::new(IpAddr::V6(ip.into()), len)),
+    ]
+    .prop_map(|p| p.expect("lengths are in range"))
+}
+
+/// A configurator block; `name` is set by the caller.
+pub fn auth_backend() -> impl Strategy<Value = AuthBackendConfig> {
+    let backend = (
+        "https?://[a-z]{1,8}(\\.[a-z]{2,3})?(:[0-9]{2,4})?/[a-z/]{0,8}",
+        btree_map(
+            text().prop_filter("key", |k| !k.contains('=')),
+            prop_oneof![Just(String::new()), text()],
+            0..3,
+        ),
+    )
+        .prop_map(|(url, extra)| BackendUrl { url, extra });
+    (
+        (vec(text(), 0..3), vec(text(), 0..3)),
+        (vec(ip_prefix(), 0..3), vec(ip_prefix(), 0..3)),
+        (vec("[A-Z]{2}", 0..3), vec("[A-Z]{2}", 0..3)),
+        (vec(text(), 0..3), vec(text(), 0..3)),
+        vec(backend, 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(tokens, ips, countries, uas, backends, allow_default)| AuthBackendConfig {
+            name: String::new(),
+            allow_tokens: tokens.0,
+            deny_tokens: tokens.1,
+            allow_ips: ips.0,
+            deny_ips: ips.1,
+            allow_countries: countries.0,
+            deny_countries: countries.1,
+            allow_uas: uas.0,
+            deny_uas: uas.1,
+            backends,
+            allow_default,
+        })
+}
+
 pub fn listen() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
         any::<u16>().prop_map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p)),
@@ -148,9 +200,22 @@ pub fn config() -> impl Strategy<Value = Config> {
         option::of(text()),
         seconds(),
         seconds(),
+        option::of(text()),
     );
-    (head, vec(stream(), 0..4), vec(template(), 0..3)).prop_map(
-        |((http, rtmp, rtsp, auth_token, no_auto_token, edit_auth, server_secret, ttl, idle), streams, templates)| {
+    let auth = (
+        option::of(text()),
+        vec((text(), auth_backend()), 0..3),
+        option::of(listen()),
+        session_history(),
+    );
+    (head, vec(stream(), 0..4), vec(template(), 0..3), vec(vod(), 0..3), auth).prop_map(
+        |(
+            (http, rtmp, rtsp, auth_token, no_auto_token, edit_auth, server_secret, ttl, idle, media_root),
+            streams,
+            templates,
+            vods,
+            (geoip_db, blocks, mysql, session_history),
+        )| {
             // Names and prefixes must be unique; drop repeats rather than reject the case.
             let mut names = HashSet::new();
             let streams: Vec<_> = streams.into_iter().filter(|s| names.insert(s.name.clone())).collect();
@@ -164,6 +229,28 @@ pub fn config() -> impl Strategy<Value = Config> {
                     t
                 })
                 .collect();
+            let mut names = HashSet::new();
+            let vods: Vec<_> = vods.into_iter().filter(|v| names.insert(v.name.clone())).collect();
+            // Block names are unique, and every `auth://NAME` must name a block (a dangling
+            // one is a config error): add an empty block for each name only referenced.
+            let mut names = HashSet::new();
+            let mut auth_backends: Vec<AuthBackendConfig> = blocks
+                .into_iter()
+                .filter(|(name, _)| names.insert(name.clone()))
+                .map(|(name, b)| AuthBackendConfig { name, ..b })
+                .collect();
+            let specs = streams
+                .iter()
+                .flat_map(|s| [&s.on_play, &s.on_publish])
+                .chain(templates.iter().flat_map(|t| [&t.on_play, &t.on_publish]))
+                .chain(vods.iter().map(|v| &v.on_play));
+            for spec in specs.flatten() {
+                if let AuthTarget::Configurator(name) = &spec.target
+                    && names.insert(name.clone())
+                {
+                    auth_backends.push(AuthBackendConfig::new(name.clone()));
+                }
+            }
             Config {
                 http,
                 rtmp,
@@ -174,11 +261,26 @@ pub fn config() -> impl Strategy<Value = Config> {
                 server_secret,
                 admin_token_ttl: ttl,
                 http_session_idle: idle,
+                media_root,
                 streams,
                 templates,
+                vods,
+                geoip_db,
+                auth_backends,
+                mysql,
+                session_history,
             }
         },
     )
+}
+
+/// `session_history PATH [retention=DAYS];` (`:memory:` is the `None` path).
+pub fn session_history() -> impl Strategy<Value = SessionHistoryConfig> {
+    (
+        option::of(text().prop_filter("not the in-memory word", |p| p != ":memory:")),
+        1u32..=36_500,
+    )
+        .prop_map(|(path, retention_days)| SessionHistoryConfig { path, retention_days })
 }
 
 /// An `extra` map from literal pairs.

@@ -38,7 +38,7 @@ use super::avc::AvcParams;
 use super::h264::{self, nal_type};
 use super::ts::{PACKET_SIZE, TsMuxer};
 use super::window::Window;
-use super::{Codecs, PublishError, SegmentInfo};
+use super::{Codecs, PublishError};
 use timestamps::Timestamps;
 
 /// How long a viewer waits for media from a `publish://` source before its feed ends: with a
@@ -129,11 +129,21 @@ pub enum Lookup {
 
 impl PushSegments {
     pub fn new(target: Duration) -> Self {
+        Self::with_timestamps(target, Timestamps::default())
+    }
+
+    /// A source whose first publication's timestamps start at `start` (90 kHz), continuing a
+    /// source it replaced.
+    pub fn starting_at(target: Duration, start: u64) -> Self {
+        Self::with_timestamps(target, Timestamps::starting_at(start))
+    }
+
+    fn with_timestamps(target: Duration, timestamps: Timestamps) -> Self {
         let state = PushState {
             codecs: Codecs::default(),
             publishing: false,
             last_activity: Instant::now(),
-            timestamps: Timestamps::default(),
+            timestamps,
             video_seen: false,
             pending_audio: VecDeque::new(),
             open: None,
@@ -230,30 +240,32 @@ impl PushSegments {
         Window::with_complete(self.lock().next_sequence)
     }
 
-    /// The listed segments, the discontinuity sequence of the first, and the target duration in
-    /// seconds.
-    pub fn listed(&self) -> (Vec<SegmentInfo>, u64, u64) {
-        let state = self.lock();
-        let listed = Window::with_complete(state.next_sequence).listed();
-        let segments: Vec<&PushedSegment> = state.segments.iter().filter(|s| listed.contains(&s.sequence)).collect();
-        let discontinuity_sequence = segments
-            .first()
-            .map_or(0, |s| s.discontinuities_through - u64::from(s.discontinuity));
-        let infos = segments
-            .iter()
-            .map(|s| SegmentInfo {
-                sequence: s.sequence,
-                duration: ticks_to_seconds(s.duration_ticks),
-                discontinuity: s.discontinuity,
-            })
-            .collect();
-        let target = ticks_to_seconds(state.longest_ticks).ceil().max(1.0) as u64;
-        (infos, discontinuity_sequence, target)
-    }
-
     pub fn segment(&self, sequence: u64) -> Option<Bytes> {
         let state = self.lock();
         state.find(sequence).map(|s| s.data.clone())
+    }
+
+    /// A retained segment's duration in seconds, whether it carries EXT-X-DISCONTINUITY, and
+    /// the discontinuity tags up to and including its own.
+    pub fn segment_info(&self, sequence: u64) -> Option<(f64, bool, u64)> {
+        let state = self.lock();
+        state.find(sequence).map(|s| {
+            (
+                ticks_to_seconds(s.duration_ticks),
+                s.discontinuity,
+                s.discontinuities_through,
+            )
+        })
+    }
+
+    /// The target duration the playlist announces, in whole seconds.
+    pub fn target_seconds(&self) -> u64 {
+        ticks_to_seconds(self.lock().longest_ticks).ceil().max(1.0) as u64
+    }
+
+    /// Where the next unit would land on this source's clock (90 kHz).
+    pub fn next_ticks(&self) -> u64 {
+        self.lock().timestamps.next_ticks()
     }
 
     /// Where a new viewer of access units starts: the open segment, which starts with the newest

@@ -34,6 +34,8 @@ pub struct Timestamps {
     audio: TrackClock,
     /// Whether the publication in progress has set its offset yet.
     started: bool,
+    /// Where the first publication's first unit lands; [`START_TICKS`] when `None`.
+    first_start: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +64,25 @@ impl TrackClock {
 }
 
 impl Timestamps {
+    /// A clock whose first publication starts at `start` instead of [`START_TICKS`]: a source
+    /// that replaced another continues its timestamps.
+    pub fn starting_at(start: u64) -> Self {
+        Timestamps {
+            first_start: Some(start),
+            ..Timestamps::default()
+        }
+    }
+
+    /// Where the next unit of either track would land: just after the latest one so far, or
+    /// the start of the clock when nothing was mapped yet.
+    pub fn next_ticks(&self) -> u64 {
+        [self.video.next_dts(Track::Video), self.audio.next_dts(Track::Audio)]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(self.first_start.unwrap_or(START_TICKS))
+    }
+
     /// The next unit starts a new publication.
     pub fn new_publication(&mut self) {
         self.started = false;
@@ -89,7 +110,9 @@ impl Timestamps {
                 .into_iter()
                 .flatten()
                 .max()
-                .map_or(START_TICKS, |next| next.saturating_add(PUBLICATION_GAP_TICKS));
+                .map_or(self.first_start.unwrap_or(START_TICKS), |next| {
+                    next.saturating_add(PUBLICATION_GAP_TICKS)
+                });
             let offset = i128::from(target) - i128::from(dts);
             self.video.offset = offset;
             self.audio.offset = offset;

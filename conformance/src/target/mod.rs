@@ -4,9 +4,17 @@
 //! The embedded reference server is driven exactly like a third-party server: over its HTTP port
 //! and its management API, never through its memory. The only thing the suite does with the
 //! in-process [`RunningServer`] handle is to start and stop it.
+//!
+//! Three ways to reach a target ([`Target`]): the embedded server; a running server by address,
+//! managed through its API; a running server in **static** mode, whose streams were loaded from
+//! the configuration `usher check --print-config` printed (no stream management API).
 
+pub mod config;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -50,11 +58,23 @@ impl std::str::FromStr for ApiCredential {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
+    #[error(
+        "static mode: the target has no management API for {0} (give --api-auth and declare the feature in --target-config to use one)"
+    )]
+    NoApi(String),
+    #[error("static mode: {0}")]
+    Static(String),
+    #[error("cannot resolve {what} address `{addr}`: {detail}")]
+    Resolve {
+        what: &'static str,
+        addr: String,
+        detail: String,
+    },
     #[error("cannot start the embedded reference server: {0}")]
     Start(String),
     #[error("cannot build an HTTP client: {0}")]
     Client(reqwest::Error),
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url}: {}", chain(source))]
     Transport {
         method: &'static str,
         url: String,
@@ -73,6 +93,22 @@ pub enum TargetError {
         url: String,
         detail: String,
     },
+}
+
+/// An error and its causes, `: `-joined (reqwest's own message omits the cause, such as
+/// "Connection refused").
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// The auth settings of a stream, in the terms of the vendor's `auth_spec`.
@@ -97,12 +133,18 @@ pub struct StreamSpec {
     pub publish: bool,
     /// `password` required from publishers (PUB-04).
     pub password: Option<String>,
+    /// Another input than the synthetic one (`file://clip.mp4`); overrides `publish`.
+    pub input: Option<String>,
 }
 
 impl StreamSpec {
     /// The body of `PUT /streamer/api/v3/streams/NAME`.
     pub fn to_api_json(&self) -> Value {
-        let input = if self.publish { "publish://" } else { "fake://fake" };
+        let input = match &self.input {
+            Some(input) => input.as_str(),
+            None if self.publish => "publish://",
+            None => "fake://fake",
+        };
         let mut body = json!({ "inputs": [{ "url": input }] });
         if let Some(auth) = &self.on_play {
             body["on_play"] = auth.to_api_json();
@@ -199,24 +241,49 @@ struct SessionList {
 }
 
 /// A client of the management API (`/streamer/api/v3`).
+///
+/// In static mode stream management is not a network call: `put_stream` checks that the stream
+/// is one the printed configuration holds, with the same settings, and `delete_stream` does
+/// nothing. The other calls need a credential.
 #[derive(Debug, Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: Url,
-    credential: ApiCredential,
+    credential: Option<ApiCredential>,
+    /// Static mode: the streams the target was configured with, by server name.
+    static_streams: Option<Arc<BTreeMap<String, StreamSpec>>>,
 }
 
 impl Api {
     pub fn new(http_base: &Url, credential: ApiCredential) -> Result<Api, TargetError> {
+        Api::build(http_base, Some(credential), None)
+    }
+
+    fn build(
+        http_base: &Url,
+        credential: Option<ApiCredential>,
+        static_streams: Option<Arc<BTreeMap<String, StreamSpec>>>,
+    ) -> Result<Api, TargetError> {
         let http = reqwest::Client::builder()
             .timeout(API_TIMEOUT)
+            .connect_timeout(API_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(TargetError::Client)?;
         let base = http_base
             .join("/streamer/api/v3/")
             .expect("a fixed relative path joins");
-        Ok(Api { http, base, credential })
+        Ok(Api {
+            http,
+            base,
+            credential,
+            static_streams,
+        })
+    }
+
+    /// Static mode: streams are fixed.
+    pub fn is_static(&self) -> bool {
+        self.static_streams.is_some()
     }
 
     fn url(&self, path: &str) -> Url {
@@ -226,12 +293,15 @@ impl Api {
     /// One API call; `path` is relative to `/streamer/api/v3/`. The answer is returned whatever
     /// its status.
     pub async fn send(&self, method: &'static str, path: &str, body: Option<&Value>) -> Result<ApiAnswer, TargetError> {
+        let Some(credential) = &self.credential else {
+            return Err(TargetError::NoApi(format!("{method} {path}")));
+        };
         let url = self.url(path);
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
         let mut request = self
             .http
             .request(m, url.clone())
-            .basic_auth(&self.credential.login, Some(&self.credential.password));
+            .basic_auth(&credential.login, Some(&credential.password));
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -271,11 +341,32 @@ impl Api {
 
     /// `PUT streams/NAME`. The answer is returned whatever its status: refusals are assertions.
     pub async fn put_stream(&self, name: &str, spec: &StreamSpec) -> Result<ApiAnswer, TargetError> {
+        if let Some(streams) = &self.static_streams {
+            return match streams.get(name) {
+                Some(expected) if expected == spec => Ok(ApiAnswer {
+                    status: 200,
+                    body: Value::Null,
+                    text: String::new(),
+                }),
+                Some(expected) => Err(TargetError::Static(format!(
+                    "stream `{name}` was printed as {} but the case needs {}; print the configuration again with the same --backend-url",
+                    expected.to_api_json(),
+                    spec.to_api_json()
+                ))),
+                None => Err(TargetError::Static(format!(
+                    "stream `{name}` ({}) is not in the printed configuration; the case cannot run without the management API",
+                    spec.to_api_json()
+                ))),
+            };
+        }
         self.send("PUT", &stream_path(name), Some(&spec.to_api_json())).await
     }
 
     /// `DELETE streams/NAME`; an unknown stream is fine.
     pub async fn delete_stream(&self, name: &str) -> Result<(), TargetError> {
+        if self.is_static() {
+            return Ok(());
+        }
         let path = stream_path(name);
         let answer = self.send("DELETE", &path, None).await?;
         Self::expect_ok(
@@ -340,32 +431,81 @@ impl Api {
     }
 }
 
-/// How the server under test is reached.
-pub enum Target {
-    /// The reference server, started in-process on 127.0.0.1, port 0, with a random API
-    /// password; driven only over sockets.
-    Embedded { server: RunningServer, api: Api, http: Url },
-    /// A server that is already running somewhere.
-    Address { api: Api, http: Url },
+/// Where a running server is, as the user gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Address {
+    /// Base URL of the HTTP port (HLS, MPEG-TS, management API).
+    pub http: Url,
+    /// `HOST:PORT` of the RTMP port, if the server has one.
+    pub rtmp: Option<String>,
+    /// `HOST:PORT` of the RTSP port, if the server has one.
+    pub rtsp: Option<String>,
+    /// Management API credential; without one, only static mode works.
+    pub credential: Option<ApiCredential>,
+}
+
+impl Address {
+    pub fn http(http: Url, credential: ApiCredential) -> Address {
+        Address {
+            http,
+            rtmp: None,
+            rtsp: None,
+            credential: Some(credential),
+        }
+    }
+}
+
+/// How the server under test is reached: its addresses and its management API.
+pub struct Target {
+    /// The in-process reference server, when the target is embedded.
+    server: Option<RunningServer>,
+    /// The embedded server's media folder (`file://` inputs), which the suite fills with the
+    /// media files cases need; removed at shutdown.
+    media_root: Option<std::path::PathBuf>,
+    http: Url,
+    rtmp: Option<SocketAddr>,
+    rtsp: Option<Url>,
+    api: Api,
+    description: String,
 }
 
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.describe())
+        f.write_str(&self.description)
     }
 }
 
+async fn resolve(what: &'static str, addr: &str) -> Result<SocketAddr, TargetError> {
+    let err = |detail: String| TargetError::Resolve {
+        what,
+        addr: addr.to_string(),
+        detail,
+    };
+    let mut found = tokio::net::lookup_host(addr).await.map_err(|e| err(e.to_string()))?;
+    found.next().ok_or_else(|| err("no address".to_string()))
+}
+
+fn rtsp_url(addr: SocketAddr) -> Url {
+    Url::parse(&format!("rtsp://{addr}/")).expect("a socket address makes a URL")
+}
+
 impl Target {
-    /// Starts the reference server in-process.
+    /// Starts the reference server in-process: HTTP, RTMP and RTSP on 127.0.0.1, port 0, with a
+    /// random API password.
     pub async fn embedded() -> Result<Target, TargetError> {
         let credential = ApiCredential {
             login: "usher-check".to_string(),
             password: uuid::Uuid::new_v4().simple().to_string(),
         };
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        let media_root = std::env::temp_dir().join(format!("usher-check-media-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&media_root)
+            .map_err(|e| TargetError::Start(format!("cannot create the media folder {}: {e}", media_root.display())))?;
         let config = Config {
-            http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-            rtmp: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-            rtsp: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            http: Some(local),
+            rtmp: Some(local),
+            rtsp: Some(local),
+            media_root: Some(media_root.to_string_lossy().into_owned()),
             edit_auth: Some(Credential {
                 login: credential.login.clone(),
                 password: credential.password.clone(),
@@ -377,58 +517,101 @@ impl Target {
             .map_err(|e| TargetError::Start(e.to_string()))?;
         let http = Url::parse(&format!("http://{}/", server.http_addr())).expect("a socket address makes a URL");
         let api = Api::new(&http, credential)?;
-        tracing::info!(%http, "embedded reference server started");
-        Ok(Target::Embedded { server, api, http })
+        let rtmp = server.rtmp_addr();
+        let rtsp = server.rtsp_addr().map(rtsp_url);
+        tracing::info!(%http, ?rtmp, ?rtsp, "embedded reference server started");
+        Ok(Target {
+            description: format!("embedded reference server at {http}"),
+            server: Some(server),
+            media_root: Some(media_root),
+            http,
+            rtmp,
+            rtsp,
+            api,
+        })
     }
 
     /// A server already running at `http` (its HTTP port), managed with `credential`.
     pub fn address(http: Url, credential: ApiCredential) -> Result<Target, TargetError> {
         let api = Api::new(&http, credential)?;
-        Ok(Target::Address { api, http })
+        Ok(Target {
+            description: format!("server at {http}"),
+            server: None,
+            media_root: None,
+            http,
+            rtmp: None,
+            rtsp: None,
+            api,
+        })
+    }
+
+    /// A running server. With `static_streams`, streams are not managed through the API: they
+    /// must be the ones given (what `--print-config` printed).
+    pub async fn running(
+        address: &Address,
+        static_streams: Option<BTreeMap<String, StreamSpec>>,
+    ) -> Result<Target, TargetError> {
+        let rtmp = match &address.rtmp {
+            Some(a) => Some(resolve("RTMP", a).await?),
+            None => None,
+        };
+        let rtsp = match &address.rtsp {
+            Some(a) => Some(rtsp_url(resolve("RTSP", a).await?)),
+            None => None,
+        };
+        let is_static = static_streams.is_some();
+        let api = Api::build(&address.http, address.credential.clone(), static_streams.map(Arc::new))?;
+        Ok(Target {
+            description: format!("{}server at {}", if is_static { "static " } else { "" }, address.http),
+            server: None,
+            media_root: None,
+            http: address.http.clone(),
+            rtmp,
+            rtsp,
+            api,
+        })
     }
 
     /// Base URL of the HTTP port (HLS, MPEG-TS, API).
     pub fn http_base(&self) -> &Url {
-        match self {
-            Target::Embedded { http, .. } | Target::Address { http, .. } => http,
-        }
+        &self.http
     }
 
-    /// The RTMP address, when the target has one.
+    /// The RTMP port, if the target has one.
     pub fn rtmp_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Target::Embedded { server, .. } => server.rtmp_addr(),
-            Target::Address { .. } => None,
-        }
+        self.rtmp
     }
 
-    /// The RTSP base URL (`rtsp://ADDR/`), when the target has one.
+    /// `rtsp://HOST:PORT/`, if the target has an RTSP port.
     pub fn rtsp_base(&self) -> Option<Url> {
-        match self {
-            Target::Embedded { server, .. } => server
-                .rtsp_addr()
-                .map(|a| Url::parse(&format!("rtsp://{a}/")).expect("a socket address makes a URL")),
-            Target::Address { .. } => None,
-        }
+        self.rtsp.clone()
     }
 
     pub fn api(&self) -> &Api {
-        match self {
-            Target::Embedded { api, .. } | Target::Address { api, .. } => api,
-        }
+        &self.api
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.server.is_some()
     }
 
     pub fn describe(&self) -> String {
-        match self {
-            Target::Embedded { http, .. } => format!("embedded reference server at {http}"),
-            Target::Address { http, .. } => format!("server at {http}"),
-        }
+        self.description.clone()
+    }
+
+    /// The media folder the suite may write media files into: the embedded server's. A
+    /// running target's is out of reach (it declares `file_input` only if the files are there).
+    pub fn media_root(&self) -> Option<&std::path::Path> {
+        self.media_root.as_deref()
     }
 
     /// Stops the embedded server; an external one is left running.
     pub async fn shutdown(self) {
-        if let Target::Embedded { server, .. } = self {
+        if let Some(server) = self.server {
             server.shutdown().await;
+        }
+        if let Some(root) = self.media_root {
+            let _ = std::fs::remove_dir_all(root);
         }
     }
 }

@@ -1,0 +1,383 @@
+//! Publishers: who pushes media into a publishing point, over which protocol, with which token
+//! and password — and what they see (publishing, refused) and what the stream then delivers.
+//!
+//! The accept/refuse answer of an RTMP publish comes from the suite's `rml_rtmp` driver
+//! (`NetStream.Publish.Start` or a refusal). Media comes from an outside client: ffmpeg pushing
+//! a test pattern over RTMP, or an HTTP MPEG-TS upload (`PUT /NAME/mpegts`) of a test stream
+//! ffmpeg made once for the run.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cucumber::{given, then, when};
+use tokio::process::{Child, Command};
+use tokio::sync::OnceCell;
+
+use super::{UsherWorld, opt, seconds};
+use crate::clients::hls::HlsClient;
+use crate::clients::rtmp::{RtmpClient, RtmpPublisher, STATIC_APP, stream_key};
+use crate::clients::{Attempt, Outcome, ViewerProfile};
+
+/// Seconds of test pattern ffmpeg pushes at most (it is stopped with the scenario).
+const FFMPEG_SECONDS: u32 = 30;
+/// Seconds of test stream uploaded over HTTP MPEG-TS.
+const UPLOAD_SECONDS: u32 = 3;
+/// Where the media probe plays from.
+const PROBE_IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// How a publisher pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishProto {
+    /// The suite's RTMP driver: the publish request only.
+    Rtmp,
+    /// `PUT /NAME/mpegts` with a test stream as the body.
+    MpegTs,
+    /// ffmpeg pushing a live test pattern over RTMP.
+    FfmpegRtmp,
+}
+
+impl fmt::Display for PublishProto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PublishProto::Rtmp => "RTMP",
+            PublishProto::MpegTs => "HTTP MPEG-TS",
+            PublishProto::FfmpegRtmp => "RTMP (ffmpeg)",
+        })
+    }
+}
+
+/// A publisher of the scenario.
+#[derive(Debug)]
+pub struct Publisher {
+    pub ip: IpAddr,
+    pub stream: String,
+    pub proto: PublishProto,
+    pub query: Vec<(String, String)>,
+    /// The answer to the publish request (`None` while ffmpeg runs: it reports only by exiting).
+    pub attempt: Option<Attempt>,
+    /// An accepted RTMP publisher keeps its connection (and so its session) open.
+    _connection: Option<RtmpPublisher>,
+    /// ffmpeg runs until the scenario ends.
+    _ffmpeg: Option<Child>,
+}
+
+impl fmt::Display for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} from {} to \"{}\" with {:?}: ",
+            self.proto, self.ip, self.stream, self.query
+        )?;
+        match &self.attempt {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("running"),
+        }
+    }
+}
+
+/// Reads ` with token "T"`, ` without a token`, ` and password "P"` / ` with password "P"`.
+fn publish_query(world: &UsherWorld, how: &str) -> Vec<(String, String)> {
+    let re = regex::Regex::new(r#"^(?:with token "([^"]*)"|without a token)?(?: ?(?:and|with) password "([^"]*)")?$"#)
+        .expect("a valid regex");
+    let caps = re.captures(how.trim()).unwrap_or_else(|| {
+        panic!("cannot read `{how}`: expected `with token \"T\"` or `without a token`, then optionally `and password \"P\"`")
+    });
+    let mut query = Vec::new();
+    if let Some(t) = caps.get(1) {
+        query.push((world.token_param().to_string(), t.as_str().to_string()));
+    }
+    if let Some(p) = caps.get(2) {
+        query.push(("password".to_string(), p.as_str().to_string()));
+    }
+    query
+}
+
+fn parse_ip(ip: String) -> IpAddr {
+    opt(ip)
+        .map(|ip| ip.parse().unwrap_or_else(|_| panic!("`{ip}` is not an IP address")))
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 5)))
+}
+
+#[when(
+    regex = r#"^publisher "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? publishes to "([^"]+)" over (RTMP|HTTP MPEG-TS) ?(.*)$"#
+)]
+async fn publishes(world: &mut UsherWorld, name: String, ip: String, stream: String, proto: String, how: String) {
+    let ip = parse_ip(ip);
+    let query = publish_query(world, &how);
+    world.ensure_stream(&stream).await;
+    let server_name = world.streams[&stream].server_name.clone();
+    let profile = ViewerProfile::new(ip);
+    let (proto, attempt, rtmp) = if proto == "RTMP" {
+        let addr = world.ctx.target.rtmp_addr().unwrap_or_else(|| {
+            panic!("the target has no RTMP address (a scenario that publishes over RTMP is tagged @needs-rtmp)")
+        });
+        let (attempt, publisher) = RtmpClient::new(addr, profile)
+            .publish_key(STATIC_APP, &stream_key(&server_name, &query))
+            .await;
+        (PublishProto::Rtmp, attempt, publisher)
+    } else {
+        let body = test_ts().await;
+        let attempt = upload_ts(world.ctx.target.http_base(), &profile, &server_name, &query, body).await;
+        (PublishProto::MpegTs, attempt, None)
+    };
+    world.publishers.insert(
+        name,
+        Publisher {
+            ip,
+            stream,
+            proto,
+            query,
+            attempt: Some(attempt),
+            _connection: rtmp,
+            _ffmpeg: None,
+        },
+    );
+}
+
+/// ffmpeg cannot choose its source address: this publisher comes from 127.0.0.1.
+#[given(regex = r#"^publisher "([^"]+)" streams a test pattern to "([^"]+)" over RTMP ?(.*)$"#)]
+#[when(regex = r#"^publisher "([^"]+)" streams a test pattern to "([^"]+)" over RTMP ?(.*)$"#)]
+async fn streams_pattern(world: &mut UsherWorld, name: String, stream: String, how: String) {
+    let query = publish_query(world, &how);
+    world.ensure_stream(&stream).await;
+    let server_name = world.streams[&stream].server_name.clone();
+    let addr = world.ctx.target.rtmp_addr().unwrap_or_else(|| {
+        panic!("the target has no RTMP address (a scenario that publishes over RTMP is tagged @needs-rtmp)")
+    });
+    let url = format!("rtmp://{addr}/{STATIC_APP}/{}", stream_key(&server_name, &query));
+    let child = ffmpeg_publish(&url);
+    world.publishers.insert(
+        name,
+        Publisher {
+            ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            stream,
+            proto: PublishProto::FfmpegRtmp,
+            query,
+            attempt: None,
+            _connection: None,
+            _ffmpeg: Some(child),
+        },
+    );
+}
+
+fn publisher<'a>(world: &'a UsherWorld, name: &str) -> &'a Publisher {
+    world
+        .publishers
+        .get(name)
+        .unwrap_or_else(|| panic!("publisher \"{name}\" has not published yet"))
+}
+
+#[then(regex = r#"^publisher "([^"]+)" is (refused|publishing)$"#)]
+async fn publisher_is(world: &mut UsherWorld, name: String, what: String) {
+    let p = publisher(world, &name);
+    let Some(attempt) = &p.attempt else {
+        panic!(
+            "publisher \"{name}\" is ffmpeg, which reports only by exiting; ask what stream \"{}\" delivers",
+            p.stream
+        );
+    };
+    let ok = match what.as_str() {
+        "refused" => attempt.outcome.is_refused(),
+        _ => attempt.outcome == Outcome::Playing,
+    };
+    if !ok {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "publisher \"{name}\" should be {what}, but is {}",
+                attempt.outcome
+            ))
+        );
+    }
+}
+
+/// A viewer of a stream without `on_play` that takes whatever the stream delivers.
+fn probe(world: &UsherWorld) -> HlsClient {
+    let mut profile = ViewerProfile::new(PROBE_IP);
+    profile.request_timeout = Duration::from_secs(3);
+    HlsClient::new(world.ctx.target.http_base(), profile).unwrap_or_else(|e| panic!("building an HLS client: {e}"))
+}
+
+#[then(regex = r#"^stream "([^"]+)" delivers no media$"#)]
+async fn delivers_no_media(world: &mut UsherWorld, stream: String) {
+    world.ensure_stream(&stream).await;
+    let server_name = world.streams[&stream].server_name.clone();
+    let attempt = probe(world).play(&server_name, &[]).await;
+    if attempt.outcome == Outcome::Playing {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "stream \"{stream}\" should deliver no media, but an HLS viewer plays it: {attempt}"
+            ))
+        );
+    }
+}
+
+#[then(regex = r#"^stream "([^"]+)" delivers media within (\d+(?:\.\d+)?) seconds?$"#)]
+async fn delivers_media(world: &mut UsherWorld, stream: String, within: String) {
+    let within = world.ctx.bound(seconds(&within));
+    world.ensure_stream(&stream).await;
+    let server_name = world.streams[&stream].server_name.clone();
+    let client = probe(world);
+    let started = Instant::now();
+    loop {
+        let attempt = client.play(&server_name, &[]).await;
+        if attempt.outcome == Outcome::Playing {
+            return;
+        }
+        if started.elapsed() >= within {
+            panic!(
+                "{}",
+                world.explain(format!(
+                    "stream \"{stream}\" delivered no media within {} ms; last HLS attempt: {attempt}",
+                    within.as_millis()
+                ))
+            );
+        }
+        // A player polling for a stream that is about to start.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `PUT BASE/NAME/mpegts?QUERY` with `body`: 2xx is an accepted (and finished) publication.
+async fn upload_ts(
+    base: &url::Url,
+    profile: &ViewerProfile,
+    stream: &str,
+    query: &[(String, String)],
+    body: Bytes,
+) -> Attempt {
+    let started = Instant::now();
+    let url = crate::clients::media_url(base, stream, "mpegts", query);
+    let line = format!(
+        "PUT {}{}",
+        url.path(),
+        url.query().map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    let len = body.len();
+    let client = profile
+        .client()
+        .unwrap_or_else(|e| panic!("building an HTTP client: {e}"));
+    let result = client.put(url).timeout(profile.request_timeout).body(body).send().await;
+    let (outcome, trail) = match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            let outcome = if (200..300).contains(&status) {
+                Outcome::Playing
+            } else {
+                Outcome::from_status(status, None, "publish")
+            };
+            (outcome, format!("{line} ({len} bytes) -> {status} {text}"))
+        }
+        Err(e) => {
+            let reason = format!("transport error: {e}");
+            (
+                Outcome::Failed {
+                    status: None,
+                    reason: reason.clone(),
+                },
+                format!("{line} ({len} bytes) -> {reason}"),
+            )
+        }
+    };
+    Attempt {
+        outcome,
+        elapsed: started.elapsed(),
+        trail: vec![trail],
+    }
+}
+
+fn ffmpeg_missing(e: std::io::Error) -> String {
+    format!("ffmpeg is needed to publish a test pattern (Debian package ffmpeg): {e}")
+}
+
+/// ffmpeg pushing a live test pattern and tone as FLV to `url`; killed when dropped.
+fn ffmpeg_publish(url: &str) -> Child {
+    let seconds = FFMPEG_SECONDS.to_string();
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+            "-t",
+            &seconds,
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+            "-bf",
+            "0",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}", ffmpeg_missing(e)))
+}
+
+/// A few seconds of H.264 test pattern as MPEG-TS, made by ffmpeg once per run.
+async fn test_ts() -> Bytes {
+    static TEST_TS: OnceCell<Result<Bytes, String>> = OnceCell::const_new();
+    let made = TEST_TS
+        .get_or_init(|| async {
+            let seconds = UPLOAD_SECONDS.to_string();
+            let out = Command::new("ffmpeg")
+                .args([
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc=size=160x120:rate=25",
+                    "-t",
+                    &seconds,
+                    "-c:v",
+                    "libx264",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-g",
+                    "25",
+                    "-bf",
+                    "0",
+                    "-f",
+                    "mpegts",
+                    "-",
+                ])
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .map_err(ffmpeg_missing)?;
+            if !out.status.success() || out.stdout.is_empty() {
+                return Err(format!(
+                    "ffmpeg could not make the MPEG-TS test stream: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(Bytes::from(out.stdout))
+        })
+        .await;
+    made.clone().unwrap_or_else(|e| panic!("{e}"))
+}

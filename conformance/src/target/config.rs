@@ -1,0 +1,147 @@
+//! `--target-config FILE`: a TOML manifest of a third-party target — where it is, how the suite's
+//! backend is reached from it, and what it supports (its **capabilities**). Cases that need what
+//! the target lacks are SKIP, not FAIL.
+//!
+//! ```toml
+//! target = "http://10.0.0.5:8080/"   # the HTTP port: HLS, MPEG-TS, management API
+//! rtmp = "10.0.0.5:1935"             # optional
+//! rtsp = "10.0.0.5:8554"             # optional
+//! api_auth = "admin:secret"          # management API credential (or --api-auth)
+//! static = false                     # true: streams come from `usher check --print-config`
+//!
+//! [backend]
+//! listen = "0.0.0.0:9099"            # where the suite's auth backend listens
+//! url = "http://10.0.0.1:9099"       # how the target reaches it
+//!
+//! [capabilities]
+//! protocols = ["hls", "mpegts", "rtmp"]
+//! features = ["api", "sessions_api", "admin_tokens", "server_config"]
+//! ```
+//!
+//! Command-line options override the file.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::catalogue::needs::PROTOCOLS;
+
+/// A problem in the manifest, naming its line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct TargetConfigError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSection {
+    pub listen: Option<SocketAddr>,
+    pub url: Option<Url>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilitiesSection {
+    /// Omitted: the protocols whose addresses are given (HLS and MPEG-TS always, RTMP and RTSP
+    /// when `rtmp`/`rtsp` are set).
+    pub protocols: Option<BTreeSet<String>>,
+    /// Omitted: every feature (or, in static mode, every feature but the management API ones).
+    pub features: Option<BTreeSet<String>>,
+}
+
+/// The manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub target: Option<Url>,
+    pub rtmp: Option<String>,
+    pub rtsp: Option<String>,
+    pub api_auth: Option<String>,
+    #[serde(default, rename = "static")]
+    pub static_mode: bool,
+    #[serde(default)]
+    pub backend: BackendSection,
+    #[serde(default)]
+    pub capabilities: CapabilitiesSection,
+}
+
+impl TargetConfig {
+    pub fn load(path: &Path) -> Result<TargetConfig, TargetConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| TargetConfigError {
+            file: file.clone(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        TargetConfig::parse(&text, &file)
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<TargetConfig, TargetConfigError> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let config: TargetConfig = toml::from_str(text).map_err(|e| TargetConfigError {
+            file: file.to_string(),
+            line: e.span().map_or(0, |s| line_of(s.start)),
+            message: e.message().to_string(),
+        })?;
+        if let Some(protocols) = &config.capabilities.protocols
+            && let Some(unknown) = protocols.iter().find(|p| !PROTOCOLS.contains(&p.as_str()))
+        {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("protocols"))
+                .map_or(0, |i| i + 1);
+            return Err(TargetConfigError {
+                file: file.to_string(),
+                line,
+                message: format!("unknown protocol `{unknown}` (known: {})", PROTOCOLS.join(", ")),
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_manifest_parses() {
+        let c = TargetConfig::parse(
+            r#"
+target = "http://10.0.0.5:8080/"
+rtmp = "10.0.0.5:1935"
+api_auth = "admin:secret"
+static = true
+
+[backend]
+listen = "0.0.0.0:9099"
+url = "http://10.0.0.1:9099"
+
+[capabilities]
+protocols = ["hls", "rtmp"]
+features = ["sessions_api"]
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        assert!(c.static_mode);
+        assert_eq!(c.rtmp.as_deref(), Some("10.0.0.5:1935"));
+        assert_eq!(c.backend.listen, Some("0.0.0.0:9099".parse().unwrap()));
+        assert_eq!(c.capabilities.protocols.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = TargetConfig::parse("target = \"http://a/\"\nrtmpp = \"x\"\n", "t.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = TargetConfig::parse("[capabilities]\nprotocols = [\"hls\", \"dash2\"]\n", "t.toml").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("dash2"), "{e}");
+    }
+}

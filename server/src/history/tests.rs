@@ -1,0 +1,307 @@
+use std::time::{Duration, SystemTime};
+
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::query::{Comparison, Condition};
+use super::*;
+use crate::auth::CloseReason;
+
+fn closed(user: Option<&str>, name: &str, closed_at: SystemTime, bytes: u64) -> ClosedSession {
+    ClosedSession {
+        session_id: Uuid::new_v4(),
+        kind: "play",
+        name: name.into(),
+        ip: "127.0.0.1".into(),
+        proto: "hls",
+        token: "t".into(),
+        user_id: user.map(str::to_string),
+        opened_at: closed_at - Duration::from_secs(10),
+        closed_at,
+        bytes,
+        reason: CloseReason::Idle,
+        dvr: false,
+    }
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[test]
+fn closed_sessions_come_back_newest_first_and_filtered() {
+    let h = History::open(None, 7 * DAY).unwrap();
+    let now = SystemTime::now();
+    h.insert(&[
+        closed(Some("100"), "s1", now - Duration::from_secs(30), 1),
+        closed(Some("100"), "s2", now - Duration::from_secs(10), 2),
+        closed(Some("200"), "s1", now - Duration::from_secs(20), 3),
+        closed(None, "s1", now, 4),
+    ])
+    .unwrap();
+    let all = h.closed(&HistoryFilter::default()).unwrap();
+    assert_eq!(all.iter().map(|r| r.bytes).collect::<Vec<_>>(), [4, 2, 3, 1]);
+    let user = h
+        .closed(&HistoryFilter {
+            user_id: Some("100".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(user.iter().map(|r| r.bytes).collect::<Vec<_>>(), [2, 1]);
+    let limited = h
+        .closed(&HistoryFilter {
+            name: Some("s1".into()),
+            limit: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(limited.iter().map(|r| r.bytes).collect::<Vec<_>>(), [4, 3]);
+    assert_eq!(limited[0].user_id, None);
+    assert_eq!(limited[0].close_reason, "idle");
+}
+
+#[test]
+fn retention_prunes_old_records_under_a_given_clock() {
+    let h = History::open(None, 2 * DAY).unwrap();
+    let now = SystemTime::now();
+    h.insert(&[
+        closed(Some("a"), "s", now - 3 * DAY, 1),
+        closed(Some("a"), "s", now - DAY, 2),
+        closed(Some("a"), "s", now, 3),
+    ])
+    .unwrap();
+    assert_eq!(h.prune(now).unwrap(), 1);
+    assert_eq!(h.closed(&HistoryFilter::default()).unwrap().len(), 2);
+    // A day and a half later the second one is past the retention too.
+    assert_eq!(h.prune(now + DAY + DAY / 2).unwrap(), 1);
+    let left = h.closed(&HistoryFilter::default()).unwrap();
+    assert_eq!(left.iter().map(|r| r.bytes).collect::<Vec<_>>(), [3]);
+}
+
+#[test]
+fn a_file_store_keeps_records_across_opens_and_prunes_on_open() {
+    let dir = std::env::temp_dir().join(format!("usher-history-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("history.sqlite");
+    let now = SystemTime::now();
+    {
+        let h = History::open(Some(&path), DAY).unwrap();
+        h.insert(&[closed(Some("a"), "s", now - 2 * DAY, 1), closed(Some("a"), "s", now, 2)])
+            .unwrap();
+    }
+    let h = History::open(Some(&path), DAY).unwrap();
+    let left = h.closed(&HistoryFilter::default()).unwrap();
+    assert_eq!(left.iter().map(|r| r.bytes).collect::<Vec<_>>(), [2]);
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_writer_drains_the_channel_in_batches() {
+    let h = History::open(None, DAY).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(h.clone().run_writer(rx, stop.clone()));
+    for i in 0..600 {
+        tx.send(closed(Some("u"), "s", SystemTime::now(), i)).unwrap();
+    }
+    drop(tx);
+    writer.await.unwrap();
+    let all = h
+        .closed(&HistoryFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 600);
+}
+
+#[test]
+fn select_runs_whitelisted_queries_with_bound_values() {
+    let h = History::open(None, DAY).unwrap();
+    let now = SystemTime::now();
+    h.insert(&[
+        closed(Some("100"), "s1", now - Duration::from_secs(5), 10),
+        closed(Some("100"), "s2", now, 20),
+        closed(Some("x' OR '1'='1"), "s3", now, 30),
+    ])
+    .unwrap();
+    let q = Select::parse("select user_id, bytes from sessions where user_id='100' order by bytes desc").unwrap();
+    let rows = h.select(&q).unwrap();
+    assert_eq!(
+        rows.rows,
+        [
+            vec![Some("100".to_string()), Some("20".to_string())],
+            vec![Some("100".to_string()), Some("10".to_string())]
+        ]
+    );
+    // An injection attempt is a value like any other.
+    let q = Select::parse("select bytes from sessions where user_id = 'x'' OR ''1''=''1'").unwrap();
+    assert_eq!(h.select(&q).unwrap().rows, [vec![Some("30".to_string())]]);
+    let q = Select::parse("select bytes from sessions where user_id = '' or 1=1").unwrap_err();
+    assert!(matches!(q, SelectError::Unsupported(_)), "{q:?}");
+    let q = Select::parse("SELECT * FROM usher.sessions WHERE bytes >= 20 AND user_id IS NOT NULL LIMIT 1").unwrap();
+    let rows = h.select(&q).unwrap();
+    assert_eq!(rows.columns.len(), Column::ALL.len());
+    assert_eq!(rows.rows.len(), 1);
+}
+
+#[test]
+fn select_grammar() {
+    let q = Select::parse(
+        "SELECT `user_id`,bytes FROM sessions WHERE name = \"s\" AND bytes > -1 ORDER BY closed_at LIMIT 5, 10;",
+    )
+    .unwrap();
+    assert_eq!(q.columns, [Column::UserId, Column::Bytes]);
+    assert_eq!(
+        q.conditions,
+        [
+            Condition {
+                column: Column::Name,
+                op: Comparison::Eq,
+                value: Literal::Text("s".into())
+            },
+            Condition {
+                column: Column::Bytes,
+                op: Comparison::Gt,
+                value: Literal::Integer(-1)
+            },
+        ]
+    );
+    assert_eq!(q.order, Some((Column::ClosedAt, false)));
+    assert_eq!((q.limit, q.offset), (Some(10), Some(5)));
+    for bad in [
+        "",
+        "select",
+        "select from sessions",
+        "select * sessions",
+        "select * from",
+        "select * from sessions where user_id",
+        "select * from sessions where user_id = ",
+        "select * from sessions where user_id = 'x",
+        "select * from sessions limit x",
+        "select * from sessions; drop table sessions",
+        "select * from sessions where user_id = 1 or 1 = 1",
+        "select * from sessions where user_id = NULL",
+        "select * from other",
+        "select password from sessions",
+        "select * from sessions, other",
+        "select 1e5 from sessions",
+    ] {
+        assert!(Select::parse(bad).is_err(), "{bad:?} should be refused");
+    }
+}
+
+/// Every word of the SQL text is a fixed word, a whitelisted column or a placeholder.
+fn only_whitelisted(sql: &str, params: usize) -> Result<(), String> {
+    const FIXED: [&str; 16] = [
+        "SELECT", "FROM", "sessions", "WHERE", "AND", "ORDER", "BY", "ASC", "DESC", "LIMIT", "OFFSET", "IS", "NOT",
+        "NULL", "=", "!=",
+    ];
+    const MORE: [&str; 4] = ["<", "<=", ">", ">="];
+    let mut seen_params = 0;
+    for word in sql.split(' ') {
+        let word = word.strip_suffix(',').unwrap_or(word);
+        if FIXED.contains(&word) || MORE.contains(&word) {
+            continue;
+        }
+        if let Some(n) = word.strip_prefix('?') {
+            let n: usize = n.parse().map_err(|_| format!("bad placeholder {word}"))?;
+            seen_params = seen_params.max(n);
+            continue;
+        }
+        let Some(name) = word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) else {
+            return Err(format!("unexpected word {word:?} in {sql}"));
+        };
+        if Column::from_name(name).is_none_or(|c| c.name() != name) {
+            return Err(format!("column {name:?} not in the whitelist: {sql}"));
+        }
+    }
+    if seen_params != params {
+        return Err(format!("{seen_params} placeholders for {params} parameters: {sql}"));
+    }
+    Ok(())
+}
+
+/// Query-like text: SQL words, column names, odd tokens and quotes in any order.
+fn sqlish() -> impl Strategy<Value = String> {
+    let word = prop_oneof![
+        Just("select".to_string()),
+        Just("SELECT".to_string()),
+        Just("*".to_string()),
+        Just("from".to_string()),
+        Just("sessions".to_string()),
+        Just("usher.sessions".to_string()),
+        Just("where".to_string()),
+        Just("and".to_string()),
+        Just("or".to_string()),
+        Just("order by".to_string()),
+        Just("desc".to_string()),
+        Just("limit".to_string()),
+        Just("offset".to_string()),
+        Just("is not null".to_string()),
+        Just(",".to_string()),
+        Just(";".to_string()),
+        Just("=".to_string()),
+        Just("<=".to_string()),
+        Just("-".to_string()),
+        Just("'".to_string()),
+        Just("`".to_string()),
+        Just("\\".to_string()),
+        prop::sample::select(Column::ALL.map(Column::name).to_vec()).prop_map(str::to_string),
+        "'[^']{0,6}'",
+        "[0-9]{1,25}",
+        "[a-z_]{1,8}",
+        any::<char>().prop_map(|c| c.to_string()),
+    ];
+    prop::collection::vec(word, 0..16).prop_map(|w| w.join(" "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_parser_never_panics_on_any_text(text in any::<String>()) {
+        let _ = Select::parse(&text);
+    }
+
+    #[test]
+    fn accepted_queries_print_only_whitelisted_sql(text in sqlish()) {
+        if let Ok(select) = Select::parse(&text) {
+            let (sql, params) = select.to_sql();
+            if let Err(e) = only_whitelisted(&sql, params.len()) {
+                return Err(TestCaseError::fail(e));
+            }
+        }
+    }
+
+    #[test]
+    fn generated_selects_parse_and_print_only_whitelisted_sql(
+        columns in prop::collection::vec(prop::sample::select(Column::ALL.to_vec()), 1..5),
+        conds in prop::collection::vec((prop::sample::select(Column::ALL.to_vec()), "(=|!=|<>|<|<=|>|>=)", "[^\\\\]{0,10}"), 0..4),
+        order in prop::option::of((prop::sample::select(Column::ALL.to_vec()), any::<bool>())),
+        limit in prop::option::of(0u64..1_000_000),
+    ) {
+        let mut sql = format!("select {} from sessions", columns.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "));
+        for (i, (c, op, v)) in conds.iter().enumerate() {
+            sql.push_str(if i == 0 { " where " } else { " and " });
+            sql.push_str(&format!("{} {op} '{}'", c.name(), v.replace('\'', "''")));
+        }
+        if let Some((c, desc)) = order {
+            sql.push_str(&format!(" order by {}{}", c.name(), if desc { " desc" } else { "" }));
+        }
+        if let Some(n) = limit {
+            sql.push_str(&format!(" limit {n}"));
+        }
+        let select = Select::parse(&sql).map_err(|e| TestCaseError::fail(format!("{sql}: {e}")))?;
+        prop_assert_eq!(&select.columns, &columns);
+        for (cond, (_, _, v)) in select.conditions.iter().zip(&conds) {
+            prop_assert_eq!(&cond.value, &Literal::Text(v.clone()));
+        }
+        let (text, params) = select.to_sql();
+        if let Err(e) = only_whitelisted(&text, params.len()) {
+            return Err(TestCaseError::fail(e));
+        }
+        // And SQLite runs it.
+        let h = History::open(None, DAY).unwrap();
+        h.select(&select).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+    }
+}
