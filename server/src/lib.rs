@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod context;
+pub mod dvr;
 pub mod history;
 pub mod http;
 pub mod media;

@@ -17,6 +17,7 @@ use crate::auth::script::ScriptBackend;
 use crate::auth::{AuthCore, AuthSettings, HttpBackend};
 use crate::config::Config;
 use crate::context::Context;
+use crate::dvr::Dvr;
 use crate::history::History;
 use crate::http::{self, HttpState};
 use crate::media::MediaRoot;
@@ -105,7 +106,7 @@ impl Server {
             .as_deref()
             .map_or_else(MediaRoot::default, MediaRoot::new);
         let streams = Arc::new(Streams::with_media(
-            config.streams.clone(),
+            config.streams_with_templates(),
             config.templates.clone(),
             media_root,
             config.vods.clone(),
@@ -126,11 +127,14 @@ impl Server {
         if let Some(closed) = core.closed_sessions() {
             tasks.spawn(history.clone().run_writer(closed, shutdown.clone()));
         }
+        let dvr = Dvr::new(streams.clone());
+        tasks.spawn(dvr.clone().run_recorder(shutdown.clone()));
         let state = Arc::new(HttpState {
             ctx: ctx.clone(),
             edit_auth: config.edit_auth.clone(),
             configurator,
             history: history.clone(),
+            dvr,
         });
         let http_shutdown = shutdown.clone();
         tasks.spawn(async move {

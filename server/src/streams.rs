@@ -270,6 +270,7 @@ impl Streams {
             on_publish: template.on_publish.clone(),
             password: template.password.clone(),
             protocols: template.protocols,
+            dvr: template.dvr.clone(),
         };
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
         Some(

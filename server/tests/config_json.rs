@@ -6,7 +6,8 @@ mod config_gen;
 use proptest::prelude::*;
 use serde_json::json;
 use usher_server::config::{
-    ApiBodyError, AuthSpec, AuthTarget, Protocols, SessionKeys, StreamConfig, stream_from_api_json, stream_to_api_json,
+    ApiBodyError, AuthSpec, AuthTarget, DvrConfig, Protocols, SessionKeys, StreamConfig, stream_from_api_json,
+    stream_to_api_json,
 };
 
 fn read(name: &str, body: &str) -> Result<StreamConfig, ApiBodyError> {
@@ -23,7 +24,8 @@ fn a_full_body_is_read() {
                     "extra": {"k": "v"}},
         "on_publish": {"url": "auth://office"},
         "password": "p",
-        "protocols": {"hls": true, "mpegts": false, "rtmp": true, "rtsp": true, "dash": false}
+        "protocols": {"hls": true, "mpegts": false, "rtmp": true, "rtsp": true, "dash": false},
+        "dvr": {"root": "/var/usher/dvr", "depth": 3600}
     }"#;
     let mut on_play = AuthSpec::new(AuthTarget::Http("http://b/x".into()));
     on_play.session_keys = SessionKeys::parse("ip,name,proto,token").unwrap();
@@ -44,6 +46,10 @@ fn a_full_body_is_read() {
             rtsp: true,
             dash: false,
         },
+        dvr: Some(DvrConfig {
+            root: "/var/usher/dvr".into(),
+            depth: std::time::Duration::from_secs(3600),
+        }),
     };
     assert_eq!(read("s1", body), Ok(expected));
 }
@@ -238,6 +244,10 @@ fn the_answer_has_the_vendor_shape() {
             dash: false,
             ..Protocols::default()
         },
+        dvr: Some(DvrConfig {
+            root: "dvr".into(),
+            depth: std::time::Duration::from_secs(60),
+        }),
     };
     assert_eq!(
         stream_to_api_json(&s),
@@ -248,7 +258,8 @@ fn the_answer_has_the_vendor_shape() {
                         "domains": [], "max_sessions": 3, "soft_limitation": false, "extra": {}},
             "on_publish": {"url": "true", "domains": [], "soft_limitation": false, "extra": {}},
             "password": "p",
-            "protocols": {"hls": true, "mpegts": true, "rtmp": true, "rtsp": true, "dash": false}
+            "protocols": {"hls": true, "mpegts": true, "rtmp": true, "rtsp": true, "dash": false},
+            "dvr": {"root": "dvr", "depth": 60}
         })
     );
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use usher_server::config::{
-    AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, Credential, IpPrefix, Protocols, SessionHistoryConfig,
-    SessionKeys, StreamConfig, TemplateConfig, VodConfig, parse_config,
+    AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, Credential, DvrConfig, IpPrefix, Protocols,
+    SessionHistoryConfig, SessionKeys, StreamConfig, TemplateConfig, VodConfig, parse_config,
 };
 
 fn parse(text: &str) -> Config {
@@ -53,6 +53,7 @@ stream s1 {
   on_play http://127.0.0.1:9000/auth?x=1 session_keys=ip,name,proto,token,header.x-playback-session-id,query.sid domains=a.com,b.com max_sessions=2 soft_limitation=true client=usher "note=a b";
   on_publish auth://backend;
   protocols hls mpegts;
+  dvr /var/usher/dvr 3600;
 }
 
 stream s2 {
@@ -148,6 +149,7 @@ fn every_directive_is_read() {
                 dash: false,
                 ..Protocols::default()
             },
+            dvr: None,
         }],
         streams: vec![
             StreamConfig {
@@ -163,6 +165,10 @@ fn every_directive_is_read() {
                     rtsp: false,
                     dash: false,
                 },
+                dvr: Some(DvrConfig {
+                    root: "/var/usher/dvr".into(),
+                    depth: Duration::from_secs(3600),
+                }),
             },
             StreamConfig {
                 name: "s2".into(),
@@ -171,6 +177,7 @@ fn every_directive_is_read() {
                 on_publish: Some(AuthSpec::new(AuthTarget::Script("/opt/auth/check.lua".into()))),
                 password: None,
                 protocols: Protocols::default(),
+                dvr: None,
             },
         ],
     };

@@ -6,6 +6,7 @@
 //! concurrently against one server without seeing each other.
 
 pub mod backend;
+pub mod configurator;
 pub mod media;
 pub mod properties;
 pub mod publish;

@@ -20,7 +20,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use url::Url;
 
-use super::{Connection, Proto, StreamEntry, UsherWorld};
+use super::{Connection, Proto, UsherWorld};
 use crate::backend::Call;
 use crate::clients::hls::HlsClient;
 use crate::clients::tshttp::TsClient;
@@ -231,18 +231,11 @@ async fn identity_cases(world: &mut UsherWorld, n: usize) {
                 session_keys: keys.map(|l| l.split(',').map(str::to_string).collect()),
                 ..AuthSettings::default()
             };
-            let server_name = world.stream_name(&alias);
-            world.streams.insert(
-                alias,
-                StreamEntry {
-                    server_name,
-                    spec: StreamSpec {
-                        on_play: Some(auth),
-                        ..StreamSpec::default()
-                    },
-                    in_place: false,
-                },
-            );
+            let spec = StreamSpec {
+                on_play: Some(auth),
+                ..StreamSpec::default()
+            };
+            super::stream::declare(world, alias, spec);
         }
     }
     world.ensure_streams().await;
@@ -482,17 +475,11 @@ async fn encoding_cases(world: &mut UsherWorld, n: usize) {
     for (index, (segments, token, user_agent, (x, y))) in drawn.into_iter().enumerate() {
         let alias = format!("e{index}-{}", segments.join("/"));
         let server_name = world.stream_name(&alias);
-        world.streams.insert(
-            alias,
-            StreamEntry {
-                server_name: server_name.clone(),
-                spec: StreamSpec {
-                    on_play: Some(AuthSettings::default()),
-                    ..StreamSpec::default()
-                },
-                in_place: false,
-            },
-        );
+        let spec = StreamSpec {
+            on_play: Some(AuthSettings::default()),
+            ..StreamSpec::default()
+        };
+        super::stream::declare(world, alias, spec);
         let user_agent = user_agent.trim().to_string();
         cases.push(EncodingCase {
             index,

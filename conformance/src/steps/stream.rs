@@ -53,7 +53,8 @@ async fn a_stream(world: &mut UsherWorld, alias: String, options: String) {
     );
 }
 
-fn declare(world: &mut UsherWorld, alias: String, spec: StreamSpec) {
+/// Declares stream `alias`; it is put in place by the first step that needs it.
+pub(crate) fn declare(world: &mut UsherWorld, alias: String, spec: StreamSpec) {
     let server_name = world.stream_name(&alias);
     world.streams.insert(
         alias,

@@ -54,7 +54,10 @@ impl Rule {
     }
 
     pub fn allows(self) -> bool {
-        matches!(self, Rule::AllowToken | Rule::AllowIp | Rule::AllowCountry | Rule::AllowUa)
+        matches!(
+            self,
+            Rule::AllowToken | Rule::AllowIp | Rule::AllowCountry | Rule::AllowUa
+        )
     }
 }
 
@@ -181,12 +184,22 @@ impl Configurator {
     }
 
     pub fn remove(&self, name: &str) -> bool {
-        self.blocks.write().unwrap_or_else(|e| e.into_inner()).remove(name).is_some()
+        self.blocks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .is_some()
     }
 
     /// Block names, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.blocks.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        let mut names: Vec<String> = self
+            .blocks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         names.sort();
         names
     }
@@ -307,7 +320,13 @@ mod tests {
         }
     }
 
-    fn rule(b: &AuthBackendConfig, ip: &str, token: &str, ua: Option<&str>, country: Option<&str>) -> Option<&'static str> {
+    fn rule(
+        b: &AuthBackendConfig,
+        ip: &str,
+        token: &str,
+        ua: Option<&str>,
+        country: Option<&str>,
+    ) -> Option<&'static str> {
         first_matching_rule(b, &request(ip, token, ua), country).map(Rule::as_str)
     }
 
@@ -353,7 +372,11 @@ mod tests {
     fn unknown_country_and_ua_case_do_not_match() {
         let b = block("deny country RU; deny ua mag;");
         assert_eq!(rule(&b, "1.1.1.1", "t", None, None), None, "AMB-21");
-        assert_eq!(rule(&b, "1.1.1.1", "t", Some("MAG250"), None), None, "AMB-22: case-sensitive");
+        assert_eq!(
+            rule(&b, "1.1.1.1", "t", Some("MAG250"), None),
+            None,
+            "AMB-22: case-sensitive"
+        );
         assert_eq!(rule(&b, "1.1.1.1", "t", None, Some("ru")), Some("deny country"));
     }
 
@@ -385,8 +408,11 @@ mod tests {
     /// The AMB-20 table: (answers in arrival order, allow default) → outcome.
     #[test]
     fn amb_20_combination_table() {
-        let redirect = Answer::Redirect { location: "http://x/".into() };
-        let table: Vec<(Vec<(usize, Answer)>, bool, Answer)> = vec![
+        let redirect = Answer::Redirect {
+            location: "http://x/".into(),
+        };
+        type Row = (Vec<(usize, Answer)>, bool, Answer);
+        let table: Vec<Row> = vec![
             (vec![(0, allow("a"))], false, allow("a")),
             (vec![(1, allow("b")), (0, allow("a"))], false, allow("b")),
             (vec![(0, deny(403)), (1, allow("b"))], false, allow("b")),
@@ -410,7 +436,10 @@ mod tests {
         let Answer::NoDecision { reason } = all_down else {
             panic!("all without decision and no allow default: {all_down:?}");
         };
-        assert!(reason.contains("backend 1: down") && reason.contains("backend 2: down"), "{reason}");
+        assert!(
+            reason.contains("backend 1: down") && reason.contains("backend 2: down"),
+            "{reason}"
+        );
     }
 
     /// A backend answering from a table keyed by URL, after a delay.
@@ -452,14 +481,28 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn backends_run_in_parallel_and_the_first_allow_wins() {
         let c = configurator(
-            &[("http://slow/", 2000, allow("x")), ("http://fast/", 100, allow("x")), ("http://no/", 50, deny(403))],
+            &[
+                ("http://slow/", 2000, allow("x")),
+                ("http://fast/", 100, allow("x")),
+                ("http://no/", 50, deny(403)),
+            ],
             false,
         );
         let started = tokio::time::Instant::now();
         let answer = c.call("auth://office", &request("8.8.8.8", "t", None)).await;
-        let Answer::Allow(g) = answer else { panic!("expected allow") };
-        assert_eq!(g.user_id.as_deref(), Some("via-http://fast/"), "the backend's extras are sent");
-        assert_eq!(started.elapsed(), Duration::from_millis(100), "no wait for the slow backend");
+        let Answer::Allow(g) = answer else {
+            panic!("expected allow")
+        };
+        assert_eq!(
+            g.user_id.as_deref(),
+            Some("via-http://fast/"),
+            "the backend's extras are sent"
+        );
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(100),
+            "no wait for the slow backend"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -471,12 +514,28 @@ mod tests {
             "a whitelisted IP with a blacklisted token is denied"
         );
         let down = configurator(&[("http://a/", 10, none()), ("http://b/", 20, none())], true);
-        assert!(matches!(down.call("auth://office", &request("8.8.8.8", "t", None)).await, Answer::Allow(_)));
+        assert!(matches!(
+            down.call("auth://office", &request("8.8.8.8", "t", None)).await,
+            Answer::Allow(_)
+        ));
         let down = configurator(&[("http://a/", 10, none())], false);
-        assert!(matches!(down.call("auth://office", &request("8.8.8.8", "t", None)).await, Answer::NoDecision { .. }));
-        let empty = Configurator::new(vec![AuthBackendConfig::new("e")], Arc::new(Scripted(HashMap::new())), None);
-        assert!(matches!(empty.call("auth://e", &request("8.8.8.8", "t", None)).await, Answer::Deny { status: 403, .. }));
-        assert!(matches!(empty.call("auth://missing", &request("8.8.8.8", "t", None)).await, Answer::NoDecision { .. }));
+        assert!(matches!(
+            down.call("auth://office", &request("8.8.8.8", "t", None)).await,
+            Answer::NoDecision { .. }
+        ));
+        let empty = Configurator::new(
+            vec![AuthBackendConfig::new("e")],
+            Arc::new(Scripted(HashMap::new())),
+            None,
+        );
+        assert!(matches!(
+            empty.call("auth://e", &request("8.8.8.8", "t", None)).await,
+            Answer::Deny { status: 403, .. }
+        ));
+        assert!(matches!(
+            empty.call("auth://missing", &request("8.8.8.8", "t", None)).await,
+            Answer::NoDecision { .. }
+        ));
     }
 
     #[tokio::test]

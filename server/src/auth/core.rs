@@ -19,7 +19,6 @@
 //! across an await: backend calls run in their own task and publish their outcome on a watch
 //! channel that every concurrent request of that identity waits on (single flight).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -28,7 +27,6 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -37,11 +35,10 @@ use super::backend::{Answer, Backend, BackendRequest, CallKind, Grant, MAX_AUTH_
 use super::domain::referer_allowed;
 use super::identity::{Identity, RequestFacts};
 use super::proto::Proto;
+use super::registry::{CallTemplate, Clock, Entry, Key, Outcome, PendingKick, Registry, State, Tick};
 use super::session::{SessionHandle, SessionShared};
 use crate::config::{AuthSpec, AuthTarget, Protocols, SessionKeys};
 
-/// Shortest time a closed session's record is kept (AMB-13).
-const MIN_LINGER: Duration = Duration::from_secs(10);
 /// How often the sweeper looks for due rechecks, idle sessions and expired records.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -223,17 +220,17 @@ impl Events {
         }
         let Some(tx) = self.0.get() else { return };
         let _ = tx.send(ClosedSession {
-            session_id: e.shared.session_id,
+            session_id: e.shared.session_id(),
             kind: match e.shared.kind {
                 CallKind::Play => "play",
                 CallKind::Publish => "publish",
             },
-            name: e.name.clone(),
+            name: e.name.to_string(),
             ip: e.ip.to_string(),
             proto: e.shared.proto.as_str(),
-            token: e.shared.token.clone(),
-            user_id: e.user_id.clone(),
-            opened_at: e.opened_wall,
+            token: e.shared.token().to_string(),
+            user_id: e.user_id().map(str::to_string),
+            opened_at: e.opened_wall.system_time(),
             closed_at: SystemTime::now(),
             bytes: e.shared.bytes.load(Ordering::Relaxed),
             reason,
@@ -242,103 +239,9 @@ impl Events {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Pending,
-    Allowed,
-    Banned,
-}
-
-/// What is needed to ask the backend again about this session.
-#[derive(Debug, Clone)]
-struct CallTemplate {
-    url: String,
-    qs: Option<String>,
-    user_agent: Option<String>,
-    referer: Option<String>,
-    host: Option<String>,
-    dvr: bool,
-    extra: std::collections::BTreeMap<String, String>,
-    stream_max_sessions: Option<u32>,
-    soft_limitation: bool,
-}
-
-type Key = (CallKind, Identity);
-type Outcome = Option<Verdict>;
-
-#[derive(Debug)]
-struct Entry {
-    shared: Arc<SessionShared>,
-    state: State,
-    name: String,
-    ip: IpAddr,
-    user_id: Option<String>,
-    max_sessions: Option<u32>,
-    opened_at: Instant,
-    opened_wall: SystemTime,
-    last_seen: Instant,
-    /// Allowed: end of freshness. Banned: end of the ban.
-    expires: Instant,
-    /// The auth duration of the last decision (the retry period after "no decision").
-    duration: Duration,
-    request_number: u64,
-    connections: u32,
-    closed_at: Option<Instant>,
-    inflight: Option<watch::Receiver<Outcome>>,
-    /// A soft-limitation kick waiting for its grace to end (LIM-05).
-    pending_kick: Option<PendingKick>,
-    /// `None` for sessions admitted without a backend (no on_play, `true`, ADM token).
-    call: Option<CallTemplate>,
-}
-
-impl Entry {
-    fn is_open(&self) -> bool {
-        self.state == State::Allowed && self.closed_at.is_none()
-    }
-
-    fn linger_until(&self) -> Option<Instant> {
-        let closed = self.closed_at?;
-        let min = closed + MIN_LINGER;
-        Some(if self.call.is_some() {
-            self.expires.max(min)
-        } else {
-            min
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct PendingKick {
-    at: Instant,
-    /// The limit of the answer that flagged the session, and its ban duration.
-    limit: u32,
-    ban: Duration,
-}
-
-#[derive(Debug, Default)]
-struct Registry {
-    entries: HashMap<Key, Entry>,
-}
-
-impl Registry {
-    fn counts(&self, stream: &str, except: &Key) -> (u64, u64) {
-        let mut stream_clients = 0;
-        let mut total = 0;
-        for (key, e) in &self.entries {
-            if key == except || !e.is_open() || key.0 != except.0 {
-                continue;
-            }
-            total += 1;
-            if e.name == stream {
-                stream_clients += 1;
-            }
-        }
-        (stream_clients, total)
-    }
-}
-
 struct Inner {
     registry: Mutex<Registry>,
+    clock: Clock,
     backend: Arc<dyn Backend>,
     admin: AdminTokens,
     settings: AuthSettings,
@@ -378,6 +281,7 @@ impl AuthCore {
         AuthCore {
             inner: Arc::new(Inner {
                 registry: Mutex::new(Registry::default()),
+                clock: Clock::start(),
                 backend,
                 admin,
                 settings,
@@ -410,8 +314,13 @@ impl AuthCore {
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while the lock was held cannot leave an entry half-written in a way that
-        // admits anyone (every write is a whole-field store), so keep serving.
+        // admits anyone (every write is a whole-field store, and the books are settled when a
+        // changed entry is let go, unwinding included), so keep serving.
         self.inner.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> Tick {
+        self.inner.clock.now()
     }
 
     /// Decides a play (or publish) request. `spec` is the stream's `on_play`/`on_publish`.
@@ -432,31 +341,17 @@ impl AuthCore {
             None => return self.admit_without_backend(&SessionKeys::default(), req, token),
             Some(spec) => spec,
         };
-        // The target's text form (`http…`, `/path.lua`, `auth://NAME`) is what the backend
-        // router dispatches on.
-        let url = match &spec.target {
-            AuthTarget::AllowAll => return self.admit_without_backend(&spec.session_keys, req, token),
-            other => other.to_string(),
-        };
+        if matches!(spec.target, AuthTarget::AllowAll) {
+            return self.admit_without_backend(&spec.session_keys, req, token);
+        }
         if !referer_allowed(&spec.domains, req.referer.as_deref()) {
             tracing::info!(stream = %req.name, ip = %req.ip, referer = ?req.referer, "refused by the domain lock");
             return Verdict::deny(DenyReason::DomainLock);
         }
         let identity = identity_of(&spec.session_keys, &req, &token);
         let key = (req.kind, identity);
-        let template = CallTemplate {
-            url,
-            qs: req.qs.clone(),
-            user_agent: req.user_agent.clone(),
-            referer: req.referer.clone(),
-            host: req.host.clone(),
-            dvr: req.dvr,
-            extra: spec.extra.clone(),
-            stream_max_sessions: spec.max_sessions,
-            soft_limitation: spec.soft_limitation,
-        };
         loop {
-            let step = self.step(&key, &req, &token, &template);
+            let step = self.step(&key, &req, &token, spec);
             let mut rx = match step {
                 Step::Done(verdict) => return verdict,
                 Step::Wait(rx) => rx,
@@ -481,14 +376,14 @@ impl AuthCore {
 
     /// One look at the registry under the lock: answer now, wait for a call in flight, or
     /// start a call.
-    fn step(&self, key: &Key, req: &PlayRequest, token: &str, template: &CallTemplate) -> Step {
-        let now = Instant::now();
+    fn step(&self, key: &Key, req: &PlayRequest, token: &str, spec: &AuthSpec) -> Step {
+        let now = self.now();
         let mut reg = self.registry();
-        let fresh_start = match reg.entries.get_mut(key) {
+        let fresh_start = match reg.get_mut(key) {
             None => true,
-            Some(e) => {
+            Some(mut e) => {
                 if let Some(rx) = &e.inflight {
-                    return Step::Wait(rx.clone());
+                    return Step::Wait((**rx).clone());
                 }
                 match e.state {
                     State::Banned if now < e.expires => {
@@ -514,41 +409,30 @@ impl AuthCore {
             }
         };
         if fresh_start {
-            let shared = Arc::new(SessionShared {
-                session_id: key.1.session_id(),
-                identity: key.1,
-                kind: req.kind,
-                token: token.to_string(),
-                proto: req.proto,
-                bytes: AtomicU64::new(0),
-                ended: CancellationToken::new(),
+            // What later re-checks send: built only here, for a new record, and shared with
+            // every record of the same stream settings and client profile.
+            let template = reg.template(CallTemplate {
+                // The target's text form (`http…`, `/path.lua`, `auth://NAME`) is what the
+                // backend router dispatches on.
+                url: spec.target.to_string(),
+                user_agent: req.user_agent.clone(),
+                referer: req.referer.clone(),
+                host: req.host.clone(),
+                dvr: req.dvr,
+                extra: spec.extra.clone(),
+                stream_max_sessions: spec.max_sessions,
+                soft_limitation: spec.soft_limitation,
             });
-            let entry = Entry {
-                shared,
-                state: State::Pending,
-                name: req.name.clone(),
-                ip: req.ip,
-                user_id: None,
-                max_sessions: None,
-                opened_at: now,
-                opened_wall: SystemTime::now(),
-                last_seen: now,
-                expires: now,
-                duration: Duration::ZERO,
-                request_number: 0,
-                connections: 0,
-                closed_at: None,
-                inflight: None,
-                pending_kick: None,
-                call: Some(template.clone()),
-            };
-            if let Some(old) = reg.entries.insert(*key, entry) {
+            let shared = Arc::new(SessionShared::new(key.1, req.kind, req.proto, token, req.qs.as_deref()));
+            let name = reg.stream_name(&req.name);
+            let entry = Entry::new(shared, name, req.ip, State::Pending, Some(template), now, now, Duration::ZERO);
+            if let Some(old) = reg.insert(entry) {
                 old.shared.ended.cancel();
             }
         }
         // Start a call: new_session for a Pending entry, update_session for a stale one.
         let (stream_clients, total_clients) = reg.counts(&req.name, key);
-        let Some(e) = reg.entries.get_mut(key) else {
+        let Some(mut e) = reg.get_mut(key) else {
             return Step::Done(Verdict::deny(DenyReason::Gone));
         };
         e.last_seen = now;
@@ -559,10 +443,10 @@ impl AuthCore {
         } else {
             RequestType::UpdateSession
         };
-        let request = build_request(e, key.0, request_type, stream_clients, total_clients, now);
+        let request = build_request(&e, key.0, request_type, stream_clients, total_clients, now);
         let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
         let (tx, rx) = watch::channel(None);
-        e.inflight = Some(rx.clone());
+        e.inflight = Some(Box::new(rx.clone()));
         e.request_number = request.request_number;
         Step::Call(Box::new(PendingCall { url, request, tx, rx }))
     }
@@ -586,13 +470,13 @@ impl AuthCore {
     }
 
     fn apply_answer(&self, key: &Key, request_type: RequestType, answer: Answer) -> (Verdict, Option<Value>) {
-        let now = Instant::now();
+        let now = self.now();
         let mut reg = self.registry();
-        let Some(e) = reg.entries.get_mut(key) else {
+        let Some(mut e) = reg.get_mut(key) else {
             return (Verdict::deny(DenyReason::Gone), None);
         };
         e.inflight = None;
-        let session_id = e.shared.session_id;
+        let session_id = e.shared.session_id();
         if request_type == RequestType::UpdateSession && e.state == State::Banned {
             // Kicked while its re-check was in flight: the kick stands whatever the answer.
             tracing::debug!(%session_id, "re-check answer for a session kicked meanwhile; ignored");
@@ -603,16 +487,19 @@ impl AuthCore {
                 let was_pending = e.state == State::Pending;
                 e.state = State::Allowed;
                 e.expires = now + grant.duration;
-                e.duration = grant.duration;
+                e.set_duration(grant.duration);
                 if grant.user_id.is_some() || was_pending {
-                    e.user_id = grant.user_id.clone();
+                    e.set_user(grant.user_id.as_deref());
                 }
+                // Every answer states the ranges anew; an absent field means the whole archive
+                // (ADV-02, RESP-07).
+                e.dvr_ranges = grant.allowed_dvr_ranges.clone().map(Box::new);
                 let stream_cap = e.call.as_ref().and_then(|c| c.stream_max_sessions);
                 let limit = effective_limit(&grant, stream_cap);
                 e.max_sessions = limit;
                 if was_pending {
                     self.inner.sessions_total.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(%session_id, stream = %e.name, ip = %e.ip, proto = %e.shared.proto, user_id = ?e.user_id, "session opened");
+                    tracing::info!(%session_id, stream = %&*e.name, ip = %e.ip, proto = %e.shared.proto, user_id = ?e.user_id(), "session opened");
                 }
                 let handle = SessionHandle {
                     shared: e.shared.clone(),
@@ -620,15 +507,17 @@ impl AuthCore {
                 // X-Unique is never soft: it names exactly one session to survive.
                 let soft = (!grant.unique && e.call.as_ref().is_some_and(|c| c.soft_limitation))
                     .then_some(self.inner.settings.soft_limitation_delay);
-                if let (Some(user), Some(max)) = (e.user_id.clone(), limit) {
+                let user = e.user_id().map(str::to_string);
+                drop(e);
+                if let (Some(user), Some(max)) = (user, limit) {
                     let kick = Kick { user: &user, max, ban: grant.duration, unique: grant.unique, soft };
                     enforce_limit(&mut reg, &self.inner.events, key, &kick, now);
                 }
                 (Verdict::Allow(handle), grant.config)
             }
             Answer::Deny { status, duration } => {
-                tracing::info!(%session_id, stream = %e.name, ip = %e.ip, status, ?request_type, ban_secs = duration.as_secs(), "backend denied; banned");
-                self.inner.events.closing(e, CloseReason::Denied);
+                tracing::info!(%session_id, stream = %&*e.name, ip = %e.ip, status, ?request_type, ban_secs = duration.as_secs(), "backend denied; banned");
+                self.inner.events.closing(&e, CloseReason::Denied);
                 e.state = State::Banned;
                 e.expires = now + duration;
                 e.closed_at = Some(now);
@@ -643,14 +532,15 @@ impl AuthCore {
             }
             Answer::Redirect { location } => {
                 if request_type == RequestType::NewSession {
-                    reg.entries.remove(key);
+                    drop(e);
+                    reg.remove(key);
                     (Verdict::Redirect { location }, None)
                 } else {
                     // A redirect cannot move a running session; it ends it like a deny.
                     tracing::info!(%session_id, "backend redirected a running session; closing it");
-                    self.inner.events.closing(e, CloseReason::Denied);
+                    self.inner.events.closing(&e, CloseReason::Denied);
                     e.state = State::Banned;
-                    e.expires = now + e.duration;
+                    e.expires = now + e.duration();
                     e.closed_at = Some(now);
                     e.shared.ended.cancel();
                     (Verdict::deny(DenyReason::Backend), None)
@@ -658,13 +548,14 @@ impl AuthCore {
             }
             Answer::NoDecision { reason } => {
                 if request_type == RequestType::NewSession {
-                    tracing::warn!(%session_id, stream = %e.name, %reason, "backend gave no decision; session not opened");
-                    reg.entries.remove(key);
+                    tracing::warn!(%session_id, stream = %&*e.name, %reason, "backend gave no decision; session not opened");
+                    drop(e);
+                    reg.remove(key);
                     (Verdict::deny(DenyReason::NoDecision), None)
                 } else {
                     // T11/TIME-04: keep the previous state, ask again at the next check.
-                    tracing::warn!(%session_id, stream = %e.name, %reason, state = ?e.state, "backend gave no decision; previous decision kept");
-                    e.expires = now + e.duration.max(Duration::from_secs(1));
+                    tracing::warn!(%session_id, stream = %&*e.name, %reason, state = ?e.state, "backend gave no decision; previous decision kept");
+                    e.expires = now + e.duration().max(Duration::from_secs(1));
                     match e.state {
                         State::Allowed => (
                             Verdict::Allow(SessionHandle {
@@ -692,13 +583,14 @@ impl AuthCore {
 
     /// Ends every open session of `stream` whose protocol is switched off (CONF-03).
     pub fn end_disabled(&self, stream: &str, protocols: &Protocols) {
-        let now = Instant::now();
+        let now = self.now();
         let mut reg = self.registry();
-        for e in reg.entries.values_mut() {
+        for slot in 0..reg.slot_count() {
+            let Some(mut e) = reg.slot_mut(slot) else { continue };
             let off = e.shared.proto.switch_name().and_then(|n| protocols.get(n)) == Some(false);
-            if e.name == stream && off && e.state == State::Allowed {
-                tracing::info!(session_id = %e.shared.session_id, stream, proto = %e.shared.proto, "protocol switched off; session closed");
-                self.inner.events.closing(e, CloseReason::ProtocolOff);
+            if &*e.name == stream && off && e.state == State::Allowed {
+                tracing::info!(session_id = %e.shared.session_id(), stream, proto = %e.shared.proto, "protocol switched off; session closed");
+                self.inner.events.closing(&e, CloseReason::ProtocolOff);
                 e.closed_at.get_or_insert(now);
                 // The record is forgotten so that a later request is judged afresh.
                 e.expires = now;
@@ -710,45 +602,19 @@ impl AuthCore {
     fn admit_without_backend(&self, keys: &SessionKeys, req: PlayRequest, token: String) -> Verdict {
         let identity = identity_of(keys, &req, &token);
         let key = (req.kind, identity);
-        let now = Instant::now();
+        let now = self.now();
         let mut reg = self.registry();
-        let entry = reg.entries.entry(key).or_insert_with(|| Entry {
-            shared: Arc::new(SessionShared {
-                session_id: identity.session_id(),
-                identity,
-                kind: req.kind,
-                token: token.clone(),
-                proto: req.proto,
-                bytes: AtomicU64::new(0),
-                ended: CancellationToken::new(),
-            }),
-            state: State::Allowed,
-            name: req.name.clone(),
-            ip: req.ip,
-            user_id: None,
-            max_sessions: None,
-            opened_at: now,
-            opened_wall: SystemTime::now(),
-            last_seen: now,
-            expires: now + MAX_AUTH_DURATION,
-            duration: MAX_AUTH_DURATION,
-            request_number: 0,
-            connections: 0,
-            closed_at: None,
-            inflight: None,
-            pending_kick: None,
-            call: None,
-        });
+        if reg.get(&key).is_none() {
+            let shared = Arc::new(SessionShared::new(identity, req.kind, req.proto, &token, None));
+            let name = reg.stream_name(&req.name);
+            let expires = now + MAX_AUTH_DURATION;
+            reg.insert(Entry::new(shared, name, req.ip, State::Allowed, None, now, expires, MAX_AUTH_DURATION));
+        }
+        let Some(mut entry) = reg.get_mut(&key) else {
+            return Verdict::deny(DenyReason::Gone);
+        };
         if entry.shared.is_ended_for_good() {
-            entry.shared = Arc::new(SessionShared {
-                session_id: identity.session_id(),
-                identity,
-                kind: req.kind,
-                token,
-                proto: req.proto,
-                bytes: AtomicU64::new(0),
-                ended: CancellationToken::new(),
-            });
+            entry.shared = Arc::new(SessionShared::new(identity, req.kind, req.proto, &token, None));
         }
         entry.state = State::Allowed;
         entry.call = None;
@@ -763,7 +629,7 @@ impl AuthCore {
     /// one guard lives and closes when the last one drops (SESS-07).
     pub fn attach(&self, handle: &SessionHandle) -> ConnectionGuard {
         let key = (handle.shared.kind, handle.shared.identity);
-        if let Some(e) = self.registry().entries.get_mut(&key)
+        if let Some(mut e) = self.registry().get_mut(&key)
             && Arc::ptr_eq(&e.shared, &handle.shared)
         {
             e.connections += 1;
@@ -777,59 +643,65 @@ impl AuthCore {
 
     fn detach(&self, handle: &SessionHandle) {
         let key = (handle.shared.kind, handle.shared.identity);
-        let now = Instant::now();
+        let now = self.now();
         let mut reg = self.registry();
-        if let Some(e) = reg.entries.get_mut(&key)
+        if let Some(mut e) = reg.get_mut(&key)
             && Arc::ptr_eq(&e.shared, &handle.shared)
         {
             e.connections = e.connections.saturating_sub(1);
             e.last_seen = now;
             if e.connections == 0 && e.closed_at.is_none() {
-                self.inner.events.closing(e, CloseReason::Disconnected);
+                self.inner.events.closing(&e, CloseReason::Disconnected);
                 e.closed_at = Some(now);
-                tracing::info!(session_id = %e.shared.session_id, bytes = handle.bytes(), "connection ended; session closed");
+                tracing::info!(session_id = %e.shared.session_id(), bytes = handle.bytes(), "connection ended; session closed");
             }
         }
+    }
+
+    /// The `allowed_dvr_ranges` of the backend's last answer for this session (ADV-02):
+    /// `Some(None)` when the answer had no such field (or no backend decides the stream),
+    /// which means the whole archive; `None` when the session is no longer registered.
+    pub fn allowed_dvr_ranges(&self, handle: &SessionHandle) -> Option<Option<Value>> {
+        let key = (handle.shared.kind, handle.shared.identity);
+        let reg = self.registry();
+        reg.get(&key)
+            .filter(|e| Arc::ptr_eq(&e.shared, &handle.shared))
+            .map(|e| e.dvr_ranges.as_deref().cloned())
     }
 
     /// Open sessions, oldest first.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         let reg = self.registry();
-        let mut list: Vec<(&Entry, SessionInfo)> = reg
-            .entries
-            .values()
+        let mut list: Vec<(Tick, SessionInfo)> = reg
+            .iter()
             .filter(|e| e.is_open())
             .map(|e| {
                 let call = e.call.as_ref();
                 (
-                    e,
+                    e.opened_at,
                     SessionInfo {
-                        id: e.shared.session_id,
+                        id: e.shared.session_id(),
                         kind: match e.shared.kind {
                             CallKind::Play => "play",
                             CallKind::Publish => "publish",
                         },
-                        name: e.name.clone(),
+                        name: e.name.to_string(),
                         ip: e.ip.to_string(),
                         proto: e.shared.proto.as_str(),
-                        token: e.shared.token.clone(),
-                        user_id: e.user_id.clone(),
+                        token: e.shared.token().to_string(),
+                        user_id: e.user_id().map(str::to_string),
                         max_sessions: e.max_sessions,
-                        opened_at: e
-                            .opened_wall
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .map(|d| d.as_millis() as u64)
-                            .unwrap_or_default(),
+                        opened_at: e.opened_wall.unix_millis(),
                         bytes: e.shared.bytes.load(Ordering::Relaxed),
                         dvr: call.is_some_and(|c| c.dvr),
                         referer: call.and_then(|c| c.referer.clone()),
                         user_agent: call.and_then(|c| c.user_agent.clone()),
-                        query_string: call.and_then(|c| c.qs.clone()),
+                        query_string: call.and_then(|_| e.shared.qs().map(str::to_string)),
                     },
                 )
             })
             .collect();
-        list.sort_by_key(|(e, _)| e.opened_at);
+        list.sort_by_key(|(opened_at, _)| *opened_at);
         list.into_iter().map(|(_, info)| info).collect()
     }
 
@@ -837,12 +709,8 @@ impl AuthCore {
     /// request is judged afresh by the backend.
     pub fn close_session(&self, id: Uuid) -> bool {
         let mut reg = self.registry();
-        let key = reg
-            .entries
-            .iter()
-            .find(|(_, e)| e.shared.session_id == id && e.is_open())
-            .map(|(k, _)| *k);
-        match key.and_then(|k| reg.entries.remove(&k)) {
+        let key = reg.iter().find(|e| e.shared.session_id() == id && e.is_open()).map(Entry::key);
+        match key.and_then(|k| reg.remove(&k)) {
             Some(e) => {
                 tracing::info!(session_id = %id, "session closed through the API");
                 self.inner.events.closing(&e, CloseReason::Api);
@@ -855,62 +723,62 @@ impl AuthCore {
 
     /// Forces a re-check of every open session of `stream` (REQ-07); returns how many.
     pub fn reauth_stream(&self, stream: &str) -> usize {
-        let count = expire_stream(&mut self.registry(), stream, Instant::now());
+        let count = expire_stream(&mut self.registry(), stream, self.now());
         tracing::info!(stream, count, "re-check of the stream's sessions forced through the API");
         count
     }
 
     /// Number of records (open, lingering, pending or banned) — for tests and metrics.
     pub fn record_count(&self) -> usize {
-        self.registry().entries.len()
+        self.registry().len()
     }
 
     /// One sweep: start due background rechecks of persistent sessions (TIME-05), close idle
     /// HTTP sessions (SESS-07), forget expired records.
     pub fn sweep(&self) {
-        let now = Instant::now();
+        let now = self.now();
         let idle = self.inner.settings.http_session_idle;
         let mut calls = Vec::new();
         {
             let mut reg = self.registry();
             run_pending_kicks(&mut reg, &self.inner.events, now);
-            let keys: Vec<Key> = reg.entries.keys().copied().collect();
-            for key in keys {
-                let (due, name) = {
-                    let Some(e) = reg.entries.get_mut(&key) else { continue };
-                    if e.inflight.is_some() {
-                        continue;
-                    }
-                    let persistent = e.shared.proto.is_persistent();
-                    let forget = match e.state {
-                        State::Banned => now >= e.expires,
-                        State::Pending => false,
-                        State::Allowed => e.linger_until().is_some_and(|t| now >= t),
-                    };
-                    if forget {
-                        reg.entries.remove(&key);
-                        continue;
-                    }
-                    if e.is_open() && now.duration_since(e.last_seen) >= idle && (!persistent || e.connections == 0) {
-                        tracing::info!(session_id = %e.shared.session_id, "idle; session closed");
-                        self.inner.events.closing(e, CloseReason::Idle);
-                        e.closed_at = Some(now);
-                        continue;
-                    }
-                    let due = e.is_open() && persistent && e.connections > 0 && now >= e.expires && e.call.is_some();
-                    (due, e.name.clone())
-                };
-                if due {
-                    let (stream_clients, total_clients) = reg.counts(&name, &key);
-                    let Some(e) = reg.entries.get_mut(&key) else { continue };
-                    let request =
-                        build_request(e, key.0, RequestType::UpdateSession, stream_clients, total_clients, now);
-                    let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
-                    let (tx, rx) = watch::channel(None);
-                    e.inflight = Some(rx);
-                    e.request_number = request.request_number;
-                    calls.push((key, url, request, tx));
+            reg.collect_templates();
+            for slot in 0..reg.slot_count() {
+                let Some(mut e) = reg.slot_mut(slot) else { continue };
+                if e.inflight.is_some() {
+                    continue;
                 }
+                let persistent = e.shared.proto.is_persistent();
+                let forget = match e.state {
+                    State::Banned => now >= e.expires,
+                    State::Pending => false,
+                    State::Allowed => e.linger_until().is_some_and(|t| now >= t),
+                };
+                if forget {
+                    drop(e);
+                    reg.remove_slot(slot);
+                    continue;
+                }
+                if e.is_open() && now.duration_since(e.last_seen) >= idle && (!persistent || e.connections == 0) {
+                    tracing::info!(session_id = %e.shared.session_id(), "idle; session closed");
+                    self.inner.events.closing(&e, CloseReason::Idle);
+                    e.closed_at = Some(now);
+                    continue;
+                }
+                let due = e.is_open() && persistent && e.connections > 0 && now >= e.expires && e.call.is_some();
+                if !due {
+                    continue;
+                }
+                let (key, name) = (e.key(), e.name.clone());
+                drop(e);
+                let (stream_clients, total_clients) = reg.counts(&name, &key);
+                let Some(mut e) = reg.slot_mut(slot) else { continue };
+                let request = build_request(&e, key.0, RequestType::UpdateSession, stream_clients, total_clients, now);
+                let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
+                let (tx, rx) = watch::channel(None);
+                e.inflight = Some(Box::new(rx));
+                e.request_number = request.request_number;
+                calls.push((key, url, request, tx));
             }
         }
         for (key, url, request, tx) in calls {
@@ -959,6 +827,11 @@ impl Drop for ConnectionGuard {
 }
 
 fn identity_of(keys: &SessionKeys, req: &PlayRequest, token: &str) -> Identity {
+    let live = live_identity_of(keys, req, token);
+    if req.dvr { live.for_archive(req.proto) } else { live }
+}
+
+fn live_identity_of(keys: &SessionKeys, req: &PlayRequest, token: &str) -> Identity {
     Identity::compute(
         keys,
         &RequestFacts {
@@ -978,40 +851,30 @@ fn build_request(
     request_type: RequestType,
     stream_clients: u64,
     total_clients: u64,
-    now: Instant,
+    now: Tick,
 ) -> BackendRequest {
-    let call = e.call.clone().unwrap_or_else(|| CallTemplate {
-        url: String::new(),
-        qs: None,
-        user_agent: None,
-        referer: None,
-        host: None,
-        dvr: false,
-        extra: Default::default(),
-        stream_max_sessions: None,
-        soft_limitation: false,
-    });
+    let call = e.call.as_deref();
     let update = request_type == RequestType::UpdateSession;
     BackendRequest {
         kind,
-        name: e.name.clone(),
+        name: e.name.to_string(),
         proto: e.shared.proto,
         ip: e.ip,
         request_type,
         // AMB-12: 1 on new_session, +1 on every later call.
         request_number: e.request_number + 1,
-        session_id: e.shared.session_id,
+        session_id: e.shared.session_id(),
         stream_clients,
         total_clients,
-        token: Some(e.shared.token.clone()),
+        token: Some(e.shared.token().to_string()),
         duration: update.then(|| now.duration_since(e.opened_at).as_secs()),
         bytes: update.then(|| e.shared.bytes.load(Ordering::Relaxed)),
-        qs: call.qs,
-        dvr: call.dvr,
-        user_agent: call.user_agent,
-        referer: call.referer,
-        host: call.host,
-        extra: call.extra,
+        qs: call.and_then(|_| e.shared.qs().map(str::to_string)),
+        dvr: call.is_some_and(|c| c.dvr),
+        user_agent: call.and_then(|c| c.user_agent.clone()),
+        referer: call.and_then(|c| c.referer.clone()),
+        host: call.and_then(|c| c.host.clone()),
+        extra: call.map(|c| c.extra.clone()).unwrap_or_default(),
     }
 }
 
@@ -1039,21 +902,18 @@ struct Kick<'a> {
 /// Closes the oldest open sessions of the user beyond the limit (AMB-1) and bans them; with
 /// soft limitation they are only flagged and closed by the sweeper when the grace ends and
 /// the user is still over the limit.
-fn enforce_limit(reg: &mut Registry, events: &Events, admitted: &Key, kick: &Kick<'_>, now: Instant) {
+fn enforce_limit(reg: &mut Registry, events: &Events, admitted: &Key, kick: &Kick<'_>, now: Tick) {
     // Candidates are the user's other granted records: open ones, and closed ones still
     // lingering (they could come back without a call and exceed the limit). Lingering ones go
     // first, then open ones oldest first (AMB-1).
-    let mut others: Vec<(bool, Instant, Key)> = reg
-        .entries
+    let mut others: Vec<(bool, Tick, Key, u32)> = reg
+        .user_slots(admitted.0, kick.user)
         .iter()
-        .filter(|(k, e)| {
-            *k != admitted
-                && k.0 == admitted.0
-                && e.state == State::Allowed
-                && e.user_id.as_deref() == Some(kick.user)
-                && e.linger_until().is_none_or(|t| now < t)
+        .filter_map(|&slot| reg.at(slot).map(|e| (slot, e)))
+        .filter(|(_, e)| {
+            e.key() != *admitted && e.state == State::Allowed && e.linger_until().is_none_or(|t| now < t)
         })
-        .map(|(k, e)| (e.is_open(), e.opened_at, *k))
+        .map(|(slot, e)| (e.is_open(), e.opened_at, e.key(), slot))
         .collect();
     let allowed_others = (kick.max as usize).saturating_sub(1);
     if others.len() <= allowed_others {
@@ -1061,35 +921,35 @@ fn enforce_limit(reg: &mut Registry, events: &Events, admitted: &Key, kick: &Kic
     }
     others.sort();
     let excess = others.len() - allowed_others;
-    for (_, _, key) in others.into_iter().take(excess) {
-        let Some(e) = reg.entries.get_mut(&key) else { continue };
+    for (_, _, _, slot) in others.into_iter().take(excess) {
+        let Some(mut e) = reg.slot_mut(slot) else { continue };
         if let Some(grace) = kick.soft
             && e.is_open()
         {
             if e.pending_kick.is_none() {
                 tracing::info!(
-                    session_id = %e.shared.session_id,
+                    session_id = %e.shared.session_id(),
                     user_id = kick.user,
                     grace_secs = grace.as_secs(),
                     "over the session limit; will be closed after the soft-limitation grace"
                 );
-                e.pending_kick = Some(PendingKick { at: now + grace, limit: kick.max, ban: kick.ban });
+                e.pending_kick = Some(Box::new(PendingKick { at: now + grace, limit: kick.max, ban: kick.ban }));
             }
             continue;
         }
         let reason = if kick.unique { CloseReason::Unique } else { CloseReason::Kicked };
-        events.closing(e, reason);
+        events.closing(&e, reason);
         let text = if kick.unique { "duplicated user id (X-Unique)" } else { "exceeded session limit" };
-        ban_kicked(e, kick.user, kick.ban, text, now);
+        ban_kicked(&mut e, kick.user, kick.ban, text, now);
     }
 }
 
-fn ban_kicked(e: &mut Entry, user: &str, ban: Duration, reason: &str, now: Instant) {
+fn ban_kicked(e: &mut Entry, user: &str, ban: Duration, reason: &str, now: Tick) {
     tracing::warn!(
-        session_id = %e.shared.session_id,
+        session_id = %e.shared.session_id(),
         user_id = user,
-        token = %redact(&e.shared.token),
-        stream = %e.name,
+        token = %redact(e.shared.token()),
+        stream = %&*e.name,
         ban_secs = ban.as_secs(),
         "{reason}; session closed and banned"
     );
@@ -1101,24 +961,28 @@ fn ban_kicked(e: &mut Entry, user: &str, ban: Duration, reason: &str, now: Insta
 }
 
 /// Carries out soft-limitation kicks whose grace has ended, if the user is still over its
-/// limit then.
-fn run_pending_kicks(reg: &mut Registry, events: &Events, now: Instant) {
-    let due: Vec<(Key, PendingKick)> = reg
-        .entries
-        .iter()
-        .filter_map(|(k, e)| e.pending_kick.filter(|p| p.at <= now).map(|p| (*k, p)))
+/// limit then. Due kicks are taken in key order.
+fn run_pending_kicks(reg: &mut Registry, events: &Events, now: Tick) {
+    let mut due: Vec<(Key, u32, PendingKick)> = reg
+        .kick_slots()
+        .into_iter()
+        .filter_map(|slot| {
+            let e = reg.at(slot)?;
+            e.pending_kick.as_deref().filter(|p| p.at <= now).map(|p| (e.key(), slot, *p))
+        })
         .collect();
-    for (key, pending) in due {
-        let Some(user) = reg.entries.get(&key).and_then(|e| e.user_id.clone()) else { continue };
+    due.sort_by_key(|(key, _, _)| *key);
+    for (key, slot, pending) in due {
+        let Some(user) = reg.at(slot).and_then(|e| e.user_id().map(str::to_string)) else { continue };
         let open = reg
-            .entries
+            .user_slots(key.0, &user)
             .iter()
-            .filter(|(k, e)| k.0 == key.0 && e.is_open() && e.user_id.as_deref() == Some(user.as_str()))
+            .filter(|&&s| reg.at(s).is_some_and(Entry::is_open))
             .count();
-        let Some(e) = reg.entries.get_mut(&key) else { continue };
+        let Some(mut e) = reg.slot_mut(slot) else { continue };
         if e.is_open() && open > pending.limit as usize {
-            events.closing(e, CloseReason::Kicked);
-            ban_kicked(e, &user, pending.ban, "exceeded session limit (after soft-limitation grace)", now);
+            events.closing(&e, CloseReason::Kicked);
+            ban_kicked(&mut e, &user, pending.ban, "exceeded session limit (after soft-limitation grace)", now);
         } else {
             e.pending_kick = None;
         }
@@ -1127,10 +991,11 @@ fn run_pending_kicks(reg: &mut Registry, events: &Events, now: Instant) {
 
 /// Marks every open session of `stream` as due for a re-check now (REQ-07): persistent ones
 /// are asked by the next sweep, HTTP ones by their next request. Returns how many.
-fn expire_stream(reg: &mut Registry, stream: &str, now: Instant) -> usize {
+fn expire_stream(reg: &mut Registry, stream: &str, now: Tick) -> usize {
     let mut count = 0;
-    for e in reg.entries.values_mut() {
-        if e.name == stream && e.is_open() && e.call.is_some() {
+    for slot in 0..reg.slot_count() {
+        let Some(mut e) = reg.slot_mut(slot) else { continue };
+        if &*e.name == stream && e.is_open() && e.call.is_some() {
             e.expires = now;
             count += 1;
         }

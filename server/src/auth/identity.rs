@@ -66,6 +66,18 @@ impl Identity {
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The identity of an archive session (DVR-01/02) of a client whose live identity is
+    /// `self`: archive playback over `proto` is never the live session, and each archive
+    /// protocol (HLS index, MP4 export, TS export) is a session of its own, whatever the
+    /// session keys list.
+    pub fn for_archive(&self, proto: Proto) -> Identity {
+        let mut hasher = Sha256::new();
+        hasher.update(b"dvr");
+        hasher.update(self.0);
+        hasher.update(proto.as_str().as_bytes());
+        Identity(hasher.finalize().into())
+    }
 }
 
 fn key_value(key: &SessionKey, facts: &RequestFacts<'_>) -> Option<String> {

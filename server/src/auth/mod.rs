@@ -10,6 +10,7 @@ pub mod domain;
 pub mod geoip;
 pub mod identity;
 pub mod proto;
+mod registry;
 pub mod script;
 mod session;
 

@@ -13,6 +13,8 @@ pub enum Proto {
     Rtsp,
     /// Management API playback (admin tools).
     Api,
+    /// A DVR export downloaded as MP4 (`archive-FROM-DUR.mp4`).
+    Mp4,
 }
 
 impl Proto {
@@ -24,13 +26,14 @@ impl Proto {
             Proto::Rtmp => "rtmp",
             Proto::Rtsp => "rtsp",
             Proto::Api => "api",
+            Proto::Mp4 => "mp4",
         }
     }
 
     /// Persistent-connection protocols close their session when the connection ends and are
     /// re-checked in the background (SESS-07, TIME-05); the others are re-checked lazily.
     pub fn is_persistent(self) -> bool {
-        matches!(self, Proto::Tshttp | Proto::Rtmp | Proto::Rtsp)
+        matches!(self, Proto::Tshttp | Proto::Rtmp | Proto::Rtsp | Proto::Mp4)
     }
 
     /// The key of this protocol in a stream's `protocols` switch set.
@@ -41,7 +44,7 @@ impl Proto {
             Proto::Tshttp => Some("mpegts"),
             Proto::Rtmp => Some("rtmp"),
             Proto::Rtsp => Some("rtsp"),
-            Proto::Api => None,
+            Proto::Api | Proto::Mp4 => None,
         }
     }
 }

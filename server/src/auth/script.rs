@@ -142,7 +142,13 @@ impl Backend for ScriptBackend {
 }
 
 /// Runs one call on the current (blocking) thread. `Err` is "no decision" with its reason.
-fn run(inner: &Inner, path: &Path, request: &BackendRequest, deadline: Instant, runtime: &tokio::runtime::Handle) -> Result<Answer, String> {
+fn run(
+    inner: &Inner,
+    path: &Path,
+    request: &BackendRequest,
+    deadline: Instant,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Answer, String> {
     let source = load_source(inner, path)?;
     let lua = sandbox(inner.memory_limit).map_err(|e| format!("cannot set up Lua: {e}"))?;
     let expired = Arc::new(AtomicBool::new(false));
@@ -245,13 +251,16 @@ fn sandbox(memory_limit: usize) -> mlua::Result<Lua> {
 /// `xpcall` wrappers that re-raise that failure so a script cannot catch it and go on.
 fn install_deadline(lua: &Lua, deadline: Instant, expired: Arc<AtomicBool>) -> mlua::Result<()> {
     let flag = expired.clone();
-    lua.set_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), move |_lua, _debug| {
-        if flag.load(Ordering::Relaxed) || Instant::now() >= deadline {
-            flag.store(true, Ordering::Relaxed);
-            return Err(mlua::Error::runtime(OUT_OF_TIME));
-        }
-        Ok(VmState::Continue)
-    })?;
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+        move |_lua, _debug| {
+            if flag.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                flag.store(true, Ordering::Relaxed);
+                return Err(mlua::Error::runtime(OUT_OF_TIME));
+            }
+            Ok(VmState::Continue)
+        },
+    )?;
     let globals = lua.globals();
     for name in ["pcall", "xpcall"] {
         let original: mlua::Function = globals.get(name)?;
@@ -307,12 +316,20 @@ fn install_request(lua: &Lua, request: &BackendRequest) -> mlua::Result<()> {
 }
 
 /// The `http` table: `get(url)` within the call's remaining budget, and `qs_encode(t)`.
-fn install_http(lua: &Lua, client: reqwest::Client, deadline: Instant, runtime: tokio::runtime::Handle) -> mlua::Result<()> {
+fn install_http(
+    lua: &Lua,
+    client: reqwest::Client,
+    deadline: Instant,
+    runtime: tokio::runtime::Handle,
+) -> mlua::Result<()> {
     let http = lua.create_table()?;
     let get = lua.create_function(move |lua, url: String| {
         let lower = url.get(..8).unwrap_or(&url).to_ascii_lowercase();
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Ok((Value::Nil, Some(format!("http.get: '{url}' is not an http:// or https:// URL"))));
+            return Ok((
+                Value::Nil,
+                Some(format!("http.get: '{url}' is not an http:// or https:// URL")),
+            ));
         }
         let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
             return Err(mlua::Error::runtime(OUT_OF_TIME));
@@ -366,7 +383,8 @@ fn install_http(lua: &Lua, client: reqwest::Client, deadline: Instant, runtime: 
         let mut pairs: Vec<(String, String)> = Vec::new();
         for pair in table.pairs::<Value, Value>() {
             let (k, v) = pair?;
-            let key = scalar_text(&k).ok_or_else(|| mlua::Error::runtime("http.qs_encode: keys must be strings or numbers"))?;
+            let key = scalar_text(&k)
+                .ok_or_else(|| mlua::Error::runtime("http.qs_encode: keys must be strings or numbers"))?;
             let value = scalar_text(&v).ok_or_else(|| {
                 mlua::Error::runtime(format!(
                     "http.qs_encode: the value of '{key}' is a {}, not a string, number or boolean",
@@ -423,9 +441,11 @@ pub(crate) fn read_return(values: MultiValue) -> Result<Answer, String> {
     };
     let auth_time = match field("auth_time")? {
         Value::Nil => None,
-        v => Some(whole_number(&v).filter(|n| *n >= 0).ok_or_else(|| {
-            format!("auth_time must be a whole number of seconds ≥ 0, not {}", describe(&v))
-        })?),
+        v => Some(
+            whole_number(&v)
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| format!("auth_time must be a whole number of seconds ≥ 0, not {}", describe(&v)))?,
+        ),
     };
     let duration = match auth_time {
         Some(n) => parse_auth_duration(Some(&n.to_string())),
@@ -590,7 +610,9 @@ mod tests {
                 })
             );
         }
-        let Answer::Allow(g) = call(&script, "unique").await else { panic!("allow") };
+        let Answer::Allow(g) = call(&script, "unique").await else {
+            panic!("allow")
+        };
         assert!(g.unique);
         assert_eq!(g.user_id.as_deref(), Some("42"));
         assert_eq!(
@@ -629,7 +651,11 @@ mod tests {
             return true
             "#,
         );
-        assert!(matches!(call(&script, "t").await, Answer::Allow(_)), "{:?}", call(&script, "t").await);
+        assert!(
+            matches!(call(&script, "t").await, Answer::Allow(_)),
+            "{:?}",
+            call(&script, "t").await
+        );
     }
 
     #[tokio::test]
@@ -639,12 +665,32 @@ mod tests {
             ("nothing.lua", "local x = 1", "returned nothing"),
             ("string.lua", "return 'yes'", "first value is a string"),
             ("second.lua", "return true, 5", "second value must be a table"),
-            ("auth_time.lua", "return true, {auth_time = 'soon'}", "auth_time must be a whole number"),
-            ("negative.lua", "return true, {auth_time = -1}", "auth_time must be a whole number"),
+            (
+                "auth_time.lua",
+                "return true, {auth_time = 'soon'}",
+                "auth_time must be a whole number",
+            ),
+            (
+                "negative.lua",
+                "return true, {auth_time = -1}",
+                "auth_time must be a whole number",
+            ),
             ("code.lua", "return false, {code = 200}", "code must be a 4xx status"),
-            ("max.lua", "return true, {max_sessions = 0}", "max_sessions must be a positive"),
-            ("user.lua", "return true, {user_id = {}}", "user_id must be a string or a number"),
-            ("throws.lua", "local a = 1\nerror('backend table missing')", "throws.lua:2: backend table missing"),
+            (
+                "max.lua",
+                "return true, {max_sessions = 0}",
+                "max_sessions must be a positive",
+            ),
+            (
+                "user.lua",
+                "return true, {user_id = {}}",
+                "user_id must be a string or a number",
+            ),
+            (
+                "throws.lua",
+                "local a = 1\nerror('backend table missing')",
+                "throws.lua:2: backend table missing",
+            ),
             ("nil_index.lua", "\n\nreturn req.nothing.field", "nil_index.lua:3:"),
             ("syntax.lua", "return true,, {}", "syntax.lua:1:"),
             ("io.lua", "return io.open('/etc/passwd') ~= nil", "global 'io'"),
@@ -667,9 +713,21 @@ mod tests {
         let backend = ScriptBackend::with_limits(Duration::from_millis(300), MEMORY_LIMIT).expect("client");
         for (name, text, needle) in [
             ("loop.lua", "while true do end", "time budget"),
-            ("pcall_loop.lua", "while true do pcall(function() while true do end end) end", "time budget"),
-            ("xpcall_loop.lua", "while true do xpcall(function() while true do end end, function(e) return e end) end", "time budget"),
-            ("alloc.lua", "local t = {} local i = 0 while true do i = i + 1 t[i] = string.rep('x', 1024) .. i end", "memory"),
+            (
+                "pcall_loop.lua",
+                "while true do pcall(function() while true do end end) end",
+                "time budget",
+            ),
+            (
+                "xpcall_loop.lua",
+                "while true do xpcall(function() while true do end end, function(e) return e end) end",
+                "time budget",
+            ),
+            (
+                "alloc.lua",
+                "local t = {} local i = 0 while true do i = i + 1 t[i] = string.rep('x', 1024) .. i end",
+                "memory",
+            ),
             ("bigstring.lua", "local s = 'x' while true do s = s .. s end", "memory"),
         ] {
             let script = dir.script(name, text);
@@ -686,9 +744,14 @@ mod tests {
         let dir = Dir::new();
         let script = dir.script("edit.lua", "return false");
         let backend = ScriptBackend::new().expect("client");
-        assert!(matches!(backend.call(&script, &request("t")).await, Answer::Deny { .. }));
+        assert!(matches!(
+            backend.call(&script, &request("t")).await,
+            Answer::Deny { .. }
+        ));
         dir.script("edit.lua", "return true, {user_id = 'after edit'}");
-        let Answer::Allow(g) = backend.call(&script, &request("t")).await else { panic!("allow after edit") };
+        let Answer::Allow(g) = backend.call(&script, &request("t")).await else {
+            panic!("allow after edit")
+        };
         assert_eq!(g.user_id.as_deref(), Some("after edit"));
     }
 
@@ -711,7 +774,10 @@ mod tests {
             let started = Instant::now();
             for _ in 0..n {
                 let deadline = Instant::now() + BACKEND_TIMEOUT;
-                assert!(matches!(run(&inner, &path, &req, deadline, &runtime), Ok(Answer::Allow(_))));
+                assert!(matches!(
+                    run(&inner, &path, &req, deadline, &runtime),
+                    Ok(Answer::Allow(_))
+                ));
             }
             started.elapsed() / n
         })
@@ -727,7 +793,10 @@ mod tests {
         };
         let started = Instant::now();
         for _ in 0..n {
-            assert!(matches!(backend.call(&script, &request("good")).await, Answer::Allow(_)));
+            assert!(matches!(
+                backend.call(&script, &request("good")).await,
+                Answer::Allow(_)
+            ));
         }
         let through_call = started.elapsed() / n;
         eprintln!(
@@ -746,8 +815,13 @@ mod tests {
             return true, {user_id = q}
             "#,
         );
-        let Answer::Allow(g) = call(&script, "t").await else { panic!("allow") };
-        assert_eq!(g.user_id.as_deref(), Some("f=1&n=3&name=%C3%A9&ok=true&token=a%26b%20c"));
+        let Answer::Allow(g) = call(&script, "t").await else {
+            panic!("allow")
+        };
+        assert_eq!(
+            g.user_id.as_deref(),
+            Some("f=1&n=3&name=%C3%A9&ok=true&token=a%26b%20c")
+        );
         let bad = dir.script("qs_bad.lua", "return true, {user_id = http.qs_encode({t = {}})}");
         assert!(no_decision(&call(&bad, "t").await).contains("value of 't' is a table"));
     }

@@ -19,8 +19,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AuthTarget, Config};
 use super::{ConfigError, Parser, Tok, Token, describe, quoted, shorten};
+use crate::config::{AuthTarget, Config};
 
 /// `auth_backend NAME { … }`: rules and backends that decide for streams whose `on_play` (or
 /// `on_publish`) is `auth://NAME`. Field names follow the vendor's `auth_backend_config`.
@@ -92,7 +92,7 @@ impl IpPrefix {
         self.network
     }
 
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
@@ -109,9 +109,10 @@ impl IpPrefix {
         }
         let len = match len_text {
             None => None,
-            Some(l) if !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit()) => {
-                Some(l.parse::<u8>().map_err(|_| format!("bad prefix length '/{l}' in '{}'", shorten(text)))?)
-            }
+            Some(l) if !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit()) => Some(
+                l.parse::<u8>()
+                    .map_err(|_| format!("bad prefix length '/{l}' in '{}'", shorten(text)))?,
+            ),
             Some(l) => {
                 return Err(format!(
                     "bad prefix length '/{}' in '{}' (expected a number of bits)",
@@ -121,9 +122,11 @@ impl IpPrefix {
             }
         };
         let addr = if addr_text.contains(':') {
-            IpAddr::V6(addr_text.parse::<Ipv6Addr>().map_err(|_| {
-                format!("'{}' is not an IPv6 address", shorten(addr_text))
-            })?)
+            IpAddr::V6(
+                addr_text
+                    .parse::<Ipv6Addr>()
+                    .map_err(|_| format!("'{}' is not an IPv6 address", shorten(addr_text)))?,
+            )
         } else {
             let octets: Vec<&str> = addr_text.split('.').collect();
             if octets.len() > 4 {
@@ -139,13 +142,9 @@ impl IpPrefix {
                         shorten(octet)
                     ));
                 }
-                bytes[i] = octet.parse::<u8>().map_err(|_| {
-                    format!(
-                        "'{}': octet {} is {octet}, above 255",
-                        shorten(addr_text),
-                        i + 1
-                    )
-                })?;
+                bytes[i] = octet
+                    .parse::<u8>()
+                    .map_err(|_| format!("'{}': octet {} is {octet}, above 255", shorten(addr_text), i + 1))?;
             }
             if octets.len() < 4 && len.is_none() {
                 return Err(format!(
@@ -202,7 +201,11 @@ fn mask32(len: u8) -> u32 {
 }
 
 fn mask128(len: u8) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
 }
 
 /// A country code of a `country` rule: two ASCII letters, returned upper-case.
@@ -219,12 +222,16 @@ pub fn parse_country(text: &str) -> Result<String, String> {
 
 /// A `backend` URL: `http://` or `https://` with a host.
 pub fn parse_backend_url(text: &str) -> Result<String, String> {
+    let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(format!(
+            "'{}' is not an HTTP backend (expected http://… or https://…)",
+            shorten(text)
+        ));
+    }
     match AuthTarget::parse(text) {
         Ok(AuthTarget::Http(url)) => Ok(url),
-        Ok(_) => Err(format!(
-            "backend '{}' is not an HTTP backend (expected http://… or https://…)",
-            shorten(text)
-        )),
+        Ok(_) => Err(format!("'{}' is not an HTTP backend", shorten(text))),
         Err(e) => Err(e),
     }
 }
@@ -438,7 +445,9 @@ impl Parser<'_> {
                             ));
                         };
                         if key.is_empty() {
-                            return Err(self.err(&at, format!("backend option '{}' has an empty name", shorten(&option))));
+                            return Err(
+                                self.err(&at, format!("backend option '{}' has an empty name", shorten(&option)))
+                            );
                         }
                         if extra.insert(key.to_string(), value.to_string()).is_some() {
                             return Err(self.err(&at, format!("duplicate backend option '{}'", shorten(key))));
@@ -481,7 +490,10 @@ impl Parser<'_> {
                 }
                 Tok::Semi => return Ok(items),
                 other => {
-                    return Err(self.err(&t, format!("expected ';' after {what} values, found {}", describe(other))));
+                    return Err(self.err(
+                        &t,
+                        format!("expected ';' after {what} values, found {}", describe(other)),
+                    ));
                 }
             }
         }
@@ -561,7 +573,11 @@ impl AuthBackendConfig {
         if let Some(given) = &api.name
             && given != name
         {
-            return Err(format!("name: '{}' differs from the name in the path '{}'", shorten(given), shorten(name)));
+            return Err(format!(
+                "name: '{}' differs from the name in the path '{}'",
+                shorten(given),
+                shorten(name)
+            ));
         }
         fn each<T>(field: &str, items: &[String], check: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
             items
@@ -663,7 +679,10 @@ mod tests {
         assert!(p.contains("172.16.0.1".parse().expect("ip")));
         assert!(p.contains("172.16.0.255".parse().expect("ip")));
         assert!(!p.contains("172.16.1.0".parse().expect("ip")));
-        assert!(p.contains("::ffff:172.16.0.9".parse().expect("ip")), "IPv4-mapped client");
+        assert!(
+            p.contains("::ffff:172.16.0.9".parse().expect("ip")),
+            "IPv4-mapped client"
+        );
         assert!(!p.contains("2001:db8::1".parse().expect("ip")));
         let any = IpPrefix::parse("0.0.0.0/0").expect("valid");
         assert!(any.contains("8.8.8.8".parse().expect("ip")));
@@ -695,7 +714,10 @@ mod tests {
         let back = AuthBackendConfig::from_api_json("office", ok.to_api_json().to_string().as_bytes());
         assert_eq!(back, Ok(ok));
         for (body, needle) in [
-            (r#"{"allow_ips":["10.0.0.1","300.0.0.1"]}"#, "allow_ips[1]: '300.0.0.1': octet 1 is 300"),
+            (
+                r#"{"allow_ips":["10.0.0.1","300.0.0.1"]}"#,
+                "allow_ips[1]: '300.0.0.1': octet 1 is 300",
+            ),
             (r#"{"deny_countries":["RUS"]}"#, "deny_countries[0]"),
             (r#"{"backends":[{"url":"ftp://x"}]}"#, "backends[0].url"),
             (r#"{"allow_ua":["x"]}"#, "unknown field `allow_ua`"),

@@ -6,7 +6,8 @@
 //!              "domains": ["a.com"], "max_sessions": 2, "soft_limitation": false,
 //!              "extra": {"k": "v"}},
 //!  "on_publish": {…same shape…}, "password": "p",
-//!  "protocols": {"hls": true, "mpegts": false, "rtmp": true, "rtsp": true, "dash": true}}
+//!  "protocols": {"hls": true, "mpegts": false, "rtmp": true, "rtsp": true, "dash": true},
+//!  "dvr": {"root": "/var/usher/dvr", "depth": 3600}}
 //! ```
 //!
 //! Reading is strict: unknown keys and wrong types are errors naming their path
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::model::{AuthSpec, AuthTarget, Protocols, SessionKeys, StreamConfig};
+use super::model::{AuthSpec, AuthTarget, DvrConfig, Protocols, SessionKeys, StreamConfig};
 use super::parse::{RESERVED_OPTIONS, check_domain};
 
 /// A bad API body: what was wrong and where (a JSON pointer-like path).
@@ -52,6 +53,17 @@ struct StreamBody {
     password: Option<String>,
     #[serde(default)]
     protocols: Option<ProtocolsBody>,
+    #[serde(default)]
+    dvr: Option<DvrBody>,
+}
+
+/// The vendor's stream `dvr` object (subset): where and how long the archive is kept.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a dvr object {\"root\": …, \"depth\": …}")]
+struct DvrBody {
+    root: String,
+    /// Seconds.
+    depth: u64,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +159,20 @@ pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, Api
             }
         }
     }
+    let dvr = match parsed.dvr {
+        None => None,
+        Some(d) if d.root.is_empty() => return Err(ApiBodyError::new("dvr.root", "the archive root is empty")),
+        Some(d) if d.depth == 0 || d.depth > super::parse::MAX_CONFIG_SECONDS => {
+            return Err(ApiBodyError::new(
+                "dvr.depth",
+                format!("expected whole seconds, 1..{}", super::parse::MAX_CONFIG_SECONDS),
+            ));
+        }
+        Some(d) => Some(DvrConfig {
+            root: d.root,
+            depth: std::time::Duration::from_secs(d.depth),
+        }),
+    };
     Ok(StreamConfig {
         name: name.to_string(),
         inputs,
@@ -154,6 +180,7 @@ pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, Api
         on_publish,
         password: parsed.password,
         protocols,
+        dvr,
     })
 }
 
@@ -234,7 +261,7 @@ fn check_object_shapes(body: &Value) -> Result<(), ApiBodyError> {
             ));
         }
     };
-    for key in ["on_play", "on_publish", "protocols"] {
+    for key in ["on_play", "on_publish", "protocols", "dvr"] {
         if let Some(v) = root.get(key).filter(|v| !v.is_null()) {
             expect_object(v, key)?;
         }
@@ -310,6 +337,9 @@ pub fn stream_to_api_json(stream: &StreamConfig) -> Value {
         .map(|n| ((*n).to_string(), json!(stream.protocols.get(n).unwrap_or(true))))
         .collect();
     out.insert("protocols".into(), Value::Object(protocols));
+    if let Some(dvr) = &stream.dvr {
+        out.insert("dvr".into(), json!({ "root": dvr.root, "depth": dvr.depth.as_secs() }));
+    }
     Value::Object(out)
 }
 

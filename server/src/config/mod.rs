@@ -5,6 +5,7 @@ mod json;
 mod model;
 mod overlay;
 mod parse;
+mod templates;
 
 pub use json::{ApiBodyError, stream_from_api_json, stream_to_api_json};
 pub use model::*;

@@ -129,6 +129,8 @@ pub struct StreamConfig {
     /// `password SECRET;` required from publishers (PUB-04).
     pub password: Option<String>,
     pub protocols: Protocols,
+    /// `dvr ROOT DEPTH;` — record the stream's segments (DVR-01/02).
+    pub dvr: Option<DvrConfig>,
 }
 
 /// `template NAME { prefix P; … }`: streams named `P/…` are created from it on first request.
@@ -141,6 +143,17 @@ pub struct TemplateConfig {
     pub on_publish: Option<AuthSpec>,
     pub password: Option<String>,
     pub protocols: Protocols,
+    pub dvr: Option<DvrConfig>,
+}
+
+/// `dvr ROOT DEPTH;` in a stream or template (the vendor's stream `dvr` object: `root`,
+/// `depth`): the stream's segments are kept on disk under `ROOT/NAME/` for `DEPTH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DvrConfig {
+    /// Absolute, or relative to the media root.
+    pub root: String,
+    /// How far back the archive reaches; older segments are deleted.
+    pub depth: Duration,
 }
 
 /// `vod NAME { storage ROOT; on_play …; }`: files under `ROOT` play as VOD HLS at

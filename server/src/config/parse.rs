@@ -13,7 +13,7 @@
 //!           | "auth_backend" NAME "{" { rule } "}" | "geoip_db" PATH ";"    (see auth_backend.rs)
 //!           | "mysql" LISTEN ";" | "session_history" (PATH | ":memory:") [ "retention=" DAYS ] ";" ;
 //! body      = "input" URL ";" | ("on_play" | "on_publish") TARGET { KEY "=" VALUE } ";"
-//!           | "password" SECRET ";" | "protocols" PROTO { PROTO } ";" ;
+//!           | "password" SECRET ";" | "protocols" PROTO { PROTO } ";" | "dvr" ROOT DEPTH ";" ;
 //! ```
 //!
 //! A token is a run of characters other than whitespace, `;`, `{`, `}` and `#`; double-quoted
@@ -278,8 +278,8 @@ const TOP_DIRECTIVES: &str = "http, rtmp, rtsp, auth_token, no_auto_token, edit_
                               server_secret, admin_token_ttl, http_session_idle, media_root, stream, \
                               template, vod, auth_backend, geoip_db, mysql, session_history";
 const VOD_DIRECTIVES: &str = "storage, on_play";
-const STREAM_DIRECTIVES: &str = "input, on_play, on_publish, password, protocols";
-const TEMPLATE_DIRECTIVES: &str = "prefix, input, on_play, on_publish, password, protocols";
+const STREAM_DIRECTIVES: &str = "input, on_play, on_publish, password, protocols, dvr";
+const TEMPLATE_DIRECTIVES: &str = "prefix, input, on_play, on_publish, password, protocols, dvr";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BlockKind {
@@ -307,6 +307,7 @@ struct Block {
     on_publish: Option<AuthSpec>,
     password: Option<String>,
     protocols: Protocols,
+    dvr: Option<super::model::DvrConfig>,
 }
 
 struct Parser<'a> {
@@ -534,6 +535,7 @@ impl Parser<'_> {
                             on_publish: block.on_publish,
                             password: block.password,
                             protocols: block.protocols,
+                            dvr: block.dvr,
                         }),
                         BlockKind::Template => {
                             for (p, (line, column)) in block.prefixes.iter().zip(&block.prefix_positions) {
@@ -559,6 +561,7 @@ impl Parser<'_> {
                                 on_publish: block.on_publish,
                                 password: block.password,
                                 protocols: block.protocols,
+                                dvr: block.dvr,
                             });
                         }
                     }
@@ -666,6 +669,17 @@ impl Parser<'_> {
                 "protocols" => {
                     once("protocols", self)?;
                     block.protocols = self.protocols()?;
+                }
+                "dvr" => {
+                    once("dvr", self)?;
+                    let (root, _) = self.expect_nonempty("a directory", "dvr")?;
+                    let (text, at) = self.expect_word("a depth in seconds", "dvr ROOT")?;
+                    let secs = parse_seconds(&text).map_err(|m| self.err(&at, format!("dvr depth: {m}")))?;
+                    self.expect_semi("dvr ROOT DEPTH")?;
+                    block.dvr = Some(super::model::DvrConfig {
+                        root,
+                        depth: Duration::from_secs(secs),
+                    });
                 }
                 "prefix" if kind == BlockKind::Template => {
                     let (p, at) = self.expect_word("a prefix", "prefix")?;
@@ -1107,6 +1121,13 @@ fn write_auth(f: &mut fmt::Formatter<'_>, which: &str, spec: &AuthSpec) -> fmt::
 }
 
 #[allow(clippy::too_many_arguments)]
+fn write_dvr(f: &mut fmt::Formatter<'_>, dvr: Option<&super::model::DvrConfig>) -> fmt::Result {
+    match dvr {
+        Some(d) => writeln!(f, "  dvr {} {};", quoted(&d.root), d.depth.as_secs()),
+        None => Ok(()),
+    }
+}
+
 fn write_block(
     f: &mut fmt::Formatter<'_>,
     prefixes: &[String],
@@ -1201,6 +1222,7 @@ impl fmt::Display for Config {
                 t.password.as_deref(),
                 &t.protocols,
             )?;
+            write_dvr(f, t.dvr.as_ref())?;
             writeln!(f, "}}")?;
         }
         for s in &self.streams {
@@ -1214,6 +1236,7 @@ impl fmt::Display for Config {
                 s.password.as_deref(),
                 &s.protocols,
             )?;
+            write_dvr(f, s.dvr.as_ref())?;
             writeln!(f, "}}")?;
         }
         for v in &self.vods {

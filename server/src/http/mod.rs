@@ -1,6 +1,7 @@
 //! The HTTP front end: live HLS, HTTP MPEG-TS, VOD HLS and the management API on one router.
 
 mod api;
+mod dvr;
 mod ingest;
 mod play;
 mod vod;
@@ -28,6 +29,8 @@ pub struct HttpState {
     pub configurator: Arc<Configurator>,
     /// Closed sessions (`GET …/sessions?closed=true`).
     pub history: crate::history::History,
+    /// Stream archives (`/NAME/index-FROM-DUR.m3u8`, `/NAME/archive-FROM-DUR.mp4|ts`).
+    pub dvr: Arc<crate::dvr::Dvr>,
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {

@@ -47,6 +47,9 @@ fn parse_path(path: &str) -> Option<(String, Resource)> {
 }
 
 pub(super) async fn dispatch(state: Arc<HttpState>, peer: SocketAddr, request: Request) -> Response {
+    if let Some(archive) = super::dvr::route(&state, peer, &request) {
+        return super::dvr::serve(state, archive).await;
+    }
     let Some((name, resource)) = parse_path(request.uri().path()) else {
         return error_response(StatusCode::NOT_FOUND, format!("no such resource `{}`", request.uri().path()));
     };

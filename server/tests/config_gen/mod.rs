@@ -11,8 +11,8 @@ use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use usher_server::config::{
-    AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, Credential, IpPrefix, Protocols, SessionHistoryConfig,
-    SessionKeys, StreamConfig, TemplateConfig, VodConfig,
+    AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, Credential, DvrConfig, IpPrefix, Protocols,
+    SessionHistoryConfig, SessionKeys, StreamConfig, TemplateConfig, VodConfig,
 };
 
 /// Any non-empty text, biased towards the characters the file syntax treats specially.
@@ -98,17 +98,24 @@ pub fn stream() -> impl Strategy<Value = StreamConfig> {
         option::of(auth_spec()),
         option::of(text()),
         protocols(),
+        option::of(dvr()),
     )
         .prop_map(
-            |(name, inputs, on_play, on_publish, password, protocols)| StreamConfig {
+            |(name, inputs, on_play, on_publish, password, protocols, dvr)| StreamConfig {
                 name,
                 inputs,
                 on_play,
                 on_publish,
                 password,
                 protocols,
+                dvr,
             },
         )
+}
+
+/// `dvr ROOT DEPTH;`
+pub fn dvr() -> impl Strategy<Value = DvrConfig> {
+    (text(), seconds()).prop_map(|(root, depth)| DvrConfig { root, depth })
 }
 
 pub fn template() -> impl Strategy<Value = TemplateConfig> {
@@ -120,6 +127,7 @@ pub fn template() -> impl Strategy<Value = TemplateConfig> {
         on_publish: s.on_publish,
         password: s.password,
         protocols: s.protocols,
+        dvr: s.dvr,
     })
 }
 
@@ -159,19 +167,21 @@ pub fn auth_backend() -> impl Strategy<Value = AuthBackendConfig> {
         vec(backend, 0..3),
         any::<bool>(),
     )
-        .prop_map(|(tokens, ips, countries, uas, backends, allow_default)| AuthBackendConfig {
-            name: String::new(),
-            allow_tokens: tokens.0,
-            deny_tokens: tokens.1,
-            allow_ips: ips.0,
-            deny_ips: ips.1,
-            allow_countries: countries.0,
-            deny_countries: countries.1,
-            allow_uas: uas.0,
-            deny_uas: uas.1,
-            backends,
-            allow_default,
-        })
+        .prop_map(
+            |(tokens, ips, countries, uas, backends, allow_default)| AuthBackendConfig {
+                name: String::new(),
+                allow_tokens: tokens.0,
+                deny_tokens: tokens.1,
+                allow_ips: ips.0,
+                deny_ips: ips.1,
+                allow_countries: countries.0,
+                deny_countries: countries.1,
+                allow_uas: uas.0,
+                deny_uas: uas.1,
+                backends,
+                allow_default,
+            },
+        )
 }
 
 pub fn listen() -> impl Strategy<Value = SocketAddr> {
