@@ -874,6 +874,7 @@ mod tests {
         let declared = Capabilities {
             protocols: Some(["hls".to_string(), "rtsp".to_string()].into()),
             features: Some(["api".to_string(), "sessions_api".to_string()].into()),
+            ..Capabilities::default()
         };
         let c = capabilities_for(&running(true, true), Some(&declared));
         assert!(c.supports("hls") && !c.supports("rtsp"), "no RTSP address: {c}");

@@ -54,6 +54,8 @@ async fn broken_servers_fail_the_catalogue() {
         "A minted admin view token plays without a backend call",
         "The mandatory session keys may come in any order",
         "A viewer that sends no Referer is not covered by the lock",
+        // `allow default` admits when no backend answers: exactly what an open door does.
+        "Unreachable backends with allow default admit",
     ]
     .map(String::from)
     .into();
@@ -76,6 +78,20 @@ async fn broken_servers_fail_the_catalogue() {
         // cases are in the cases that admit a publisher.
         "A publisher over HTTP MPEG-TS with token \"pt\" is refused",
         "A publisher over HTTP MPEG-TS with token \"pt\" and password \"wrong\" is refused",
+        // Refusals of the archive (ADV-02, DVR): the rows of the same outlines that must play
+        // fail against a closed door.
+        "A denied download as MP4 carries no media",
+        "A denied download as MPEG-TS carries no media",
+        "A denied viewer gets none of the archive",
+        "A range outside allowed_dvr_ranges gets no media",
+        "Only a range inside allowed_dvr_ranges is served (no closed_at, starting before)",
+        "Only a range inside allowed_dvr_ranges is served (no opened_at, ending after)",
+        "Only a range inside allowed_dvr_ranges is served (reaching closed_at, exclusive)",
+        "Only a range inside allowed_dvr_ranges is served (starting before opened_at)",
+        // Configurator denials (CZR): the admitting cases fail against a closed door.
+        "A denied client stays out even with allow default",
+        "The only backend that answers denies: denied even with allow default",
+        "Unreachable backends without allow default refuse",
     ]
     .map(String::from)
     .into();

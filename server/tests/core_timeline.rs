@@ -589,3 +589,26 @@ async fn closed_sessions_are_reported_with_their_reason() {
         ]
     );
 }
+
+/// With the default keys (no proto), an HLS session joined by an MPEG-TS response is held open
+/// by that connection and re-checked in the background like any persistent session.
+#[tokio::test(start_paused = true)]
+async fn hls_identity_joined_by_a_connection_is_persistent() {
+    let mut f = Fixture::new();
+    f.spec.session_keys = SessionKeys::default();
+    f.backend.on("t", Script::Answer(allow(Some(40))));
+    f.backend.on("t", Script::Answer(deny(60)));
+    assert!(allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "t").await));
+    let Verdict::Allow(h) = f.play("s1", "127.0.0.2", Proto::Tshttp, "t").await else { panic!() };
+    assert_eq!(h.proto(), Proto::Hls, "one session: the identity has no proto");
+    let _guard = f.core.attach(&h);
+    for _ in 0..35 {
+        advance(Duration::from_secs(1)).await;
+    }
+    assert_eq!(f.core.sessions().len(), 1, "not idle-closed while the connection lives");
+    for _ in 0..6 {
+        advance(Duration::from_secs(1)).await;
+    }
+    assert!(h.is_ended(), "re-checked in the background at 40 s and denied");
+    assert_eq!(f.backend.calls().len(), 2);
+}

@@ -50,7 +50,8 @@ impl Fixture {
                 .mount(&backend)
                 .await;
         }
-        let dir = std::env::temp_dir().join(format!("usher-dvr-test-{}-{}", std::process::id(), started));
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("usher-dvr-test-{}-{nanos}", std::process::id()));
         let config = Config {
             http: Some("127.0.0.1:0".parse().unwrap()),
             edit_auth: Some(Credential { login: "admin".into(), password: "pw".into() }),

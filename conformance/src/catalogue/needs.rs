@@ -20,7 +20,7 @@ use super::StepText;
 pub const PROTOCOLS: [&str; 4] = ["hls", "mpegts", "rtmp", "rtsp"];
 
 /// Features the catalogue knows about (a target manifest may name others).
-pub const FEATURES: [(&str, &str); 6] = [
+pub const FEATURES: [(&str, &str); 8] = [
     (
         "api",
         "streams are created and deleted through PUT/DELETE /streamer/api/v3/streams/NAME",
@@ -43,11 +43,20 @@ pub const FEATURES: [(&str, &str); 6] = [
         "streams play file:// inputs from the media folder, which holds the suite's media files \
          (the embedded server's is filled by the suite)",
     ),
+    (
+        "dvr",
+        "streams record a DVR archive (the stream's `dvr` object) played back at NAME/index-FROM-DUR.m3u8 \
+         and downloaded at NAME/archive-FROM-DUR.mp4|ts",
+    ),
+    (
+        "history",
+        "closed sessions are listed through GET /streamer/api/v3/sessions?closed=true[&user_id=U]",
+    ),
 ];
 
 /// Features that only the management API provides: a static target lacks them unless its
 /// manifest declares them (and gives an API credential).
-pub const API_FEATURES: [&str; 4] = ["api", "sessions_api", "admin_tokens", "server_config"];
+pub const API_FEATURES: [&str; 5] = ["api", "sessions_api", "admin_tokens", "server_config", "history"];
 
 /// Step text → need. Matched against every step of a case (background included).
 pub static INFERRED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
@@ -66,6 +75,9 @@ pub static INFERRED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (r"\bthrough the API$", "sessions_api"),
         (r"\badmin (view )?token\b", "admin_tokens"),
         (r"^the server refuses requests without a token$", "server_config"),
+        (r"\bDVR archive\b", "dvr"),
+        (r"\bof the archive of\b", "dvr"),
+        (r"^the (?:session history|latest closed session)\b", "history"),
     ]
     .into_iter()
     .map(|(re, need)| (Regex::new(re).expect("a valid regex"), need))
@@ -89,13 +101,17 @@ pub fn needs_of(tags: &[String], steps: &[StepText]) -> BTreeSet<String> {
     needs
 }
 
-/// What a target supports. `None` in a set means "everything".
+/// What a target supports. `None` in a set means "everything" (so a feature a new scenario
+/// introduces is supported by a target that did not list its features), less `without`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Capabilities {
     /// Protocols served; `None`: all of [`PROTOCOLS`].
     pub protocols: Option<BTreeSet<String>>,
     /// Features; `None`: every feature.
     pub features: Option<BTreeSet<String>>,
+    /// Features the target lacks whatever the sets say.
+    #[serde(default)]
+    pub without: BTreeSet<String>,
 }
 
 impl Capabilities {
@@ -105,6 +121,9 @@ impl Capabilities {
     }
 
     pub fn supports(&self, need: &str) -> bool {
+        if self.without.contains(need) {
+            return false;
+        }
         let set = if PROTOCOLS.contains(&need) {
             &self.protocols
         } else {
@@ -120,14 +139,7 @@ impl Capabilities {
 
     /// Removes features (a static target has no stream management API).
     pub fn without_features(mut self, drop: &[&str]) -> Capabilities {
-        let mut features = self.features.take().unwrap_or_else(|| {
-            // "Every feature" minus some: list the known ones explicitly.
-            FEATURES.iter().map(|(f, _)| (*f).to_string()).collect()
-        });
-        for f in drop {
-            features.remove(*f);
-        }
-        self.features = Some(features);
+        self.without.extend(drop.iter().map(|f| (*f).to_string()));
         self
     }
 
@@ -150,7 +162,12 @@ impl fmt::Display for Capabilities {
             "protocols: {}; features: {}",
             show(&self.protocols),
             show(&self.features)
-        )
+        )?;
+        if !self.without.is_empty() {
+            let without: Vec<&str> = self.without.iter().map(String::as_str).collect();
+            write!(f, " but {}", without.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -193,6 +210,7 @@ mod tests {
         assert!(!c.supports("rtmp"));
         assert!(!c.supports("api"));
         assert!(c.supports("publish"));
+        assert!(c.supports("a_feature_added_later"), "exclusions do not narrow \"all\"");
         let needs: Vec<String> = vec!["hls".into(), "rtsp".into(), "sessions_api".into()];
         assert_eq!(c.missing(&needs), ["rtsp", "sessions_api"]);
     }

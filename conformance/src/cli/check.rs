@@ -144,6 +144,7 @@ fn resolve(args: &CheckArgs) -> Result<Resolved, String> {
         (config.capabilities.protocols.is_some() || config.capabilities.features.is_some()).then(|| Capabilities {
             protocols: config.capabilities.protocols.clone(),
             features: config.capabilities.features.clone(),
+            ..Capabilities::default()
         });
     let choice = match http {
         None => {

@@ -6,6 +6,8 @@
 //! concurrently against one server without seeing each other.
 
 pub mod backend;
+pub mod dvr;
+pub mod history;
 pub mod configurator;
 pub mod media;
 pub mod properties;
@@ -276,6 +278,8 @@ pub struct UsherWorld {
     pub generated: Option<properties::Generated>,
     /// Watchers: clients that keep playing and record what picture they get (`media`).
     pub watchers: BTreeMap<String, media::Watcher>,
+    /// Recordings and what archive requests received (`dvr`).
+    pub archive: dvr::ArchiveState,
     exclusive: Option<Exclusive>,
 }
 
@@ -314,6 +318,7 @@ impl UsherWorld {
             reauth_at: None,
             generated: None,
             watchers: BTreeMap::new(),
+            archive: dvr::ArchiveState::default(),
             exclusive: None,
         })
     }

@@ -135,6 +135,16 @@ pub struct StreamSpec {
     pub password: Option<String>,
     /// Another input than the synthetic one (`file://clip.mp4`); overrides `publish`.
     pub input: Option<String>,
+    /// Record the stream for archive playback and exports (the vendor's stream `dvr` object).
+    pub dvr: Option<DvrSpec>,
+}
+
+/// The vendor's stream `dvr` object: where the archive is kept (relative paths under the
+/// target's media folder) and how many seconds it reaches back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DvrSpec {
+    pub root: String,
+    pub depth: u64,
 }
 
 impl StreamSpec {
@@ -154,6 +164,9 @@ impl StreamSpec {
         }
         if let Some(password) = &self.password {
             body["password"] = json!(password);
+        }
+        if let Some(dvr) = &self.dvr {
+            body["dvr"] = json!({ "root": dvr.root, "depth": dvr.depth });
         }
         body
     }

@@ -741,6 +741,8 @@ impl AuthCore {
         let mut calls = Vec::new();
         {
             let mut reg = self.registry();
+            #[cfg(debug_assertions)]
+            reg.audit();
             run_pending_kicks(&mut reg, &self.inner.events, now);
             reg.collect_templates();
             for slot in 0..reg.slot_count() {
@@ -748,7 +750,9 @@ impl AuthCore {
                 if e.inflight.is_some() {
                     continue;
                 }
-                let persistent = e.shared.proto.is_persistent();
+                // A session with a live connection (any protocol: an HLS identity joined by an MPEG-TS
+                // response) is persistent while it lasts.
+                let persistent = e.shared.proto.is_persistent() || e.connections > 0;
                 let forget = match e.state {
                     State::Banned => now >= e.expires,
                     State::Pending => false,

@@ -505,6 +505,43 @@ impl Registry {
         }
     }
 
+    /// Recounts every book from the records and panics on a difference (debug builds: the
+    /// sweeper calls it, so every in-process test checks the books as it goes).
+    #[cfg(debug_assertions)]
+    pub(super) fn audit(&self) {
+        let mut open = [0u64; 2];
+        let mut streams: HashMap<&str, (u64, [u64; 2])> = HashMap::new();
+        let mut kicks = 0;
+        for (slot, e) in self.slots.iter().enumerate() {
+            let Some(e) = e else { continue };
+            let k = kind_ix(e.shared.kind);
+            let book = streams.entry(&*e.name).or_default();
+            book.0 += 1;
+            if e.is_open() {
+                open[k] += 1;
+                book.1[k] += 1;
+            }
+            if e.pending_kick.is_some() {
+                assert!(self.kicks.contains(&(slot as u32)), "kick of slot {slot} not booked");
+                kicks += 1;
+            }
+            if let Some(user) = &e.user_id {
+                assert_eq!(self.user_slots(e.shared.kind, user).get(e.user_pos as usize), Some(&(slot as u32)));
+            }
+            assert_eq!(self.find(&e.key()), Some(slot as u32), "slot {slot} not indexed");
+        }
+        assert_eq!(open, self.open, "open sessions per kind");
+        assert_eq!(kicks, self.kicks.len(), "booked kicks");
+        assert_eq!(streams.len(), self.streams.len(), "streams booked");
+        for (name, (records, open)) in streams {
+            let book = &self.streams[name];
+            assert_eq!((records, open), (book.records, book.open), "book of stream {name}");
+        }
+        let members: usize = self.users.values().map(|l| l[0].len() + l[1].len()).sum();
+        assert_eq!(members, self.iter().filter(|e| e.user_id.is_some()).count(), "user lists");
+        assert_eq!(self.index.len(), self.len, "index size");
+    }
+
     /// Fixes the books after a change to the record in `slot`.
     fn settle(&mut self, slot: u32, was_open: bool, had_kick: bool) {
         let Some(e) = self.slots.get(slot as usize).and_then(Option::as_ref) else { return };

@@ -78,12 +78,13 @@ pub(super) async fn dispatch(state: Arc<HttpState>, peer: SocketAddr, request: R
         return super::vod::serve(&state.ctx, play, resource, &vod).await;
     }
     let play = client_request(&state.ctx, CallKind::Play, &name, proto, peer, &request);
+    let client_query = play.query.clone();
     let admitted = match state.ctx.admit_play(play).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(&refusal),
     };
     match resource {
-        Resource::Playlist => playlist(&state.ctx, &admitted),
+        Resource::Playlist => playlist(&state.ctx, &admitted, &client_query),
         Resource::Segment(seq) => segment(&admitted, seq),
         Resource::MpegTs => mpegts(&state.ctx, admitted),
     }
@@ -146,10 +147,11 @@ fn redirect(location: &str) -> Response {
     }
 }
 
-fn playlist(ctx: &Context, admitted: &Admitted) -> Response {
-    // Segment URIs carry the token so the player stays in its session (and a generated
-    // token, TOK-02, sticks).
-    let query = token_query(ctx, admitted.session.token());
+fn playlist(ctx: &Context, admitted: &Admitted, client_query: &[(String, String)]) -> Response {
+    // Segment URIs carry the client's query so every segment request has the same identity
+    // (`query.<param>` session keys, SESS-04) and the session's token (a generated one sticks,
+    // TOK-02).
+    let query = segment_query(ctx, admitted.session.token(), client_query);
     let text = admitted.media.playlist(&query);
     admitted.session.add_bytes(text.len() as u64);
     (
@@ -157,6 +159,23 @@ fn playlist(ctx: &Context, admitted: &Admitted) -> Response {
         text,
     )
         .into_response()
+}
+
+/// The client's query parameters with the token parameter set to the session's token, for
+/// the segment URIs of a playlist.
+pub(super) fn segment_query(ctx: &Context, token: &str, client_query: &[(String, String)]) -> String {
+    let param = ctx.token_param();
+    let mut out = String::from("?");
+    for (k, v) in client_query.iter().filter(|(k, _)| *k != param) {
+        out.extend(utf8_percent_encode(k, TOKEN_VALUE));
+        out.push('=');
+        out.extend(utf8_percent_encode(v, TOKEN_VALUE));
+        out.push('&');
+    }
+    out.push_str(&param);
+    out.push('=');
+    out.extend(utf8_percent_encode(token, TOKEN_VALUE));
+    out
 }
 
 /// `?<auth_token>=<token>`, for the segment URIs of a playlist.
