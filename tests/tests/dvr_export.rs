@@ -19,7 +19,10 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const SEGMENT_SECS: f64 = 1.0;
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 struct Fixture {
@@ -46,26 +49,44 @@ impl Fixture {
             Mock::given(method("GET"))
                 .and(path("/auth"))
                 .and(query_param("token", token))
-                .respond_with(ResponseTemplate::new(200).set_body_json(body).insert_header("X-UserId", "u1"))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .set_body_json(body)
+                        .insert_header("X-UserId", "u1"),
+                )
                 .mount(&backend)
                 .await;
         }
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         let dir = std::env::temp_dir().join(format!("usher-dvr-test-{}-{nanos}", std::process::id()));
         let config = Config {
             http: Some("127.0.0.1:0".parse().unwrap()),
-            edit_auth: Some(Credential { login: "admin".into(), password: "pw".into() }),
+            edit_auth: Some(Credential {
+                login: "admin".into(),
+                password: "pw".into(),
+            }),
             streams: vec![StreamConfig {
                 name: "s1".into(),
                 inputs: vec!["fake://fake".into()],
                 on_play: Some(AuthSpec::new(AuthTarget::Http(format!("{}/auth", backend.uri())))),
-                dvr: Some(DvrConfig { root: dir.display().to_string(), depth: Duration::from_secs(3600) }),
+                dvr: Some(DvrConfig {
+                    root: dir.display().to_string(),
+                    depth: Duration::from_secs(3600),
+                }),
                 ..StreamConfig::default()
             }],
             ..Config::default()
         };
         let server = Server::start(config).await.expect("server starts");
-        Fixture { server, backend, dir, started }
+        Fixture {
+            server,
+            backend,
+            dir,
+            started,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -81,7 +102,10 @@ impl Fixture {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 async fn get(url: &str) -> (u16, String, Vec<u8>) {
@@ -125,7 +149,10 @@ fn codecs(probe: &Value) -> Vec<String> {
 }
 
 fn duration(probe: &Value) -> f64 {
-    probe["format"]["duration"].as_str().and_then(|d| d.parse().ok()).expect("a duration")
+    probe["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("a duration")
 }
 
 #[tokio::test]
@@ -141,10 +168,16 @@ async fn exports_are_valid_files_of_the_asked_duration() {
         let file = f.dir.join(format!("export.{ext}"));
         tokio::fs::write(&file, &body).await.unwrap();
         let probe = ffprobe(&file.display().to_string()).await;
-        assert!(probe["format"]["format_name"].as_str().unwrap().contains(format), "{probe}");
+        assert!(
+            probe["format"]["format_name"].as_str().unwrap().contains(format),
+            "{probe}"
+        );
         assert_eq!(codecs(&probe), ["aac", "h264"], "{ext}: {probe}");
         let got = duration(&probe);
-        assert!((got - dur as f64).abs() <= SEGMENT_SECS + 0.05, "{ext}: {got} s for a {dur} s export");
+        assert!(
+            (got - dur as f64).abs() <= SEGMENT_SECS + 0.05,
+            "{ext}: {got} s for a {dur} s export"
+        );
 
         // The backend was asked about an archive session of that protocol.
         let asked = f.backend.received_requests().await.unwrap();
@@ -168,7 +201,12 @@ async fn exports_are_valid_files_of_the_asked_duration() {
                 .json()
                 .await
                 .unwrap();
-            record = history["sessions"].as_array().unwrap().iter().find(|s| s["proto"] == proto).cloned();
+            record = history["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["proto"] == proto)
+                .cloned();
             if record.is_some() {
                 break;
             }
@@ -208,7 +246,10 @@ async fn ranges_outside_allowed_dvr_ranges_get_403_and_no_media() {
         let (status, content_type, body) = get(&f.url(&path)).await;
         assert_eq!(status, 403, "{path}");
         assert!(content_type.starts_with("application/json"), "{path}: {content_type}");
-        assert!(!body.contains(&0x47) && !body.windows(4).any(|w| w == b"ftyp"), "{path}: no media");
+        assert!(
+            !body.contains(&0x47) && !body.windows(4).any(|w| w == b"ftyp"),
+            "{path}: no media"
+        );
     }
     // `[]` closes the archive, not the live stream (scenario 9).
     let (status, _, _) = get(&f.url("/s1/index.m3u8?token=none")).await;

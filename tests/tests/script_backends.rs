@@ -168,6 +168,7 @@ async fn start() -> Fixture {
     let text = format!(
         r#"
 http 127.0.0.1:0;
+edit_auth admin pw;
 rtmp 127.0.0.1:0;
 rtsp 127.0.0.1:0;
 
@@ -452,6 +453,77 @@ async fn configurator_precedence_over_real_hls() {
     logs()
         .line_with(&["configurator rule decided", "deny token", "127.0.0.2"])
         .await;
+}
+
+#[tokio::test]
+async fn blocks_put_through_the_api_take_effect_at_the_next_request() {
+    let f = start().await;
+    let api = |method: reqwest::Method, path: &str| {
+        reqwest::Client::new()
+            .request(method, format!("{}/streamer/api/v3/{path}", f.http()))
+            .basic_auth("admin", Some("pw"))
+    };
+    let stream = serde_json::json!({"inputs": [{"url": "fake://fake"}], "on_play": {"url": "auth://later"}});
+    let put = api(reqwest::Method::PUT, "streams/api_stream")
+        .json(&stream)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(put.status().as_u16(), 200, "{}", put.text().await.unwrap_or_default());
+    // No block of that name yet: no decision, logged with the target.
+    assert_eq!(playlist(&f, "127.0.0.1", "api_stream", "t1").await.0, 403);
+    logs()
+        .line_with(&["auth://later", "no auth_backend block has this name"])
+        .await;
+
+    let bad = serde_json::json!({"allow_ips": ["127.0.0.1", "300.0.0.1"]});
+    let answer = api(reqwest::Method::PUT, "auth_backends/later")
+        .json(&bad)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status().as_u16(), 400);
+    let text = answer.text().await.unwrap_or_default();
+    assert!(text.contains("allow_ips[1]"), "{text}");
+
+    let block = serde_json::json!({"deny_tokens": ["stolen"], "allow_default": true});
+    let answer = api(reqwest::Method::PUT, "auth_backends/later")
+        .json(&block)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status().as_u16(), 200);
+    let json: Value = answer.json().await.expect("JSON");
+    assert_eq!(json["deny_tokens"], serde_json::json!(["stolen"]));
+    assert_eq!(
+        playlist(&f, "127.0.0.1", "api_stream", "t2").await.0,
+        200,
+        "allow default admits"
+    );
+    assert_eq!(playlist(&f, "127.0.0.1", "api_stream", "stolen").await.0, 403);
+
+    let listed: Value = api(reqwest::Method::GET, "auth_backends")
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    let names: Vec<&str> = listed["auth_backends"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|b| b["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["down_default", "down_strict", "later", "office"]);
+    let deleted = api(reqwest::Method::DELETE, "auth_backends/later")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(deleted.status().as_u16(), 204);
+    assert_eq!(
+        playlist(&f, "127.0.0.1", "api_stream", "t3").await.0,
+        403,
+        "deleted: no decision again"
+    );
 }
 
 #[tokio::test]

@@ -45,7 +45,9 @@ fn unix_now() -> u64 {
 
 fn started(world: &UsherWorld, alias: &str) -> u64 {
     *world.archive.started.get(alias).unwrap_or_else(|| {
-        panic!("stream \"{alias}\" has no recording yet (use: Given stream \"{alias}\" has recorded N seconds of archive)")
+        panic!(
+            "stream \"{alias}\" has no recording yet (use: Given stream \"{alias}\" has recorded N seconds of archive)"
+        )
     })
 }
 
@@ -203,7 +205,16 @@ async fn fetch(
         .map(str::to_string);
     let text = match body(response, DOWNLOAD_TIMEOUT).await {
         Ok(b) => b,
-        Err(reason) => return (Outcome::Failed { status: Some(status), reason }, trail, received),
+        Err(reason) => {
+            return (
+                Outcome::Failed {
+                    status: Some(status),
+                    reason,
+                },
+                trail,
+                received,
+            );
+        }
     };
     received.extend_from_slice(&text);
     if status != 200 {
@@ -216,11 +227,25 @@ async fn fetch(
             let playlist = String::from_utf8_lossy(&text).into_owned();
             let Some(uri) = playlist.lines().find(|l| !l.is_empty() && !l.starts_with('#')) else {
                 let reason = format!("the archive playlist lists no segment: {playlist:?}");
-                return (Outcome::Failed { status: Some(200), reason }, trail, received);
+                return (
+                    Outcome::Failed {
+                        status: Some(200),
+                        reason,
+                    },
+                    trail,
+                    received,
+                );
             };
             let Ok(segment_url) = url.join(uri) else {
                 let reason = format!("segment URI `{uri}` does not resolve");
-                return (Outcome::Failed { status: Some(200), reason }, trail, received);
+                return (
+                    Outcome::Failed {
+                        status: Some(200),
+                        reason,
+                    },
+                    trail,
+                    received,
+                );
             };
             match client.get(segment_url.clone()).timeout(DOWNLOAD_TIMEOUT).send().await {
                 Ok(r) => {
@@ -287,7 +312,11 @@ async fn archive_request(
     tracing::debug!(viewer = name, %attempt, "archive request");
     // Recorded as a play so that the viewer steps (`is playing`, `is denied`) read it; the
     // protocol is the nearest live one.
-    let proto = if request == Request::Ts { Proto::MpegTs } else { Proto::Hls };
+    let proto = if request == Request::Ts {
+        Proto::MpegTs
+    } else {
+        Proto::Hls
+    };
     let play = Play {
         stream: alias,
         proto,
@@ -340,7 +369,9 @@ async fn received_no_media(world: &mut UsherWorld, name: String) {
         .get(&name)
         .unwrap_or_else(|| panic!("viewer \"{name}\" has made no archive request"));
     let media = received.first() == Some(&TS_SYNC_BYTE)
-        || received.windows(4).any(|w| w == b"ftyp" || w == b"moof" || w == b"mdat")
+        || received
+            .windows(4)
+            .any(|w| w == b"ftyp" || w == b"moof" || w == b"mdat")
         || received.starts_with(b"#EXTM3U");
     if media {
         panic!(

@@ -36,11 +36,11 @@ async fn closed_of(world: &UsherWorld, user: &str) -> Result<Vec<Value>, String>
         .ok_or_else(|| format!("GET {path}: expected {{\"sessions\": [...]}}, got {}", answer.text))
 }
 
-#[then(regex = r#"^the session history lists (\d+) closed sessions? of user "([^"]+)"(?: within (\d+(?:\.\d+)?) seconds?)?$"#)]
+#[then(
+    regex = r#"^the session history lists (\d+) closed sessions? of user "([^"]+)"(?: within (\d+(?:\.\d+)?) seconds?)?$"#
+)]
 async fn lists_closed(world: &mut UsherWorld, n: usize, user: String, within: String) {
-    let within = world
-        .ctx
-        .bound(opt(within).map_or(DEFAULT_WITHIN, |w| seconds(&w)));
+    let within = world.ctx.bound(opt(within).map_or(DEFAULT_WITHIN, |w| seconds(&w)));
     let deadline = Instant::now() + within;
     loop {
         let list = closed_of(world, &user).await.unwrap_or_else(|e| panic!("{e}"));
@@ -76,7 +76,10 @@ fn text(v: &Value) -> Option<String> {
 async fn latest_shows(world: &mut UsherWorld, #[step] step: &Step, user: String) {
     let list = closed_of(world, &user).await.unwrap_or_else(|e| panic!("{e}"));
     let Some(latest) = list.first() else {
-        panic!("{}", world.explain(format!("the session history has no closed session of user \"{user}\"")));
+        panic!(
+            "{}",
+            world.explain(format!("the session history has no closed session of user \"{user}\""))
+        );
     };
     let mut problems = Vec::new();
     for (field, expected) in table_rows(step) {

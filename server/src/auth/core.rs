@@ -382,8 +382,8 @@ impl AuthCore {
         let fresh_start = match reg.get_mut(key) {
             None => true,
             Some(mut e) => {
-                if let Some(rx) = &e.inflight {
-                    return Step::Wait((**rx).clone());
+                if let Some(rx) = e.inflight() {
+                    return Step::Wait(rx.clone());
                 }
                 match e.state {
                     State::Banned if now < e.expires => {
@@ -396,8 +396,7 @@ impl AuthCore {
                         if e.linger_until().is_some_and(|t| now >= t) || e.shared.ended.is_cancelled() {
                             true
                         } else if now < e.expires || e.call.is_none() {
-                            e.last_seen = now;
-                            e.closed_at = None;
+                            e.touch(now);
                             return Step::Done(Verdict::Allow(SessionHandle {
                                 shared: e.shared.clone(),
                             }));
@@ -425,7 +424,7 @@ impl AuthCore {
             });
             let shared = Arc::new(SessionShared::new(key.1, req.kind, req.proto, token, req.qs.as_deref()));
             let name = reg.stream_name(&req.name);
-            let entry = Entry::new(shared, name, req.ip, State::Pending, Some(template), now, now, Duration::ZERO);
+            let entry = Entry::new(shared, name, req.ip, State::Pending, Some(template), now, (now, Duration::ZERO));
             if let Some(old) = reg.insert(entry) {
                 old.shared.ended.cancel();
             }
@@ -435,9 +434,8 @@ impl AuthCore {
         let Some(mut e) = reg.get_mut(key) else {
             return Step::Done(Verdict::deny(DenyReason::Gone));
         };
-        e.last_seen = now;
         // A client coming back to a closed (lingering) session reopens it; a deny closes it again.
-        e.closed_at = None;
+        e.touch(now);
         let request_type = if e.state == State::Pending {
             RequestType::NewSession
         } else {
@@ -446,7 +444,7 @@ impl AuthCore {
         let request = build_request(&e, key.0, request_type, stream_clients, total_clients, now);
         let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
         let (tx, rx) = watch::channel(None);
-        e.inflight = Some(Box::new(rx.clone()));
+        e.set_inflight(Some(rx.clone()));
         e.request_number = request.request_number;
         Step::Call(Box::new(PendingCall { url, request, tx, rx }))
     }
@@ -475,7 +473,7 @@ impl AuthCore {
         let Some(mut e) = reg.get_mut(key) else {
             return (Verdict::deny(DenyReason::Gone), None);
         };
-        e.inflight = None;
+        e.set_inflight(None);
         let session_id = e.shared.session_id();
         if request_type == RequestType::UpdateSession && e.state == State::Banned {
             // Kicked while its re-check was in flight: the kick stands whatever the answer.
@@ -493,10 +491,10 @@ impl AuthCore {
                 }
                 // Every answer states the ranges anew; an absent field means the whole archive
                 // (ADV-02, RESP-07).
-                e.dvr_ranges = grant.allowed_dvr_ranges.clone().map(Box::new);
+                e.set_dvr_ranges(grant.allowed_dvr_ranges.clone());
                 let stream_cap = e.call.as_ref().and_then(|c| c.stream_max_sessions);
                 let limit = effective_limit(&grant, stream_cap);
-                e.max_sessions = limit;
+                e.set_max_sessions(limit);
                 if was_pending {
                     self.inner.sessions_total.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%session_id, stream = %&*e.name, ip = %e.ip, proto = %e.shared.proto, user_id = ?e.user_id(), "session opened");
@@ -520,7 +518,7 @@ impl AuthCore {
                 self.inner.events.closing(&e, CloseReason::Denied);
                 e.state = State::Banned;
                 e.expires = now + duration;
-                e.closed_at = Some(now);
+                e.close(now);
                 e.shared.ended.cancel();
                 (
                     Verdict::Deny {
@@ -541,7 +539,7 @@ impl AuthCore {
                     self.inner.events.closing(&e, CloseReason::Denied);
                     e.state = State::Banned;
                     e.expires = now + e.duration();
-                    e.closed_at = Some(now);
+                    e.close(now);
                     e.shared.ended.cancel();
                     (Verdict::deny(DenyReason::Backend), None)
                 }
@@ -591,7 +589,7 @@ impl AuthCore {
             if &*e.name == stream && off && e.state == State::Allowed {
                 tracing::info!(session_id = %e.shared.session_id(), stream, proto = %e.shared.proto, "protocol switched off; session closed");
                 self.inner.events.closing(&e, CloseReason::ProtocolOff);
-                e.closed_at.get_or_insert(now);
+                e.close(now);
                 // The record is forgotten so that a later request is judged afresh.
                 e.expires = now;
                 e.shared.ended.cancel();
@@ -607,8 +605,8 @@ impl AuthCore {
         if reg.get(&key).is_none() {
             let shared = Arc::new(SessionShared::new(identity, req.kind, req.proto, &token, None));
             let name = reg.stream_name(&req.name);
-            let expires = now + MAX_AUTH_DURATION;
-            reg.insert(Entry::new(shared, name, req.ip, State::Allowed, None, now, expires, MAX_AUTH_DURATION));
+            let expiry = (now + MAX_AUTH_DURATION, MAX_AUTH_DURATION);
+            reg.insert(Entry::new(shared, name, req.ip, State::Allowed, None, now, expiry));
         }
         let Some(mut entry) = reg.get_mut(&key) else {
             return Verdict::deny(DenyReason::Gone);
@@ -618,8 +616,7 @@ impl AuthCore {
         }
         entry.state = State::Allowed;
         entry.call = None;
-        entry.last_seen = now;
-        entry.closed_at = None;
+        entry.touch(now);
         Verdict::Allow(SessionHandle {
             shared: entry.shared.clone(),
         })
@@ -633,7 +630,7 @@ impl AuthCore {
             && Arc::ptr_eq(&e.shared, &handle.shared)
         {
             e.connections += 1;
-            e.closed_at = None;
+            e.reopen();
         }
         ConnectionGuard {
             core: self.clone(),
@@ -649,10 +646,10 @@ impl AuthCore {
             && Arc::ptr_eq(&e.shared, &handle.shared)
         {
             e.connections = e.connections.saturating_sub(1);
-            e.last_seen = now;
-            if e.connections == 0 && e.closed_at.is_none() {
+            e.seen_at(now);
+            if e.connections == 0 && e.closed_at().is_none() {
                 self.inner.events.closing(&e, CloseReason::Disconnected);
-                e.closed_at = Some(now);
+                e.close(now);
                 tracing::info!(session_id = %e.shared.session_id(), bytes = handle.bytes(), "connection ended; session closed");
             }
         }
@@ -666,7 +663,7 @@ impl AuthCore {
         let reg = self.registry();
         reg.get(&key)
             .filter(|e| Arc::ptr_eq(&e.shared, &handle.shared))
-            .map(|e| e.dvr_ranges.as_deref().cloned())
+            .map(|e| e.dvr_ranges().cloned())
     }
 
     /// Open sessions, oldest first.
@@ -690,7 +687,7 @@ impl AuthCore {
                         proto: e.shared.proto.as_str(),
                         token: e.shared.token().to_string(),
                         user_id: e.user_id().map(str::to_string),
-                        max_sessions: e.max_sessions,
+                        max_sessions: e.max_sessions(),
                         opened_at: e.opened_wall.unix_millis(),
                         bytes: e.shared.bytes.load(Ordering::Relaxed),
                         dvr: call.is_some_and(|c| c.dvr),
@@ -747,7 +744,7 @@ impl AuthCore {
             reg.collect_templates();
             for slot in 0..reg.slot_count() {
                 let Some(mut e) = reg.slot_mut(slot) else { continue };
-                if e.inflight.is_some() {
+                if e.inflight().is_some() {
                     continue;
                 }
                 // A session with a live connection (any protocol: an HLS identity joined by an MPEG-TS
@@ -763,10 +760,10 @@ impl AuthCore {
                     reg.remove_slot(slot);
                     continue;
                 }
-                if e.is_open() && now.duration_since(e.last_seen) >= idle && (!persistent || e.connections == 0) {
+                if e.is_open() && now.duration_since(e.last_seen()) >= idle && (!persistent || e.connections == 0) {
                     tracing::info!(session_id = %e.shared.session_id(), "idle; session closed");
                     self.inner.events.closing(&e, CloseReason::Idle);
-                    e.closed_at = Some(now);
+                    e.close(now);
                     continue;
                 }
                 let due = e.is_open() && persistent && e.connections > 0 && now >= e.expires && e.call.is_some();
@@ -780,7 +777,7 @@ impl AuthCore {
                 let request = build_request(&e, key.0, RequestType::UpdateSession, stream_clients, total_clients, now);
                 let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
                 let (tx, rx) = watch::channel(None);
-                e.inflight = Some(Box::new(rx));
+                e.set_inflight(Some(rx));
                 e.request_number = request.request_number;
                 calls.push((key, url, request, tx));
             }
@@ -930,14 +927,14 @@ fn enforce_limit(reg: &mut Registry, events: &Events, admitted: &Key, kick: &Kic
         if let Some(grace) = kick.soft
             && e.is_open()
         {
-            if e.pending_kick.is_none() {
+            if e.pending_kick().is_none() {
                 tracing::info!(
                     session_id = %e.shared.session_id(),
                     user_id = kick.user,
                     grace_secs = grace.as_secs(),
                     "over the session limit; will be closed after the soft-limitation grace"
                 );
-                e.pending_kick = Some(Box::new(PendingKick { at: now + grace, limit: kick.max, ban: kick.ban }));
+                e.set_pending_kick(Some(PendingKick { at: now + grace, limit: kick.max, ban: kick.ban }));
             }
             continue;
         }
@@ -959,8 +956,8 @@ fn ban_kicked(e: &mut Entry, user: &str, ban: Duration, reason: &str, now: Tick)
     );
     e.state = State::Banned;
     e.expires = now + ban;
-    e.closed_at = Some(now);
-    e.pending_kick = None;
+    e.close(now);
+    e.set_pending_kick(None);
     e.shared.ended.cancel();
 }
 
@@ -972,7 +969,7 @@ fn run_pending_kicks(reg: &mut Registry, events: &Events, now: Tick) {
         .into_iter()
         .filter_map(|slot| {
             let e = reg.at(slot)?;
-            e.pending_kick.as_deref().filter(|p| p.at <= now).map(|p| (e.key(), slot, *p))
+            e.pending_kick().filter(|p| p.at <= now).map(|p| (e.key(), slot, *p))
         })
         .collect();
     due.sort_by_key(|(key, _, _)| *key);
@@ -988,7 +985,7 @@ fn run_pending_kicks(reg: &mut Registry, events: &Events, now: Tick) {
             events.closing(&e, CloseReason::Kicked);
             ban_kicked(&mut e, &user, pending.ban, "exceeded session limit (after soft-limitation grace)", now);
         } else {
-            e.pending_kick = None;
+            e.set_pending_kick(None);
         }
     }
 }

@@ -172,6 +172,23 @@ pub(super) struct CallTemplate {
     pub(super) soft_limitation: bool,
 }
 
+/// What few records need at a time: a backend call in flight, a kick waiting, archive ranges,
+/// a session limit. Kept out of [`Entry`] so the common record stays small.
+#[derive(Debug, Default)]
+struct Rare {
+    inflight: Option<watch::Receiver<Outcome>>,
+    pending_kick: Option<PendingKick>,
+    /// `allowed_dvr_ranges` of the last answer (ADV-02): `None` = the field was absent.
+    dvr_ranges: Option<serde_json::Value>,
+    max_sessions: Option<u32>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.inflight.is_none() && self.pending_kick.is_none() && self.dvr_ranges.is_none() && self.max_sessions.is_none()
+    }
+}
+
 /// One identity's record. The client's query string is kept with the token in
 /// [`SessionShared`], where it usually contains it.
 #[derive(Debug)]
@@ -181,30 +198,27 @@ pub(super) struct Entry {
     user_id: Option<Name>,
     /// `None` for sessions admitted without a backend (no on_play, `true`, ADM token).
     pub(super) call: Option<Arc<CallTemplate>>,
-    pub(super) inflight: Option<Box<watch::Receiver<Outcome>>>,
-    pub(super) pending_kick: Option<Box<PendingKick>>,
-    /// `allowed_dvr_ranges` of the last answer (ADV-02): `None` = the field was absent.
-    pub(super) dvr_ranges: Option<Box<serde_json::Value>>,
+    rare: Option<Box<Rare>>,
     pub(super) opened_at: Tick,
     pub(super) opened_wall: Wall,
-    pub(super) last_seen: Tick,
+    /// While open: when the session was last seen. While closed: when it closed (nothing reads
+    /// the last sighting of a closed session, and every reopening sets it anew).
+    seen: Tick,
     /// Allowed: end of freshness. Banned: end of the ban.
     pub(super) expires: Tick,
-    pub(super) closed_at: Option<Tick>,
     /// The auth duration of the last decision (the retry period after "no decision").
     duration_ns: u64,
     pub(super) request_number: u64,
     pub(super) ip: IpAddr,
-    pub(super) max_sessions: Option<u32>,
     pub(super) connections: u32,
     /// Where this record sits in its user's list (valid while `user_id` is set).
     user_pos: u32,
     pub(super) state: State,
+    closed: bool,
 }
 
 impl Entry {
-    /// A record with no user, no decision duration, no call in flight and no kick waiting.
-    #[allow(clippy::too_many_arguments)]
+    /// An open-or-pending record with no user, no call in flight and nothing rare.
     pub(super) fn new(
         shared: Arc<SessionShared>,
         name: Name,
@@ -212,29 +226,25 @@ impl Entry {
         state: State,
         call: Option<Arc<CallTemplate>>,
         now: Tick,
-        expires: Tick,
-        duration: Duration,
+        (expires, duration): (Tick, Duration),
     ) -> Entry {
         Entry {
             shared,
             name,
             user_id: None,
             call,
-            inflight: None,
-            pending_kick: None,
-            dvr_ranges: None,
+            rare: None,
             opened_at: now,
             opened_wall: Wall::now(),
-            last_seen: now,
+            seen: now,
             expires,
-            closed_at: None,
             duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
             request_number: 0,
             ip,
-            max_sessions: None,
             connections: 0,
             user_pos: 0,
             state,
+            closed: false,
         }
     }
 
@@ -243,11 +253,47 @@ impl Entry {
     }
 
     pub(super) fn is_open(&self) -> bool {
-        self.state == State::Allowed && self.closed_at.is_none()
+        self.state == State::Allowed && !self.closed
+    }
+
+    pub(super) fn closed_at(&self) -> Option<Tick> {
+        self.closed.then_some(self.seen)
+    }
+
+    /// When an open session was last seen.
+    pub(super) fn last_seen(&self) -> Tick {
+        self.seen
+    }
+
+    /// A request (or a backendless admission) sees the session: it is open again if it was
+    /// closed.
+    pub(super) fn touch(&mut self, now: Tick) {
+        self.seen = now;
+        self.closed = false;
+    }
+
+    /// A connection ends: an open session was last seen now; a closed one keeps its close time.
+    pub(super) fn seen_at(&mut self, now: Tick) {
+        if !self.closed {
+            self.seen = now;
+        }
+    }
+
+    /// A connection attaches to the session: it is open again.
+    pub(super) fn reopen(&mut self) {
+        self.closed = false;
+    }
+
+    /// Closes the session now, or keeps its close time if it was closed already.
+    pub(super) fn close(&mut self, now: Tick) {
+        if !self.closed {
+            self.seen = now;
+            self.closed = true;
+        }
     }
 
     pub(super) fn linger_until(&self) -> Option<Tick> {
-        let closed = self.closed_at?;
+        let closed = self.closed_at()?;
         let min = closed + MIN_LINGER;
         Some(if self.call.is_some() { self.expires.max(min) } else { min })
     }
@@ -262,6 +308,47 @@ impl Entry {
 
     pub(super) fn set_duration(&mut self, d: Duration) {
         self.duration_ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    pub(super) fn inflight(&self) -> Option<&watch::Receiver<Outcome>> {
+        self.rare.as_ref()?.inflight.as_ref()
+    }
+
+    pub(super) fn set_inflight(&mut self, rx: Option<watch::Receiver<Outcome>>) {
+        self.rare_mut(|r| r.inflight = rx);
+    }
+
+    pub(super) fn pending_kick(&self) -> Option<&PendingKick> {
+        self.rare.as_ref()?.pending_kick.as_ref()
+    }
+
+    pub(super) fn set_pending_kick(&mut self, kick: Option<PendingKick>) {
+        self.rare_mut(|r| r.pending_kick = kick);
+    }
+
+    pub(super) fn dvr_ranges(&self) -> Option<&serde_json::Value> {
+        self.rare.as_ref()?.dvr_ranges.as_ref()
+    }
+
+    pub(super) fn set_dvr_ranges(&mut self, ranges: Option<serde_json::Value>) {
+        self.rare_mut(|r| r.dvr_ranges = ranges);
+    }
+
+    pub(super) fn max_sessions(&self) -> Option<u32> {
+        self.rare.as_ref()?.max_sessions
+    }
+
+    pub(super) fn set_max_sessions(&mut self, max: Option<u32>) {
+        self.rare_mut(|r| r.max_sessions = max);
+    }
+
+    /// Changes the rare part, which exists only while something in it is set.
+    fn rare_mut(&mut self, change: impl FnOnce(&mut Rare)) {
+        let rare = self.rare.get_or_insert_with(Box::default);
+        change(rare);
+        if rare.is_empty() {
+            self.rare = None;
+        }
     }
 }
 
@@ -333,7 +420,7 @@ impl Registry {
 
     pub(super) fn slot_mut(&mut self, slot: u32) -> Option<EntryMut<'_>> {
         let e = self.at(slot)?;
-        let (was_open, had_kick) = (e.is_open(), e.pending_kick.is_some());
+        let (was_open, had_kick) = (e.is_open(), e.pending_kick().is_some());
         Some(EntryMut { reg: self, slot, was_open, had_kick })
     }
 
@@ -371,7 +458,7 @@ impl Registry {
         let key = entry.key();
         let old = self.find(&key).and_then(|s| self.remove_slot(s));
         let user = entry.user_id.take();
-        let (open, kick) = (entry.is_open(), entry.pending_kick.is_some());
+        let (open, kick) = (entry.is_open(), entry.pending_kick().is_some());
         let book = self.streams.entry(entry.name.clone()).or_default();
         book.records += 1;
         if open {
@@ -411,7 +498,7 @@ impl Registry {
     pub(super) fn remove_slot(&mut self, slot: u32) -> Option<Entry> {
         let e = self.at(slot)?;
         let key = e.key();
-        let (open, kick, user) = (e.is_open(), e.pending_kick.is_some(), e.user_id.clone());
+        let (open, kick, user) = (e.is_open(), e.pending_kick().is_some(), e.user_id.clone());
         let hash = self.hash(&key);
         if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
             found.remove();
@@ -521,7 +608,7 @@ impl Registry {
                 open[k] += 1;
                 book.1[k] += 1;
             }
-            if e.pending_kick.is_some() {
+            if e.pending_kick().is_some() {
                 assert!(self.kicks.contains(&(slot as u32)), "kick of slot {slot} not booked");
                 kicks += 1;
             }
@@ -545,7 +632,7 @@ impl Registry {
     /// Fixes the books after a change to the record in `slot`.
     fn settle(&mut self, slot: u32, was_open: bool, had_kick: bool) {
         let Some(e) = self.slots.get(slot as usize).and_then(Option::as_ref) else { return };
-        let (open, kick) = (e.is_open(), e.pending_kick.is_some());
+        let (open, kick) = (e.is_open(), e.pending_kick().is_some());
         if open != was_open {
             let k = kind_ix(e.shared.kind);
             let book = self.streams.get_mut(&*e.name);
@@ -633,6 +720,6 @@ mod tests {
     #[test]
     fn a_record_stays_small() {
         // The memory bench's budget (docs/performance.md) rests on this.
-        assert!(std::mem::size_of::<Option<Entry>>() <= 144, "{}", std::mem::size_of::<Option<Entry>>());
+        assert!(std::mem::size_of::<Option<Entry>>() <= 120, "{}", std::mem::size_of::<Option<Entry>>());
     }
 }

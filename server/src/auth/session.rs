@@ -1,8 +1,9 @@
 //! What a front end holds for an admitted session.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use once_cell::race::OnceBox;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use uuid::Uuid;
 
@@ -12,45 +13,33 @@ use super::proto::Proto;
 
 /// State shared between the registry entry and the front ends serving that session.
 ///
-/// Kept small: the registry holds one per session (docs/performance.md). The session id is
-/// derived from the identity when asked for, the client's query string shares one allocation
-/// with the token, and the cancellation token behind [`SessionHandle::ended`] is made only
-/// when a front end first waits on it (HTTP segment requests never do).
+/// Kept to 72 bytes (one 96-byte heap block with the `Arc` counts): the registry holds one per
+/// session (docs/performance.md). The session id is derived from the identity when asked for,
+/// the client's query string shares one allocation with the token, and the cancellation token
+/// behind [`SessionHandle::ended`] is made only when a front end first waits on it or the
+/// session ends (HTTP segment requests never wait).
 #[derive(Debug)]
 pub(crate) struct SessionShared {
     pub(crate) identity: Identity,
     pub(crate) kind: CallKind,
     pub(crate) proto: Proto,
-    /// The query string (if any) and the token; when the query contains the token verbatim,
-    /// the token is read from inside it.
     text: Box<str>,
-    token_at: u32,
-    token_len: u32,
-    /// Length of the query string at the start of `text`; `u32::MAX` for none.
-    qs_len: u32,
+    layout: Layout,
     pub(crate) bytes: AtomicU64,
+    /// Cancelled when the session must end now: a deny on recheck, a kick, X-Unique, an
+    /// override turning the protocol off, or a DELETE through the API.
     pub(crate) ended: Ended,
 }
 
 impl SessionShared {
     pub(crate) fn new(identity: Identity, kind: CallKind, proto: Proto, token: &str, qs: Option<&str>) -> SessionShared {
-        let fits = |s: &str| u32::try_from(s.len()).is_ok_and(|n| n < u32::MAX);
-        let (text, token_at, qs_len) = match qs.filter(|q| fits(q) && fits(token)) {
-            Some(qs) => match qs.find(token) {
-                Some(at) => (qs.to_string(), at, qs.len()),
-                None => (format!("{qs}{token}"), qs.len(), qs.len()),
-            },
-            // A query or token of 4 GiB cannot reach here through a front end; keep the token.
-            None => (token.to_string(), 0, u32::MAX as usize),
-        };
+        let (text, layout) = Layout::store(token, qs);
         SessionShared {
             identity,
             kind,
             proto,
-            text: text.into_boxed_str(),
-            token_at: token_at as u32,
-            token_len: token.len() as u32,
-            qs_len: qs_len as u32,
+            text,
+            layout,
             bytes: AtomicU64::new(0),
             ended: Ended::default(),
         }
@@ -61,47 +50,93 @@ impl SessionShared {
     }
 
     pub(crate) fn token(&self) -> &str {
-        let at = self.token_at as usize;
-        &self.text[at..at + self.token_len as usize]
+        self.layout.token(&self.text)
     }
 
     /// The client's raw query string from the request that opened the session.
     pub(crate) fn qs(&self) -> Option<&str> {
-        (self.qs_len != u32::MAX).then(|| &self.text[..self.qs_len as usize])
+        self.layout.qs(&self.text)
     }
 }
 
-/// "The server ended this session": a flag, and a cancellation token made on first wait.
+/// The token and the client's query string in one allocation. The query usually carries the
+/// token (`?token=…`): then the token is read from inside it and stored once.
 ///
-/// The flag is set before the token is looked for, and a waiter makes the token before it reads
-/// the flag, with a sequentially consistent fence between each pair: whichever comes second sees
-/// the other, so a waiter cannot miss an end.
-#[derive(Debug, Default)]
-pub(crate) struct Ended {
-    flag: AtomicBool,
-    token: OnceLock<CancellationToken>,
+/// Short form (both under 64 KiB, every real client): the text is the query (if any) followed
+/// by the token unless the query contains it. Long form (`qs_len == LONG`): the text starts with
+/// the token's length in 8 hex digits and `1` or `0` for "has a query", then the token, then
+/// the query. (Six bytes of offsets, so that they pack with the kind and protocol.)
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    token_at: u16,
+    token_len: u16,
+    /// The query's length; `NO_QS` for none, `LONG` for the long form.
+    qs_len: u16,
 }
 
-impl Ended {
-    pub(crate) fn cancel(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if let Some(token) = self.token.get() {
-            token.cancel();
+const NO_QS: u16 = u16::MAX;
+const LONG: u16 = u16::MAX - 1;
+const LONG_HEADER: usize = 9;
+
+impl Layout {
+    fn store(token: &str, qs: Option<&str>) -> (Box<str>, Layout) {
+        let short = |s: &str| s.len() < usize::from(LONG);
+        if !short(token) || qs.is_some_and(|q| !short(q)) {
+            let buf = format!("{:08x}{}{token}{}", token.len(), u8::from(qs.is_some()), qs.unwrap_or(""));
+            return (buf.into_boxed_str(), Layout { token_at: 0, token_len: 0, qs_len: LONG });
         }
+        let (buf, token_at, qs_len) = match qs {
+            Some(qs) => match qs.find(token) {
+                Some(at) => (qs.to_string(), at, qs.len() as u16),
+                None => (format!("{qs}{token}"), qs.len(), qs.len() as u16),
+            },
+            None => (token.to_string(), 0, NO_QS),
+        };
+        let layout = Layout { token_at: token_at as u16, token_len: token.len() as u16, qs_len };
+        (buf.into_boxed_str(), layout)
+    }
+
+    fn long_token_len(text: &str) -> usize {
+        usize::from_str_radix(&text[..8], 16).unwrap_or(0)
+    }
+
+    fn token(self, text: &str) -> &str {
+        if self.qs_len == LONG {
+            return &text[LONG_HEADER..LONG_HEADER + Self::long_token_len(text)];
+        }
+        let at = usize::from(self.token_at);
+        &text[at..at + usize::from(self.token_len)]
+    }
+
+    fn qs(self, text: &str) -> Option<&str> {
+        match self.qs_len {
+            NO_QS => None,
+            LONG => (&text[8..LONG_HEADER] == "1").then(|| &text[LONG_HEADER + Self::long_token_len(text)..]),
+            n => Some(&text[..usize::from(n)]),
+        }
+    }
+}
+
+/// "The server ended this session": a cancellation token made on first use, by whoever comes
+/// first, the one ending the session or the first front end waiting for the end.
+#[derive(Debug, Default)]
+pub(crate) struct Ended(OnceBox<CancellationToken>);
+
+impl Ended {
+    fn token(&self) -> &CancellationToken {
+        self.0.get_or_init(|| Box::new(CancellationToken::new()))
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.token().cancel();
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+        self.0.get().is_some_and(CancellationToken::is_cancelled)
     }
 
     pub(crate) fn cancelled(&self) -> WaitForCancellationFuture<'_> {
-        let token = self.token.get_or_init(CancellationToken::new);
-        fence(Ordering::SeqCst);
-        if self.flag.load(Ordering::SeqCst) {
-            token.cancel();
-        }
-        token.cancelled()
+        self.token().cancelled()
     }
 }
 
@@ -175,10 +210,29 @@ mod tests {
         assert_eq!((s.token(), s.qs()), ("t", Some("")));
     }
 
+    #[test]
+    fn long_tokens_and_queries_keep_their_text() {
+        let long = "k".repeat(70_000);
+        let qs = format!("token={long}");
+        let s = shared(&long, Some(&qs));
+        assert_eq!((s.token(), s.qs()), (long.as_str(), Some(qs.as_str())));
+        let s = shared(&long, None);
+        assert_eq!((s.token(), s.qs()), (long.as_str(), None));
+        let s = shared("t", Some(&qs));
+        assert_eq!((s.token(), s.qs()), ("t", Some(qs.as_str())));
+    }
+
+    #[test]
+    fn shared_state_fits_one_small_block() {
+        assert!(std::mem::size_of::<SessionShared>() <= 72, "{}", std::mem::size_of::<SessionShared>());
+    }
+
     #[tokio::test]
     async fn an_end_before_or_after_the_first_wait_is_seen() {
         let before = Ended::default();
+        assert!(!before.is_cancelled());
         before.cancel();
+        assert!(before.is_cancelled());
         before.cancelled().await;
         let after = Arc::new(Ended::default());
         let waiter = tokio::spawn({

@@ -92,7 +92,10 @@ impl Archive {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let last_end_ms = segments.values().next_back().map_or(0, |s: &ArchivedSegment| s.start_ms + s.duration_ms);
+        let last_end_ms = segments
+            .values()
+            .next_back()
+            .map_or(0, |s: &ArchivedSegment| s.start_ms + s.duration_ms);
         tracing::info!(dir = %dir.display(), segments = segments.len(), depth_secs = depth.as_secs(), "dvr archive opened");
         let stale_lines = lines - segments.len();
         let archive = Arc::new(Archive {
@@ -201,7 +204,10 @@ impl Archive {
             let duration_ms = ((info.duration * 1000.0).round() as i64).max(1);
             sequence_before = Some(info.sequence);
             let Some(bytes) = source.segment(info.sequence) else {
-                tracing::debug!(sequence = info.sequence, "dvr: segment left the window before it was recorded");
+                tracing::debug!(
+                    sequence = info.sequence,
+                    "dvr: segment left the window before it was recorded"
+                );
                 continue;
             };
             let segment = ArchivedSegment {
@@ -288,8 +294,17 @@ impl Archive {
 }
 
 fn index_line(s: &ArchivedSegment) -> String {
-    let file = s.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    format!("{} {} {} {file}\n", s.start_ms, s.duration_ms, u8::from(s.discontinuity))
+    let file = s
+        .path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(
+        "{} {} {} {file}\n",
+        s.start_ms,
+        s.duration_ms,
+        u8::from(s.discontinuity)
+    )
 }
 
 /// A line of the index; `None` for anything malformed (a torn last line after a crash).
@@ -328,7 +343,15 @@ mod tests {
             path: dir.join("1700000000123.ts"),
         };
         assert_eq!(parse_line(dir, index_line(&s).trim_end()), Some(s));
-        for bad in ["", "1 2", "1 2 3 1.ts", "1 0 0 1.ts", "1 2 0 ../etc/passwd", "1 2 0 1.ts extra", "x 2 0 x.ts"] {
+        for bad in [
+            "",
+            "1 2",
+            "1 2 3 1.ts",
+            "1 0 0 1.ts",
+            "1 2 0 ../etc/passwd",
+            "1 2 0 1.ts extra",
+            "x 2 0 x.ts",
+        ] {
             assert_eq!(parse_line(dir, bad), None, "{bad:?}");
         }
     }

@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use super::archive::ArchivedSegment;
 use super::mp4::Fmp4Writer;
-use crate::media::{AccessUnit, Track};
 use crate::media::ts::{ContinuityRewriter, TsIngest};
+use crate::media::{AccessUnit, Track};
 
 /// Reads the next segment file; a file deleted meanwhile (pruned) is skipped.
 async fn next_file(segments: &mut VecDeque<ArchivedSegment>) -> Option<io::Result<Vec<u8>>> {

@@ -111,7 +111,9 @@ impl Dvr {
         let mut recording = Vec::new();
         for stream in self.streams.list() {
             let Some(config) = stream.effective().dvr else { continue };
-            let Some(archive) = self.archive(stream.name(), &config).await else { continue };
+            let Some(archive) = self.archive(stream.name(), &config).await else {
+                continue;
+            };
             recording.push(stream.name().to_string());
             match stream.media() {
                 Ok(media) => {

@@ -82,7 +82,12 @@ impl Fmp4Writer {
     pub fn new(video: Option<AvcParams>, audio: Option<AacConfig>) -> Option<Fmp4Writer> {
         let video = video.map(|params| {
             let (width, height) = params.dimensions().unwrap_or((0, 0));
-            VideoTrack { id: 1, params, width, height }
+            VideoTrack {
+                id: 1,
+                params,
+                width,
+                height,
+            }
         });
         let audio = audio.and_then(|config| {
             let sample_rate = config.sample_rate()?;
@@ -114,7 +119,14 @@ impl Fmp4Writer {
 
     /// `ftyp` and `moov`, announcing `duration_ms` (in `mvhd` and `mehd`).
     pub fn init(&self, duration_ms: u64) -> Bytes {
-        let ftyp = bx(b"ftyp", &cat(&[b"isom".to_vec(), 0x200u32.to_be_bytes().to_vec(), b"isomiso6avc1mp41".to_vec()]));
+        let ftyp = bx(
+            b"ftyp",
+            &cat(&[
+                b"isom".to_vec(),
+                0x200u32.to_be_bytes().to_vec(),
+                b"isomiso6avc1mp41".to_vec(),
+            ]),
+        );
         let next_track = 1 + u32::from(self.video.is_some()) + u32::from(self.audio.is_some());
         let mut mvhd = Vec::new();
         mvhd.extend_from_slice(&0u64.to_be_bytes()); // creation_time
@@ -232,8 +244,8 @@ impl Fmp4Writer {
                 }
                 None => self.last_video_delta,
             };
-            let offset = i32::try_from(i64::try_from(u.pts).unwrap_or(0) - i64::try_from(u.dts).unwrap_or(0))
-                .unwrap_or(0);
+            let offset =
+                i32::try_from(i64::try_from(u.pts).unwrap_or(0) - i64::try_from(u.dts).unwrap_or(0)).unwrap_or(0);
             video_samples.push(TrunSample {
                 duration,
                 size: video_data[i].len() as u32,
@@ -246,7 +258,9 @@ impl Fmp4Writer {
         let mut audio_samples = Vec::with_capacity(audio.len());
         for (i, u) in audio.iter().enumerate() {
             let duration = match audio.get(i + 1) {
-                Some(next) => u32::try_from(audio_time(next).saturating_sub(audio_time(u))).unwrap_or(AAC_FRAME_SAMPLES),
+                Some(next) => {
+                    u32::try_from(audio_time(next).saturating_sub(audio_time(u))).unwrap_or(AAC_FRAME_SAMPLES)
+                }
                 None => AAC_FRAME_SAMPLES,
             };
             audio_samples.push(TrunSample {
@@ -261,7 +275,12 @@ impl Fmp4Writer {
         let build = |video_offset: u32, audio_offset: u32| -> Vec<u8> {
             let mut trafs = Vec::new();
             if let (Some(v), Some(first)) = (&self.video, video.first()) {
-                trafs.extend(traf(v.id, first.dts.saturating_sub(origin), &video_samples, video_offset));
+                trafs.extend(traf(
+                    v.id,
+                    first.dts.saturating_sub(origin),
+                    &video_samples,
+                    video_offset,
+                ));
             }
             if let (Some(a), Some(first)) = (&self.audio, audio.first()) {
                 trafs.extend(traf(a.id, audio_time(first), &audio_samples, audio_offset));

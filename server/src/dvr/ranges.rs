@@ -170,7 +170,14 @@ mod tests {
 
     #[test]
     fn malformed_values_grant_nothing() {
-        for bad in [json!({}), json!("all"), json!(5), json!([{}]), json!([{"opened_at": "x"}]), json!([[1, 2]])] {
+        for bad in [
+            json!({}),
+            json!("all"),
+            json!(5),
+            json!([{}]),
+            json!([{"opened_at": "x"}]),
+            json!([[1, 2]]),
+        ] {
             let a = AllowedRanges::from_answer(Some(&bad));
             assert!(!a.touches(&r(0, i64::MAX / 2000)), "{bad}");
         }

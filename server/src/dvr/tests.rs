@@ -29,16 +29,23 @@ async fn recording_is_contiguous_bounded_by_depth_and_survives_a_reopen() {
     run(&archive, &media, &mut now_ms, 30).await;
 
     let segments = archive.segments();
-    assert!((9..=12).contains(&segments.len()), "{} segments kept for a 10 s depth", segments.len());
+    assert!(
+        (9..=12).contains(&segments.len()),
+        "{} segments kept for a 10 s depth",
+        segments.len()
+    );
     for pair in segments.windows(2) {
         assert_eq!(pair[0].start_ms + pair[0].duration_ms, pair[1].start_ms, "contiguous");
         assert!(!pair[1].discontinuity);
     }
     let last = segments.last().unwrap();
-    assert!((now_ms - (last.start_ms + last.duration_ms)).abs() <= 1000, "the newest ends about now");
-    let files = std::fs::read_dir(&dir).unwrap().filter(|e| {
-        e.as_ref().unwrap().path().extension().is_some_and(|x| x == "ts")
-    });
+    assert!(
+        (now_ms - (last.start_ms + last.duration_ms)).abs() <= 1000,
+        "the newest ends about now"
+    );
+    let files = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "ts"));
     assert_eq!(files.count(), segments.len(), "old files are deleted");
 
     // Every file is a TS segment the demuxer reads.
@@ -52,9 +59,15 @@ async fn recording_is_contiguous_bounded_by_depth_and_survives_a_reopen() {
     assert_eq!(reopened.segments(), segments);
 
     // Range queries.
-    let range = TimeRange { from: segments[2].start_ms, to: segments[5].start_ms };
+    let range = TimeRange {
+        from: segments[2].start_ms,
+        to: segments[5].start_ms,
+    };
     assert_eq!(archive.centred_in(&range), segments[2..5].to_vec());
-    let range = TimeRange { from: segments[2].start_ms + 100, to: segments[5].start_ms };
+    let range = TimeRange {
+        from: segments[2].start_ms + 100,
+        to: segments[5].start_ms,
+    };
     assert_eq!(archive.overlapping(&range), segments[2..5].to_vec());
     drop(reopened);
     let _ = std::fs::remove_dir_all(&dir);

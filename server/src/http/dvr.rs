@@ -127,16 +127,26 @@ pub(super) fn route(state: &Arc<HttpState>, peer: SocketAddr, request: &Request)
     };
     let mut play = client_request(ctx, CallKind::Play, &name, resource.proto(), peer, request);
     play.dvr = true;
-    Some(ArchiveRequest::Play { name, resource, config, play })
+    Some(ArchiveRequest::Play {
+        name,
+        resource,
+        config,
+        play,
+    })
 }
 
 /// Serves an archive request: admission with `dvr=true`, the range check, then the media.
 pub(super) async fn serve(state: Arc<HttpState>, request: ArchiveRequest) -> Response {
     match request {
         ArchiveRequest::Ready(response) => response,
-        ArchiveRequest::Play { name, resource, config, play } => {
-            serve_admitted(&state, name, resource, config, play).await.unwrap_or_else(|r| r)
-        }
+        ArchiveRequest::Play {
+            name,
+            resource,
+            config,
+            play,
+        } => serve_admitted(&state, name, resource, config, play)
+            .await
+            .unwrap_or_else(|r| r),
     }
 }
 
@@ -182,14 +192,20 @@ async fn serve_admitted(
             let text = playlist(&segments, &token_query(ctx, session.token()));
             session.add_bytes(text.len() as u64);
             (
-                [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl"), (header::CACHE_CONTROL, "no-cache")],
+                [
+                    (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
                 text,
             )
                 .into_response()
         }
         ArchiveResource::Segment(start_ms) => {
             let Some(segment) = archive.segment(start_ms) else {
-                return Err(error_response(StatusCode::NOT_FOUND, format!("no archived segment at {start_ms}")));
+                return Err(error_response(
+                    StatusCode::NOT_FOUND,
+                    format!("no archived segment at {start_ms}"),
+                ));
             };
             if !allowed.touches(&segment.range()) {
                 return Err(forbidden());
@@ -215,8 +231,16 @@ async fn serve_admitted(
             }
             let guard = ctx.core.attach(&session);
             let (content_type, extension, body) = match resource {
-                ArchiveResource::Mp4(_) => ("video/mp4", "mp4", export_body(Export::Mp4(Mp4Export::new(segments)), guard)),
-                _ => ("video/mp2t", "ts", export_body(Export::Ts(TsExport::new(segments)), guard)),
+                ArchiveResource::Mp4(_) => (
+                    "video/mp4",
+                    "mp4",
+                    export_body(Export::Mp4(Box::new(Mp4Export::new(segments))), guard),
+                ),
+                _ => (
+                    "video/mp2t",
+                    "ts",
+                    export_body(Export::Ts(TsExport::new(segments)), guard),
+                ),
             };
             let file = format!(
                 "attachment; filename=\"{}-{}-{}.{extension}\"",
@@ -224,7 +248,13 @@ async fn serve_admitted(
                 range.from / 1000,
                 (range.to - range.from) / 1000
             );
-            ([(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, file)], body)
+            (
+                [
+                    (header::CONTENT_TYPE, content_type.to_string()),
+                    (header::CONTENT_DISPOSITION, file),
+                ],
+                body,
+            )
                 .into_response()
         }
     };
@@ -266,7 +296,7 @@ fn playlist(segments: &[ArchivedSegment], query: &str) -> String {
 }
 
 enum Export {
-    Mp4(Mp4Export),
+    Mp4(Box<Mp4Export>),
     Ts(TsExport),
 }
 

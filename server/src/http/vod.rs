@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error_response;
-use super::play::{Resource, refusal_response, token_query};
+use super::play::{Resource, refusal_response, segment_query};
 use crate::auth::PlayRequest;
 use crate::context::Context;
 use crate::streams::VodRequest;
@@ -14,13 +14,16 @@ use crate::streams::VodRequest;
 /// Answers one VOD HLS request (`play` is its auth request, proto `hls`).
 pub(super) async fn serve(ctx: &Context, play: PlayRequest, resource: Resource, vod: &VodRequest) -> Response {
     let name = play.name.clone();
+    let client_query = play.query.clone();
     let admitted = match ctx.admit_vod(play, vod).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(&refusal),
     };
     match resource {
         Resource::Playlist => {
-            let text = admitted.media.playlist(&token_query(ctx, admitted.session.token()));
+            // As for live HLS: segment URIs carry the client's query and the session's token.
+            let query = segment_query(ctx, admitted.session.token(), &client_query);
+            let text = admitted.media.playlist(&query);
             admitted.session.add_bytes(text.len() as u64);
             ([(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")], text).into_response()
         }
