@@ -8,6 +8,8 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod dvr;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod http;
 pub mod media;

@@ -78,10 +78,14 @@ impl Server {
             source,
         })?;
 
-        let backend: Arc<HttpBackend> =
-            Arc::new(HttpBackend::new().map_err(|e| ServerError::Client(e.to_string()))?);
+        let backend: Arc<HttpBackend> = Arc::new(HttpBackend::new().map_err(|e| ServerError::Client(e.to_string()))?);
         let script = ScriptBackend::new().map_err(|e| ServerError::Client(e.to_string()))?;
-        let geoip = config.geoip_db.as_deref().map(GeoIp::open).transpose().map_err(ServerError::GeoIp)?;
+        let geoip = config
+            .geoip_db
+            .as_deref()
+            .map(GeoIp::open)
+            .transpose()
+            .map_err(ServerError::GeoIp)?;
         let configurator = Arc::new(Configurator::new(config.auth_backends.clone(), backend.clone(), geoip));
         let secret = config.server_secret.clone().unwrap_or_else(|| {
             let bytes: [u8; 32] = rand::random();

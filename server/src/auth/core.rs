@@ -41,6 +41,11 @@ use crate::config::{AuthSpec, AuthTarget, Protocols, SessionKeys};
 
 /// How often the sweeper looks for due rechecks, idle sessions and expired records.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// Records the sweeper handles per hold of the registry lock.
+const SWEEP_CHUNK: u32 = 4096;
+
+/// A background re-check the sweeper starts once it has let go of the lock.
+type SweepCall = (Key, String, BackendRequest, watch::Sender<Outcome>);
 
 /// The stream side of a `config` override (CONF-01..03): the core hands the object over and
 /// learns which protocols the stream serves afterwards.
@@ -736,56 +741,72 @@ impl AuthCore {
         let now = self.now();
         let idle = self.inner.settings.http_session_idle;
         let mut calls = Vec::new();
-        {
-            let mut reg = self.registry();
-            #[cfg(debug_assertions)]
-            reg.audit();
-            run_pending_kicks(&mut reg, &self.inner.events, now);
-            reg.collect_templates();
-            for slot in 0..reg.slot_count() {
-                let Some(mut e) = reg.slot_mut(slot) else { continue };
-                if e.inflight().is_some() {
-                    continue;
-                }
-                // A session with a live connection (any protocol: an HLS identity joined by an MPEG-TS
-                // response) is persistent while it lasts.
-                let persistent = e.shared.proto.is_persistent() || e.connections > 0;
-                let forget = match e.state {
-                    State::Banned => now >= e.expires,
-                    State::Pending => false,
-                    State::Allowed => e.linger_until().is_some_and(|t| now >= t),
-                };
-                if forget {
-                    drop(e);
-                    reg.remove_slot(slot);
-                    continue;
-                }
-                if e.is_open() && now.duration_since(e.last_seen()) >= idle && (!persistent || e.connections == 0) {
-                    tracing::info!(session_id = %e.shared.session_id(), "idle; session closed");
-                    self.inner.events.closing(&e, CloseReason::Idle);
-                    e.close(now);
-                    continue;
-                }
-                let due = e.is_open() && persistent && e.connections > 0 && now >= e.expires && e.call.is_some();
-                if !due {
-                    continue;
-                }
-                let (key, name) = (e.key(), e.name.clone());
-                drop(e);
-                let (stream_clients, total_clients) = reg.counts(&name, &key);
-                let Some(mut e) = reg.slot_mut(slot) else { continue };
-                let request = build_request(&e, key.0, RequestType::UpdateSession, stream_clients, total_clients, now);
-                let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
-                let (tx, rx) = watch::channel(None);
-                e.set_inflight(Some(rx));
-                e.request_number = request.request_number;
-                calls.push((key, url, request, tx));
+        let mut reg = self.registry();
+        #[cfg(debug_assertions)]
+        reg.audit();
+        run_pending_kicks(&mut reg, &self.inner.events, now);
+        reg.collect_templates();
+        // The pass lets go of the lock between chunks of records, so that at a million
+        // sessions requests wait for one chunk, not for the whole pass. Records are
+        // independent here; a request between chunks is one that came just before or after.
+        let mut slot = 0;
+        while slot < reg.slot_count() {
+            if slot % SWEEP_CHUNK == 0 && slot > 0 {
+                drop(reg);
+                reg = self.registry();
             }
+            self.sweep_slot(&mut reg, slot, now, idle, &mut calls);
+            slot += 1;
         }
+        drop(reg);
         for (key, url, request, tx) in calls {
             let core = self.clone();
             tokio::spawn(async move { core.resolve(key, url, request, tx).await });
         }
+    }
+
+    /// The sweep of one record; a background re-check it starts is added to `calls`.
+    fn sweep_slot(&self, reg: &mut Registry, slot: u32, now: Tick, idle: Duration, calls: &mut Vec<SweepCall>) {
+        let Some(mut e) = reg.slot_mut(slot) else { return };
+        if e.inflight().is_some() {
+            return;
+        }
+        let forget = match e.state {
+            State::Banned => now >= e.expires,
+            State::Pending => false,
+            State::Allowed => e.linger_until().is_some_and(|t| now >= t),
+        };
+        if forget {
+            drop(e);
+            reg.remove_slot(slot);
+            return;
+        }
+        // A session with a live connection (any protocol: an HLS identity joined by an MPEG-TS
+        // response) is persistent while it lasts: it does not idle, and it is re-checked in
+        // the background. Without one, any session idles (a persistent protocol's session has
+        // no connection left once its last one ended). Tested first, this needs no look at the
+        // shared state, so a pass over a million records reads the slab alone.
+        let connected = e.connections > 0;
+        if e.is_open() && !connected && now.duration_since(e.last_seen()) >= idle {
+            tracing::info!(session_id = %e.shared.session_id(), "idle; session closed");
+            self.inner.events.closing(&e, CloseReason::Idle);
+            e.close(now);
+            return;
+        }
+        let due = e.is_open() && connected && now >= e.expires && e.call.is_some();
+        if !due {
+            return;
+        }
+        let (key, name) = (e.key(), e.name.clone());
+        drop(e);
+        let (stream_clients, total_clients) = reg.counts(&name, &key);
+        let Some(mut e) = reg.slot_mut(slot) else { return };
+        let request = build_request(&e, key.0, RequestType::UpdateSession, stream_clients, total_clients, now);
+        let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
+        let (tx, rx) = watch::channel(None);
+        e.set_inflight(Some(rx));
+        e.request_number = request.request_number;
+        calls.push((key, url, request, tx));
     }
 
     /// Runs [`sweep`](Self::sweep) every [`SWEEP_INTERVAL`] until `shutdown` is cancelled.

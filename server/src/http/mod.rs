@@ -3,7 +3,7 @@
 mod api;
 mod dvr;
 mod ingest;
-mod play;
+pub(crate) mod play;
 mod vod;
 
 use std::net::SocketAddr;

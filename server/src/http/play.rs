@@ -21,14 +21,14 @@ const TOKEN_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remov
 
 /// What a media path asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Resource {
+pub(crate) enum Resource {
     Playlist,
     Segment(u64),
     MpegTs,
 }
 
 /// Splits `/NAME/…/index.m3u8` into the stream name and the resource; names may hold `/`.
-fn parse_path(path: &str) -> Option<(String, Resource)> {
+pub(crate) fn parse_path(path: &str) -> Option<(String, Resource)> {
     let path = percent_decode_str(path).decode_utf8().ok()?;
     let path = path.strip_prefix('/')?;
     let (name, last) = path.rsplit_once('/')?;
@@ -164,7 +164,11 @@ fn playlist(ctx: &Context, admitted: &Admitted, client_query: &[(String, String)
 /// The client's query parameters with the token parameter set to the session's token, for
 /// the segment URIs of a playlist.
 pub(super) fn segment_query(ctx: &Context, token: &str, client_query: &[(String, String)]) -> String {
-    let param = ctx.token_param();
+    segment_query_for(&ctx.token_param(), token, client_query)
+}
+
+/// [`segment_query`] with the token parameter's name given.
+pub(crate) fn segment_query_for(param: &str, token: &str, client_query: &[(String, String)]) -> String {
     let mut out = String::from("?");
     for (k, v) in client_query.iter().filter(|(k, _)| *k != param) {
         out.extend(utf8_percent_encode(k, TOKEN_VALUE));
@@ -172,7 +176,7 @@ pub(super) fn segment_query(ctx: &Context, token: &str, client_query: &[(String,
         out.extend(utf8_percent_encode(v, TOKEN_VALUE));
         out.push('&');
     }
-    out.push_str(&param);
+    out.push_str(param);
     out.push('=');
     out.extend(utf8_percent_encode(token, TOKEN_VALUE));
     out

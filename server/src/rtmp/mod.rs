@@ -30,7 +30,7 @@
 mod amf;
 mod connection;
 mod flv;
-mod inbound;
+pub(crate) mod inbound;
 mod names;
 mod play;
 mod publish;

@@ -21,11 +21,11 @@
 //!   413 and a close of that connection only, logged with the peer address.
 
 mod connection;
-mod framing;
+pub(crate) mod framing;
 pub mod rtp;
 mod sdp;
-mod target;
-mod transport;
+pub(crate) mod target;
+pub(crate) mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
