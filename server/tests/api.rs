@@ -269,28 +269,77 @@ async fn override_layer_is_separate_and_bad_overrides_are_rejected_whole() {
         .await;
     let api = Api::start().await;
     let stream = json!({"inputs":[{"url":"fake://fake"}],"on_play":{"url": format!("{}/auth", backend.uri())}});
-    api.call(reqwest::Method::PUT, "/streamer/api/v3/streams/s1", Some(&stream.to_string())).await;
+    api.call(
+        reqwest::Method::PUT,
+        "/streamer/api/v3/streams/s1",
+        Some(&stream.to_string()),
+    )
+    .await;
 
     // A bad override (unknown key) is rejected whole: HLS stays on and the viewer plays.
-    assert_eq!(reqwest::get(api.url("/s1/index.m3u8?token=odd")).await.unwrap().status(), StatusCode::OK);
-    let (_, layer) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1?part=config_override", None).await;
+    assert_eq!(
+        reqwest::get(api.url("/s1/index.m3u8?token=odd"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let (_, layer) = api
+        .call(
+            reqwest::Method::GET,
+            "/streamer/api/v3/streams/s1?part=config_override",
+            None,
+        )
+        .await;
     assert_eq!(layer, json!({}));
 
-    assert_eq!(reqwest::get(api.url("/s1/index.m3u8?token=good")).await.unwrap().status(), StatusCode::OK);
-    let (_, layer) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1?part=config_override", None).await;
+    assert_eq!(
+        reqwest::get(api.url("/s1/index.m3u8?token=good"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let (_, layer) = api
+        .call(
+            reqwest::Method::GET,
+            "/streamer/api/v3/streams/s1?part=config_override",
+            None,
+        )
+        .await;
     assert_eq!(layer, json!({"protocols": {"mpegts": false}}));
-    let (_, effective) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1", None).await;
+    let (_, effective) = api
+        .call(reqwest::Method::GET, "/streamer/api/v3/streams/s1", None)
+        .await;
     assert_eq!(effective["protocols"]["mpegts"], false);
-    let (_, disk) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1?part=config_on_disk", None).await;
+    let (_, disk) = api
+        .call(
+            reqwest::Method::GET,
+            "/streamer/api/v3/streams/s1?part=config_on_disk",
+            None,
+        )
+        .await;
     assert_eq!(disk["protocols"]["mpegts"], true);
-    assert_eq!(reqwest::get(api.url("/s1/mpegts?token=good")).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        reqwest::get(api.url("/s1/mpegts?token=good")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
 
-    let (status, _) =
-        api.call(reqwest::Method::DELETE, "/streamer/api/v3/streams/s1?part=config_override", None).await;
+    let (status, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            "/streamer/api/v3/streams/s1?part=config_override",
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, effective) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1", None).await;
+    let (_, effective) = api
+        .call(reqwest::Method::GET, "/streamer/api/v3/streams/s1", None)
+        .await;
     assert_eq!(effective["protocols"]["mpegts"], true);
-    let (status, body) = api.call(reqwest::Method::GET, "/streamer/api/v3/streams/s1?part=bogus", None).await;
+    let (status, body) = api
+        .call(reqwest::Method::GET, "/streamer/api/v3/streams/s1?part=bogus", None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(title(&body).contains("part"), "{body}");
 }

@@ -32,8 +32,15 @@ const TIMEOUT: u64 = 3;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Reply {
-    Allow { secs: u64, user: Option<u8>, max: Option<u32>, unique: bool },
-    Deny { secs: u64 },
+    Allow {
+        secs: u64,
+        user: Option<u8>,
+        max: Option<u32>,
+        unique: bool,
+    },
+    Deny {
+        secs: u64,
+    },
     Fail,
     Timeout,
 }
@@ -41,11 +48,23 @@ enum Reply {
 #[derive(Debug, Clone)]
 enum Event {
     /// The backend's answer for this (client, stream)'s token from now on.
-    Script { client: u8, stream: u8, reply: Reply },
-    Play { client: u8, stream: u8 },
-    Advance { secs: u64 },
+    Script {
+        client: u8,
+        stream: u8,
+        reply: Reply,
+    },
+    Play {
+        client: u8,
+        stream: u8,
+    },
+    Advance {
+        secs: u64,
+    },
     /// Close the client's session on that stream through the API.
-    Close { client: u8, stream: u8 },
+    Close {
+        client: u8,
+        stream: u8,
+    },
 }
 
 fn reply() -> impl Strategy<Value = Reply> {
@@ -94,18 +113,28 @@ impl Backend for Scripted {
         let reply = self.replies.lock().unwrap().get(&token).cloned().unwrap_or(Reply::Fail);
         Box::pin(async move {
             match reply {
-                Reply::Allow { secs, user, max, unique } => Answer::Allow(Grant {
+                Reply::Allow {
+                    secs,
+                    user,
+                    max,
+                    unique,
+                } => Answer::Allow(Grant {
                     duration: Duration::from_secs(secs),
                     user_id: user.map(|u| format!("u{u}")),
                     max_sessions: max,
                     unique,
                     ..Grant::default()
                 }),
-                Reply::Deny { secs } => Answer::Deny { status: 403, duration: Duration::from_secs(secs) },
+                Reply::Deny { secs } => Answer::Deny {
+                    status: 403,
+                    duration: Duration::from_secs(secs),
+                },
                 Reply::Fail => Answer::NoDecision { reason: "500".into() },
                 Reply::Timeout => {
                     tokio::time::sleep(Duration::from_secs(TIMEOUT)).await;
-                    Answer::NoDecision { reason: "timeout".into() }
+                    Answer::NoDecision {
+                        reason: "timeout".into(),
+                    }
                 }
             }
         })
@@ -154,7 +183,12 @@ impl Model {
     }
 
     fn counts(&self, key: (u8, u8)) -> (u64, u64) {
-        let open: Vec<(u8, u8)> = self.recs.keys().copied().filter(|k| *k != key && self.is_open(*k)).collect();
+        let open: Vec<(u8, u8)> = self
+            .recs
+            .keys()
+            .copied()
+            .filter(|k| *k != key && self.is_open(*k))
+            .collect();
         let stream = open.iter().filter(|k| k.1 == key.1).count() as u64;
         (stream, open.len() as u64)
     }
@@ -187,14 +221,27 @@ impl Model {
             Some(Rec::Allowed { request_number, .. }) => (RequestType::UpdateSession, request_number + 1),
             _ => (RequestType::NewSession, 1),
         };
-        let call = Call { request_type, request_number, stream_clients, total_clients };
+        let call = Call {
+            request_type,
+            request_number,
+            stream_clients,
+            total_clients,
+        };
         let started = now;
         if reply == Reply::Timeout {
             self.now += TIMEOUT;
         }
         let now = self.now;
         let allowed = match (reply, existing) {
-            (Reply::Allow { secs, user, max, unique }, existing) => {
+            (
+                Reply::Allow {
+                    secs,
+                    user,
+                    max,
+                    unique,
+                },
+                existing,
+            ) => {
                 let (opened_at, old_user) = match existing {
                     Some(Rec::Allowed { opened_at, user, .. }) => (opened_at, user),
                     _ => (started, None),
@@ -203,7 +250,14 @@ impl Model {
                 let user = if user.is_some() || is_new { user } else { old_user };
                 self.recs.insert(
                     key,
-                    Rec::Allowed { opened_at, last_seen: started, expires: now + secs, duration: secs, user, request_number },
+                    Rec::Allowed {
+                        opened_at,
+                        last_seen: started,
+                        expires: now + secs,
+                        duration: secs,
+                        user,
+                        request_number,
+                    },
                 );
                 let limit = if unique { Some(1) } else { max };
                 match (user, limit) {
@@ -223,7 +277,15 @@ impl Model {
                 self.recs.insert(key, Rec::Banned { until: now + secs });
                 false
             }
-            (Reply::Fail | Reply::Timeout, Some(Rec::Allowed { opened_at, user, duration, .. })) => {
+            (
+                Reply::Fail | Reply::Timeout,
+                Some(Rec::Allowed {
+                    opened_at,
+                    user,
+                    duration,
+                    ..
+                }),
+            ) => {
                 self.recs.insert(
                     key,
                     Rec::Allowed {
@@ -265,9 +327,7 @@ impl Model {
             .recs
             .iter()
             .filter(|(k, r)| {
-                **k != admitted
-                    && self.is_granted(**k)
-                    && matches!(r, Rec::Allowed { user: Some(u), .. } if *u == user)
+                **k != admitted && self.is_granted(**k) && matches!(r, Rec::Allowed { user: Some(u), .. } if *u == user)
             })
             .map(|(k, r)| match r {
                 Rec::Allowed { opened_at, .. } => (self.is_open(*k), *opened_at, self.identity[k], *k),
@@ -313,12 +373,23 @@ fn identity_of(keys: &SessionKeys, client: u8, stream: u8) -> Identity {
     let token = token(client, stream);
     Identity::compute(
         keys,
-        &RequestFacts { name: &name, ip: ip(client), proto: Proto::Hls, token: Some(&token), headers: &[], query: &[] },
+        &RequestFacts {
+            name: &name,
+            ip: ip(client),
+            proto: Proto::Hls,
+            token: Some(&token),
+            headers: &[],
+            query: &[],
+        },
     )
 }
 
 fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let backend = Arc::new(Scripted::default());
         let core = AuthCore::new(
@@ -343,7 +414,11 @@ fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
         for (step, event) in events.into_iter().enumerate() {
             match event {
                 Event::Script { client, stream, reply } => {
-                    backend.replies.lock().unwrap().insert(token(client, stream), reply.clone());
+                    backend
+                        .replies
+                        .lock()
+                        .unwrap()
+                        .insert(token(client, stream), reply.clone());
                     model.replies.insert((client, stream), reply);
                 }
                 Event::Advance { secs } => {
@@ -395,8 +470,19 @@ fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
                         session_ids.insert(r.session_id, (client, stream));
                     }
                     drop(log);
-                    prop_assert_eq!(real_allowed, model_allowed, "step {}: verdict for {:?}", step, (client, stream));
-                    prop_assert_eq!(real_calls, model_call.into_iter().collect::<Vec<_>>(), "step {}: calls", step);
+                    prop_assert_eq!(
+                        real_allowed,
+                        model_allowed,
+                        "step {}: verdict for {:?}",
+                        step,
+                        (client, stream)
+                    );
+                    prop_assert_eq!(
+                        real_calls,
+                        model_call.into_iter().collect::<Vec<_>>(),
+                        "step {}: calls",
+                        step
+                    );
                 }
             }
             // Both agree on who is open, with which user; no user over its limit.
@@ -418,7 +504,10 @@ fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
             }
             for (u, n) in per_user {
                 if let Some(limit) = model.limits.get(&u) {
-                    prop_assert!(n <= *limit, "step {step}: user u{u} has {n} open sessions, limit {limit}");
+                    prop_assert!(
+                        n <= *limit,
+                        "step {step}: user u{u} has {n} open sessions, limit {limit}"
+                    );
                 }
             }
         }

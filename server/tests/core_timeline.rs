@@ -427,9 +427,13 @@ async fn lim_05_soft_limitation_closes_after_the_grace() {
     for t in ["t1", "t2", "t3"] {
         f.backend.on(t, Script::Answer(allow_user("u1", 600, Some(1), false)));
     }
-    let Verdict::Allow(first) = f.play("s1", "127.0.0.2", Proto::Tshttp, "t1").await else { panic!() };
+    let Verdict::Allow(first) = f.play("s1", "127.0.0.2", Proto::Tshttp, "t1").await else {
+        panic!()
+    };
     let _g1 = f.core.attach(&first);
-    let Verdict::Allow(second) = f.play("s2", "127.0.0.2", Proto::Tshttp, "t2").await else { panic!() };
+    let Verdict::Allow(second) = f.play("s2", "127.0.0.2", Proto::Tshttp, "t2").await else {
+        panic!()
+    };
     let g2 = f.core.attach(&second);
     advance(Duration::from_secs(29)).await;
     assert!(!first.is_ended(), "still inside the 30 s grace");
@@ -438,11 +442,16 @@ async fn lim_05_soft_limitation_closes_after_the_grace() {
     assert!(!second.is_ended());
 
     // Over the limit again, but the older session leaves during the grace: nobody is kicked.
-    let Verdict::Allow(third) = f.play("s3", "127.0.0.2", Proto::Tshttp, "t3").await else { panic!() };
+    let Verdict::Allow(third) = f.play("s3", "127.0.0.2", Proto::Tshttp, "t3").await else {
+        panic!()
+    };
     let g3 = f.core.attach(&third);
     drop(g2);
     advance(Duration::from_secs(31)).await;
-    assert!(!third.is_ended(), "the user was back under the limit when the grace ended");
+    assert!(
+        !third.is_ended(),
+        "the user was back under the limit when the grace ended"
+    );
     drop(g3);
 }
 
@@ -453,17 +462,26 @@ async fn req_07_reauth_rechecks_open_sessions() {
     f.backend.on("a", Script::Answer(allow(None)));
     f.backend.on("a", Script::Answer(deny(60)));
     f.backend.on("b", Script::Answer(allow(None)));
-    let Verdict::Allow(a) = f.play("s1", "127.0.0.2", Proto::Tshttp, "a").await else { panic!() };
+    let Verdict::Allow(a) = f.play("s1", "127.0.0.2", Proto::Tshttp, "a").await else {
+        panic!()
+    };
     let _ga = f.core.attach(&a);
     assert!(allowed(&f.play("s1", "127.0.0.3", Proto::Hls, "b").await));
     assert!(allowed(&f.play("s2", "127.0.0.3", Proto::Hls, "b").await));
     assert_eq!(f.core.reauth_stream("s1"), 2);
     advance(Duration::from_millis(300)).await;
     tokio::task::yield_now().await;
-    assert!(a.is_ended(), "the persistent session was re-checked in the background and denied");
+    assert!(
+        a.is_ended(),
+        "the persistent session was re-checked in the background and denied"
+    );
     assert!(allowed(&f.play("s1", "127.0.0.3", Proto::Hls, "b").await));
-    let updates: Vec<_> =
-        f.backend.calls().into_iter().filter(|c| c.request_type == RequestType::UpdateSession).collect();
+    let updates: Vec<_> = f
+        .backend
+        .calls()
+        .into_iter()
+        .filter(|c| c.request_type == RequestType::UpdateSession)
+        .collect();
     assert_eq!(updates.len(), 2, "{updates:?}");
     assert!(updates.iter().all(|c| c.name == "s1"));
 }
@@ -474,16 +492,24 @@ async fn req_07_reauth_rechecks_open_sessions() {
 async fn kick_during_recheck_stands() {
     let f = Fixture::new();
     f.backend.on("a", Script::Answer(allow_user("u", 1, Some(1), false)));
-    f.backend.on("a", Script::Slow(Duration::from_secs(2), allow_user("u", 60, Some(1), false)));
+    f.backend.on(
+        "a",
+        Script::Slow(Duration::from_secs(2), allow_user("u", 60, Some(1), false)),
+    );
     f.backend.on("b", Script::Answer(allow_user("u", 60, Some(1), false)));
-    let Verdict::Allow(a) = f.play("s1", "127.0.0.2", Proto::Tshttp, "a").await else { panic!() };
+    let Verdict::Allow(a) = f.play("s1", "127.0.0.2", Proto::Tshttp, "a").await else {
+        panic!()
+    };
     let _ga = f.core.attach(&a);
     advance(Duration::from_millis(1300)).await; // the background re-check of `a` is in flight
     assert!(allowed(&f.play("s2", "127.0.0.3", Proto::Hls, "b").await));
     assert!(a.is_ended(), "kicked by b");
     advance(Duration::from_secs(3)).await; // a's re-check answers "allow"
     assert!(a.is_ended());
-    assert!(!allowed(&f.play("s1", "127.0.0.2", Proto::Tshttp, "a").await), "the ban stands");
+    assert!(
+        !allowed(&f.play("s1", "127.0.0.2", Proto::Tshttp, "a").await),
+        "the ban stands"
+    );
 }
 
 /// CONF-03: sessions of a protocol switched off are ended; when the client returns (the
@@ -493,11 +519,16 @@ async fn conf_03_ended_sessions_start_afresh() {
     let f = Fixture::new();
     f.backend.on("t", Script::Answer(allow(Some(60))));
     let Verdict::Allow(h) = f.hls("t").await else { panic!() };
-    let off = usher_server::config::Protocols { hls: false, ..Default::default() };
+    let off = usher_server::config::Protocols {
+        hls: false,
+        ..Default::default()
+    };
     f.core.end_disabled("s1", &off);
     assert!(h.is_ended());
     assert!(f.core.sessions().is_empty());
-    let Verdict::Allow(again) = f.hls("t").await else { panic!("the client may come back") };
+    let Verdict::Allow(again) = f.hls("t").await else {
+        panic!("the client may come back")
+    };
     assert!(!again.is_ended());
     let calls = f.backend.calls();
     assert_eq!(calls.len(), 2);
@@ -524,7 +555,12 @@ async fn status_table_by_session_state() {
         })
         .collect();
     outcomes.push(("timeout".into(), Script::Slow(Duration::from_secs(5), allow(None))));
-    outcomes.push(("refused".into(), Script::Answer(Answer::NoDecision { reason: "connect: refused".into() })));
+    outcomes.push((
+        "refused".into(),
+        Script::Answer(Answer::NoDecision {
+            reason: "connect: refused".into(),
+        }),
+    ));
     for before in [Before::New, Before::Allowed, Before::Denied] {
         for (label, outcome) in &outcomes {
             let f = Fixture::new();
@@ -547,7 +583,10 @@ async fn status_table_by_session_state() {
             };
             assert_eq!(allowed(&verdict), expected_allowed, "{before:?} × {label}: {verdict:?}");
             if label == "302" && !matches!(before, Before::Allowed) {
-                assert!(matches!(verdict, Verdict::Redirect { .. }), "{before:?} × 302 redirects: {verdict:?}");
+                assert!(
+                    matches!(verdict, Verdict::Redirect { .. }),
+                    "{before:?} × 302 redirects: {verdict:?}"
+                );
             }
             let expected_calls = if matches!(before, Before::New) { 1 } else { 2 };
             assert_eq!(f.backend.calls().len(), expected_calls, "{before:?} × {label}");
@@ -566,7 +605,9 @@ async fn closed_sessions_are_reported_with_their_reason() {
     f.backend.on("k1", Script::Answer(allow_user("k", 600, Some(1), false)));
     f.backend.on("k2", Script::Answer(allow_user("k", 600, Some(1), false)));
     assert!(allowed(&f.hls("idle").await));
-    let Verdict::Allow(c) = f.play("s1", "127.0.0.2", Proto::Tshttp, "conn").await else { panic!() };
+    let Verdict::Allow(c) = f.play("s1", "127.0.0.2", Proto::Tshttp, "conn").await else {
+        panic!()
+    };
     drop(f.core.attach(&c));
     assert!(allowed(&f.play("s1", "127.0.0.3", Proto::Hls, "k1").await));
     assert!(allowed(&f.play("s2", "127.0.0.3", Proto::Hls, "k2").await));
@@ -599,7 +640,9 @@ async fn hls_identity_joined_by_a_connection_is_persistent() {
     f.backend.on("t", Script::Answer(allow(Some(40))));
     f.backend.on("t", Script::Answer(deny(60)));
     assert!(allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "t").await));
-    let Verdict::Allow(h) = f.play("s1", "127.0.0.2", Proto::Tshttp, "t").await else { panic!() };
+    let Verdict::Allow(h) = f.play("s1", "127.0.0.2", Proto::Tshttp, "t").await else {
+        panic!()
+    };
     assert_eq!(h.proto(), Proto::Hls, "one session: the identity has no proto");
     let _guard = f.core.attach(&h);
     for _ in 0..35 {

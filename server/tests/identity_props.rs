@@ -36,7 +36,13 @@ impl Values {
 const OPTIONAL: [&str; 4] = ["token", "header.x-playback-session-id", "header.x-device", "query.sid"];
 
 fn proto() -> impl Strategy<Value = Proto> {
-    prop_oneof![Just(Proto::Hls), Just(Proto::Tshttp), Just(Proto::Rtmp), Just(Proto::Rtsp), Just(Proto::Dash)]
+    prop_oneof![
+        Just(Proto::Hls),
+        Just(Proto::Tshttp),
+        Just(Proto::Rtmp),
+        Just(Proto::Rtsp),
+        Just(Proto::Dash)
+    ]
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -58,14 +64,19 @@ fn values() -> impl Strategy<Value = Values> {
             ip: IpAddr::from([127, ip[0], ip[1], ip[2]]),
             proto,
             token,
-            headers: header.map(|h| vec![("x-playback-session-id".to_string(), h)]).unwrap_or_default(),
+            headers: header
+                .map(|h| vec![("x-playback-session-id".to_string(), h)])
+                .unwrap_or_default(),
             query: sid.map(|s| vec![("sid".to_string(), s)]).unwrap_or_default(),
         })
 }
 
 /// A valid key list: the three mandatory keys, some optional ones, some duplicates, shuffled.
 fn key_list() -> impl Strategy<Value = Vec<String>> {
-    (proptest::sample::subsequence(OPTIONAL.to_vec(), 0..=OPTIONAL.len()), proptest::collection::vec(0usize..7, 0..3))
+    (
+        proptest::sample::subsequence(OPTIONAL.to_vec(), 0..=OPTIONAL.len()),
+        proptest::collection::vec(0usize..7, 0..3),
+    )
         .prop_flat_map(|(optional, dups)| {
             let mut keys: Vec<String> = ["ip", "name", "proto"].iter().map(|s| s.to_string()).collect();
             keys.extend(optional.iter().map(|s| s.to_string()));
