@@ -2,12 +2,12 @@
 //! and nginx (`auth_request`) ask, so the two are compared against the same backend.
 //!
 //! Every request except `/_stats` is allowed: `200` with `X-AuthDuration` after an optional
-//! delay. The stub counts calls per `token` query parameter and keeps how long it held each call
+//! delay (`--delay-ms`; paths under `/slow/` wait `--slow-delay-ms` instead). The stub counts calls per `token` query parameter and keeps how long it held each call
 //! (from the request's arrival at the handler to the answer), so the admission bench can take
 //! the backend's own time out of what its clients saw.
 //!
 //! ```text
-//! stub_backend --port 0 [--delay-ms 5] [--auth-duration 3600]
+//! stub_backend --port 0 [--delay-ms 5] [--slow-delay-ms 250] [--auth-duration 3600] [--threads 1]
 //! ```
 //!
 //! It prints `listening on ADDR` once it accepts connections. `GET /_stats` answers
@@ -34,6 +34,7 @@ struct Token {
 
 struct Stub {
     delay: Duration,
+    slow_delay: Duration,
     auth_duration: HeaderValue,
     calls: Mutex<(u64, HashMap<String, Token>)>,
 }
@@ -50,10 +51,12 @@ fn main() {
     }
     let port: u16 = arg(&args, "--port").and_then(|p| p.parse().ok()).unwrap_or(0);
     let delay_ms: u64 = arg(&args, "--delay-ms").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let slow_delay_ms: u64 = arg(&args, "--slow-delay-ms").and_then(|p| p.parse().ok()).unwrap_or(250);
     let auth_duration = arg(&args, "--auth-duration").unwrap_or_else(|| "3600".into());
     let threads: usize = arg(&args, "--threads").and_then(|p| p.parse().ok()).unwrap_or(1);
     let stub = Arc::new(Stub {
         delay: Duration::from_millis(delay_ms),
+        slow_delay: Duration::from_millis(slow_delay_ms),
         auth_duration: HeaderValue::from_str(&auth_duration).expect("a header value"),
         calls: Mutex::new((0, HashMap::new())),
     });
@@ -80,8 +83,9 @@ async fn handle(State(stub): State<Arc<Stub>>, request: Request) -> Response {
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    if !stub.delay.is_zero() {
-        tokio::time::sleep_until(arrived + stub.delay).await;
+    let delay = if request.uri().path().starts_with("/slow/") { stub.slow_delay } else { stub.delay };
+    if !delay.is_zero() {
+        tokio::time::sleep_until(arrived + delay).await;
     }
     let held = arrived.elapsed().as_micros() as u64;
     {

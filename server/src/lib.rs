@@ -14,9 +14,10 @@ pub mod history;
 pub mod http;
 pub mod media;
 pub mod mysql;
+pub mod peer_limit;
 pub mod rtmp;
 pub mod rtsp;
 pub mod server;
 pub mod streams;
 
-pub use server::{RunningServer, Server, ServerError};
+pub use server::{RunningServer, Server, ServerError, ServerLimits};

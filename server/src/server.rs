@@ -59,6 +59,14 @@ async fn bind_optional(
     Ok(Some((listener, bound)))
 }
 
+/// What one client can make the front ends hold or wait for (docs/security.md, "Limits").
+/// [`Server::start`] uses the defaults; tests shorten the timeouts.
+#[derive(Debug, Clone, Default)]
+pub struct ServerLimits {
+    pub http: http::Limits,
+    pub rtsp: crate::rtsp::Limits,
+}
+
 /// Entry point of the reference server.
 #[derive(Debug)]
 pub struct Server;
@@ -66,6 +74,11 @@ pub struct Server;
 impl Server {
     /// Binds every listener of `config` (port 0 allowed) and starts serving.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+        Server::start_with_limits(config, ServerLimits::default()).await
+    }
+
+    /// [`start`](Self::start) with other limits for the front ends.
+    pub async fn start_with_limits(config: Config, limits: ServerLimits) -> Result<RunningServer, ServerError> {
         let http_addr = config.http.ok_or(ServerError::NoHttp)?;
         let listener = TcpListener::bind(http_addr).await.map_err(|source| ServerError::Bind {
             what: "http",
@@ -142,7 +155,7 @@ impl Server {
         });
         let http_shutdown = shutdown.clone();
         tasks.spawn(async move {
-            if let Err(e) = http::run(listener, state, http_shutdown).await {
+            if let Err(e) = http::run_with_limits(listener, state, http_shutdown, limits.http).await {
                 tracing::error!(error = %e, "http front end stopped");
             }
         });
@@ -157,9 +170,9 @@ impl Server {
         }
         let rtsp_addr = rtsp.as_ref().map(|(_, a)| *a);
         if let Some((listener, _)) = rtsp {
-            let (ctx, stop) = (ctx.clone(), shutdown.clone());
+            let (ctx, stop, rtsp_limits) = (ctx.clone(), shutdown.clone(), limits.rtsp.clone());
             tasks.spawn(async move {
-                if let Err(e) = crate::rtsp::run(listener, ctx, stop).await {
+                if let Err(e) = crate::rtsp::run_with_limits(listener, ctx, stop, rtsp_limits).await {
                     tracing::error!(error = %e, "rtsp front end stopped");
                 }
             });

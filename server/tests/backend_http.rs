@@ -30,6 +30,7 @@ fn request(kind: CallKind) -> BackendRequest {
         referer: Some("http://site.example/page?token=x&name=y".into()),
         host: Some("127.0.0.1:8080".into()),
         extra: BTreeMap::from([("site".to_string(), "main".to_string())]),
+        sign_key: None,
     }
 }
 

@@ -16,6 +16,7 @@ use usher_conformance::catalogue::{Capabilities, Catalogue, streams};
 use usher_conformance::deviations::Deviations;
 use usher_conformance::report::{html, json, junit};
 use usher_conformance::target::config::TargetConfig;
+use usher_conformance::target::container::{ContainerOptions, ServerContainer};
 use usher_conformance::target::{Address, ApiCredential};
 use usher_conformance::{RunError, RunOptions, Summary, TargetChoice};
 
@@ -63,6 +64,11 @@ pub struct CheckArgs {
     /// Management API credential of --target (or USHER_API_AUTH).
     #[arg(long, value_name = "LOGIN:PASSWORD")]
     pub api_auth: Option<ApiCredential>,
+    /// Start the target from this local Docker image (NAME[:TAG], never pulled) with the host's
+    /// network, check it, then remove it; its log goes into the report when a case failed.
+    /// The reference server's image is usher-server:dev (server/docker/build.sh).
+    #[arg(long, value_name = "IMAGE[:TAG]", conflicts_with_all = ["target", "rtmp", "rtsp", "api_auth", "static_mode", "print_config"])]
+    pub target_image: Option<String>,
     /// A TOML manifest of the target: addresses, backend, capabilities (see docs/conformance.md).
     #[arg(long, value_name = "FILE")]
     pub target_config: Option<PathBuf>,
@@ -226,7 +232,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     if args.print_config {
         return print_config(&args);
     }
-    let resolved = match resolve(&args) {
+    let mut resolved = match resolve(&args) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -256,6 +262,14 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         }
         None => None,
     };
+    // --target-image: the container is the target, by address (it decides its addresses).
+    let container = match &args.target_image {
+        Some(image) => match start_container(image, &mut resolved).await {
+            Ok(c) => Some(c),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
     let options = RunOptions {
         features: args.select.features.clone(),
         tags: args.select.tags.clone(),
@@ -277,6 +291,10 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     let progress = Rc::new(RefCell::new(Progress::new(args.progress)));
     let result = usher_conformance::run(options, Shared(progress.clone())).await;
     progress.borrow_mut().finish();
+    let mut result = result;
+    if let Some(container) = container {
+        finish_container(container, &mut result).await;
+    }
     let summary = match result {
         Ok(s) => s,
         Err(e @ RunError::NothingSelected { .. }) => {
@@ -337,4 +355,42 @@ fn print_summary(summary: &Summary) {
             style(&a.title).dim()
         );
     }
+}
+
+/// `--target-image`: starts the container and makes it the target. A manifest may still give
+/// the capabilities and the backend, not the addresses (the container decides them).
+async fn start_container(image: &str, resolved: &mut Resolved) -> Result<ServerContainer, String> {
+    if !matches!(resolved.choice, TargetChoice::Embedded) {
+        return Err(
+            "--target-image starts the target itself: the manifest must not name `target`, `rtmp`, `rtsp`, `api_auth` or `static`"
+                .into(),
+        );
+    }
+    eprintln!("usher check: starting a container of {image} (host network)");
+    let container = ServerContainer::start(ContainerOptions::new(image))
+        .await
+        .map_err(|e| format!("--target-image {image}: {e}"))?;
+    resolved.choice = TargetChoice::Running {
+        address: container.address(),
+        static_streams: false,
+    };
+    Ok(container)
+}
+
+/// After the run: a failed run keeps the container's log in the report; the container goes.
+async fn finish_container(container: ServerContainer, result: &mut Result<Summary, RunError>) {
+    let failed = !matches!(result, Ok(summary) if summary.ok());
+    if failed {
+        let log = format!(
+            "the log of the target's container {} ({}), kept because the run failed:\n{}",
+            &container.id()[..12.min(container.id().len())],
+            container.image(),
+            container.logs().await.trim_end()
+        );
+        match result {
+            Ok(summary) => summary.warnings.push(log),
+            Err(_) => eprintln!("{log}"),
+        }
+    }
+    container.remove().await;
 }

@@ -6,9 +6,9 @@
 //! concurrently against one server without seeing each other.
 
 pub mod backend;
+pub mod configurator;
 pub mod dvr;
 pub mod history;
-pub mod configurator;
 pub mod media;
 pub mod properties;
 pub mod publish;

@@ -10,6 +10,7 @@
 //! the configuration `usher check --print-config` printed (no stream management API).
 
 pub mod config;
+pub mod container;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -110,6 +110,9 @@ impl Serve {
             .arg("serve")
             .arg("--config")
             .arg(&path)
+            // Relative paths of the server (its default media folder, DVR archives) stay in
+            // the scratch folder, not the source tree.
+            .current_dir(dir)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -72,6 +72,43 @@ pub struct BackendRequest {
     pub host: Option<String>,
     /// Static extras from the `on_play` line.
     pub extra: BTreeMap<String, String>,
+    /// `sign_key=` of the `on_play`/`on_publish` line: [`HttpBackend`] signs the call with it
+    /// ([`SIGNATURE_HEADER`]). Not a field of the call; scripts never see it.
+    pub sign_key: Option<SignKey>,
+}
+
+/// A key that signs backend calls. Its `Debug` form does not show it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SignKey(Arc<str>);
+
+impl SignKey {
+    pub fn new(key: &str) -> SignKey {
+        SignKey(key.into())
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for SignKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignKey(…)")
+    }
+}
+
+/// The header of a signed backend call:
+/// `t=<unix seconds>,v1=<hex HMAC-SHA256(key, "<t>.<METHOD>.<path?query>.<body>")>`.
+pub const SIGNATURE_HEADER: &str = "X-Usher-Signature";
+
+/// The value of [`SIGNATURE_HEADER`] for a call at `unix` seconds. `target` is the request
+/// target exactly as sent (`/path?query`), `body` the exact body bytes (empty for GET).
+pub fn signature(key: &[u8], unix: u64, method: &str, target: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(format!("{unix}.{method}.{target}.").as_bytes());
+    mac.update(body);
+    format!("t={unix},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 impl BackendRequest {
@@ -348,10 +385,35 @@ impl HttpBackend {
 impl Backend for HttpBackend {
     fn call(&self, url: &str, request: &BackendRequest) -> BoxFuture<'static, Answer> {
         let full = url_with_query(url, &request.query_string());
-        let builder = match request.kind {
-            CallKind::Play => self.client.get(&full),
-            CallKind::Publish => self.client.post(&full).json(&request.json_body()),
+        let (method, body) = match request.kind {
+            CallKind::Play => ("GET", Vec::new()),
+            CallKind::Publish => ("POST", serde_json::to_vec(&request.json_body()).unwrap_or_default()),
         };
+        let mut builder = match request.kind {
+            CallKind::Play => self.client.get(&full),
+            CallKind::Publish => self
+                .client
+                .post(&full)
+                .header(reqwest::header::CONTENT_TYPE, "application/json"),
+        };
+        if let Some(key) = &request.sign_key {
+            // The target as reqwest will send it: both read the URL with the `url` crate.
+            let target = url::Url::parse(&full).map_or_else(
+                |_| String::new(),
+                |u| match u.query() {
+                    Some(q) => format!("{}?{q}", u.path()),
+                    None => u.path().to_string(),
+                },
+            );
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            builder = builder.header(SIGNATURE_HEADER, signature(key.bytes(), unix, method, &target, &body));
+        }
+        if request.kind == CallKind::Publish {
+            builder = builder.body(body);
+        }
         Box::pin(async move {
             let fut = async move {
                 let response = builder.send().await.map_err(describe)?;
@@ -395,7 +457,9 @@ impl Backend for HttpBackend {
     }
 }
 
+/// The failure without the URL, which carries the token (logs never hold it whole).
 fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     if e.is_timeout() {
         "timeout".to_string()
     } else if e.is_connect() {
@@ -535,6 +599,7 @@ mod tests {
             referer: None,
             host: None,
             extra: BTreeMap::new(),
+            sign_key: None,
         };
         let router = Router {
             http: Arc::new(Fixed(401)),

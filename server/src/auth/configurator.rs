@@ -309,6 +309,7 @@ mod tests {
             referer: None,
             host: None,
             extra: BTreeMap::new(),
+            sign_key: None,
         }
     }
 

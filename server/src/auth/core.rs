@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::admin::AdminTokens;
-use super::backend::{Answer, Backend, BackendRequest, CallKind, Grant, MAX_AUTH_DURATION, RequestType};
+use super::backend::{Answer, Backend, BackendRequest, CallKind, Grant, MAX_AUTH_DURATION, RequestType, SignKey};
 use super::domain::referer_allowed;
 use super::identity::{Identity, RequestFacts};
 use super::proto::Proto;
@@ -424,6 +424,7 @@ impl AuthCore {
                 host: req.host.clone(),
                 dvr: req.dvr,
                 extra: spec.extra.clone(),
+                sign_key: spec.sign_key.as_deref().map(SignKey::new),
                 stream_max_sessions: spec.max_sessions,
                 soft_limitation: spec.soft_limitation,
             });
@@ -897,6 +898,7 @@ fn build_request(
         referer: call.and_then(|c| c.referer.clone()),
         host: call.and_then(|c| c.host.clone()),
         extra: call.map(|c| c.extra.clone()).unwrap_or_default(),
+        sign_key: call.and_then(|c| c.sign_key.clone()),
     }
 }
 

@@ -39,18 +39,22 @@ impl Identity {
     /// Keys are taken in canonical (sorted) order so the order of the configured list does not
     /// matter; each value is length-prefixed so no choice of values can collide with another
     /// split; a duplicated key contributes twice (SESS-03).
+    ///
+    /// Every request computes this, so it allocates nothing: the hashed bytes are exactly
+    /// `len(label) label len(value) value` per key, as they always were.
     pub fn compute(keys: &SessionKeys, facts: &RequestFacts<'_>) -> Identity {
-        let mut sorted: Vec<&SessionKey> = keys.keys().iter().collect();
-        sorted.sort();
+        let keys = keys.keys();
         let mut hasher = Sha256::new();
-        for key in sorted {
-            let label = key.to_string();
-            let value = key_value(key, facts);
-            let value = value.as_deref().unwrap_or(UNDEFINED);
-            hasher.update((label.len() as u64).to_be_bytes());
-            hasher.update(label.as_bytes());
-            hasher.update((value.len() as u64).to_be_bytes());
-            hasher.update(value.as_bytes());
+        if keys.is_sorted() {
+            for key in keys {
+                hash_key(&mut hasher, key, facts);
+            }
+        } else {
+            let mut sorted: Vec<&SessionKey> = keys.iter().collect();
+            sorted.sort();
+            for key in sorted {
+                hash_key(&mut hasher, key, facts);
+            }
         }
         Identity(hasher.finalize().into())
     }
@@ -80,18 +84,66 @@ impl Identity {
     }
 }
 
-fn key_value(key: &SessionKey, facts: &RequestFacts<'_>) -> Option<String> {
-    match key {
-        SessionKey::Name => Some(facts.name.to_string()),
-        SessionKey::Ip => Some(facts.ip.to_string()),
-        SessionKey::Proto => Some(facts.proto.as_str().to_string()),
-        SessionKey::Token => facts.token.map(str::to_string),
+/// One key's part of the identity: its label and its value (or `undefined`), each
+/// length-prefixed.
+fn hash_key(hasher: &mut Sha256, key: &SessionKey, facts: &RequestFacts<'_>) {
+    let (label, label_tail) = match key {
+        SessionKey::Name => ("name", ""),
+        SessionKey::Ip => ("ip", ""),
+        SessionKey::Proto => ("proto", ""),
+        SessionKey::Token => ("token", ""),
+        SessionKey::Header(h) => ("header.", h.as_str()),
+        SessionKey::Query(q) => ("query.", q.as_str()),
+    };
+    hasher.update(((label.len() + label_tail.len()) as u64).to_be_bytes());
+    hasher.update(label.as_bytes());
+    hasher.update(label_tail.as_bytes());
+    let mut ip = IpText::default();
+    let value = match key {
+        SessionKey::Name => Some(facts.name),
+        SessionKey::Ip => {
+            use std::fmt::Write as _;
+            let _ = write!(ip, "{}", facts.ip);
+            Some(ip.as_str())
+        }
+        SessionKey::Proto => Some(facts.proto.as_str()),
+        SessionKey::Token => facts.token,
         SessionKey::Header(h) => facts
             .headers
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(h))
-            .map(|(_, v)| v.clone()),
-        SessionKey::Query(q) => facts.query.iter().find(|(name, _)| name == q).map(|(_, v)| v.clone()),
+            .map(|(_, v)| v.as_str()),
+        SessionKey::Query(q) => facts.query.iter().find(|(name, _)| name == q).map(|(_, v)| v.as_str()),
+    };
+    let value = value.unwrap_or(UNDEFINED);
+    hasher.update((value.len() as u64).to_be_bytes());
+    hasher.update(value.as_bytes());
+}
+
+/// An IP address's text form, on the stack (an IPv6 address with a scope fits in 46 bytes).
+struct IpText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for IpText {
+    fn default() -> Self {
+        IpText { buf: [0; 64], len: 0 }
+    }
+}
+
+impl IpText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf.get_mut(self.len..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -142,6 +194,44 @@ mod tests {
             Identity::compute(&once, &facts(None, Proto::Hls)),
             Identity::compute(&once, &facts(Some(UNDEFINED), Proto::Hls))
         );
+    }
+
+    /// The bytes hashed are those of the former construction (labels by `Display`, values as
+    /// owned strings), so identities and session ids do not change.
+    #[test]
+    fn same_bytes_as_the_display_construction() {
+        let keys = SessionKeys::parse("token,query.t,header.x-id,proto,name,ip,name").expect("valid");
+        let headers = vec![("x-id".to_string(), "h".to_string())];
+        let query = vec![("t".to_string(), "q v".to_string())];
+        for ip in ["127.0.0.2", "2001:db8::1"] {
+            let f = RequestFacts {
+                name: "live/s1",
+                ip: ip.parse().expect("ip literal"),
+                proto: Proto::Rtmp,
+                token: Some("tok"),
+                headers: &headers,
+                query: &query,
+            };
+            let mut sorted: Vec<&SessionKey> = keys.keys().iter().collect();
+            sorted.sort();
+            let mut hasher = Sha256::new();
+            for key in sorted {
+                let label = key.to_string();
+                let value = match key {
+                    SessionKey::Name => f.name.to_string(),
+                    SessionKey::Ip => f.ip.to_string(),
+                    SessionKey::Proto => f.proto.as_str().to_string(),
+                    SessionKey::Token => f.token.unwrap_or(UNDEFINED).to_string(),
+                    SessionKey::Header(_) => "h".to_string(),
+                    SessionKey::Query(_) => "q v".to_string(),
+                };
+                hasher.update((label.len() as u64).to_be_bytes());
+                hasher.update(label.as_bytes());
+                hasher.update((value.len() as u64).to_be_bytes());
+                hasher.update(value.as_bytes());
+            }
+            assert_eq!(Identity::compute(&keys, &f), Identity(hasher.finalize().into()));
+        }
     }
 
     #[test]

@@ -168,6 +168,7 @@ pub(super) struct CallTemplate {
     pub(super) host: Option<String>,
     pub(super) dvr: bool,
     pub(super) extra: BTreeMap<String, String>,
+    pub(super) sign_key: Option<super::backend::SignKey>,
     pub(super) stream_max_sessions: Option<u32>,
     pub(super) soft_limitation: bool,
 }

@@ -335,7 +335,13 @@ fn install_http(
             return Err(mlua::Error::runtime(OUT_OF_TIME));
         };
         let fetch = async {
-            let mut response = client.get(&url).timeout(left).send().await.map_err(|e| e.to_string())?;
+            // Errors without the URL: it may carry the viewer's token (logs never hold it whole).
+            let mut response = client
+                .get(&url)
+                .timeout(left)
+                .send()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
             let status = response.status().as_u16();
             let headers: Vec<(String, Vec<u8>)> = response
                 .headers()
@@ -343,7 +349,7 @@ fn install_http(
                 .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.as_bytes().to_vec()))
                 .collect();
             let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            while let Some(chunk) = response.chunk().await.map_err(|e| e.without_url().to_string())? {
                 body.extend_from_slice(&chunk);
                 if body.len() > MAX_BODY_BYTES {
                     return Err("answer body over 1 MiB".to_string());
@@ -373,8 +379,10 @@ fn install_http(
                 Ok((Value::Table(answer), None))
             }
             Err(e) => {
-                tracing::debug!(url, error = %e, "script http.get failed");
-                Ok((Value::Nil, Some(format!("http.get {url}: {e}"))))
+                // Without the query, which may carry the viewer's token.
+                let shown = url.split('?').next().unwrap_or_default();
+                tracing::debug!(url = shown, error = %e, "script http.get failed");
+                Ok((Value::Nil, Some(format!("http.get {shown}: {e}"))))
             }
         }
     })?;
@@ -538,6 +546,7 @@ mod tests {
             referer: None,
             host: Some("localhost".into()),
             extra: [("client".to_string(), "usher".to_string())].into(),
+            sign_key: None,
         }
     }
 

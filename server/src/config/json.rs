@@ -86,6 +86,8 @@ struct AuthBody {
     soft_limitation: Option<bool>,
     #[serde(default)]
     extra: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    sign_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -295,6 +297,12 @@ fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {
         spec.max_sessions = Some(n);
     }
     spec.soft_limitation = body.soft_limitation.unwrap_or(false);
+    if let Some(key) = body.sign_key {
+        if key.is_empty() {
+            return Err(ApiBodyError::new(format!("{at}.sign_key"), "the key is empty (omit it for no signature)"));
+        }
+        spec.sign_key = Some(key);
+    }
     for (k, v) in body.extra.unwrap_or_default() {
         let path = format!("{at}.extra.{k}");
         if k.is_empty() {
@@ -357,5 +365,8 @@ fn auth_to_json(spec: &AuthSpec) -> Value {
     }
     out.insert("soft_limitation".into(), json!(spec.soft_limitation));
     out.insert("extra".into(), json!(spec.extra));
+    if let Some(key) = &spec.sign_key {
+        out.insert("sign_key".into(), json!(key));
+    }
     Value::Object(out)
 }

@@ -272,6 +272,9 @@ pub struct AuthSpec {
     pub soft_limitation: bool,
     /// Static extras forwarded to the backend as query parameters.
     pub extra: BTreeMap<String, String>,
+    /// `sign_key=SECRET`: HTTP calls carry an `X-Usher-Signature` header, an HMAC-SHA256 under
+    /// this key over the request (docs/security.md). Never sent, never shown to scripts.
+    pub sign_key: Option<String>,
 }
 
 impl AuthSpec {
@@ -283,6 +286,7 @@ impl AuthSpec {
             max_sessions: None,
             soft_limitation: false,
             extra: BTreeMap::new(),
+            sign_key: None,
         }
     }
 }

@@ -911,6 +911,12 @@ impl Parser<'_> {
                         }
                     };
                 }
+                "sign_key" => {
+                    if value.is_empty() {
+                        return Err(self.err(&at, format!("{which} sign_key: the key is empty")));
+                    }
+                    spec.sign_key = Some(value.to_string());
+                }
                 _ => {
                     spec.extra.insert(key.to_string(), value.to_string());
                 }
@@ -1066,7 +1072,8 @@ pub(crate) fn check_domain(domain: &str) -> Result<String, String> {
 }
 
 /// `auth_spec` option names that are fields of their own, so `extra` cannot carry them.
-pub(crate) const RESERVED_OPTIONS: [&str; 4] = ["session_keys", "domains", "max_sessions", "soft_limitation"];
+pub(crate) const RESERVED_OPTIONS: [&str; 5] =
+    ["session_keys", "domains", "max_sessions", "soft_limitation", "sign_key"];
 
 // ---------------------------------------------------------------------------------------------
 // Printer
@@ -1116,6 +1123,9 @@ fn write_auth(f: &mut fmt::Formatter<'_>, which: &str, spec: &AuthSpec) -> fmt::
     }
     for (k, v) in &spec.extra {
         write!(f, " {}", quoted(&format!("{k}={v}")))?;
+    }
+    if let Some(key) = &spec.sign_key {
+        write!(f, " {}", quoted(&format!("sign_key={key}")))?;
     }
     writeln!(f, ";")
 }

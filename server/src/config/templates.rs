@@ -2,7 +2,7 @@
 //!
 //! A `stream` block whose name falls under a template's prefix (`live/cam` under `prefix live`)
 //! takes from that template what it does not set itself: `on_play`, `on_publish`, `password`,
-//! and the inputs when it has none. What the stream sets wins, so a stream's own `on_play`
+//! `dvr`, and the inputs when it has none. What the stream sets wins, so a stream's own `on_play`
 //! replaces the template's backend, and `on_play true` is how one stream under a protected
 //! prefix is opened to everyone (T6). A stream under no template and without `on_play` admits
 //! everyone (CFG-05). Streams created through the management API are taken as sent.
@@ -34,6 +34,9 @@ impl StreamConfig {
         }
         if self.inputs.is_empty() {
             self.inputs = template.inputs.clone();
+        }
+        if self.dvr.is_none() {
+            self.dvr = template.dvr.clone();
         }
     }
 }

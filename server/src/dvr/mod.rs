@@ -122,14 +122,22 @@ impl Dvr {
                 Err(e) => tracing::debug!(stream = stream.name(), error = %e, "dvr: stream has no media to record"),
             }
         }
-        let idle: Vec<Arc<Archive>> = self
+        let idle: Vec<(String, Arc<Archive>)> = self
             .lock_archives()
             .iter()
             .filter(|(name, _)| !recording.contains(name))
-            .map(|(_, a)| a.clone())
+            .map(|(name, a)| (name.clone(), a.clone()))
             .collect();
-        for archive in idle {
+        for (name, archive) in idle {
             archive.prune(now).await;
+            // Nothing left of a stream that no longer records: forget it (its directory and
+            // index stay, and are read again if the stream comes back).
+            if archive.segments().is_empty() {
+                let mut archives = self.lock_archives();
+                if archives.get(&name).is_some_and(|a| Arc::ptr_eq(a, &archive)) {
+                    archives.remove(&name);
+                }
+            }
         }
     }
 

@@ -8,17 +8,21 @@ mod vod;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::configurator::Configurator;
 use crate::config::Credential;
 use crate::context::Context;
+use crate::peer_limit::{IpSlot, PerIp};
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -33,21 +37,125 @@ pub struct HttpState {
     pub dvr: Arc<crate::dvr::Dvr>,
 }
 
+/// Every route, with the default [`Limits`] on request bodies. Requests need a
+/// `ConnectInfo<SocketAddr>` extension (as [`run`] inserts).
 pub fn router(state: Arc<HttpState>) -> Router {
+    router_with_limits(state, &Limits::default())
+}
+
+/// What one client can make the HTTP front end hold or wait for (docs/security.md, "Limits").
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections open at once from one address; more are closed right after accept.
+    pub max_connections_per_ip: usize,
+    /// From the moment a connection is ready for a request until its whole header block has
+    /// arrived: a client that sends nothing, or trickles its headers (slowloris), is cut then.
+    /// Idle keep-alive connections close after it too.
+    pub header_read_timeout: Duration,
+    /// Request line and headers together; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Bodies of management API calls; larger gets 413. (An MPEG-TS upload is media, read as
+    /// a stream, and not bounded by this.)
+    pub max_api_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections_per_ip: crate::peer_limit::DEFAULT_PER_IP,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_api_body: 256 * 1024,
+        }
+    }
+}
+
+/// Pause after a failed accept (such as too many open files) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled, with the default [`Limits`].
+pub async fn run(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) -> std::io::Result<()> {
+    run_with_limits(listener, state, shutdown, Limits::default()).await
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` is cancelled; then open connections finish
+/// their current response and close. Dropping the future cuts them.
+pub async fn run_with_limits(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    shutdown: CancellationToken,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let app = router_with_limits(state, &limits);
+    let per_ip = PerIp::new(limits.max_connections_per_ip);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+                        tracing::warn!(%peer, limit = per_ip.max(), "HTTP connections per address at the limit; closing the new one");
+                        continue;
+                    };
+                    let _ = socket.set_nodelay(true);
+                    connections.spawn(serve_connection(socket, peer, slot, app.clone(), limits.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+fn router_with_limits(state: Arc<HttpState>, limits: &Limits) -> Router {
     Router::new()
-        .nest("/streamer/api/v3", api::router(state.clone()))
-        .fallback(move |peer: axum::extract::ConnectInfo<SocketAddr>, request: Request| {
+        .nest(
+            "/streamer/api/v3",
+            api::router(state.clone()).layer(axum::extract::DefaultBodyLimit::max(limits.max_api_body)),
+        )
+        .fallback(move |peer: ConnectInfo<SocketAddr>, request: Request| {
             let state = state.clone();
             async move { play::dispatch(state, peer.0, request).await }
         })
 }
 
-/// Serves HTTP on `listener` until `shutdown` is cancelled.
-pub async fn run(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+/// One HTTP/1.1 connection, with the header timeout and size limits of `limits`.
+async fn serve_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    _slot: IpSlot,
+    app: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        tower::ServiceExt::oneshot(app.clone(), request)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(8192) + 8192);
+    let connection = builder.serve_connection(TokioIo::new(socket), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
 }
 
 /// The vendor's error body: `{"errors":[{"status":"400","title":"…"}]}`.

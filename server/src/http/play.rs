@@ -118,7 +118,11 @@ pub(super) fn client_request(
             .iter()
             .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
             .collect(),
-        referer: header_str(headers, "referer"),
+        // Read even when it is not ASCII (an IDN written as is): a Referer that cannot be read
+        // must not count as no Referer, which the domain lock lets through (DOM-02).
+        referer: headers
+            .get(header::REFERER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
         user_agent: header_str(headers, "user-agent"),
         host: header_str(headers, "host"),
         dvr: false,

@@ -276,7 +276,8 @@ impl Conn {
         match event {
             ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
                 let info = self.inbound.connect_info().cloned().unwrap_or_default();
-                tracing::debug!(app = %app_name, flash_ver = ?info.flash_ver, tc_url = ?info.tc_url, "RTMP connect");
+                // The app and tcUrl may carry the query (and the token) for some clients: logged without it.
+                tracing::debug!(app = %without_query(&app_name), flash_ver = ?info.flash_ver, tc_url = ?info.tc_url.as_deref().map(without_query), "RTMP connect");
                 let results = self.session.accept_request(request_id).map_err(internal)?;
                 self.answer(results).await
             }
@@ -333,7 +334,7 @@ impl Conn {
                 .await;
         }
         let Some(target) = names::resolve(app, key) else {
-            tracing::info!(app, key = %without_query(key), "RTMP play of an invalid stream name");
+            tracing::info!(app = %without_query(app), key = %without_query(key), "RTMP play of an invalid stream name");
             self.reject(request_id, "NetStream.Play.StreamNotFound", "invalid stream name")
                 .await?;
             return Err(Stop::Done(End::Refused));
@@ -376,7 +377,7 @@ impl Conn {
                 .await;
         }
         let Some(target) = names::resolve(app, key) else {
-            tracing::info!(app, key = %without_query(key), "RTMP publish to an invalid stream name");
+            tracing::info!(app = %without_query(app), key = %without_query(key), "RTMP publish to an invalid stream name");
             self.reject(request_id, "NetStream.Publish.BadName", "invalid stream name")
                 .await?;
             return Err(Stop::Done(End::Refused));
@@ -490,7 +491,8 @@ fn is_script_data(result: &ServerSessionResult) -> bool {
     matches!(result, ServerSessionResult::OutboundResponse(p) if p.bytes.first().is_some_and(|b| b & 0x3F == DATA_CHUNK_STREAM))
 }
 
-/// A stream key without its query, for logs: the query holds the token and the password.
+/// A stream key (or app, or tcUrl) without its query, for logs: the query holds the token and
+/// the password.
 fn without_query(key: &str) -> &str {
     key.split('?').next().unwrap_or_default()
 }

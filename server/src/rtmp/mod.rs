@@ -62,6 +62,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// connections, which see the same token and close.
 pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken) -> std::io::Result<()> {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_ip = crate::peer_limit::PerIp::new(crate::peer_limit::DEFAULT_PER_IP);
     let mut connections = JoinSet::new();
     tracing::info!(addr = ?listener.local_addr().ok(), "RTMP front end listening");
     loop {
@@ -80,13 +81,17 @@ pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: Cancellatio
                         tracing::warn!(%peer, limit = MAX_CONNECTIONS, "RTMP connection limit reached; closing the new connection");
                         continue;
                     };
+                    let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+                        tracing::warn!(%peer, limit = per_ip.max(), "RTMP connections per address at the limit; closing the new one");
+                        continue;
+                    };
                     let _ = socket.set_nodelay(true);
                     let handler = connection::Handler::new(socket, peer, ctx.clone(), shutdown.clone());
                     let span = tracing::info_span!("rtmp", %peer);
                     connections.spawn(
                         async move {
                             handler.run().await;
-                            drop(permit);
+                            drop((permit, slot));
                         }
                         .instrument(span),
                     );

@@ -44,6 +44,9 @@ pub use connection::SESSION_TIMEOUT_SECS;
 pub struct Limits {
     /// Open connections; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Open connections from one address; more are closed right after accept, so one address
+    /// cannot hold every slot of [`max_connections`](Self::max_connections).
+    pub max_connections_per_ip: usize,
     /// From accept to the first whole request.
     pub first_request_timeout: Duration,
     /// Between requests on a connection that is not playing (the announced session timeout;
@@ -63,6 +66,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_ip: crate::peer_limit::DEFAULT_PER_IP,
             first_request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(SESSION_TIMEOUT_SECS),
             write_timeout: Duration::from_secs(10),
@@ -87,6 +91,7 @@ pub async fn run_with_limits(
     limits: Limits,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_ip = crate::peer_limit::PerIp::new(limits.max_connections_per_ip);
     let tracker = TaskTracker::new();
     loop {
         let permit = tokio::select! {
@@ -109,6 +114,10 @@ pub async fn run_with_limits(
                 }
             },
         };
+        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+            tracing::warn!(%peer, limit = per_ip.max(), "RTSP connections per address at the limit; closing the new one");
+            continue;
+        };
         let local = match socket.local_addr() {
             Ok(local) => local,
             Err(e) => {
@@ -121,7 +130,7 @@ pub async fn run_with_limits(
         let handler = connection::Connection::new(socket, peer, local, ctx.clone(), limits.clone(), shutdown.clone());
         tracker.spawn(async move {
             handler.run().await;
-            drop(permit);
+            drop((permit, slot));
         });
     }
     tracker.close();

@@ -63,7 +63,7 @@ pub fn target() -> impl Strategy<Value = AuthTarget> {
     ]
 }
 
-const RESERVED: [&str; 4] = ["session_keys", "domains", "max_sessions", "soft_limitation"];
+const RESERVED: [&str; 5] = ["session_keys", "domains", "max_sessions", "soft_limitation", "sign_key"];
 
 pub fn auth_spec() -> impl Strategy<Value = AuthSpec> {
     (
@@ -77,15 +77,17 @@ pub fn auth_spec() -> impl Strategy<Value = AuthSpec> {
             prop_oneof![Just(String::new()), text()],
             0..3,
         ),
+        option::of(text().prop_filter("a key is not empty", |k| !k.is_empty())),
     )
         .prop_map(
-            |(target, session_keys, domains, max_sessions, soft_limitation, extra)| AuthSpec {
+            |(target, session_keys, domains, max_sessions, soft_limitation, extra, sign_key)| AuthSpec {
                 target,
                 session_keys,
                 domains,
                 max_sessions,
                 soft_limitation,
                 extra,
+                sign_key,
             },
         )
 }

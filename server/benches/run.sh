@@ -1,0 +1,382 @@
+#!/usr/bin/env bash
+# Runs every benchmark of docs/performance.md on this machine, in one go:
+#
+#   throughput  wrk against Usher, nginx + auth_request and plain nginx, same segment bytes
+#   admission   1,000 new sessions/s against a 5 ms backend; storms of first requests
+#   memory      RSS per session at 100k and 1M sessions (in process, through AuthCore)
+#   scale       the same from 1k to 1M sessions: memory and core throughput, table + PNG
+#   micro       criterion micro-benchmarks of the core, and callgrind instruction counts
+#   check       the default `usher check` run, timed with hyperfine, and where its time goes
+#
+# Usage: server/benches/run.sh [--quick] [SECTION...]     (all sections when none is named)
+# Needs: wrk, nginx (with auth_request), hyperfine, valgrind, gnuplot — Debian:
+#   apt-get install -y wrk nginx-light hyperfine valgrind gnuplot-nox
+# Results go to target/perf/<date>/ (JSON, tables, logs); the plot also to docs/perf-scale.png.
+# The machine's load (uptime) is recorded before and after every section: other work on the
+# machine changes requests/s, not instruction counts nor CPU time per request.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+QUICK=0
+SECTIONS=()
+for a in "$@"; do
+  case "$a" in
+    --quick) QUICK=1 ;;
+    throughput|admission|memory|scale|micro|check) SECTIONS+=("$a") ;;
+    *) echo "unknown argument: $a" >&2; exit 2 ;;
+  esac
+done
+[ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(throughput admission memory scale micro check)
+want() { local s; for s in "${SECTIONS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+
+OUT="$ROOT/target/perf/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/usher-perf.XXXXXX)
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+load() { echo "load $(cut -d' ' -f1-3 /proc/loadavg) ($1)" | tee -a "$OUT/summary.txt"; }
+for tool in wrk nginx hyperfine valgrind gnuplot python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (see the header of $0)" >&2; exit 1; }
+done
+
+log "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+log "rustc: $(rustc --version); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') (work tree may differ)"
+
+# ---------------------------------------------------------------- build
+log "building (release): usher, bench helpers"
+cargo build --release -q -p usher-conformance --bin usher
+cargo bench -p usher-server --no-run --message-format=json 2>/dev/null >"$WORK/build.json"
+exe() {
+  python3 - "$WORK/build.json" "$1" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[2] and m.get("executable"):
+        print(m["executable"])
+EOF
+}
+USHER="$ROOT/target/release/usher"
+STUB=$(exe stub_backend); ADMISSION=$(exe admission); SESSIONS=$(exe sessions); CORE=$(exe core)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts a program in the background and waits for a line matching $2 on its stdout (never a
+# fixed sleep); sets LAST_PID and LAST_LINE.
+start() {
+  local name=$1 pattern=$2 i; shift 2
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+  for i in $(seq 1 200); do
+    if LAST_LINE=$(grep -m1 "$pattern" "$WORK/$name.out" 2>/dev/null); then return 0; fi
+    kill -0 "$LAST_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# The stub backend on a free port; sets STUB_PID and BACKEND.
+start_stub() {
+  start stub "listening on" "$STUB" --port 0 "$@"
+  STUB_PID=$LAST_PID
+  BACKEND="http://${LAST_LINE#listening on }"
+}
+
+# Usher from a config whose streams ask $BACKEND; sets USHER_PID and SERVER.
+start_usher() {
+  cat >"$WORK/usher.conf" <<EOF
+http 127.0.0.1:0;
+stream s1 {
+  input fake://fake;
+  on_play $BACKEND/on_play;
+}
+stream s2 {
+  input fake://fake;
+  on_play $BACKEND/slow/on_play;
+}
+EOF
+  # Sessions opening are logged at info; the bench keeps warnings, as nginx keeps no access log.
+  start usher "usher: ready" env RUST_LOG=warn "$USHER" serve --config "$WORK/usher.conf"
+  USHER_PID=$LAST_PID
+  SERVER="http://$(echo "$LAST_LINE" | sed 's/.*http=\([^ ]*\).*/\1/')"
+}
+
+# CPU time (ticks of 1/100 s) of processes, threads included.
+cpu_ticks() {
+  local t=0 p f
+  for p in "$@"; do
+    for f in /proc/"$p"/task/*/stat; do
+      [ -r "$f" ] || continue
+      t=$((t + $(sed 's/.*) //' "$f" | awk '{print $12 + $13}')))
+    done
+  done
+  echo $t
+}
+
+# ---------------------------------------------------------------- throughput
+if want throughput; then
+  log "throughput: wrk, cached sessions, same segment bytes"
+  load before
+  start_stub --threads 1
+  start_usher
+  NGX_AUTH=$(free_port); NGX_PLAIN=$(free_port)
+  mkdir -p "$WORK/www/s1" "$WORK/nginx/logs"
+  BACKEND_HOSTPORT=${BACKEND#http://}
+  cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes $(nproc);
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  types { video/mp2t ts; }
+  upstream backend { server $BACKEND_HOSTPORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGX_AUTH;
+    root $WORK/www;
+    location / { auth_request /_auth; }
+    location = /_auth {
+      internal;
+      proxy_pass http://backend\$request_uri;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+    }
+  }
+  server {
+    listen 127.0.0.1:$NGX_PLAIN;
+    root $WORK/www;
+  }
+}
+EOF
+  nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx.out" 2>&1 &
+  PIDS+=($!); NGINX_PID=$!
+  for i in $(seq 1 100); do [ -s "$WORK/nginx/nginx.pid" ] && break; sleep 0.05; done
+  NGINX_PIDS="$(pgrep -P "$(cat "$WORK/nginx/nginx.pid")" | tr '\n' ' ') $(cat "$WORK/nginx/nginx.pid")"
+  cat >"$WORK/tokens.lua" <<'EOF'
+-- Each wrk thread rotates over its own pool of tokens: many clients, each cached after its first
+-- request. ROUND makes every run's tokens new.
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+function init(args)
+  pool = tonumber(os.getenv("TOKENS") or "1000")
+  path = os.getenv("SEG_PATH")
+  prefix = "r" .. (os.getenv("ROUND") or "0") .. "w" .. id .. "t"
+  counter = 0
+end
+function request()
+  counter = counter + 1
+  return wrk.format("GET", path .. "?token=" .. prefix .. (counter % pool))
+end
+EOF
+  ROUNDS=$([ $QUICK = 1 ] && echo 1 || echo 3)
+  DUR=$([ $QUICK = 1 ] && echo 3 || echo 6)
+  CONNS=64
+  echo "target round rps mb_per_s non2xx server_cpu_us_per_req backend_cpu_us_per_req bytes_per_resp p50_ms p99_ms" >"$OUT/throughput.tsv"
+  for round in $(seq 1 "$ROUNDS"); do
+    # The newest live segment, saved for nginx: the three serve the very same bytes.
+    seq=$(curl -s "$SERVER/s1/index.m3u8?token=probe" | grep '^segment-' | tail -1 | sed 's/segment-\([0-9]*\)\.ts.*/\1/')
+    path="/s1/segment-$seq.ts"
+    curl -s -o "$WORK/www$path" "$SERVER$path?token=probe"
+    size=$(stat -c %s "$WORK/www$path")
+    for target in usher nginx_auth nginx; do
+      case $target in
+        usher) url=$SERVER; server_pids=$USHER_PID ;;
+        nginx_auth) url="http://127.0.0.1:$NGX_AUTH"; server_pids=$NGINX_PIDS ;;
+        nginx) url="http://127.0.0.1:$NGX_PLAIN"; server_pids=$NGINX_PIDS ;;
+      esac
+      s0=$(cpu_ticks $server_pids); b0=$(cpu_ticks "$STUB_PID")
+      ROUND="$round$target" SEG_PATH=$path TOKENS=1000 wrk -t2 -c$CONNS -d${DUR}s --latency -s "$WORK/tokens.lua" "$url" >"$WORK/wrk.txt" 2>&1
+      s1=$(cpu_ticks $server_pids); b1=$(cpu_ticks "$STUB_PID")
+      cp "$WORK/wrk.txt" "$OUT/wrk-$round-$target.txt"
+      python3 - "$WORK/wrk.txt" "$target" "$round" $((s1 - s0)) $((b1 - b0)) "$size" >>"$OUT/throughput.tsv" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+target, rnd, sticks, bticks, size = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+n = int(re.search(r"(\d+) requests in", text).group(1))
+m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+non2xx = int(m.group(1)) if m else 0
+def ms(label):
+    m = re.search(r"\s%s\s+([\d.]+)(us|ms|s)" % label, text)
+    if not m: return float("nan")
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+tb = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", text)
+mb = float(tb.group(1)) * {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[tb.group(2)]
+print(f"{target} {rnd} {rps:.0f} {mb:.0f} {non2xx} {sticks*1e4/n:.1f} {bticks*1e4/n:.1f} {size} {ms('50%'):.2f} {ms('99%'):.2f}")
+EOF
+      tail -1 "$OUT/throughput.tsv" | tee -a "$OUT/summary.txt"
+    done
+  done
+  python3 - "$OUT/throughput.tsv" <<'EOF' | tee -a "$OUT/summary.txt"
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
+med = {}
+for t in ("usher", "nginx_auth", "nginx"):
+    rs = [r for r in rows if r[0] == t]
+    med[t] = (statistics.median(float(r[2]) for r in rs), statistics.median(float(r[5]) for r in rs),
+              statistics.median(float(r[6]) for r in rs), sum(int(r[4]) for r in rs))
+print("| server | requests/s (median) | server CPU µs/request | backend CPU µs/request | non-2xx |")
+print("|---|---|---|---|---|")
+for t, (rps, cpu, bcpu, bad) in med.items():
+    print(f"| {t} | {rps:.0f} | {cpu:.1f} | {bcpu:.1f} | {bad} |")
+u, a, p = med["usher"], med["nginx_auth"], med["nginx"]
+print(f"ratio requests/s: usher/nginx_auth = {u[0]/a[0]:.2f} (goal >= 1.5), usher/nginx = {u[0]/p[0]:.2f} (goal >= 0.7)")
+print(f"ratio capacity (1/server CPU per request): usher/nginx_auth = {a[1]/u[1]:.2f}, "
+      f"usher/(nginx_auth+backend) = {(a[1]+a[2])/(u[1]+u[2]):.2f}, usher/nginx = {p[1]/u[1]:.2f}")
+EOF
+  load after
+  stop "$NGINX_PID"; stop "$USHER_PID"; stop "$STUB_PID"
+fi
+
+# ---------------------------------------------------------------- admission
+if want admission; then
+  log "admission: 1000 new sessions/s, backend 5 ms; storms of 1000 first requests"
+  load before
+  start_stub --delay-ms 5 --slow-delay-ms 250 --threads 1
+  start_usher
+  SECS=$([ $QUICK = 1 ] && echo 3 || echo 10)
+  "$ADMISSION" --server "$SERVER" --backend "$BACKEND" --rate 1000 --seconds "$SECS" --storm 1000 >"$OUT/admission.json"
+  python3 - "$OUT/admission.json" <<'EOF' | tee -a "$OUT/summary.txt"
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d["rate"]
+print(f"offered {r['offered_per_sec']:.0f}/s, {r['allowed']}/{r['requests']} allowed, {r['not_one_backend_call']} without exactly one call")
+print("| latency (ms) | p50 | p90 | p99 | max |")
+print("|---|---|---|---|---|")
+for k in ("client", "backend", "added"):
+    p = r[k]
+    print(f"| {k} | {p['p50_ms']:.3f} | {p['p90_ms']:.3f} | {p['p99_ms']:.3f} | {p['max_ms']:.3f} |")
+for s in d["storms"]:
+    print(f"storm on {s['stream']}: {s['requests']} requests, {s['allowed']} allowed, backend calls: {s['backend_calls']} (in {s['secs']:.2f} s)")
+EOF
+  load after
+  stop "$USHER_PID"; stop "$STUB_PID"
+fi
+
+# ---------------------------------------------------------------- memory and scale
+if want memory || want scale; then
+  if want scale; then SIZES="1000 10000 100000 300000 1000000"; else SIZES="100000 1000000"; fi
+  [ $QUICK = 1 ] && SIZES="1000 100000"
+  log "sessions in process: sizes $SIZES"
+  load before
+  : >"$OUT/sessions.jsonl"
+  for n in $SIZES; do "$SESSIONS" --sessions "$n" | tee -a "$OUT/sessions.jsonl"; done
+  for n in 100000 1000000; do
+    [ $QUICK = 1 ] && [ "$n" = 1000000 ] && continue
+    "$SESSIONS" --sessions "$n" --users-per 2 | tee -a "$OUT/sessions.jsonl"
+  done
+  load after
+  python3 - "$OUT/sessions.jsonl" "$OUT/scale.dat" <<'EOF' | tee -a "$OUT/summary.txt"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print("| sessions | user ids | RSS/session (B) | heap/session (B) | opened/s | cached requests/s | ns/cached request | sweep (ms) |")
+print("|---|---|---|---|---|---|---|---|")
+with open(sys.argv[2], "w") as dat:
+    for r in rows:
+        users = f"1 per {r['users_per']}" if r["users_per"] else "none"
+        print(f"| {r['sessions']:,} | {users} | {r['rss_per_session']:.0f} | {r['heap_per_session']:.0f} | "
+              f"{r['open_per_sec']:,.0f} | {r['hits_per_sec']:,.0f} | {r['hit_ns']:.0f} | {r['sweep_ms']:.1f} |")
+        if not r["users_per"]:
+            dat.write(f"{r['sessions']} {r['rss_per_session']:.1f} {r['hits_per_sec']:.0f} {r['open_per_sec']:.0f}\n")
+EOF
+  if want scale; then
+    gnuplot <<EOF
+set terminal pngcairo size 800,420 font "sans,10"
+set output "$OUT/scale.png"
+set logscale x
+set xlabel "open sessions"
+set ylabel "bytes of RSS per session"
+set y2label "requests per second (one core)"
+set ytics nomirror
+set y2tics
+set yrange [0:400]
+set y2range [0:*]
+set key bottom left
+set grid
+set title "Usher auth core: memory and throughput by registry size"
+plot "$OUT/scale.dat" using 1:2 with linespoints title "RSS/session (left)", \
+     "" using 1:3 axes x1y2 with linespoints title "cached requests/s (right)", \
+     "" using 1:4 axes x1y2 with linespoints title "sessions opened/s (right)"
+EOF
+    cp "$OUT/scale.png" "$ROOT/docs/perf-scale.png"
+    log "plot: $OUT/scale.png (copied to docs/perf-scale.png)"
+  fi
+fi
+
+# ---------------------------------------------------------------- micro
+if want micro; then
+  log "micro: criterion (core paths)"
+  load before
+  "$CORE" --bench 2>&1 | grep -E "time:|^[a-z_]+/" | tee "$OUT/criterion.txt" | tee -a "$OUT/summary.txt"
+  load after
+  log "micro: callgrind instruction counts (load-independent)"
+  ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null | awk '/Collected/{print $4}'; }
+  small=2000; big=12000
+  a=$(ir "$SESSIONS" --sessions $small --lookups 0)
+  b=$(ir "$SESSIONS" --sessions $big --lookups 0)
+  c=$(ir "$SESSIONS" --sessions $small --lookups 20000)
+  python3 - "$a" "$b" "$c" "$small" "$big" <<'EOF' | tee -a "$OUT/summary.txt"
+import sys
+a, b, c, small, big = map(int, sys.argv[1:])
+print(f"instructions per session opened (request built, identity, backend call task, registry): {(b - a) / (big - small):,.0f}")
+# With --lookups L the bench makes L cached requests and builds L more requests to time building.
+print(f"instructions per cached request + 2 request builds: {(c - a) / 20000:,.0f}")
+EOF
+fi
+
+# ---------------------------------------------------------------- check
+if want check; then
+  log "check: the default usher check run (release binary), hyperfine"
+  load before
+  RUNS=$([ $QUICK = 1 ] && echo 1 || echo 3)
+  hyperfine --runs "$RUNS" --export-json "$OUT/check-hyperfine.json" \
+    "$USHER check --progress lines --json $OUT/check.json" 2>&1 | tee -a "$OUT/summary.txt"
+  python3 - "$OUT/check.json" <<'EOF' | tee -a "$OUT/summary.txt"
+import collections, json, sys
+d = json.load(open(sys.argv[1]))
+cases = d["cases"]
+total = sum(c["elapsed_s"] for c in cases)
+print(f"last run: {d['elapsed_s']:.1f} s wall, {len(cases)} cases, {total:.0f} s of case time "
+      f"(cases run 8 at a time: case time / 8 = {total / 8:.1f} s)")
+by = collections.defaultdict(lambda: [0, 0.0])
+steps = collections.defaultdict(lambda: [0, 0.0])
+for c in cases:
+    f = by[c["location"].split(":")[0]]
+    f[0] += 1
+    f[1] += c["elapsed_s"]
+    for s in c["steps"]:
+        st = steps[s["text"].split('"')[0].strip()]
+        st[0] += 1
+        st[1] += s["elapsed_ms"] / 1000
+print("| feature | cases | case time (s) | share |")
+print("|---|---|---|---|")
+for name, (n, t) in sorted(by.items(), key=lambda kv: -kv[1][1])[:8]:
+    print(f"| {name} | {n} | {t:.1f} | {t / total:.0%} |")
+print("| step (text up to its first quote) | times | time (s) |")
+print("|---|---|---|")
+for name, (n, t) in sorted(steps.items(), key=lambda kv: -kv[1][1])[:6]:
+    print(f"| {name} | {n} | {t:.1f} |")
+EOF
+  load after
+fi
+log "results: $OUT"

@@ -1,0 +1,99 @@
+//! The directives of the session history, its MySQL listener and the DVR archive: what they
+//! read to, and errors that name the place and what was expected.
+
+use std::time::Duration;
+
+use usher_server::config::{DvrConfig, SessionHistoryConfig, parse_config, stream_from_api_json};
+
+fn error(text: &str) -> String {
+    match parse_config(text, "u.conf") {
+        Ok(c) => panic!("expected an error, got {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn session_history_mysql_and_dvr_read() {
+    let c = parse_config(
+        "mysql 3306;\nsession_history :memory: retention=2;\nstream s { input fake://fake; dvr dvr 60; }\n\
+         template t { prefix live; dvr /var/dvr 3600; }\n",
+        "u.conf",
+    )
+    .unwrap();
+    assert_eq!(c.mysql.map(|a| a.port()), Some(3306));
+    assert_eq!(
+        c.session_history,
+        SessionHistoryConfig {
+            path: None,
+            retention_days: 2
+        }
+    );
+    assert_eq!(
+        c.streams[0].dvr,
+        Some(DvrConfig {
+            root: "dvr".into(),
+            depth: Duration::from_secs(60)
+        })
+    );
+    assert_eq!(c.templates[0].dvr.as_ref().map(|d| d.root.as_str()), Some("/var/dvr"));
+    let default = parse_config("", "u.conf").unwrap();
+    assert_eq!(
+        default.session_history,
+        SessionHistoryConfig {
+            path: None,
+            retention_days: 7
+        }
+    );
+    assert_eq!(default.mysql, None);
+    let file = parse_config("session_history /var/lib/usher/h.sqlite;", "u.conf").unwrap();
+    assert_eq!(file.session_history.path.as_deref(), Some("/var/lib/usher/h.sqlite"));
+}
+
+#[test]
+fn bad_directives_name_what_was_expected() {
+    for (text, expected) in [
+        ("session_history;", "u.conf:1:16: expected a file path or :memory:"),
+        ("session_history h.db retention=0;", "bad retention '0'"),
+        ("session_history h.db retention=x;", "bad retention 'x'"),
+        (
+            "session_history h.db keep=3;",
+            "unknown session_history option 'keep=3'",
+        ),
+        ("session_history h.db retention=1 retention=2;", "duplicate retention="),
+        (
+            "session_history a.db;\nsession_history b.db;",
+            "u.conf:2:1: duplicate 'session_history'",
+        ),
+        ("mysql x;", "u.conf:1:7: mysql: expected a port or ADDR:PORT"),
+        ("stream s { dvr dvr; }", "expected a depth in seconds"),
+        ("stream s { dvr dvr 0; }", "dvr depth: bad number '0'"),
+        ("stream s { dvr dvr 60; dvr dvr 60; }", "duplicate 'dvr'"),
+        ("dvr dvr 60;", "unknown directive 'dvr' at the top level"),
+        ("stream s { mysql 1; }", "'mysql' is only allowed at the top level"),
+    ] {
+        let e = error(text);
+        assert!(e.contains(expected), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn the_api_reads_and_checks_the_dvr_object() {
+    let s = stream_from_api_json("s", br#"{"dvr": {"root": "dvr", "depth": 60}}"#).unwrap();
+    assert_eq!(
+        s.dvr,
+        Some(DvrConfig {
+            root: "dvr".into(),
+            depth: Duration::from_secs(60)
+        })
+    );
+    for (body, path) in [
+        (r#"{"dvr": {"root": "", "depth": 60}}"#, "dvr.root"),
+        (r#"{"dvr": {"root": "d", "depth": 0}}"#, "dvr.depth"),
+        (r#"{"dvr": {"root": "d"}}"#, "dvr.depth"),
+        (r#"{"dvr": {"root": "d", "depth": 1, "x": 1}}"#, "dvr"),
+        (r#"{"dvr": []}"#, "dvr"),
+    ] {
+        let e = stream_from_api_json("s", body.as_bytes()).unwrap_err();
+        assert!(e.path.starts_with(path), "{body}: {e}");
+    }
+}

@@ -1,0 +1,211 @@
+//! Limits that keep one client from exhausting the server (docs/security.md, "Limits"): a cap
+//! on connections per address, a deadline for request headers (slowloris), bounded header and
+//! API body sizes, over real sockets against HTTP and RTSP.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use usher_server::config::{Config, Credential, StreamConfig};
+use usher_server::http::Limits as HttpLimits;
+use usher_server::rtsp::Limits as RtspLimits;
+use usher_server::{RunningServer, Server, ServerLimits};
+
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn start(limits: ServerLimits) -> RunningServer {
+    Server::start_with_limits(
+        Config {
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            rtsp: Some("127.0.0.1:0".parse().unwrap()),
+            edit_auth: Some(Credential {
+                login: "admin".into(),
+                password: "pw".into(),
+            }),
+            streams: vec![StreamConfig {
+                name: "s1".into(),
+                inputs: vec!["fake://fake".into()],
+                ..StreamConfig::default()
+            }],
+            ..Config::default()
+        },
+        limits,
+    )
+    .await
+    .unwrap()
+}
+
+fn short_limits() -> ServerLimits {
+    ServerLimits {
+        http: HttpLimits {
+            header_read_timeout: HEADER_TIMEOUT,
+            ..HttpLimits::default()
+        },
+        rtsp: RtspLimits {
+            first_request_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_millis(1500),
+            ..RtspLimits::default()
+        },
+    }
+}
+
+async fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Waits for the server to close `socket` (EOF or reset): how long it took, or `None` if it
+/// stayed open for `within`. What the server sent meanwhile is returned too.
+async fn closed_within(socket: &mut TcpStream, within: Duration) -> (Option<Duration>, Vec<u8>) {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let done = tokio::time::timeout(within, async {
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    (done.ok().map(|_| started.elapsed()), got)
+}
+
+fn viewer_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn idle_connections_from_one_address_do_not_lock_out_another() {
+    let server = start(short_limits()).await;
+    let addr = server.http_addr();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(connect_from("127.0.0.1", addr).await);
+    }
+    // Beyond the cap, the server closes at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut buf = [0u8; 64];
+    let closed_at_once = idle
+        .iter()
+        .filter(|socket| !matches!(socket.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
+        .count();
+    let cap = HttpLimits::default().max_connections_per_ip;
+    assert_eq!(closed_at_once, 300 - cap, "connections over the cap of {cap} are closed");
+    // Another address plays meanwhile, at once.
+    let started = Instant::now();
+    let status = viewer_from("127.0.0.2")
+        .get(format!("http://{addr}/s1/index.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    // The held ones are cut at the header deadline, and the address may connect again.
+    let (first_closed, _) = closed_within(&mut idle[0], HEADER_TIMEOUT + Duration::from_secs(2)).await;
+    assert!(first_closed.is_some(), "an idle connection outlived the header deadline");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = viewer_from("127.0.0.1")
+        .get(format!("http://{addr}/s1/index.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    server.shutdown().await;
+}
+
+/// Sends `head` one byte at a time, `gap` apart, until the server closes; how long that took.
+async fn trickle(socket: &mut TcpStream, head: &[u8], gap: Duration, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    for &b in head.iter().cycle() {
+        if started.elapsed() > within {
+            return None;
+        }
+        if socket.write_all(&[b]).await.is_err() {
+            return Some(started.elapsed());
+        }
+        if let (Some(_), _) = closed_within(socket, gap).await {
+            return Some(started.elapsed());
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn slowloris_is_cut_at_the_header_deadline_on_http_and_rtsp() {
+    let server = start(short_limits()).await;
+    let mut http = connect_from("127.0.0.1", server.http_addr()).await;
+    let head = b"GET /s1/index.m3u8 HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let took = trickle(&mut http, head, Duration::from_millis(100), Duration::from_secs(10)).await;
+    let took = took.expect("HTTP slowloris kept its connection");
+    assert!(
+        took >= HEADER_TIMEOUT - Duration::from_millis(200) && took < HEADER_TIMEOUT + Duration::from_secs(1),
+        "HTTP cut after {took:?}"
+    );
+
+    let rtsp_addr = server.rtsp_addr().unwrap();
+    let mut rtsp = connect_from("127.0.0.1", rtsp_addr).await;
+    let head = b"OPTIONS rtsp://h/s1 RTSP/1.0\r\nCSeq: 1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let took = trickle(&mut rtsp, head, Duration::from_millis(100), Duration::from_secs(10)).await;
+    let took = took.expect("RTSP slowloris kept its connection");
+    assert!(took < Duration::from_millis(2500), "RTSP first request cut after {took:?}");
+
+    // After a whole request, a trickled second one is cut at the idle deadline.
+    let mut rtsp = connect_from("127.0.0.1", rtsp_addr).await;
+    rtsp.write_all(b"OPTIONS rtsp://h/s1 RTSP/1.0\r\nCSeq: 1\r\n\r\n").await.unwrap();
+    let took = trickle(&mut rtsp, head, Duration::from_millis(100), Duration::from_secs(10)).await;
+    let took = took.expect("RTSP slowloris after a first request kept its connection");
+    assert!(took < Duration::from_secs(3), "RTSP second request cut after {took:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_and_api_bodies_are_refused() {
+    let server = start(ServerLimits::default()).await;
+    let addr = server.http_addr();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let huge = "a".repeat(64 * 1024);
+    let result = client
+        .get(format!("http://{addr}/s1/index.m3u8"))
+        .header("x-huge", &huge)
+        .send()
+        .await;
+    match result {
+        Ok(response) => assert_eq!(response.status(), 431),
+        // Closing the connection is an acceptable way of refusing too.
+        Err(e) => assert!(!e.is_timeout(), "{e}"),
+    }
+    let body = format!("{{\"inputs\":[{{\"url\":\"fake://fake\"}}],\"pad\":\"{}\"}}", "x".repeat(300 * 1024));
+    let status = client
+        .put(format!("http://{addr}/streamer/api/v3/streams/big"))
+        .basic_auth("admin", Some("pw"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 413, "an API body over the limit");
+    // The server still serves.
+    let status = client
+        .get(format!("http://{addr}/s1/index.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    server.shutdown().await;
+}

@@ -1,0 +1,349 @@
+//! Tokens, admin tokens and publish passwords are credentials: the server's log never holds
+//! one whole (docs/security.md). Every log line of every crate, at TRACE, is captured while
+//! viewers are allowed, denied, kicked and refused for lack of a decision over HLS, HTTP
+//! MPEG-TS, RTSP and RTMP (a token in the stream key and in the app), a Lua script fails with
+//! the token in its URL, a publisher gives a wrong password, and the management API lists,
+//! re-checks and closes sessions. Then no secret may appear in the capture; the kick's log line
+//! shows the token's first four characters only.
+//!
+//! Its own test binary: the capture is the process's global subscriber.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use usher_server::config::{AuthSpec, AuthTarget, Config, Credential, StreamConfig};
+use wiremock::matchers::{method, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+const ALLOW: &str = "tokALLOW-0123456789";
+const DENY: &str = "tokDENY-0123456789";
+const KICK_OLD: &str = "tokKICK1-0123456789";
+const KICK_NEW: &str = "tokKICK2-0123456789";
+const DOWN: &str = "tokDOWN-0123456789";
+const MPEGTS: &str = "tokMPEGTS-0123456789";
+const RTSP: &str = "tokRTSP-0123456789";
+const RTMP_KEY: &str = "tokRTMPKEY-0123456789";
+const RTMP_APP: &str = "tokRTMPAPP-0123456789";
+const SCRIPT: &str = "tokSCRIPT-0123456789";
+const PASSWORD: &str = "pubPASSWORD-0123456789";
+const WRONG_PASSWORD: &str = "pubWRONG-0123456789";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn stream(name: &str, input: &str, on_play: Option<AuthSpec>) -> StreamConfig {
+    StreamConfig {
+        name: name.into(),
+        inputs: vec![input.into()],
+        on_play,
+        ..StreamConfig::default()
+    }
+}
+
+/// Plays `app`/`key` over RTMP until the first video message or a refusal.
+async fn rtmp_play(addr: SocketAddr, app: &str, key: &str) {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    let mut handshake = Handshake::new(PeerType::Client);
+    socket
+        .write_all(&handshake.generate_outbound_p0_and_p1().unwrap())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let rest = loop {
+        let n = socket.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed during the handshake");
+        match handshake.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => socket.write_all(&response_bytes).await.unwrap(),
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                socket.write_all(&response_bytes).await.unwrap();
+                break remaining_bytes;
+            }
+        }
+    };
+    let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+    let mut pending = vec![session.request_connection(app.into()).unwrap()];
+    let mut input = rest;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            for result in pending.drain(..) {
+                if let ClientSessionResult::OutboundResponse(packet) = result {
+                    socket.write_all(&packet.bytes).await.unwrap();
+                }
+            }
+            if input.is_empty() {
+                let n = match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                input = buf[..n].to_vec();
+            }
+            let Ok(results) = session.handle_input(&input) else { return };
+            input.clear();
+            for result in results {
+                match result {
+                    ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted) => {
+                        pending.push(session.request_playback(key.into()).unwrap());
+                    }
+                    ClientSessionResult::RaisedEvent(ClientSessionEvent::VideoDataReceived { .. }) => return,
+                    other => pending.push(other),
+                }
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "RTMP play of {app}/{key} neither played nor ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_is_ever_logged_whole() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let backend = MockServer::start().await;
+    let by_token = |token: &str, response: ResponseTemplate| {
+        Mock::given(method("GET"))
+            .and(query_param("token", token.to_string()))
+            .respond_with(response)
+    };
+    by_token(DENY, ResponseTemplate::new(403)).mount(&backend).await;
+    for token in [KICK_OLD, KICK_NEW] {
+        by_token(
+            token,
+            ResponseTemplate::new(200)
+                .insert_header("X-UserId", "kicked-user")
+                .insert_header("X-Max-Sessions", "1"),
+        )
+        .mount(&backend)
+        .await;
+    }
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&backend)
+        .await;
+    let script_dir = std::env::temp_dir().join(format!("usher-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&script_dir).unwrap();
+    let script = script_dir.join("auth.lua");
+    std::fs::write(
+        &script,
+        "local r, err = http.get('http://127.0.0.1:1/mw?token=' .. req.token)\nif not r then error(err) end\nreturn true\n",
+    )
+    .unwrap();
+    let on_play = || Some(AuthSpec::new(AuthTarget::Http(format!("{}/auth", backend.uri()))));
+    let mut publish = stream("pub", "publish://", None);
+    publish.password = Some(PASSWORD.into());
+    let server = usher_server::Server::start(Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        rtsp: Some("127.0.0.1:0".parse().unwrap()),
+        rtmp: Some("127.0.0.1:0".parse().unwrap()),
+        edit_auth: Some(Credential {
+            login: "admin".into(),
+            password: "pw".into(),
+        }),
+        streams: vec![
+            stream("s1", "fake://fake", on_play()),
+            stream(
+                "down",
+                "fake://fake",
+                Some(AuthSpec::new(AuthTarget::Http("http://127.0.0.1:1/auth".into()))),
+            ),
+            stream(
+                "scripted",
+                "fake://fake",
+                Some(AuthSpec::new(AuthTarget::Script(script.to_string_lossy().into_owned()))),
+            ),
+            publish,
+        ],
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let http = |rest: &str| format!("http://{}/{rest}", server.http_addr());
+    let get = |url: String| async move { client().get(url).send().await.unwrap().status().as_u16() };
+
+    // HLS: allowed (playlist and segment), denied, kicked, no decision.
+    assert_eq!(get(http(&format!("s1/index.m3u8?token={ALLOW}"))).await, 200);
+    let playlist = client()
+        .get(http(&format!("s1/index.m3u8?token={ALLOW}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let segment = playlist.lines().find(|l| l.starts_with("segment-")).unwrap();
+    assert_eq!(get(http(&format!("s1/{segment}"))).await, 200);
+    assert_eq!(get(http(&format!("s1/index.m3u8?token={DENY}"))).await, 403);
+    assert_eq!(get(http(&format!("s1/index.m3u8?token={DENY}"))).await, 403, "banned");
+    assert_eq!(get(http(&format!("s1/index.m3u8?token={KICK_OLD}"))).await, 200);
+    assert_eq!(get(http(&format!("s1/index.m3u8?token={KICK_NEW}"))).await, 200);
+    assert_eq!(get(http(&format!("s1/index.m3u8?token={KICK_OLD}"))).await, 403, "kicked");
+    assert_eq!(get(http(&format!("down/index.m3u8?token={DOWN}"))).await, 403);
+    assert_eq!(get(http(&format!("scripted/index.m3u8?token={SCRIPT}"))).await, 403);
+    // HTTP MPEG-TS: some bytes, then the viewer leaves.
+    let mut response = client()
+        .get(http(&format!("s1/mpegts?token={MPEGTS}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let _ = response.chunk().await;
+    drop(response);
+    // Publishing with a wrong password.
+    let status = client()
+        .put(http(&format!("pub/mpegts?password={WRONG_PASSWORD}")))
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 403);
+
+    // RTSP.
+    let mut rtsp = TcpStream::connect(server.rtsp_addr().unwrap()).await.unwrap();
+    let describe = format!(
+        "DESCRIBE rtsp://{}/s1?token={RTSP} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: test\r\n\r\n",
+        server.rtsp_addr().unwrap()
+    );
+    rtsp.write_all(describe.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = tokio::time::timeout(Duration::from_secs(10), rtsp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("RTSP/1.0 200"));
+    drop(rtsp);
+
+    // RTMP: the token in the stream key, and in the app.
+    let rtmp = server.rtmp_addr().unwrap();
+    rtmp_play(rtmp, "static", &format!("s1?token={RTMP_KEY}")).await;
+    rtmp_play(rtmp, &format!("static?token={RTMP_APP}"), "s1").await;
+    rtmp_play(rtmp, &format!("nowhere?token={RTMP_APP}"), "").await;
+
+    // The management API: list, re-check, admin token, close.
+    let api = |path: &str| format!("http://{}/streamer/api/v3/{path}", server.http_addr());
+    let sessions: serde_json::Value = client()
+        .get(api("sessions"))
+        .basic_auth("admin", Some("pw"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reauth = client()
+        .post(api("sessions/reauth?name=s1"))
+        .basic_auth("admin", Some("pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reauth.status(), 200);
+    let adm: serde_json::Value = client()
+        .post(api("admin_view_token"))
+        .basic_auth("admin", Some("pw"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let adm = adm["token"].as_str().unwrap().to_string();
+    assert_eq!(get(http(&format!("s1/index.m3u8?token={adm}"))).await, 200);
+    for s in sessions["sessions"].as_array().unwrap() {
+        let id = s["id"].as_str().unwrap();
+        let status = client()
+            .delete(api(&format!("sessions/{id}")))
+            .basic_auth("admin", Some("pw"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 204);
+    }
+    // Let background work (re-checks, closes) log too.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&script_dir);
+
+    let log = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let secrets = [
+        ALLOW,
+        DENY,
+        KICK_OLD,
+        KICK_NEW,
+        DOWN,
+        MPEGTS,
+        RTSP,
+        RTMP_KEY,
+        RTMP_APP,
+        SCRIPT,
+        PASSWORD,
+        WRONG_PASSWORD,
+        adm.as_str(),
+    ];
+    let leaks: HashMap<&str, Vec<&str>> = secrets
+        .iter()
+        .map(|s| (*s, log.lines().filter(|l| l.contains(s)).collect::<Vec<_>>()))
+        .filter(|(_, lines)| !lines.is_empty())
+        .collect();
+    assert!(leaks.is_empty(), "credentials in the log: {leaks:#?}");
+    assert!(
+        log.contains("token=tokK…") || log.contains("token=\"tokK…\""),
+        "the kick names the token's first four characters"
+    );
+    // The flows reached the log sites that see credentials.
+    for expected in [
+        "session opened",
+        "backend denied; banned",
+        "exceeded session limit",
+        "backend gave no decision",
+        "script backend gave no decision",
+        "RTMP connect",
+        "RTSP play admitted",
+        "publish refused: wrong or missing password",
+        "admitted with an admin view token",
+        "session closed through the API",
+    ] {
+        assert!(log.contains(expected), "no log line says `{expected}`");
+    }
+}
