@@ -196,4 +196,33 @@ mod tests {
             Ok(VideoTag::Nothing)
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// FLV tags written by this module read back to what was written (issue: round trips
+        /// for every writer the server owns), and no byte string makes the readers panic.
+        #[test]
+        fn tags_round_trip(
+            keyframe in proptest::prelude::any::<bool>(),
+            composition in -(1i32 << 23)..(1i32 << 23),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            asc in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let tag = avc_nalu_tag(keyframe, composition, &payload);
+            proptest::prop_assert_eq!(tag[0], if keyframe { AVC_KEYFRAME } else { AVC_INTER_FRAME });
+            proptest::prop_assert_eq!(
+                parse_video(&tag).unwrap(),
+                VideoTag::Nalus { composition_ms: composition, data: Bytes::from(payload.clone()) }
+            );
+            proptest::prop_assert_eq!(parse_audio(&aac_raw_tag(&payload)).unwrap(), AudioTag::Raw(Bytes::from(payload)));
+            proptest::prop_assert_eq!(
+                parse_audio(&aac_sequence_header(&asc)).unwrap(),
+                AudioTag::SequenceHeader(Bytes::from(asc))
+            );
+            let _ = parse_video(&Bytes::from(junk.clone()));
+            let _ = parse_audio(&Bytes::from(junk));
+        }
+    }
 }
