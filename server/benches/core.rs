@@ -3,7 +3,8 @@
 //! * `identity/*`: the SHA-256 identity of a request (every request computes it);
 //! * `fast_path/*`: a request of an open session with a fresh decision, through
 //!   [`AuthCore::authorize`], from one thread and from two threads at once on one registry
-//!   (its single lock), over 10 000 open sessions;
+//!   (its single lock), over 10 000 open sessions; and, as the control, two threads on two
+//!   registries (no lock shared);
 //! * `interpret/*`: reading a backend answer (headers only, and a JSON body).
 //!
 //! `cargo bench -p usher-server --bench core`; `server/benches/run.sh` runs it with the rest.
@@ -117,6 +118,7 @@ fn hammer(core: &AuthCore, spec: &AuthSpec, requests: &[PlayRequest], threads: u
 
 fn fast_path(c: &mut Criterion) {
     let (core, spec, requests) = populated();
+    let (other, _, _) = populated();
     let mut group = c.benchmark_group("fast_path");
     for threads in [1u32, 2] {
         // Time per request as the machine sees it: with two threads, two requests overlap.
@@ -124,6 +126,19 @@ fn fast_path(c: &mut Criterion) {
             b.iter_custom(|iters| hammer(&core, &spec, &requests, threads, iters))
         });
     }
+    // The control: two threads, each on a registry of its own (no lock shared). If the shared
+    // registry's time per request is no worse than this, its lock is not what limits it.
+    group.bench_function("2_thread_2_registries", |b| {
+        b.iter_custom(|iters| {
+            let half = iters.div_ceil(2);
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                scope.spawn(|| hammer(&core, &spec, &requests, 1, half));
+                scope.spawn(|| hammer(&other, &spec, &requests, 1, half));
+            });
+            start.elapsed()
+        })
+    });
     // The part of a request that is not the core: building it (cloned strings).
     group.bench_function("request_clone", |b| {
         let mut i = 0;

@@ -78,7 +78,11 @@ pub struct Context {
 
 impl Context {
     pub fn new(core: AuthCore, streams: Arc<Streams>, auth_token_param: String) -> Context {
-        Context { core, streams, auth_token_param: RwLock::new(auth_token_param) }
+        Context {
+            core,
+            streams,
+            auth_token_param: RwLock::new(auth_token_param),
+        }
     }
 
     pub fn token_param(&self) -> String {
@@ -100,7 +104,10 @@ impl Context {
     /// answer that admitted the client may switch the protocol off (CONF-03).
     pub async fn admit_play(&self, req: PlayRequest) -> Result<Admitted, Refusal> {
         debug_assert_eq!(req.kind, CallKind::Play);
-        let stream = self.streams.find(&req.name).ok_or_else(|| Refusal::NotFound(req.name.clone()))?;
+        let stream = self
+            .streams
+            .find(&req.name)
+            .ok_or_else(|| Refusal::NotFound(req.name.clone()))?;
         let proto = req.proto;
         if !serves(&stream, proto) {
             return Err(Refusal::Denied(DenyReason::ProtocolOff));
@@ -154,13 +161,12 @@ impl Context {
     /// Admits a publisher: the stream must exist with a `publish://` input, the `password`
     /// must match when the stream has one (PUB-04), and `on_publish` must allow (PUB-01/02).
     /// `password` is what the client sent (`?password=` in the URL).
-    pub async fn admit_publish(
-        &self,
-        req: PlayRequest,
-        password: Option<&str>,
-    ) -> Result<AdmittedPublisher, Refusal> {
+    pub async fn admit_publish(&self, req: PlayRequest, password: Option<&str>) -> Result<AdmittedPublisher, Refusal> {
         debug_assert_eq!(req.kind, CallKind::Publish);
-        let stream = self.streams.find(&req.name).ok_or_else(|| Refusal::NotFound(req.name.clone()))?;
+        let stream = self
+            .streams
+            .find(&req.name)
+            .ok_or_else(|| Refusal::NotFound(req.name.clone()))?;
         let config = stream.effective();
         if let Some(expected) = &config.password
             && !password.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
@@ -177,7 +183,11 @@ impl Context {
         let publisher = media.publisher().map_err(|e| match e {
             PublishError::NotPublishable(_) | PublishError::Busy => Refusal::Unavailable(e.to_string()),
         })?;
-        Ok(AdmittedPublisher { stream, publisher, session })
+        Ok(AdmittedPublisher {
+            stream,
+            publisher,
+            session,
+        })
     }
 }
 

@@ -100,8 +100,14 @@ pub fn http_target(data: &[u8]) {
     let token = String::from_utf8_lossy(token);
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     if let Some((name, _)) = crate::http::play::parse_path(path) {
-        assert!(!name.is_empty() && !name.starts_with('/') && !name.ends_with('/'), "{name:?}");
-        assert!(!name.split('/').any(|p| p.is_empty() || p == "." || p == ".."), "{name:?}");
+        assert!(
+            !name.is_empty() && !name.starts_with('/') && !name.ends_with('/'),
+            "{name:?}"
+        );
+        assert!(
+            !name.split('/').any(|p| p.is_empty() || p == "." || p == ".."),
+            "{name:?}"
+        );
     }
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let param = "token";
@@ -148,7 +154,11 @@ pub fn rtsp(data: &[u8]) {
                     // Buffered: at most a head, a body and the piece that completed them, or an
                     // interleaved frame (4 + 65535).
                     let bound = (MAX_HEAD + MAX_BODY + chunk).max(4 + 65_535);
-                    assert!(reader.buffer().len() <= bound, "{} bytes buffered", reader.buffer().len());
+                    assert!(
+                        reader.buffer().len() <= bound,
+                        "{} bytes buffered",
+                        reader.buffer().len()
+                    );
                     break;
                 }
                 Ok(Step::Frame(Frame::Request(request))) => {
@@ -176,7 +186,9 @@ pub fn rtsp(data: &[u8]) {
 pub fn rtmp(data: &[u8]) {
     use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
     use rml_rtmp::sessions::{ServerSession, ServerSessionConfig};
-    let Some((&mode, data)) = data.split_first() else { return };
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
     if mode & 1 == 1 {
         let mut server = Handshake::new(PeerType::Server);
         for piece in data.chunks(usize::from(mode >> 1) + 1) {
@@ -188,7 +200,9 @@ pub fn rtmp(data: &[u8]) {
         return;
     }
     let chunk = usize::from(mode >> 1) + 1;
-    let Ok((mut session, _)) = ServerSession::new(ServerSessionConfig::new()) else { return };
+    let Ok((mut session, _)) = ServerSession::new(ServerSessionConfig::new()) else {
+        return;
+    };
     let mut guard = crate::rtmp::inbound::InboundCheck::default();
     // Publishing clients may send media up to 8 MiB once admitted; half the inputs take that
     // path.

@@ -2,8 +2,8 @@
 //! table and runs every front end until shut down.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -54,8 +54,12 @@ async fn bind_optional(
     addr: Option<SocketAddr>,
 ) -> Result<Option<(TcpListener, SocketAddr)>, ServerError> {
     let Some(addr) = addr else { return Ok(None) };
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { what, addr, source })?;
-    let bound = listener.local_addr().map_err(|source| ServerError::Bind { what, addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { what, addr, source })?;
     Ok(Some((listener, bound)))
 }
 

@@ -76,7 +76,10 @@ async fn only_this_server_s_fresh_admin_tokens_bypass_the_backend() {
     let server = start(vec![stream("s1", on_play)], None).await;
 
     let minted: Value = client()
-        .post(format!("http://{}/streamer/api/v3/admin_view_token", server.http_addr()))
+        .post(format!(
+            "http://{}/streamer/api/v3/admin_view_token",
+            server.http_addr()
+        ))
         .basic_auth("admin", Some("pw"))
         .send()
         .await
@@ -94,7 +97,10 @@ async fn only_this_server_s_fresh_admin_tokens_bypass_the_backend() {
         .text()
         .await
         .unwrap();
-    let segment = playlist.lines().find(|l| l.starts_with("segment-")).expect("a segment URI");
+    let segment = playlist
+        .lines()
+        .find(|l| l.starts_with("segment-"))
+        .expect("a segment URI");
     let status = client()
         .get(format!("http://{}/s1/{segment}", server.http_addr()))
         .send()
@@ -118,14 +124,8 @@ async fn only_this_server_s_fresh_admin_tokens_bypass_the_backend() {
         ("trailing bytes", format!("{token}0")),
         ("lower-case prefix", token.replacen("ADM1", "adm1", 1)),
         ("other version", token.replacen("ADM1", "ADM2", 1)),
-        (
-            "expired",
-            ours.mint(now - Duration::from_secs(3601)).unwrap(),
-        ),
-        (
-            "from the future",
-            ours.mint(now + Duration::from_secs(600)).unwrap(),
-        ),
+        ("expired", ours.mint(now - Duration::from_secs(3601)).unwrap()),
+        ("from the future", ours.mint(now + Duration::from_secs(600)).unwrap()),
         (
             "foreign secret",
             AdminTokens::new("another-server", Duration::from_secs(3600), false)
@@ -282,10 +282,6 @@ async fn an_overridden_file_input_cannot_leave_the_media_root() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(
-        s1.overlay().to_json(),
-        json!({}),
-        "no hostile override was kept"
-    );
+    assert_eq!(s1.overlay().to_json(), json!({}), "no hostile override was kept");
     server.shutdown().await;
 }

@@ -98,7 +98,11 @@ async fn idle_connections_from_one_address_do_not_lock_out_another() {
         .filter(|socket| !matches!(socket.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
         .count();
     let cap = HttpLimits::default().max_connections_per_ip;
-    assert_eq!(closed_at_once, 300 - cap, "connections over the cap of {cap} are closed");
+    assert_eq!(
+        closed_at_once,
+        300 - cap,
+        "connections over the cap of {cap} are closed"
+    );
     // Another address plays meanwhile, at once.
     let started = Instant::now();
     let status = viewer_from("127.0.0.2")
@@ -111,7 +115,10 @@ async fn idle_connections_from_one_address_do_not_lock_out_another() {
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     // The held ones are cut at the header deadline, and the address may connect again.
     let (first_closed, _) = closed_within(&mut idle[0], HEADER_TIMEOUT + Duration::from_secs(2)).await;
-    assert!(first_closed.is_some(), "an idle connection outlived the header deadline");
+    assert!(
+        first_closed.is_some(),
+        "an idle connection outlived the header deadline"
+    );
     drop(idle);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = viewer_from("127.0.0.1")
@@ -145,7 +152,8 @@ async fn trickle(socket: &mut TcpStream, head: &[u8], gap: Duration, within: Dur
 async fn slowloris_is_cut_at_the_header_deadline_on_http_and_rtsp() {
     let server = start(short_limits()).await;
     let mut http = connect_from("127.0.0.1", server.http_addr()).await;
-    let head = b"GET /s1/index.m3u8 HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let head =
+        b"GET /s1/index.m3u8 HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let took = trickle(&mut http, head, Duration::from_millis(100), Duration::from_secs(10)).await;
     let took = took.expect("HTTP slowloris kept its connection");
     assert!(
@@ -158,11 +166,16 @@ async fn slowloris_is_cut_at_the_header_deadline_on_http_and_rtsp() {
     let head = b"OPTIONS rtsp://h/s1 RTSP/1.0\r\nCSeq: 1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let took = trickle(&mut rtsp, head, Duration::from_millis(100), Duration::from_secs(10)).await;
     let took = took.expect("RTSP slowloris kept its connection");
-    assert!(took < Duration::from_millis(2500), "RTSP first request cut after {took:?}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "RTSP first request cut after {took:?}"
+    );
 
     // After a whole request, a trickled second one is cut at the idle deadline.
     let mut rtsp = connect_from("127.0.0.1", rtsp_addr).await;
-    rtsp.write_all(b"OPTIONS rtsp://h/s1 RTSP/1.0\r\nCSeq: 1\r\n\r\n").await.unwrap();
+    rtsp.write_all(b"OPTIONS rtsp://h/s1 RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+        .await
+        .unwrap();
     let took = trickle(&mut rtsp, head, Duration::from_millis(100), Duration::from_secs(10)).await;
     let took = took.expect("RTSP slowloris after a first request kept its connection");
     assert!(took < Duration::from_secs(3), "RTSP second request cut after {took:?}");
@@ -188,7 +201,10 @@ async fn oversized_headers_and_api_bodies_are_refused() {
         // Closing the connection is an acceptable way of refusing too.
         Err(e) => assert!(!e.is_timeout(), "{e}"),
     }
-    let body = format!("{{\"inputs\":[{{\"url\":\"fake://fake\"}}],\"pad\":\"{}\"}}", "x".repeat(300 * 1024));
+    let body = format!(
+        "{{\"inputs\":[{{\"url\":\"fake://fake\"}}],\"pad\":\"{}\"}}",
+        "x".repeat(300 * 1024)
+    );
     let status = client
         .put(format!("http://{addr}/streamer/api/v3/streams/big"))
         .basic_auth("admin", Some("pw"))

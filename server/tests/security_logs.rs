@@ -113,7 +113,9 @@ async fn rtmp_play(addr: SocketAddr, app: &str, key: &str) {
                 };
                 input = buf[..n].to_vec();
             }
-            let Ok(results) = session.handle_input(&input) else { return };
+            let Ok(results) = session.handle_input(&input) else {
+                return;
+            };
             input.clear();
             for result in results {
                 match result {
@@ -217,7 +219,11 @@ async fn no_credential_is_ever_logged_whole() {
     assert_eq!(get(http(&format!("s1/index.m3u8?token={DENY}"))).await, 403, "banned");
     assert_eq!(get(http(&format!("s1/index.m3u8?token={KICK_OLD}"))).await, 200);
     assert_eq!(get(http(&format!("s1/index.m3u8?token={KICK_NEW}"))).await, 200);
-    assert_eq!(get(http(&format!("s1/index.m3u8?token={KICK_OLD}"))).await, 403, "kicked");
+    assert_eq!(
+        get(http(&format!("s1/index.m3u8?token={KICK_OLD}"))).await,
+        403,
+        "kicked"
+    );
     assert_eq!(get(http(&format!("down/index.m3u8?token={DOWN}"))).await, 403);
     assert_eq!(get(http(&format!("scripted/index.m3u8?token={SCRIPT}"))).await, 403);
     // HTTP MPEG-TS: some bytes, then the viewer leaves.

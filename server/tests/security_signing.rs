@@ -23,10 +23,7 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
         block[..key.len()].copy_from_slice(key);
     }
     let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
     Sha256::new()
         .chain_update(pad(0x5c))
         .chain_update(inner)
@@ -154,7 +151,12 @@ async fn calls_are_signed_with_the_line_s_key_and_verify_independently() {
         .unwrap()
         .status();
     assert_eq!(status, 204);
-    let status = client.get(http("plain/index.m3u8?token=p")).send().await.unwrap().status();
+    let status = client
+        .get(http("plain/index.m3u8?token=p"))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert_eq!(status, 200);
 
     let requests = backend.received_requests().await.unwrap();
@@ -174,13 +176,18 @@ async fn calls_are_signed_with_the_line_s_key_and_verify_independently() {
     assert!(verify(play, "another key").is_err(), "another key does not verify");
     // An altered request does not verify.
     let mut altered = play.clone();
-    altered.url.set_query(Some(&play.url.query().unwrap().replace("token=a", "token=b")));
+    altered
+        .url
+        .set_query(Some(&play.url.query().unwrap().replace("token=a", "token=b")));
     assert!(verify(&altered, KEY).is_err());
     let plain = by_name("plain");
     assert!(plain.headers.get("x-usher-signature").is_none(), "no key, no signature");
     for r in [play, publish, plain] {
         let text = format!("{} {}", r.url, String::from_utf8_lossy(&r.body));
-        assert!(!text.contains(KEY) && !text.contains("sign_key"), "the key travelled: {text}");
+        assert!(
+            !text.contains(KEY) && !text.contains("sign_key"),
+            "the key travelled: {text}"
+        );
     }
     server.shutdown().await;
 }

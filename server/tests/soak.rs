@@ -131,8 +131,16 @@ async fn wave(core: &AuthCore, spec: &AuthSpec, n: usize, tally: &mut Tally) {
     let mut guards = Vec::new();
     for i in 0..WAVE {
         let deny = i % 10 == 9;
-        let token = if deny { format!("w{n}-{i}-deny") } else { format!("w{n}-{i}") };
-        let proto = if i % 10 >= 6 && !deny { Proto::Tshttp } else { Proto::Hls };
+        let token = if deny {
+            format!("w{n}-{i}-deny")
+        } else {
+            format!("w{n}-{i}")
+        };
+        let proto = if i % 10 >= 6 && !deny {
+            Proto::Tshttp
+        } else {
+            Proto::Hls
+        };
         match core.authorize(Some(spec), request(&token, proto, i)).await {
             Verdict::Allow(handle) => {
                 tally.allowed += 1;
@@ -174,7 +182,10 @@ async fn wave(core: &AuthCore, spec: &AuthSpec, n: usize, tally: &mut Tally) {
     tokio::time::advance(IDLE).await;
     core.sweep();
     settle().await;
-    assert!(core.sessions().is_empty(), "wave {n}: sessions still open after everyone left");
+    assert!(
+        core.sessions().is_empty(),
+        "wave {n}: sessions still open after everyone left"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -574,7 +574,12 @@ mod tests {
     impl Backend for Fixed {
         fn call(&self, _target: &str, _request: &BackendRequest) -> BoxFuture<'static, Answer> {
             let status = self.0;
-            Box::pin(async move { Answer::Deny { status, duration: Duration::ZERO } })
+            Box::pin(async move {
+                Answer::Deny {
+                    status,
+                    duration: Duration::ZERO,
+                }
+            })
         }
     }
 
@@ -614,9 +619,16 @@ mod tests {
         assert_eq!(status(router.call("https://b/x", &request).await), 401);
         assert_eq!(status(router.call("/etc/usher/auth.lua", &request).await), 402);
         assert_eq!(status(router.call("auth://office", &request).await), 405);
-        let bare = Router { http: Arc::new(Fixed(401)), script: None, configurator: None };
+        let bare = Router {
+            http: Arc::new(Fixed(401)),
+            script: None,
+            configurator: None,
+        };
         assert!(matches!(bare.call("/x.lua", &request).await, Answer::NoDecision { .. }));
-        assert!(matches!(bare.call("ftp://x", &request).await, Answer::NoDecision { .. }));
+        assert!(matches!(
+            bare.call("ftp://x", &request).await,
+            Answer::NoDecision { .. }
+        ));
     }
 
     #[test]

@@ -430,7 +430,15 @@ impl AuthCore {
             });
             let shared = Arc::new(SessionShared::new(key.1, req.kind, req.proto, token, req.qs.as_deref()));
             let name = reg.stream_name(&req.name);
-            let entry = Entry::new(shared, name, req.ip, State::Pending, Some(template), now, (now, Duration::ZERO));
+            let entry = Entry::new(
+                shared,
+                name,
+                req.ip,
+                State::Pending,
+                Some(template),
+                now,
+                (now, Duration::ZERO),
+            );
             if let Some(old) = reg.insert(entry) {
                 old.shared.ended.cancel();
             }
@@ -514,7 +522,13 @@ impl AuthCore {
                 let user = e.user_id().map(str::to_string);
                 drop(e);
                 if let (Some(user), Some(max)) = (user, limit) {
-                    let kick = Kick { user: &user, max, ban: grant.duration, unique: grant.unique, soft };
+                    let kick = Kick {
+                        user: &user,
+                        max,
+                        ban: grant.duration,
+                        unique: grant.unique,
+                        soft,
+                    };
                     enforce_limit(&mut reg, &self.inner.events, key, &kick, now);
                 }
                 (Verdict::Allow(handle), grant.config)
@@ -712,7 +726,10 @@ impl AuthCore {
     /// request is judged afresh by the backend.
     pub fn close_session(&self, id: Uuid) -> bool {
         let mut reg = self.registry();
-        let key = reg.iter().find(|e| e.shared.session_id() == id && e.is_open()).map(Entry::key);
+        let key = reg
+            .iter()
+            .find(|e| e.shared.session_id() == id && e.is_open())
+            .map(Entry::key);
         match key.and_then(|k| reg.remove(&k)) {
             Some(e) => {
                 tracing::info!(session_id = %id, "session closed through the API");
@@ -727,7 +744,11 @@ impl AuthCore {
     /// Forces a re-check of every open session of `stream` (REQ-07); returns how many.
     pub fn reauth_stream(&self, stream: &str) -> usize {
         let count = expire_stream(&mut self.registry(), stream, self.now());
-        tracing::info!(stream, count, "re-check of the stream's sessions forced through the API");
+        tracing::info!(
+            stream,
+            count,
+            "re-check of the stream's sessions forced through the API"
+        );
         count
     }
 
@@ -802,7 +823,14 @@ impl AuthCore {
         drop(e);
         let (stream_clients, total_clients) = reg.counts(&name, &key);
         let Some(mut e) = reg.slot_mut(slot) else { return };
-        let request = build_request(&e, key.0, RequestType::UpdateSession, stream_clients, total_clients, now);
+        let request = build_request(
+            &e,
+            key.0,
+            RequestType::UpdateSession,
+            stream_clients,
+            total_clients,
+            now,
+        );
         let url = e.call.as_ref().map(|c| c.url.clone()).unwrap_or_default();
         let (tx, rx) = watch::channel(None);
         e.set_inflight(Some(rx));
@@ -934,9 +962,7 @@ fn enforce_limit(reg: &mut Registry, events: &Events, admitted: &Key, kick: &Kic
         .user_slots(admitted.0, kick.user)
         .iter()
         .filter_map(|&slot| reg.at(slot).map(|e| (slot, e)))
-        .filter(|(_, e)| {
-            e.key() != *admitted && e.state == State::Allowed && e.linger_until().is_none_or(|t| now < t)
-        })
+        .filter(|(_, e)| e.key() != *admitted && e.state == State::Allowed && e.linger_until().is_none_or(|t| now < t))
         .map(|(slot, e)| (e.is_open(), e.opened_at, e.key(), slot))
         .collect();
     let allowed_others = (kick.max as usize).saturating_sub(1);
@@ -957,13 +983,25 @@ fn enforce_limit(reg: &mut Registry, events: &Events, admitted: &Key, kick: &Kic
                     grace_secs = grace.as_secs(),
                     "over the session limit; will be closed after the soft-limitation grace"
                 );
-                e.set_pending_kick(Some(PendingKick { at: now + grace, limit: kick.max, ban: kick.ban }));
+                e.set_pending_kick(Some(PendingKick {
+                    at: now + grace,
+                    limit: kick.max,
+                    ban: kick.ban,
+                }));
             }
             continue;
         }
-        let reason = if kick.unique { CloseReason::Unique } else { CloseReason::Kicked };
+        let reason = if kick.unique {
+            CloseReason::Unique
+        } else {
+            CloseReason::Kicked
+        };
         events.closing(&e, reason);
-        let text = if kick.unique { "duplicated user id (X-Unique)" } else { "exceeded session limit" };
+        let text = if kick.unique {
+            "duplicated user id (X-Unique)"
+        } else {
+            "exceeded session limit"
+        };
         ban_kicked(&mut e, kick.user, kick.ban, text, now);
     }
 }
@@ -997,7 +1035,9 @@ fn run_pending_kicks(reg: &mut Registry, events: &Events, now: Tick) {
         .collect();
     due.sort_by_key(|(key, _, _)| *key);
     for (key, slot, pending) in due {
-        let Some(user) = reg.at(slot).and_then(|e| e.user_id().map(str::to_string)) else { continue };
+        let Some(user) = reg.at(slot).and_then(|e| e.user_id().map(str::to_string)) else {
+            continue;
+        };
         let open = reg
             .user_slots(key.0, &user)
             .iter()
@@ -1006,7 +1046,13 @@ fn run_pending_kicks(reg: &mut Registry, events: &Events, now: Tick) {
         let Some(mut e) = reg.slot_mut(slot) else { continue };
         if e.is_open() && open > pending.limit as usize {
             events.closing(&e, CloseReason::Kicked);
-            ban_kicked(&mut e, &user, pending.ban, "exceeded session limit (after soft-limitation grace)", now);
+            ban_kicked(
+                &mut e,
+                &user,
+                pending.ban,
+                "exceeded session limit (after soft-limitation grace)",
+                now,
+            );
         } else {
             e.set_pending_kick(None);
         }

@@ -14,8 +14,9 @@ mod registry;
 pub mod script;
 mod session;
 
-pub use self::core::{ClosedSession, CloseReason, DEFAULT_SOFT_LIMITATION_DELAY, 
-    AuthCore, AuthSettings, ConnectionGuard, DenyReason, PlayRequest, SessionInfo, StreamControl, Verdict,
+pub use self::core::{
+    AuthCore, AuthSettings, CloseReason, ClosedSession, ConnectionGuard, DEFAULT_SOFT_LIMITATION_DELAY, DenyReason,
+    PlayRequest, SessionInfo, StreamControl, Verdict,
 };
 pub use backend::{Answer, Backend, BackendRequest, CallKind, Grant, HttpBackend, RequestType};
 pub use identity::Identity;

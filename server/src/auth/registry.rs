@@ -89,7 +89,9 @@ pub(super) struct Wall(u64);
 
 impl Wall {
     pub(super) fn now() -> Wall {
-        let since = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let since = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
         Wall(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
     }
 
@@ -186,7 +188,10 @@ struct Rare {
 
 impl Rare {
     fn is_empty(&self) -> bool {
-        self.inflight.is_none() && self.pending_kick.is_none() && self.dvr_ranges.is_none() && self.max_sessions.is_none()
+        self.inflight.is_none()
+            && self.pending_kick.is_none()
+            && self.dvr_ranges.is_none()
+            && self.max_sessions.is_none()
     }
 }
 
@@ -296,7 +301,11 @@ impl Entry {
     pub(super) fn linger_until(&self) -> Option<Tick> {
         let closed = self.closed_at()?;
         let min = closed + MIN_LINGER;
-        Some(if self.call.is_some() { self.expires.max(min) } else { min })
+        Some(if self.call.is_some() {
+            self.expires.max(min)
+        } else {
+            min
+        })
     }
 
     pub(super) fn user_id(&self) -> Option<&str> {
@@ -401,7 +410,9 @@ impl Registry {
     fn find(&self, key: &Key) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(self.hash(key), |&s| slots[s as usize].as_ref().is_some_and(|e| e.key() == *key))
+            .find(self.hash(key), |&s| {
+                slots[s as usize].as_ref().is_some_and(|e| e.key() == *key)
+            })
             .copied()
     }
 
@@ -422,7 +433,12 @@ impl Registry {
     pub(super) fn slot_mut(&mut self, slot: u32) -> Option<EntryMut<'_>> {
         let e = self.at(slot)?;
         let (was_open, had_kick) = (e.is_open(), e.pending_kick().is_some());
-        Some(EntryMut { reg: self, slot, was_open, had_kick })
+        Some(EntryMut {
+            reg: self,
+            slot,
+            was_open,
+            had_kick,
+        })
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = &Entry> {
@@ -445,7 +461,8 @@ impl Registry {
         }
         let shared = Arc::new(template);
         let hasher = &self.hasher;
-        self.templates.insert_unique(hash, shared.clone(), |t| hasher.hash_one(&**t));
+        self.templates
+            .insert_unique(hash, shared.clone(), |t| hasher.hash_one(&**t));
         shared
     }
 
@@ -477,9 +494,16 @@ impl Registry {
             }
         };
         let hash = self.hash(&key);
-        let Registry { index, slots, hasher, .. } = self;
+        let Registry {
+            index, slots, hasher, ..
+        } = self;
         index.insert_unique(hash, slot, |&s| {
-            hasher.hash_one(slots[s as usize].as_ref().map(Entry::key).expect("indexed slots hold records"))
+            hasher.hash_one(
+                slots[s as usize]
+                    .as_ref()
+                    .map(Entry::key)
+                    .expect("indexed slots hold records"),
+            )
         });
         if kick {
             self.kicks.insert(slot);
@@ -571,7 +595,9 @@ impl Registry {
     }
 
     fn unlink_user(&mut self, slot: u32, kind: CallKind, user: &str) {
-        let Some(pos) = self.at(slot).map(|e| e.user_pos as usize) else { return };
+        let Some(pos) = self.at(slot).map(|e| e.user_pos as usize) else {
+            return;
+        };
         let Some(lists) = self.users.get_mut(user) else { return };
         let list = &mut lists[kind_ix(kind)];
         if list.get(pos) != Some(&slot) {
@@ -614,7 +640,10 @@ impl Registry {
                 kicks += 1;
             }
             if let Some(user) = &e.user_id {
-                assert_eq!(self.user_slots(e.shared.kind, user).get(e.user_pos as usize), Some(&(slot as u32)));
+                assert_eq!(
+                    self.user_slots(e.shared.kind, user).get(e.user_pos as usize),
+                    Some(&(slot as u32))
+                );
             }
             assert_eq!(self.find(&e.key()), Some(slot as u32), "slot {slot} not indexed");
         }
@@ -626,13 +655,19 @@ impl Registry {
             assert_eq!((records, open), (book.records, book.open), "book of stream {name}");
         }
         let members: usize = self.users.values().map(|l| l[0].len() + l[1].len()).sum();
-        assert_eq!(members, self.iter().filter(|e| e.user_id.is_some()).count(), "user lists");
+        assert_eq!(
+            members,
+            self.iter().filter(|e| e.user_id.is_some()).count(),
+            "user lists"
+        );
         assert_eq!(self.index.len(), self.len, "index size");
     }
 
     /// Fixes the books after a change to the record in `slot`.
     fn settle(&mut self, slot: u32, was_open: bool, had_kick: bool) {
-        let Some(e) = self.slots.get(slot as usize).and_then(Option::as_ref) else { return };
+        let Some(e) = self.slots.get(slot as usize).and_then(Option::as_ref) else {
+            return;
+        };
         let (open, kick) = (e.is_open(), e.pending_kick().is_some());
         if open != was_open {
             let k = kind_ix(e.shared.kind);
@@ -687,13 +722,17 @@ impl Deref for EntryMut<'_> {
     type Target = Entry;
 
     fn deref(&self) -> &Entry {
-        self.reg.slots[self.slot as usize].as_ref().expect("an EntryMut's slot holds its record")
+        self.reg.slots[self.slot as usize]
+            .as_ref()
+            .expect("an EntryMut's slot holds its record")
     }
 }
 
 impl DerefMut for EntryMut<'_> {
     fn deref_mut(&mut self) -> &mut Entry {
-        self.reg.slots[self.slot as usize].as_mut().expect("an EntryMut's slot holds its record")
+        self.reg.slots[self.slot as usize]
+            .as_mut()
+            .expect("an EntryMut's slot holds its record")
     }
 }
 
@@ -721,6 +760,10 @@ mod tests {
     #[test]
     fn a_record_stays_small() {
         // The memory bench's budget (docs/performance.md) rests on this.
-        assert!(std::mem::size_of::<Option<Entry>>() <= 120, "{}", std::mem::size_of::<Option<Entry>>());
+        assert!(
+            std::mem::size_of::<Option<Entry>>() <= 120,
+            "{}",
+            std::mem::size_of::<Option<Entry>>()
+        );
     }
 }

@@ -32,7 +32,13 @@ pub(crate) struct SessionShared {
 }
 
 impl SessionShared {
-    pub(crate) fn new(identity: Identity, kind: CallKind, proto: Proto, token: &str, qs: Option<&str>) -> SessionShared {
+    pub(crate) fn new(
+        identity: Identity,
+        kind: CallKind,
+        proto: Proto,
+        token: &str,
+        qs: Option<&str>,
+    ) -> SessionShared {
         let (text, layout) = Layout::store(token, qs);
         SessionShared {
             identity,
@@ -82,8 +88,20 @@ impl Layout {
     fn store(token: &str, qs: Option<&str>) -> (Box<str>, Layout) {
         let short = |s: &str| s.len() < usize::from(LONG);
         if !short(token) || qs.is_some_and(|q| !short(q)) {
-            let buf = format!("{:08x}{}{token}{}", token.len(), u8::from(qs.is_some()), qs.unwrap_or(""));
-            return (buf.into_boxed_str(), Layout { token_at: 0, token_len: 0, qs_len: LONG });
+            let buf = format!(
+                "{:08x}{}{token}{}",
+                token.len(),
+                u8::from(qs.is_some()),
+                qs.unwrap_or("")
+            );
+            return (
+                buf.into_boxed_str(),
+                Layout {
+                    token_at: 0,
+                    token_len: 0,
+                    qs_len: LONG,
+                },
+            );
         }
         let (buf, token_at, qs_len) = match qs {
             Some(qs) => match qs.find(token) {
@@ -92,7 +110,11 @@ impl Layout {
             },
             None => (token.to_string(), 0, NO_QS),
         };
-        let layout = Layout { token_at: token_at as u16, token_len: token.len() as u16, qs_len };
+        let layout = Layout {
+            token_at: token_at as u16,
+            token_len: token.len() as u16,
+            qs_len,
+        };
         (buf.into_boxed_str(), layout)
     }
 
@@ -224,7 +246,11 @@ mod tests {
 
     #[test]
     fn shared_state_fits_one_small_block() {
-        assert!(std::mem::size_of::<SessionShared>() <= 72, "{}", std::mem::size_of::<SessionShared>());
+        assert!(
+            std::mem::size_of::<SessionShared>() <= 72,
+            "{}",
+            std::mem::size_of::<SessionShared>()
+        );
     }
 
     #[tokio::test]

@@ -299,7 +299,10 @@ fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {
     spec.soft_limitation = body.soft_limitation.unwrap_or(false);
     if let Some(key) = body.sign_key {
         if key.is_empty() {
-            return Err(ApiBodyError::new(format!("{at}.sign_key"), "the key is empty (omit it for no signature)"));
+            return Err(ApiBodyError::new(
+                format!("{at}.sign_key"),
+                "the key is empty (omit it for no signature)",
+            ));
         }
         spec.sign_key = Some(key);
     }

@@ -15,7 +15,12 @@ use super::{HttpState, error_response};
 use crate::auth::{CallKind, Proto};
 use crate::media::TsIngest;
 
-pub(super) async fn publish_mpegts(state: Arc<HttpState>, peer: SocketAddr, name: String, request: Request) -> Response {
+pub(super) async fn publish_mpegts(
+    state: Arc<HttpState>,
+    peer: SocketAddr,
+    name: String,
+    request: Request,
+) -> Response {
     let req = client_request(&state.ctx, CallKind::Publish, &name, Proto::Tshttp, peer, &request);
     let password = req.query.iter().find(|(k, _)| k == "password").map(|(_, v)| v.clone());
     let admitted = match state.ctx.admit_publish(req, password.as_deref()).await {

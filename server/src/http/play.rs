@@ -51,7 +51,10 @@ pub(super) async fn dispatch(state: Arc<HttpState>, peer: SocketAddr, request: R
         return super::dvr::serve(state, archive).await;
     }
     let Some((name, resource)) = parse_path(request.uri().path()) else {
-        return error_response(StatusCode::NOT_FOUND, format!("no such resource `{}`", request.uri().path()));
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("no such resource `{}`", request.uri().path()),
+        );
     };
     let method = request.method().clone();
     if resource == Resource::MpegTs && (method == Method::PUT || method == Method::POST) {
@@ -159,7 +162,10 @@ fn playlist(ctx: &Context, admitted: &Admitted, client_query: &[(String, String)
     let text = admitted.media.playlist(&query);
     admitted.session.add_bytes(text.len() as u64);
     (
-        [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         text,
     )
         .into_response()
@@ -197,7 +203,10 @@ fn segment(admitted: &Admitted, seq: u64) -> Response {
             admitted.session.add_bytes(bytes.len() as u64);
             ([(header::CONTENT_TYPE, "video/mp2t")], bytes).into_response()
         }
-        None => error_response(StatusCode::NOT_FOUND, format!("segment {seq} is not in the live window")),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            format!("segment {seq} is not in the live window"),
+        ),
     }
 }
 
