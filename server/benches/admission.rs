@@ -12,10 +12,14 @@
 //!    The latency of a request is the time to its response headers (the decision; the body is
 //!    the segment's bytes); the stub reports how long it held each token's call, so
 //!    *added* = client-seen − backend-held, per request.
-//! 2. **Storm**: `--storm` requests with one token (one identity) released at once over
-//!    connections opened beforehand, on a stream whose backend answers in 5 ms (`s1`) and on
-//!    one whose backend answers in 250 ms (`s2`, so that every request arrives while the call is
-//!    in flight). Each storm must make exactly one backend call; the bench fails otherwise.
+//! 2. **Storm**: `--storm` first requests with one token (one identity), released at once, on
+//!    a stream whose backend answers in 5 ms (`s1`) and on one whose backend answers in 250 ms
+//!    (`s2`, so that the requests arrive while the call is in flight). One identity is one
+//!    client address, and the server lets an address hold 256 connections: over HTTP the
+//!    storm is 250 connections opened beforehand, each sending its share of the requests one
+//!    after the other. The same storm on the core itself (`AuthCore`, 5 ms backend) has all
+//!    `--storm` requests in flight at once. Each storm must make exactly one backend call and
+//!    every request must be allowed; the bench fails otherwise.
 //!
 //! Prints one line of JSON. Started by `cargo bench` itself it only says how it is meant to run.
 
@@ -23,7 +27,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
+use usher_server::auth::admin::AdminTokens;
+use usher_server::auth::{
+    Answer, AuthCore, AuthSettings, Backend, BackendRequest, CallKind, Grant, PlayRequest, Proto, Verdict,
+};
+use usher_server::config::{AuthSpec, AuthTarget};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
@@ -132,33 +142,132 @@ async fn rate_phase(client: &reqwest::Client, server: &str, backend: &str, rate:
     })
 }
 
+/// Connections one client address may hold open on the server (its per-address cap is 256,
+/// `peer_limit::DEFAULT_PER_IP`); one identity is one address, so a storm uses at most these.
+const STORM_CONNECTIONS: usize = 250;
+
 async fn storm(client: &reqwest::Client, server: &str, backend: &str, stream: &str, n: usize) -> Value {
     let url = newest_segment(client, server, stream).await;
-    // Open the connections first (a 404 needs no decision), so the storm is n requests at once.
-    let warm: Vec<_> = (0..n).map(|_| client.get(format!("{server}/no-such-path")).send()).collect();
+    let conns = n.min(STORM_CONNECTIONS);
+    // Open the connections first (a 404 needs no decision), so the storm starts at once.
+    let warm: Vec<_> = (0..conns).map(|_| client.get(format!("{server}/no-such-path")).send()).collect();
     for r in futures::future::join_all(warm).await {
-        let _ = r.map(|r| r.status());
+        if let Ok(r) = r {
+            let _ = r.bytes().await;
+        }
     }
     backend_calls(client, backend).await;
     let token = format!("storm-{stream}-{}", std::process::id());
+    let gate = Arc::new(tokio::sync::Barrier::new(conns));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|c| {
+            let (client, gate, url) = (client.clone(), gate.clone(), format!("{url}?token={token}"));
+            // Connection c sends requests c, c + conns, c + 2·conns, … one after the other.
+            let mine = (c..n).step_by(conns).count();
+            tokio::spawn(async move {
+                gate.wait().await;
+                let mut outcomes = Vec::with_capacity(mine);
+                for _ in 0..mine {
+                    outcomes.push(match client.get(&url).send().await {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let _ = r.bytes().await;
+                            Ok(status)
+                        }
+                        Err(e) => Err(format!("{e:?}")),
+                    });
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let (mut allowed, mut outcomes) = (0, HashMap::<String, usize>::new());
+    for t in tasks {
+        for outcome in t.await.expect("a storm task") {
+            allowed += usize::from(outcome == Ok(200));
+            let key = match outcome {
+                Ok(status) => status.to_string(),
+                Err(e) => e.chars().take(160).collect(),
+            };
+            *outcomes.entry(key).or_default() += 1;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let calls = backend_calls(client, backend).await.get(&token).map_or(0, Vec::len);
+    json!({
+        "where": format!("HTTP, stream {stream}"),
+        "requests": n,
+        "at_once": conns,
+        "allowed": allowed,
+        "outcomes": outcomes,
+        "backend_calls": calls,
+        "secs": secs,
+    })
+}
+
+/// A backend answering after 5 ms, counting its calls.
+struct Slow5 {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Backend for Slow5 {
+    fn call(&self, _url: &str, _request: &BackendRequest) -> BoxFuture<'static, Answer> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Answer::Allow(Grant { duration: Duration::from_secs(3600), ..Grant::default() })
+        })
+    }
+}
+
+/// The storm without the HTTP front end's per-address cap: `n` first requests of one identity
+/// at once on the core itself (tasks on the runtime's threads), against a 5 ms backend.
+async fn core_storm(n: usize) -> Value {
+    let backend = Arc::new(Slow5 { calls: Default::default() });
+    let core = AuthCore::new(
+        backend.clone(),
+        AdminTokens::new("bench", Duration::from_secs(3600), false),
+        AuthSettings::new(false, Duration::from_secs(30)),
+    );
+    let spec = Arc::new(AuthSpec::new(AuthTarget::Http("http://127.0.0.1:9/on_play".into())));
+    let request = PlayRequest {
+        kind: CallKind::Play,
+        name: "s1".into(),
+        proto: Proto::Hls,
+        ip: "127.0.0.2".parse().expect("ip literal"),
+        token: Some("storm".into()),
+        qs: Some("token=storm".into()),
+        query: vec![("token".into(), "storm".into())],
+        headers: vec![],
+        referer: None,
+        user_agent: None,
+        host: None,
+        dvr: false,
+    };
     let gate = Arc::new(tokio::sync::Barrier::new(n));
     let started = Instant::now();
     let tasks: Vec<_> = (0..n)
         .map(|_| {
-            let (client, gate, url) = (client.clone(), gate.clone(), format!("{url}?token={token}"));
+            let (core, spec, request, gate) = (core.clone(), spec.clone(), request.clone(), gate.clone());
             tokio::spawn(async move {
                 gate.wait().await;
-                client.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+                matches!(core.authorize(Some(&spec), request).await, Verdict::Allow(_))
             })
         })
         .collect();
     let mut allowed = 0;
     for t in tasks {
-        allowed += usize::from(t.await.expect("a storm task") == 200);
+        allowed += usize::from(t.await.expect("a storm task"));
     }
-    let secs = started.elapsed().as_secs_f64();
-    let calls = backend_calls(client, backend).await.get(&token).map_or(0, Vec::len);
-    json!({ "stream": stream, "requests": n, "allowed": allowed, "backend_calls": calls, "secs": secs })
+    json!({
+        "where": "AuthCore, in process",
+        "requests": n,
+        "at_once": n,
+        "allowed": allowed,
+        "backend_calls": backend.calls.load(std::sync::atomic::Ordering::SeqCst),
+        "secs": started.elapsed().as_secs_f64(),
+    })
 }
 
 fn main() {
@@ -172,9 +281,13 @@ fn main() {
     let n: usize = arg(&args, "--storm").unwrap_or(1000);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     let report = rt.block_on(async {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(n + 64).build().expect("a client");
+        let client = reqwest::Client::builder().pool_max_idle_per_host(STORM_CONNECTIONS).build().expect("a client");
         let rate = rate_phase(&client, &server, &backend, rate, seconds).await;
-        let storms = [storm(&client, &server, &backend, "s1", n).await, storm(&client, &server, &backend, "s2", n).await];
+        let storms = [
+            storm(&client, &server, &backend, "s1", n).await,
+            storm(&client, &server, &backend, "s2", n).await,
+            core_storm(n).await,
+        ];
         json!({ "rate": rate, "storms": storms })
     });
     println!("{report}");

@@ -33,6 +33,7 @@ want() { local s; for s in "${SECTIONS[@]}"; do [ "$s" = "$1" ] && return 0; don
 OUT="$ROOT/target/perf/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/usher-perf.XXXXXX)
+chmod 755 "$WORK" # nginx's workers run as another user
 PIDS=()
 cleanup() {
   local p

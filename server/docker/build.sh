@@ -22,8 +22,10 @@ binary="$target_dir/$triple/release/usher"
 started=$(date +%s)
 echo "build.sh: cargo build --release --target $triple (crt-static) into $target_dir" >&2
 # RUSTFLAGS with --target apply to the target's artifacts only: the host's build scripts and the
-# usual debug builds in the same target dir are not rebuilt.
-(cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' \
+# usual debug builds in the same target dir are not rebuilt. Incremental: a change to the
+# workspace's crates recompiles what changed, not the whole crates (the dependencies are built
+# once either way).
+(cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_PROFILE_RELEASE_INCREMENTAL=true \
     cargo build --release --target "$triple" -p usher-conformance --bin usher)
 
 # A dynamic binary would not start in an empty image: refuse it here, not at `docker run`.
