@@ -36,7 +36,10 @@ use usher_server::auth::{
 use usher_server::config::{AuthSpec, AuthTarget};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
 }
 
 fn percentiles(mut v: Vec<f64>) -> Value {
@@ -67,7 +70,10 @@ async fn backend_calls(client: &reqwest::Client, backend: &str) -> HashMap<Strin
     let mut out = HashMap::new();
     if let Some(tokens) = stats["tokens"].as_object() {
         for (token, t) in tokens {
-            let held = t["held_us"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+            let held = t["held_us"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default();
             out.insert(token.clone(), held);
         }
     }
@@ -84,7 +90,11 @@ async fn newest_segment(client: &reqwest::Client, server: &str, stream: &str) ->
         .text()
         .await
         .expect("a playlist");
-    let line = playlist.lines().rev().find(|l| l.starts_with("segment-")).expect("a segment in the playlist");
+    let line = playlist
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("segment-"))
+        .expect("a segment in the playlist");
     format!("{server}/{stream}/{}", line.split('?').next().unwrap_or(line))
 }
 
@@ -150,11 +160,11 @@ async fn storm(client: &reqwest::Client, server: &str, backend: &str, stream: &s
     let url = newest_segment(client, server, stream).await;
     let conns = n.min(STORM_CONNECTIONS);
     // Open the connections first (a 404 needs no decision), so the storm starts at once.
-    let warm: Vec<_> = (0..conns).map(|_| client.get(format!("{server}/no-such-path")).send()).collect();
-    for r in futures::future::join_all(warm).await {
-        if let Ok(r) = r {
-            let _ = r.bytes().await;
-        }
+    let warm: Vec<_> = (0..conns)
+        .map(|_| client.get(format!("{server}/no-such-path")).send())
+        .collect();
+    for r in futures::future::join_all(warm).await.into_iter().flatten() {
+        let _ = r.bytes().await;
     }
     backend_calls(client, backend).await;
     let token = format!("storm-{stream}-{}", std::process::id());
@@ -216,7 +226,10 @@ impl Backend for Slow5 {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            Answer::Allow(Grant { duration: Duration::from_secs(3600), ..Grant::default() })
+            Answer::Allow(Grant {
+                duration: Duration::from_secs(3600),
+                ..Grant::default()
+            })
         })
     }
 }
@@ -224,7 +237,9 @@ impl Backend for Slow5 {
 /// The storm without the HTTP front end's per-address cap: `n` first requests of one identity
 /// at once on the core itself (tasks on the runtime's threads), against a 5 ms backend.
 async fn core_storm(n: usize) -> Value {
-    let backend = Arc::new(Slow5 { calls: Default::default() });
+    let backend = Arc::new(Slow5 {
+        calls: Default::default(),
+    });
     let core = AuthCore::new(
         backend.clone(),
         AdminTokens::new("bench", Duration::from_secs(3600), false),
@@ -279,9 +294,15 @@ fn main() {
     let rate: u32 = arg(&args, "--rate").unwrap_or(1000);
     let seconds: u32 = arg(&args, "--seconds").unwrap_or(10);
     let n: usize = arg(&args, "--storm").unwrap_or(1000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     let report = rt.block_on(async {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(STORM_CONNECTIONS).build().expect("a client");
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(STORM_CONNECTIONS)
+            .build()
+            .expect("a client");
         let rate = rate_phase(&client, &server, &backend, rate, seconds).await;
         let storms = [
             storm(&client, &server, &backend, "s1", n).await,
@@ -292,7 +313,10 @@ fn main() {
     });
     println!("{report}");
     for s in report["storms"].as_array().into_iter().flatten() {
-        assert_eq!(s["backend_calls"], 1, "a storm of first requests with one identity must make exactly one backend call: {s}");
+        assert_eq!(
+            s["backend_calls"], 1,
+            "a storm of first requests with one identity must make exactly one backend call: {s}"
+        );
         assert_eq!(s["allowed"], s["requests"], "every storm request is allowed: {s}");
     }
 }

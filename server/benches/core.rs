@@ -39,7 +39,10 @@ impl Backend for Allow {
 }
 
 fn request(i: u32) -> PlayRequest {
-    let token = format!("{:032x}", u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+    let token = format!(
+        "{:032x}",
+        u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+    );
     PlayRequest {
         kind: CallKind::Play,
         name: "live/stream1".into(),
@@ -67,7 +70,9 @@ fn identity(c: &mut Criterion) {
         query: &req.query,
     };
     let default = SessionKeys::default();
-    c.bench_function("identity/name,ip,token", |b| b.iter(|| Identity::compute(black_box(&default), &facts)));
+    c.bench_function("identity/name,ip,token", |b| {
+        b.iter(|| Identity::compute(black_box(&default), &facts))
+    });
     let listed = SessionKeys::parse("ip,name,proto,token,header.host").expect("valid keys");
     c.bench_function("identity/ip,name,proto,token,header.host", |b| {
         b.iter(|| Identity::compute(black_box(&listed), &facts))
@@ -87,10 +92,16 @@ fn populated() -> (AuthCore, AuthSpec, Vec<PlayRequest>) {
     );
     let spec = AuthSpec::new(AuthTarget::Http("http://127.0.0.1:9/on_play".into()));
     let requests: Vec<PlayRequest> = (0..SESSIONS).map(request).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     rt.block_on(async {
         for r in &requests {
-            assert!(matches!(core.authorize(Some(&spec), r.clone()).await, Verdict::Allow(_)));
+            assert!(matches!(
+                core.authorize(Some(&spec), r.clone()).await,
+                Verdict::Allow(_)
+            ));
         }
     });
     (core, spec, requests)
@@ -161,10 +172,14 @@ fn interpret_answers(c: &mut Criterion) {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    c.bench_function("interpret/headers", |b| b.iter(|| interpret(200, black_box(&headers), b"")));
+    c.bench_function("interpret/headers", |b| {
+        b.iter(|| interpret(200, black_box(&headers), b""))
+    });
     let body = br#"{"auth_time":180,"user_id":"user-42","max_sessions":3,"allowed_dvr_ranges":[{"from":1700000000,"duration":3600}]}"#;
     let plain = vec![("Content-Type".to_string(), "application/json".to_string())];
-    c.bench_function("interpret/json_body", |b| b.iter(|| interpret(200, black_box(&plain), black_box(body))));
+    c.bench_function("interpret/json_body", |b| {
+        b.iter(|| interpret(200, black_box(&plain), black_box(body)))
+    });
     c.bench_function("interpret/deny", |b| {
         b.iter(|| interpret(403, black_box(&headers[..2]), b""))
     });

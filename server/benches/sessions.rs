@@ -70,7 +70,11 @@ struct Instant200 {
 impl Backend for Instant200 {
     fn call(&self, _url: &str, request: &BackendRequest) -> BoxFuture<'static, Answer> {
         let user_id = (self.users_per > 0).then(|| {
-            let n: u64 = request.token.as_deref().and_then(|t| u64::from_str_radix(&t[..16], 16).ok()).unwrap_or(0);
+            let n: u64 = request
+                .token
+                .as_deref()
+                .and_then(|t| u64::from_str_radix(&t[..16], 16).ok())
+                .unwrap_or(0);
             format!("user{}", n / self.users_per)
         });
         Box::pin(std::future::ready(Answer::Allow(Grant {
@@ -122,7 +126,10 @@ fn request(i: u64, token_len: usize) -> PlayRequest {
         ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32 + i as u32)),
         qs: Some(format!("token={t}")),
         query: vec![("token".into(), t.clone())],
-        headers: vec![("host".into(), "cdn.example.com".into()), ("user-agent".into(), USER_AGENT.into())],
+        headers: vec![
+            ("host".into(), "cdn.example.com".into()),
+            ("user-agent".into(), USER_AGENT.into()),
+        ],
         token: Some(t),
         referer: None,
         user_agent: Some(USER_AGENT.into()),
@@ -139,7 +146,10 @@ fn main() {
     let token_len: usize = arg(&args, "--token-len", 32);
     let lookups: u64 = arg(&args, "--lookups", 200_000);
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     rt.block_on(async move {
         let core = AuthCore::new(
             Arc::new(Instant200 { users_per }),
@@ -154,11 +164,16 @@ fn main() {
         let spec = AuthSpec::new(AuthTarget::Http("http://127.0.0.1:9/on_play".into()));
         // Warm up the runtime, the allocator and the tracing machinery with one session, then
         // close it, so the baseline holds everything but the sessions themselves.
-        assert!(matches!(core.authorize(Some(&spec), request(u64::MAX / 2, token_len)).await, Verdict::Allow(_)));
-        core.close_session(match core.authorize(Some(&spec), request(u64::MAX / 2, token_len)).await {
-            Verdict::Allow(h) => h.session_id(),
-            other => panic!("warm-up refused: {other:?}"),
-        });
+        assert!(matches!(
+            core.authorize(Some(&spec), request(u64::MAX / 2, token_len)).await,
+            Verdict::Allow(_)
+        ));
+        core.close_session(
+            match core.authorize(Some(&spec), request(u64::MAX / 2, token_len)).await {
+                Verdict::Allow(h) => h.session_id(),
+                other => panic!("warm-up refused: {other:?}"),
+            },
+        );
         let (rss0, heap0) = (rss_bytes(), LIVE.load(Ordering::Relaxed));
 
         let started = Instant::now();

@@ -40,7 +40,10 @@ struct Stub {
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn main() {
@@ -51,7 +54,9 @@ fn main() {
     }
     let port: u16 = arg(&args, "--port").and_then(|p| p.parse().ok()).unwrap_or(0);
     let delay_ms: u64 = arg(&args, "--delay-ms").and_then(|p| p.parse().ok()).unwrap_or(0);
-    let slow_delay_ms: u64 = arg(&args, "--slow-delay-ms").and_then(|p| p.parse().ok()).unwrap_or(250);
+    let slow_delay_ms: u64 = arg(&args, "--slow-delay-ms")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(250);
     let auth_duration = arg(&args, "--auth-duration").unwrap_or_else(|| "3600".into());
     let threads: usize = arg(&args, "--threads").and_then(|p| p.parse().ok()).unwrap_or(1);
     let stub = Arc::new(Stub {
@@ -66,7 +71,9 @@ fn main() {
         .build()
         .expect("a runtime");
     rt.block_on(async move {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await.expect("bind");
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .expect("bind");
         println!("listening on {}", listener.local_addr().expect("local addr"));
         let app = Router::new().fallback(handle).with_state(stub);
         axum::serve(listener, app).await.expect("serve");
@@ -83,7 +90,11 @@ async fn handle(State(stub): State<Arc<Stub>>, request: Request) -> Response {
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let delay = if request.uri().path().starts_with("/slow/") { stub.slow_delay } else { stub.delay };
+    let delay = if request.uri().path().starts_with("/slow/") {
+        stub.slow_delay
+    } else {
+        stub.delay
+    };
     if !delay.is_zero() {
         tokio::time::sleep_until(arrived + delay).await;
     }
@@ -96,7 +107,9 @@ async fn handle(State(stub): State<Arc<Stub>>, request: Request) -> Response {
         t.held_us.push(held);
     }
     let mut response = StatusCode::OK.into_response();
-    response.headers_mut().insert("x-authduration", stub.auth_duration.clone());
+    response
+        .headers_mut()
+        .insert("x-authduration", stub.auth_duration.clone());
     response
 }
 

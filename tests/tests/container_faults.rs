@@ -76,6 +76,7 @@ async fn start(options: ContainerOptions) -> ServerContainer {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "issue 6 is unfinished: .ci/run does not build the usher-server:dev image yet; run `server/docker/build.sh` then `cargo test -p usher-tests --test container_suite --test container_faults -- --ignored`"]
 async fn a_paused_server_runs_each_overdue_recheck_once_when_it_resumes() {
     if !container_common::docker_ready().await {
         return;
@@ -170,6 +171,7 @@ async fn a_paused_server_runs_each_overdue_recheck_once_when_it_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "issue 6 is unfinished: .ci/run does not build the usher-server:dev image yet; run `server/docker/build.sh` then `cargo test -p usher-tests --test container_suite --test container_faults -- --ignored`"]
 async fn a_restarted_server_forgets_its_sessions_and_authorizes_clients_again() {
     if !container_common::docker_ready().await {
         return;

@@ -46,6 +46,7 @@ fn failures(summary: &Summary) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "issue 6 is unfinished: .ci/run does not build the usher-server:dev image yet; run `server/docker/build.sh` then `cargo test -p usher-tests --test container_suite --test container_faults -- --ignored`"]
 async fn the_image_gets_the_verdicts_of_the_embedded_run() {
     if !container_common::docker_ready().await {
         return;
