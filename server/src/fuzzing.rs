@@ -8,6 +8,7 @@
 //! | [`config`] | `parse_config` and the printer | the configuration file |
 //! | [`backend_answer`] | `auth::backend::interpret` | a backend's status, headers and body |
 //! | [`http_target`] | HLS/MPEG-TS path and query, segment URIs | a player's request line |
+//! | [`http_request`] | the whole HTTP router: play, ingest, DVR, the management API | any HTTP request |
 //! | [`api_body`] | `stream_from_api_json`, `AuthBackendConfig::from_api_json` | management API bodies |
 //! | [`rtsp`] | RTSP framing, request URL, `Transport` | an RTSP client's bytes |
 //! | [`rtmp`] | the inbound guard and `rml_rtmp` behind it | an RTMP client's bytes |
@@ -237,4 +238,191 @@ pub fn ts_ingest(data: &[u8]) {
     }
     let units = ingest.finish();
     assert!(units.windows(2).all(|w| w[0].dts <= w[1].dts));
+}
+
+/// A stand-in backend for [`http_request`]: the token's first character decides.
+struct TokenBackend;
+
+impl crate::auth::Backend for TokenBackend {
+    fn call(&self, _url: &str, request: &crate::auth::BackendRequest) -> futures::future::BoxFuture<'static, Answer> {
+        use std::time::Duration;
+        let token = request.token.clone().unwrap_or_default();
+        let deny = Answer::Deny {
+            status: 403,
+            duration: Duration::from_secs(5),
+        };
+        let answer = match token.as_bytes().first() {
+            // The stream `denied` has a backend that refuses everyone.
+            _ if request.name == "denied" => deny,
+            Some(b'd') => deny,
+            Some(b'n') => Answer::NoDecision { reason: "fuzz".into() },
+            Some(b'r') => Answer::Redirect {
+                location: format!("http://elsewhere/{token}"),
+            },
+            Some(b'u') => Answer::Allow(crate::auth::Grant {
+                duration: Duration::from_secs(1),
+                user_id: Some("u".into()),
+                max_sessions: Some(1),
+                ..crate::auth::Grant::default()
+            }),
+            _ => Answer::Allow(crate::auth::Grant {
+                duration: Duration::ZERO,
+                ..crate::auth::Grant::default()
+            }),
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+/// The router of a small server (streams `s1` with a domain lock, request-derived session keys
+/// and a signing key, `live/cam` without backend, `pub` for publishing with a password,
+/// `denied` whose backend refuses everyone) and the runtime that drives it.
+struct World {
+    runtime: tokio::runtime::Runtime,
+    router: axum::Router,
+    uses: usize,
+}
+
+fn world() -> World {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::auth::admin::AdminTokens;
+    use crate::auth::configurator::Configurator;
+    use crate::auth::{AuthCore, AuthSettings};
+    use crate::config::{AuthSpec, AuthTarget, Credential, SessionKeys, StreamConfig};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let router = runtime.block_on(async {
+        let backend: Arc<dyn crate::auth::Backend> = Arc::new(TokenBackend);
+        let core = AuthCore::new(
+            backend.clone(),
+            AdminTokens::new("fuzz", Duration::from_secs(3600), false),
+            AuthSettings::new(false, Duration::from_secs(30)),
+        );
+        let mut s1 = AuthSpec::new(AuthTarget::Http("http://backend.invalid/auth".into()));
+        s1.domains = vec!["good.com".into()];
+        s1.session_keys = SessionKeys::parse("ip,name,proto,token,query.x,header.user-agent").expect("keys");
+        s1.sign_key = Some("k".into());
+        let stream = |name: &str, input: &str, on_play: Option<AuthSpec>| StreamConfig {
+            name: name.into(),
+            inputs: vec![input.into()],
+            on_play,
+            ..StreamConfig::default()
+        };
+        let mut publish = stream("pub", "publish://", None);
+        publish.password = Some("pw".into());
+        publish.on_publish = Some(AuthSpec::new(AuthTarget::Http("http://backend.invalid/pub".into())));
+        let denied = AuthSpec::new(AuthTarget::Http("http://backend.invalid/no".into()));
+        let streams = Arc::new(crate::streams::Streams::new(
+            vec![
+                stream("s1", "fake://fake", Some(s1)),
+                stream("live/cam", "fake://fake", None),
+                stream("denied", "fake://fake", Some(denied)),
+                publish,
+            ],
+            Vec::new(),
+        ));
+        core.set_stream_control(streams.clone());
+        let ctx = Arc::new(crate::context::Context::new(core, streams.clone(), "token".into()));
+        let state = Arc::new(crate::http::HttpState {
+            ctx,
+            edit_auth: Some(Credential {
+                login: "admin".into(),
+                password: "pw".into(),
+            }),
+            configurator: Arc::new(Configurator::new(Vec::new(), backend, None)),
+            history: crate::history::History::open(None, Duration::from_secs(86_400)).expect("history"),
+            dvr: crate::dvr::Dvr::new(streams),
+        });
+        crate::http::router(state)
+    });
+    World {
+        runtime,
+        router,
+        uses: 0,
+    }
+}
+
+/// A whole HTTP request through the router, as a connection hands it over: the method from
+/// the first byte, then the target, header lines and body (fields apart by `0xFF`), from one of
+/// four client addresses; with the first byte's high bit, the management credential is added.
+/// Nothing may answer 500, and without the credential (so the API cannot reconfigure anything)
+/// the stream whose backend refuses everyone never plays.
+pub fn http_request(data: &[u8]) {
+    use std::cell::RefCell;
+
+    use axum::extract::ConnectInfo;
+    use tower::ServiceExt;
+
+    thread_local! {
+        static WORLD: RefCell<Option<World>> = const { RefCell::new(None) };
+    }
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let [target, headers, body] = match fields(rest, 3)[..] {
+        [t, h, b] => [t, h, b],
+        [t, h] => [t, h, &[][..]],
+        [t] => [t, &[][..], &[][..]],
+        _ => return,
+    };
+    let method = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH", "GET"][usize::from(mode & 7)];
+    let credential = mode & 0x80 != 0;
+    let Ok(mut request) = http::Request::builder()
+        .method(method)
+        .uri(target)
+        .body(axum::body::Body::from(body.to_vec()))
+    else {
+        return;
+    };
+    for line in headers.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(&line[..colon]),
+            http::HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) else {
+            continue;
+        };
+        request.headers_mut().append(name, value);
+    }
+    if credential {
+        request.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Basic YWRtaW46cHc="),
+        );
+    }
+    let peer: std::net::SocketAddr = ([127, 0, 0, 1 + ((mode >> 3) & 3)], 40_000).into();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let names_denied = crate::http::play::parse_path(request.uri().path()).is_some_and(|(name, _)| name == "denied");
+    let status = WORLD.with_borrow_mut(|world| {
+        // A fresh server now and then, so the records of earlier inputs do not pile up.
+        if world.as_ref().is_none_or(|w| w.uses >= 2000) {
+            *world = Some(self::world());
+        }
+        let world = world.as_mut().expect("just made");
+        world.uses += 1;
+        let router = world.router.clone();
+        world.runtime.block_on(async move {
+            let response = router.oneshot(request).await.expect("the router is infallible");
+            response.status()
+        })
+    });
+    assert!(
+        status.as_u16() != 500,
+        "{method} {}: 500",
+        String::from_utf8_lossy(target)
+    );
+    if names_denied && !credential && method != "PUT" && method != "POST" {
+        assert!(
+            !status.is_success(),
+            "{method} {} played a stream whose backend refuses everyone: {status}",
+            String::from_utf8_lossy(target)
+        );
+    }
 }

@@ -15,10 +15,11 @@ use usher_server::fuzzing;
 
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 7] = [
+const TARGETS: [(&str, Entry); 8] = [
     ("config", fuzzing::config),
     ("backend_answer", fuzzing::backend_answer),
     ("http_target", fuzzing::http_target),
+    ("http_request", fuzzing::http_request),
     ("api_body", fuzzing::api_body),
     ("rtsp", fuzzing::rtsp),
     ("rtmp", fuzzing::rtmp),
@@ -111,6 +112,9 @@ proptest! {
 
     #[test]
     fn http_target_survives(data in input("http_target")) { fuzzing::http_target(&data) }
+
+    #[test]
+    fn http_request_survives(data in input("http_request")) { fuzzing::http_request(&data) }
 
     #[test]
     fn api_body_survives(data in input("api_body")) { fuzzing::api_body(&data) }

@@ -12,7 +12,11 @@ use usher_server::http::Limits as HttpLimits;
 use usher_server::rtsp::Limits as RtspLimits;
 use usher_server::{RunningServer, Server, ServerLimits};
 
+/// The header deadline of the slowloris test.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The header deadline of the idle-connections test: long enough that the held connections are
+/// still open when the over-cap ones are counted, on a busy machine too.
+const IDLE_HEADER_TIMEOUT: Duration = Duration::from_secs(6);
 
 async fn start(limits: ServerLimits) -> RunningServer {
     Server::start_with_limits(
@@ -36,10 +40,10 @@ async fn start(limits: ServerLimits) -> RunningServer {
     .unwrap()
 }
 
-fn short_limits() -> ServerLimits {
+fn short_limits(header_read_timeout: Duration) -> ServerLimits {
     ServerLimits {
         http: HttpLimits {
-            header_read_timeout: HEADER_TIMEOUT,
+            header_read_timeout,
             ..HttpLimits::default()
         },
         rtsp: RtspLimits {
@@ -84,20 +88,27 @@ fn viewer_from(local: &str) -> reqwest::Client {
 
 #[tokio::test]
 async fn idle_connections_from_one_address_do_not_lock_out_another() {
-    let server = start(short_limits()).await;
+    let server = start(short_limits(IDLE_HEADER_TIMEOUT)).await;
     let addr = server.http_addr();
     let mut idle = Vec::new();
     for _ in 0..300 {
         idle.push(connect_from("127.0.0.1", addr).await);
     }
     // Beyond the cap, the server closes at once.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut buf = [0u8; 64];
-    let closed_at_once = idle
-        .iter()
-        .filter(|socket| !matches!(socket.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
-        .count();
     let cap = HttpLimits::default().max_connections_per_ip;
+    let mut buf = [0u8; 64];
+    let mut closed_at_once = 0;
+    let counting = Instant::now();
+    while counting.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        closed_at_once = idle
+            .iter()
+            .filter(|socket| !matches!(socket.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
+            .count();
+        if closed_at_once >= 300 - cap {
+            break;
+        }
+    }
     assert_eq!(
         closed_at_once,
         300 - cap,
@@ -114,7 +125,7 @@ async fn idle_connections_from_one_address_do_not_lock_out_another() {
     assert_eq!(status, 200);
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     // The held ones are cut at the header deadline, and the address may connect again.
-    let (first_closed, _) = closed_within(&mut idle[0], HEADER_TIMEOUT + Duration::from_secs(2)).await;
+    let (first_closed, _) = closed_within(&mut idle[0], IDLE_HEADER_TIMEOUT + Duration::from_secs(2)).await;
     assert!(
         first_closed.is_some(),
         "an idle connection outlived the header deadline"
@@ -150,14 +161,14 @@ async fn trickle(socket: &mut TcpStream, head: &[u8], gap: Duration, within: Dur
 
 #[tokio::test]
 async fn slowloris_is_cut_at_the_header_deadline_on_http_and_rtsp() {
-    let server = start(short_limits()).await;
+    let server = start(short_limits(HEADER_TIMEOUT)).await;
     let mut http = connect_from("127.0.0.1", server.http_addr()).await;
     let head =
         b"GET /s1/index.m3u8 HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let took = trickle(&mut http, head, Duration::from_millis(100), Duration::from_secs(10)).await;
     let took = took.expect("HTTP slowloris kept its connection");
     assert!(
-        took >= HEADER_TIMEOUT - Duration::from_millis(200) && took < HEADER_TIMEOUT + Duration::from_secs(1),
+        took >= HEADER_TIMEOUT - Duration::from_millis(200) && took < HEADER_TIMEOUT + Duration::from_secs(2),
         "HTTP cut after {took:?}"
     );
 
@@ -166,10 +177,7 @@ async fn slowloris_is_cut_at_the_header_deadline_on_http_and_rtsp() {
     let head = b"OPTIONS rtsp://h/s1 RTSP/1.0\r\nCSeq: 1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let took = trickle(&mut rtsp, head, Duration::from_millis(100), Duration::from_secs(10)).await;
     let took = took.expect("RTSP slowloris kept its connection");
-    assert!(
-        took < Duration::from_millis(2500),
-        "RTSP first request cut after {took:?}"
-    );
+    assert!(took < Duration::from_secs(4), "RTSP first request cut after {took:?}");
 
     // After a whole request, a trickled second one is cut at the idle deadline.
     let mut rtsp = connect_from("127.0.0.1", rtsp_addr).await;
@@ -178,7 +186,7 @@ async fn slowloris_is_cut_at_the_header_deadline_on_http_and_rtsp() {
         .unwrap();
     let took = trickle(&mut rtsp, head, Duration::from_millis(100), Duration::from_secs(10)).await;
     let took = took.expect("RTSP slowloris after a first request kept its connection");
-    assert!(took < Duration::from_secs(3), "RTSP second request cut after {took:?}");
+    assert!(took < Duration::from_secs(5), "RTSP second request cut after {took:?}");
     server.shutdown().await;
 }
 
