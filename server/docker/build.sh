@@ -3,7 +3,10 @@
 #
 #   server/docker/build.sh [TAG]          # default TAG: usher-server:dev (or $USHER_IMAGE)
 #
-# 1. a static `usher` binary: cargo build --release for x86_64-unknown-linux-gnu with
+# USHER_IMAGE_PROFILE=dev builds the binary with the dev profile instead of release: a quicker
+# first build (for CI from an empty target dir), a slower server.
+#
+# 1. a static `usher` binary: cargo build (release) for x86_64-unknown-linux-gnu with
 #    -C target-feature=+crt-static, in the workspace's target dir (or $CARGO_TARGET_DIR), so a
 #    second run rebuilds only what changed;
 # 2. `docker build` of a FROM scratch image whose context is a temporary folder holding only the
@@ -17,16 +20,22 @@ root="$(cd "$here/../.." && pwd)"
 tag="${1:-${USHER_IMAGE:-usher-server:dev}}"
 triple=x86_64-unknown-linux-gnu
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-binary="$target_dir/$triple/release/usher"
+profile="${USHER_IMAGE_PROFILE:-release}"
+case "$profile" in
+    release) profile_dir=release ;;
+    dev) profile_dir=debug ;;
+    *) echo "build.sh: USHER_IMAGE_PROFILE must be release or dev, not $profile" >&2; exit 2 ;;
+esac
+binary="$target_dir/$triple/$profile_dir/usher"
 
 started=$(date +%s)
-echo "build.sh: cargo build --release --target $triple (crt-static) into $target_dir" >&2
+echo "build.sh: cargo build --profile $profile --target $triple (crt-static) into $target_dir" >&2
 # RUSTFLAGS with --target apply to the target's artifacts only: the host's build scripts and the
 # usual debug builds in the same target dir are not rebuilt. Incremental: a change to the
 # workspace's crates recompiles what changed, not the whole crates (the dependencies are built
 # once either way).
 (cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_PROFILE_RELEASE_INCREMENTAL=true \
-    cargo build --release --target "$triple" -p usher-conformance --bin usher)
+    cargo build --profile "$profile" --target "$triple" -p usher-conformance --bin usher)
 
 # A dynamic binary would not start in an empty image: refuse it here, not at `docker run`.
 if readelf -lW "$binary" | grep -q 'program interpreter'; then

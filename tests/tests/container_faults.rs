@@ -76,7 +76,6 @@ async fn start(options: ContainerOptions) -> ServerContainer {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 6 is unfinished: .ci/run does not build the usher-server:dev image yet; run `server/docker/build.sh` then `cargo test -p usher-tests --test container_suite --test container_faults -- --ignored`"]
 async fn a_paused_server_runs_each_overdue_recheck_once_when_it_resumes() {
     if !container_common::docker_ready().await {
         return;
@@ -110,8 +109,10 @@ async fn a_paused_server_runs_each_overdue_recheck_once_when_it_resumes() {
     let paused_at = Instant::now();
     container.pause().await.expect("docker pause");
     tokio::time::sleep(pause).await; // the fault itself: the server stays frozen this long
-    container.unpause().await.expect("docker unpause");
+    // The server may run its first sweep before `docker unpause` has answered: the resume is
+    // counted from the request.
     let resumed_at = Instant::now();
+    container.unpause().await.expect("docker unpause");
     // What follows the resume: 2.5 auth durations.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let still_a = a.wait_more(PLAYING_BYTES, Duration::from_secs(5)).await;
@@ -171,7 +172,6 @@ async fn a_paused_server_runs_each_overdue_recheck_once_when_it_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 6 is unfinished: .ci/run does not build the usher-server:dev image yet; run `server/docker/build.sh` then `cargo test -p usher-tests --test container_suite --test container_faults -- --ignored`"]
 async fn a_restarted_server_forgets_its_sessions_and_authorizes_clients_again() {
     if !container_common::docker_ready().await {
         return;
@@ -236,12 +236,11 @@ async fn a_restarted_server_forgets_its_sessions_and_authorizes_clients_again() 
     for c in &new {
         assert_eq!(c.request_type(), Some("new_session"), "{text}");
         assert_eq!(c.request_number(), Some(1), "{text}");
-        let id = c.session_id().expect("a session_id");
-        assert!(
-            !old.iter().any(|o| o == id),
-            "a new session id, not {id} again:\n{text}"
-        );
     }
+    // The session_id is derived from the session keys (SESS-01), not drawn: the returning
+    // viewers get their old ids back, as new sessions.
+    let again: Vec<String> = new.iter().filter_map(|c| c.session_id().map(str::to_string)).collect();
+    assert_eq!(again, old, "the same session ids, as new sessions:\n{text}");
     println!(
         "restart took {:.1} s; backend calls, time since the restart began:\n{text}\ncontainer log:\n{logs}",
         restart_took.as_secs_f64()

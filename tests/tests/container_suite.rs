@@ -9,19 +9,16 @@ mod container_common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use usher_conformance::target::container::{ContainerOptions, ServerContainer};
-use usher_conformance::{OnResult, RunOptions, Summary, TargetChoice, Verdict};
+use usher_conformance::target::container::{self, ContainerOptions, ServerContainer};
+use usher_conformance::{Capabilities, Catalogue, OnResult, RunOptions, Summary, TargetChoice, Verdict};
 
 /// Both runs generate the same property-case inputs.
 const SEED: u64 = 0x00c0_ffee;
 
-/// Capabilities only the embedded server has, by construction: the suite fills its media
-/// folder. A running target (a container too) lacks them unless its manifest declares them.
-const EMBEDDED_ONLY: [&str; 1] = ["file_input"];
-
-async fn run(target: TargetChoice) -> Summary {
+async fn run(target: TargetChoice, capabilities: Option<Capabilities>) -> Summary {
     let options = RunOptions {
         target,
+        capabilities,
         seed: Some(SEED),
         timeout: Duration::from_secs(600),
         ..RunOptions::default()
@@ -46,26 +43,36 @@ fn failures(summary: &Summary) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 6 is unfinished: .ci/run does not build the usher-server:dev image yet; run `server/docker/build.sh` then `cargo test -p usher-tests --test container_suite --test container_faults -- --ignored`"]
 async fn the_image_gets_the_verdicts_of_the_embedded_run() {
     if !container_common::docker_ready().await {
         return;
     }
-    let embedded = run(TargetChoice::Embedded).await;
+    let embedded = run(TargetChoice::Embedded, None).await;
     assert!(embedded.ok(), "the embedded run passes:\n{}", failures(&embedded));
 
-    let container = ServerContainer::start(ContainerOptions::new(container_common::image()))
+    // As `usher check --target-image` does: the container gets the media files the cases play,
+    // and so supports everything the embedded server does.
+    let catalogue = Catalogue::load(&usher_conformance::default_features_dir()).expect("the catalogue");
+    let mut options = ContainerOptions::new(container_common::image());
+    let media = container::prepare_media(&catalogue)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the media files (ffmpeg)");
+    options.media = Some(media.clone());
+    let started = ServerContainer::start(options).await;
+    let _ = std::fs::remove_dir_all(&media);
+    let container = started.unwrap_or_else(|e| panic!("{e}"));
     let ready = container.ready();
     assert!(
         ready.http.ip().is_loopback(),
         "the server listens on loopback only: {ready:?}"
     );
-    let by_image = run(TargetChoice::Running {
-        address: container.address(),
-        static_streams: false,
-    })
+    let by_image = run(
+        TargetChoice::Running {
+            address: container.address(),
+            static_streams: false,
+        },
+        Some(container::capabilities_with_media(&catalogue)),
+    )
     .await;
     let log = if by_image.ok() {
         String::new()
@@ -81,17 +88,9 @@ async fn the_image_gets_the_verdicts_of_the_embedded_run() {
         by_image.target
     );
     let (a, b) = (verdicts(&embedded), verdicts(&by_image));
-    let skipped_by_design = |key: &str| {
-        by_image.cases.iter().any(|c| {
-            c.key == key
-                && c.verdict == Verdict::Skip
-                && matches!(&c.skip, Some(usher_conformance::report::SkipReason::Unsupported { missing })
-                    if missing.iter().all(|m| EMBEDDED_ONLY.contains(&m.as_str())))
-        })
-    };
     let differ: Vec<String> = a
         .iter()
-        .filter(|(k, v)| b.get(*k) != Some(*v) && !skipped_by_design(k))
+        .filter(|(k, v)| b.get(*k) != Some(*v))
         .map(|(k, v)| format!("{k}: embedded {v:?}, image {:?}", b.get(k)))
         .collect();
     assert!(
@@ -101,6 +100,5 @@ async fn the_image_gets_the_verdicts_of_the_embedded_run() {
         failures(&by_image)
     );
     assert!(by_image.ok(), "{}\ncontainer log:\n{log}", failures(&by_image));
-    let by_design = a.keys().filter(|k| skipped_by_design(k)).count();
-    assert!(by_design <= 6, "only the file_input cases differ, {by_design} do");
+    assert_eq!(by_image.skipped(), 0, "the container runs every case");
 }

@@ -16,7 +16,7 @@ use usher_conformance::catalogue::{Capabilities, Catalogue, streams};
 use usher_conformance::deviations::Deviations;
 use usher_conformance::report::{html, json, junit};
 use usher_conformance::target::config::TargetConfig;
-use usher_conformance::target::container::{ContainerOptions, ServerContainer};
+use usher_conformance::target::container::{self, ContainerOptions, ServerContainer};
 use usher_conformance::target::{Address, ApiCredential};
 use usher_conformance::{RunError, RunOptions, Summary, TargetChoice};
 
@@ -264,7 +264,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     };
     // --target-image: the container is the target, by address (it decides its addresses).
     let container = match &args.target_image {
-        Some(image) => match start_container(image, &mut resolved).await {
+        Some(image) => match start_container(image, &args.select.features, &mut resolved).await {
             Ok(c) => Some(c),
             Err(e) => return fail(e),
         },
@@ -358,18 +358,37 @@ fn print_summary(summary: &Summary) {
 }
 
 /// `--target-image`: starts the container and makes it the target. A manifest may still give
-/// the capabilities and the backend, not the addresses (the container decides them).
-async fn start_container(image: &str, resolved: &mut Resolved) -> Result<ServerContainer, String> {
+/// the capabilities and the backend, not the addresses (the container decides them). The
+/// container gets the media files the cases play, as the embedded server does, and so declares
+/// `file_input` (unless the manifest says what it supports).
+async fn start_container(
+    image: &str,
+    features: &std::path::Path,
+    resolved: &mut Resolved,
+) -> Result<ServerContainer, String> {
     if !matches!(resolved.choice, TargetChoice::Embedded) {
         return Err(
             "--target-image starts the target itself: the manifest must not name `target`, `rtmp`, `rtsp`, `api_auth` or `static`"
                 .into(),
         );
     }
+    let catalogue = Catalogue::load(features).map_err(|e| e.to_string())?;
+    let mut options = ContainerOptions::new(image);
+    match container::prepare_media(&catalogue).await {
+        Ok(dir) => {
+            options.media = Some(dir);
+            if resolved.capabilities.is_none() {
+                resolved.capabilities = Some(container::capabilities_with_media(&catalogue));
+            }
+        }
+        Err(e) => eprintln!("usher check: warning: no media files for the container ({e}): file_input cases are SKIP"),
+    }
     eprintln!("usher check: starting a container of {image} (host network)");
-    let container = ServerContainer::start(ContainerOptions::new(image))
-        .await
-        .map_err(|e| format!("--target-image {image}: {e}"))?;
+    let started = ServerContainer::start(options.clone()).await;
+    if let Some(dir) = &options.media {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let container = started.map_err(|e| format!("--target-image {image}: {e}"))?;
     resolved.choice = TargetChoice::Running {
         address: container.address(),
         static_streams: false,

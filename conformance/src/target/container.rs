@@ -19,13 +19,21 @@
 //! * the server sees the suite's viewers at their real loopback addresses (127.0.0.2,
 //!   127.0.0.3, …), which the client-IP cases need (session keys by `ip`, per-address limits,
 //!   configurator rules): the verdicts are those of the embedded run;
-//! * the suite's auth backend on 127.0.0.1 is reachable as it is, with no gateway address,
-//!   no published port and no DNS name (a `FROM scratch` image has no NSS to resolve one);
+//! * the suite's auth backend on 127.0.0.1 is reachable as it is: no gateway address, no
+//!   published port, no `host.docker.internal`;
 //! * nothing listens beyond this machine: loopback only.
 //!
 //! A bridge network would see every viewer as the bridge's gateway (the docker proxy), so the
 //! cases that depend on the client's address would need a capability to skip them, and the
 //! backend would have to listen on the bridge's gateway address.
+//!
+//! # Media files
+//!
+//! The embedded server gets the media files its cases play (`file://`) from the suite, in its
+//! media folder. A container gets them the same way: [`prepare_media`] makes them (ffmpeg, as
+//! for the embedded server) and they are copied into [`MEDIA_DIR`], its `media_root`, before it
+//! starts; [`capabilities_with_media`] then declares `file_input` with everything else. So the
+//! container runs every case the embedded server runs.
 //!
 //! # Faults
 //!
@@ -33,12 +41,15 @@
 //! (`docker pause`, `docker unpause`, `docker restart`) drive what only a container makes easy:
 //! a server frozen mid-session, a server that comes back with an empty memory.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::StreamExt;
-use testcontainers::bollard::query_parameters::{LogsOptions, RestartContainerOptions};
+use testcontainers::bollard::query_parameters::{ListContainersOptions, LogsOptions, RestartContainerOptions};
 use testcontainers::core::client::docker_client_instance;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, CopyDataSource, GenericImage, ImageExt};
@@ -46,6 +57,9 @@ use tokio::io::AsyncBufReadExt;
 use url::Url;
 
 use super::{Address, ApiCredential};
+use crate::catalogue::needs::{FEATURES, PROTOCOLS};
+use crate::catalogue::{Capabilities, Catalogue};
+use crate::steps::media::{Size, make_media_file};
 
 /// The reference server's image, as `server/docker/build.sh` tags it.
 pub const DEFAULT_IMAGE: &str = "usher-server:dev";
@@ -53,6 +67,8 @@ pub const DEFAULT_IMAGE: &str = "usher-server:dev";
 pub const CONFIG_PATH: &str = "/etc/usher/usher.conf";
 /// How to build the reference server's image.
 pub const BUILD_HINT: &str = "server/docker/build.sh";
+/// The container's media folder (`media_root`), where the suite's media files go.
+pub const MEDIA_DIR: &str = "/var/lib/usher/media";
 /// The start of the readiness line.
 pub const READY_PREFIX: &str = "usher: ready";
 /// Lines of the container's log kept for a report.
@@ -92,6 +108,31 @@ pub async fn daemon() -> Result<(), ContainerError> {
         .map_err(|e| ContainerError::NoDaemon(e.to_string()))
 }
 
+/// The label every target container of the suite carries.
+pub const LABEL: &str = "org.usher.conformance";
+
+/// The suite's target containers that still exist (running or not), by name: none once every
+/// run has ended.
+pub async fn leftover_containers() -> Result<Vec<String>, ContainerError> {
+    let docker = docker_client_instance()
+        .await
+        .map_err(|e| ContainerError::NoDaemon(e.to_string()))?;
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL}=target")],
+        )])),
+        ..Default::default()
+    };
+    let list = docker.list_containers(Some(options)).await.map_err(docker_err)?;
+    Ok(list
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect())
+}
+
 /// Whether `image` (`NAME[:TAG]`) is present locally.
 pub async fn image_present(image: &str) -> Result<bool, ContainerError> {
     let docker = docker_client_instance()
@@ -101,6 +142,60 @@ pub async fn image_present(image: &str) -> Result<bool, ContainerError> {
         Ok(_) => Ok(true),
         Err(testcontainers::bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
         Err(e) => Err(ContainerError::NoDaemon(e.to_string())),
+    }
+}
+
+/// `Given the media file "NAME" of WxH is in the target's media folder`
+static MEDIA_STEP: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r#"^the media file "([^"/]+)" of (\d+)x(\d+) is in the target's media folder$"#)
+        .expect("a valid regex")
+});
+
+/// The media files the catalogue's cases expect in the target's media folder, by name.
+pub fn media_files(catalogue: &Catalogue) -> BTreeMap<String, Size> {
+    let mut files = BTreeMap::new();
+    for step in catalogue.cases.iter().flat_map(|c| c.steps.iter()) {
+        if let Some(m) = MEDIA_STEP.captures(&step.text)
+            && let (Ok(w), Ok(h)) = (m[2].parse(), m[3].parse())
+            && !m[1].contains("..")
+        {
+            files.insert(m[1].to_string(), (w, h));
+        }
+    }
+    files
+}
+
+/// Makes the media files the catalogue's cases play in a new folder of this host (ffmpeg, as
+/// for the embedded server's media folder), for [`ContainerOptions::media`]. The caller removes
+/// the folder once the container has started.
+pub async fn prepare_media(catalogue: &Catalogue) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("usher-image-media-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (name, size) in media_files(catalogue) {
+        if let Err(e) = make_media_file(&dir.join(&name), size, 4).await {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    }
+    Ok(dir)
+}
+
+/// What a container with the suite's media files supports: every protocol and every feature
+/// the catalogue knows or its cases need, `file_input` included.
+pub fn capabilities_with_media(catalogue: &Catalogue) -> Capabilities {
+    let mut features: BTreeSet<String> = FEATURES.iter().map(|(f, _)| (*f).to_string()).collect();
+    features.extend(
+        catalogue
+            .cases
+            .iter()
+            .flat_map(|c| c.needs.iter())
+            .filter(|n| !PROTOCOLS.contains(&n.as_str()))
+            .cloned(),
+    );
+    Capabilities {
+        protocols: None,
+        features: Some(features),
+        ..Capabilities::default()
     }
 }
 
@@ -154,6 +249,9 @@ pub struct ContainerOptions {
     pub ports: [u16; 3],
     /// More configuration, appended as it is (stream blocks, settings).
     pub extra_config: String,
+    /// A folder of this host whose files are copied into [`MEDIA_DIR`] before the start (the
+    /// configuration then names it as `media_root`).
+    pub media: Option<PathBuf>,
     /// `RUST_LOG` of the server (its log goes to the container's stderr).
     pub log_filter: String,
     /// How long the server may take to print its readiness line.
@@ -171,6 +269,7 @@ impl ContainerOptions {
             },
             ports: [0; 3],
             extra_config: String::new(),
+            media: None,
             log_filter: "info".to_string(),
             startup_timeout: Duration::from_secs(60),
         }
@@ -179,10 +278,14 @@ impl ContainerOptions {
     /// The configuration the container gets at [`CONFIG_PATH`].
     pub fn config_text(&self) -> String {
         let [http, rtmp, rtsp] = self.ports;
+        let media = match &self.media {
+            Some(_) => format!("media_root {MEDIA_DIR};\n"),
+            None => String::new(),
+        };
         format!(
             "# Written by the conformance suite for this container only.\n\
              http 127.0.0.1:{http};\nrtmp 127.0.0.1:{rtmp};\nrtsp 127.0.0.1:{rtsp};\n\
-             edit_auth {} {};\n{}",
+             edit_auth {} {};\n{media}{}",
             self.credential.login, self.credential.password, self.extra_config
         )
     }
@@ -218,19 +321,20 @@ impl ServerContainer {
             return Err(ContainerError::MissingImage(options.image.clone()));
         }
         let (name, tag) = split_image(&options.image);
-        let container = GenericImage::new(name, tag)
+        let mut request = GenericImage::new(name, tag)
             .with_network("host")
             .with_container_name(format!(
                 "usher-target-{}",
                 &uuid::Uuid::new_v4().simple().to_string()[..12]
             ))
-            .with_label("org.usher.conformance", "target")
+            .with_label(LABEL, "target")
             .with_env_var("RUST_LOG", options.log_filter.clone())
             .with_copy_to(CONFIG_PATH, CopyDataSource::Data(options.config_text().into_bytes()))
-            .with_startup_timeout(options.startup_timeout)
-            .start()
-            .await
-            .map_err(docker_err)?;
+            .with_startup_timeout(options.startup_timeout);
+        if let Some(media) = &options.media {
+            request = request.with_copy_to(MEDIA_DIR, media.as_path());
+        }
+        let container = request.start().await.map_err(docker_err)?;
         let mut started = ServerContainer {
             container,
             options,
@@ -418,6 +522,22 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("http_session_idle 30;\n"));
+        assert!(!text.contains("media_root"), "{text}");
         usher_server::config::parse_config(&text, "container.conf").expect("the reference server loads it");
+        o.media = Some(PathBuf::from("/tmp/x"));
+        let text = o.config_text();
+        assert!(text.contains(&format!("media_root {MEDIA_DIR};")), "{text}");
+        usher_server::config::parse_config(&text, "container.conf").expect("the reference server loads it");
+    }
+
+    #[test]
+    fn the_catalogue_names_its_media_files_and_a_container_with_them_runs_every_case() {
+        let catalogue = Catalogue::load(&crate::default_features_dir()).expect("the catalogue loads");
+        let files = media_files(&catalogue);
+        assert_eq!(files.get("conformance-clip.mp4"), Some(&(160, 120)), "{files:?}");
+        let caps = capabilities_with_media(&catalogue);
+        for case in &catalogue.cases {
+            assert!(caps.missing(&case.needs).is_empty(), "{}: {:?}", case.key, case.needs);
+        }
     }
 }
