@@ -245,6 +245,30 @@ print(f"ratio requests/s: usher/nginx_auth = {u[0]/a[0]:.2f} (goal >= 1.5), ushe
 print(f"ratio capacity (1/server CPU per request): usher/nginx_auth = {a[1]/u[1]:.2f}, "
       f"usher/(nginx_auth+backend) = {(a[1]+a[2])/(u[1]+u[2]):.2f}, usher/nginx = {p[1]/u[1]:.2f}")
 EOF
+  # Where the time goes: one more run of Usher and of nginx + auth_request under perf's
+  # software clock (this machine's perf counts no instructions), by binary and by function.
+  if command -v perf >/dev/null && perf record -e cpu-clock -o "$WORK/probe.data" -- true >/dev/null 2>&1; then
+    seq=$(curl -s "$SERVER/s1/index.m3u8?token=probe" | grep '^segment-' | tail -1 | sed 's/segment-\([0-9]*\)\.ts.*/\1/')
+    path="/s1/segment-$seq.ts"
+    curl -s -o "$WORK/www$path" "$SERVER$path?token=probe"
+    for target in usher nginx_auth; do
+      case $target in
+        usher) url=$SERVER; pids=$USHER_PID ;;
+        nginx_auth) url="http://127.0.0.1:$NGX_AUTH"; pids=$(echo "$NGINX_PIDS $STUB_PID" | xargs | tr ' ' ',') ;;
+      esac
+      perf record -e cpu-clock -F 999 -p "$pids" -o "$WORK/$target.perf" -- sleep 4 >/dev/null 2>&1 &
+      perf_pid=$!
+      ROUND="p$target" SEG_PATH=$path TOKENS=1000 wrk -t2 -c$CONNS -d4s -s "$WORK/tokens.lua" "$url" >/dev/null 2>&1
+      wait $perf_pid || true
+      {
+        echo "### $target: share of CPU samples by binary"
+        perf report -i "$WORK/$target.perf" --no-children --sort comm,dso --stdio 2>/dev/null | grep '%' | head -8
+        echo "### $target: top functions"
+        perf report -i "$WORK/$target.perf" --no-children --sort sym --stdio 2>/dev/null | grep '%' | head -25
+      } >"$OUT/profile-$target.txt"
+      head -12 "$OUT/profile-$target.txt" | tee -a "$OUT/summary.txt"
+    done
+  fi
   load after
   stop "$NGINX_PID"; stop "$USHER_PID"; stop "$STUB_PID"
 fi
@@ -305,6 +329,7 @@ EOF
 set terminal pngcairo size 800,420 font "sans,10"
 set output "$OUT/scale.png"
 set logscale x
+set xrange [700:1.4e6]
 set xlabel "open sessions"
 set ylabel "bytes of RSS per session"
 set y2label "requests per second (one core)"
@@ -312,7 +337,7 @@ set ytics nomirror
 set y2tics
 set yrange [0:400]
 set y2range [0:*]
-set key bottom left
+set key top right
 set grid
 set title "Usher auth core: memory and throughput by registry size"
 plot "$OUT/scale.dat" using 1:2 with linespoints title "RSS/session (left)", \
@@ -330,18 +355,42 @@ if want micro; then
   load before
   "$CORE" --bench 2>&1 | grep -E "time:|^[a-z_]+/" | tee "$OUT/criterion.txt" | tee -a "$OUT/summary.txt"
   load after
-  log "micro: callgrind instruction counts (load-independent)"
-  ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null | awk '/Collected/{print $4}'; }
-  small=2000; big=12000
-  a=$(ir "$SESSIONS" --sessions $small --lookups 0)
-  b=$(ir "$SESSIONS" --sessions $big --lookups 0)
-  c=$(ir "$SESSIONS" --sessions $small --lookups 20000)
-  python3 - "$a" "$b" "$c" "$small" "$big" <<'EOF' | tee -a "$OUT/summary.txt"
-import sys
-a, b, c, small, big = map(int, sys.argv[1:])
-print(f"instructions per session opened (request built, identity, backend call task, registry): {(b - a) / (big - small):,.0f}")
-# With --lookups L the bench makes L cached requests and builds L more requests to time building.
-print(f"instructions per cached request + 2 request builds: {(c - a) / 20000:,.0f}")
+  log "micro: callgrind instruction counts in AuthCore::authorize and ::resolve (load-independent)"
+  # Valgrind's CPU has no SHA extensions: SHA-256 runs in software there, several times the
+  # instructions it takes natively with SHA-NI (which this machine has). Counts below include it.
+  cg() {
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$1" \
+      --toggle-collect='*AuthCore::authorize*' --toggle-collect='*AuthCore::resolve*' \
+      "$SESSIONS" --sessions "$2" --lookups "$3" 2>&1 >/dev/null | awk '/Collected/{print $4}'
+  }
+  a=$(cg a 2000 0); b=$(cg b 12000 0); c=$(cg c 2000 20000)
+  cp "$WORK/cg.c" "$OUT/callgrind.cached.out"
+  python3 - "$a" "$b" "$c" "$WORK/cg.a" "$WORK/cg.c" <<'EOF' | tee -a "$OUT/summary.txt"
+import re, subprocess, sys
+a, b, c = map(int, sys.argv[1:4])
+print(f"instructions per session opened (authorize + resolve): {(b - a) / 10000:,.0f}")
+print(f"instructions per cached request (authorize): {(c - a) / 20000:,.0f}")
+def inclusive(path):
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", path], capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+\S*?:(.*?) \[", line)
+        if m:
+            found[m.group(2)] = int(m.group(1).replace(",", ""))
+    return found
+base, cached = inclusive(sys.argv[4]), inclusive(sys.argv[5])
+total = c - a
+print("| share of a cached request's instructions | |")
+print("|---|---|")
+for label, fn in [
+    ("identity (all)", "usher_server::auth::core::identity_of"),
+    ("SHA-256 compression (software under valgrind)", "sha2::sha256::compress256"),
+    ("the IP address's text", "<core::net::ip_addr::IpAddr as core::fmt::Display>::fmt"),
+    ("dropping the request's strings", "core::ptr::drop_in_place<usher_server::auth::core::PlayRequest>"),
+    ("AuthCore::step (lock, lookup, stores, handle)", "usher_server::auth::core::AuthCore::step"),
+    ("Registry::find", "usher_server::auth::registry::Registry::find"),
+]:
+    print(f"| {label} | {(cached.get(fn, 0) - base.get(fn, 0)) / total:.1%} |")
 EOF
 fi
 
@@ -353,7 +402,7 @@ if want check; then
   hyperfine --runs "$RUNS" --export-json "$OUT/check-hyperfine.json" \
     "$USHER check --progress lines --json $OUT/check.json" 2>&1 | tee -a "$OUT/summary.txt"
   python3 - "$OUT/check.json" <<'EOF' | tee -a "$OUT/summary.txt"
-import collections, json, sys
+import collections, json, re, sys
 d = json.load(open(sys.argv[1]))
 cases = d["cases"]
 total = sum(c["elapsed_s"] for c in cases)
@@ -366,14 +415,14 @@ for c in cases:
     f[0] += 1
     f[1] += c["elapsed_s"]
     for s in c["steps"]:
-        st = steps[s["text"].split('"')[0].strip()]
+        st = steps[re.sub(r'"[^"]*"', '"…"', re.sub(r"\d+", "N", s["text"]))]
         st[0] += 1
         st[1] += s["elapsed_ms"] / 1000
 print("| feature | cases | case time (s) | share |")
 print("|---|---|---|---|")
 for name, (n, t) in sorted(by.items(), key=lambda kv: -kv[1][1])[:8]:
     print(f"| {name} | {n} | {t:.1f} | {t / total:.0%} |")
-print("| step (text up to its first quote) | times | time (s) |")
+print("| step (quoted parts and numbers elided) | times | time (s) |")
 print("|---|---|---|")
 for name, (n, t) in sorted(steps.items(), key=lambda kv: -kv[1][1])[:6]:
     print(f"| {name} | {n} | {t:.1f} |")
