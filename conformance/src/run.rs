@@ -64,6 +64,11 @@ impl TargetChoice {
     }
 }
 
+/// Cases running at once by default. Most of a case's time is waiting (archives growing, auth
+/// durations passing), not work: 24 at a time keeps the default run near 10 s (8 took 25 s,
+/// docs/performance.md §5) with the machine mostly idle.
+pub const DEFAULT_CONCURRENCY: usize = 24;
+
 /// What to run and how.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -123,7 +128,7 @@ impl Default for RunOptions {
             only: Vec::new(),
             slow: false,
             rerun: None,
-            concurrency: 8,
+            concurrency: DEFAULT_CONCURRENCY,
             strict: false,
             time_scale: 1.0,
             token_param: "token".to_string(),

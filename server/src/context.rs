@@ -112,8 +112,8 @@ impl Context {
         if !serves(&stream, proto) {
             return Err(Refusal::Denied(DenyReason::ProtocolOff));
         }
-        let on_play = stream.effective().on_play;
-        let session = match self.core.authorize(on_play.as_ref(), req).await {
+        let config = stream.effective();
+        let session = match self.core.authorize(config.on_play.as_ref(), req).await {
             Verdict::Allow(handle) => handle,
             Verdict::Deny { reason, .. } => return Err(Refusal::Denied(reason)),
             Verdict::Redirect { location } => return Err(Refusal::Redirect(location)),

@@ -26,12 +26,28 @@ const SWITCH_RETRY: Duration = Duration::from_secs(5);
 /// VOD files kept parsed and muxed; beyond this, one is dropped for each new one.
 const VOD_CACHE_ENTRIES: usize = 32;
 
+/// A stream's override layer and the effective configuration it gives.
+#[derive(Debug)]
+struct Layered {
+    overlay: StreamOverride,
+    effective: Arc<StreamConfig>,
+}
+
+impl Layered {
+    fn new(overlay: StreamOverride, base: &StreamConfig) -> Layered {
+        let effective = Arc::new(overlay.apply(base));
+        Layered { overlay, effective }
+    }
+}
+
 /// One stream: its configuration as loaded (file or API), the override layer from backend
 /// answers, and the media source serving the effective input.
 #[derive(Debug)]
 pub struct Stream {
     base: StreamConfig,
-    overlay: Mutex<StreamOverride>,
+    /// The override layer and the configuration in force with it, computed when the layer
+    /// changes: every request reads the latter, which is not rebuilt per request.
+    overlay: Mutex<Layered>,
     media: Mutex<Option<Arc<MediaSource>>>,
     media_root: MediaRoot,
     /// The last input a switch to failed, and when: not retried on every request.
@@ -41,8 +57,8 @@ pub struct Stream {
 impl Stream {
     fn new(base: StreamConfig, media_root: MediaRoot) -> Stream {
         Stream {
+            overlay: Mutex::new(Layered::new(StreamOverride::default(), &base)),
             base,
-            overlay: Mutex::new(StreamOverride::default()),
             media: Mutex::new(None),
             media_root,
             failed_switch: Mutex::new(None),
@@ -54,8 +70,8 @@ impl Stream {
     }
 
     /// The configuration in force: the loaded one with the override applied.
-    pub fn effective(&self) -> StreamConfig {
-        lock(&self.overlay).apply(&self.base)
+    pub fn effective(&self) -> Arc<StreamConfig> {
+        lock(&self.overlay).effective.clone()
     }
 
     /// The configuration as loaded, without the override.
@@ -66,7 +82,7 @@ impl Stream {
     /// Drops the runtime override; the loaded configuration is in force again, input
     /// included: a running source switches back.
     pub fn clear_overlay(&self) {
-        *lock(&self.overlay) = StreamOverride::default();
+        *lock(&self.overlay) = Layered::new(StreamOverride::default(), &self.base);
         tracing::info!(stream = self.name(), "config override cleared");
         let running = lock(&self.media).clone();
         if let Some(source) = running {
@@ -75,7 +91,7 @@ impl Stream {
     }
 
     pub fn overlay(&self) -> StreamOverride {
-        lock(&self.overlay).clone()
+        lock(&self.overlay).overlay.clone()
     }
 
     /// The input that plays: the effective configuration's first (further inputs are
@@ -336,10 +352,12 @@ impl StreamControl for Streams {
             }
             None => None,
         };
-        let mut overlay = lock(&target.overlay);
+        let mut layered = lock(&target.overlay);
+        let mut overlay = layered.overlay.clone();
         overlay.merge(parsed);
-        let effective = overlay.apply(&target.base);
-        tracing::info!(stream, override_json = %overlay.to_json(), "config override applied");
+        *layered = Layered::new(overlay, &target.base);
+        let effective = layered.effective.clone();
+        tracing::info!(stream, override_json = %layered.overlay.to_json(), "config override applied");
         if let Some(prepared) = prepared {
             let mut slot = lock(&target.media);
             match slot.as_ref() {
@@ -354,6 +372,6 @@ impl StreamControl for Streams {
             }
             *lock(&target.failed_switch) = None;
         }
-        Ok(effective.protocols)
+        Ok(effective.protocols.clone())
     }
 }

@@ -34,7 +34,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "REPORT.json")]
     pub rerun_failed: Option<PathBuf>,
     /// Cases running at once.
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = usher_conformance::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Count failures of @should cases; an unmatched deviation is an error.
     #[arg(long)]

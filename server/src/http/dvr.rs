@@ -119,7 +119,7 @@ pub(super) fn route(state: &Arc<HttpState>, peer: SocketAddr, request: &Request)
             format!("no stream `{name}`"),
         )));
     };
-    let Some(config) = stream.effective().dvr else {
+    let Some(config) = stream.effective().dvr.clone() else {
         return Some(ArchiveRequest::Ready(error_response(
             StatusCode::NOT_FOUND,
             format!("stream `{name}` has no DVR archive"),

@@ -86,7 +86,7 @@ pub async fn run_with_limits(
     shutdown: CancellationToken,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let app = router_with_limits(state, &limits);
+    let app = router_with_limits(state.clone(), &limits);
     let per_ip = PerIp::new(limits.max_connections_per_ip);
     let mut connections = JoinSet::new();
     loop {
@@ -100,7 +100,14 @@ pub async fn run_with_limits(
                         continue;
                     };
                     let _ = socket.set_nodelay(true);
-                    connections.spawn(serve_connection(socket, peer, slot, app.clone(), limits.clone(), shutdown.clone()));
+                    connections.spawn(serve_connection(
+                        socket,
+                        peer,
+                        slot,
+                        Routes { app: app.clone(), state: state.clone() },
+                        limits.clone(),
+                        shutdown.clone(),
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "HTTP accept failed");
@@ -125,18 +132,41 @@ fn router_with_limits(state: Arc<HttpState>, limits: &Limits) -> Router {
         })
 }
 
+/// The management API's paths: `API_PREFIX` and below.
+const API_PREFIX: &str = "/streamer/api/v3";
+
+/// What a connection routes requests to: the router for the management API, and straight to
+/// the media handler for everything else (the router's fallback does the same, at the cost of
+/// routing and an extension map on every segment request).
+struct Routes {
+    app: Router,
+    state: Arc<HttpState>,
+}
+
+fn is_api(path: &str) -> bool {
+    path.strip_prefix(API_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// One HTTP/1.1 connection, with the header timeout and size limits of `limits`.
 async fn serve_connection(
     socket: TcpStream,
     peer: SocketAddr,
     _slot: IpSlot,
-    app: Router,
+    routes: Routes,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        tower::ServiceExt::oneshot(app.clone(), request)
+        if is_api(request.uri().path()) {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            futures::future::Either::Left(tower::ServiceExt::oneshot(routes.app.clone(), request))
+        } else {
+            let state = routes.state.clone();
+            futures::future::Either::Right(async move {
+                Ok::<_, std::convert::Infallible>(play::dispatch(state, peer, request.map(axum::body::Body::new)).await)
+            })
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
