@@ -188,7 +188,7 @@ function request()
   return wrk.format("GET", path .. "?token=" .. prefix .. (counter % pool))
 end
 EOF
-  ROUNDS=$([ $QUICK = 1 ] && echo 1 || echo 3)
+  ROUNDS=${ROUNDS:-$([ $QUICK = 1 ] && echo 1 || echo 3)}
   DUR=$([ $QUICK = 1 ] && echo 3 || echo 6)
   CONNS=64
   echo "target round rps mb_per_s non2xx server_cpu_us_per_req backend_cpu_us_per_req bytes_per_resp p50_ms p99_ms" >"$OUT/throughput.tsv"

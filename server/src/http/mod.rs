@@ -199,3 +199,18 @@ pub(crate) fn error_response(status: StatusCode, title: impl Into<String>) -> Re
 pub(crate) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_api;
+
+    #[test]
+    fn only_the_api_prefix_and_below_go_to_the_router() {
+        for path in ["/streamer/api/v3", "/streamer/api/v3/", "/streamer/api/v3/streams/s1"] {
+            assert!(is_api(path), "{path}");
+        }
+        for path in ["/streamer/api/v3x", "/streamer/api/v", "/s1/index.m3u8", "/", "/streamer/api/v3s/x"] {
+            assert!(!is_api(path), "{path}");
+        }
+    }
+}
