@@ -37,6 +37,10 @@ async fn image_ready() -> bool {
     if !docker_ready().await {
         return false;
     }
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let Err(e) = container::ensure_reference_image(&workspace).await {
+        panic!("the image {DEFAULT_IMAGE} is missing and building it failed: {e}");
+    }
     assert!(
         container::image_present(DEFAULT_IMAGE)
             .await

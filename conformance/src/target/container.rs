@@ -145,6 +145,41 @@ pub async fn image_present(image: &str) -> Result<bool, ContainerError> {
     }
 }
 
+/// Makes sure the reference server's image [`DEFAULT_IMAGE`] is present: when it is missing,
+/// builds it with the workspace's script ([`BUILD_HINT`], under `workspace`), which takes
+/// minutes the first time (a static release build). For tests, so that the test command works
+/// on a fresh machine with a Docker daemon; `usher check --target-image` never builds.
+/// `Ok(true)` when it was built now; the error holds the script's output.
+pub async fn ensure_reference_image(workspace: &std::path::Path) -> Result<bool, String> {
+    // One build at a time within a process (tests of one binary run in parallel).
+    static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = BUILDING.lock().await;
+    if image_present(DEFAULT_IMAGE).await.map_err(|e| e.to_string())? {
+        return Ok(false);
+    }
+    let script = workspace.join(BUILD_HINT);
+    tracing::info!(script = %script.display(), image = DEFAULT_IMAGE, "building the reference server's image");
+    let output = tokio::process::Command::new(&script)
+        .arg(DEFAULT_IMAGE)
+        .current_dir(workspace)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed ({}):\n{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    match image_present(DEFAULT_IMAGE).await {
+        Ok(true) => Ok(true),
+        Ok(false) => Err(format!("{} succeeded but {DEFAULT_IMAGE} is still missing", script.display())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `Given the media file "NAME" of WxH is in the target's media folder`
 static MEDIA_STEP: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r#"^the media file "([^"/]+)" of (\d+)x(\d+) is in the target's media folder$"#)

@@ -1,6 +1,6 @@
 //! What the container tests share: the Docker gate (skip with one printed reason when no daemon
-//! answers; fail, saying how to build it, when the daemon answers but the image is missing) and
-//! small helpers.
+//! answers; build the reference server's image when it is missing; fail, saying how to build
+//! it, when another image named by `USHER_IMAGE` is missing) and small helpers.
 
 #![allow(dead_code)] // each test file uses its own part
 
@@ -19,7 +19,8 @@ pub fn image() -> String {
 
 /// `true` when the container tests can run. Without a reachable daemon they are skipped, and
 /// the reason is printed once per test binary, past libtest's capture (straight to stderr), so
-/// a skip is never silent. With a daemon, a missing image is a failure that says how to build it.
+/// a skip is never silent. With a daemon, a missing `usher-server:dev` is built with
+/// `server/docker/build.sh`; another missing image is a failure that says how to build it.
 pub async fn docker_ready() -> bool {
     static SKIP_NOTICE: Once = Once::new();
     if let Err(e) = container::daemon().await {
@@ -33,6 +34,18 @@ pub async fn docker_ready() -> bool {
         return false;
     }
     let image = image();
+    if image == DEFAULT_IMAGE {
+        // The test command builds what it tests: on a fresh machine the image is made here
+        // (minutes, once); `.ci/run` builds it beforehand.
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        match container::ensure_reference_image(&workspace).await {
+            Ok(true) => {
+                let _ = writeln!(std::io::stderr(), "built {image} with {BUILD_HINT} for the container tests");
+            }
+            Ok(false) => {}
+            Err(e) => panic!("the image {image} is missing and building it failed: {e}"),
+        }
+    }
     match container::image_present(&image).await {
         Ok(true) => true,
         Ok(false) => panic!(
