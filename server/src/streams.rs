@@ -372,6 +372,6 @@ impl StreamControl for Streams {
             }
             *lock(&target.failed_switch) = None;
         }
-        Ok(effective.protocols.clone())
+        Ok(effective.protocols)
     }
 }

@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Parser, Tok, Token, describe, quoted, shorten};
+use super::{ConfigError, Parser, TOP_ONLY_DIRECTIVES, Tok, Token, define_once, quoted, shorten};
 use crate::config::{AuthTarget, Config};
 
 /// `auth_backend NAME { … }`: rules and backends that decide for streams whose `on_play` (or
@@ -270,6 +270,9 @@ pub(super) struct AuthBlocks {
 /// The `allow`/`deny` rule kinds, in the order of CZR-01.
 const RULE_KINDS: &str = "token, ip, country, ua";
 const BLOCK_DIRECTIVES: &str = "allow, deny, backend";
+/// The top-level directives this block refuses as belonging to the top level: all but
+/// `mysql` and `session_history`, which it reports as unknown directives.
+const TOP_ONLY_HERE: &[&str] = TOP_ONLY_DIRECTIVES.split_at(TOP_ONLY_DIRECTIVES.len() - 2).0;
 
 impl Parser<'_> {
     /// Reads a top-level `auth_backend NAME { … }` or `geoip_db PATH;`; `t` is the directive word.
@@ -288,17 +291,7 @@ impl Parser<'_> {
             return Ok(());
         }
         let (name, at) = self.expect_nonempty("an auth_backend name", "auth_backend")?;
-        if let Some(first) = self.auth.lines.get(&name) {
-            return Err(self.err(
-                &at,
-                format!(
-                    "duplicate auth_backend '{}': first defined at line {first}, again at line {}",
-                    shorten(&name),
-                    at.line
-                ),
-            ));
-        }
-        self.auth.lines.insert(name.clone(), at.line);
+        define_once(&mut self.auth.lines, "auth_backend", &name, at.line).map_err(|m| self.err(&at, m))?;
         let block = self.auth_backend_block(name, t)?;
         config.auth_backends.push(block);
         Ok(())
@@ -343,40 +336,10 @@ impl Parser<'_> {
 
     fn auth_backend_block(&mut self, name: String, opener: &Token) -> Result<AuthBackendConfig, ConfigError> {
         let here = format!("auth_backend '{}'", shorten(&name));
-        let t = self.next();
-        if t.tok != Tok::Open {
-            return Err(self.err(
-                &t,
-                format!(
-                    "expected '{{' after auth_backend name '{}', found {}",
-                    shorten(&name),
-                    describe(&t.tok)
-                ),
-            ));
-        }
+        self.open_block("auth_backend", &name)?;
         let mut block = AuthBackendConfig::new(name);
         let mut default_line: Option<usize> = None;
-        loop {
-            let t = self.next();
-            let word = match &t.tok {
-                Tok::Close => break,
-                Tok::Eof => {
-                    return Err(self.err(
-                        &t,
-                        format!(
-                            "unexpected end of file: {here} opened at line {} is not closed (expected '}}')",
-                            opener.line
-                        ),
-                    ));
-                }
-                Tok::Word(w) => w.clone(),
-                other => {
-                    return Err(self.err(
-                        &t,
-                        format!("expected a rule or '}}' in {here}, found {}", describe(other)),
-                    ));
-                }
-            };
+        while let Some((word, t)) = self.block_entry(&here, opener, "a rule")? {
             match word.as_str() {
                 "allow" | "deny" => {
                     let allow = word == "allow";
@@ -402,7 +365,10 @@ impl Parser<'_> {
                         }
                         "token" | "ip" | "country" | "ua" => {
                             let what = format!("{word} {kind}");
-                            let items = self.rule_items(&what)?;
+                            let items = self.words_to_semi(
+                                &format!("expected at least one value after '{what}', found ';'"),
+                                &format!("{what} values"),
+                            )?;
                             for (item, at) in items {
                                 let bad = |m: String| self.err(&at, format!("{what}: {m}"));
                                 match (kind.as_str(), allow) {
@@ -433,70 +399,17 @@ impl Parser<'_> {
                     let (url_text, at) = self.expect_word("an http:// or https:// URL", "backend")?;
                     let url = parse_backend_url(&url_text).map_err(|m| self.err(&at, format!("backend: {m}")))?;
                     let mut extra = BTreeMap::new();
-                    while let Tok::Word(option) = self.peek().clone() {
-                        let at = self.next();
-                        let Some((key, value)) = option.split_once('=') else {
-                            return Err(self.err(
-                                &at,
-                                format!(
-                                    "expected key=value option after the backend URL, found '{}'",
-                                    shorten(&option)
-                                ),
-                            ));
-                        };
-                        if key.is_empty() {
-                            return Err(
-                                self.err(&at, format!("backend option '{}' has an empty name", shorten(&option)))
-                            );
-                        }
-                        if extra.insert(key.to_string(), value.to_string()).is_some() {
-                            return Err(self.err(&at, format!("duplicate backend option '{}'", shorten(key))));
-                        }
-                    }
+                    self.key_value_options("the backend URL", "backend", |_, _, key, value| {
+                        extra.insert(key.to_string(), value.to_string());
+                        Ok(())
+                    })?;
                     self.expect_semi("backend URL options")?;
                     block.backends.push(BackendUrl { url, extra });
                 }
-                "http" | "rtmp" | "rtsp" | "auth_token" | "no_auto_token" | "edit_auth" | "server_secret"
-                | "admin_token_ttl" | "http_session_idle" | "media_root" | "stream" | "template" | "vod"
-                | "auth_backend" | "geoip_db" => {
-                    return Err(self.err(
-                        &t,
-                        format!("'{word}' is only allowed at the top level, not inside {here}"),
-                    ));
-                }
-                other => {
-                    return Err(self.err(
-                        &t,
-                        format!(
-                            "unknown directive '{}' in {here} (allowed here: {BLOCK_DIRECTIVES})",
-                            shorten(other)
-                        ),
-                    ));
-                }
+                other => return Err(self.misplaced(&t, other, &here, TOP_ONLY_HERE, BLOCK_DIRECTIVES)),
             }
         }
         Ok(block)
-    }
-
-    /// The items of a rule line up to its `;`: at least one.
-    fn rule_items(&mut self, what: &str) -> Result<Vec<(String, Token)>, ConfigError> {
-        let mut items = Vec::new();
-        loop {
-            let t = self.next();
-            match &t.tok {
-                Tok::Word(w) => items.push((w.clone(), t.clone())),
-                Tok::Semi if items.is_empty() => {
-                    return Err(self.err(&t, format!("expected at least one value after '{what}', found ';'")));
-                }
-                Tok::Semi => return Ok(items),
-                other => {
-                    return Err(self.err(
-                        &t,
-                        format!("expected ';' after {what} values, found {}", describe(other)),
-                    ));
-                }
-            }
-        }
     }
 }
 

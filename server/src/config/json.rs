@@ -233,7 +233,8 @@ fn typed_error(path: &str, e: serde_json::Error) -> ApiBodyError {
     ApiBodyError::new(path, format!("{message} (line {}, column {})", e.line(), e.column()))
 }
 
-fn json_type(v: &Value) -> &'static str {
+/// How an error names the kind of a JSON value ("a string", "null"…).
+pub(super) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

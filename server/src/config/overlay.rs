@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use super::json::json_type;
 use super::model::{Protocols, StreamConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,20 +43,9 @@ pub struct StreamOverride {
     pub protocols: BTreeMap<String, bool>,
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, OverrideError> {
     v.as_object()
-        .ok_or_else(|| OverrideError::new(path, format!("expected an object, found {}", type_name(v))))
+        .ok_or_else(|| OverrideError::new(path, format!("expected an object, found {}", json_type(v))))
 }
 
 impl StreamOverride {
@@ -126,7 +116,7 @@ fn inputs_from_json(v: &Value) -> Result<Vec<String>, OverrideError> {
     let items = v.as_array().ok_or_else(|| {
         OverrideError::new(
             "config.inputs",
-            format!("expected an array of {{\"url\": …}}, found {}", type_name(v)),
+            format!("expected an array of {{\"url\": …}}, found {}", json_type(v)),
         )
     })?;
     if items.is_empty() {
@@ -153,7 +143,7 @@ fn inputs_from_json(v: &Value) -> Result<Vec<String>, OverrideError> {
         let url = url.ok_or_else(|| OverrideError::new(&path, "missing field"))?;
         let url = url
             .as_str()
-            .ok_or_else(|| OverrideError::new(&path, format!("expected a string, found {}", type_name(url))))?;
+            .ok_or_else(|| OverrideError::new(&path, format!("expected a string, found {}", json_type(url))))?;
         check_input(url).map_err(|m| OverrideError::new(&path, m))?;
         out.push(url.to_string());
     }
@@ -219,7 +209,7 @@ fn protocols_from_json(v: &Value) -> Result<BTreeMap<String, bool>, OverrideErro
         }
         let on = on
             .as_bool()
-            .ok_or_else(|| OverrideError::new(&path, format!("expected true or false, found {}", type_name(on))))?;
+            .ok_or_else(|| OverrideError::new(&path, format!("expected true or false, found {}", json_type(on))))?;
         out.insert(name.clone(), on);
     }
     Ok(out)

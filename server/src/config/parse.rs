@@ -280,6 +280,27 @@ const TOP_DIRECTIVES: &str = "http, rtmp, rtsp, auth_token, no_auto_token, edit_
 const VOD_DIRECTIVES: &str = "storage, on_play";
 const STREAM_DIRECTIVES: &str = "input, on_play, on_publish, password, protocols, dvr";
 const TEMPLATE_DIRECTIVES: &str = "prefix, input, on_play, on_publish, password, protocols, dvr";
+/// Top-level directives, refused inside a block as belonging to the top level (see
+/// [`Parser::misplaced`]). `auth_backend.rs` uses all but the last two.
+const TOP_ONLY_DIRECTIVES: [&str; 17] = [
+    "http",
+    "rtmp",
+    "rtsp",
+    "auth_token",
+    "no_auto_token",
+    "edit_auth",
+    "server_secret",
+    "admin_token_ttl",
+    "http_session_idle",
+    "media_root",
+    "stream",
+    "template",
+    "vod",
+    "auth_backend",
+    "geoip_db",
+    "mysql",
+    "session_history",
+];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BlockKind {
@@ -371,6 +392,126 @@ impl Parser<'_> {
         Ok((w, t))
     }
 
+    /// The `{` after the name of a `kind` block (`stream`, `template`, `vod`, `auth_backend`).
+    fn open_block(&mut self, kind: &str, name: &str) -> Result<(), ConfigError> {
+        let t = self.next();
+        if t.tok != Tok::Open {
+            return Err(self.err(
+                &t,
+                format!(
+                    "expected '{{' after {kind} name '{}', found {}",
+                    shorten(name),
+                    describe(&t.tok)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first word of the next entry of the block `here` that `opener` opened, with its
+    /// token; `None` at the block's `}`. `entry` says what an entry starts with ("a directive").
+    fn block_entry(&mut self, here: &str, opener: &Token, entry: &str) -> Result<Option<(String, Token)>, ConfigError> {
+        let t = self.next();
+        match &t.tok {
+            Tok::Close => Ok(None),
+            Tok::Eof => Err(self.err(
+                &t,
+                format!(
+                    "unexpected end of file: {here} opened at line {} is not closed (expected '}}')",
+                    opener.line
+                ),
+            )),
+            Tok::Word(w) => Ok(Some((w.clone(), t.clone()))),
+            other => Err(self.err(
+                &t,
+                format!("expected {entry} or '}}' in {here}, found {}", describe(other)),
+            )),
+        }
+    }
+
+    /// The error for `word` (the token `t`) that starts no entry of the block `here`: a word of
+    /// `top_only` belongs to the top level, anything else is unknown (`allowed` lists the block's).
+    fn misplaced(&self, t: &Token, word: &str, here: &str, top_only: &[&str], allowed: &str) -> ConfigError {
+        if top_only.contains(&word) {
+            self.err(
+                t,
+                format!("'{word}' is only allowed at the top level, not inside {here}"),
+            )
+        } else {
+            self.err(
+                t,
+                format!(
+                    "unknown directive '{}' in {here} (allowed here: {allowed})",
+                    shorten(word)
+                ),
+            )
+        }
+    }
+
+    /// Refuses a second `name` entry (the token `t`) in the block `here`; `seen` maps the
+    /// entries read so far to their line.
+    fn once_in_block(
+        &self,
+        seen: &mut HashMap<&'static str, usize>,
+        name: &'static str,
+        here: &str,
+        t: &Token,
+    ) -> Result<(), ConfigError> {
+        if let Some(first) = seen.get(name) {
+            return Err(self.err(t, format!("duplicate '{name}' in {here} (first at line {first})")));
+        }
+        seen.insert(name, t.line);
+        Ok(())
+    }
+
+    /// The words up to the next `;`, at least one. `empty` is the error when `;` comes first;
+    /// `after` names the line in the error for a token that is neither a word nor `;`.
+    fn words_to_semi(&mut self, empty: &str, after: &str) -> Result<Vec<(String, Token)>, ConfigError> {
+        let mut items = Vec::new();
+        loop {
+            let t = self.next();
+            match &t.tok {
+                Tok::Word(w) => items.push((w.clone(), t.clone())),
+                Tok::Semi if items.is_empty() => return Err(self.err(&t, empty)),
+                Tok::Semi => return Ok(items),
+                other => {
+                    return Err(self.err(&t, format!("expected ';' after {after}, found {}", describe(other))));
+                }
+            }
+        }
+    }
+
+    /// The `KEY=VALUE` words after a target, up to the first token that is not a word (the
+    /// caller expects the `;`). Each option is checked (has `=`, a non-empty key, not given
+    /// before) and handed to `each` before the next one is read. `after` names the target in
+    /// the error for a word without `=` ("the on_play target"); `what` starts the other errors.
+    fn key_value_options(
+        &mut self,
+        after: &str,
+        what: &str,
+        mut each: impl FnMut(&Self, &Token, &str, &str) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        let mut given: Vec<String> = Vec::new();
+        while let Tok::Word(option) = self.peek().clone() {
+            let at = self.next();
+            let Some((key, value)) = option.split_once('=') else {
+                return Err(self.err(
+                    &at,
+                    format!("expected key=value option after {after}, found '{}'", shorten(&option)),
+                ));
+            };
+            if key.is_empty() {
+                return Err(self.err(&at, format!("{what} option '{}' has an empty name", shorten(&option))));
+            }
+            if given.iter().any(|k| k == key) {
+                return Err(self.err(&at, format!("duplicate {what} option '{}'", shorten(key))));
+            }
+            given.push(key.to_string());
+            each(self, &at, key, value)?;
+        }
+        Ok(())
+    }
+
     fn config(mut self) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         // Directive → line of its first occurrence, to refuse repeats.
@@ -398,11 +539,12 @@ impl Parser<'_> {
                 Ok(())
             };
             match word.as_str() {
-                "http" | "rtmp" | "rtsp" => {
+                "http" | "rtmp" | "rtsp" | "mysql" => {
                     let name: &'static str = match word.as_str() {
                         "http" => "http",
                         "rtmp" => "rtmp",
-                        _ => "rtsp",
+                        "rtsp" => "rtsp",
+                        _ => "mysql",
                     };
                     once(&mut seen, name, &self)?;
                     let (text, at) = self.expect_word("a port or ADDR:PORT", name)?;
@@ -411,7 +553,8 @@ impl Parser<'_> {
                     match name {
                         "http" => config.http = Some(addr),
                         "rtmp" => config.rtmp = Some(addr),
-                        _ => config.rtsp = Some(addr),
+                        "rtsp" => config.rtsp = Some(addr),
+                        _ => config.mysql = Some(addr),
                     }
                 }
                 "auth_token" => {
@@ -465,13 +608,6 @@ impl Parser<'_> {
                     }
                 }
                 "auth_backend" | "geoip_db" => self.auth_directive(&t, &mut config)?,
-                "mysql" => {
-                    once(&mut seen, "mysql", &self)?;
-                    let (text, at) = self.expect_word("a port or ADDR:PORT", "mysql")?;
-                    let addr = parse_listen(&text).map_err(|m| self.err(&at, format!("mysql: {m}")))?;
-                    self.expect_semi("port")?;
-                    config.mysql = Some(addr);
-                }
                 "session_history" => {
                     once(&mut seen, "session_history", &self)?;
                     config.session_history = self.session_history()?;
@@ -485,17 +621,7 @@ impl Parser<'_> {
                 "vod" => {
                     let (name, at) = self.expect_word("a vod name", "vod")?;
                     VodConfig::check_name(&name).map_err(|m| self.err(&at, m))?;
-                    if let Some(first) = vod_lines.get(&name) {
-                        return Err(self.err(
-                            &at,
-                            format!(
-                                "duplicate vod '{}': first defined at line {first}, again at line {}",
-                                shorten(&name),
-                                at.line
-                            ),
-                        ));
-                    }
-                    vod_lines.insert(name.clone(), at.line);
+                    define_once(&mut vod_lines, "vod", &name, at.line).map_err(|m| self.err(&at, m))?;
                     let vod = self.vod_block(name, &t)?;
                     config.vods.push(vod);
                 }
@@ -514,18 +640,7 @@ impl Parser<'_> {
                     } else {
                         &mut template_lines
                     };
-                    if let Some(first) = lines.get(&name) {
-                        return Err(self.err(
-                            &at,
-                            format!(
-                                "duplicate {} '{}': first defined at line {first}, again at line {}",
-                                kind.word(),
-                                shorten(&name),
-                                at.line
-                            ),
-                        ));
-                    }
-                    lines.insert(name.clone(), at.line);
+                    define_once(lines, kind.word(), &name, at.line).map_err(|m| self.err(&at, m))?;
                     let block = self.block(kind, &name, &t)?;
                     match kind {
                         BlockKind::Stream => config.streams.push(StreamConfig {
@@ -598,49 +713,11 @@ impl Parser<'_> {
 
     /// Reads `{ … }` after a stream or template name. `opener` is the `stream`/`template` word.
     fn block(&mut self, kind: BlockKind, name: &str, opener: &Token) -> Result<Block, ConfigError> {
-        let t = self.next();
-        if t.tok != Tok::Open {
-            return Err(self.err(
-                &t,
-                format!(
-                    "expected '{{' after {} name '{}', found {}",
-                    kind.word(),
-                    shorten(name),
-                    describe(&t.tok)
-                ),
-            ));
-        }
+        self.open_block(kind.word(), name)?;
         let mut block = Block::default();
         let mut seen: HashMap<&'static str, usize> = HashMap::new();
         let here = format!("{} '{}'", kind.word(), shorten(name));
-        loop {
-            let t = self.next();
-            let word = match &t.tok {
-                Tok::Close => break,
-                Tok::Eof => {
-                    return Err(self.err(
-                        &t,
-                        format!(
-                            "unexpected end of file: {here} opened at line {} is not closed (expected '}}')",
-                            opener.line
-                        ),
-                    ));
-                }
-                Tok::Word(w) => w.clone(),
-                other => {
-                    return Err(self.err(
-                        &t,
-                        format!("expected a directive or '}}' in {here}, found {}", describe(other)),
-                    ));
-                }
-            };
-            let mut once = |name: &'static str, this: &Self| {
-                if let Some(first) = seen.get(name) {
-                    return Err(this.err(&t, format!("duplicate '{name}' in {here} (first at line {first})")));
-                }
-                seen.insert(name, t.line);
-                Ok(())
-            };
+        while let Some((word, t)) = self.block_entry(&here, opener, "a directive")? {
             match word.as_str() {
                 "input" => {
                     let (url, at) = self.expect_word("a URL", "input")?;
@@ -652,7 +729,7 @@ impl Parser<'_> {
                 }
                 "on_play" | "on_publish" => {
                     let which: &'static str = if word == "on_play" { "on_play" } else { "on_publish" };
-                    once(which, self)?;
+                    self.once_in_block(&mut seen, which, &here, &t)?;
                     let spec = self.auth_spec(which)?;
                     if which == "on_play" {
                         block.on_play = Some(spec);
@@ -661,17 +738,17 @@ impl Parser<'_> {
                     }
                 }
                 "password" => {
-                    once("password", self)?;
+                    self.once_in_block(&mut seen, "password", &here, &t)?;
                     let (p, _) = self.expect_nonempty("a secret", "password")?;
                     self.expect_semi("password")?;
                     block.password = Some(p);
                 }
                 "protocols" => {
-                    once("protocols", self)?;
+                    self.once_in_block(&mut seen, "protocols", &here, &t)?;
                     block.protocols = self.protocols()?;
                 }
                 "dvr" => {
-                    once("dvr", self)?;
+                    self.once_in_block(&mut seen, "dvr", &here, &t)?;
                     let (root, _) = self.expect_nonempty("a directory", "dvr")?;
                     let (text, at) = self.expect_word("a depth in seconds", "dvr ROOT")?;
                     let secs = parse_seconds(&text).map_err(|m| self.err(&at, format!("dvr depth: {m}")))?;
@@ -699,14 +776,6 @@ impl Parser<'_> {
                         format!("'prefix' is only allowed inside a template block, not in {here}"),
                     ));
                 }
-                "http" | "rtmp" | "rtsp" | "auth_token" | "no_auto_token" | "edit_auth" | "server_secret"
-                | "admin_token_ttl" | "http_session_idle" | "media_root" | "stream" | "template" | "vod"
-                | "auth_backend" | "geoip_db" | "mysql" | "session_history" => {
-                    return Err(self.err(
-                        &t,
-                        format!("'{word}' is only allowed at the top level, not inside {here}"),
-                    ));
-                }
                 "storage" => {
                     return Err(self.err(
                         &t,
@@ -719,13 +788,7 @@ impl Parser<'_> {
                     } else {
                         TEMPLATE_DIRECTIVES
                     };
-                    return Err(self.err(
-                        &t,
-                        format!(
-                            "unknown directive '{}' in {here} (allowed here: {allowed})",
-                            shorten(other)
-                        ),
-                    ));
+                    return Err(self.misplaced(&t, other, &here, &TOP_ONLY_DIRECTIVES, allowed));
                 }
             }
         }
@@ -777,85 +840,32 @@ impl Parser<'_> {
     /// Reads `{ storage ROOT; [on_play …;] }` after a vod name. `opener` is the `vod` word.
     fn vod_block(&mut self, name: String, opener: &Token) -> Result<VodConfig, ConfigError> {
         let here = format!("vod '{}'", shorten(&name));
-        let t = self.next();
-        if t.tok != Tok::Open {
-            return Err(self.err(
-                &t,
-                format!(
-                    "expected '{{' after vod name '{}', found {}",
-                    shorten(&name),
-                    describe(&t.tok)
-                ),
-            ));
-        }
-        let mut storage: Option<(String, usize)> = None;
-        let mut on_play: Option<(AuthSpec, usize)> = None;
-        loop {
-            let t = self.next();
-            let word = match &t.tok {
-                Tok::Close => break,
-                Tok::Eof => {
-                    return Err(self.err(
-                        &t,
-                        format!(
-                            "unexpected end of file: {here} opened at line {} is not closed (expected '}}')",
-                            opener.line
-                        ),
-                    ));
-                }
-                Tok::Word(w) => w.clone(),
-                other => {
-                    return Err(self.err(
-                        &t,
-                        format!("expected a directive or '}}' in {here}, found {}", describe(other)),
-                    ));
-                }
-            };
+        self.open_block("vod", &name)?;
+        let mut storage: Option<String> = None;
+        let mut on_play: Option<AuthSpec> = None;
+        let mut seen: HashMap<&'static str, usize> = HashMap::new();
+        while let Some((word, t)) = self.block_entry(&here, opener, "a directive")? {
             match word.as_str() {
                 "storage" => {
-                    if let Some((_, first)) = &storage {
-                        return Err(self.err(&t, format!("duplicate 'storage' in {here} (first at line {first})")));
-                    }
+                    self.once_in_block(&mut seen, "storage", &here, &t)?;
                     let (root, _) = self.expect_nonempty("a directory", "storage")?;
                     self.expect_semi("storage ROOT")?;
-                    storage = Some((root, t.line));
+                    storage = Some(root);
                 }
                 "on_play" => {
-                    if let Some((_, first)) = &on_play {
-                        return Err(self.err(&t, format!("duplicate 'on_play' in {here} (first at line {first})")));
-                    }
-                    on_play = Some((self.auth_spec("on_play")?, t.line));
+                    self.once_in_block(&mut seen, "on_play", &here, &t)?;
+                    on_play = Some(self.auth_spec("on_play")?);
                 }
-                "http" | "rtmp" | "rtsp" | "auth_token" | "no_auto_token" | "edit_auth" | "server_secret"
-                | "admin_token_ttl" | "http_session_idle" | "media_root" | "stream" | "template" | "vod"
-                | "auth_backend" | "geoip_db" | "mysql" | "session_history" => {
-                    return Err(self.err(
-                        &t,
-                        format!("'{word}' is only allowed at the top level, not inside {here}"),
-                    ));
-                }
-                other => {
-                    return Err(self.err(
-                        &t,
-                        format!(
-                            "unknown directive '{}' in {here} (allowed here: {VOD_DIRECTIVES})",
-                            shorten(other)
-                        ),
-                    ));
-                }
+                other => return Err(self.misplaced(&t, other, &here, &TOP_ONLY_DIRECTIVES, VOD_DIRECTIVES)),
             }
         }
-        let Some((storage, _)) = storage else {
+        let Some(storage) = storage else {
             return Err(self.err(
                 opener,
                 format!("{here} has no storage: add 'storage DIRECTORY;' naming where its files are"),
             ));
         };
-        Ok(VodConfig {
-            name,
-            storage,
-            on_play: on_play.map(|(spec, _)| spec),
-        })
+        Ok(VodConfig { name, storage, on_play })
     }
 
     /// `on_play TARGET key=value… ;` after the directive word.
@@ -864,36 +874,18 @@ impl Parser<'_> {
         let target = AuthTarget::parse(&target_text).map_err(|m| self.err(&at, format!("{which}: {m}")))?;
         self.note_auth_target(&target, &at);
         let mut spec = AuthSpec::new(target);
-        let mut given: Vec<String> = Vec::new();
-        while let Tok::Word(option) = self.peek().clone() {
-            let at = self.next();
-            let Some((key, value)) = option.split_once('=') else {
-                return Err(self.err(
-                    &at,
-                    format!(
-                        "expected key=value option after the {which} target, found '{}'",
-                        shorten(&option)
-                    ),
-                ));
-            };
-            if key.is_empty() {
-                return Err(self.err(&at, format!("{which} option '{}' has an empty name", shorten(&option))));
-            }
-            if given.iter().any(|k| k == key) {
-                return Err(self.err(&at, format!("duplicate {which} option '{}'", shorten(key))));
-            }
-            given.push(key.to_string());
+        self.key_value_options(&format!("the {which} target"), which, |this, at, key, value| {
             match key {
                 "session_keys" => {
                     spec.session_keys =
-                        SessionKeys::parse(value).map_err(|m| self.err(&at, format!("{which} session_keys: {m}")))?;
+                        SessionKeys::parse(value).map_err(|m| this.err(at, format!("{which} session_keys: {m}")))?;
                 }
                 "domains" => {
-                    spec.domains = parse_domains(value).map_err(|m| self.err(&at, format!("{which} domains: {m}")))?;
+                    spec.domains = parse_domains(value).map_err(|m| this.err(at, format!("{which} domains: {m}")))?;
                 }
                 "max_sessions" => {
                     spec.max_sessions = Some(
-                        parse_positive_u32(value).map_err(|m| self.err(&at, format!("{which} max_sessions: {m}")))?,
+                        parse_positive_u32(value).map_err(|m| this.err(at, format!("{which} max_sessions: {m}")))?,
                     );
                 }
                 "soft_limitation" => {
@@ -901,8 +893,8 @@ impl Parser<'_> {
                         "true" => true,
                         "false" => false,
                         other => {
-                            return Err(self.err(
-                                &at,
+                            return Err(this.err(
+                                at,
                                 format!(
                                     "{which} soft_limitation: expected true or false, found '{}'",
                                     shorten(other)
@@ -913,7 +905,7 @@ impl Parser<'_> {
                 }
                 "sign_key" => {
                     if value.is_empty() {
-                        return Err(self.err(&at, format!("{which} sign_key: the key is empty")));
+                        return Err(this.err(at, format!("{which} sign_key: the key is empty")));
                     }
                     spec.sign_key = Some(value.to_string());
                 }
@@ -921,34 +913,21 @@ impl Parser<'_> {
                     spec.extra.insert(key.to_string(), value.to_string());
                 }
             }
-        }
+            Ok(())
+        })?;
         self.expect_semi(&format!("{which} options"))?;
         Ok(spec)
     }
 
     /// `protocols NAME…;` or `protocols -NAME…;` after the directive word.
     fn protocols(&mut self) -> Result<Protocols, ConfigError> {
-        let mut items: Vec<(String, Token)> = Vec::new();
-        loop {
-            let t = self.next();
-            match &t.tok {
-                Tok::Word(w) => items.push((w.clone(), t.clone())),
-                Tok::Semi if items.is_empty() => {
-                    return Err(self.err(
-                        &t,
-                        format!(
-                            "expected protocol names after protocols ({}), found ';'",
-                            Protocols::NAMES.join(", ")
-                        ),
-                    ));
-                }
-                Tok::Semi => break,
-                other => {
-                    return Err(self.err(&t, format!("expected ';' after protocols, found {}", describe(other))));
-                }
-            }
-        }
-        let negative = items[0].0.starts_with('-');
+        let empty = format!(
+            "expected protocol names after protocols ({}), found ';'",
+            Protocols::NAMES.join(", ")
+        );
+        let items = self.words_to_semi(&empty, "protocols")?;
+        // `words_to_semi` returns at least one word.
+        let negative = items.first().is_some_and(|(w, _)| w.starts_with('-'));
         let mut protocols = if negative {
             Protocols::default()
         } else {
@@ -1069,6 +1048,19 @@ pub(crate) fn check_domain(domain: &str) -> Result<String, String> {
         ));
     }
     Ok(domain.to_string())
+}
+
+/// Records the definition of the `kind` block `name` (stream, template, vod, auth_backend) on
+/// `line`, refusing a second block of that kind and name.
+fn define_once(lines: &mut HashMap<String, usize>, kind: &str, name: &str, line: usize) -> Result<(), String> {
+    if let Some(first) = lines.get(name) {
+        return Err(format!(
+            "duplicate {kind} '{}': first defined at line {first}, again at line {line}",
+            shorten(name)
+        ));
+    }
+    lines.insert(name.to_string(), line);
+    Ok(())
 }
 
 /// `auth_spec` option names that are fields of their own, so `extra` cannot carry them.
