@@ -27,6 +27,6 @@ pub mod target;
 pub use catalogue::{Capabilities, Case, Catalogue, Level};
 pub use report::{CaseResult, Summary, Verdict};
 pub use run::{
-    DEFAULT_CONCURRENCY, DEFAULT_STEP_TIMEOUT, DEFAULT_TIMEOUT, Observer, OnResult, RunError, RunOptions, RunStart, SLOW_STEP_TIMEOUT,
-    TargetChoice, capabilities_for, default_features_dir, run,
+    DEFAULT_CONCURRENCY, DEFAULT_STEP_TIMEOUT, DEFAULT_TIMEOUT, Observer, OnResult, RunError, RunOptions, RunStart,
+    SLOW_STEP_TIMEOUT, TargetChoice, capabilities_for, default_features_dir, run,
 };

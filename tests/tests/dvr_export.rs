@@ -5,15 +5,15 @@
 //! `allowed_dvr_ranges` gets 403 with no media bytes; an export is a session that lands in the
 //! history with its bytes when the download ends.
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
-use tokio::process::Command;
-use usher_server::config::{AuthSpec, AuthTarget, Config, Credential, DvrConfig, StreamConfig};
-use usher_server::{RunningServer, Server};
-use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use support::{PROBE_LIMIT, TempDir, answer, auth, codecs, stream};
+use usher_server::RunningServer;
+use usher_server::config::{Config, Credential, DvrConfig, StreamConfig};
+use wiremock::{MockServer, ResponseTemplate};
 
 /// Segment length of the `fake://` source: the tolerance on export durations.
 const SEGMENT_SECS: f64 = 1.0;
@@ -28,7 +28,7 @@ fn unix_now() -> u64 {
 struct Fixture {
     server: RunningServer,
     backend: MockServer,
-    dir: PathBuf,
+    dir: TempDir,
     /// Unix seconds when recording began.
     started: u64,
 }
@@ -46,41 +46,28 @@ impl Fixture {
             ("none", json!({"allowed_dvr_ranges": []})),
         ];
         for (token, body) in answers {
-            Mock::given(method("GET"))
-                .and(path("/auth"))
-                .and(query_param("token", token))
-                .respond_with(
-                    ResponseTemplate::new(200)
-                        .set_body_json(body)
-                        .insert_header("X-UserId", "u1"),
-                )
-                .mount(&backend)
-                .await;
+            let allow = ResponseTemplate::new(200)
+                .set_body_json(body)
+                .insert_header("X-UserId", "u1");
+            answer(&backend, "GET", "/auth", Some(token), 5, allow).await;
         }
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!("usher-dvr-test-{}-{nanos}", std::process::id()));
+        let dir = TempDir::new("dvr-test");
         let config = Config {
-            http: Some("127.0.0.1:0".parse().unwrap()),
+            http: support::loopback(),
             edit_auth: Some(Credential {
                 login: "admin".into(),
                 password: "pw".into(),
             }),
             streams: vec![StreamConfig {
-                name: "s1".into(),
-                inputs: vec!["fake://fake".into()],
-                on_play: Some(AuthSpec::new(AuthTarget::Http(format!("{}/auth", backend.uri())))),
                 dvr: Some(DvrConfig {
-                    root: dir.display().to_string(),
+                    root: dir.path().display().to_string(),
                     depth: Duration::from_secs(3600),
                 }),
-                ..StreamConfig::default()
+                ..stream("s1", "fake://fake", auth(&backend, "/auth"))
             }],
             ..Config::default()
         };
-        let server = Server::start(config).await.expect("server starts");
+        let server = support::start(config).await;
         Fixture {
             server,
             backend,
@@ -121,31 +108,9 @@ async fn get(url: &str) -> (u16, String, Vec<u8>) {
 }
 
 async fn ffprobe(target: &str) -> Value {
-    let run = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json", "-show_format", "-show_streams", target])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("ffprobe finishes within 30 s")
-        .expect("ffprobe must be installed (Debian package ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe failed on {target}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn codecs(probe: &Value) -> Vec<String> {
-    let mut list: Vec<String> = probe["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
-        .collect();
-    list.sort();
-    list
+    let (ok, json, stderr) = support::ffprobe(target, &["-show_format"], PROBE_LIMIT).await;
+    assert!(ok, "ffprobe failed on {target}: {stderr}");
+    json
 }
 
 fn duration(probe: &Value) -> f64 {
@@ -165,7 +130,7 @@ async fn exports_are_valid_files_of_the_asked_duration() {
         let (status, content_type, body) = get(&f.url(&format!("/s1/archive-{from}-{dur}.{ext}?token=good"))).await;
         assert_eq!(status, 200, "{ext}: {}", String::from_utf8_lossy(&body));
         assert!(content_type.starts_with("video/"), "{content_type}");
-        let file = f.dir.join(format!("export.{ext}"));
+        let file = f.dir.path().join(format!("export.{ext}"));
         tokio::fs::write(&file, &body).await.unwrap();
         let probe = ffprobe(&file.display().to_string()).await;
         assert!(
@@ -223,7 +188,6 @@ async fn exports_are_valid_files_of_the_asked_duration() {
     assert_eq!(codecs(&probe), ["aac", "h264"], "{probe}");
 
     f.server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&f.dir);
 }
 
 #[tokio::test]
@@ -260,5 +224,4 @@ async fn ranges_outside_allowed_dvr_ranges_get_403_and_no_media() {
     assert_eq!(status, 404);
 
     f.server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&f.dir);
 }

@@ -17,109 +17,34 @@
 //! * VOD: `/vod/clip.mp4/index.m3u8` is the whole file with EXT-X-ENDLIST, authorized by the
 //!   location's `on_play` with the name `vod/clip.mp4`.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod support;
+
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::process::Command;
-use usher_server::config::{AuthSpec, AuthTarget, Config, StreamConfig, VodConfig};
-use usher_server::{RunningServer, Server};
-use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use support::{TempDir, answer, auth as on_play, codecs, ffprobe_json, good_and_bad, stream};
+use usher_conformance::steps::media::make_media_file;
+use usher_server::RunningServer;
+use usher_server::config::{Config, VodConfig};
+use wiremock::{MockServer, ResponseTemplate};
 
 const FILE_SIZE: (u64, u64) = (160, 120);
 const FAKE_SIZE: (u64, u64) = (64, 48);
 
-/// A fresh directory under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "usher-file-input-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create a temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs a program of Debian's ffmpeg package with a bound on its run time; returns (success,
-/// stdout, stderr).
-async fn run(program: &str, args: &[&str], limit: Duration) -> (bool, Vec<u8>, String) {
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(limit, child)
-        .await
-        .unwrap_or_else(|_| panic!("{program} did not finish within {limit:?}"))
-        .unwrap_or_else(|e| {
-            panic!("{program} must be installed to make and check test media (Debian package ffmpeg): {e}")
-        });
-    (
-        out.status.success(),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Makes `clip.mp4` and `clip.ts` (4 s, 160x120, 25 fps, a keyframe a second, AAC) in `dir`.
 async fn make_media(dir: &Path) {
-    let mp4 = dir.join("clip.mp4");
-    let ts = dir.join("clip.ts");
-    let common = [
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=160x120:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "4",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-bf",
-        "0",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
-    ];
-    let mp4_args: Vec<&str> = common
-        .iter()
-        .copied()
-        .chain(["-movflags", "+faststart", mp4.to_str().expect("utf-8 path")])
-        .collect();
-    let ts_args: Vec<&str> = common
-        .iter()
-        .copied()
-        .chain(["-f", "mpegts", ts.to_str().expect("utf-8 path")])
-        .collect();
-    let limit = Duration::from_secs(60);
-    let ((mp4_ok, _, mp4_err), (ts_ok, _, ts_err)) =
-        tokio::join!(run("ffmpeg", &mp4_args, limit), run("ffmpeg", &ts_args, limit));
-    assert!(mp4_ok, "ffmpeg could not make the MP4 test clip: {mp4_err}");
-    assert!(ts_ok, "ffmpeg could not make the TS test clip: {ts_err}");
+    let (mp4, ts) = (dir.join("clip.mp4"), dir.join("clip.ts"));
+    let (mp4, ts) = tokio::join!(
+        make_media_file(&mp4, (160, 120), 4),
+        make_media_file(&ts, (160, 120), 4)
+    );
+    if let Err(e) = mp4 {
+        panic!("ffmpeg could not make the MP4 test clip: {e}");
+    }
+    if let Err(e) = ts {
+        panic!("ffmpeg could not make the TS test clip: {e}");
+    }
 }
 
 /// The override of the seed's example.
@@ -133,60 +58,23 @@ fn switch_to_fake() -> Value {
 async fn backend() -> MockServer {
     let server = MockServer::start().await;
     let allow = || ResponseTemplate::new(200);
-    Mock::given(method("GET"))
-        .and(path("/auth"))
-        .and(query_param("token", "good"))
-        .respond_with(allow())
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/auth"))
-        .and(query_param("token", "bad"))
-        .respond_with(ResponseTemplate::new(403))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/seed"))
-        .and(query_param("token", "b"))
-        .respond_with(allow().set_body_json(switch_to_fake()))
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/seed"))
-        .respond_with(allow())
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    good_and_bad(&server, "GET", "/auth").await;
+    answer(
+        &server,
+        "GET",
+        "/seed",
+        Some("b"),
+        1,
+        allow().set_body_json(switch_to_fake()),
+    )
+    .await;
+    answer(&server, "GET", "/seed", None, 2, allow()).await;
     for (token, url) in [("dotdot", "file://../../etc/passwd"), ("link", "file://outside.mp4")] {
-        Mock::given(method("GET"))
-            .and(path("/escape"))
-            .and(query_param("token", token))
-            .respond_with(allow().set_body_json(json!({ "config": { "inputs": [{ "url": url }] } })))
-            .with_priority(1)
-            .mount(&server)
-            .await;
+        let escape = allow().set_body_json(json!({ "config": { "inputs": [{ "url": url }] } }));
+        answer(&server, "GET", "/escape", Some(token), 1, escape).await;
     }
-    Mock::given(method("GET"))
-        .and(path("/escape"))
-        .respond_with(allow())
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    answer(&server, "GET", "/escape", None, 2, allow()).await;
     server
-}
-
-fn on_play(backend: &MockServer, route: &str) -> Option<AuthSpec> {
-    Some(AuthSpec::new(AuthTarget::Http(format!("{}{route}", backend.uri()))))
-}
-
-fn stream(name: &str, input: &str, auth: Option<AuthSpec>) -> StreamConfig {
-    StreamConfig {
-        name: name.into(),
-        inputs: vec![input.into()],
-        on_play: auth,
-        ..StreamConfig::default()
-    }
 }
 
 /// A media root with the clips, and a server on it.
@@ -198,14 +86,14 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Setup {
-        let media = TempDir::new();
-        make_media(&media.0).await;
+        let media = TempDir::new("file-input");
+        make_media(media.path()).await;
         let backend = backend().await;
         let config = Config {
-            http: Some("127.0.0.1:0".parse().unwrap()),
-            rtmp: Some("127.0.0.1:0".parse().unwrap()),
-            rtsp: Some("127.0.0.1:0".parse().unwrap()),
-            media_root: Some(media.0.to_str().expect("utf-8 path").into()),
+            http: support::loopback(),
+            rtmp: support::loopback(),
+            rtsp: support::loopback(),
+            media_root: Some(media.path().to_str().expect("utf-8 path").into()),
             streams: vec![
                 stream("mp4", "file://clip.mp4", on_play(&backend, "/auth")),
                 stream("ts", "file://clip.ts", on_play(&backend, "/auth")),
@@ -221,7 +109,7 @@ impl Setup {
             }],
             ..Config::default()
         };
-        let server = Server::start(config).await.expect("server starts");
+        let server = support::start(config).await;
         Setup { media, backend, server }
     }
 
@@ -232,26 +120,13 @@ impl Setup {
 
 /// ffprobe's streams of `url` (with a bound on its run time): (success, JSON, stderr).
 async fn probe(url: &str, extra: &[&str]) -> (bool, Value, String) {
-    let mut args = vec!["-v", "error", "-of", "json", "-show_streams"];
-    args.extend_from_slice(extra);
-    args.push(url);
-    let (ok, stdout, stderr) = run("ffprobe", &args, Duration::from_secs(40)).await;
-    (ok, serde_json::from_slice(&stdout).unwrap_or(Value::Null), stderr)
+    support::ffprobe(url, extra, Duration::from_secs(40)).await
 }
 
 /// (codec names sorted, video width and height) of an ffprobe `-show_streams` answer.
 fn streams_of(json: &Value) -> (Vec<String>, Option<(u64, u64)>) {
-    let streams = json["streams"].as_array().cloned().unwrap_or_default();
-    let mut codecs: Vec<String> = streams
-        .iter()
-        .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
-        .collect();
-    codecs.sort();
-    let size = streams
-        .iter()
-        .find(|s| s["codec_name"] == "h264")
-        .and_then(|s| Some((s["width"].as_u64()?, s["height"].as_u64()?)));
-    (codecs, size)
+    let size = support::h264(json).and_then(|s| Some((s["width"].as_u64()?, s["height"].as_u64()?)));
+    (codecs(json), size)
 }
 
 async fn get(url: &str) -> (u16, String) {
@@ -297,13 +172,8 @@ async fn size_of_ts(bytes: &[u8], dir: &Path, name: &str) -> Option<(u64, u64)> 
 
 /// Every decoded frame's size, in order, over a captured TS file.
 async fn frame_sizes(file: &Path) -> Vec<(u64, u64)> {
-    let (ok, stdout, stderr) = run(
-        "ffprobe",
+    let (ok, stdout, stderr) = ffprobe_json(
         &[
-            "-v",
-            "error",
-            "-of",
-            "json",
             "-select_streams",
             "v",
             "-show_entries",
@@ -388,19 +258,14 @@ async fn a_looped_file_keeps_its_timestamps_increasing() {
             sequences.windows(2).all(|w| w[1] == w[0] + 1),
             "{name}: no segment missed: {sequences:?}"
         );
-        let capture = setup.media.0.join(format!("{name}-loop.ts"));
+        let capture = setup.media.path().join(format!("{name}-loop.ts"));
         std::fs::write(
             &capture,
             fetched.iter().flat_map(|(_, b)| b.clone()).collect::<Vec<u8>>(),
         )
         .unwrap();
-        let (ok, stdout, stderr) = run(
-            "ffprobe",
+        let (ok, stdout, stderr) = ffprobe_json(
             &[
-                "-v",
-                "error",
-                "-of",
-                "json",
                 "-show_entries",
                 "packet=codec_type,pts,dts",
                 "-show_packets",
@@ -446,7 +311,7 @@ async fn a_missing_file_is_a_503_naming_it_while_other_streams_play() {
         );
     }
     // Unparsable and unreadable files are the same kind of error.
-    std::fs::write(setup.media.0.join("junk.mp4"), b"\0\0\0\x10ftypisom\0\0\0\0junk").unwrap();
+    std::fs::write(setup.media.path().join("junk.mp4"), b"\0\0\0\x10ftypisom\0\0\0\0junk").unwrap();
     setup
         .server
         .streams()
@@ -462,7 +327,11 @@ async fn a_missing_file_is_a_503_naming_it_while_other_streams_play() {
     assert!(ok, "another stream plays meanwhile: {stderr}");
     assert_eq!(streams_of(&json).1, Some(FILE_SIZE));
     // Once the file appears, the stream plays.
-    std::fs::copy(setup.media.0.join("clip.mp4"), setup.media.0.join("missing.mp4")).unwrap();
+    std::fs::copy(
+        setup.media.path().join("clip.mp4"),
+        setup.media.path().join("missing.mp4"),
+    )
+    .unwrap();
     let (status, body) = get(&setup.http("missing/index.m3u8?token=good")).await;
     assert_eq!(status, 200, "{body}");
     setup.server.shutdown().await;
@@ -500,7 +369,10 @@ async fn the_seed_example_switches_the_input_under_connected_viewers() {
     assert!(!before.contains("DISCONTINUITY"), "{before}");
     let last_before = playlist_segments(&before).last().expect("segments listed").0;
     let (_, segment) = get_bytes(&setup.http(&format!("example_stream/segment-{last_before}.ts?token=p"))).await;
-    assert_eq!(size_of_ts(&segment, &setup.media.0, "before.ts").await, Some(FILE_SIZE));
+    assert_eq!(
+        size_of_ts(&segment, setup.media.path(), "before.ts").await,
+        Some(FILE_SIZE)
+    );
 
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     // Viewer B: its backend answer carries the override.
@@ -536,8 +408,8 @@ async fn the_seed_example_switches_the_input_under_connected_viewers() {
     assert!(tagged > last_before);
     let (_, old) = get_bytes(&setup.http(&format!("example_stream/segment-{}.ts?token=p", tagged - 1))).await;
     let (_, new) = get_bytes(&setup.http(&format!("example_stream/segment-{tagged}.ts?token=p"))).await;
-    assert_eq!(size_of_ts(&old, &setup.media.0, "old.ts").await, Some(FILE_SIZE));
-    assert_eq!(size_of_ts(&new, &setup.media.0, "new.ts").await, Some(FAKE_SIZE));
+    assert_eq!(size_of_ts(&old, setup.media.path(), "old.ts").await, Some(FILE_SIZE));
+    assert_eq!(size_of_ts(&new, setup.media.path(), "new.ts").await, Some(FAKE_SIZE));
 
     // Viewer A goes on for a while longer, then its capture is decoded start to end.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -546,7 +418,7 @@ async fn the_seed_example_switches_the_input_under_connected_viewers() {
     while let Ok(chunk) = rx.try_recv() {
         capture.extend(chunk);
     }
-    let file = setup.media.0.join("viewer-a.ts");
+    let file = setup.media.path().join("viewer-a.ts");
     std::fs::write(&file, &capture).unwrap();
     let sizes = frame_sizes(&file).await;
     let first_fake = sizes
@@ -580,10 +452,10 @@ async fn an_override_whose_file_leaves_the_media_root_is_rejected() {
     let setup = Setup::new().await;
     // A link inside the media root to a file outside it: the override's path looks relative
     // and clean, only resolving it shows where it goes.
-    let outside = TempDir::new();
-    std::fs::copy(setup.media.0.join("clip.mp4"), outside.0.join("clip.mp4")).unwrap();
+    let outside = TempDir::new("file-input");
+    std::fs::copy(setup.media.path().join("clip.mp4"), outside.path().join("clip.mp4")).unwrap();
     #[cfg(unix)]
-    std::os::unix::fs::symlink(outside.0.join("clip.mp4"), setup.media.0.join("outside.mp4")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("clip.mp4"), setup.media.path().join("outside.mp4")).unwrap();
 
     let (status, _) = get(&setup.http("escape/index.m3u8?token=first")).await;
     assert_eq!(status, 200);
@@ -592,7 +464,7 @@ async fn an_override_whose_file_leaves_the_media_root_is_rejected() {
         assert_eq!(status, 200, "the decision stands (AMB-16): {body}");
         let stream = setup.server.streams().find("escape").expect("stream");
         assert_eq!(
-            stream.effective().inputs,
+            stream.effective().inputs.clone(),
             ["file://clip.mp4"],
             "{token}: the input is kept"
         );
@@ -603,7 +475,10 @@ async fn an_override_whose_file_leaves_the_media_root_is_rejected() {
     assert!(!playlist.contains("DISCONTINUITY"), "no switch happened: {playlist}");
     let newest = playlist_segments(&playlist).last().expect("listed").0;
     let (_, segment) = get_bytes(&setup.http(&format!("escape/segment-{newest}.ts?token=first"))).await;
-    assert_eq!(size_of_ts(&segment, &setup.media.0, "escape.ts").await, Some(FILE_SIZE));
+    assert_eq!(
+        size_of_ts(&segment, setup.media.path(), "escape.ts").await,
+        Some(FILE_SIZE)
+    );
     setup.server.shutdown().await;
 }
 

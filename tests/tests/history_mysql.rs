@@ -4,18 +4,20 @@
 //! ERR packet and leave the connection usable; a wrong password is refused; the API lists
 //! closed sessions filtered by user id.
 
+mod support;
+
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::{answer, auth, stream};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::process::Command;
-use usher_server::config::{AuthSpec, AuthTarget, Config, Credential, StreamConfig};
+use usher_server::RunningServer;
+use usher_server::config::{Config, Credential};
 use usher_server::mysql::packet::{self, Reply};
-use usher_server::{RunningServer, Server};
-use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{MockServer, ResponseTemplate};
 
 const LOGIN: &str = "admin";
 const PASSWORD: &str = "s3cret";
@@ -28,37 +30,27 @@ async fn backend() -> MockServer {
         ("c1", "200", Some("1")),
         ("c2", "200", Some("1")),
     ] {
-        let mut answer = ResponseTemplate::new(200).insert_header("X-UserId", user);
+        let mut allow = ResponseTemplate::new(200).insert_header("X-UserId", user);
         if let Some(max) = max {
-            answer = answer.insert_header("X-Max-Sessions", max);
+            allow = allow.insert_header("X-Max-Sessions", max);
         }
-        Mock::given(method("GET"))
-            .and(path("/auth"))
-            .and(query_param("token", token))
-            .respond_with(answer)
-            .mount(&server)
-            .await;
+        answer(&server, "GET", "/auth", Some(token), 5, allow).await;
     }
     server
 }
 
 async fn start(backend: &MockServer) -> RunningServer {
     let config = Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
-        mysql: Some("127.0.0.1:0".parse().unwrap()),
+        http: support::loopback(),
+        mysql: support::loopback(),
         edit_auth: Some(Credential {
             login: LOGIN.into(),
             password: PASSWORD.into(),
         }),
-        streams: vec![StreamConfig {
-            name: "s1".into(),
-            inputs: vec!["fake://fake".into()],
-            on_play: Some(AuthSpec::new(AuthTarget::Http(format!("{}/auth", backend.uri())))),
-            ..StreamConfig::default()
-        }],
+        streams: vec![stream("s1", "fake://fake", auth(backend, "/auth"))],
         ..Config::default()
     };
-    Server::start(config).await.expect("server starts")
+    support::start(config).await
 }
 
 fn client() -> reqwest::Client {

@@ -9,19 +9,21 @@
 //! * a recheck deny closes a playing connection within about a second (TIME-05, RESP-02);
 //! * garbage and a truncated handshake cost only their own connection.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use support::{answer, auth as spec, ffprobe_codecs, ffprobe_json, good_and_bad, stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use usher_conformance::clients::rtmp::{REFUSED_STATUS, RtmpClient};
 use usher_conformance::clients::{Outcome, ViewerProfile};
-use usher_server::config::{AuthSpec, AuthTarget, Config, StreamConfig};
-use usher_server::{RunningServer, Server};
-use wiremock::matchers::{method, path, query_param};
+use usher_conformance::steps::publish::ffmpeg_publish_command;
+use usher_server::RunningServer;
+use usher_server::config::{Config, StreamConfig};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const PASSWORD: &str = "P";
@@ -31,24 +33,10 @@ const PASSWORD: &str = "P";
 async fn backend() -> MockServer {
     let server = MockServer::start().await;
     for (verb, route) in [("GET", "/auth"), ("POST", "/publish")] {
-        Mock::given(method(verb))
-            .and(path(route))
-            .and(query_param("token", "good"))
-            .respond_with(ResponseTemplate::new(200))
-            .mount(&server)
-            .await;
-        Mock::given(method(verb))
-            .and(path(route))
-            .and(query_param("token", "bad"))
-            .respond_with(ResponseTemplate::new(403))
-            .mount(&server)
-            .await;
+        good_and_bad(&server, verb, route).await;
     }
-    Mock::given(method("GET"))
-        .and(path("/redirect"))
-        .respond_with(ResponseTemplate::new(302).insert_header("Location", "http://backup.example/clip.m3u8"))
-        .mount(&server)
-        .await;
+    let moved = ResponseTemplate::new(302).insert_header("Location", "http://backup.example/clip.m3u8");
+    answer(&server, "GET", "/redirect", None, 5, moved).await;
     Mock::given(method("GET"))
         .and(path("/recheck"))
         .respond_with(ResponseTemplate::new(200).insert_header("X-AuthDuration", "1"))
@@ -56,152 +44,43 @@ async fn backend() -> MockServer {
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/recheck"))
-        .respond_with(ResponseTemplate::new(403))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    answer(&server, "GET", "/recheck", None, 2, ResponseTemplate::new(403)).await;
     server
-}
-
-fn spec(backend: &MockServer, route: &str) -> Option<AuthSpec> {
-    Some(AuthSpec::new(AuthTarget::Http(format!("{}{route}", backend.uri()))))
 }
 
 async fn start(backend: &MockServer) -> RunningServer {
     let config = Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
-        rtmp: Some("127.0.0.1:0".parse().unwrap()),
+        http: support::loopback(),
+        rtmp: support::loopback(),
         streams: vec![
+            stream("s1", "fake://fake", spec(backend, "/auth")),
             StreamConfig {
-                name: "s1".into(),
-                inputs: vec!["fake://fake".into()],
-                on_play: spec(backend, "/auth"),
-                ..StreamConfig::default()
-            },
-            StreamConfig {
-                name: "pub".into(),
-                inputs: vec!["publish://".into()],
-                on_play: spec(backend, "/auth"),
                 on_publish: spec(backend, "/publish"),
                 password: Some(PASSWORD.into()),
-                ..StreamConfig::default()
+                ..stream("pub", "publish://", spec(backend, "/auth"))
             },
-            StreamConfig {
-                name: "r1".into(),
-                inputs: vec!["fake://fake".into()],
-                on_play: spec(backend, "/recheck"),
-                ..StreamConfig::default()
-            },
-            StreamConfig {
-                name: "live/cam1".into(),
-                inputs: vec!["fake://fake".into()],
-                on_play: spec(backend, "/auth"),
-                ..StreamConfig::default()
-            },
-            StreamConfig {
-                name: "moved".into(),
-                inputs: vec!["fake://fake".into()],
-                on_play: spec(backend, "/redirect"),
-                ..StreamConfig::default()
-            },
+            stream("r1", "fake://fake", spec(backend, "/recheck")),
+            stream("live/cam1", "fake://fake", spec(backend, "/auth")),
+            stream("moved", "fake://fake", spec(backend, "/redirect")),
         ],
         ..Config::default()
     };
-    Server::start(config).await.expect("server starts")
+    support::start(config).await
 }
 
 fn rtmp_addr(server: &RunningServer) -> SocketAddr {
     server.rtmp_addr().expect("the config has rtmp")
 }
 
-/// Runs a command from Debian's ffmpeg package with a bound on its run time; returns (success,
-/// stdout, stderr).
-async fn run(program: &str, args: &[&str], limit: Duration) -> (bool, Vec<u8>, String) {
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(limit, child)
-        .await
-        .unwrap_or_else(|_| panic!("{program} did not finish within {limit:?}"))
-        .unwrap_or_else(|e| panic!("{program} must be installed (Debian package ffmpeg; .ci/run installs it): {e}"));
-    (
-        out.status.success(),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// ffprobe's verdict on `url`: (success, codec names, stderr).
+/// ffprobe's verdict on `url`: (success, sorted codec names, stderr).
 async fn ffprobe(url: &str) -> (bool, Vec<String>, String) {
-    let (ok, stdout, stderr) = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-of",
-            "json",
-            "-show_streams",
-            "-rw_timeout",
-            "8000000",
-            url,
-        ],
-        Duration::from_secs(30),
-    )
-    .await;
-    let json: Value = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
-    let mut codecs: Vec<String> = json["streams"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    codecs.sort();
-    (ok, codecs, stderr)
+    ffprobe_codecs(url, &["-rw_timeout", "8000000"]).await
 }
 
 /// ffmpeg publishing `seconds` of test pattern and tone as FLV to `url`.
 fn ffmpeg_publish(url: &str, seconds: u32) -> tokio::process::Child {
-    let seconds = seconds.to_string();
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=160x120:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine",
-            "-t",
-            &seconds,
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "25",
-            "-bf",
-            "0",
-            "-c:a",
-            "aac",
-            "-f",
-            "flv",
-            url,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    ffmpeg_publish_command(url, seconds)
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("ffmpeg must be installed (Debian package ffmpeg; .ci/run installs it)")
 }
@@ -277,13 +156,8 @@ async fn an_app_other_than_static_prefixes_the_name_and_page_url_is_the_referer(
     let server = start(&backend).await;
     let url = format!("rtmp://{}/live/cam1?token=good", rtmp_addr(&server));
     let page = "https://site.example/watch?token=good&name=cam1";
-    let (ok, stdout, stderr) = run(
-        "ffprobe",
+    let (ok, stdout, stderr) = ffprobe_json(
         &[
-            "-v",
-            "error",
-            "-of",
-            "json",
             "-show_streams",
             "-rtmp_pageurl",
             page,

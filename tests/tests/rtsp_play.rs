@@ -6,6 +6,8 @@
 //! RTSP session, at DESCRIBE (REQ-03); a recheck deny closes the connection within about a
 //! second (TIME-05, RESP-02, BAN-03); bad input on one connection leaves the others playing.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use reqwest::Url;
 use serde_json::Value;
+use support::{PROBE_LIMIT, ffprobe_with, stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use usher_conformance::clients::rtsp::RtspClient;
 use usher_conformance::clients::{Outcome, ViewerProfile};
-use usher_server::config::{AuthSpec, AuthTarget, Config, StreamConfig};
-use usher_server::{RunningServer, Server};
+use usher_server::RunningServer;
+use usher_server::config::{AuthSpec, AuthTarget, Config};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const FFPROBE: &str = "/usr/bin/ffprobe";
@@ -84,19 +86,17 @@ impl Backend {
 }
 
 async fn start(backend: &Backend) -> RunningServer {
-    let stream = |name: &str| StreamConfig {
-        name: name.into(),
-        inputs: vec!["fake://fake".into()],
-        on_play: Some(AuthSpec::new(AuthTarget::Http(backend.url()))),
-        ..StreamConfig::default()
-    };
+    let on_play = || Some(AuthSpec::new(AuthTarget::Http(backend.url())));
     let config = Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
-        rtsp: Some("127.0.0.1:0".parse().unwrap()),
-        streams: vec![stream("s1"), stream("live/cam")],
+        http: support::loopback(),
+        rtsp: support::loopback(),
+        streams: vec![
+            stream("s1", "fake://fake", on_play()),
+            stream("live/cam", "fake://fake", on_play()),
+        ],
         ..Config::default()
     };
-    Server::start(config).await.expect("server starts")
+    support::start(config).await
 }
 
 fn rtsp_addr(server: &RunningServer) -> SocketAddr {
@@ -118,21 +118,13 @@ async fn ffprobe(url: &str) -> (bool, Value, String) {
         std::path::Path::new(FFPROBE).exists(),
         "{FFPROBE} is missing: install Debian's ffmpeg package (apt-get install ffmpeg)"
     );
-    let run = Command::new(FFPROBE)
-        .args(["-v", "error", "-of", "json", "-show_streams"])
-        .args(["-rtsp_transport", "tcp", "-timeout", "5000000", url])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("ffprobe finishes within 30 s")
-        .expect("ffprobe runs");
-    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (
-        out.status.success(),
-        json,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ffprobe_with(
+        FFPROBE,
+        url,
+        &["-rtsp_transport", "tcp", "-timeout", "5000000"],
+        PROBE_LIMIT,
     )
+    .await
 }
 
 #[tokio::test]

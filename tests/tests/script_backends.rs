@@ -14,15 +14,16 @@
 //!   backends admit with `allow default` and refuse without it;
 //! * a stream's own `on_play` wins over its template's, `on_play true` opens one stream.
 
-use std::path::PathBuf;
+mod support;
+
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::process::Command;
+use support::{TempDir, ffprobe_codecs as ffprobe};
 use tracing_subscriber::fmt::MakeWriter;
+use usher_server::RunningServer;
 use usher_server::config::parse_config;
-use usher_server::{RunningServer, Server};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -112,13 +113,7 @@ const DENY_ALL_LUA: &str = "return false\n";
 struct Fixture {
     server: RunningServer,
     middleware: MockServer,
-    dir: PathBuf,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    dir: TempDir,
 }
 
 impl Fixture {
@@ -135,8 +130,7 @@ fn closed_port() -> u16 {
 
 async fn start() -> Fixture {
     logs();
-    let dir = std::env::temp_dir().join(format!("usher-scripts-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = TempDir::new("scripts");
     let middleware = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/check"))
@@ -161,9 +155,9 @@ async fn start() -> Fixture {
         ("throw.lua", THROW_LUA.to_string()),
         ("deny_all.lua", DENY_ALL_LUA.to_string()),
     ] {
-        std::fs::write(dir.join(name), text).expect("write script");
+        std::fs::write(dir.path().join(name), text).expect("write script");
     }
-    let d = dir.display();
+    let d = dir.path().display();
     let (down1, down2) = (closed_port(), closed_port());
     let text = format!(
         r#"
@@ -204,20 +198,12 @@ stream live/inherits {{ }}
 "#
     );
     let config = parse_config(&text, "script_backends.conf").unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let server = Server::start(config).await.expect("server starts");
+    let server = support::start(config).await;
     Fixture {
         server,
         middleware,
         dir,
     }
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{}-{nanos}", std::process::id())
 }
 
 fn client(ip: &str) -> reqwest::Client {
@@ -234,35 +220,6 @@ async fn playlist(f: &Fixture, ip: &str, stream: &str, token: &str) -> (u16, Str
     let response = client(ip).get(&url).send().await.expect("the server answers");
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
-}
-
-/// Runs ffprobe on `url`: (success, sorted codec names, stderr).
-async fn ffprobe(url: &str, extra: &[&str]) -> (bool, Vec<String>, String) {
-    let run = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json", "-show_streams"])
-        .args(extra)
-        .arg(url)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("ffprobe finishes within 30 s")
-        .expect("ffprobe must be installed (Debian package ffmpeg; .ci/run installs it)");
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    let mut codecs: Vec<String> = json["streams"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    codecs.sort();
-    (
-        out.status.success(),
-        codecs,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]
@@ -417,7 +374,7 @@ async fn runaway_scripts_are_contained_and_the_server_keeps_serving() {
     ];
     for (script, reason) in cases {
         let line = logs()
-            .line_with(&[&f.dir.join(script).display().to_string(), reason])
+            .line_with(&[&f.dir.path().join(script).display().to_string(), reason])
             .await;
         assert!(line.contains("no decision"), "{line}");
     }

@@ -3,92 +3,35 @@
 //! before any media is taken; the stream password is checked before the backend is asked; and
 //! viewers then receive the published media (ffprobe over HLS).
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::process::Command;
+use support::{PROBE_LIMIT, TempDir, ffprobe};
+use usher_conformance::steps::media::make_media_file;
+use usher_server::RunningServer;
 use usher_server::config::{AuthSpec, AuthTarget, Config, StreamConfig};
-use usher_server::{RunningServer, Server};
 use wiremock::matchers::{method, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// A 3 s H.264 160x120 + AAC TS file made by ffmpeg (fails clearly without ffmpeg).
-async fn ts_file() -> (tempdir::Dir, PathBuf) {
-    let dir = tempdir::Dir::new();
+/// A 3 s H.264 160x120 + AAC TS file made by ffmpeg (fails clearly without ffmpeg), and the
+/// directory holding it.
+async fn ts_file() -> (TempDir, Vec<u8>) {
+    let dir = TempDir::new("ts-publish");
     let path = dir.path().join("in.ts");
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=160x120:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .args([
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "3",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-bf", "0", "-g", "25", "-c:a", "aac", "-f", "mpegts"])
-        .arg(&path)
-        .output()
+    make_media_file(&path, (160, 120), 3)
         .await
-        .expect("ffmpeg must be installed (Debian package ffmpeg); .ci/run installs it");
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (dir, path)
-}
-
-/// A throwaway directory removed on drop (no extra crate needed).
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Dir {
-            let path = std::env::temp_dir().join(format!("usher-ts-publish-{}", uuid_like()));
-            std::fs::create_dir_all(&path).expect("temp dir");
-            Dir(path)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn uuid_like() -> String {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!("{}-{nanos}", std::process::id())
-    }
+        .unwrap_or_else(|e| panic!("{e}"));
+    let body = tokio::fs::read(&path).await.unwrap();
+    (dir, body)
 }
 
 async fn start(backend: &MockServer) -> RunningServer {
     let mut on_publish = AuthSpec::new(AuthTarget::Http(format!("{}/publish", backend.uri())));
     on_publish.extra.insert("site".into(), "main".into());
     let config = Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: support::loopback(),
         streams: vec![StreamConfig {
             name: "pub".into(),
             inputs: vec!["publish://".into()],
@@ -98,7 +41,7 @@ async fn start(backend: &MockServer) -> RunningServer {
         }],
         ..Config::default()
     };
-    Server::start(config).await.unwrap()
+    support::start(config).await
 }
 
 #[tokio::test]
@@ -115,8 +58,7 @@ async fn http_mpegts_publish_is_authorized_then_served() {
         .mount(&backend)
         .await;
     let server = start(&backend).await;
-    let (_dir, file) = ts_file().await;
-    let body = tokio::fs::read(&file).await.unwrap();
+    let (_dir, body) = ts_file().await;
     let base = format!("http://{}", server.http_addr());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -171,27 +113,9 @@ async fn http_mpegts_publish_is_authorized_then_served() {
         .send()
         .await;
     assert!(status.unwrap().status().is_success());
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json", "-show_streams"])
-        .arg(format!("{base}/pub/index.m3u8"))
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out)
-        .await
-        .unwrap()
-        .expect("ffprobe installed");
-    assert!(
-        out.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let video = json["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["codec_name"] == "h264")
-        .expect("h264");
+    let (ok, json, stderr) = ffprobe(&format!("{base}/pub/index.m3u8"), &[], PROBE_LIMIT).await;
+    assert!(ok, "ffprobe: {stderr}");
+    let video = support::h264(&json).expect("h264");
     assert_eq!(
         (video["width"].as_u64(), video["height"].as_u64()),
         (Some(160), Some(120))

@@ -41,6 +41,10 @@ fn parse_size(text: &str) -> Size {
     (n(w), n(h))
 }
 
+/// ffmpeg's encoding of the suite's test pattern: H.264 4:2:0 with a keyframe a second at 25 fps
+/// and no B-frames.
+pub(crate) const H264_ENCODING: [&str; 8] = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", "-bf", "0"];
+
 /// Makes the suite's test clip: `seconds` of ffmpeg's test pattern at `size` and 25 fps (a
 /// keyframe a second, no B-frames) with a 440 Hz tone, as MP4 (`.mp4`) or MPEG-TS (`.ts`).
 pub async fn make_media_file(path: &Path, size: Size, seconds: u32) -> Result<(), String> {
@@ -62,17 +66,9 @@ pub async fn make_media_file(path: &Path, size: Size, seconds: u32) -> Result<()
         "sine=frequency=440:sample_rate=48000",
         "-t",
         &seconds,
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-bf",
-        "0",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
     ];
+    args.extend(H264_ENCODING);
+    args.extend(["-c:a", "aac"]);
     if target.ends_with(".ts") {
         args.extend(["-f", "mpegts"]);
     } else {

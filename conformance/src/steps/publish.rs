@@ -16,6 +16,7 @@ use cucumber::{given, then, when};
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 
+use super::media::H264_ENCODING;
 use super::{UsherWorld, opt, seconds};
 use crate::clients::hls::HlsClient;
 use crate::clients::rtmp::{RtmpClient, RtmpPublisher, STATIC_APP, stream_key};
@@ -297,8 +298,19 @@ fn ffmpeg_missing(e: std::io::Error) -> String {
 
 /// ffmpeg pushing a live test pattern and tone as FLV to `url`; killed when dropped.
 fn ffmpeg_publish(url: &str) -> Child {
-    let seconds = FFMPEG_SECONDS.to_string();
-    Command::new("ffmpeg")
+    ffmpeg_publish_command(url, FFMPEG_SECONDS)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}", ffmpeg_missing(e)))
+}
+
+/// The ffmpeg command that pushes `seconds` of live (`-re`) test pattern (160x120, 25 fps, a
+/// keyframe a second, no B-frames) and tone as FLV to `url`: no standard input or output, killed
+/// when dropped; its standard error is the caller's to set.
+pub fn ffmpeg_publish_command(url: &str, seconds: u32) -> Command {
+    let seconds = seconds.to_string();
+    let mut command = Command::new("ffmpeg");
+    command
         .args([
             "-hide_banner",
             "-loglevel",
@@ -314,26 +326,13 @@ fn ffmpeg_publish(url: &str) -> Child {
             "sine",
             "-t",
             &seconds,
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "25",
-            "-bf",
-            "0",
-            "-c:a",
-            "aac",
-            "-f",
-            "flv",
-            url,
         ])
+        .args(H264_ENCODING)
+        .args(["-c:a", "aac", "-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}", ffmpeg_missing(e)))
+        .kill_on_drop(true);
+    command
 }
 
 /// A few seconds of H.264 test pattern as MPEG-TS, made by ffmpeg once per run.
@@ -353,18 +352,9 @@ async fn test_ts() -> Bytes {
                     "testsrc=size=160x120:rate=25",
                     "-t",
                     &seconds,
-                    "-c:v",
-                    "libx264",
-                    "-pix_fmt",
-                    "yuv420p",
-                    "-g",
-                    "25",
-                    "-bf",
-                    "0",
-                    "-f",
-                    "mpegts",
-                    "-",
                 ])
+                .args(H264_ENCODING)
+                .args(["-f", "mpegts", "-"])
                 .stdin(Stdio::null())
                 .kill_on_drop(true)
                 .output()

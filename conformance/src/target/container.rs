@@ -175,7 +175,10 @@ pub async fn ensure_reference_image(workspace: &std::path::Path) -> Result<bool,
     }
     match image_present(DEFAULT_IMAGE).await {
         Ok(true) => Ok(true),
-        Ok(false) => Err(format!("{} succeeded but {DEFAULT_IMAGE} is still missing", script.display())),
+        Ok(false) => Err(format!(
+            "{} succeeded but {DEFAULT_IMAGE} is still missing",
+            script.display()
+        )),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -40,7 +40,10 @@ pub async fn docker_ready() -> bool {
         let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         match container::ensure_reference_image(&workspace).await {
             Ok(true) => {
-                let _ = writeln!(std::io::stderr(), "built {image} with {BUILD_HINT} for the container tests");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "built {image} with {BUILD_HINT} for the container tests"
+                );
             }
             Ok(false) => {}
             Err(e) => panic!("the image {image} is missing and building it failed: {e}"),
