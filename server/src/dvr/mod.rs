@@ -110,7 +110,9 @@ impl Dvr {
         let now = unix_millis_now();
         let mut recording = Vec::new();
         for stream in self.streams.list() {
-            let Some(config) = stream.effective().dvr.clone() else { continue };
+            let Some(config) = stream.effective().dvr.clone() else {
+                continue;
+            };
             let Some(archive) = self.archive(stream.name(), &config).await else {
                 continue;
             };

@@ -209,7 +209,13 @@ mod tests {
         for path in ["/streamer/api/v3", "/streamer/api/v3/", "/streamer/api/v3/streams/s1"] {
             assert!(is_api(path), "{path}");
         }
-        for path in ["/streamer/api/v3x", "/streamer/api/v", "/s1/index.m3u8", "/", "/streamer/api/v3s/x"] {
+        for path in [
+            "/streamer/api/v3x",
+            "/streamer/api/v",
+            "/s1/index.m3u8",
+            "/",
+            "/streamer/api/v3s/x",
+        ] {
             assert!(!is_api(path), "{path}");
         }
     }
