@@ -19,5 +19,7 @@ pub mod rtmp;
 pub mod rtsp;
 pub mod server;
 pub mod streams;
+#[cfg(target_os = "linux")]
+pub mod zerocopy;
 
 pub use server::{RunningServer, Server, ServerError, ServerLimits};

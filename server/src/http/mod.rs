@@ -174,6 +174,9 @@ async fn serve_connection(
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.max_header_bytes.max(8192) + 8192);
+    // Live segments are written with sendfile (src/zerocopy.rs).
+    #[cfg(target_os = "linux")]
+    let socket = crate::zerocopy::ZeroCopyStream::new(socket);
     let connection = builder.serve_connection(TokioIo::new(socket), service);
     tokio::pin!(connection);
     let result = tokio::select! {

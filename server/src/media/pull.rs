@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::access_unit::AccessUnit;
 use super::file::FileMedia;
-use super::segmenter::{Segment, mux_segment};
+use super::segmenter::{Segment, live_bytes, mux_segment};
 use super::ts::TsMuxer;
 use super::window::{Timeline, Window};
 use super::{Codecs, fake};
@@ -130,7 +130,7 @@ impl PulledSegments {
         }
         let first = state.next_sequence.max(retained.start);
         for next in first..=sequence {
-            let data = self.mux(&mut state.muxer, next);
+            let data = live_bytes(self.mux(&mut state.muxer, next));
             state.cache.push_back(Segment { sequence: next, data });
         }
         state.next_sequence = sequence + 1;

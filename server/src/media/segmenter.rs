@@ -29,3 +29,12 @@ pub fn mux_segment(muxer: &mut TsMuxer, units: &[AccessUnit]) -> Bytes {
     }
     Bytes::from(out)
 }
+
+/// A live segment, kept while it is in the window and read by every viewer of the stream: on
+/// Linux in memory that connections send with sendfile (`crate::zerocopy`).
+pub fn live_bytes(data: Bytes) -> Bytes {
+    #[cfg(target_os = "linux")]
+    return crate::zerocopy::shared_bytes(data);
+    #[cfg(not(target_os = "linux"))]
+    data
+}

@@ -535,7 +535,7 @@ impl PushState {
             duration_ticks,
             discontinuity,
             discontinuities_through: self.discontinuities,
-            data: Bytes::from(data),
+            data: super::segmenter::live_bytes(Bytes::from(data)),
             units: Arc::from(open.units),
         };
         tracing::trace!(
