@@ -7,9 +7,11 @@ pub mod rtsp;
 pub mod tshttp;
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use tokio::net::TcpSocket;
+use tokio::sync::watch;
 use url::Url;
 
 /// First byte of every MPEG-TS packet.
@@ -155,4 +157,64 @@ pub(crate) fn short(url: &Url) -> String {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),
     }
+}
+
+/// A TCP socket bound to `local_ip` (any port), ready to connect: the viewer's address, which is
+/// part of its identity (SESS-01).
+pub(crate) fn bound_socket(local_ip: IpAddr) -> std::io::Result<TcpSocket> {
+    let socket = match local_ip {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(local_ip, 0))?;
+    Ok(socket)
+}
+
+/// How a running session (a TS download, an RTMP or RTSP connection) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// Time from the start of the attempt (the first request) to the end of the media.
+    pub after: Duration,
+    pub reason: String,
+}
+
+/// What a session's background reader publishes on its watch channel: at least how it ended.
+pub(crate) trait SessionProgress {
+    fn closed(&self) -> Option<&Closed>;
+}
+
+/// How the session behind `progress` ended, if it did.
+pub(crate) fn closed<P: SessionProgress>(progress: &watch::Receiver<P>) -> Option<Closed> {
+    progress.borrow().closed().cloned()
+}
+
+/// Waits at most `within` for `reached` to hold or the session to end.
+pub(crate) async fn wait_until<P: SessionProgress>(
+    progress: &mut watch::Receiver<P>,
+    within: Duration,
+    mut reached: impl FnMut(&P) -> bool,
+) {
+    let _ = tokio::time::timeout(within, progress.wait_for(|p| reached(p) || p.closed().is_some())).await;
+}
+
+/// Waits at most `within` for the session to end; how it ended, if it did.
+pub(crate) async fn wait_closed<P: SessionProgress>(
+    progress: &mut watch::Receiver<P>,
+    within: Duration,
+) -> Option<Closed> {
+    wait_until(progress, within, |_| false).await;
+    closed(progress)
+}
+
+/// Waits at most `within` for `count` to grow by `more` beyond its current value (or the session
+/// to end): whether it did, proof the session still delivers media.
+pub(crate) async fn wait_more<P: SessionProgress>(
+    progress: &mut watch::Receiver<P>,
+    more: u64,
+    within: Duration,
+    count: impl Fn(&P) -> u64,
+) -> bool {
+    let target = count(&progress.borrow()) + more;
+    wait_until(progress, within, |p| count(p) >= target).await;
+    count(&progress.borrow()) >= target
 }

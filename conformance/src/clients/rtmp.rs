@@ -9,7 +9,7 @@
 //! description goes into the attempt's trail. Transport errors and timeouts are
 //! [`Outcome::Failed`]: the server did not decide anything.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -21,24 +21,17 @@ use rml_rtmp::sessions::{
 };
 use rml_rtmp::time::RtmpTimestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Attempt, Outcome, ViewerProfile};
+pub use super::Closed;
+use super::{Attempt, Outcome, SessionProgress, ViewerProfile, bound_socket};
 
 /// The pseudo-status of an RTMP refusal (see the module documentation).
 pub const REFUSED_STATUS: u16 = 403;
 /// The app that carries no part of the stream name (T9).
 pub const STATIC_APP: &str = "static";
-
-/// How a playing RTMP connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Closed {
-    /// Time from the start of the attempt to the end of the connection.
-    pub after: Duration,
-    pub reason: String,
-}
 
 /// What a player has received so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +56,12 @@ pub struct Seen {
 struct Progress {
     seen: Seen,
     closed: Option<Closed>,
+}
+
+impl SessionProgress for Progress {
+    fn closed(&self) -> Option<&Closed> {
+        self.closed.as_ref()
+    }
 }
 
 /// Connects to one RTMP server from one local address.
@@ -185,12 +184,8 @@ impl RtmpClient {
     async fn connect(&self, app: &str, trail: &mut Vec<String>) -> Result<Wire, Outcome> {
         let step = self.profile.request_timeout;
         let t = Instant::now();
-        let socket = match self.profile.local_ip {
-            IpAddr::V4(_) => TcpSocket::new_v4(),
-            IpAddr::V6(_) => TcpSocket::new_v6(),
-        }
-        .and_then(|s| s.bind(SocketAddr::new(self.profile.local_ip, 0)).map(|()| s))
-        .map_err(|e| failed(trail, format!("cannot bind {}: {e}", self.profile.local_ip)))?;
+        let socket = bound_socket(self.profile.local_ip)
+            .map_err(|e| failed(trail, format!("cannot bind {}: {e}", self.profile.local_ip)))?;
         let stream = match tokio::time::timeout(step, socket.connect(self.server)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(failed(trail, format!("connect to {}: {e}", self.server))),
@@ -535,26 +530,18 @@ impl RtmpPlayer {
 
     /// How the connection ended, if it did.
     pub fn closed(&self) -> Option<Closed> {
-        self.progress.borrow().closed.clone()
+        super::closed(&self.progress)
     }
 
     /// Waits at most `within` for the server to end the connection.
     pub async fn wait_closed(&mut self, within: Duration) -> Option<Closed> {
-        let _ = tokio::time::timeout(within, self.progress.wait_for(|p| p.closed.is_some())).await;
-        self.closed()
+        super::wait_closed(&mut self.progress, within).await
     }
 
     /// Waits at most `within` for `more` video messages beyond those seen so far: proof the
     /// connection still delivers media.
     pub async fn wait_more_video(&mut self, more: u64, within: Duration) -> bool {
-        let target = self.seen().video_messages + more;
-        let _ = tokio::time::timeout(
-            within,
-            self.progress
-                .wait_for(|p| p.seen.video_messages >= target || p.closed.is_some()),
-        )
-        .await;
-        self.seen().video_messages >= target
+        super::wait_more(&mut self.progress, more, within, |p| p.seen.video_messages).await
     }
 }
 

@@ -25,24 +25,17 @@ use retina::client::{
     InitialTimestampPolicy, PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport,
 };
 use retina::codec::{CodecItem, ParametersRef};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::{Attempt, Outcome, ViewerProfile};
+pub use super::Closed;
+use super::{Attempt, Outcome, SessionProgress, ViewerProfile, bound_socket, short};
 
 /// The pseudo-status of a request the server answered by closing the connection: a silent
 /// close is a refusal (BAN-03 closes RTSP sockets silently), reported as `Denied` like a 403.
 pub const SILENT_CLOSE_STATUS: u16 = 403;
-
-/// How a running RTSP session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Closed {
-    /// Time from the start of the attempt to the end of the media.
-    pub after: Duration,
-    pub reason: String,
-}
 
 /// What the player saw of the media.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,6 +60,12 @@ pub struct Seen {
 struct Progress {
     seen: Seen,
     closed: Option<Closed>,
+}
+
+impl SessionProgress for Progress {
+    fn closed(&self) -> Option<&Closed> {
+        self.closed.as_ref()
+    }
 }
 
 /// An RTSP client bound to one local address.
@@ -147,10 +146,9 @@ impl RtspClient {
             reader,
             relay,
         };
-        let _ = tokio::time::timeout(
-            timeout.saturating_sub(opened.elapsed()),
-            rx.wait_for(|p| p.seen.video_frames >= min_frames || p.closed.is_some()),
-        )
+        super::wait_until(&mut rx, timeout.saturating_sub(opened.elapsed()), |p| {
+            p.seen.video_frames >= min_frames
+        })
         .await;
         let progress = rx.borrow().clone();
         let seen = &progress.seen;
@@ -321,13 +319,6 @@ fn closed_by_peer(e: &retina::Error) -> bool {
     text.contains("EOF while expecting response") || text.contains("Connection reset")
 }
 
-fn short(url: &Url) -> String {
-    match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    }
-}
-
 fn stream_label(s: &retina::client::Stream) -> String {
     format!("{}/{}", s.media(), s.encoding_name())
 }
@@ -356,12 +347,7 @@ fn attempt(outcome: Outcome, opened: Instant, trail: Vec<String>) -> Attempt {
 /// Connects to `server` from `local_ip` now, and relays the first connection made to the
 /// returned loopback address to it.
 async fn relay(local_ip: IpAddr, server: SocketAddr) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let socket = match local_ip {
-        IpAddr::V4(_) => TcpSocket::new_v4()?,
-        IpAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.bind(SocketAddr::new(local_ip, 0))?;
-    let upstream = socket.connect(server).await?;
+    let upstream = bound_socket(local_ip)?.connect(server).await?;
     let _ = upstream.set_nodelay(true);
     let loopback = match server {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -440,26 +426,18 @@ impl RtspSession {
 
     /// How the session ended, if it did.
     pub fn closed(&self) -> Option<Closed> {
-        self.progress.borrow().closed.clone()
+        super::closed(&self.progress)
     }
 
     /// Waits at most `within` for the server to end the session (the connection closing).
     pub async fn wait_closed(&mut self, within: Duration) -> Option<Closed> {
-        let _ = tokio::time::timeout(within, self.progress.wait_for(|p| p.closed.is_some())).await;
-        self.closed()
+        super::wait_closed(&mut self.progress, within).await
     }
 
     /// Waits at most `within` for `more` video frames beyond the current count: proof the
     /// session is still delivering media.
     pub async fn wait_more(&mut self, more: u64, within: Duration) -> bool {
-        let target = self.seen().video_frames + more;
-        let _ = tokio::time::timeout(
-            within,
-            self.progress
-                .wait_for(|p| p.seen.video_frames >= target || p.closed.is_some()),
-        )
-        .await;
-        self.seen().video_frames >= target
+        super::wait_more(&mut self.progress, more, within, |p| p.seen.video_frames).await
     }
 }
 

@@ -9,21 +9,20 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::{Attempt, Outcome, TS_SYNC_BYTE, ViewerProfile, media_url, short};
-
-/// How a running TS session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Closed {
-    /// Time from the first request to the end of the body.
-    pub after: Duration,
-    pub reason: String,
-}
+pub use super::Closed;
+use super::{Attempt, Outcome, SessionProgress, TS_SYNC_BYTE, ViewerProfile, media_url, short};
 
 #[derive(Debug, Clone, Default)]
 struct Progress {
     bytes: u64,
     bad_start: Option<u8>,
     closed: Option<Closed>,
+}
+
+impl SessionProgress for Progress {
+    fn closed(&self) -> Option<&Closed> {
+        self.closed.as_ref()
+    }
 }
 
 /// An HTTP MPEG-TS client bound to one local address.
@@ -124,12 +123,10 @@ impl TsClient {
             progress: rx.clone(),
             reader,
         };
-        let _ = tokio::time::timeout(
-            timeout.saturating_sub(opened.elapsed()),
-            rx.wait_for(|p| p.bytes >= min_bytes || p.closed.is_some() || p.bad_start.is_some()),
-        )
-        .await
-        .map(|r| r.is_ok());
+        super::wait_until(&mut rx, timeout.saturating_sub(opened.elapsed()), |p| {
+            p.bytes >= min_bytes || p.bad_start.is_some()
+        })
+        .await;
         let progress = rx.borrow().clone();
         let outcome = match () {
             _ if progress.bad_start.is_some() => Outcome::Failed {
@@ -211,24 +208,19 @@ impl TsSession {
 
     /// How the session ended, if it did.
     pub fn closed(&self) -> Option<Closed> {
-        self.progress.borrow().closed.clone()
+        super::closed(&self.progress)
     }
 
     /// Waits at most `within` for the server to end the session.
     pub async fn wait_closed(&mut self, within: Duration) -> Option<Closed> {
-        let _ = tokio::time::timeout(within, self.progress.wait_for(|p| p.closed.is_some())).await;
-        self.closed()
+        super::wait_closed(&mut self.progress, within).await
     }
 
     /// Waits at most `within` for `more` bytes beyond the current count: proof the session is
     /// still delivering media.
     pub async fn wait_more(&mut self, more: u64, within: Duration) -> bool {
         let target = self.bytes() + more;
-        let _ = tokio::time::timeout(
-            within,
-            self.progress.wait_for(|p| p.bytes >= target || p.closed.is_some()),
-        )
-        .await;
+        super::wait_until(&mut self.progress, within, |p| p.bytes >= target).await;
         self.bytes() >= target
     }
 }
