@@ -2,13 +2,16 @@
 //! publish calls (T1, T2, AMB-2, AMB-4), and every failure that must read as "no decision"
 //! within the 3 s budget (TIME-03, RESP-04).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::{backend_answering, backend_with};
 use usher_server::auth::{Answer, Backend, BackendRequest, CallKind, HttpBackend, Proto, RequestType};
 use uuid::Uuid;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 fn request(kind: CallKind) -> BackendRequest {
     BackendRequest {
@@ -34,18 +37,18 @@ fn request(kind: CallKind) -> BackendRequest {
     }
 }
 
+/// One call of a fresh HTTP backend client to `url`.
+async fn ask(url: &str, kind: CallKind) -> Answer {
+    HttpBackend::new().unwrap().call(url, &request(kind)).await
+}
+
 #[tokio::test]
 async fn play_call_is_a_get_with_every_field_percent_encoded() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
+    let server = backend_with([Mock::given(method("GET"))
         .and(path("/auth"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    let backend = HttpBackend::new().unwrap();
-    let answer = backend
-        .call(&format!("{}/auth?key=v", server.uri()), &request(CallKind::Play))
-        .await;
+        .respond_with(ResponseTemplate::new(200))])
+    .await;
+    let answer = ask(&format!("{}/auth?key=v", server.uri()), CallKind::Play).await;
     assert!(matches!(answer, Answer::Allow(_)), "{answer:?}");
     let seen = server.received_requests().await.unwrap();
     assert_eq!(seen.len(), 1);
@@ -60,16 +63,11 @@ async fn play_call_is_a_get_with_every_field_percent_encoded() {
 
 #[tokio::test]
 async fn publish_call_is_a_post_with_query_and_json_body() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
+    let server = backend_with([Mock::given(method("POST"))
         .and(path("/pub"))
-        .respond_with(ResponseTemplate::new(403))
-        .mount(&server)
-        .await;
-    let backend = HttpBackend::new().unwrap();
-    let answer = backend
-        .call(&format!("{}/pub", server.uri()), &request(CallKind::Publish))
-        .await;
+        .respond_with(ResponseTemplate::new(403))])
+    .await;
+    let answer = ask(&format!("{}/pub", server.uri()), CallKind::Publish).await;
     assert!(matches!(answer, Answer::Deny { status: 403, .. }), "{answer:?}");
     let seen = server.received_requests().await.unwrap();
     let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
@@ -98,21 +96,15 @@ async fn publish_call_is_a_post_with_query_and_json_body() {
 
 #[tokio::test]
 async fn headers_and_json_of_an_allow_are_read() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("x-authduration", "42")
-                .insert_header("X-UserId", "u7")
-                .insert_header("X-Max-Sessions", "2")
-                .set_body_json(serde_json::json!({"config": {"protocols": {"hls": false}}, "allowed_dvr_ranges": []})),
-        )
-        .mount(&server)
-        .await;
-    let answer = HttpBackend::new()
-        .unwrap()
-        .call(&server.uri(), &request(CallKind::Play))
-        .await;
+    let server = backend_answering(
+        ResponseTemplate::new(200)
+            .insert_header("x-authduration", "42")
+            .insert_header("X-UserId", "u7")
+            .insert_header("X-Max-Sessions", "2")
+            .set_body_json(serde_json::json!({"config": {"protocols": {"hls": false}}, "allowed_dvr_ranges": []})),
+    )
+    .await;
+    let answer = ask(&server.uri(), CallKind::Play).await;
     let Answer::Allow(grant) = answer else {
         panic!("expected allow, got {answer:?}")
     };
@@ -125,16 +117,9 @@ async fn headers_and_json_of_an_allow_are_read() {
 
 #[tokio::test]
 async fn slow_backend_is_no_decision_after_three_seconds() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
-        .mount(&server)
-        .await;
+    let server = backend_answering(ResponseTemplate::new(200).set_delay(Duration::from_secs(5))).await;
     let started = Instant::now();
-    let answer = HttpBackend::new()
-        .unwrap()
-        .call(&server.uri(), &request(CallKind::Play))
-        .await;
+    let answer = ask(&server.uri(), CallKind::Play).await;
     let took = started.elapsed();
     assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
     assert!(
@@ -157,25 +142,14 @@ async fn refused_connection_and_5xx_are_no_decision() {
         .await;
     assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
 
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&server)
-        .await;
+    let server = backend_answering(ResponseTemplate::new(503)).await;
     let answer = backend.call(&server.uri(), &request(CallKind::Play)).await;
     assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
 }
 
 #[tokio::test]
 async fn oversized_body_is_no_decision() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b' '; 2 * 1024 * 1024]))
-        .mount(&server)
-        .await;
-    let answer = HttpBackend::new()
-        .unwrap()
-        .call(&server.uri(), &request(CallKind::Play))
-        .await;
+    let server = backend_answering(ResponseTemplate::new(200).set_body_bytes(vec![b' '; 2 * 1024 * 1024])).await;
+    let answer = ask(&server.uri(), CallKind::Play).await;
     assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
 }

@@ -1,10 +1,13 @@
 //! Playback over real sockets for what the conformance slice does not drive: template-made
 //! streams, backend redirects, and an HTTP MPEG-TS response ended by a kick.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{backend_answering, backend_with, client_from, http_auth, stream_of};
 use reqwest::StatusCode;
-use usher_server::config::{AuthSpec, AuthTarget, Config, StreamConfig, TemplateConfig};
+use usher_server::config::{Config, StreamConfig, TemplateConfig};
 use usher_server::{RunningServer, Server};
 use wiremock::matchers::{method, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -19,32 +22,21 @@ async fn start(streams: Vec<StreamConfig>, templates: Vec<TemplateConfig>) -> Ru
     Server::start(config).await.unwrap()
 }
 
-fn on_play(backend: &MockServer) -> Option<AuthSpec> {
-    Some(AuthSpec::new(AuthTarget::Http(format!("{}/auth", backend.uri()))))
-}
-
-fn client(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(Some(ip.parse().unwrap()))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+/// A server with one stream, `s1`, of the fake source, checked by `backend`.
+async fn start_s1(backend: &MockServer) -> RunningServer {
+    start(vec![stream_of("s1", "fake://fake", Some(http_auth(backend)))], vec![]).await
 }
 
 #[tokio::test]
 async fn template_prefix_makes_streams_on_first_request() {
-    let backend = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&backend)
-        .await;
+    let backend = backend_answering(ResponseTemplate::new(200)).await;
     let server = start(
         vec![],
         vec![TemplateConfig {
             name: "live".into(),
             prefixes: vec!["live".into()],
             inputs: vec!["fake://fake".into()],
-            on_play: on_play(&backend),
+            on_play: Some(http_auth(&backend)),
             ..TemplateConfig::default()
         }],
     )
@@ -67,21 +59,10 @@ async fn template_prefix_makes_streams_on_first_request() {
 
 #[tokio::test]
 async fn backend_redirect_is_passed_to_the_client() {
-    let backend = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(302).insert_header("Location", "http://backup.example/clip.m3u8"))
-        .mount(&backend)
-        .await;
-    let server = start(
-        vec![StreamConfig {
-            name: "s1".into(),
-            inputs: vec!["fake://fake".into()],
-            on_play: on_play(&backend),
-            ..StreamConfig::default()
-        }],
-        vec![],
-    )
-    .await;
+    let backend =
+        backend_answering(ResponseTemplate::new(302).insert_header("Location", "http://backup.example/clip.m3u8"))
+            .await;
+    let server = start_s1(&backend).await;
     let no_follow = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -99,33 +80,22 @@ async fn backend_redirect_is_passed_to_the_client() {
 /// the same user arrives with X-Unique.
 #[tokio::test]
 async fn mpegts_response_ends_when_the_session_is_kicked() {
-    let backend = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(query_param("token", "old"))
-        .respond_with(ResponseTemplate::new(200).insert_header("X-UserId", "u1"))
-        .mount(&backend)
-        .await;
-    Mock::given(method("GET"))
-        .and(query_param("token", "new"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("X-UserId", "u1")
-                .insert_header("X-Unique", "true"),
-        )
-        .mount(&backend)
-        .await;
-    let server = start(
-        vec![StreamConfig {
-            name: "s1".into(),
-            inputs: vec!["fake://fake".into()],
-            on_play: on_play(&backend),
-            ..StreamConfig::default()
-        }],
-        vec![],
-    )
+    let backend = backend_with([
+        Mock::given(method("GET"))
+            .and(query_param("token", "old"))
+            .respond_with(ResponseTemplate::new(200).insert_header("X-UserId", "u1")),
+        Mock::given(method("GET"))
+            .and(query_param("token", "new"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("X-UserId", "u1")
+                    .insert_header("X-Unique", "true"),
+            ),
+    ])
     .await;
+    let server = start_s1(&backend).await;
     let base = format!("http://{}", server.http_addr());
-    let mut ts = client("127.0.0.2")
+    let mut ts = client_from("127.0.0.2")
         .get(format!("{base}/s1/mpegts?token=old"))
         .send()
         .await
@@ -134,7 +104,7 @@ async fn mpegts_response_ends_when_the_session_is_kicked() {
     let first = ts.chunk().await.unwrap().expect("media flows");
     assert_eq!(first[0], 0x47, "TS sync byte");
 
-    let hls = client("127.0.0.3")
+    let hls = client_from("127.0.0.3")
         .get(format!("{base}/s1/index.m3u8?token=new"))
         .send()
         .await
@@ -149,7 +119,7 @@ async fn mpegts_response_ends_when_the_session_is_kicked() {
         ended.is_ok(),
         "the kicked MPEG-TS response is still streaming after 1 s"
     );
-    let again = client("127.0.0.2")
+    let again = client_from("127.0.0.2")
         .get(format!("{base}/s1/mpegts?token=old"))
         .send()
         .await

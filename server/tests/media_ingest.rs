@@ -6,58 +6,13 @@
 //! ffmpeg and ffprobe are required, not optional: CI installs them (Debian package `ffmpeg`).
 //! Without them these tests fail with a message saying so rather than pass silently.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-use serde_json::Value;
+use common::{Probe, TempFile, tool};
 use usher_server::media::aac::AacConfig;
 use usher_server::media::{AccessUnit, Codecs, MediaSource, PUSH_IDLE_TIMEOUT, Publisher, Track, TsIngest};
-
-/// A program on PATH (or in /usr/bin), or a failure that says what to install.
-fn tool(name: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join(name))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin").join(name)])
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not installed: these tests need ffmpeg to make the upload and ffprobe \
-                 to judge the output (install the Debian package `ffmpeg`; CI does)"
-            )
-        })
-}
-
-/// A file in the temp directory, removed when dropped (also when the test fails).
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn named(name: &str) -> TempFile {
-        TempFile(std::env::temp_dir().join(format!("usher-ingest-{}-{name}", std::process::id())))
-    }
-
-    fn with(name: &str, bytes: &[u8]) -> TempFile {
-        let file = TempFile::named(name);
-        std::fs::write(file.path(), bytes).expect("temp file written");
-        file
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// Three seconds of a 160x120 test picture at 25 fps with a keyframe every second, and a 440 Hz
 /// tone at 48 kHz mono, as an MPEG-TS file from ffmpeg. `-pix_fmt yuv420p` because libx264
@@ -83,65 +38,11 @@ fn ffmpeg_upload() -> Vec<u8> {
     std::fs::read(out.path()).expect("ffmpeg wrote the file")
 }
 
-/// What ffprobe said about one file.
-#[derive(Debug)]
-struct Probe {
-    streams: Vec<Value>,
-    /// Everything ffprobe printed at `-v error`: must be empty for a clean stream.
-    errors: String,
-}
-
 impl Probe {
-    fn of(bytes: &[u8], name: &str) -> Probe {
-        let file = TempFile::with(name, bytes);
-        let output = Command::new(tool("ffprobe"))
-            .args(["-v", "error", "-of", "json", "-show_streams", "-count_frames"])
-            .arg(file.path())
-            .output()
-            .expect("ffprobe runs");
-        assert!(
-            output.status.success(),
-            "ffprobe failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let json: Value = serde_json::from_slice(&output.stdout).expect("ffprobe prints JSON");
-        Probe {
-            streams: json["streams"].as_array().cloned().unwrap_or_default(),
-            errors: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    fn stream(&self, codec_type: &str) -> &Value {
-        self.streams
-            .iter()
-            .find(|s| s["codec_type"] == codec_type)
-            .unwrap_or_else(|| panic!("no {codec_type} stream in {:#?}", self.streams))
-    }
-
-    fn frames(&self, codec_type: &str) -> u64 {
-        let stream = self.stream(codec_type);
-        stream["nb_read_frames"]
-            .as_str()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no frame count in {stream:#}"))
-    }
-
     /// H.264 160x120 and AAC-LC 48 kHz mono, decoded without a single error; returns the video
     /// and audio frame counts.
     fn assert_upload_stream(&self) -> (u64, u64) {
-        assert_eq!(self.errors, "", "ffprobe printed errors");
-        let video = self.stream("video");
-        assert_eq!(video["codec_name"], "h264");
-        assert_eq!(
-            (&video["width"], &video["height"]),
-            (&Value::from(160), &Value::from(120))
-        );
-        let audio = self.stream("audio");
-        assert_eq!(audio["codec_name"], "aac");
-        assert_eq!(audio["profile"], "LC");
-        assert_eq!(audio["sample_rate"], "48000");
-        assert_eq!(audio["channels"], 1);
-        (self.frames("video"), self.frames("audio"))
+        self.assert_h264_and_aac(160, 120)
     }
 }
 

@@ -3,56 +3,32 @@
 //! Each must close only its own connection; a viewer playing meanwhile keeps playing, and new
 //! viewers are still served.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{rtmp_handshake, stream_of};
 use rml_rtmp::chunk_io::ChunkSerializer;
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::messages::{MessagePayload, RtmpMessage};
 use rml_rtmp::rml_amf0::{self, Amf0Value};
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult};
 use rml_rtmp::time::RtmpTimestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use usher_server::config::{Config, StreamConfig};
+use usher_server::config::Config;
 use usher_server::{RunningServer, Server};
 
 async fn start() -> RunningServer {
     let config = Config {
         http: Some("127.0.0.1:0".parse().unwrap()),
         rtmp: Some("127.0.0.1:0".parse().unwrap()),
-        streams: vec![StreamConfig {
-            name: "s1".into(),
-            inputs: vec!["fake://fake".into()],
-            ..StreamConfig::default()
-        }],
+        streams: vec![stream_of("s1", "fake://fake", None)],
         ..Config::default()
     };
     Server::start(config).await.unwrap()
-}
-
-/// A TCP connection that completed the RTMP handshake.
-async fn handshaken(addr: SocketAddr) -> TcpStream {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
-    let mut handshake = Handshake::new(PeerType::Client);
-    socket
-        .write_all(&handshake.generate_outbound_p0_and_p1().unwrap())
-        .await
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = socket.read(&mut buf).await.unwrap();
-        assert!(n > 0, "the server closed during the handshake");
-        match handshake.process_bytes(&buf[..n]).unwrap() {
-            HandshakeProcessResult::InProgress { response_bytes } => socket.write_all(&response_bytes).await.unwrap(),
-            HandshakeProcessResult::Completed { response_bytes, .. } => {
-                socket.write_all(&response_bytes).await.unwrap();
-                return socket;
-            }
-        }
-    }
 }
 
 /// Reads until the server closes (EOF or reset); panics after `within`.
@@ -87,7 +63,7 @@ impl Drop for Viewer {
 
 impl Viewer {
     async fn play(addr: SocketAddr, key: &str) -> Viewer {
-        let mut socket = handshaken(addr).await;
+        let mut socket = rtmp_handshake(addr).await.0;
         let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).unwrap();
         let connect = session.request_connection("static".into()).unwrap();
         send(&mut socket, vec![connect]).await;
@@ -238,7 +214,7 @@ async fn hostile_input_closes_only_its_own_connection() {
     assert!(viewer.receives(1, Duration::from_secs(10)).await, "the viewer plays");
 
     for (case, bytes) in hostile_inputs() {
-        let mut socket = handshaken(addr).await;
+        let mut socket = rtmp_handshake(addr).await.0;
         let _ = socket.write_all(&bytes).await;
         closed_by_server(socket, Duration::from_secs(3), case).await;
         assert!(
@@ -263,7 +239,7 @@ async fn a_silent_client_is_closed_by_the_setup_timeout() {
     // Connected but never a byte.
     let silent = TcpStream::connect(addr).await.unwrap();
     // Handshaken, then nothing: no connect, no play.
-    let quiet = handshaken(addr).await;
+    let quiet = rtmp_handshake(addr).await.0;
     closed_by_server(silent, Duration::from_secs(15), "silent").await;
     closed_by_server(quiet, Duration::from_secs(5), "quiet after the handshake").await;
     let elapsed = started.elapsed();

@@ -1,19 +1,22 @@
 //! The RTSP front end over a raw TCP socket: the exact requests and answers of a session
 //! (RFC 2326), the interleaved RTP it sends, refusals, and the limits that protect the server.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use common::{backend_with, http_auth, stream_of};
 use rtsp_types::{Message, ParseError, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use usher_server::auth::admin::AdminTokens;
 use usher_server::auth::{AuthCore, AuthSettings, HttpBackend};
-use usher_server::config::{AuthSpec, AuthTarget, Config, StreamConfig};
+use usher_server::config::Config;
 use usher_server::context::Context;
 use usher_server::rtsp::{Limits, run_with_limits};
 use usher_server::streams::Streams;
@@ -126,37 +129,52 @@ fn header(r: &Response<Vec<u8>>, name: &str) -> Option<String> {
 }
 
 async fn backend() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(query_param("token", "good"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(query_param("token", "redirect"))
-        .respond_with(ResponseTemplate::new(302).insert_header("Location", "rtsp://elsewhere/s"))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(403))
-        .mount(&server)
-        .await;
-    server
+    backend_with([
+        Mock::given(method("GET"))
+            .and(query_param("token", "good"))
+            .respond_with(ResponseTemplate::new(200)),
+        Mock::given(method("GET"))
+            .and(query_param("token", "redirect"))
+            .respond_with(ResponseTemplate::new(302).insert_header("Location", "rtsp://elsewhere/s")),
+        Mock::given(method("GET")).respond_with(ResponseTemplate::new(403)),
+    ])
+    .await
 }
 
 async fn start(backend: &MockServer) -> RunningServer {
     let config = Config {
         http: Some("127.0.0.1:0".parse().unwrap()),
         rtsp: Some("127.0.0.1:0".parse().unwrap()),
-        streams: vec![StreamConfig {
-            name: "s1".into(),
-            inputs: vec!["fake://fake".into()],
-            on_play: Some(AuthSpec::new(AuthTarget::Http(format!("{}/auth", backend.uri())))),
-            ..StreamConfig::default()
-        }],
+        streams: vec![stream_of("s1", "fake://fake", Some(http_auth(backend)))],
         ..Config::default()
     };
     Server::start(config).await.unwrap()
+}
+
+/// A server with `s1` checked by `backend()`, and a client connected to its RTSP port.
+struct Session {
+    backend: MockServer,
+    server: RunningServer,
+    addr: SocketAddr,
+    /// `rtsp://` and the address.
+    base: String,
+    c: Client,
+}
+
+impl Session {
+    async fn start() -> Session {
+        let backend = backend().await;
+        let server = start(&backend).await;
+        let addr = server.rtsp_addr().unwrap();
+        let c = Client::connect(addr).await;
+        Session {
+            backend,
+            server,
+            addr,
+            base: format!("rtsp://{addr}"),
+            c,
+        }
+    }
 }
 
 /// `(seq, timestamp, marker, payload)` of an RTP packet.
@@ -186,11 +204,13 @@ fn rtp_info(value: &str) -> Vec<HashMap<String, String>> {
 
 #[tokio::test]
 async fn a_whole_session_over_a_raw_socket() {
-    let backend = backend().await;
-    let server = start(&backend).await;
-    let addr = server.rtsp_addr().unwrap();
-    let base = format!("rtsp://{addr}");
-    let mut c = Client::connect(addr).await;
+    let Session {
+        backend,
+        server,
+        addr,
+        base,
+        mut c,
+    } = Session::start().await;
 
     let options = c.request("OPTIONS *", &[]).await;
     assert_eq!(status(&options), 200);
@@ -360,11 +380,13 @@ async fn a_whole_session_over_a_raw_socket() {
 
 #[tokio::test]
 async fn refusals_and_unsupported_requests() {
-    let backend = backend().await;
-    let server = start(&backend).await;
-    let addr = server.rtsp_addr().unwrap();
-    let base = format!("rtsp://{addr}");
-    let mut c = Client::connect(addr).await;
+    let Session {
+        backend,
+        server,
+        base,
+        mut c,
+        ..
+    } = Session::start().await;
 
     assert_eq!(
         status(&c.request(&format!("DESCRIBE {base}/s1?token=bad"), &[]).await),
@@ -397,11 +419,14 @@ async fn refusals_and_unsupported_requests() {
 
 #[tokio::test]
 async fn a_session_closed_through_the_core_closes_the_connection() {
-    let backend = backend().await;
-    let server = start(&backend).await;
-    let addr = server.rtsp_addr().unwrap();
-    let base = format!("rtsp://{addr}");
-    let mut c = Client::connect(addr).await;
+    // The backend is kept to the end, as the other tests keep theirs.
+    let Session {
+        backend: _backend,
+        server,
+        base,
+        mut c,
+        ..
+    } = Session::start().await;
     assert_eq!(
         status(&c.request(&format!("DESCRIBE {base}/s1?token=good"), &[]).await),
         200
@@ -441,14 +466,7 @@ async fn limited(limits: Limits) -> (SocketAddr, CancellationToken) {
             soft_limitation_delay: usher_server::auth::DEFAULT_SOFT_LIMITATION_DELAY,
         },
     );
-    let streams = Arc::new(Streams::new(
-        vec![StreamConfig {
-            name: "s1".into(),
-            inputs: vec!["fake://fake".into()],
-            ..StreamConfig::default()
-        }],
-        vec![],
-    ));
+    let streams = Arc::new(Streams::new(vec![stream_of("s1", "fake://fake", None)], vec![]));
     let ctx = Arc::new(Context::new(core, streams, "token".into()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -4,41 +4,29 @@
 //! (DOM-01, AMB-18); a backend's `config` override cannot point a stream's `file://` input
 //! outside the media root (AMB-16), whatever the encoding or a link says.
 
+mod common;
+
 use std::time::{Duration, SystemTime};
 
+use common::{admin, as_admin, backend_answering, client, http_auth, stream_of, text_of};
 use reqwest::header::{HeaderValue, REFERER};
 use serde_json::{Value, json};
 use usher_server::auth::admin::AdminTokens;
-use usher_server::config::{AuthSpec, AuthTarget, Config, Credential, StreamConfig};
+use usher_server::config::{AuthSpec, Config, StreamConfig};
 use usher_server::{RunningServer, Server};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const SECRET: &str = "s3cret-of-this-server";
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 fn stream(name: &str, on_play: AuthSpec) -> StreamConfig {
-    StreamConfig {
-        name: name.into(),
-        inputs: vec!["fake://fake".into()],
-        on_play: Some(on_play),
-        ..StreamConfig::default()
-    }
+    stream_of(name, "fake://fake", Some(on_play))
 }
 
 async fn start(streams: Vec<StreamConfig>, media_root: Option<String>) -> RunningServer {
     Server::start(Config {
         http: Some("127.0.0.1:0".parse().unwrap()),
-        edit_auth: Some(Credential {
-            login: "admin".into(),
-            password: "pw".into(),
-        }),
+        edit_auth: admin(),
         server_secret: Some(SECRET.into()),
         admin_token_ttl: Duration::from_secs(3600),
         media_root,
@@ -67,36 +55,21 @@ async fn play(server: &RunningServer, stream: &str, token: &str) -> u16 {
 
 #[tokio::test]
 async fn only_this_server_s_fresh_admin_tokens_bypass_the_backend() {
-    let backend = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(403))
-        .mount(&backend)
-        .await;
-    let on_play = AuthSpec::new(AuthTarget::Http(format!("{}/auth", backend.uri())));
+    let backend = backend_answering(ResponseTemplate::new(403)).await;
+    let on_play = http_auth(&backend);
     let server = start(vec![stream("s1", on_play)], None).await;
 
-    let minted: Value = client()
-        .post(format!(
-            "http://{}/streamer/api/v3/admin_view_token",
-            server.http_addr()
-        ))
-        .basic_auth("admin", Some("pw"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let minted: Value = as_admin(client().post(format!(
+        "http://{}/streamer/api/v3/admin_view_token",
+        server.http_addr()
+    )))
+    .await
+    .json()
+    .await
+    .unwrap();
     let token = minted["token"].as_str().expect("a token").to_string();
     assert_eq!(play(&server, "s1", &token).await, 200, "the minted token plays");
-    let playlist = client()
-        .get(format!("http://{}/s1/index.m3u8?token={token}", server.http_addr()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let playlist = text_of(format!("http://{}/s1/index.m3u8?token={token}", server.http_addr())).await;
     let segment = playlist
         .lines()
         .find(|l| l.starts_with("segment-"))
@@ -150,12 +123,8 @@ async fn only_this_server_s_fresh_admin_tokens_bypass_the_backend() {
 
 #[tokio::test]
 async fn referer_tricks_do_not_pass_the_domain_lock() {
-    let backend = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&backend)
-        .await;
-    let mut on_play = AuthSpec::new(AuthTarget::Http(format!("{}/auth", backend.uri())));
+    let backend = backend_answering(ResponseTemplate::new(200)).await;
+    let mut on_play = http_auth(&backend);
     on_play.domains = vec!["good.com".into(), "bücher.de".into()];
     let server = start(vec![stream("s1", on_play)], None).await;
     // (Referer as sent, whether it plays.) A refused one must not reach the backend.
@@ -265,7 +234,7 @@ async fn an_overridden_file_input_cannot_leave_the_media_root() {
             .mount(&backend)
             .await;
     }
-    let on_play = AuthSpec::new(AuthTarget::Http(format!("{}/auth", backend.uri())));
+    let on_play = http_auth(&backend);
     let server = start(
         vec![stream("s1", on_play)],
         Some(media.0.to_string_lossy().into_owned()),

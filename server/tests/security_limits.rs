@@ -2,12 +2,15 @@
 //! on connections per address, a deadline for request headers (slowloris), bounded header and
 //! API body sizes, over real sockets against HTTP and RTSP.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::{admin, stream_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use usher_server::config::{Config, Credential, StreamConfig};
+use usher_server::config::Config;
 use usher_server::http::Limits as HttpLimits;
 use usher_server::rtsp::Limits as RtspLimits;
 use usher_server::{RunningServer, Server, ServerLimits};
@@ -23,15 +26,8 @@ async fn start(limits: ServerLimits) -> RunningServer {
         Config {
             http: Some("127.0.0.1:0".parse().unwrap()),
             rtsp: Some("127.0.0.1:0".parse().unwrap()),
-            edit_auth: Some(Credential {
-                login: "admin".into(),
-                password: "pw".into(),
-            }),
-            streams: vec![StreamConfig {
-                name: "s1".into(),
-                inputs: vec!["fake://fake".into()],
-                ..StreamConfig::default()
-            }],
+            edit_auth: admin(),
+            streams: vec![stream_of("s1", "fake://fake", None)],
             ..Config::default()
         },
         limits,
@@ -78,12 +74,18 @@ async fn closed_within(socket: &mut TcpStream, within: Duration) -> (Option<Dura
     (done.ok().map(|_| started.elapsed()), got)
 }
 
-fn viewer_from(local: &str) -> reqwest::Client {
+/// The status of a GET of `url` from the address `local`, given up after 5 s.
+async fn status_from(local: &str, url: String) -> reqwest::StatusCode {
     reqwest::Client::builder()
         .local_address(local.parse::<std::net::IpAddr>().unwrap())
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
 
 #[tokio::test]
@@ -116,12 +118,7 @@ async fn idle_connections_from_one_address_do_not_lock_out_another() {
     );
     // Another address plays meanwhile, at once.
     let started = Instant::now();
-    let status = viewer_from("127.0.0.2")
-        .get(format!("http://{addr}/s1/index.m3u8"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = status_from("127.0.0.2", format!("http://{addr}/s1/index.m3u8")).await;
     assert_eq!(status, 200);
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     // The held ones are cut at the header deadline, and the address may connect again.
@@ -132,12 +129,7 @@ async fn idle_connections_from_one_address_do_not_lock_out_another() {
     );
     drop(idle);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = viewer_from("127.0.0.1")
-        .get(format!("http://{addr}/s1/index.m3u8"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = status_from("127.0.0.1", format!("http://{addr}/s1/index.m3u8")).await;
     assert_eq!(status, 200);
     server.shutdown().await;
 }

@@ -8,19 +8,21 @@
 //!
 //! Its own test binary: the capture is the process's global subscriber.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use common::{admin, as_admin, backend_with, client, http_auth, rtmp_handshake, stream_of, text_of};
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use usher_server::config::{AuthSpec, AuthTarget, Config, Credential, StreamConfig};
+use usher_server::config::{AuthSpec, AuthTarget, Config};
 use wiremock::matchers::{method, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -57,45 +59,10 @@ const SCRIPT: &str = "tokSCRIPT-0123456789";
 const PASSWORD: &str = "pubPASSWORD-0123456789";
 const WRONG_PASSWORD: &str = "pubWRONG-0123456789";
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-fn stream(name: &str, input: &str, on_play: Option<AuthSpec>) -> StreamConfig {
-    StreamConfig {
-        name: name.into(),
-        inputs: vec![input.into()],
-        on_play,
-        ..StreamConfig::default()
-    }
-}
-
 /// Plays `app`/`key` over RTMP until the first video message or a refusal.
 async fn rtmp_play(addr: SocketAddr, app: &str, key: &str) {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
-    let mut handshake = Handshake::new(PeerType::Client);
-    socket
-        .write_all(&handshake.generate_outbound_p0_and_p1().unwrap())
-        .await
-        .unwrap();
+    let (mut socket, rest) = rtmp_handshake(addr).await;
     let mut buf = vec![0u8; 64 * 1024];
-    let rest = loop {
-        let n = socket.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed during the handshake");
-        match handshake.process_bytes(&buf[..n]).unwrap() {
-            HandshakeProcessResult::InProgress { response_bytes } => socket.write_all(&response_bytes).await.unwrap(),
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                socket.write_all(&response_bytes).await.unwrap();
-                break remaining_bytes;
-            }
-        }
-    };
     let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).unwrap();
     let mut pending = vec![session.request_connection(app.into()).unwrap()];
     let mut input = rest;
@@ -142,27 +109,23 @@ async fn no_credential_is_ever_logged_whole() {
         .finish();
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
-    let backend = MockServer::start().await;
     let by_token = |token: &str, response: ResponseTemplate| {
         Mock::given(method("GET"))
             .and(query_param("token", token.to_string()))
             .respond_with(response)
     };
-    by_token(DENY, ResponseTemplate::new(403)).mount(&backend).await;
-    for token in [KICK_OLD, KICK_NEW] {
-        by_token(
-            token,
-            ResponseTemplate::new(200)
-                .insert_header("X-UserId", "kicked-user")
-                .insert_header("X-Max-Sessions", "1"),
-        )
-        .mount(&backend)
-        .await;
-    }
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&backend)
-        .await;
+    let kicked = || {
+        ResponseTemplate::new(200)
+            .insert_header("X-UserId", "kicked-user")
+            .insert_header("X-Max-Sessions", "1")
+    };
+    let backend = backend_with([
+        by_token(DENY, ResponseTemplate::new(403)),
+        by_token(KICK_OLD, kicked()),
+        by_token(KICK_NEW, kicked()),
+        Mock::given(method("GET")).respond_with(ResponseTemplate::new(200)),
+    ])
+    .await;
     let script_dir = std::env::temp_dir().join(format!("usher-logs-{}", std::process::id()));
     std::fs::create_dir_all(&script_dir).unwrap();
     let script = script_dir.join("auth.lua");
@@ -171,25 +134,22 @@ async fn no_credential_is_ever_logged_whole() {
         "local r, err = http.get('http://127.0.0.1:1/mw?token=' .. req.token)\nif not r then error(err) end\nreturn true\n",
     )
     .unwrap();
-    let on_play = || Some(AuthSpec::new(AuthTarget::Http(format!("{}/auth", backend.uri()))));
-    let mut publish = stream("pub", "publish://", None);
+    let on_play = || Some(http_auth(&backend));
+    let mut publish = stream_of("pub", "publish://", None);
     publish.password = Some(PASSWORD.into());
     let server = usher_server::Server::start(Config {
         http: Some("127.0.0.1:0".parse().unwrap()),
         rtsp: Some("127.0.0.1:0".parse().unwrap()),
         rtmp: Some("127.0.0.1:0".parse().unwrap()),
-        edit_auth: Some(Credential {
-            login: "admin".into(),
-            password: "pw".into(),
-        }),
+        edit_auth: admin(),
         streams: vec![
-            stream("s1", "fake://fake", on_play()),
-            stream(
+            stream_of("s1", "fake://fake", on_play()),
+            stream_of(
                 "down",
                 "fake://fake",
                 Some(AuthSpec::new(AuthTarget::Http("http://127.0.0.1:1/auth".into()))),
             ),
-            stream(
+            stream_of(
                 "scripted",
                 "fake://fake",
                 Some(AuthSpec::new(AuthTarget::Script(script.to_string_lossy().into_owned()))),
@@ -205,14 +165,7 @@ async fn no_credential_is_ever_logged_whole() {
 
     // HLS: allowed (playlist and segment), denied, kicked, no decision.
     assert_eq!(get(http(&format!("s1/index.m3u8?token={ALLOW}"))).await, 200);
-    let playlist = client()
-        .get(http(&format!("s1/index.m3u8?token={ALLOW}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let playlist = text_of(http(&format!("s1/index.m3u8?token={ALLOW}"))).await;
     let segment = playlist.lines().find(|l| l.starts_with("segment-")).unwrap();
     assert_eq!(get(http(&format!("s1/{segment}"))).await, 200);
     assert_eq!(get(http(&format!("s1/index.m3u8?token={DENY}"))).await, 403);
@@ -268,28 +221,11 @@ async fn no_credential_is_ever_logged_whole() {
 
     // The management API: list, re-check, admin token, close.
     let api = |path: &str| format!("http://{}/streamer/api/v3/{path}", server.http_addr());
-    let sessions: serde_json::Value = client()
-        .get(api("sessions"))
-        .basic_auth("admin", Some("pw"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let reauth = client()
-        .post(api("sessions/reauth?name=s1"))
-        .basic_auth("admin", Some("pw"))
-        .send()
-        .await
-        .unwrap();
+    let sessions: serde_json::Value = as_admin(client().get(api("sessions"))).await.json().await.unwrap();
+    let reauth = as_admin(client().post(api("sessions/reauth?name=s1"))).await;
     assert_eq!(reauth.status(), 200);
-    let adm: serde_json::Value = client()
-        .post(api("admin_view_token"))
-        .basic_auth("admin", Some("pw"))
-        .send()
+    let adm: serde_json::Value = as_admin(client().post(api("admin_view_token")))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -297,13 +233,7 @@ async fn no_credential_is_ever_logged_whole() {
     assert_eq!(get(http(&format!("s1/index.m3u8?token={adm}"))).await, 200);
     for s in sessions["sessions"].as_array().unwrap() {
         let id = s["id"].as_str().unwrap();
-        let status = client()
-            .delete(api(&format!("sessions/{id}")))
-            .basic_auth("admin", Some("pw"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = as_admin(client().delete(api(&format!("sessions/{id}")))).await.status();
         assert_eq!(status, 204);
     }
     // Let background work (re-checks, closes) log too.
