@@ -157,55 +157,46 @@ impl ZeroCopyStream {
         ZeroCopyStream { inner }
     }
 
-    /// Sends up to `len` bytes of memory file `fd` from `offset`.
-    fn poll_sendfile(&self, cx: &mut Context<'_>, fd: RawFd, offset: usize, len: usize) -> Poll<io::Result<usize>> {
+    /// Runs the non-blocking system call `call` on the socket once it is writable, again after
+    /// each `WouldBlock`; `call` returns what the system call returned (bytes or -1).
+    fn poll_write_with(&self, cx: &mut Context<'_>, mut call: impl FnMut(RawFd) -> isize) -> Poll<io::Result<usize>> {
         let socket = self.inner.as_raw_fd();
         loop {
             ready!(self.inner.poll_write_ready(cx))?;
             let sent = self.inner.try_io(Interest::WRITABLE, || {
-                let mut off = libc::off_t::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
-                // SAFETY: both descriptors are open for this call (see the module's comment).
-                let n = unsafe { libc::sendfile(socket, fd, &mut off, len) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+                usize::try_from(call(socket)).map_err(|_| io::Error::last_os_error())
             });
             match sent {
-                Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                done => return Poll::Ready(done),
             }
         }
+    }
+
+    /// Sends up to `len` bytes of memory file `fd` from `offset`.
+    fn poll_sendfile(&self, cx: &mut Context<'_>, fd: RawFd, offset: usize, len: usize) -> Poll<io::Result<usize>> {
+        let Ok(offset) = libc::off_t::try_from(offset) else {
+            return Poll::Ready(Err(io::Error::other("offset too large")));
+        };
+        self.poll_write_with(cx, |socket| {
+            let mut off = offset;
+            // SAFETY: both descriptors are open for this call (see the module's comment).
+            unsafe { libc::sendfile(socket, fd, &mut off, len) }
+        })
     }
 
     /// Writes `bufs` with `sendmsg(2)` and MSG_MORE: the segment that follows joins them in
     /// the same packets (the response head is not sent alone).
     fn poll_send_more(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        let socket = self.inner.as_raw_fd();
-        loop {
-            ready!(self.inner.poll_write_ready(cx))?;
-            let sent = self.inner.try_io(Interest::WRITABLE, || {
-                // SAFETY: a zeroed msghdr is valid; the iovecs point into `bufs`, which outlive
-                // the call, and IoSlice has iovec's layout on Unix.
-                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-                msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-                msg.msg_iovlen = bufs.len() as _;
-                // SAFETY: as above.
-                let n = unsafe { libc::sendmsg(socket, &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match sent {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.poll_write_with(cx, |socket| {
+            // SAFETY: a zeroed msghdr is valid; the iovecs point into `bufs`, which outlive the
+            // call, and IoSlice has iovec's layout on Unix.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = bufs.len() as _;
+            // SAFETY: as above.
+            unsafe { libc::sendmsg(socket, &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL) }
+        })
     }
 }
 
@@ -228,14 +219,13 @@ impl AsyncWrite for ZeroCopyStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let Some(first) = bufs.iter().position(|b| mapped(b).is_some()) else {
+        let Some((first, (fd, offset))) = bufs.iter().enumerate().find_map(|(i, b)| Some((i, mapped(b)?))) else {
             return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         };
         if first > 0 {
             // What precedes the segment, marked as more to come.
             return self.poll_send_more(cx, &bufs[..first]);
         }
-        let (fd, offset) = mapped(&bufs[0]).ok_or_else(|| io::Error::other("mapping vanished"))?;
         self.poll_sendfile(cx, fd, offset, bufs[0].len())
     }
 

@@ -71,8 +71,23 @@ async fn open_ts(client: &TsClient, stream: &str, t: &str) -> TsSession {
     session.expect("a playing session")
 }
 
-async fn start(options: ContainerOptions) -> ServerContainer {
-    ServerContainer::start(options).await.unwrap_or_else(|e| panic!("{e}"))
+/// A backend allowing every token of `scenario` for `auth_duration` seconds, and a container
+/// whose configuration holds stream `scenario` authorized by it (fixed ports when `fixed_ports`,
+/// so that a restarted server comes back at the same addresses). The backend must outlive the
+/// test: it is returned with the rest.
+async fn start(scenario: &str, auth_duration: &str, fixed_ports: bool) -> (Backend, ScenarioBackend, ServerContainer) {
+    let backend = Backend::start(&BackendOptions::default())
+        .await
+        .expect("the backend starts");
+    let auth = backend.scenario(scenario);
+    auth.answer_all(Answer::allow().with_header("X-AuthDuration", auth_duration));
+    let mut options = ContainerOptions::new(container_common::image());
+    if fixed_ports {
+        options.ports = container_common::free_ports();
+    }
+    options.extra_config = stream_block(scenario, &auth);
+    let container = ServerContainer::start(options).await.unwrap_or_else(|e| panic!("{e}"));
+    (backend, auth, container)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,14 +96,7 @@ async fn a_paused_server_runs_each_overdue_recheck_once_when_it_resumes() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let backend = Backend::start(&BackendOptions::default())
-        .await
-        .expect("the backend starts");
-    let auth = backend.scenario("pause");
-    auth.answer_all(Answer::allow().with_header("X-AuthDuration", "1"));
-    let mut options = ContainerOptions::new(container_common::image());
-    options.extra_config = stream_block("paused", &auth);
-    let container = start(options).await;
+    let (_backend, auth, container) = start("paused", "1", false).await;
     let base = container.ready().http_url();
 
     let a = TsClient::new(&base, viewer(2)).expect("a client");
@@ -177,17 +185,8 @@ async fn a_restarted_server_forgets_its_sessions_and_authorizes_clients_again() 
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
-    let backend = Backend::start(&BackendOptions::default())
-        .await
-        .expect("the backend starts");
-    let auth = backend.scenario("restart");
     // A long auth duration: no re-check during the test, so every call is a new decision.
-    auth.answer_all(Answer::allow().with_header("X-AuthDuration", "600"));
-    let mut options = ContainerOptions::new(container_common::image());
-    // Fixed ports: the restarted server comes back at the same addresses.
-    options.ports = container_common::free_ports();
-    options.extra_config = stream_block("restarted", &auth);
-    let mut container = start(options).await;
+    let (_backend, auth, mut container) = start("restarted", "600", true).await;
     let before = container.ready();
     let base = before.http_url();
     let api = Target::address(base.clone(), container.credential().clone()).expect("an API client");

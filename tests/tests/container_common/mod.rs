@@ -48,6 +48,8 @@ pub async fn docker_ready() -> bool {
             Ok(false) => {}
             Err(e) => panic!("the image {image} is missing and building it failed: {e}"),
         }
+        // Present now (ensure_reference_image checked).
+        return true;
     }
     match container::image_present(&image).await {
         Ok(true) => true,
