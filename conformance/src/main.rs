@@ -5,6 +5,8 @@
 //!   default); `--print-config` prints the streams a static target must load.
 //! * `usher cases [OPTIONS]` — lists the catalogue; `--matrix` regenerates the requirement
 //!   matrix in docs/conformance.md.
+//! * `usher media FILE` — writes the suite's test clip (what a running target's media folder
+//!   holds for the `file_input` cases).
 
 mod cli;
 
@@ -16,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "usher",
-    version,
+    version = usher_conformance::VERSION,
     about = "Usher: a reference media server and a conformance suite for the Flussonic-style authorization backend contract"
 )]
 struct Cli {
@@ -36,12 +38,45 @@ enum Command {
     Check(Box<cli::check::CheckArgs>),
     /// List the catalogue's cases (or regenerate the requirement matrix of docs/conformance.md).
     Cases(cli::cases::CasesArgs),
+    /// Write the suite's test clip: the test pattern with silent AAC, as MP4 (or MPEG-TS for a
+    /// `.ts` name). A running target's media folder holds `conformance-clip.mp4` made so.
+    Media {
+        /// The file to write.
+        file: PathBuf,
+        /// Picture size, WIDTHxHEIGHT (even sides).
+        #[arg(long, default_value = "160x120", value_parser = parse_size)]
+        size: (u32, u32),
+        /// Length in seconds.
+        #[arg(long, default_value_t = 4)]
+        seconds: u32,
+    },
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text
+        .split_once('x')
+        .ok_or_else(|| format!("`{text}` is not WIDTHxHEIGHT"))?;
+    let side = |v: &str| v.parse::<u32>().map_err(|_| format!("`{text}` is not WIDTHxHEIGHT"));
+    Ok((side(w)?, side(h)?))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Cases(args) => cli::cases::run(&args),
+        Command::Media { file, size, seconds } => match runtime() {
+            Ok(rt) => match rt.block_on(usher_conformance::media::write_clip(&file, size, seconds)) {
+                Ok(()) => {
+                    println!("{}: {}x{}, {seconds} s", file.display(), size.0, size.1);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("usher media: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            Err(code) => code,
+        },
         Command::Serve { config } => {
             // The server's log goes to stderr as it happens.
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -335,6 +335,13 @@ fn timed_steps() -> step::Collection<UsherWorld> {
 
 /// Runs the catalogue. `observer` sees each case as it finishes.
 pub async fn run(options: RunOptions, observer: impl Observer + 'static) -> Result<Summary, RunError> {
+    // Not generic below this line: the run (and cucumber's machinery under it) is compiled once,
+    // in this crate, instead of again in every binary that calls it (a minute of a cold release
+    // build for the `usher` binary alone).
+    run_observed(options, Box::new(observer)).await
+}
+
+async fn run_observed(options: RunOptions, observer: Box<dyn Observer>) -> Result<Summary, RunError> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + options.timeout;
     if options.concurrency == 0 {
@@ -426,7 +433,7 @@ pub async fn run(options: RunOptions, observer: impl Observer + 'static) -> Resu
         results: HashMap::new(),
         backend_logs: HashMap::new(),
         strict: options.strict,
-        observer: Box::new(observer),
+        observer,
     }));
     {
         let mut c = collected.borrow_mut();

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use common::{read_json, scratch, usher};
@@ -26,7 +25,11 @@ async fn docker_ready() -> bool {
         Ok(()) => true,
         Err(e) => {
             NOTICE.call_once(|| {
-                let _ = writeln!(std::io::stderr(), "SKIP container tests (container_cli): {e}");
+                usher_conformance::prerequisites::print_skip(
+                    "container tests (container_cli)",
+                    usher_conformance::prerequisites::DOCKER,
+                    &e.to_string(),
+                );
             });
             false
         }

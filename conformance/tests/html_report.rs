@@ -2,7 +2,7 @@
 //! the requirement matrix and the failed case with its reason.
 //!
 //! Needs the Debian package `chromium` (`apt-get install -y chromium`); set `USHER_CHROMIUM` to
-//! use another binary.
+//! use another binary. Without one the test is skipped with one line naming the package.
 
 mod common;
 
@@ -11,23 +11,22 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{open_door, scratch, usher};
+use usher_conformance::prerequisites;
 
-fn chromium() -> String {
+/// The browser to run, or `None` after printing the test's skip line.
+fn chromium() -> Option<String> {
     if let Ok(path) = std::env::var("USHER_CHROMIUM") {
-        return path;
+        return Some(path);
     }
-    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
-        if Command::new(candidate)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return candidate.to_string();
-        }
+    let found = prerequisites::find_any(&["chromium", "chromium-browser", "google-chrome"]);
+    if found.is_none() {
+        prerequisites::print_skip(
+            &prerequisites::current_test(env!("CARGO_CRATE_NAME")),
+            prerequisites::CHROMIUM,
+            "or set USHER_CHROMIUM",
+        );
     }
-    panic!(
-        "headless Chromium is needed for this test: install the Debian package `chromium` (apt-get install -y chromium) or set USHER_CHROMIUM"
-    );
+    found.map(|p| p.display().to_string())
 }
 
 fn headless(browser: &str, args: &[&str]) -> std::process::Output {
@@ -83,7 +82,9 @@ fn grey_stats(path: &Path) -> (f64, f64, u32, u32) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_html_report_renders_in_headless_chromium_with_the_matrix() {
-    let browser = chromium();
+    let Some(browser) = chromium() else {
+        return;
+    };
     let dir = scratch("html-report");
     let html = dir.join("report.html");
     // A report with failures and skips: the open door against a few areas.

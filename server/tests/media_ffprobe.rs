@@ -23,6 +23,9 @@ impl Probe {
 
 #[tokio::test(start_paused = true)]
 async fn one_segment_decodes_as_h264_and_aac() {
+    if !common::have_ffmpeg_tools(&["ffprobe"]) {
+        return;
+    }
     let source = MediaSource::start("fake://ffprobe").expect("fake source starts");
     let newest = source
         .segments()
@@ -42,6 +45,9 @@ async fn one_segment_decodes_as_h264_and_aac() {
 
 #[tokio::test(start_paused = true)]
 async fn continuous_feed_decodes_across_chunks_and_a_skip() {
+    if !common::have_ffmpeg_tools(&["ffprobe"]) {
+        return;
+    }
     let source = MediaSource::start("fake://ffprobe-live").expect("fake source starts");
     let mut viewer = source.live_ts();
     let mut feed = Vec::new();

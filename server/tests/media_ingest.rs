@@ -62,6 +62,9 @@ fn ingest_into(publisher: &mut Publisher, ingest: &mut TsIngest, known: &mut Cod
 
 #[tokio::test(start_paused = true)]
 async fn an_ffmpeg_upload_becomes_segments_and_a_live_feed_that_decode() {
+    if !common::have_ffmpeg_tools(&["ffmpeg", "ffprobe"]) {
+        return;
+    }
     let upload = ffmpeg_upload();
     let source = MediaSource::start("publish://ingest").expect("publish inputs are supported");
     let mut publisher = source.publisher().expect("nobody publishes yet");

@@ -23,6 +23,9 @@ async fn start(backend: &MockServer) -> RunningServer {
 
 #[tokio::test]
 async fn ffprobe_decodes_hls_and_mpegts_with_an_allowed_token() {
+    if !support::have(&[support::FFPROBE]) {
+        return;
+    }
     let backend = backend().await;
     let server = start(&backend).await;
     let base = format!("http://{}", server.http_addr());
@@ -42,6 +45,9 @@ async fn ffprobe_decodes_hls_and_mpegts_with_an_allowed_token() {
 
 #[tokio::test]
 async fn a_denied_token_gets_403_and_ffprobe_fails() {
+    if !support::have(&[support::FFPROBE]) {
+        return;
+    }
     let backend = backend().await;
     let server = start(&backend).await;
     let base = format!("http://{}", server.http_addr());

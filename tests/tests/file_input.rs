@@ -23,8 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{TempDir, answer, auth as on_play, codecs, ffprobe_json, good_and_bad, stream};
-use usher_conformance::steps::media::make_media_file;
+use support::{TempDir, answer, auth as on_play, codecs, ffmpeg_media_file, ffprobe_json, good_and_bad, stream};
 use usher_server::RunningServer;
 use usher_server::config::{Config, VodConfig};
 use wiremock::{MockServer, ResponseTemplate};
@@ -36,8 +35,8 @@ const FAKE_SIZE: (u64, u64) = (64, 48);
 async fn make_media(dir: &Path) {
     let (mp4, ts) = (dir.join("clip.mp4"), dir.join("clip.ts"));
     let (mp4, ts) = tokio::join!(
-        make_media_file(&mp4, (160, 120), 4),
-        make_media_file(&ts, (160, 120), 4)
+        ffmpeg_media_file(&mp4, (160, 120), 4),
+        ffmpeg_media_file(&ts, (160, 120), 4)
     );
     if let Err(e) = mp4 {
         panic!("ffmpeg could not make the MP4 test clip: {e}");
@@ -199,6 +198,9 @@ async fn frame_sizes(file: &Path) -> Vec<(u64, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_streams_play_over_hls_mpegts_rtmp_and_rtsp() {
+    if !support::have(&[support::FFMPEG, support::FFPROBE]) {
+        return;
+    }
     let setup = Setup::new().await;
     let rtmp = setup.server.rtmp_addr().expect("rtmp configured");
     let rtsp = setup.server.rtsp_addr().expect("rtsp configured");
@@ -228,6 +230,9 @@ async fn file_streams_play_over_hls_mpegts_rtmp_and_rtsp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looped_file_keeps_its_timestamps_increasing() {
+    if !support::have(&[support::FFMPEG, support::FFPROBE]) {
+        return;
+    }
     let setup = Setup::new().await;
     for name in ["mp4", "ts"] {
         // Fetch every segment from the first listed one until more than one pass (4 s) and a
@@ -301,6 +306,9 @@ async fn a_looped_file_keeps_its_timestamps_increasing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_file_is_a_503_naming_it_while_other_streams_play() {
+    if !support::have(&[support::FFMPEG, support::FFPROBE]) {
+        return;
+    }
     let setup = Setup::new().await;
     for resource in ["index.m3u8", "mpegts"] {
         let (status, body) = get(&setup.http(&format!("missing/{resource}?token=good"))).await;
@@ -343,6 +351,9 @@ async fn a_missing_file_is_a_503_naming_it_while_other_streams_play() {
 /// poller's playlist continues with EXT-X-DISCONTINUITY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_example_switches_the_input_under_connected_viewers() {
+    if !support::have(&[support::FFMPEG, support::FFPROBE]) {
+        return;
+    }
     let setup = Setup::new().await;
     let client = reqwest::Client::new();
 
@@ -449,6 +460,9 @@ async fn the_seed_example_switches_the_input_under_connected_viewers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_override_whose_file_leaves_the_media_root_is_rejected() {
+    if !support::have(&[support::FFMPEG]) {
+        return;
+    }
     let setup = Setup::new().await;
     // A link inside the media root to a file outside it: the override's path looks relative
     // and clean, only resolving it shows where it goes.
@@ -484,6 +498,9 @@ async fn an_override_whose_file_leaves_the_media_root_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vod_files_play_whole_with_the_location_s_authorization() {
+    if !support::have(&[support::FFMPEG, support::FFPROBE]) {
+        return;
+    }
     let setup = Setup::new().await;
     let (status, playlist) = get(&setup.http("vod/clip.mp4/index.m3u8?token=good")).await;
     assert_eq!(status, 200, "{playlist}");

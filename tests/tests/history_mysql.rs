@@ -191,6 +191,9 @@ async fn close_three_ways(server: &RunningServer) {
 
 #[tokio::test]
 async fn the_stock_client_reads_closed_sessions_by_user_id() {
+    if !support::have(&[support::MARIADB]) {
+        return;
+    }
     let backend = backend().await;
     let server = start(&backend).await;
     close_three_ways(&server).await;
@@ -259,6 +262,9 @@ async fn the_stock_client_reads_closed_sessions_by_user_id() {
 
 #[tokio::test]
 async fn a_bad_query_gets_an_error_and_the_connection_goes_on() {
+    if !support::have(&[support::MARIADB]) {
+        return;
+    }
     let backend = backend().await;
     let server = start(&backend).await;
     close_three_ways(&server).await;
@@ -308,6 +314,9 @@ async fn a_bad_query_gets_an_error_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn a_wrong_password_is_refused() {
+    if !support::have(&[support::MARIADB]) {
+        return;
+    }
     let backend = backend().await;
     let server = start(&backend).await;
     let (ok, _, err) = mariadb(&server, "wrong", &["-e", "select 1"]).await;

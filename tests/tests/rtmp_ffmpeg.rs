@@ -15,12 +15,11 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{answer, auth as spec, ffprobe_codecs, ffprobe_json, good_and_bad, stream};
+use support::{answer, auth as spec, ffprobe_codecs, ffprobe_json, good_and_bad, stream, ffmpeg_publish_command};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use usher_conformance::clients::rtmp::{REFUSED_STATUS, RtmpClient};
 use usher_conformance::clients::{Outcome, ViewerProfile};
-use usher_conformance::steps::publish::ffmpeg_publish_command;
 use usher_server::RunningServer;
 use usher_server::config::{Config, StreamConfig};
 use wiremock::matchers::{method, path};
@@ -118,6 +117,9 @@ fn good() -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn ffprobe_plays_over_rtmp_with_an_allowed_token_and_fails_with_a_denied_one() {
+    if !support::have(&[support::FFPROBE]) {
+        return;
+    }
     let backend = backend().await;
     let server = start(&backend).await;
     let base = format!("rtmp://{}", rtmp_addr(&server));
@@ -152,6 +154,9 @@ async fn ffprobe_plays_over_rtmp_with_an_allowed_token_and_fails_with_a_denied_o
 
 #[tokio::test]
 async fn an_app_other_than_static_prefixes_the_name_and_page_url_is_the_referer() {
+    if !support::have(&[support::FFPROBE]) {
+        return;
+    }
     let backend = backend().await;
     let server = start(&backend).await;
     let url = format!("rtmp://{}/live/cam1?token=good", rtmp_addr(&server));
@@ -328,6 +333,9 @@ async fn assert_closed_by_server(socket: &mut TcpStream, within: Duration) {
 
 #[tokio::test]
 async fn ffmpeg_publishes_with_token_and_password_and_the_stream_plays_meanwhile() {
+    if !support::have(&[support::FFMPEG, support::FFPROBE]) {
+        return;
+    }
     let backend = backend().await;
     let server = start(&backend).await;
     let rtmp = format!("rtmp://{}", rtmp_addr(&server));
@@ -359,6 +367,9 @@ async fn ffmpeg_publishes_with_token_and_password_and_the_stream_plays_meanwhile
 
 #[tokio::test]
 async fn ffmpeg_publishing_is_refused_with_a_denied_token_or_a_wrong_password() {
+    if !support::have(&[support::FFMPEG]) {
+        return;
+    }
     let backend = backend().await;
     let server = start(&backend).await;
     let rtmp = format!("rtmp://{}", rtmp_addr(&server));

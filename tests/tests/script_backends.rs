@@ -224,6 +224,9 @@ async fn playlist(f: &Fixture, ip: &str, stream: &str, token: &str) -> (u16, Str
 
 #[tokio::test]
 async fn a_lua_script_admits_and_refuses_hls_viewers() {
+    if !support::have(&[support::FFPROBE]) {
+        return;
+    }
     let f = start().await;
     let (status, body) = playlist(&f, "127.0.0.1", "lua", "good").await;
     assert_eq!(status, 200, "{body}");
@@ -266,6 +269,9 @@ async fn a_lua_script_admits_and_refuses_hls_viewers() {
 
 #[tokio::test]
 async fn a_lua_script_decides_for_mpegts_rtsp_and_rtmp() {
+    if !support::have(&[support::FFPROBE]) {
+        return;
+    }
     let f = start().await;
     let rtsp = f.server.rtsp_addr().expect("rtsp listener");
     let rtmp = f.server.rtmp_addr().expect("rtmp listener");

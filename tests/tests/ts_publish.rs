@@ -8,8 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{PROBE_LIMIT, TempDir, ffprobe};
-use usher_conformance::steps::media::make_media_file;
+use support::{PROBE_LIMIT, TempDir, ffmpeg_media_file, ffprobe};
 use usher_server::RunningServer;
 use usher_server::config::{AuthSpec, AuthTarget, Config, StreamConfig};
 use wiremock::matchers::{method, query_param};
@@ -20,7 +19,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 async fn ts_file() -> (TempDir, Vec<u8>) {
     let dir = TempDir::new("ts-publish");
     let path = dir.path().join("in.ts");
-    make_media_file(&path, (160, 120), 3)
+    ffmpeg_media_file(&path, (160, 120), 3)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let body = tokio::fs::read(&path).await.unwrap();
@@ -46,6 +45,9 @@ async fn start(backend: &MockServer) -> RunningServer {
 
 #[tokio::test]
 async fn http_mpegts_publish_is_authorized_then_served() {
+    if !support::have(&[support::FFMPEG, support::FFPROBE]) {
+        return;
+    }
     let backend = MockServer::start().await;
     Mock::given(method("POST"))
         .and(query_param("token", "good"))

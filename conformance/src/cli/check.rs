@@ -228,10 +228,27 @@ fn print_config(args: &CheckArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The first line of a run, printed before anything that takes time: what runs against what.
+fn first_line(args: &CheckArgs) -> String {
+    let target = match (&args.target_image, &args.target, &args.target_config) {
+        (Some(image), _, _) => format!("a container of {image}"),
+        (None, Some(url), _) => url.to_string(),
+        (None, None, Some(manifest)) => format!("the target of {}", manifest.display()),
+        (None, None, None) => "the embedded reference server".to_string(),
+    };
+    format!(
+        "usher {} (catalogue {}): checking {target} with the features in {}",
+        env!("CARGO_PKG_VERSION"),
+        &usher_conformance::CATALOGUE_DIGEST[..12],
+        args.select.features.display()
+    )
+}
+
 pub async fn run(args: CheckArgs) -> ExitCode {
     if args.print_config {
         return print_config(&args);
     }
+    println!("{}", first_line(&args));
     let mut resolved = match resolve(&args) {
         Ok(r) => r,
         Err(e) => return fail(e),

@@ -4,10 +4,10 @@
 //! picture size: the suite's media file is 160x120, which no synthetic `fake://` source of a
 //! known server uses.
 //!
-//! The media file is made with ffmpeg (Debian package `ffmpeg`) into the embedded server's media
-//! folder the first time a case needs it. A running target cannot be reached that way: it
-//! declares the `file_input` feature only if its media folder already holds the file (made with
-//! the same command, see [`make_media_file`]).
+//! The media file is made by the suite itself ([`crate::media`]: the test pattern as a
+//! progressive MP4) into the embedded server's media folder the first time a case needs it. A
+//! running target cannot be reached that way: it declares the `file_input` feature only if its
+//! media folder already holds the file (`usher media FILE` makes the same one).
 //!
 //! Picture sizes are read from the SPS in front of keyframes, through the reference server's TS
 //! demuxer and SPS reader (`usher_server::media`): the suite links the server anyway, and the
@@ -28,7 +28,7 @@ use crate::clients::{ViewerProfile, media_url};
 use crate::target::{AuthSettings, StreamSpec};
 
 /// A picture size, `WIDTHxHEIGHT`.
-pub type Size = (u32, u32);
+pub use crate::media::Size;
 
 fn parse_size(text: &str) -> Size {
     let (w, h) = text
@@ -41,56 +41,10 @@ fn parse_size(text: &str) -> Size {
     (n(w), n(h))
 }
 
-/// ffmpeg's encoding of the suite's test pattern: H.264 4:2:0 with a keyframe a second at 25 fps
-/// and no B-frames.
-pub(crate) const H264_ENCODING: [&str; 8] = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", "-bf", "0"];
-
-/// Makes the suite's test clip: `seconds` of ffmpeg's test pattern at `size` and 25 fps (a
-/// keyframe a second, no B-frames) with a 440 Hz tone, as MP4 (`.mp4`) or MPEG-TS (`.ts`).
+/// Makes the suite's test clip in-process: `seconds` of the test pattern at `size` (10 frames
+/// a second, every frame a keyframe) with silent AAC, as MP4 or, for a `.ts` name, MPEG-TS.
 pub async fn make_media_file(path: &Path, size: Size, seconds: u32) -> Result<(), String> {
-    let pattern = format!("testsrc=size={}x{}:rate=25", size.0, size.1);
-    let seconds = seconds.to_string();
-    let target = path.to_str().ok_or("the media folder's path is not UTF-8")?;
-    let mut args = vec![
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        &pattern,
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        &seconds,
-    ];
-    args.extend(H264_ENCODING);
-    args.extend(["-c:a", "aac"]);
-    if target.ends_with(".ts") {
-        args.extend(["-f", "mpegts"]);
-    } else {
-        args.extend(["-movflags", "+faststart"]);
-    }
-    args.push(target);
-    let run = tokio::process::Command::new("ffmpeg")
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .map_err(|_| "ffmpeg did not finish within 60 s".to_string())?
-        .map_err(|e| format!("ffmpeg is needed to make the test media (Debian package ffmpeg): {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ffmpeg could not make {target}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
+    crate::media::write_clip(path, size, seconds).await
 }
 
 /// Makes one file at a time: concurrent cases needing the same file wait for the first.

@@ -2,28 +2,26 @@
 //! and password — and what they see (publishing, refused) and what the stream then delivers.
 //!
 //! The accept/refuse answer of an RTMP publish comes from the suite's `rml_rtmp` driver
-//! (`NetStream.Publish.Start` or a refusal). Media comes from an outside client: ffmpeg pushing
-//! a test pattern over RTMP, or an HTTP MPEG-TS upload (`PUT /NAME/mpegts`) of a test stream
-//! ffmpeg made once for the run.
+//! (`NetStream.Publish.Start` or a refusal). Media is the suite's own test pattern (see
+//! [`crate::media`]): pushed live over RTMP by the same driver, or uploaded over HTTP MPEG-TS
+//! (`PUT /NAME/mpegts`) as a clip made once for the run. No outside program is involved.
 
 use std::fmt;
 use std::net::IpAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cucumber::{given, then, when};
-use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
 
-use super::media::H264_ENCODING;
 use super::{UsherWorld, opt, seconds};
 use crate::clients::hls::HlsClient;
 use crate::clients::rtmp::{RtmpClient, RtmpPublisher, STATIC_APP, stream_key};
 use crate::clients::{Attempt, Outcome, ViewerProfile};
 
-/// Seconds of test pattern ffmpeg pushes at most (it is stopped with the scenario).
-const FFMPEG_SECONDS: u32 = 30;
+/// Seconds of test pattern pushed live at most (it is stopped with the scenario).
+const PATTERN_SECONDS: u32 = 30;
 /// Seconds of test stream uploaded over HTTP MPEG-TS.
 const UPLOAD_SECONDS: u32 = 3;
 /// Where the media probe plays from.
@@ -36,8 +34,8 @@ pub enum PublishProto {
     Rtmp,
     /// `PUT /NAME/mpegts` with a test stream as the body.
     MpegTs,
-    /// ffmpeg pushing a live test pattern over RTMP.
-    FfmpegRtmp,
+    /// The suite's RTMP driver publishing, then pushing the live test pattern.
+    RtmpPattern,
 }
 
 impl fmt::Display for PublishProto {
@@ -45,7 +43,7 @@ impl fmt::Display for PublishProto {
         f.write_str(match self {
             PublishProto::Rtmp => "RTMP",
             PublishProto::MpegTs => "HTTP MPEG-TS",
-            PublishProto::FfmpegRtmp => "RTMP (ffmpeg)",
+            PublishProto::RtmpPattern => "RTMP (test pattern)",
         })
     }
 }
@@ -57,12 +55,22 @@ pub struct Publisher {
     pub stream: String,
     pub proto: PublishProto,
     pub query: Vec<(String, String)>,
-    /// The answer to the publish request (`None` while ffmpeg runs: it reports only by exiting).
-    pub attempt: Option<Attempt>,
+    /// The answer to the publish request.
+    pub attempt: Attempt,
     /// An accepted RTMP publisher keeps its connection (and so its session) open.
     _connection: Option<RtmpPublisher>,
-    /// ffmpeg runs until the scenario ends.
-    _ffmpeg: Option<Child>,
+    /// The live test pattern, pushed until it ends or the scenario does.
+    _pattern: Option<PatternPush>,
+}
+
+/// The task pushing a live test pattern; stopped (and its connection closed) when dropped.
+#[derive(Debug)]
+struct PatternPush(JoinHandle<()>);
+
+impl Drop for PatternPush {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl fmt::Display for Publisher {
@@ -72,10 +80,7 @@ impl fmt::Display for Publisher {
             "{} from {} to \"{}\" with {:?}: ",
             self.proto, self.ip, self.stream, self.query
         )?;
-        match &self.attempt {
-            Some(a) => write!(f, "{a}"),
-            None => f.write_str("running"),
-        }
+        write!(f, "{}", self.attempt)
     }
 }
 
@@ -131,35 +136,47 @@ async fn publishes(world: &mut UsherWorld, name: String, ip: String, stream: Str
             stream,
             proto,
             query,
-            attempt: Some(attempt),
+            attempt,
             _connection: rtmp,
-            _ffmpeg: None,
+            _pattern: None,
         },
     );
 }
 
-/// ffmpeg cannot choose its source address: this publisher comes from 127.0.0.1.
-#[given(regex = r#"^publisher "([^"]+)" streams a test pattern to "([^"]+)" over RTMP ?(.*)$"#)]
-#[when(regex = r#"^publisher "([^"]+)" streams a test pattern to "([^"]+)" over RTMP ?(.*)$"#)]
-async fn streams_pattern(world: &mut UsherWorld, name: String, stream: String, how: String) {
+#[given(
+    regex = r#"^publisher "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? streams a test pattern to "([^"]+)" over RTMP ?(.*)$"#
+)]
+#[when(
+    regex = r#"^publisher "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? streams a test pattern to "([^"]+)" over RTMP ?(.*)$"#
+)]
+async fn streams_pattern(world: &mut UsherWorld, name: String, ip: String, stream: String, how: String) {
+    let ip = parse_ip(ip);
     let query = publish_query(world, &how);
     world.ensure_stream(&stream).await;
     let server_name = world.streams[&stream].server_name.clone();
     let addr = world.ctx.target.rtmp_addr().unwrap_or_else(|| {
         panic!("the target has no RTMP address (a scenario that publishes over RTMP is tagged @needs-rtmp)")
     });
-    let url = format!("rtmp://{addr}/{STATIC_APP}/{}", stream_key(&server_name, &query));
-    let child = ffmpeg_publish(&url);
+    let (attempt, publisher) = RtmpClient::new(addr, ViewerProfile::new(ip))
+        .publish_key(STATIC_APP, &stream_key(&server_name, &query))
+        .await;
+    let pattern = publisher.map(|publisher| {
+        PatternPush(tokio::spawn(async move {
+            if let Err(e) = crate::media::push_rtmp(publisher, crate::media::PUBLISH_SIZE, PATTERN_SECONDS).await {
+                tracing::debug!(error = %e, "the test pattern's RTMP push ended early");
+            }
+        }))
+    });
     world.publishers.insert(
         name,
         Publisher {
-            ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ip,
             stream,
-            proto: PublishProto::FfmpegRtmp,
+            proto: PublishProto::RtmpPattern,
             query,
-            attempt: None,
+            attempt,
             _connection: None,
-            _ffmpeg: Some(child),
+            _pattern: pattern,
         },
     );
 }
@@ -173,13 +190,7 @@ fn publisher<'a>(world: &'a UsherWorld, name: &str) -> &'a Publisher {
 
 #[then(regex = r#"^publisher "([^"]+)" is (refused|publishing)$"#)]
 async fn publisher_is(world: &mut UsherWorld, name: String, what: String) {
-    let p = publisher(world, &name);
-    let Some(attempt) = &p.attempt else {
-        panic!(
-            "publisher \"{name}\" is ffmpeg, which reports only by exiting; ask what stream \"{}\" delivers",
-            p.stream
-        );
-    };
+    let attempt = &publisher(world, &name).attempt;
     let ok = match what.as_str() {
         "refused" => attempt.outcome.is_refused(),
         _ => attempt.outcome == Outcome::Playing,
@@ -292,82 +303,11 @@ async fn upload_ts(
     }
 }
 
-fn ffmpeg_missing(e: std::io::Error) -> String {
-    format!("ffmpeg is needed to publish a test pattern (Debian package ffmpeg): {e}")
-}
-
-/// ffmpeg pushing a live test pattern and tone as FLV to `url`; killed when dropped.
-fn ffmpeg_publish(url: &str) -> Child {
-    ffmpeg_publish_command(url, FFMPEG_SECONDS)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}", ffmpeg_missing(e)))
-}
-
-/// The ffmpeg command that pushes `seconds` of live (`-re`) test pattern (160x120, 25 fps, a
-/// keyframe a second, no B-frames) and tone as FLV to `url`: no standard input or output, killed
-/// when dropped; its standard error is the caller's to set.
-pub fn ffmpeg_publish_command(url: &str, seconds: u32) -> Command {
-    let seconds = seconds.to_string();
-    let mut command = Command::new("ffmpeg");
-    command
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=160x120:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine",
-            "-t",
-            &seconds,
-        ])
-        .args(H264_ENCODING)
-        .args(["-c:a", "aac", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
-
-/// A few seconds of H.264 test pattern as MPEG-TS, made by ffmpeg once per run.
+/// A few seconds of the test pattern as MPEG-TS, made once per run.
 async fn test_ts() -> Bytes {
     static TEST_TS: OnceCell<Result<Bytes, String>> = OnceCell::const_new();
     let made = TEST_TS
-        .get_or_init(|| async {
-            let seconds = UPLOAD_SECONDS.to_string();
-            let out = Command::new("ffmpeg")
-                .args([
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "testsrc=size=160x120:rate=25",
-                    "-t",
-                    &seconds,
-                ])
-                .args(H264_ENCODING)
-                .args(["-f", "mpegts", "-"])
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output()
-                .await
-                .map_err(ffmpeg_missing)?;
-            if !out.status.success() || out.stdout.is_empty() {
-                return Err(format!(
-                    "ffmpeg could not make the MPEG-TS test stream: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            Ok(Bytes::from(out.stdout))
-        })
+        .get_or_init(|| async { crate::media::ts_clip(crate::media::PUBLISH_SIZE, UPLOAD_SECONDS) })
         .await;
     made.clone().unwrap_or_else(|e| panic!("{e}"))
 }

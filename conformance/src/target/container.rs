@@ -30,7 +30,7 @@
 //! # Media files
 //!
 //! The embedded server gets the media files its cases play (`file://`) from the suite, in its
-//! media folder. A container gets them the same way: [`prepare_media`] makes them (ffmpeg, as
+//! media folder. A container gets them the same way: [`prepare_media`] makes them (in-process, as
 //! for the embedded server) and they are copied into [`MEDIA_DIR`], its `media_root`, before it
 //! starts; [`capabilities_with_media`] then declares `file_input` with everything else. So the
 //! container runs every case the embedded server runs.
@@ -203,8 +203,8 @@ pub fn media_files(catalogue: &Catalogue) -> BTreeMap<String, Size> {
     files
 }
 
-/// Makes the media files the catalogue's cases play in a new folder of this host (ffmpeg, as
-/// for the embedded server's media folder), for [`ContainerOptions::media`]. The caller removes
+/// Makes the media files the catalogue's cases play in a new folder of this host (in-process,
+/// as for the embedded server's media folder), for [`ContainerOptions::media`]. The caller removes
 /// the folder once the container has started.
 pub async fn prepare_media(catalogue: &Catalogue) -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("usher-image-media-{}", uuid::Uuid::new_v4().simple()));

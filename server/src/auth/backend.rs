@@ -375,7 +375,6 @@ impl HttpBackend {
             .timeout(BACKEND_TIMEOUT)
             .connect_timeout(BACKEND_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
-            .tls_certs_only(Vec::new())
             .user_agent(concat!("usher/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(HttpBackend { client })

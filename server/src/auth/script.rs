@@ -84,7 +84,6 @@ impl ScriptBackend {
             .timeout(budget)
             .connect_timeout(budget)
             .redirect(reqwest::redirect::Policy::none())
-            .tls_certs_only(Vec::new())
             .user_agent(concat!("usher/", env!("CARGO_PKG_VERSION"), " (lua)"))
             .build()?;
         Ok(ScriptBackend {

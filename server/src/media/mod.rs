@@ -20,6 +20,7 @@ mod file;
 pub mod h264;
 mod live;
 pub mod mp4;
+pub mod pattern;
 mod playlist;
 mod pull;
 mod push;

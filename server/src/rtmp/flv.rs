@@ -4,6 +4,8 @@
 //! AVCDecoderConfigurationRecord) are the media layer's, in [`crate::media::avc`].
 //!
 //! Parsers return a short description of what is wrong; the caller adds the peer and stream.
+//! The builders are public: the conformance suite's RTMP publisher sends its test pattern in
+//! tags made here.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -90,7 +92,7 @@ pub(crate) fn parse_audio(body: &Bytes) -> Result<AudioTag, String> {
 }
 
 /// The AVC sequence header tag (AVCPacketType 0) for `params`.
-pub(crate) fn avc_sequence_header(params: &AvcParams) -> Bytes {
+pub fn avc_sequence_header(params: &AvcParams) -> Bytes {
     let record = avc::avc_decoder_configuration_record(params);
     let mut out = BytesMut::with_capacity(5 + record.len());
     out.put_slice(&[AVC_KEYFRAME, 0, 0, 0, 0]);
@@ -99,7 +101,7 @@ pub(crate) fn avc_sequence_header(params: &AvcParams) -> Bytes {
 }
 
 /// An AVC NALU tag (AVCPacketType 1) around length-prefixed NAL units.
-pub(crate) fn avc_nalu_tag(keyframe: bool, composition_ms: i32, avcc: &[u8]) -> Bytes {
+pub fn avc_nalu_tag(keyframe: bool, composition_ms: i32, avcc: &[u8]) -> Bytes {
     let cts = composition_ms.clamp(-(1 << 23), (1 << 23) - 1).to_be_bytes();
     let mut out = BytesMut::with_capacity(5 + avcc.len());
     out.put_u8(if keyframe { AVC_KEYFRAME } else { AVC_INTER_FRAME });
@@ -110,7 +112,7 @@ pub(crate) fn avc_nalu_tag(keyframe: bool, composition_ms: i32, avcc: &[u8]) -> 
 }
 
 /// The AAC sequence header tag for an AudioSpecificConfig.
-pub(crate) fn aac_sequence_header(asc: &[u8]) -> Bytes {
+pub fn aac_sequence_header(asc: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(2 + asc.len());
     out.put_slice(&[AAC_TAG_FLAGS, 0]);
     out.put_slice(asc);
@@ -118,7 +120,7 @@ pub(crate) fn aac_sequence_header(asc: &[u8]) -> Bytes {
 }
 
 /// An AAC raw frame tag.
-pub(crate) fn aac_raw_tag(frame: &[u8]) -> Bytes {
+pub fn aac_raw_tag(frame: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(2 + frame.len());
     out.put_slice(&[AAC_TAG_FLAGS, 1]);
     out.put_slice(frame);

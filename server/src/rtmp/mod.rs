@@ -29,7 +29,7 @@
 
 mod amf;
 mod connection;
-mod flv;
+pub mod flv;
 pub(crate) mod inbound;
 mod names;
 mod play;

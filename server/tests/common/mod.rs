@@ -106,25 +106,37 @@ pub async fn rtmp_handshake(addr: SocketAddr) -> (TcpStream, Vec<u8>) {
     }
 }
 
-/// A program on PATH (or in /usr/bin), or a failure that says what to install.
-pub fn tool(name: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join(name))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin").join(name)])
+/// A program on PATH, or `None`.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not installed: these tests need ffprobe to judge the TS output (and ffmpeg to \
-                 make uploads; install the Debian package `ffmpeg`; CI does)"
-            )
-        })
+}
+
+/// `true` when every one of `names` (programs of Debian's ffmpeg package) is on PATH; otherwise
+/// `false`, after printing the running test's skip line past libtest's capture, in the form
+/// `.ci/run` fails on (`usher_conformance::prerequisites`): `SKIP TEST: needs ffprobe (Debian
+/// package ffmpeg)`.
+pub fn have_ffmpeg_tools(names: &[&str]) -> bool {
+    use std::io::Write as _;
+    for name in names {
+        if find_tool(name).is_none() {
+            let test = std::thread::current().name().unwrap_or("a test").to_string();
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP {}::{test}: needs {name} (Debian package ffmpeg)",
+                env!("CARGO_CRATE_NAME")
+            );
+            return false;
+        }
+    }
+    true
+}
+
+/// A program on PATH; tests call [`have_ffmpeg_tools`] first.
+pub fn tool(name: &str) -> PathBuf {
+    find_tool(name).unwrap_or_else(|| panic!("{name} is not on PATH (have_ffmpeg_tools was not asked)"))
 }
 
 /// A file in the temp directory, named after the test binary and the process, removed when

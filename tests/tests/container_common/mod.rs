@@ -25,10 +25,10 @@ pub async fn docker_ready() -> bool {
     static SKIP_NOTICE: Once = Once::new();
     if let Err(e) = container::daemon().await {
         SKIP_NOTICE.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP container tests ({}): {e}",
-                env!("CARGO_CRATE_NAME")
+            usher_conformance::prerequisites::print_skip(
+                &format!("container tests ({})", env!("CARGO_CRATE_NAME")),
+                usher_conformance::prerequisites::DOCKER,
+                &e.to_string(),
             );
         });
         return false;

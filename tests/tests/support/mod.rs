@@ -1,8 +1,10 @@
 //! What the reference-server tests share: starting a server on loopback ports, a wiremock
 //! backend's token answers, running Debian's ffmpeg programs with a bound on their run time and
-//! reading ffprobe's answers, and throwaway directories. Test media and ffmpeg publishers come
-//! from the conformance suite (`usher_conformance::steps::media::make_media_file`,
-//! `usher_conformance::steps::publish::ffmpeg_publish_command`), the same commands its cases use.
+//! reading ffprobe's answers, ffmpeg-made test media and ffmpeg publishers (ffmpeg is the
+//! outside client here; the conformance suite makes its own media), and throwaway directories.
+//!
+//! A test that needs an outside program asks [`have`] first: without the program it returns
+//! after one line naming the program and its Debian package (`.ci/run` fails on such lines).
 
 #![allow(dead_code)] // each test file uses its own part
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::process::Command;
+pub use usher_conformance::prerequisites::{FFMPEG, FFPROBE, MARIADB, Program};
 use usher_server::config::{AuthSpec, AuthTarget, Config, StreamConfig};
 use usher_server::{RunningServer, Server};
 use wiremock::matchers::{method, path, query_param};
@@ -79,6 +82,87 @@ pub async fn answer(
 pub async fn good_and_bad(backend: &MockServer, verb: &str, route: &str) {
     answer(backend, verb, route, Some("good"), 5, ResponseTemplate::new(200)).await;
     answer(backend, verb, route, Some("bad"), 5, ResponseTemplate::new(403)).await;
+}
+
+/// `true` when every one of `programs` is on PATH; otherwise `false`, after printing the running
+/// test's skip line for the first one missing.
+pub fn have(programs: &[Program]) -> bool {
+    programs
+        .iter()
+        .all(|&p| usher_conformance::prerequisites::require(env!("CARGO_CRATE_NAME"), p).is_some())
+}
+
+/// ffmpeg's encoding of the test pattern: H.264 4:2:0 with a keyframe a second at 25 fps and no
+/// B-frames.
+pub const H264_ENCODING: [&str; 8] = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", "-bf", "0"];
+
+/// ffmpeg's test clip: `seconds` of its test pattern at `size` and 25 fps (a keyframe a second,
+/// no B-frames) with a 440 Hz tone, as MP4 (`.mp4`, faststart) or MPEG-TS (`.ts`): media from a
+/// real-world muxer, which the server's readers must take as well as the suite's own.
+pub async fn ffmpeg_media_file(path: &Path, size: (u32, u32), seconds: u32) -> Result<(), String> {
+    let pattern = format!("testsrc=size={}x{}:rate=25", size.0, size.1);
+    let seconds = seconds.to_string();
+    let target = path.to_str().ok_or("the media folder's path is not UTF-8")?;
+    let mut args = vec![
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        &pattern,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &seconds,
+    ];
+    args.extend(H264_ENCODING);
+    args.extend(["-c:a", "aac"]);
+    if target.ends_with(".ts") {
+        args.extend(["-f", "mpegts"]);
+    } else {
+        args.extend(["-movflags", "+faststart"]);
+    }
+    args.push(target);
+    let (ok, _, stderr) = run("ffmpeg", &args, Duration::from_secs(60)).await;
+    if !ok {
+        return Err(format!("ffmpeg could not make {target}: {stderr}"));
+    }
+    Ok(())
+}
+
+/// The ffmpeg command that pushes `seconds` of live (`-re`) test pattern (160x120, 25 fps, a
+/// keyframe a second, no B-frames) and tone as FLV to `url`: no standard input or output, killed
+/// when dropped; its standard error is the caller's to set.
+pub fn ffmpeg_publish_command(url: &str, seconds: u32) -> Command {
+    let seconds = seconds.to_string();
+    let mut command = Command::new("ffmpeg");
+    command
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+            "-t",
+            &seconds,
+        ])
+        .args(H264_ENCODING)
+        .args(["-c:a", "aac", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    command
 }
 
 /// Runs a program of Debian's ffmpeg package with a bound on its run time; returns (success,
