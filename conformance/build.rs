@@ -30,7 +30,11 @@ fn main() {
     let mut named: Vec<(String, PathBuf)> = files
         .into_iter()
         .map(|p| {
-            let rel = p.strip_prefix(&features).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+            let rel = p
+                .strip_prefix(&features)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .replace('\\', "/");
             (rel, p)
         })
         .collect();

@@ -200,7 +200,10 @@ mod tests {
                 None => assert_eq!(bytes[0], 0x47, "{name}: a TS sync byte"),
             }
         }
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left.len(), 2, "no partial file left: {left:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -114,8 +114,15 @@ mod tests {
     fn a_skip_line_names_the_program_and_the_package_and_matches_the_ci_pattern() {
         let line = skip_line("ffprobe_play::plays", FFPROBE, "");
         assert_eq!(line, "SKIP ffprobe_play::plays: needs ffprobe (Debian package ffmpeg)");
-        let line = skip_line("container tests (container_suite)", DOCKER, "no daemon at /var/run/docker.sock");
-        assert!(line.contains("needs a Docker daemon (Debian package docker.io): no daemon"), "{line}");
+        let line = skip_line(
+            "container tests (container_suite)",
+            DOCKER,
+            "no daemon at /var/run/docker.sock",
+        );
+        assert!(
+            line.contains("needs a Docker daemon (Debian package docker.io): no daemon"),
+            "{line}"
+        );
         let re = regex::Regex::new(SKIP_PATTERN).unwrap();
         for p in [FFMPEG, FFPROBE, MARIADB, CHROMIUM, DOCKER] {
             assert!(re.is_match(&skip_line("t", p, "")), "{p:?}");

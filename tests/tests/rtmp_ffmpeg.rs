@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{answer, auth as spec, ffprobe_codecs, ffprobe_json, good_and_bad, stream, ffmpeg_publish_command};
+use support::{answer, auth as spec, ffmpeg_publish_command, ffprobe_codecs, ffprobe_json, good_and_bad, stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use usher_conformance::clients::rtmp::{REFUSED_STATUS, RtmpClient};

@@ -519,7 +519,9 @@ pub fn progressive(video: Option<AvcParams>, audio: Option<AacConfig>, units: &[
     for (i, u) in video.iter().enumerate() {
         let delta = match video.get(i + 1) {
             Some(next) => next.dts.saturating_sub(u.dts),
-            None => i.checked_sub(1).map_or(u64::from(DEFAULT_VIDEO_DELTA), |p| u.dts - video[p].dts),
+            None => i
+                .checked_sub(1)
+                .map_or(u64::from(DEFAULT_VIDEO_DELTA), |p| u.dts - video[p].dts),
         };
         video_tables.durations.push(u32::try_from(delta).unwrap_or(u32::MAX));
         video_tables.sizes.push(video_data[i].len() as u32);
@@ -663,7 +665,10 @@ mod tests {
         assert_eq!(boxes(&file), ["ftyp", "moov", "mdat"]);
         let read = crate::media::mp4::read(&file).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read.codecs, codecs);
-        assert_eq!(read.units, units, "same timestamps, flags and bytes (parameter sets put back)");
+        assert_eq!(
+            read.units, units,
+            "same timestamps, flags and bytes (parameter sets put back)"
+        );
         assert_eq!(read.presentation_start, 0);
         assert_eq!(read.end, 2 * CLOCK_HZ);
     }

@@ -89,7 +89,9 @@ impl Pattern {
                 height,
             };
             let (slice, parameter_sets) = match encoder.as_mut() {
-                Some((encoder, parameter_sets)) => (encoder.encode(&image).map_err(encoder_error)?, parameter_sets.clone()),
+                Some((encoder, parameter_sets)) => {
+                    (encoder.encode(&image).map_err(encoder_error)?, parameter_sets.clone())
+                }
                 None => {
                     let (initial, new_encoder) = LessEncoder::new(&image).map_err(encoder_error)?;
                     let parameter_sets = [initial.sps.to_annex_b_data(), initial.pps.to_annex_b_data()].concat();
