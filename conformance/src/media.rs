@@ -78,7 +78,7 @@ pub fn ts_clip(size: Size, seconds: u32) -> Result<Bytes, String> {
     let mut muxer = TsMuxer::new(Some(pattern::AUDIO));
     let mut out = Vec::new();
     for u in &units {
-        if u.track == Track::Video && u.dts % CLOCK_HZ == 0 {
+        if u.track == Track::Video && u.dts.is_multiple_of(CLOCK_HZ) {
             muxer.write_tables(&mut out);
         }
         let shifted = AccessUnit {

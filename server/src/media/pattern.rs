@@ -63,7 +63,7 @@ impl Pattern {
     /// Encodes the cycle of a `width`×`height` pattern. Sides need not be multiples of 16: the
     /// SPS crops the padding away.
     pub fn new(width: u32, height: u32) -> Result<Pattern, PatternError> {
-        let side_ok = |s: u32| (16..=MAX_SIDE).contains(&s) && s % 2 == 0;
+        let side_ok = |s: u32| (16..=MAX_SIDE).contains(&s) && s.is_multiple_of(2);
         if !side_ok(width) || !side_ok(height) {
             return Err(PatternError::Size(width, height));
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::process::Command;
-pub use usher_conformance::prerequisites::{FFMPEG, FFPROBE, MARIADB, Program};
+use usher_conformance::prerequisites::{self, Program};
 use usher_server::config::{AuthSpec, AuthTarget, Config, StreamConfig};
 use usher_server::{RunningServer, Server};
 use wiremock::matchers::{method, path, query_param};
@@ -84,12 +84,16 @@ pub async fn good_and_bad(backend: &MockServer, verb: &str, route: &str) {
     answer(backend, verb, route, Some("bad"), 5, ResponseTemplate::new(403)).await;
 }
 
+pub const FFMPEG: Program = prerequisites::FFMPEG;
+pub const FFPROBE: Program = prerequisites::FFPROBE;
+pub const MARIADB: Program = prerequisites::MARIADB;
+
 /// `true` when every one of `programs` is on PATH; otherwise `false`, after printing the running
 /// test's skip line for the first one missing.
 pub fn have(programs: &[Program]) -> bool {
     programs
         .iter()
-        .all(|&p| usher_conformance::prerequisites::require(env!("CARGO_CRATE_NAME"), p).is_some())
+        .all(|&p| prerequisites::require(env!("CARGO_CRATE_NAME"), p).is_some())
 }
 
 /// ffmpeg's encoding of the test pattern: H.264 4:2:0 with a keyframe a second at 25 fps and no
