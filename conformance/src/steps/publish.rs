@@ -19,7 +19,7 @@ use tokio::sync::OnceCell;
 use super::media::H264_ENCODING;
 use super::{UsherWorld, opt, seconds};
 use crate::clients::hls::HlsClient;
-use crate::clients::rtmp::{RtmpClient, RtmpPublisher, STATIC_APP, stream_key};
+use crate::clients::rtmp::{RtmpClient, RtmpPublisher, stream_key};
 use crate::clients::{Attempt, Outcome, ViewerProfile};
 
 /// Seconds of test pattern ffmpeg pushes at most (it is stopped with the scenario).
@@ -116,7 +116,7 @@ async fn publishes(world: &mut UsherWorld, name: String, ip: String, stream: Str
             panic!("the target has no RTMP address (a scenario that publishes over RTMP is tagged @needs-rtmp)")
         });
         let (attempt, publisher) = RtmpClient::new(addr, profile)
-            .publish_key(STATIC_APP, &stream_key(&server_name, &query))
+            .publish_key(&world.ctx.rtmp_app, &stream_key(&server_name, &query))
             .await;
         (PublishProto::Rtmp, attempt, publisher)
     } else {
@@ -148,7 +148,11 @@ async fn streams_pattern(world: &mut UsherWorld, name: String, stream: String, h
     let addr = world.ctx.target.rtmp_addr().unwrap_or_else(|| {
         panic!("the target has no RTMP address (a scenario that publishes over RTMP is tagged @needs-rtmp)")
     });
-    let url = format!("rtmp://{addr}/{STATIC_APP}/{}", stream_key(&server_name, &query));
+    let url = format!(
+        "rtmp://{addr}/{}/{}",
+        world.ctx.rtmp_app,
+        stream_key(&server_name, &query)
+    );
     let child = ffmpeg_publish(&url);
     world.publishers.insert(
         name,
