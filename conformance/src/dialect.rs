@@ -353,8 +353,9 @@ mod tests {
         assert_eq!(Dialect::Flussonic.write(&a), a);
     }
 
-    /// The shape nginx-rtmp 1.2 sends from `on_play` (form POST) and `on_update`, as observed
-    /// from the real module in `tests/nginx_profiles.rs`.
+    /// The shape nginx-rtmp 1.2 sends from `on_play` (form POST), as observed from the real
+    /// module in `tests/nginx_profiles.rs`; `on_update`'s `call=update_play` with `time` and
+    /// `timestamp` as the module's directive documentation describes it.
     #[test]
     fn nginx_rtmp_form_posts_are_read() {
         let r = read(
@@ -363,7 +364,7 @@ mod tests {
             "http://b/nginx/on_play",
             Some("application/x-www-form-urlencoded"),
             "app=static&flashver=LNX%209&swfurl=&tcurl=rtmp://127.0.0.1:1935/static&pageurl=\
-             &addr=127.0.0.2&clientid=7&call=play&name=c1-s&start=-2&duration=0&reset=0&token=t1",
+             &addr=127.0.0.2&clientid=7&call=play&name=c1-s&start=0&duration=0&reset=0&token=t1",
         );
         assert_eq!(r.name(), Some("c1-s"));
         assert_eq!(r.field("ip"), Some("127.0.0.2"));
