@@ -194,3 +194,36 @@ async fn nginx_rtmp_profile_verdicts() {
     );
     insta::assert_snapshot!("nginx_rtmp_verdicts", verdict_lines(&report));
 }
+
+/// Bad manifest input is a usage error (exit 2) naming the key and its line; no server needed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_manifest_exits_2_naming_the_key_and_its_line() {
+    let dir = scratch("bad-manifests");
+    for (name, text, expect) in [
+        (
+            "dialect.toml",
+            "target = \"http://127.0.0.1:1/\"\nstatic = true\n[backend]\nlisten = \"127.0.0.1:9\"\ndialect = \"wowza\"\n",
+            ":5: `dialect`",
+        ),
+        (
+            "key.toml",
+            "target = \"http://127.0.0.1:1/\"\nrtmp_ap = \"live\"\n",
+            ":2: unknown field `rtmp_ap`",
+        ),
+        (
+            "publish.toml",
+            "target = \"http://127.0.0.1:1/\"\n\n[source]\npublish = \"rtmp://127.0.0.1:1/live/s\"\n",
+            ":4: `publish`",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let run = usher(
+            &["check", "--target-config", path.to_str().unwrap()],
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(run.code, Some(2), "{name}\n{run}");
+        assert!(run.stderr.contains(expect), "{name}: expected `{expect}`\n{run}");
+    }
+}
