@@ -340,7 +340,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-type Routes = Arc<Mutex<HashMap<String, Arc<ScenarioSlot>>>>;
+/// Scenarios by scope: `Some` while live, `None` once ended (a call under an ended scenario's
+/// path stays a stray, never re-routed by its name: it is cross-talk).
+type Routes = Arc<Mutex<HashMap<String, Option<Arc<ScenarioSlot>>>>>;
 
 /// Reads a request through the run's dialect.
 fn read(dialect: Dialect, request: &Request) -> Reading {
@@ -382,12 +384,13 @@ fn scope_of(request: &Request) -> Option<&str> {
 /// The live scope a reported stream name belongs to: the longest scope `S` with the name `S`
 /// or `S-…`. A name the server reports with its application in front (`live/S-s`) is tried
 /// after each `/` too.
-fn scope_of_name(routes: &HashMap<String, Arc<ScenarioSlot>>, name: &str) -> Option<Arc<ScenarioSlot>> {
+fn scope_of_name(routes: &HashMap<String, Option<Arc<ScenarioSlot>>>, name: &str) -> Option<Arc<ScenarioSlot>> {
     let mut candidates = vec![name];
     candidates.extend(name.match_indices('/').map(|(i, _)| &name[i + 1..]));
     for candidate in candidates {
         let found = routes
             .iter()
+            .filter_map(|(scope, slot)| slot.as_ref().map(|slot| (scope, slot)))
             .filter(|(scope, _)| {
                 candidate == scope.as_str()
                     || candidate
@@ -406,7 +409,7 @@ fn scope_of_name(routes: &HashMap<String, Arc<ScenarioSlot>>, name: &str) -> Opt
 fn route(routes: &Routes, request: &Request, reading: &Reading) -> Option<Arc<ScenarioSlot>> {
     let routes = lock(routes);
     if let Some(slot) = scope_of(request).and_then(|s| routes.get(s)) {
-        return Some(slot.clone());
+        return slot.clone();
     }
     scope_of_name(&routes, reading.name()?)
 }
@@ -608,7 +611,7 @@ impl Backend {
             started: Instant::now(),
             state: Mutex::default(),
         });
-        lock(&self.routes).insert(scope.to_string(), slot.clone());
+        lock(&self.routes).insert(scope.to_string(), Some(slot.clone()));
         let url = self
             .base
             .join(&format!("/{scope}/on_play"))
@@ -647,7 +650,7 @@ impl fmt::Debug for ScenarioBackend {
 
 impl Drop for ScenarioBackend {
     fn drop(&mut self) {
-        lock(&self.routes).remove(&self.scope);
+        lock(&self.routes).insert(self.scope.clone(), None);
     }
 }
 
@@ -841,6 +844,14 @@ mod tests {
         let status = reqwest::get(url).await.unwrap().status();
         assert_eq!(status, 200);
         assert_eq!((a.log().len(), b.log().len()), (1, 0));
+        // The path of an ended scenario is a stray even when the name is of a live one.
+        let ended = backend.scenario("ca003");
+        let mut url = ended.url().clone();
+        drop(ended);
+        url.query_pairs_mut().append_pair("name", "ca002-s");
+        assert_eq!(reqwest::get(url).await.unwrap().status(), 404);
+        assert_eq!(b.log().len(), 0);
+        assert_eq!(backend.strays().len(), 1, "{}", backend.strays().describe());
         // No path scope: the name routes a flussonic call too.
         let mut url = backend.base().join("/shared/on_play").unwrap();
         url.query_pairs_mut().append_pair("name", "ca002-s");
