@@ -1,5 +1,5 @@
 //! The programmable auth backend: one wiremock [`MockServer`] for the whole run, with one
-//! path prefix per scenario.
+//! path prefix per scenario, and routing by the stream name the server reports.
 //!
 //! # Why one server for the run, not one per scenario
 //!
@@ -12,6 +12,12 @@
 //!   concurrently without cross-talk. A request under a prefix that no live scenario owns is kept
 //!   in a separate "stray" log: it is a cross-talk detector (a server calling a backend of a stream
 //!   that was deleted, or of another stream).
+//! * A server that cannot take a URL per stream (nginx-rtmp calls one URL per application) is
+//!   routed by the **stream name** it reports: every scenario's streams are named
+//!   `<scope>-<alias>`, so the name finds its scenario whatever path and method the server used.
+//!   The path is tried first, then the name; a request that neither finds is a stray.
+//! * The server's request is read through its [`Dialect`] into the contract's fields, and the
+//!   scenario's programmed answer is written in the server's terms (see [`crate::dialect`]).
 //! * wiremock is used for what it is good at — an HTTP server with programmable delays and the
 //!   ability to drop a connection without answering — and routing is a single [`Respond`]
 //!   implementation, so a scenario can change its answers mid-run (allow, then 500).
@@ -25,6 +31,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::dialect::{Dialect, RawRequest, Reading};
+use crate::source::SOURCE_PARAM;
 use url::Url;
 use wiremock::{Match, Mock, MockServer, Request, Respond, ResponseTemplate, matchers::any};
 
@@ -39,6 +47,8 @@ pub struct BackendOptions {
     /// The port of 127.0.0.1 that stands for a backend that is down. `None`: a port that was
     /// free a moment ago. Static mode fixes it (it is printed in the target's configuration).
     pub unreachable_port: Option<u16>,
+    /// How the server under test calls its backend and reads the answer.
+    pub dialect: Dialect,
 }
 
 impl Default for BackendOptions {
@@ -47,6 +57,7 @@ impl Default for BackendOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertised_base: None,
             unreachable_port: None,
+            dialect: Dialect::Flussonic,
         }
     }
 }
@@ -163,8 +174,13 @@ pub struct Call {
     pub offset: Duration,
     pub method: String,
     pub path: String,
-    /// The query exactly as sent, decoded, in order.
+    /// The contract's fields of the call, decoded, in order: with the `flussonic` dialect the
+    /// query exactly as sent; with another dialect the fields it read from the server's request
+    /// (see [`Reading::fields`]).
     pub query: Vec<(String, String)>,
+    /// A publish check (`on_publish`): by its path with the `flussonic` dialect, by what the
+    /// server says with another.
+    pub publish: bool,
     /// The body, when it is a JSON object (publish calls may carry their fields there, AMB-2).
     pub body: Option<serde_json::Map<String, serde_json::Value>>,
     /// What the backend did with it.
@@ -324,24 +340,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-type Routes = Arc<Mutex<HashMap<String, Arc<ScenarioSlot>>>>;
+/// Scenarios by scope: `Some` while live, `None` once ended (a call under an ended scenario's
+/// path stays a stray, never re-routed by its name: it is cross-talk).
+type Routes = Arc<Mutex<HashMap<String, Option<Arc<ScenarioSlot>>>>>;
 
-fn record(request: &Request, slot: &ScenarioSlot, answer: Option<Answer>, answered: String) -> Call {
+/// Reads a request through the run's dialect.
+fn read(dialect: Dialect, request: &Request) -> Reading {
+    let content_type = request
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    dialect.read(RawRequest {
+        method: request.method.as_str(),
+        url: &request.url,
+        content_type,
+        body: &request.body,
+    })
+}
+
+fn record(request: &Request, reading: Reading, slot: &ScenarioSlot, answer: Option<Answer>, answered: String) -> Call {
     let at = Instant::now();
     Call {
         at,
         offset: at.saturating_duration_since(slot.started),
         method: request.method.to_string(),
         path: request.url.path().to_string(),
-        query: request
-            .url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
-        body: match serde_json::from_slice(&request.body) {
-            Ok(serde_json::Value::Object(map)) => Some(map),
-            _ => None,
-        },
+        query: reading.fields,
+        publish: reading.publish,
+        body: reading.body,
         answered,
         answer,
     }
@@ -355,50 +381,98 @@ fn scope_of(request: &Request) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Routes a request to its scenario by the first path segment, records it, answers as programmed.
+/// The live scope a reported stream name belongs to: the longest scope `S` with the name `S`
+/// or `S-…`. A name the server reports with its application in front (`live/S-s`) is tried
+/// after each `/` too.
+fn scope_of_name(routes: &HashMap<String, Option<Arc<ScenarioSlot>>>, name: &str) -> Option<Arc<ScenarioSlot>> {
+    let mut candidates = vec![name];
+    candidates.extend(name.match_indices('/').map(|(i, _)| &name[i + 1..]));
+    for candidate in candidates {
+        let found = routes
+            .iter()
+            .filter_map(|(scope, slot)| slot.as_ref().map(|slot| (scope, slot)))
+            .filter(|(scope, _)| {
+                candidate == scope.as_str()
+                    || candidate
+                        .strip_prefix(scope.as_str())
+                        .is_some_and(|rest| rest.starts_with('-'))
+            })
+            .max_by_key(|(scope, _)| scope.len());
+        if let Some((_, slot)) = found {
+            return Some(slot.clone());
+        }
+    }
+    None
+}
+
+/// The scenario a request belongs to: by the first path segment, else by the stream name.
+fn route(routes: &Routes, request: &Request, reading: &Reading) -> Option<Arc<ScenarioSlot>> {
+    let routes = lock(routes);
+    if let Some(slot) = scope_of(request).and_then(|s| routes.get(s)) {
+        return slot.clone();
+    }
+    scope_of_name(&routes, reading.name()?)
+}
+
+/// Whether a call is the publish check of the suite's own source (see [`crate::source`]): its
+/// marker is a field of the call (a dialect that forwards the client's query) or inside `qs`.
+fn is_own_source(reading: &Reading, secret: &str) -> bool {
+    let marker = format!("{SOURCE_PARAM}={secret}");
+    reading.field(SOURCE_PARAM) == Some(secret)
+        || reading.field("qs").is_some_and(|qs| qs.split('&').any(|p| p == marker))
+}
+
+/// Routes a request to its scenario (path, else stream name), records it, answers as programmed.
 struct Router {
     routes: Routes,
     strays: Arc<ScenarioSlot>,
-}
-
-impl Router {
-    fn slot(&self, request: &Request) -> Option<Arc<ScenarioSlot>> {
-        let scope = scope_of(request)?;
-        lock(&self.routes).get(scope).cloned()
-    }
+    dialect: Dialect,
+    source_secret: String,
 }
 
 impl Respond for Router {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let Some(slot) = self.slot(request) else {
-            let call = record(request, &self.strays, None, "404 (no live scenario)".into());
+        let reading = read(self.dialect, request);
+        if is_own_source(&reading, &self.source_secret) {
+            tracing::debug!(name = ?reading.name(), "auth backend: the suite's own source is allowed");
+            return self.dialect.write(&Answer::allow()).template();
+        }
+        let Some(slot) = route(&self.routes, request, &reading) else {
+            let call = record(request, reading, &self.strays, None, "404 (no live scenario)".into());
             tracing::warn!(%call, "auth backend: request for no live scenario");
             lock(&self.strays.state).log.push(call);
             return ResponseTemplate::new(404);
         };
         let mut state = lock(&slot.state);
-        let mut call = record(request, &slot, None, String::new());
+        let mut call = record(request, reading, &slot, None, String::new());
         let answer = state.answer_for(call.token());
-        call.answered = answer.to_string();
-        call.answer = Some(answer.clone());
+        let written = self.dialect.write(&answer);
+        call.answered = if written == answer {
+            answer.to_string()
+        } else {
+            format!("{answer} (written for {} as {written})", self.dialect)
+        };
+        call.answer = Some(answer);
         tracing::debug!(%call, "auth backend");
         state.log.push(call);
-        answer.template()
+        written.template()
     }
 }
 
 /// Matches requests of a scenario that is dropping connections.
 struct Dropping {
     routes: Routes,
+    dialect: Dialect,
+    source_secret: String,
 }
 
 impl Match for Dropping {
     fn matches(&self, request: &Request) -> bool {
-        let Some(scope) = scope_of(request) else {
+        let reading = read(self.dialect, request);
+        if is_own_source(&reading, &self.source_secret) {
             return false;
-        };
-        let slot = lock(&self.routes).get(scope).cloned();
-        slot.is_some_and(|s| lock(&s.state).drop_connections)
+        }
+        route(&self.routes, request, &reading).is_some_and(|s| lock(&s.state).drop_connections)
     }
 }
 
@@ -413,6 +487,8 @@ pub struct Backend {
     closed_port: u16,
     routes: Routes,
     strays: Arc<ScenarioSlot>,
+    dialect: Dialect,
+    source_secret: String,
 }
 
 impl fmt::Debug for Backend {
@@ -457,12 +533,24 @@ impl Backend {
         // Priority 1 beats the router's default 5. The request is recorded in its scenario's log
         // before the connection is cut.
         let drop_routes = routes.clone();
+        let dialect = options.dialect;
+        let source_secret = uuid::Uuid::new_v4().simple().to_string();
         Mock::given(any())
-            .and(Dropping { routes: routes.clone() })
+            .and(Dropping {
+                routes: routes.clone(),
+                dialect,
+                source_secret: source_secret.clone(),
+            })
             .respond_with_err(move |request: &Request| {
-                let slot = scope_of(request).and_then(|s| lock(&drop_routes).get(s).cloned());
-                if let Some(slot) = slot {
-                    let call = record(request, &slot, None, "connection closed without an answer".into());
+                let reading = read(dialect, request);
+                if let Some(slot) = route(&drop_routes, request, &reading) {
+                    let call = record(
+                        request,
+                        reading,
+                        &slot,
+                        None,
+                        "connection closed without an answer".into(),
+                    );
                     tracing::debug!(%call, "auth backend");
                     lock(&slot.state).log.push(call);
                 }
@@ -476,21 +564,35 @@ impl Backend {
             .respond_with(Router {
                 routes: routes.clone(),
                 strays: strays.clone(),
+                dialect,
+                source_secret: source_secret.clone(),
             })
             .named("scenario router")
             .mount(&server)
             .await;
-        tracing::info!(listen = %server.address(), base = %base, "auth backend started");
+        tracing::info!(listen = %server.address(), base = %base, %dialect, "auth backend started");
         Ok(Backend {
             server,
             base,
             closed_port,
             routes,
             strays,
+            dialect,
+            source_secret,
         })
     }
 
-    /// Requests that arrived under no live scenario's prefix.
+    /// The marker of the suite's own source's publish calls (see [`crate::source`]).
+    pub fn source_secret(&self) -> &str {
+        &self.source_secret
+    }
+
+    /// How the server under test calls this backend.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Requests that no live scenario owns, by path or by stream name.
     pub fn strays(&self) -> BackendLog {
         BackendLog(lock(&self.strays.state).log.clone())
     }
@@ -509,7 +611,7 @@ impl Backend {
             started: Instant::now(),
             state: Mutex::default(),
         });
-        lock(&self.routes).insert(scope.to_string(), slot.clone());
+        lock(&self.routes).insert(scope.to_string(), Some(slot.clone()));
         let url = self
             .base
             .join(&format!("/{scope}/on_play"))
@@ -548,7 +650,7 @@ impl fmt::Debug for ScenarioBackend {
 
 impl Drop for ScenarioBackend {
     fn drop(&mut self) {
-        lock(&self.routes).remove(&self.scope);
+        lock(&self.routes).insert(self.scope.clone(), None);
     }
 }
 
@@ -626,5 +728,174 @@ impl ScenarioBackend {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn backend(dialect: Dialect) -> Backend {
+        Backend::start(&BackendOptions {
+            dialect,
+            ..BackendOptions::default()
+        })
+        .await
+        .expect("the backend starts on a free loopback port")
+    }
+
+    /// A form POST the way nginx-rtmp sends it: one URL for the application.
+    async fn post_form(backend: &Backend, path: &str, form: &str) -> u16 {
+        reqwest::Client::new()
+            .post(backend.base().join(path).unwrap())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_string())
+            .send()
+            .await
+            .expect("the backend answers")
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn a_shared_url_is_routed_by_the_reported_stream_name() {
+        let backend = backend(Dialect::NginxRtmp).await;
+        let a = backend.scenario("ca001");
+        let b = backend.scenario("ca002");
+        a.answer(Some("t1"), Answer::allow());
+        b.answer_all(Answer::deny());
+        let form = |name: &str| format!("call=play&addr=127.0.0.2&clientid=3&app=static&name={name}&token=t1");
+        assert_eq!(post_form(&backend, "/nginx/on_play", &form("ca001-s")).await, 200);
+        assert_eq!(post_form(&backend, "/nginx/on_play", &form("ca002-s")).await, 403);
+        assert_eq!(a.log().len(), 1, "{}", a.log().describe());
+        assert_eq!(b.log().len(), 1, "{}", b.log().describe());
+        let log = a.log();
+        let call = &log.calls()[0];
+        assert_eq!(call.param("name"), Some("ca001-s"));
+        assert_eq!(call.param("ip"), Some("127.0.0.2"));
+        assert_eq!(call.request_type(), Some("new_session"));
+        assert_eq!(call.token(), Some("t1"));
+        assert!(backend.strays().is_empty(), "{}", backend.strays().describe());
+    }
+
+    #[tokio::test]
+    async fn a_name_of_no_live_scenario_is_a_stray() {
+        let backend = backend(Dialect::NginxRtmp).await;
+        let a = backend.scenario("ca001");
+        a.answer_all(Answer::allow());
+        // A name that only shares the scope's first characters is not the scope's.
+        for name in ["ca0010-s", "other-s", ""] {
+            let form = format!("call=play&addr=127.0.0.2&name={name}");
+            assert_eq!(post_form(&backend, "/nginx/on_play", &form).await, 404, "{name}");
+        }
+        assert!(a.log().is_empty(), "{}", a.log().describe());
+        let strays = backend.strays();
+        assert_eq!(strays.len(), 3, "{}", strays.describe());
+        assert!(
+            strays.calls()[0].to_string().contains("name=ca0010-s"),
+            "{}",
+            strays.describe()
+        );
+        // A scenario that ended takes no more calls.
+        drop(a);
+        let form = "call=play&addr=127.0.0.2&name=ca001-s";
+        assert_eq!(post_form(&backend, "/nginx/on_play", form).await, 404);
+        assert_eq!(backend.strays().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_longest_scope_wins_and_an_application_prefix_is_ignored() {
+        // Static mode scopes are case keys, which hold dashes themselves.
+        let backend = backend(Dialect::MediaMtx).await;
+        let short = backend.scenario("tokens");
+        let long = backend.scenario("tokens-3fa2c1d0");
+        for slot in [&short, &long] {
+            slot.answer_all(Answer::allow());
+        }
+        let client = reqwest::Client::new();
+        let body = serde_json::json!({
+            "user": "", "password": "", "token": "t1", "ip": "127.0.0.2", "action": "read",
+            "path": "live/tokens-3fa2c1d0-s", "protocol": "rtmp", "id": null, "query": ""
+        });
+        let status = client
+            .post(backend.base().join("/mediamtx/auth").unwrap())
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+        assert_eq!(long.log().len(), 1);
+        assert!(short.log().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_per_case_path_still_routes_and_wins_over_the_name() {
+        let backend = backend(Dialect::Flussonic).await;
+        let a = backend.scenario("ca001");
+        let b = backend.scenario("ca002");
+        a.answer_all(Answer::allow());
+        b.answer_all(Answer::deny());
+        // The path says ca001 even though the name says ca002.
+        let mut url = a.url().clone();
+        url.query_pairs_mut()
+            .append_pair("name", "ca002-s")
+            .append_pair("token", "t1");
+        let status = reqwest::get(url).await.unwrap().status();
+        assert_eq!(status, 200);
+        assert_eq!((a.log().len(), b.log().len()), (1, 0));
+        // The path of an ended scenario is a stray even when the name is of a live one.
+        let ended = backend.scenario("ca003");
+        let mut url = ended.url().clone();
+        drop(ended);
+        url.query_pairs_mut().append_pair("name", "ca002-s");
+        assert_eq!(reqwest::get(url).await.unwrap().status(), 404);
+        assert_eq!(b.log().len(), 0);
+        assert_eq!(backend.strays().len(), 1, "{}", backend.strays().describe());
+        // No path scope: the name routes a flussonic call too.
+        let mut url = backend.base().join("/shared/on_play").unwrap();
+        url.query_pairs_mut().append_pair("name", "ca002-s");
+        assert_eq!(reqwest::get(url).await.unwrap().status(), 403);
+        assert_eq!(b.log().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn answers_are_written_in_the_dialect_and_logged_as_programmed() {
+        let backend = backend(Dialect::Srs).await;
+        let a = backend.scenario("ca001");
+        a.answer_all(Answer::allow().with_header("X-AuthDuration", "1"));
+        let body = serde_json::json!({
+            "action": "on_play", "client_id": "x1", "ip": "127.0.0.2", "app": "live",
+            "stream": "ca001-s", "param": "?token=t1", "tcUrl": "rtmp://127.0.0.1/live"
+        });
+        let response = reqwest::Client::new()
+            .post(backend.base().join("/srs/hooks").unwrap())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["code"],
+            0,
+            "{text}"
+        );
+        let log = a.log();
+        let call = &log.calls()[0];
+        assert_eq!(
+            call.answer.as_ref().and_then(Answer::auth_duration),
+            Some(Duration::from_secs(1))
+        );
+        assert!(call.answered.contains("written for srs"), "{call}");
+        // Dropping connections is routed by name as well.
+        a.drop_connections(true);
+        let cut = reqwest::Client::new()
+            .post(backend.base().join("/srs/hooks").unwrap())
+            .json(&body)
+            .send()
+            .await;
+        assert!(cut.is_err(), "{cut:?}");
+        assert_eq!(a.log().len(), 2);
     }
 }

@@ -6,7 +6,8 @@
 //! * [`select`] and [`deviations`] — which cases a run covers and which it skips, and why;
 //! * [`target`] — how the server under test is reached and configured (embedded reference
 //!   server, a running server by address, or a static one), and its capability manifest;
-//! * [`backend`] — the programmable auth backend (wiremock) that records every call;
+//! * [`backend`] — the programmable auth backend (wiremock) that records every call, and
+//!   [`dialect`] — how a third-party server calls it (nginx-rtmp, SRS, MediaMTX);
 //! * [`clients`] — HLS, HTTP MPEG-TS, RTMP and RTSP players that reduce what they see to an
 //!   [`clients::Outcome`];
 //! * [`media`] — the test media the suite makes itself (pattern clips as MP4 and MPEG-TS, a live
@@ -19,12 +20,14 @@ pub mod backend;
 pub mod catalogue;
 pub mod clients;
 pub mod deviations;
+pub mod dialect;
 pub mod logs;
 pub mod media;
 pub mod prerequisites;
 pub mod report;
 mod run;
 pub mod select;
+pub mod source;
 pub mod steps;
 pub mod target;
 

@@ -29,8 +29,10 @@ use crate::catalogue::needs::{API_FEATURES, PROTOCOLS};
 use crate::catalogue::streams::{STATIC_UNREACHABLE_PORT, expected_streams};
 use crate::catalogue::{Capabilities, Case, Catalogue, CatalogueError, Level};
 use crate::deviations::Deviations;
+use crate::dialect::Dialect;
 use crate::report::{BackendRequest, CaseResult, StepRecord, StepStatus, Summary, Verdict};
 use crate::select::{Pattern, Plan, Selection};
+use crate::source::SourceSpec;
 use crate::steps::{self, RunContext, UsherWorld};
 use crate::target::{Address, ApiCredential, Target, TargetError};
 
@@ -102,6 +104,10 @@ pub struct RunOptions {
     pub step_timeout: Duration,
     /// Seed of generated cases; `None`: `USHER_SEED`, else random.
     pub seed: Option<u64>,
+    /// The application in RTMP URLs (`rtmp_app` of the manifest); `None`: `static`.
+    pub rtmp_app: Option<String>,
+    /// The suite publishes each case's stream itself (`[source] publish` of the manifest).
+    pub source: Option<SourceSpec>,
 }
 
 /// Default of `--timeout`.
@@ -139,6 +145,8 @@ impl Default for RunOptions {
             timeout: DEFAULT_TIMEOUT,
             step_timeout: DEFAULT_STEP_TIMEOUT,
             seed: None,
+            rtmp_app: None,
+            source: None,
         }
     }
 }
@@ -406,17 +414,37 @@ async fn run_observed(options: RunOptions, observer: Box<dyn Observer>) -> Resul
             address,
             static_streams,
         } => {
-            let fixed = static_streams.then(|| expected_streams(&catalogue.cases, backend.base()));
+            // A server of another dialect takes any stream name: nothing was printed for it.
+            let implicit = *static_streams && backend.dialect() != Dialect::Flussonic;
+            let fixed = static_streams.then(|| {
+                if implicit {
+                    Default::default()
+                } else {
+                    expected_streams(&catalogue.cases, backend.base())
+                }
+            });
             if let Some(problem) = probe(&address.http).await {
                 warnings.push(problem);
             }
-            Target::running(address, fixed).await?
+            let target = Target::running(address, fixed).await?;
+            if implicit {
+                target.with_implicit_streams()
+            } else {
+                target
+            }
         }
     };
     let target_name = target.describe();
+    let dialect = backend.dialect();
     let mut ctx = RunContext::new(target, backend, options.time_scale, options.token_param.clone());
     if let Some(seed) = options.seed {
         ctx = ctx.with_seed(seed);
+    }
+    if let Some(app) = &options.rtmp_app {
+        ctx = ctx.with_rtmp_app(app);
+    }
+    if let Some(source) = &options.source {
+        ctx = ctx.with_source(source.clone());
     }
     let seed = ctx.seed;
     let ctx = Arc::new(ctx);
@@ -544,6 +572,8 @@ async fn run_observed(options: RunOptions, observer: Box<dyn Observer>) -> Resul
     let summary = Summary {
         target: target_name,
         capabilities: capabilities.to_string(),
+        dialect: dialect.to_string(),
+        source: options.source.as_ref().map(ToString::to_string),
         seed,
         strict: options.strict,
         cases: results.into_iter().map(|(_, r)| r).collect(),

@@ -11,6 +11,7 @@
 
 pub mod matrix;
 pub mod needs;
+pub mod peers;
 pub mod streams;
 
 use std::collections::{BTreeSet, HashMap};

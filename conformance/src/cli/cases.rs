@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use usher_conformance::catalogue::{Case, Catalogue, matrix};
+use usher_conformance::catalogue::{Case, Catalogue, matrix, peers};
 use usher_conformance::select::{Pattern, Selection};
 
 use super::SelectArgs;
@@ -22,6 +22,10 @@ pub struct CasesArgs {
     /// selection).
     #[arg(long)]
     pub matrix: bool,
+    /// Rewrite the generated peer matrix in the documentation, from the shipped profiles'
+    /// verdict snapshots and failure explanations (conformance/targets/).
+    #[arg(long, conflicts_with_all = ["json", "matrix"])]
+    pub peers: bool,
     /// With --matrix: only check that the document is up to date (exit 1 when it is not).
     #[arg(long, requires = "matrix")]
     pub check: bool,
@@ -47,6 +51,9 @@ pub fn run(args: &CasesArgs) -> ExitCode {
     };
     if args.matrix {
         return write_matrix(args, &catalogue);
+    }
+    if args.peers {
+        return write_peers(args, &catalogue);
     }
     let tags = match args.select.tags.as_deref().map(str::parse).transpose() {
         Ok(t) => t,
@@ -163,5 +170,37 @@ fn write_matrix(args: &CasesArgs, catalogue: &Catalogue) -> ExitCode {
         args.doc.display(),
         catalogue.cases.len()
     );
+    ExitCode::SUCCESS
+}
+
+fn write_peers(args: &CasesArgs, catalogue: &Catalogue) -> ExitCode {
+    let fail = |message: String| {
+        eprintln!("usher cases: {message}");
+        ExitCode::from(2)
+    };
+    let doc = match std::fs::read_to_string(&args.doc) {
+        Ok(d) => d,
+        Err(e) => return fail(format!("cannot read {}: {e} (give --doc FILE)", args.doc.display())),
+    };
+    let loaded = match peers::load(Path::new(env!("CARGO_MANIFEST_DIR"))) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let section = peers::markdown(catalogue, &loaded);
+    let Some(updated) = peers::replace_section(&doc, &section) else {
+        return fail(format!("{} has no line `{}`", args.doc.display(), peers::BEGIN));
+    };
+    if let Err(e) = std::fs::write(&args.doc, updated) {
+        return fail(format!("cannot write {}: {e}", args.doc.display()));
+    }
+    for peer in &loaded {
+        for key in peers::unexplained(peer) {
+            eprintln!(
+                "usher cases: warning: {} fails {key} without a line in its failures.txt",
+                peer.title
+            );
+        }
+    }
+    println!("updated the peer matrix in {}", args.doc.display());
     ExitCode::SUCCESS
 }

@@ -15,6 +15,7 @@ use usher_conformance::backend::BackendOptions;
 use usher_conformance::catalogue::{Capabilities, Catalogue, streams};
 use usher_conformance::deviations::Deviations;
 use usher_conformance::report::{html, json, junit};
+use usher_conformance::source::SourceSpec;
 use usher_conformance::target::config::TargetConfig;
 use usher_conformance::target::container::{self, ContainerOptions, ServerContainer};
 use usher_conformance::target::{Address, ApiCredential};
@@ -118,6 +119,8 @@ struct Resolved {
     choice: TargetChoice,
     capabilities: Option<Capabilities>,
     backend: BackendOptions,
+    rtmp_app: Option<String>,
+    source: Option<SourceSpec>,
 }
 
 fn resolve(args: &CheckArgs) -> Result<Resolved, String> {
@@ -146,6 +149,14 @@ fn resolve(args: &CheckArgs) -> Result<Resolved, String> {
         backend.listen = listen;
     }
     backend.advertised_base = args.backend_url.clone().or(config.backend.url.clone());
+    backend.dialect = config.backend.dialect.unwrap_or_default();
+    // Checked when the manifest was read.
+    let source = config
+        .source
+        .publish
+        .as_ref()
+        .map(|p| SourceSpec::parse(p.get_ref()))
+        .transpose()?;
     let capabilities =
         (config.capabilities.protocols.is_some() || config.capabilities.features.is_some()).then(|| Capabilities {
             protocols: config.capabilities.protocols.clone(),
@@ -198,6 +209,8 @@ fn resolve(args: &CheckArgs) -> Result<Resolved, String> {
         choice,
         capabilities,
         backend,
+        rtmp_app: config.rtmp_app.clone(),
+        source,
     })
 }
 
@@ -303,6 +316,8 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         timeout: args.timeout,
         step_timeout: args.step_timeout,
         seed,
+        rtmp_app: resolved.rtmp_app,
+        source: resolved.source,
         ..RunOptions::default()
     };
     let progress = Rc::new(RefCell::new(Progress::new(args.progress)));

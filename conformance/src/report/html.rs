@@ -79,6 +79,7 @@ pub fn render(summary: &Summary) -> String {
 fn header(out: &mut String, s: &Summary) {
     let _ = writeln!(out, "<h1>usher check</h1>");
     let _ = writeln!(out, "<p class=\"meta\">Target: {}</p>", escape(&s.target));
+    let _ = writeln!(out, "<p class=\"meta\">Driven by: {}</p>", escape(&s.driven_by()));
     if !s.capabilities.is_empty() {
         let _ = writeln!(out, "<p class=\"meta\">Capabilities: {}</p>", escape(&s.capabilities));
     }

@@ -73,6 +73,11 @@ pub fn render(summary: &Summary) -> String {
             escape(&summary.target)
         );
         let _ = writeln!(out, r#"      <property name="seed" value="{}"/>"#, summary.seed);
+        let _ = writeln!(
+            out,
+            r#"      <property name="driven_by" value="{}"/>"#,
+            escape(&summary.driven_by())
+        );
         let _ = writeln!(out, "    </properties>");
         for r in cases {
             let _ = write!(

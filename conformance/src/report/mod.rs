@@ -200,6 +200,12 @@ pub struct Summary {
     /// What the target was taken to support.
     #[serde(default)]
     pub capabilities: String,
+    /// The backend dialect the target's calls were read in (`flussonic`, `nginx-rtmp`, …).
+    #[serde(default)]
+    pub dialect: String,
+    /// Where the suite published each case's stream itself, if it did.
+    #[serde(default)]
+    pub source: Option<String>,
     /// The run's seed: `--seed N` reproduces the generated cases.
     pub seed: u64,
     pub strict: bool,
@@ -222,6 +228,20 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// `backend dialect nginx-rtmp; the suite publishes to rtmp://…`: how the target was
+    /// driven, for every report.
+    pub fn driven_by(&self) -> String {
+        let dialect = if self.dialect.is_empty() {
+            "flussonic"
+        } else {
+            &self.dialect
+        };
+        match &self.source {
+            Some(source) => format!("backend dialect {dialect}; {source}"),
+            None => format!("backend dialect {dialect}; the target's own stream inputs"),
+        }
+    }
+
     pub fn count(&self, v: Verdict) -> usize {
         self.cases.iter().filter(|r| r.verdict == v).count()
     }

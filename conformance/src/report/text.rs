@@ -51,6 +51,7 @@ impl Summary {
             self.elapsed.as_secs_f64(),
             self.seed
         )];
+        lines.push(self.driven_by());
         if self.stopped_by_timeout {
             lines.push("the run was stopped by --timeout: unfinished cases are FAIL".to_string());
         }

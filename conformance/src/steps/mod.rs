@@ -29,10 +29,11 @@ use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::backend::{Backend, ScenarioBackend};
 use crate::clients::hls::HlsClient;
-use crate::clients::rtmp::RtmpPlayer;
+use crate::clients::rtmp::{RtmpPlayer, STATIC_APP};
 use crate::clients::rtsp::RtspSession;
 use crate::clients::tshttp::TsSession;
 use crate::clients::{Attempt, ViewerProfile};
+use crate::source::{self as own_source, Source, SourceSpec};
 use crate::target::{ApiAnswer, StreamSpec, Target};
 
 /// What a run shares between its scenarios.
@@ -49,6 +50,10 @@ pub struct RunContext {
     /// Seed of the generated (property) cases: `USHER_SEED` when set, else random. Each
     /// scenario derives its own from it and its name, and prints it when it fails.
     pub seed: u64,
+    /// The application in RTMP URLs (`static` unless the manifest names another).
+    pub rtmp_app: String,
+    /// The suite publishes each case's stream itself, here (`[source]` of the manifest).
+    pub source: Option<SourceSpec>,
     counter: AtomicU64,
     /// Concurrent scenarios hold it shared, `@serial` ones exclusively.
     exclusive: Arc<RwLock<()>>,
@@ -73,6 +78,8 @@ impl RunContext {
             time_scale,
             token_param,
             seed: seed_from_env().unwrap_or_else(rand_seed),
+            rtmp_app: STATIC_APP.to_string(),
+            source: None,
             counter: AtomicU64::new(0),
             exclusive: Arc::new(RwLock::new(())),
         }
@@ -81,6 +88,18 @@ impl RunContext {
     /// Replaces the seed of generated cases (`usher check --seed`).
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Replaces the application of RTMP URLs (`rtmp_app` of the manifest).
+    pub fn with_rtmp_app(mut self, app: &str) -> Self {
+        self.rtmp_app = app.to_string();
+        self
+    }
+
+    /// The suite publishes each case's stream itself (`[source]` of the manifest).
+    pub fn with_source(mut self, source: SourceSpec) -> Self {
+        self.source = Some(source);
         self
     }
 
@@ -280,6 +299,8 @@ pub struct UsherWorld {
     pub watchers: BTreeMap<String, media::Watcher>,
     /// Recordings and what archive requests received (`dvr`).
     pub archive: dvr::ArchiveState,
+    /// What the suite publishes itself, by stream alias (`[source]` of the manifest).
+    pub sources: BTreeMap<String, Source>,
     exclusive: Option<Exclusive>,
 }
 
@@ -319,6 +340,7 @@ impl UsherWorld {
             generated: None,
             watchers: BTreeMap::new(),
             archive: dvr::ArchiveState::default(),
+            sources: BTreeMap::new(),
             exclusive: None,
         })
     }
@@ -343,6 +365,7 @@ impl UsherWorld {
         }
         self.watchers.clear();
         self.publishers.clear();
+        self.sources.clear();
         if let Some(config) = self.restore_server_config.take()
             && let Err(e) = self.ctx.target.api().put_server_config(&config).await
         {
@@ -435,6 +458,39 @@ impl UsherWorld {
             );
         }
         entry.in_place = true;
+        let feeds = entry.spec.input.is_none() && !entry.spec.publish;
+        let server_name = entry.server_name.clone();
+        if feeds && let Some(spec) = self.ctx.source.clone() {
+            self.start_source(alias, &spec, &server_name).await;
+        }
+    }
+
+    /// Publishes the suite's synthetic media to stream `alias` (server name `server_name`) and
+    /// keeps it up for the scenario. Its publish check carries the run's source marker, which
+    /// the backend allows without logging it into the scenario's calls.
+    async fn start_source(&mut self, alias: &str, spec: &SourceSpec, server_name: &str) {
+        let addr = tokio::net::lookup_host(&spec.addr)
+            .await
+            .ok()
+            .and_then(|mut found| found.next())
+            .unwrap_or_else(|| panic!("the source's publish address `{}` does not resolve", spec.addr));
+        let query = [(
+            own_source::SOURCE_PARAM.to_string(),
+            self.ctx.backend.source_secret().to_string(),
+        )];
+        let profile = crate::clients::ViewerProfile::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        match own_source::publish(spec, addr, profile, server_name, &query).await {
+            Ok(source) => {
+                self.sources.insert(alias.to_string(), source);
+            }
+            Err(attempt) => panic!(
+                "{}",
+                self.explain(format!(
+                    "the suite's own source could not publish stream \"{alias}\" to {}: {attempt}",
+                    spec.url
+                ))
+            ),
+        }
     }
 
     /// A failure message: what went wrong, then everything the backend saw.

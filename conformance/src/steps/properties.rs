@@ -599,6 +599,7 @@ mod tests {
             method: "GET".into(),
             path: "/x/on_play".into(),
             query,
+            publish: false,
             body: None,
             answered: "200".into(),
             answer: None,

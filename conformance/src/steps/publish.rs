@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::{UsherWorld, opt, seconds};
 use crate::clients::hls::HlsClient;
-use crate::clients::rtmp::{RtmpClient, RtmpPublisher, STATIC_APP, stream_key};
+use crate::clients::rtmp::{RtmpClient, RtmpPublisher, stream_key};
 use crate::clients::{Attempt, Outcome, ViewerProfile};
 
 /// Seconds of test pattern pushed live at most (it is stopped with the scenario).
@@ -121,7 +121,7 @@ async fn publishes(world: &mut UsherWorld, name: String, ip: String, stream: Str
             panic!("the target has no RTMP address (a scenario that publishes over RTMP is tagged @needs-rtmp)")
         });
         let (attempt, publisher) = RtmpClient::new(addr, profile)
-            .publish_key(STATIC_APP, &stream_key(&server_name, &query))
+            .publish_key(&world.ctx.rtmp_app, &stream_key(&server_name, &query))
             .await;
         (PublishProto::Rtmp, attempt, publisher)
     } else {
@@ -158,7 +158,7 @@ async fn streams_pattern(world: &mut UsherWorld, name: String, ip: String, strea
         panic!("the target has no RTMP address (a scenario that publishes over RTMP is tagged @needs-rtmp)")
     });
     let (attempt, publisher) = RtmpClient::new(addr, ViewerProfile::new(ip))
-        .publish_key(STATIC_APP, &stream_key(&server_name, &query))
+        .publish_key(&world.ctx.rtmp_app, &stream_key(&server_name, &query))
         .await;
     let pattern = publisher.map(|publisher| {
         PatternPush(tokio::spawn(async move {

@@ -10,7 +10,7 @@ use cucumber::{then, when};
 use super::backend::last_decision;
 use super::{Connection, Play, Proto, UsherWorld, Viewer, opt, seconds};
 use crate::clients::hls::HlsClient;
-use crate::clients::rtmp::RtmpClient;
+use crate::clients::rtmp::{RtmpClient, stream_key};
 use crate::clients::rtsp::RtspClient;
 use crate::clients::tshttp::TsClient;
 use crate::clients::{Attempt, Outcome, ViewerProfile};
@@ -198,6 +198,7 @@ async fn perform(world: &mut UsherWorld, name: &str, play: Play) -> Attempt {
     let base = world.ctx.target.http_base().clone();
     let rtmp = world.ctx.target.rtmp_addr();
     let rtsp = world.ctx.target.rtsp_base();
+    let rtmp_app = world.ctx.rtmp_app.clone();
     let viewer = world.viewers.get_mut(name).expect("created by the caller");
     let attempt = match play.proto {
         Proto::Hls => {
@@ -224,7 +225,7 @@ async fn perform(world: &mut UsherWorld, name: &str, play: Play) -> Attempt {
                 panic!("the target has no RTMP address (a scenario that plays over RTMP is tagged @needs-rtmp)")
             });
             let (attempt, player) = RtmpClient::new(addr, viewer.profile.clone())
-                .play(&server_name, &query)
+                .play_key(&rtmp_app, &stream_key(&server_name, &query))
                 .await;
             viewer.live = player.map(Connection::Rtmp);
             attempt

@@ -8,10 +8,15 @@
 //! rtsp = "10.0.0.5:8554"             # optional
 //! api_auth = "admin:secret"          # management API credential (or --api-auth)
 //! static = false                     # true: streams come from `usher check --print-config`
+//! rtmp_app = "static"                # the application in RTMP URLs (default `static`)
 //!
 //! [backend]
 //! listen = "0.0.0.0:9099"            # where the suite's auth backend listens
 //! url = "http://10.0.0.1:9099"       # how the target reaches it
+//! dialect = "flussonic"              # or "nginx-rtmp", "srs", "mediamtx" (crate::dialect)
+//!
+//! [source]                           # the suite publishes each case's stream itself
+//! publish = "rtmp://10.0.0.5:1935/static/{name}"
 //!
 //! [capabilities]
 //! protocols = ["hls", "mpegts", "rtmp"]
@@ -25,9 +30,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::Deserialize;
+use toml::Spanned;
 use url::Url;
 
 use crate::catalogue::needs::PROTOCOLS;
+use crate::dialect::Dialect;
+use crate::source::SourceSpec;
 
 /// A problem in the manifest, naming its line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +51,15 @@ pub struct TargetConfigError {
 pub struct BackendSection {
     pub listen: Option<SocketAddr>,
     pub url: Option<Url>,
+    /// How the target calls its backend; omitted: `flussonic`.
+    pub dialect: Option<Dialect>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// `rtmp://HOST:PORT/APP/{name}`: where the suite publishes each case's stream.
+    pub publish: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -65,8 +82,12 @@ pub struct TargetConfig {
     pub api_auth: Option<String>,
     #[serde(default, rename = "static")]
     pub static_mode: bool,
+    /// The application in viewers' and publishers' RTMP URLs; omitted: `static`.
+    pub rtmp_app: Option<String>,
     #[serde(default)]
     pub backend: BackendSection,
+    #[serde(default)]
+    pub source: SourceSection,
     #[serde(default)]
     pub capabilities: CapabilitiesSection,
 }
@@ -84,11 +105,47 @@ impl TargetConfig {
 
     pub fn parse(text: &str, file: &str) -> Result<TargetConfig, TargetConfigError> {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let config: TargetConfig = toml::from_str(text).map_err(|e| TargetConfigError {
-            file: file.to_string(),
-            line: e.span().map_or(0, |s| line_of(s.start)),
-            message: e.message().to_string(),
+        let config: TargetConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| line_of(s.start));
+            let mut message = e.message().to_string();
+            // Name the key of the line when the parser's message does not (`unknown variant`).
+            if let Some(key) = text
+                .lines()
+                .nth(line.wrapping_sub(1))
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim())
+                .filter(|k| !k.is_empty() && !message.contains(&format!("`{k}`")))
+            {
+                message = format!("`{key}`: {message}");
+            }
+            TargetConfigError {
+                file: file.to_string(),
+                line,
+                message,
+            }
         })?;
+        if let Some(publish) = &config.source.publish
+            && let Err(problem) = SourceSpec::parse(publish.get_ref())
+        {
+            return Err(TargetConfigError {
+                file: file.to_string(),
+                line: line_of(publish.span().start),
+                message: format!("`publish`: {problem}"),
+            });
+        }
+        if let Some(app) = &config.rtmp_app
+            && (app.is_empty() || app.contains(['/', '?', '#']) || app.contains(char::is_whitespace))
+        {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("rtmp_app"))
+                .map_or(0, |i| i + 1);
+            return Err(TargetConfigError {
+                file: file.to_string(),
+                line,
+                message: format!("`rtmp_app`: `{app}` is not one RTMP application name"),
+            });
+        }
         if let Some(protocols) = &config.capabilities.protocols
             && let Some(unknown) = protocols.iter().find(|p| !PROTOCOLS.contains(&p.as_str()))
         {
@@ -134,6 +191,51 @@ features = ["sessions_api"]
         assert_eq!(c.rtmp.as_deref(), Some("10.0.0.5:1935"));
         assert_eq!(c.backend.listen, Some("0.0.0.0:9099".parse().unwrap()));
         assert_eq!(c.capabilities.protocols.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn dialect_source_and_rtmp_app_parse() {
+        let c = TargetConfig::parse(
+            r#"
+target = "http://127.0.0.1:8080/"
+rtmp = "127.0.0.1:1935"
+static = true
+rtmp_app = "live"
+
+[backend]
+listen = "127.0.0.1:9099"
+dialect = "nginx-rtmp"
+
+[source]
+publish = "rtmp://127.0.0.1:1935/live/{name}"
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.backend.dialect, Some(Dialect::NginxRtmp));
+        assert_eq!(c.rtmp_app.as_deref(), Some("live"));
+        let source = SourceSpec::parse(c.source.publish.unwrap().get_ref()).unwrap();
+        assert_eq!(source.app, "live");
+        assert_eq!(TargetConfig::parse("", "t.toml").unwrap().backend.dialect, None);
+    }
+
+    /// Bad input names the key and its line (the CLI exits 2 with it).
+    #[test]
+    fn bad_dialects_keys_and_publish_urls_name_key_and_line() {
+        let e =
+            TargetConfig::parse("[backend]\nlisten = \"127.0.0.1:9\"\ndialect = \"wowza\"\n", "t.toml").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("`dialect`") && e.message.contains("wowza"), "{e}");
+        assert!(e.message.contains("nginx-rtmp"), "the known dialects are listed: {e}");
+        let e = TargetConfig::parse("[source]\npublish = \"rtmp://h:1/live/x\"\n", "t.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("`publish`") && e.message.contains("{name}"), "{e}");
+        let e = TargetConfig::parse("[source]\n\npublsh = \"rtmp://h:1/live/{name}\"\n", "t.toml").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("publsh"), "{e}");
+        let e = TargetConfig::parse("target = \"http://a/\"\nrtmp_app = \"a/b\"\n", "t.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("rtmp_app"), "{e}");
     }
 
     #[test]

@@ -266,6 +266,11 @@ pub struct Api {
     credential: Option<ApiCredential>,
     /// Static mode: the streams the target was configured with, by server name.
     static_streams: Option<Arc<BTreeMap<String, StreamSpec>>>,
+    /// Static mode on a server that takes any stream name with one application-wide auth
+    /// configuration (nginx-rtmp and the other non-`flussonic` dialects): every stream is in
+    /// place as soon as it is named, and what its settings ask for (`max_sessions`, session
+    /// keys, …) is judged by what the server does, not refused up front.
+    implicit_streams: bool,
 }
 
 impl Api {
@@ -292,6 +297,7 @@ impl Api {
             base,
             credential,
             static_streams,
+            implicit_streams: false,
         })
     }
 
@@ -355,6 +361,14 @@ impl Api {
 
     /// `PUT streams/NAME`. The answer is returned whatever its status: refusals are assertions.
     pub async fn put_stream(&self, name: &str, spec: &StreamSpec) -> Result<ApiAnswer, TargetError> {
+        if self.implicit_streams {
+            tracing::debug!(stream = name, spec = %spec.to_api_json(), "implicit stream: nothing to put in place");
+            return Ok(ApiAnswer {
+                status: 200,
+                body: Value::Null,
+                text: String::new(),
+            });
+        }
         if let Some(streams) = &self.static_streams {
             return match streams.get(name) {
                 Some(expected) if expected == spec => Ok(ApiAnswer {
@@ -584,6 +598,14 @@ impl Target {
             rtsp,
             api,
         })
+    }
+
+    /// Static mode on a server whose streams need no configuration of their own (a
+    /// non-`flussonic` dialect): see [`Api`]'s `implicit_streams`.
+    pub fn with_implicit_streams(mut self) -> Target {
+        self.api.implicit_streams = true;
+        self.description = format!("{} (streams taken by name)", self.description);
+        self
     }
 
     /// Base URL of the HTTP port (HLS, MPEG-TS, API).
