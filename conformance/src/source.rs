@@ -4,7 +4,7 @@
 //!
 //! The manifest names where (`[source] publish = "rtmp://HOST:PORT/APP/{name}"`). The media is
 //! the reference server's `fake://` picture and silent audio (`usher_server::media`), packed into
-//! FLV tags and sent over the suite's own RTMP publishing client
+//! FLV tags by the server's own builders (`usher_server::rtmp::flv`) and sent over the suite's own RTMP publishing client
 //! ([`RtmpClient::publish_key`]).
 //!
 //! The source's own publish check reaches the suite's backend when the target calls it on
@@ -15,9 +15,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use tokio::task::JoinHandle;
 use usher_server::media::{CLOCK_HZ, MediaSource, Track, avc};
+use usher_server::rtmp::flv;
 
 use crate::clients::rtmp::{RtmpClient, RtmpPublisher, stream_key};
 use crate::clients::{Attempt, Outcome, ViewerProfile};
@@ -26,12 +26,6 @@ use crate::clients::{Attempt, Outcome, ViewerProfile};
 pub const NAME_PLACEHOLDER: &str = "{name}";
 /// The query parameter that marks the source's own publish calls.
 pub const SOURCE_PARAM: &str = "usher_source";
-
-/// FLV tag flags: AVC keyframe / inter frame; AAC (sound format 10, 44 kHz, 16-bit, stereo, as
-/// FLV requires for AAC whatever the stream's real rate).
-const AVC_KEYFRAME: u8 = 0x17;
-const AVC_INTER_FRAME: u8 = 0x27;
-const AAC_TAG_FLAGS: u8 = 0xAF;
 
 /// `[source] publish` of the manifest, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,16 +110,6 @@ impl Drop for Source {
     }
 }
 
-/// FLV video tag around an Annex B access unit (parameter sets stay in band).
-fn video_tag(keyframe: bool, annex_b: &[u8]) -> Bytes {
-    let avcc = avc::annex_b_to_avcc(annex_b);
-    let mut out = BytesMut::with_capacity(5 + avcc.len());
-    out.put_u8(if keyframe { AVC_KEYFRAME } else { AVC_INTER_FRAME });
-    out.put_slice(&[1, 0, 0, 0]);
-    out.put_slice(&avcc);
-    out.freeze()
-}
-
 fn ms(ticks: u64) -> u32 {
     u32::try_from(ticks * 1000 / CLOCK_HZ).unwrap_or(u32::MAX)
 }
@@ -157,18 +141,10 @@ pub async fn publish(
     let codecs = media.codecs();
     let headers = async {
         if let Some(video) = &codecs.video {
-            let record = avc::avc_decoder_configuration_record(video);
-            let mut tag = BytesMut::with_capacity(5 + record.len());
-            tag.put_slice(&[AVC_KEYFRAME, 0, 0, 0, 0]);
-            tag.put_slice(&record);
-            publisher.send_video(tag.freeze(), 0).await?;
+            publisher.send_video(flv::avc_sequence_header(video), 0).await?;
         }
         if let Some(audio) = &codecs.audio {
-            let asc = audio.audio_specific_config();
-            let mut tag = BytesMut::with_capacity(2 + asc.len());
-            tag.put_slice(&[AAC_TAG_FLAGS, 0]);
-            tag.put_slice(&asc);
-            publisher.send_audio(tag.freeze(), 0).await?;
+            publisher.send_audio(flv::aac_sequence_header(&audio.audio_specific_config()), 0).await?;
         }
         Ok::<(), String>(())
     };
@@ -193,13 +169,12 @@ async fn pump(media: std::sync::Arc<MediaSource>, mut publisher: RtmpPublisher) 
         let start = *first.get_or_insert(unit.dts);
         let at = ms(unit.dts.saturating_sub(start));
         let sent = match unit.track {
-            Track::Video => publisher.send_video(video_tag(unit.keyframe, &unit.data), at).await,
-            Track::Audio => {
-                let mut tag = BytesMut::with_capacity(2 + unit.data.len());
-                tag.put_slice(&[AAC_TAG_FLAGS, 1]);
-                tag.put_slice(&unit.data);
-                publisher.send_audio(tag.freeze(), at).await
+            Track::Video => {
+                let avcc = avc::annex_b_to_avcc(&unit.data);
+                let composition = i32::try_from(ms(unit.pts) - ms(unit.dts)).unwrap_or(0);
+                publisher.send_video(flv::avc_nalu_tag(unit.keyframe, composition, &avcc), at).await
             }
+            Track::Audio => publisher.send_audio(flv::aac_raw_tag(&unit.data), at).await,
         };
         if let Err(e) = sent {
             tracing::debug!(error = %e, "the suite's source stopped: the server closed its publish");
