@@ -15,7 +15,10 @@
 //! An Allowed entry is *open* until its connection ends (persistent protocols) or it sees no
 //! request for `http_session_idle` (HTTP protocols); a closed entry lingers so that the same
 //! identity comes back without a backend call while its decision is fresh (SESS-08, AMB-13).
-//! Banned entries refuse locally until the ban ends (BAN-01). The registry lock is never held
+//! Banned entries refuse locally until the ban ends (BAN-01); they keep the identity's digest,
+//! not the request's values. Entries admitted without a backend (no `on_play`, `on_play true`,
+//! an admin token) are never resumed by a request a backend decides; an admin token's entry
+//! ends, connections included, when the token does (ADM-04). The registry lock is never held
 //! across an await: backend calls run in their own task and publish their outcome on a watch
 //! channel that every concurrent request of that identity waits on (single flight).
 
