@@ -31,6 +31,9 @@ impl Refusal {
     }
 }
 
+// The texts below name the limits.
+const _: () = assert!(crate::auth::MAX_TOKEN_LEN == 4096 && crate::auth::MAX_NAME_LEN == 1024);
+
 pub fn deny_text(reason: DenyReason) -> &'static str {
     match reason {
         DenyReason::Backend => "refused by the authorization backend",
@@ -42,6 +45,8 @@ pub fn deny_text(reason: DenyReason) -> &'static str {
         DenyReason::ProtocolOff => "refused: this protocol is switched off for the stream",
         DenyReason::Gone => "refused: the session was closed",
         DenyReason::BadPassword => "refused: wrong or missing publish password",
+        DenyReason::TokenTooLong => "refused: the token is longer than 4096 bytes",
+        DenyReason::NameTooLong => "refused: the stream name is longer than 1024 bytes",
     }
 }
 
@@ -104,6 +109,7 @@ impl Context {
     /// answer that admitted the client may switch the protocol off (CONF-03).
     pub async fn admit_play(&self, req: PlayRequest) -> Result<Admitted, Refusal> {
         debug_assert_eq!(req.kind, CallKind::Play);
+        refuse_oversized(&req)?;
         let stream = self
             .streams
             .find(&req.name)
@@ -136,6 +142,7 @@ impl Context {
     /// `NotFound`, any other problem with it `Unavailable` naming the file.
     pub async fn admit_vod(&self, req: PlayRequest, vod: &VodRequest) -> Result<AdmittedVod, Refusal> {
         debug_assert_eq!(req.kind, CallKind::Play);
+        refuse_oversized(&req)?;
         let name = req.name.clone();
         let session = match self.core.authorize(vod.location.on_play.as_ref(), req).await {
             Verdict::Allow(handle) => handle,
@@ -163,6 +170,7 @@ impl Context {
     /// `password` is what the client sent (`?password=` in the URL).
     pub async fn admit_publish(&self, req: PlayRequest, password: Option<&str>) -> Result<AdmittedPublisher, Refusal> {
         debug_assert_eq!(req.kind, CallKind::Publish);
+        refuse_oversized(&req)?;
         let stream = self
             .streams
             .find(&req.name)
@@ -188,6 +196,15 @@ impl Context {
             publisher,
             session,
         })
+    }
+}
+
+/// Over-long tokens and names are refused before a stream is looked up (a template would make
+/// one) or a backend asked.
+fn refuse_oversized(req: &PlayRequest) -> Result<(), Refusal> {
+    match crate::auth::refuse_oversized(req) {
+        Some(reason) => Err(Refusal::Denied(reason)),
+        None => Ok(()),
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use tokio::time::{Instant, advance};
@@ -149,30 +149,31 @@ impl Fixture {
     }
 
     async fn play(&self, stream: &str, ip: &str, proto: Proto, token: &str) -> Verdict {
-        let ip: IpAddr = ip.parse().unwrap();
         self.core
-            .authorize(
-                Some(&self.spec),
-                PlayRequest {
-                    kind: CallKind::Play,
-                    name: stream.into(),
-                    proto,
-                    ip,
-                    token: Some(token.into()),
-                    qs: Some(format!("token={token}")),
-                    query: vec![("token".into(), token.into())],
-                    headers: vec![],
-                    referer: None,
-                    user_agent: None,
-                    host: None,
-                    dvr: false,
-                },
-            )
+            .authorize(Some(&self.spec), request(stream, ip, proto, token))
             .await
     }
 
     async fn hls(&self, token: &str) -> Verdict {
         self.play("s1", "127.0.0.2", Proto::Hls, token).await
+    }
+}
+
+fn request(stream: &str, ip: &str, proto: Proto, token: &str) -> PlayRequest {
+    let ip: IpAddr = ip.parse().unwrap();
+    PlayRequest {
+        kind: CallKind::Play,
+        name: stream.into(),
+        proto,
+        ip,
+        token: Some(token.into()),
+        qs: Some(format!("token={token}")),
+        query: vec![("token".into(), token.into())],
+        headers: vec![],
+        referer: None,
+        user_agent: None,
+        host: None,
+        dvr: false,
     }
 }
 
@@ -654,4 +655,68 @@ async fn hls_identity_joined_by_a_connection_is_persistent() {
     }
     assert!(h.is_ended(), "re-checked in the background at 40 s and denied");
     assert_eq!(f.backend.calls().len(), 2);
+}
+
+/// ADM-04: a session admitted by an admin view token ends when the token does — a persistent
+/// connection is ended by the sweeper, an HLS session is dropped — and the records go, with no
+/// backend call. (Wall-clock validity is the token's; the core reads how long it has left
+/// once, at admission, and keeps time on its own clock, which is paused here.)
+#[tokio::test(start_paused = true)]
+async fn adm_04_admin_session_ends_when_its_token_does() {
+    let f = Fixture::new();
+    let mut closed = f.core.closed_sessions().expect("first subscriber");
+    // Minted so that 5 to 6 s of its hour are left.
+    let token = AdminTokens::new("k", Duration::from_secs(3600), false)
+        .mint(SystemTime::now() - Duration::from_secs(3595))
+        .unwrap();
+    let Verdict::Allow(ts) = f.play("s1", "127.0.0.2", Proto::Tshttp, &token).await else {
+        panic!("the admin token plays")
+    };
+    let guard = f.core.attach(&ts);
+    let Verdict::Allow(hls) = f.play("s1", "127.0.0.3", Proto::Hls, &token).await else {
+        panic!("the admin token plays")
+    };
+    assert_eq!(f.core.sessions().len(), 2);
+    advance(Duration::from_millis(4900)).await;
+    assert!(!ts.is_ended() && !hls.is_ended(), "ended before the token did");
+    assert_eq!(f.core.sessions().len(), 2);
+    advance(Duration::from_millis(1600)).await; // 6.5 s: past the token's end and a sweep
+    tokio::task::yield_now().await;
+    assert!(ts.is_ended(), "the MPEG-TS connection is ended with the token");
+    assert!(hls.is_ended(), "the HLS session is ended with the token");
+    assert!(f.core.sessions().is_empty());
+    assert_eq!(f.core.record_count(), 0, "nothing left to resume");
+    assert!(f.backend.calls().is_empty());
+    drop(guard);
+    let mut reasons = Vec::new();
+    while let Ok(record) = closed.try_recv() {
+        reasons.push(record.reason.as_str());
+    }
+    assert_eq!(reasons, ["expired", "expired"]);
+}
+
+/// CFG-05 then CFG-01: a record made while the stream had no backend is never resumed by a
+/// request that a backend decides (an admin token that stopped being valid leaves such a
+/// record too); the request is a new session for the backend.
+#[tokio::test(start_paused = true)]
+async fn a_backendless_record_is_not_resumed_once_a_backend_decides() {
+    let f = Fixture::new();
+    f.backend.on("t", Script::Answer(deny(60)));
+    let free = f
+        .core
+        .authorize(None, request("s1", "127.0.0.2", Proto::Hls, "t"))
+        .await;
+    assert!(allowed(&free), "no backend: everyone plays");
+    assert!(f.backend.calls().is_empty());
+    // The same identity (default keys on both sides), the stream now decided by a backend.
+    let mut spec = f.spec.clone();
+    spec.session_keys = SessionKeys::default();
+    let decided = f
+        .core
+        .authorize(Some(&spec), request("s1", "127.0.0.2", Proto::Hls, "t"))
+        .await;
+    assert!(!allowed(&decided), "resumed without the backend: {decided:?}");
+    let calls = f.backend.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].request_type, RequestType::NewSession);
 }

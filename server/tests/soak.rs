@@ -107,7 +107,7 @@ struct Tally {
     allowed: usize,
     denied: usize,
     kicked_seen: usize,
-    closed: [usize; 7],
+    closed: [usize; 9],
     peak_records: usize,
 }
 
@@ -120,6 +120,8 @@ fn reason_index(r: CloseReason) -> usize {
         CloseReason::Unique => 4,
         CloseReason::ProtocolOff => 5,
         CloseReason::Api => 6,
+        CloseReason::Expired => 7,
+        CloseReason::Reconfigured => 8,
     }
 }
 
@@ -249,7 +251,7 @@ async fn sessions_come_and_go_without_leaving_records_or_memory_behind() {
     let rss_end = rss_kib();
     let calls = backend.calls.load(Ordering::Relaxed);
     let updates = backend.updates.load(Ordering::Relaxed);
-    let [idle, disconnected, denied, kicked, unique, _, api] = tally.closed;
+    let [idle, disconnected, denied, kicked, unique, _, api, _, _] = tally.closed;
     println!(
         "soak: {} sessions in {waves} waves of {WAVE}, {:.1} s ({:.0} sessions/s); backend calls {calls} \
          ({updates} re-checks); allowed {}, denied {}, kicked or banned on re-check {}; closed: idle {idle}, \

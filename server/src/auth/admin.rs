@@ -54,26 +54,31 @@ impl AdminTokens {
 
     /// Whether `token` is a valid, unexpired token of this server. Comparison is constant-time.
     pub fn verify(&self, token: &str, now: SystemTime) -> bool {
+        self.valid_until(token, now).is_some()
+    }
+
+    /// For a valid, unexpired token of this server: the moment it stops being valid (the
+    /// first whole second past its stamp plus the TTL). A session it admitted ends then.
+    pub fn valid_until(&self, token: &str, now: SystemTime) -> Option<SystemTime> {
         if self.disabled {
-            return false;
+            return None;
         }
-        let Some((prefix, sig_hex)) = token.rsplit_once('-') else {
-            return false;
-        };
-        let Some(secs) = prefix.strip_prefix("ADM1-").and_then(|s| s.parse::<u64>().ok()) else {
-            return false;
-        };
+        let (prefix, sig_hex) = token.rsplit_once('-')?;
+        let secs = prefix.strip_prefix("ADM1-").and_then(|s| s.parse::<u64>().ok())?;
         if sig_hex.len() != 40 {
-            return false;
+            return None;
         }
-        let Ok(sig) = hex::decode(sig_hex) else { return false };
+        let sig = hex::decode(sig_hex).ok()?;
         let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         if secs > now_secs + FUTURE_SKEW.as_secs() || now_secs.saturating_sub(secs) > self.ttl.as_secs() {
-            return false;
+            return None;
         }
         let mut mac = HmacSha1::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
         mac.update(prefix.as_bytes());
-        mac.verify_slice(&sig).is_ok()
+        mac.verify_slice(&sig).ok()?;
+        // Valid while `now_secs - secs <= ttl`: up to the end of second `secs + ttl`.
+        let end = secs.saturating_add(self.ttl.as_secs()).saturating_add(1);
+        UNIX_EPOCH.checked_add(Duration::from_secs(end))
     }
 
     fn mac(&self, prefix: &str) -> Vec<u8> {
@@ -100,6 +105,16 @@ mod tests {
         assert!(t.verify(&token, at(1_003_600)));
         assert!(!t.verify(&token, at(1_003_601)), "expired");
         assert!(!t.verify(&token, at(999_000)), "from the future");
+    }
+
+    #[test]
+    fn a_valid_token_says_when_it_ends() {
+        let t = AdminTokens::new("s3cret", Duration::from_secs(5), false);
+        let token = t.mint(at(1_000_000)).expect("enabled");
+        assert_eq!(t.valid_until(&token, at(1_000_000)), Some(at(1_000_006)));
+        assert_eq!(t.valid_until(&token, at(1_000_005)), Some(at(1_000_006)));
+        assert_eq!(t.valid_until(&token, at(1_000_006)), None, "ended");
+        assert_eq!(t.valid_until("ADM1-1000000-00", at(1_000_000)), None);
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //! An Allowed entry is *open* until its connection ends (persistent protocols) or it sees no
 //! request for `http_session_idle` (HTTP protocols); a closed entry lingers so that the same
 //! identity comes back without a backend call while its decision is fresh (SESS-08, AMB-13).
-//! Banned entries refuse locally until the ban ends (BAN-01). The registry lock is never held
+//! Banned entries refuse locally until the ban ends (BAN-01); they keep the identity's digest,
+//! not the request's values. Entries admitted without a backend (no `on_play`, `on_play true`,
+//! an admin token) are never resumed by a request a backend decides; an admin token's entry
+//! ends, connections included, when the token does (ADM-04). The registry lock is never held
 //! across an await: backend calls run in their own task and publish their outcome on a watch
 //! channel that every concurrent request of that identity waits on (single flight).
 
@@ -77,6 +80,42 @@ impl AuthSettings {
 /// Default of [`AuthSettings::soft_limitation_delay`] (AMB-3).
 pub const DEFAULT_SOFT_LIMITATION_DELAY: Duration = Duration::from_secs(30);
 
+/// Longest token a request may carry, in bytes. A longer one is refused (HTTP 414) before any
+/// record is made or backend asked: signed tokens and JWTs of real players are well under it.
+pub const MAX_TOKEN_LEN: usize = 4096;
+/// Longest stream name a request may carry, in bytes (VOD `LOCATION/FILE` included); refused
+/// like a long token.
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// Refuses a request whose token or stream name is over its limit ([`MAX_TOKEN_LEN`],
+/// [`MAX_NAME_LEN`]), with a log line that names what and where (and no token).
+pub fn refuse_oversized(req: &PlayRequest) -> Option<DenyReason> {
+    let token_len = req.token.as_deref().map_or(0, str::len);
+    let reason = if token_len > MAX_TOKEN_LEN {
+        DenyReason::TokenTooLong
+    } else if req.name.len() > MAX_NAME_LEN {
+        DenyReason::NameTooLong
+    } else {
+        return None;
+    };
+    let stream: String = req.name.chars().take(64).collect();
+    tracing::info!(
+        %stream,
+        name_len = req.name.len(),
+        token_len,
+        ip = %req.ip,
+        proto = %req.proto,
+        max_name = MAX_NAME_LEN,
+        max_token = MAX_TOKEN_LEN,
+        "refused: {}",
+        match reason {
+            DenyReason::TokenTooLong => "token longer than the limit",
+            _ => "stream name longer than the limit",
+        }
+    );
+    Some(reason)
+}
+
 /// One client request asking to play (or publish).
 #[derive(Debug, Clone)]
 pub struct PlayRequest {
@@ -118,6 +157,10 @@ pub enum DenyReason {
     Gone,
     /// A publisher without the stream's `password` (PUB-04).
     BadPassword,
+    /// The token is longer than [`MAX_TOKEN_LEN`] (refused before anything is kept).
+    TokenTooLong,
+    /// The stream name is longer than [`MAX_NAME_LEN`].
+    NameTooLong,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +220,11 @@ pub enum CloseReason {
     ProtocolOff,
     /// Closed through the management API.
     Api,
+    /// Its admin view token expired (ADM-04).
+    Expired,
+    /// The stream now has a backend through the management API, and the session was admitted
+    /// without one.
+    Reconfigured,
 }
 
 impl CloseReason {
@@ -189,6 +237,8 @@ impl CloseReason {
             CloseReason::Unique => "unique",
             CloseReason::ProtocolOff => "protocol_off",
             CloseReason::Api => "api",
+            CloseReason::Expired => "expired",
+            CloseReason::Reconfigured => "reconfigured",
         }
     }
 }
@@ -330,6 +380,9 @@ impl AuthCore {
 
     /// Decides a play (or publish) request. `spec` is the stream's `on_play`/`on_publish`.
     pub async fn authorize(&self, spec: Option<&AuthSpec>, mut req: PlayRequest) -> Verdict {
+        if let Some(reason) = refuse_oversized(&req) {
+            return Verdict::Deny { status: 414, reason };
+        }
         let token = match req.token.take().filter(|t| !t.is_empty()) {
             Some(t) => t,
             None if self.inner.settings.no_auto_token.load(Ordering::Relaxed) => {
@@ -338,16 +391,20 @@ impl AuthCore {
             }
             None => Uuid::new_v4().simple().to_string(),
         };
-        if token.starts_with("ADM") && self.inner.admin.verify(&token, SystemTime::now()) {
-            tracing::info!(stream = %req.name, ip = %req.ip, "admitted with an admin view token");
-            return self.admit_without_backend(&SessionKeys::default(), req, token);
-        }
         let spec = match spec {
-            None => return self.admit_without_backend(&SessionKeys::default(), req, token),
+            None => return self.admit_without_backend(&SessionKeys::default(), req, token, None),
             Some(spec) => spec,
         };
         if matches!(spec.target, AuthTarget::AllowAll) {
-            return self.admit_without_backend(&spec.session_keys, req, token);
+            return self.admit_without_backend(&spec.session_keys, req, token, None);
+        }
+        // An admin token matters only where a backend would decide; the session it admits
+        // ends with the token (ADM-04).
+        if token.starts_with("ADM")
+            && let Some(until) = self.inner.admin.valid_until(&token, SystemTime::now())
+        {
+            tracing::info!(stream = %req.name, ip = %req.ip, "admitted with an admin view token");
+            return self.admit_without_backend(&SessionKeys::default(), req, token, Some(until));
         }
         if !referer_allowed(&spec.domains, req.referer.as_deref()) {
             tracing::info!(stream = %req.name, ip = %req.ip, referer = ?req.referer, "refused by the domain lock");
@@ -397,10 +454,15 @@ impl AuthCore {
                     State::Banned | State::Pending => true,
                     State::Allowed => {
                         // A session the server ended (protocol switched off) is over; its
-                        // client starts afresh.
-                        if e.linger_until().is_some_and(|t| now >= t) || e.shared.ended.is_cancelled() {
+                        // client starts afresh. So is one admitted without a backend (an admin
+                        // token no longer valid, a stream that had no backend then): a request
+                        // that needs a backend is never resumed through it.
+                        if e.linger_until().is_some_and(|t| now >= t)
+                            || e.shared.ended.is_cancelled()
+                            || e.call.is_none()
+                        {
                             true
-                        } else if now < e.expires || e.call.is_none() {
+                        } else if now < e.expires {
                             e.touch(now);
                             return Step::Done(Verdict::Allow(SessionHandle {
                                 shared: e.shared.clone(),
@@ -540,6 +602,8 @@ impl AuthCore {
                 e.expires = now + duration;
                 e.close(now);
                 e.shared.ended.cancel();
+                drop(e);
+                keep_ban_only(&mut reg, key);
                 (
                     Verdict::Deny {
                         status: 403,
@@ -561,6 +625,8 @@ impl AuthCore {
                     e.expires = now + e.duration();
                     e.close(now);
                     e.shared.ended.cancel();
+                    drop(e);
+                    keep_ban_only(&mut reg, key);
                     (Verdict::deny(DenyReason::Backend), None)
                 }
             }
@@ -617,25 +683,44 @@ impl AuthCore {
         }
     }
 
-    fn admit_without_backend(&self, keys: &SessionKeys, req: PlayRequest, token: String) -> Verdict {
+    /// Admits without a backend call: no `on_play`, `on_play true`, or an admin token valid
+    /// until `admin_until` (the session then ends at that moment, ADM-04).
+    fn admit_without_backend(
+        &self,
+        keys: &SessionKeys,
+        req: PlayRequest,
+        token: String,
+        admin_until: Option<SystemTime>,
+    ) -> Verdict {
         let identity = identity_of(keys, &req, &token);
         let key = (req.kind, identity);
         let now = self.now();
+        let expires = match admin_until {
+            // The token's end on the core's clock, read once here: the sweeper ends the
+            // session then, whatever the wall clock does meanwhile.
+            Some(until) => now + until.duration_since(SystemTime::now()).unwrap_or_default(),
+            None => now + MAX_AUTH_DURATION,
+        };
         let mut reg = self.registry();
-        if reg.get(&key).is_none() {
+        // A record is taken up again unless the server ended it (API, override) or it is a
+        // ban, which kept nothing of the request (`keep_ban_only`): then the client starts
+        // afresh with a new one.
+        let reuse = reg
+            .get(&key)
+            .is_some_and(|e| e.state != State::Banned && !e.shared.is_ended_for_good());
+        if !reuse {
             let shared = Arc::new(SessionShared::new(identity, req.kind, req.proto, &token, None));
             let name = reg.stream_name(&req.name);
-            let expiry = (now + MAX_AUTH_DURATION, MAX_AUTH_DURATION);
+            let expiry = (expires, MAX_AUTH_DURATION);
             reg.insert(Entry::new(shared, name, req.ip, State::Allowed, None, now, expiry));
         }
         let Some(mut entry) = reg.get_mut(&key) else {
             return Verdict::deny(DenyReason::Gone);
         };
-        if entry.shared.is_ended_for_good() {
-            entry.shared = Arc::new(SessionShared::new(identity, req.kind, req.proto, &token, None));
-        }
         entry.state = State::Allowed;
         entry.call = None;
+        entry.admin = admin_until.is_some();
+        entry.expires = expires;
         entry.touch(now);
         Verdict::Allow(SessionHandle {
             shared: entry.shared.clone(),
@@ -741,6 +826,41 @@ impl AuthCore {
         }
     }
 
+    /// A stream was configured anew through the management API: where it now has a backend
+    /// (`on_play` for viewers, `on_publish` for publishers, other than `true`), the sessions of
+    /// that kind it admitted without one are closed, persistent connections cut, and their
+    /// records dropped, so that the client's next request goes to the backend as a new session.
+    /// Admin-token sessions keep running until their token ends. Returns how many were closed.
+    pub fn stream_reconfigured(
+        &self,
+        stream: &str,
+        on_play: Option<&AuthSpec>,
+        on_publish: Option<&AuthSpec>,
+    ) -> usize {
+        let needs_backend = |spec: Option<&AuthSpec>| spec.is_some_and(|s| !matches!(s.target, AuthTarget::AllowAll));
+        let kinds = [
+            (CallKind::Play, needs_backend(on_play)),
+            (CallKind::Publish, needs_backend(on_publish)),
+        ];
+        let mut reg = self.registry();
+        let mut closed = 0;
+        for slot in 0..reg.slot_count() {
+            let Some(e) = reg.at(slot) else { continue };
+            let backendless = e.call.is_none() && !e.admin && e.state == State::Allowed;
+            if &*e.name != stream || !backendless || !kinds.iter().any(|&(k, on)| on && k == e.shared.kind) {
+                continue;
+            }
+            if e.is_open() {
+                tracing::info!(session_id = %e.shared.session_id(), stream, "the stream now has a backend; session admitted without one closed");
+                self.inner.events.closing(e, CloseReason::Reconfigured);
+                closed += 1;
+            }
+            e.shared.ended.cancel();
+            reg.remove_slot(slot);
+        }
+        closed
+    }
+
     /// Forces a re-check of every open session of `stream` (REQ-07); returns how many.
     pub fn reauth_stream(&self, stream: &str) -> usize {
         let count = expire_stream(&mut self.registry(), stream, self.now());
@@ -791,6 +911,18 @@ impl AuthCore {
     fn sweep_slot(&self, reg: &mut Registry, slot: u32, now: Tick, idle: Duration, calls: &mut Vec<SweepCall>) {
         let Some(mut e) = reg.slot_mut(slot) else { return };
         if e.inflight().is_some() {
+            return;
+        }
+        if e.admin && e.state == State::Allowed && now >= e.expires {
+            // ADM-04: the admin token ended; so does its session, persistent connections
+            // included, and the record goes so that nothing resumes it.
+            if e.is_open() {
+                tracing::info!(session_id = %e.shared.session_id(), stream = %&*e.name, "admin view token expired; session closed");
+                self.inner.events.closing(&e, CloseReason::Expired);
+            }
+            e.shared.ended.cancel();
+            drop(e);
+            reg.remove_slot(slot);
             return;
         }
         let forget = match e.state {
@@ -1003,6 +1135,8 @@ fn enforce_limit(reg: &mut Registry, events: &Events, admitted: &Key, kick: &Kic
             "exceeded session limit"
         };
         ban_kicked(&mut e, kick.user, kick.ban, text, now);
+        drop(e);
+        reg.keep_decision_only(slot);
     }
 }
 
@@ -1053,6 +1187,8 @@ fn run_pending_kicks(reg: &mut Registry, events: &Events, now: Tick) {
                 "exceeded session limit (after soft-limitation grace)",
                 now,
             );
+            drop(e);
+            reg.keep_decision_only(slot);
         } else {
             e.set_pending_kick(None);
         }
@@ -1071,6 +1207,13 @@ fn expire_stream(reg: &mut Registry, stream: &str, now: Tick) -> usize {
         }
     }
     count
+}
+
+/// A ban keeps what its decision needs and lets go of the request's values (BAN-01).
+fn keep_ban_only(reg: &mut Registry, key: &Key) {
+    if let Some(slot) = reg.slot_of(key) {
+        reg.keep_decision_only(slot);
+    }
 }
 
 /// Tokens are credentials: logs carry only a prefix.

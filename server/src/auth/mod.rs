@@ -16,7 +16,7 @@ mod session;
 
 pub use self::core::{
     AuthCore, AuthSettings, CloseReason, ClosedSession, ConnectionGuard, DEFAULT_SOFT_LIMITATION_DELAY, DenyReason,
-    PlayRequest, SessionInfo, StreamControl, Verdict,
+    MAX_NAME_LEN, MAX_TOKEN_LEN, PlayRequest, SessionInfo, StreamControl, Verdict, refuse_oversized,
 };
 pub use backend::{Answer, Backend, BackendRequest, CallKind, Grant, HttpBackend, RequestType};
 pub use identity::Identity;

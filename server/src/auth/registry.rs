@@ -221,6 +221,9 @@ pub(super) struct Entry {
     user_pos: u32,
     pub(super) state: State,
     closed: bool,
+    /// Admitted by an admin view token (ADM-01): `expires` is the token's end, when the
+    /// session ends and its record is dropped (never resumed past it).
+    pub(super) admin: bool,
 }
 
 impl Entry {
@@ -251,6 +254,7 @@ impl Entry {
             user_pos: 0,
             state,
             closed: false,
+            admin: false,
         }
     }
 
@@ -416,6 +420,11 @@ impl Registry {
             .copied()
     }
 
+    /// The slot of `key`'s record.
+    pub(super) fn slot_of(&self, key: &Key) -> Option<u32> {
+        self.find(key)
+    }
+
     pub(super) fn get(&self, key: &Key) -> Option<&Entry> {
         self.find(key).and_then(|s| self.at(s))
     }
@@ -552,6 +561,39 @@ impl Registry {
         self.free.push(slot);
         self.len -= 1;
         Some(e)
+    }
+
+    /// Makes a record that is not open (a ban) keep only what its decision needs (BAN-01): the
+    /// identity's digest, its state and times, its user. The token, the query, the stream name
+    /// and the re-check's template (the client's headers) are let go, so that what a refused
+    /// request holds does not grow with what it sent.
+    pub(super) fn keep_decision_only(&mut self, slot: u32) {
+        let Some(e) = self.at(slot) else { return };
+        if e.is_open() {
+            debug_assert!(false, "an open session keeps its values");
+            return;
+        }
+        let old = e.name.clone();
+        let bare = self.stream_name("");
+        if *old != *bare {
+            if let Some(book) = self.streams.get_mut(&*old) {
+                book.records -= 1;
+                if book.records == 0 {
+                    self.streams.remove(&*old);
+                }
+            }
+            self.streams.entry(bare.clone()).or_default().records += 1;
+        }
+        let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        e.shared = Arc::new(e.shared.without_values());
+        e.name = bare;
+        e.call = None;
+        // Guards of the former handle no longer match the record.
+        e.connections = 0;
+        e.set_dvr_ranges(None);
+        e.set_max_sessions(None);
     }
 
     /// Open sessions of `except`'s kind, other than `except` itself: on `stream`, and in all.

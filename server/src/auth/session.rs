@@ -51,6 +51,24 @@ impl SessionShared {
         }
     }
 
+    /// The same session without its token and query: what a ban record keeps (BAN-01). It
+    /// allocates nothing beyond its own block.
+    pub(crate) fn without_values(&self) -> SessionShared {
+        SessionShared {
+            identity: self.identity,
+            kind: self.kind,
+            proto: self.proto,
+            text: Box::default(),
+            layout: Layout {
+                token_at: 0,
+                token_len: 0,
+                qs_len: NO_QS,
+            },
+            bytes: AtomicU64::new(self.bytes.load(Ordering::Relaxed)),
+            ended: Ended::default(),
+        }
+    }
+
     pub(crate) fn session_id(&self) -> Uuid {
         self.identity.session_id()
     }
@@ -242,6 +260,16 @@ mod tests {
         assert_eq!((s.token(), s.qs()), (long.as_str(), None));
         let s = shared("t", Some(&qs));
         assert_eq!((s.token(), s.qs()), ("t", Some(qs.as_str())));
+    }
+
+    #[test]
+    fn without_values_keeps_the_identity_only() {
+        let long = "k".repeat(5000);
+        let s = shared(&long, Some(&format!("token={long}")));
+        let bare = s.without_values();
+        assert_eq!((bare.identity, bare.kind, bare.proto), (s.identity, s.kind, s.proto));
+        assert_eq!((bare.token(), bare.qs(), bare.text.len()), ("", None, 0));
+        assert!(!bare.ended.is_cancelled());
     }
 
     #[test]

@@ -101,7 +101,13 @@ async fn put_stream(State(state): AppState, Path(name): Path<String>, body: Byte
         Ok(config) => {
             tracing::info!(stream = %name, "stream configured through the API");
             let stream = state.ctx.streams.put(config);
-            axum::Json(stream_to_api_json(&stream.effective())).into_response()
+            let effective = stream.effective();
+            // Sessions the stream admitted without a backend do not outlive one being added.
+            state
+                .ctx
+                .core
+                .stream_reconfigured(&name, effective.on_play.as_ref(), effective.on_publish.as_ref());
+            axum::Json(stream_to_api_json(&effective)).into_response()
         }
         Err(e) => error_response(StatusCode::BAD_REQUEST, format!("stream `{name}`: {e}")),
     }

@@ -132,11 +132,13 @@ pub(super) fn client_request(
     }
 }
 
-/// HTTP status and body for a refusal: 404 unknown stream, 403 denied, 302 redirect, 503
-/// no media or a busy publish point.
+/// HTTP status and body for a refusal: 404 unknown stream, 403 denied, 414 token or name over
+/// its limit, 302 redirect, 503 no media or a busy publish point.
 pub(super) fn refusal_response(refusal: &Refusal) -> Response {
+    use crate::auth::DenyReason::{NameTooLong, TokenTooLong};
     match refusal {
         Refusal::NotFound(_) => error_response(StatusCode::NOT_FOUND, refusal.describe()),
+        Refusal::Denied(TokenTooLong | NameTooLong) => error_response(StatusCode::URI_TOO_LONG, refusal.describe()),
         Refusal::Denied(_) => error_response(StatusCode::FORBIDDEN, refusal.describe()),
         Refusal::Redirect(location) => redirect(location),
         Refusal::Unavailable(_) => error_response(StatusCode::SERVICE_UNAVAILABLE, refusal.describe()),
