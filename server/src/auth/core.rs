@@ -349,8 +349,8 @@ impl AuthCore {
         if matches!(spec.target, AuthTarget::AllowAll) {
             return self.admit_without_backend(&spec.session_keys, req, token);
         }
-        if !referer_allowed(&spec.domains, req.referer.as_deref()) {
-            tracing::info!(stream = %req.name, ip = %req.ip, referer = ?req.referer, "refused by the domain lock");
+        if !referer_allowed(&spec.domains, spec.require_referer, req.referer.as_deref()) {
+            tracing::info!(stream = %req.name, ip = %req.ip, referer = %crate::redact::OptUrl(req.referer.as_deref()), "refused by the domain lock");
             return Verdict::deny(DenyReason::DomainLock);
         }
         let identity = identity_of(&spec.session_keys, &req, &token);
@@ -1073,8 +1073,7 @@ fn expire_stream(reg: &mut Registry, stream: &str, now: Tick) -> usize {
     count
 }
 
-/// Tokens are credentials: logs carry only a prefix.
+/// Tokens are credentials: logs carry only a prefix of a long one ([`crate::redact::token`]).
 pub(crate) fn redact(token: &str) -> String {
-    let prefix: String = token.chars().take(4).collect();
-    format!("{prefix}…")
+    crate::redact::token(token)
 }
