@@ -50,7 +50,13 @@ pub fn url(raw: &str) -> String {
     // The authority runs from after `scheme://` (or a leading `//`) to the next `/`; without
     // either, up to the first `/` (an app name or a Referer written without its scheme).
     let authority_start = match before_query.find("://") {
-        Some(i) if before_query[..i].bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) => i + 3,
+        Some(i)
+            if before_query[..i]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+        {
+            i + 3
+        }
         _ if before_query.starts_with("//") => 2,
         _ => 0,
     };
@@ -155,7 +161,10 @@ mod tests {
             "http://…@evil.example/player?token=…"
         );
         assert_eq!(url("rtmp://h:1935/live?token=T&x"), "rtmp://h:1935/live?token=…&…");
-        assert_eq!(url("https://a.example/p#access_token=S&n=1"), "https://a.example/p#access_token=…&n=…");
+        assert_eq!(
+            url("https://a.example/p#access_token=S&n=1"),
+            "https://a.example/p#access_token=…&n=…"
+        );
         assert_eq!(url("http://a.example/p?"), "http://a.example/p?");
         assert_eq!(url("http://a.example/p?a=&b=1"), "http://a.example/p?a=&b=…");
         assert_eq!(url("static?token=T"), "static?token=…");
@@ -177,8 +186,14 @@ mod tests {
         });
         let shown = json(&v);
         assert!(!shown.contains("PW") && !shown.contains("TOK"), "{shown}");
-        assert!(shown.contains("rtmp://…@cam/live?token=…") && shown.contains("fake://fake"), "{shown}");
-        assert!(shown.contains("\"hls\":false") && shown.contains("\"plain\""), "{shown}");
+        assert!(
+            shown.contains("rtmp://…@cam/live?token=…") && shown.contains("fake://fake"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\"hls\":false") && shown.contains("\"plain\""),
+            "{shown}"
+        );
     }
 
     #[test]

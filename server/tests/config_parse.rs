@@ -488,13 +488,24 @@ fn require_referer_needs_a_domain_lock() {
     assert!(config.to_string().contains(" require_referer=true"), "{config}");
     assert_eq!(parse(&config.to_string()), config);
     let plain = parse("stream s { input fake://fake; on_play http://b/a domains=good.com; }");
-    assert!(!plain.streams[0].on_play.as_ref().unwrap().require_referer, "off by default (DOM-02)");
+    assert!(
+        !plain.streams[0].on_play.as_ref().unwrap().require_referer,
+        "off by default (DOM-02)"
+    );
 
     let e = parse_config("stream s { on_play http://b/a require_referer=true; }", "f").unwrap_err();
     assert_eq!((e.line, e.column), (1, 20), "{e}");
     assert!(e.message.contains("require_referer=true needs a domain lock"), "{e}");
-    let e = parse_config("stream s { on_play http://b/a domains=a.com require_referer=yes; }", "f").unwrap_err();
-    assert!(e.message.contains("require_referer: expected true or false, found 'yes'"), "{e}");
+    let e = parse_config(
+        "stream s { on_play http://b/a domains=a.com require_referer=yes; }",
+        "f",
+    )
+    .unwrap_err();
+    assert!(
+        e.message
+            .contains("require_referer: expected true or false, found 'yes'"),
+        "{e}"
+    );
 }
 
 #[test]

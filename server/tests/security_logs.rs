@@ -228,7 +228,11 @@ async fn no_credential_is_ever_logged_whole() {
     // Short tokens, kicked: the kick's line names the token.
     assert_eq!(get(http(&format!("s1/index.m3u8?token={SHORT_OLD}"))).await, 200);
     assert_eq!(get(http(&format!("s1/index.m3u8?token={SHORT_NEW}"))).await, 200);
-    assert_eq!(get(http(&format!("s1/index.m3u8?token={SHORT_OLD}"))).await, 403, "kicked");
+    assert_eq!(
+        get(http(&format!("s1/index.m3u8?token={SHORT_OLD}"))).await,
+        403,
+        "kicked"
+    );
     // The refused Referer.
     let referer = format!("http://user:{REFERER_PASSWORD}@evil.example/player?token={REFERER_TOKEN}");
     let status = client()
@@ -361,7 +365,10 @@ async fn no_credential_is_ever_logged_whole() {
         .lines()
         .find(|l| l.contains("exceeded session limit") && l.contains("short-user"))
         .expect("the short token's kick is logged");
-    assert!(short_kick.contains("token=…"), "a short token is hidden whole: {short_kick}");
+    assert!(
+        short_kick.contains("token=…"),
+        "a short token is hidden whole: {short_kick}"
+    );
     let refused = log
         .lines()
         .find(|l| l.contains("refused by the domain lock"))

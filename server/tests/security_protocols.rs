@@ -123,7 +123,10 @@ async fn an_hls_grant_does_not_play_over_another_protocol_without_the_backend() 
     assert_eq!(protos(&backend).await, ["hls", "tshttp"]);
 
     let rtsp = rtsp_describe(server.rtsp_addr().unwrap()).await;
-    assert!(rtsp.starts_with("RTSP/1.0 403"), "the HLS grant must not play RTSP: {rtsp}");
+    assert!(
+        rtsp.starts_with("RTSP/1.0 403"),
+        "the HLS grant must not play RTSP: {rtsp}"
+    );
     assert_eq!(protos(&backend).await, ["hls", "tshttp", "rtsp"]);
 
     let rtmp = rtmp_plays(server.rtmp_addr().unwrap(), &format!("s1?token={TOKEN}")).await;
@@ -133,6 +136,10 @@ async fn an_hls_grant_does_not_play_over_another_protocol_without_the_backend() 
     // The HLS session itself is untouched: its next request needs no call.
     let again = client().get(http("index.m3u8")).send().await.unwrap().status();
     assert_eq!(again, 200);
-    assert_eq!(protos(&backend).await.len(), 4, "the HLS session is resumed, not asked about again");
+    assert_eq!(
+        protos(&backend).await.len(),
+        4,
+        "the HLS session is resumed, not asked about again"
+    );
     server.shutdown().await;
 }

@@ -74,10 +74,7 @@ async fn setup(tag: &str) -> Setup {
             inputs: vec!["fake://fake".into()],
             ..StreamConfig::default()
         }],
-        vods: vec![
-            vod("vods", "vods", Some(http_auth(&backend))),
-            vod("ref", "ref", None),
-        ],
+        vods: vec![vod("vods", "vods", Some(http_auth(&backend))), vod("ref", "ref", None)],
         ..Config::default()
     })
     .await
@@ -87,7 +84,10 @@ async fn setup(tag: &str) -> Setup {
     // The fake stream's first segments (a new stream has three at once).
     let playlist = text_of(format!("{base}/src/index.m3u8")).await;
     let uris: Vec<&str> = playlist.lines().filter(|l| l.starts_with("segment-")).collect();
-    assert!(uris.len() >= 3, "the fake stream lists three segments at once:\n{playlist}");
+    assert!(
+        uris.len() >= 3,
+        "the fake stream lists three segments at once:\n{playlist}"
+    );
     let mut segments = Vec::new();
     for uri in &uris[..3] {
         let response = client().get(format!("{base}/src/{uri}")).send().await.unwrap();
@@ -111,13 +111,20 @@ async fn setup(tag: &str) -> Setup {
         }
         let plain = format!("f{i}.ts");
         write(&dir.join("ref").join(&plain), *count);
-        let response = client().get(format!("{base}/ref/{plain}/index.m3u8")).send().await.unwrap();
+        let response = client()
+            .get(format!("{base}/ref/{plain}/index.m3u8"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "ref/{plain} plays");
         signatures.push(Some(without_queries(&response.text().await.unwrap())));
     }
     let distinct: std::collections::BTreeSet<_> = signatures.iter().flatten().collect();
     assert_eq!(distinct.len(), 3, "each media file has a playlist of its own");
-    assert!(backend.received_requests().await.unwrap().is_empty(), "ref has no backend");
+    assert!(
+        backend.received_requests().await.unwrap().is_empty(),
+        "ref has no backend"
+    );
     Setup {
         dir,
         backend,
@@ -133,7 +140,11 @@ fn encodings(name: &'static str) -> impl Strategy<Value = (&'static str, String)
         let mut out = String::new();
         for (byte, (escape, lower)) in name.bytes().zip(choices) {
             if escape || matches!(byte, b'%' | b' ' | b'?' | b'#') || byte >= 0x80 {
-                out.push_str(&if lower { format!("%{byte:02x}") } else { format!("%{byte:02X}") });
+                out.push_str(&if lower {
+                    format!("%{byte:02x}")
+                } else {
+                    format!("%{byte:02X}")
+                });
             } else {
                 out.push(byte as char);
             }
@@ -147,7 +158,10 @@ fn encodings(name: &'static str) -> impl Strategy<Value = (&'static str, String)
 /// answer for no such file).
 async fn check(setup: &Setup, case: usize, name: &str, encoded: &str) -> Result<(), TestCaseError> {
     let token = format!("case{case}");
-    let url = format!("http://{}/vods/{encoded}/index.m3u8?token={token}", setup.server.http_addr());
+    let url = format!(
+        "http://{}/vods/{encoded}/index.m3u8?token={token}",
+        setup.server.http_addr()
+    );
     let response = client().get(&url).send().await.unwrap();
     let status = response.status().as_u16();
     let body = response.text().await.unwrap();
@@ -155,11 +169,21 @@ async fn check(setup: &Setup, case: usize, name: &str, encoded: &str) -> Result<
     let asked: Vec<String> = calls
         .iter()
         .filter(|r| r.url.query_pairs().any(|(k, v)| k == "token" && v == token.as_str()))
-        .filter_map(|r| r.url.query_pairs().find(|(k, _)| k == "name").map(|(_, v)| v.into_owned()))
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v.into_owned())
+        })
         .collect();
     prop_assert_eq!(asked.len(), 1, "{} → backend calls {:?}", url, asked);
     let decided = &asked[0];
-    prop_assert_eq!(decided, &format!("vods/{name}"), "{} was decided under another name", url);
+    prop_assert_eq!(
+        decided,
+        &format!("vods/{name}"),
+        "{} was decided under another name",
+        url
+    );
     let file = decided.strip_prefix("vods/").unwrap_or_default();
     match FILES.iter().position(|(f, _)| *f == file) {
         Some(i) => match &setup.signatures[i] {

@@ -329,7 +329,10 @@ fn install_http(
             return Ok((
                 Value::Nil,
                 // Handed to the script and maybe logged with its error: redacted.
-                Some(format!("http.get: '{}' is not an http:// or https:// URL", crate::redact::Url(&url))),
+                Some(format!(
+                    "http.get: '{}' is not an http:// or https:// URL",
+                    crate::redact::Url(&url)
+                )),
             ));
         }
         let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {

@@ -331,7 +331,12 @@ pub struct SessionKeys(Vec<SessionKey>);
 
 impl Default for SessionKeys {
     fn default() -> Self {
-        SessionKeys(vec![SessionKey::Name, SessionKey::Ip, SessionKey::Proto, SessionKey::Token])
+        SessionKeys(vec![
+            SessionKey::Name,
+            SessionKey::Ip,
+            SessionKey::Proto,
+            SessionKey::Token,
+        ])
     }
 }
 

@@ -501,18 +501,40 @@ impl fmt::Display for Event<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ServerSessionEvent as E;
         let (kind, names) = match self.0 {
-            E::ClientChunkSizeChanged { new_chunk_size } => return write!(f, "ClientChunkSizeChanged({new_chunk_size})"),
+            E::ClientChunkSizeChanged { new_chunk_size } => {
+                return write!(f, "ClientChunkSizeChanged({new_chunk_size})");
+            }
             E::ConnectionRequested { app_name, .. } => ("ConnectionRequested", Some((app_name, None))),
-            E::ReleaseStreamRequested { app_name, stream_key, .. } => ("ReleaseStreamRequested", Some((app_name, Some(stream_key)))),
-            E::PublishStreamRequested { app_name, stream_key, .. } => ("PublishStreamRequested", Some((app_name, Some(stream_key)))),
-            E::PublishStreamFinished { app_name, stream_key } => ("PublishStreamFinished", Some((app_name, Some(stream_key)))),
-            E::StreamMetadataChanged { app_name, stream_key, .. } => ("StreamMetadataChanged", Some((app_name, Some(stream_key)))),
-            E::AudioDataReceived { app_name, stream_key, .. } => ("AudioDataReceived", Some((app_name, Some(stream_key)))),
-            E::VideoDataReceived { app_name, stream_key, .. } => ("VideoDataReceived", Some((app_name, Some(stream_key)))),
-            E::UnhandleableAmf0Command { command_name, .. } => return write!(f, "UnhandleableAmf0Command({command_name})"),
-            E::PlayStreamRequested { app_name, stream_key, .. } => ("PlayStreamRequested", Some((app_name, Some(stream_key)))),
-            E::PlayStreamFinished { app_name, stream_key } => ("PlayStreamFinished", Some((app_name, Some(stream_key)))),
-            E::AcknowledgementReceived { bytes_received } => return write!(f, "AcknowledgementReceived({bytes_received})"),
+            E::ReleaseStreamRequested {
+                app_name, stream_key, ..
+            } => ("ReleaseStreamRequested", Some((app_name, Some(stream_key)))),
+            E::PublishStreamRequested {
+                app_name, stream_key, ..
+            } => ("PublishStreamRequested", Some((app_name, Some(stream_key)))),
+            E::PublishStreamFinished { app_name, stream_key } => {
+                ("PublishStreamFinished", Some((app_name, Some(stream_key))))
+            }
+            E::StreamMetadataChanged {
+                app_name, stream_key, ..
+            } => ("StreamMetadataChanged", Some((app_name, Some(stream_key)))),
+            E::AudioDataReceived {
+                app_name, stream_key, ..
+            } => ("AudioDataReceived", Some((app_name, Some(stream_key)))),
+            E::VideoDataReceived {
+                app_name, stream_key, ..
+            } => ("VideoDataReceived", Some((app_name, Some(stream_key)))),
+            E::UnhandleableAmf0Command { command_name, .. } => {
+                return write!(f, "UnhandleableAmf0Command({command_name})");
+            }
+            E::PlayStreamRequested {
+                app_name, stream_key, ..
+            } => ("PlayStreamRequested", Some((app_name, Some(stream_key)))),
+            E::PlayStreamFinished { app_name, stream_key } => {
+                ("PlayStreamFinished", Some((app_name, Some(stream_key))))
+            }
+            E::AcknowledgementReceived { bytes_received } => {
+                return write!(f, "AcknowledgementReceived({bytes_received})");
+            }
             E::PingResponseReceived { .. } => ("PingResponseReceived", None),
         };
         f.write_str(kind)?;

@@ -153,7 +153,10 @@ mod tests {
 
     #[test]
     fn names_are_decoded_once() {
-        assert_eq!(parse("rtsp://h/vods/%2570remium.mp4?token=t").unwrap().name, "vods/%70remium.mp4");
+        assert_eq!(
+            parse("rtsp://h/vods/%2570remium.mp4?token=t").unwrap().name,
+            "vods/%70remium.mp4"
+        );
     }
 
     proptest::proptest! {

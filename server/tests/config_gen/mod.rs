@@ -88,16 +88,18 @@ pub fn auth_spec() -> impl Strategy<Value = AuthSpec> {
         any::<bool>(),
     )
         .prop_map(
-            |(target, session_keys, domains, max_sessions, soft_limitation, extra, sign_key, require_referer)| AuthSpec {
-                target,
-                session_keys,
-                // Only a domain lock can require a Referer.
-                require_referer: require_referer && !domains.is_empty(),
-                domains,
-                max_sessions,
-                soft_limitation,
-                extra,
-                sign_key,
+            |(target, session_keys, domains, max_sessions, soft_limitation, extra, sign_key, require_referer)| {
+                AuthSpec {
+                    target,
+                    session_keys,
+                    // Only a domain lock can require a Referer.
+                    require_referer: require_referer && !domains.is_empty(),
+                    domains,
+                    max_sessions,
+                    soft_limitation,
+                    extra,
+                    sign_key,
+                }
             },
         )
 }
