@@ -35,3 +35,13 @@ Feature: Domain lock
   Scenario: A viewer that sends no Referer is not covered by the lock
     When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
     Then viewer "A" is playing
+
+  @DOM-02 @info @needs-require-referer
+  Scenario: With require_referer, a viewer that sends no Referer is refused without asking the backend
+    Given a stream "strict" with on_play auth and domains "example.com" and require_referer
+    When viewer "A" from 127.0.0.2 plays "strict" over HLS with token "t1"
+    Then viewer "A" is denied
+    And the backend was not asked
+    When viewer "B" from 127.0.0.3 plays "strict" over HLS with token "t2" and Referer "http://www.example.com/watch"
+    Then viewer "B" is playing
+    And the backend was asked 1 time for token "t2"

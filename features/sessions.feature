@@ -1,7 +1,8 @@
 Feature: Session identity
   A play session is one viewer on one stream. Its identity is computed from the session keys,
-  by default the stream name, the client address and the token; with session_keys the listed keys.
-  Changing any key's value opens a new session with a new session_id and a new new_session call.
+  by default the stream name, the client address, the protocol and the token (decisions AMB-25);
+  with session_keys the listed keys. Changing any key's value opens a new session with a new
+  session_id and a new new_session call.
 
   Background:
     Given the backend allows every token with X-AuthDuration 60
@@ -34,6 +35,28 @@ Feature: Session identity
     Then viewer "A" is playing
     And the backend was asked 2 times for token "t1" with request_type "new_session"
     And the backend's calls for token "t1" carried 2 different session_ids
+
+  @SESS-01 @AMB-25 @should @needs-rtmp
+  Scenario: An HLS grant does not let the same token play over RTMP until the backend is asked
+    Given a stream "s" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    Then viewer "A" is playing
+    When the backend now denies token "t1"
+    And viewer "B" from 127.0.0.2 plays "s" over RTMP with token "t1"
+    Then viewer "B" is refused
+    And viewer "A" is playing
+    And the backend was asked 2 times for token "t1" with request_type "new_session"
+    And the backend's new_session calls for token "t1" carried proto "hls" then "rtmp"
+
+  @SESS-01 @AMB-25 @should
+  Scenario: With the default session keys, another protocol is another session
+    Given a stream "s" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "A" plays "s" over MPEG-TS with token "t1"
+    Then viewer "A" is playing
+    And the backend was asked 2 times for token "t1" with request_type "new_session"
+    And the backend's new_session calls for token "t1" carried proto "hls" then "tshttp"
+    And viewer "A" had 2 different session_ids
 
   @SESS-02 @must
   Scenario Outline: With session_keys, changing the listed key <key> opens a new session

@@ -357,7 +357,7 @@ impl StreamControl for Streams {
         overlay.merge(parsed);
         *layered = Layered::new(overlay, &target.base);
         let effective = layered.effective.clone();
-        tracing::info!(stream, override_json = %layered.overlay.to_json(), "config override applied");
+        tracing::info!(stream, override_json = %crate::redact::json(&layered.overlay.to_json()), "config override applied");
         if let Some(prepared) = prepared {
             let mut slot = lock(&target.media);
             match slot.as_ref() {

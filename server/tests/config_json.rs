@@ -264,6 +264,25 @@ fn the_answer_has_the_vendor_shape() {
     );
 }
 
+/// DOM-02's opt-in through the API: read, shown only when set, and refused without a domain
+/// lock with the path of the field.
+#[test]
+fn require_referer_is_read_shown_and_needs_domains() {
+    let s = read(
+        "s1",
+        r#"{"on_play": {"url": "http://b/x", "domains": ["good.com"], "require_referer": true}}"#,
+    )
+    .unwrap();
+    assert!(s.on_play.as_ref().unwrap().require_referer);
+    assert_eq!(stream_to_api_json(&s)["on_play"]["require_referer"], json!(true));
+    let plain = read("s1", r#"{"on_play": {"url": "http://b/x", "domains": ["good.com"]}}"#).unwrap();
+    assert!(!plain.on_play.as_ref().unwrap().require_referer);
+    assert!(stream_to_api_json(&plain)["on_play"].get("require_referer").is_none());
+    let e = read("s1", r#"{"on_play": {"url": "http://b/x", "require_referer": true}}"#).unwrap_err();
+    assert_eq!(e.path, "on_play.require_referer", "{e}");
+    assert!(e.message.contains("needs a domain lock"), "{e}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 

@@ -477,6 +477,37 @@ fn session_keys_errors_point_at_the_option() {
     assert!(e.message.contains("must include `proto`"), "{e}");
 }
 
+/// DOM-02's opt-in: `require_referer=true` beside `domains=`, printed back; alone it is an
+/// error that says what is missing; a value other than true/false names the option.
+#[test]
+fn require_referer_needs_a_domain_lock() {
+    let config = parse("stream s { input fake://fake; on_play http://b/a domains=good.com require_referer=true; }");
+    let spec = config.streams[0].on_play.clone().unwrap();
+    assert!(spec.require_referer);
+    assert!(spec.extra.is_empty(), "not an extra sent to the backend");
+    assert!(config.to_string().contains(" require_referer=true"), "{config}");
+    assert_eq!(parse(&config.to_string()), config);
+    let plain = parse("stream s { input fake://fake; on_play http://b/a domains=good.com; }");
+    assert!(
+        !plain.streams[0].on_play.as_ref().unwrap().require_referer,
+        "off by default (DOM-02)"
+    );
+
+    let e = parse_config("stream s { on_play http://b/a require_referer=true; }", "f").unwrap_err();
+    assert_eq!((e.line, e.column), (1, 20), "{e}");
+    assert!(e.message.contains("require_referer=true needs a domain lock"), "{e}");
+    let e = parse_config(
+        "stream s { on_play http://b/a domains=a.com require_referer=yes; }",
+        "f",
+    )
+    .unwrap_err();
+    assert!(
+        e.message
+            .contains("require_referer: expected true or false, found 'yes'"),
+        "{e}"
+    );
+}
+
 #[test]
 fn lines_inside_multiline_strings_are_counted() {
     let e = parse_config("server_secret \"a\nb\nc\";\nhtp;", "f").unwrap_err();

@@ -632,29 +632,31 @@ async fn closed_sessions_are_reported_with_their_reason() {
     );
 }
 
-/// With the default keys (no proto), an HLS session joined by an MPEG-TS response is held open
-/// by that connection and re-checked in the background like any persistent session.
+/// With the default keys (name, ip, proto, token; AMB-25) an MPEG-TS response of the same
+/// name, address and token as an HLS session is a session of its own: the backend is asked with
+/// `proto=tshttp` and its refusal refuses it, while the HLS session goes on. (With the old
+/// default, without proto, the MPEG-TS response joined the HLS session with no backend call;
+/// this test asserted that.)
 #[tokio::test(start_paused = true)]
-async fn hls_identity_joined_by_a_connection_is_persistent() {
+async fn default_keys_keep_hls_and_mpegts_apart() {
     let mut f = Fixture::new();
     f.spec.session_keys = SessionKeys::default();
     f.backend.on("t", Script::Answer(allow(Some(40))));
     f.backend.on("t", Script::Answer(deny(60)));
-    assert!(allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "t").await));
-    let Verdict::Allow(h) = f.play("s1", "127.0.0.2", Proto::Tshttp, "t").await else {
-        panic!()
+    let Verdict::Allow(hls) = f.play("s1", "127.0.0.2", Proto::Hls, "t").await else {
+        panic!("the first answer allows")
     };
-    assert_eq!(h.proto(), Proto::Hls, "one session: the identity has no proto");
-    let _guard = f.core.attach(&h);
-    for _ in 0..35 {
-        advance(Duration::from_secs(1)).await;
-    }
-    assert_eq!(f.core.sessions().len(), 1, "not idle-closed while the connection lives");
-    for _ in 0..6 {
-        advance(Duration::from_secs(1)).await;
-    }
-    assert!(h.is_ended(), "re-checked in the background at 40 s and denied");
-    assert_eq!(f.backend.calls().len(), 2);
+    let ts = f.play("s1", "127.0.0.2", Proto::Tshttp, "t").await;
+    assert!(!allowed(&ts), "a new session, asked about and denied: {ts:?}");
+    let calls = f.backend.calls();
+    assert_eq!(calls.len(), 2, "the MPEG-TS play was asked about");
+    assert_eq!(
+        calls.iter().map(|c| c.proto).collect::<Vec<_>>(),
+        [Proto::Hls, Proto::Tshttp]
+    );
+    assert!(!hls.is_ended(), "the HLS session is not touched");
+    assert!(allowed(&f.play("s1", "127.0.0.2", Proto::Hls, "t").await));
+    assert_eq!(f.backend.calls().len(), 2, "the HLS session resumes without a call");
 }
 
 /// ADM-04: a session admitted by an admin view token ends when the token does — a persistent

@@ -126,8 +126,12 @@ async fn referer_tricks_do_not_pass_the_domain_lock() {
     let backend = backend_answering(ResponseTemplate::new(200)).await;
     let mut on_play = http_auth(&backend);
     on_play.domains = vec!["good.com".into(), "bücher.de".into()];
-    let server = start(vec![stream("s1", on_play)], None).await;
-    // (Referer as sent, whether it plays.) A refused one must not reach the backend.
+    // The same lock with `require_referer=true`: a missing Referer is refused too.
+    let mut strict = on_play.clone();
+    strict.require_referer = true;
+    let server = start(vec![stream("s1", on_play), stream("strict", strict)], None).await;
+    // (Referer as sent, whether it plays.) A refused one must not reach the backend. On
+    // `strict` every row plays the same except the first: no Referer is refused there.
     let table: &[(Option<&[u8]>, bool)] = &[
         (None, true),
         (Some(b"http://good.com/player"), true),
@@ -157,21 +161,24 @@ async fn referer_tricks_do_not_pass_the_domain_lock() {
         (Some(b"http://127.0.0.1/"), false),
     ];
     let mut failures = Vec::new();
-    for (i, (referer, plays)) in table.iter().enumerate() {
-        let before = calls(&backend).await;
-        let mut request = client()
-            .get(format!("http://{}/s1/index.m3u8", server.http_addr()))
-            .query(&[("token", format!("t{i}"))]);
-        if let Some(referer) = referer {
-            request = request.header(REFERER, HeaderValue::from_bytes(referer).unwrap());
-        }
-        let status = request.send().await.unwrap().status().as_u16();
-        let made_call = calls(&backend).await > before;
-        let shown = referer.map(String::from_utf8_lossy);
-        if (status == 200) != *plays || made_call != *plays {
-            failures.push(format!(
-                "Referer {shown:?}: status {status}, backend called: {made_call}, expected to play: {plays}"
-            ));
+    for name in ["s1", "strict"] {
+        for (i, (referer, plays)) in table.iter().enumerate() {
+            let plays = *plays && !(name == "strict" && referer.is_none());
+            let before = calls(&backend).await;
+            let mut request = client()
+                .get(format!("http://{}/{name}/index.m3u8", server.http_addr()))
+                .query(&[("token", format!("{name}-t{i}"))]);
+            if let Some(referer) = referer {
+                request = request.header(REFERER, HeaderValue::from_bytes(referer).unwrap());
+            }
+            let status = request.send().await.unwrap().status().as_u16();
+            let made_call = calls(&backend).await > before;
+            let shown = referer.map(String::from_utf8_lossy);
+            if (status == 200) != plays || made_call != plays {
+                failures.push(format!(
+                    "{name}: Referer {shown:?}: status {status}, backend called: {made_call}, expected to play: {plays}"
+                ));
+            }
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

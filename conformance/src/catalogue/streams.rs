@@ -35,6 +35,7 @@ pub struct StaticStream {
     pub domains: Vec<String>,
     pub max_sessions: Option<u32>,
     pub soft_limitation: bool,
+    pub require_referer: bool,
     /// `a backend URL with query "site=1"`.
     pub backend_query: Option<String>,
     /// The case says `the backend is unreachable`.
@@ -47,7 +48,7 @@ static DECLARE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static OPTION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"^(?:session_keys "([^"]*)"|domains "([^"]*)"|max_sessions (\d+)|a backend URL with query "([^"]*)"|(soft_limitation))$"#,
+        r#"^(?:session_keys "([^"]*)"|domains "([^"]*)"|max_sessions (\d+)|a backend URL with query "([^"]*)"|(soft_limitation)|(require_referer))$"#,
     )
     .expect("a valid regex")
 });
@@ -74,6 +75,7 @@ pub fn derive(steps: &[StepText]) -> Option<Vec<StaticStream>> {
             domains: Vec::new(),
             max_sessions: None,
             soft_limitation: false,
+            require_referer: false,
             backend_query: None,
             unreachable,
         };
@@ -90,6 +92,8 @@ pub fn derive(steps: &[StepText]) -> Option<Vec<StaticStream>> {
                 stream.backend_query = Some(q.as_str().to_string());
             } else if c.get(5).is_some() {
                 stream.soft_limitation = true;
+            } else if c.get(6).is_some() {
+                stream.require_referer = true;
             }
         }
         // A later declaration of the same alias replaces the earlier one, as in the steps.
@@ -132,6 +136,7 @@ impl StaticStream {
                 domains: self.domains.clone(),
                 max_sessions: self.max_sessions,
                 soft_limitation: self.soft_limitation,
+                require_referer: self.require_referer,
             }),
             ..StreamSpec::default()
         }
@@ -210,6 +215,9 @@ pub fn print_config<'a>(cases: impl IntoIterator<Item = &'a Case>, base: &Url, i
             }
             if stream.soft_limitation {
                 line.push_str(" soft_limitation=true");
+            }
+            if stream.require_referer {
+                line.push_str(" require_referer=true");
             }
             let _ = writeln!(out, "{line};");
             let _ = writeln!(out, "}}");

@@ -219,6 +219,30 @@ async fn call_carried(world: &mut UsherWorld, #[step] step: &Step, request_type:
     }
 }
 
+/// The `proto` of each call of one kind for a token, in the order the backend got them:
+/// `carried proto "hls" then "rtmp"`.
+#[then(
+    regex = r#"^the backend's (new_session|update_session) calls for token "([^"]*)" carried proto ("[a-z0-9]+"(?: then "[a-z0-9]+")*)$"#
+)]
+async fn calls_carried_protos(world: &mut UsherWorld, request_type: String, token: String, protos: String) {
+    let expected: Vec<&str> = protos.split(" then ").map(|p| p.trim_matches('"')).collect();
+    let log = world.backend.log();
+    let seen: Vec<&str> = log
+        .for_token(Some(&token))
+        .iter()
+        .filter(|c| c.request_type() == Some(request_type.as_str()))
+        .map(|c| c.param("proto").unwrap_or("(none)"))
+        .collect();
+    if seen != expected {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "the {request_type} calls for token \"{token}\" carried proto {seen:?}, expected {expected:?}"
+            ))
+        );
+    }
+}
+
 #[then(regex = r#"^the backend's calls for token "([^"]*)" carried (\d+) different session_ids?$"#)]
 async fn distinct_session_ids(world: &mut UsherWorld, token: String, n: usize) {
     let log = world.backend.log();

@@ -36,8 +36,8 @@ const MAX_CASES: usize = 200;
 /// Failing cases shown in a failure message.
 const SHOWN_FAILURES: usize = 3;
 
-/// The session key sets the identity property draws from: the default (`name`, `ip`, `token`)
-/// and explicit lists, one with the order shuffled and a duplicate (SESS-03).
+/// The session key sets the identity property draws from: the default (`name`, `ip`, `proto`,
+/// `token`; AMB-25) and explicit lists, one with the order shuffled and a duplicate (SESS-03).
 const KEY_SETS: [Option<&str>; 4] = [
     None,
     Some("ip,name,proto"),
@@ -136,7 +136,7 @@ pub struct IdentityCase {
 
 impl fmt::Display for IdentityCase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = KEY_SETS[self.key_set].unwrap_or("default (name, ip, token)");
+        let keys = KEY_SETS[self.key_set].unwrap_or("default (name, ip, proto, token)");
         write!(f, "case {} with session_keys {keys}:", self.index)?;
         for p in &self.plays {
             write!(
@@ -157,7 +157,9 @@ fn identity_alias(key_set: usize, stem: &str) -> String {
 /// The keys that make an identity under a key set.
 fn identity_keys(key_set: usize) -> BTreeSet<&'static str> {
     match KEY_SETS[key_set] {
-        None => ["name", "ip", "token"].into(),
+        // The default carries proto (decisions AMB-25): HLS and MPEG-TS plays of one name,
+        // address and token are two sessions.
+        None => ["name", "ip", "proto", "token"].into(),
         Some(list) => list.split(',').collect(),
     }
 }

@@ -10,22 +10,25 @@ use crate::target::{AuthSettings, StreamSpec};
 
 /// Reads the options after `with on_play auth and …`:
 /// `session_keys "ip,name,proto,token"`, `domains "a.com,b.com"`, `max_sessions 2`,
-/// `a backend URL with query "site=1"`, `soft_limitation`.
+/// `a backend URL with query "site=1"`, `soft_limitation`, `require_referer`.
 fn auth_settings(world: &UsherWorld, options: &str) -> AuthSettings {
     let mut auth = AuthSettings::default();
     let re = regex::Regex::new(
-        r#"^(?:session_keys "([^"]*)"|domains "([^"]*)"|max_sessions (\d+)|a backend URL with query "([^"]*)"|(soft_limitation))$"#,
+        r#"^(?:session_keys "([^"]*)"|domains "([^"]*)"|max_sessions (\d+)|a backend URL with query "([^"]*)"|(soft_limitation)|(require_referer))$"#,
     )
     .expect("a valid regex");
     for item in options.split(" and ").filter(|s| !s.is_empty()) {
         let caps = re.captures(item.trim()).unwrap_or_else(|| {
             panic!(
                 "unknown stream option `{item}` (known: session_keys \"…\", domains \"…\", \
-                 max_sessions N, a backend URL with query \"…\", soft_limitation)"
+                 max_sessions N, a backend URL with query \"…\", soft_limitation, require_referer)"
             )
         });
         if caps.get(5).is_some() {
             auth.soft_limitation = true;
+        }
+        if caps.get(6).is_some() {
+            auth.require_referer = true;
         }
         if let Some(keys) = caps.get(1) {
             auth.session_keys = Some(keys.as_str().split(',').map(str::to_string).collect());

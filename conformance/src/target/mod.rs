@@ -122,6 +122,9 @@ pub struct AuthSettings {
     pub max_sessions: Option<u32>,
     /// `soft_limitation` (LIM-05).
     pub soft_limitation: bool,
+    /// `require_referer` (the reference server's extension to DOM-02): with `domains`, a play
+    /// without a Referer is refused.
+    pub require_referer: bool,
 }
 
 /// What the suite asks a target to serve under a name.
@@ -188,6 +191,9 @@ impl AuthSettings {
         }
         if self.soft_limitation {
             spec["soft_limitation"] = json!(true);
+        }
+        if self.require_referer {
+            spec["require_referer"] = json!(true);
         }
         spec
     }

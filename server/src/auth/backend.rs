@@ -4,6 +4,7 @@
 //! [`HttpBackend`] is the one HTTP client that performs calls within the 3 s budget (TIME-03).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,8 +199,9 @@ pub fn url_with_query(base: &str, query: &str) -> String {
     }
 }
 
-/// What a 200 grants (T4, T5).
-#[derive(Debug, Clone, PartialEq, Default)]
+/// What a 200 grants (T4, T5). Its `Debug` shows the JSON parts redacted
+/// ([`crate::redact::json`]): an override's input URL may hold a password or a token.
+#[derive(Clone, PartialEq, Default)]
 pub struct Grant {
     /// `X-AuthDuration`, already defaulted and clamped (AMB-23).
     pub duration: Duration,
@@ -212,8 +214,9 @@ pub struct Grant {
     pub ad_inject: Option<Value>,
 }
 
-/// The backend's answer, reduced to what the decision machine needs (T3).
-#[derive(Debug, Clone, PartialEq)]
+/// The backend's answer, reduced to what the decision machine needs (T3). Its `Debug` (what
+/// the log shows of an answer) redacts a redirect's Location, which may carry a token.
+#[derive(Clone, PartialEq)]
 pub enum Answer {
     Allow(Grant),
     /// 403 or another 4xx (AMB-5); banned for `duration` (AMB-8).
@@ -229,6 +232,39 @@ pub enum Answer {
     NoDecision {
         reason: String,
     },
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |v: &Option<Value>| v.as_ref().map(crate::redact::json);
+        f.debug_struct("Grant")
+            .field("duration", &self.duration)
+            .field("user_id", &self.user_id)
+            .field("max_sessions", &self.max_sessions)
+            .field("unique", &self.unique)
+            .field("config", &shown(&self.config))
+            .field("allowed_dvr_ranges", &shown(&self.allowed_dvr_ranges))
+            .field("ad_inject", &shown(&self.ad_inject))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Allow(grant) => f.debug_tuple("Allow").field(grant).finish(),
+            Answer::Deny { status, duration } => f
+                .debug_struct("Deny")
+                .field("status", status)
+                .field("duration", duration)
+                .finish(),
+            Answer::Redirect { location } => f
+                .debug_struct("Redirect")
+                .field("location", &crate::redact::Url(location))
+                .finish(),
+            Answer::NoDecision { reason } => f.debug_struct("NoDecision").field("reason", reason).finish(),
+        }
+    }
 }
 
 /// Reads an answer. `headers` are (name, value) with any case.
@@ -355,8 +391,10 @@ impl Backend for Router {
         match backend {
             Some(b) => b.call(target, request),
             None => {
-                tracing::warn!(target, "no backend of this kind is available; no decision");
-                let reason = format!("no backend for target `{target}`");
+                // The configured URL may hold a password or a key: logged redacted.
+                let shown = crate::redact::url(target);
+                tracing::warn!(target = %shown, "no backend of this kind is available; no decision");
+                let reason = format!("no backend for target `{shown}`");
                 Box::pin(async move { Answer::NoDecision { reason } })
             }
         }

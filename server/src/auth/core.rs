@@ -406,8 +406,8 @@ impl AuthCore {
             tracing::info!(stream = %req.name, ip = %req.ip, "admitted with an admin view token");
             return self.admit_without_backend(&SessionKeys::default(), req, token, Some(until));
         }
-        if !referer_allowed(&spec.domains, req.referer.as_deref()) {
-            tracing::info!(stream = %req.name, ip = %req.ip, referer = ?req.referer, "refused by the domain lock");
+        if !referer_allowed(&spec.domains, spec.require_referer, req.referer.as_deref()) {
+            tracing::info!(stream = %req.name, ip = %req.ip, referer = %crate::redact::OptUrl(req.referer.as_deref()), "refused by the domain lock");
             return Verdict::deny(DenyReason::DomainLock);
         }
         let identity = identity_of(&spec.session_keys, &req, &token);
@@ -1216,8 +1216,7 @@ fn keep_ban_only(reg: &mut Registry, key: &Key) {
     }
 }
 
-/// Tokens are credentials: logs carry only a prefix.
+/// Tokens are credentials: logs carry only a prefix of a long one ([`crate::redact::token`]).
 pub(crate) fn redact(token: &str) -> String {
-    let prefix: String = token.chars().take(4).collect();
-    format!("{prefix}…")
+    crate::redact::token(token)
 }

@@ -1,12 +1,14 @@
 //! Domain lock (DOM-01..03, AMB-18): the Referer's host must be a listed domain or a subdomain.
 
-/// `true` when playback may go on. A missing Referer passes (DOM-02); a Referer without a
-/// parsable host fails.
-pub fn referer_allowed(domains: &[String], referer: Option<&str>) -> bool {
+/// `true` when playback may go on. A missing Referer passes (DOM-02) unless `require_referer`
+/// is set; a Referer without a parsable host fails.
+pub fn referer_allowed(domains: &[String], require_referer: bool, referer: Option<&str>) -> bool {
     if domains.is_empty() {
         return true;
     }
-    let Some(referer) = referer else { return true };
+    let Some(referer) = referer else {
+        return !require_referer;
+    };
     let Some(host) = referer_host(referer) else {
         return false;
     };
@@ -46,10 +48,20 @@ mod tests {
     #[test]
     fn matches_domain_and_subdomains() {
         let d = list(&["good.com"]);
-        assert!(referer_allowed(&d, Some("http://good.com/page")));
-        assert!(referer_allowed(&d, Some("https://www.good.com:8443/x?y")));
-        assert!(referer_allowed(&d, Some("http://GOOD.com./")));
-        assert!(referer_allowed(&d, None));
+        assert!(referer_allowed(&d, false, Some("http://good.com/page")));
+        assert!(referer_allowed(&d, false, Some("https://www.good.com:8443/x?y")));
+        assert!(referer_allowed(&d, false, Some("http://GOOD.com./")));
+        assert!(referer_allowed(&d, false, None));
+    }
+
+    #[test]
+    fn require_referer_refuses_a_missing_referer_on_a_locked_stream_only() {
+        let d = list(&["good.com"]);
+        assert!(!referer_allowed(&d, true, None), "no Referer on a locked stream");
+        assert!(referer_allowed(&d, true, Some("http://www.good.com/x")));
+        assert!(!referer_allowed(&d, true, Some("http://evil.com/")));
+        assert!(!referer_allowed(&d, true, Some("")), "an empty Referer names no host");
+        assert!(referer_allowed(&[], true, None), "no lock, nothing to require");
     }
 
     #[test]
@@ -64,14 +76,14 @@ mod tests {
             "ftp://good.com/",
             "http://xn--gd-good.com/",
         ] {
-            assert!(!referer_allowed(&d, Some(r)), "{r} must not pass");
+            assert!(!referer_allowed(&d, false, Some(r)), "{r} must not pass");
         }
     }
 
     #[test]
     fn idn_domains_compare_in_ascii_form() {
         let d = list(&["bücher.de"]);
-        assert!(referer_allowed(&d, Some("http://www.xn--bcher-kva.de/")));
-        assert!(referer_allowed(&d, Some("http://bücher.de/")));
+        assert!(referer_allowed(&d, false, Some("http://www.xn--bcher-kva.de/")));
+        assert!(referer_allowed(&d, false, Some("http://bücher.de/")));
     }
 }

@@ -173,17 +173,23 @@ mod tests {
         assert_eq!(Identity::compute(&a, &f), Identity::compute(&b, &f));
     }
 
+    /// AMB-25: the default keys carry proto, so one protocol's grant never covers another.
     #[test]
-    fn proto_is_part_of_identity_only_when_listed() {
+    fn proto_is_part_of_identity_when_listed_and_by_default() {
         let with = SessionKeys::parse("ip,name,proto,token").expect("valid");
         assert_ne!(
             Identity::compute(&with, &facts(Some("t"), Proto::Hls)),
             Identity::compute(&with, &facts(Some("t"), Proto::Rtmp))
         );
         let default = SessionKeys::default();
-        assert_eq!(
+        assert_ne!(
             Identity::compute(&default, &facts(Some("t"), Proto::Hls)),
             Identity::compute(&default, &facts(Some("t"), Proto::Rtmp))
+        );
+        assert_eq!(
+            Identity::compute(&default, &facts(Some("t"), Proto::Hls)),
+            Identity::compute(&with, &facts(Some("t"), Proto::Hls)),
+            "the default is the list name, ip, proto, token"
         );
     }
 

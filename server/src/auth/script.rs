@@ -327,7 +327,11 @@ fn install_http(
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
             return Ok((
                 Value::Nil,
-                Some(format!("http.get: '{url}' is not an http:// or https:// URL")),
+                // Handed to the script and maybe logged with its error: redacted.
+                Some(format!(
+                    "http.get: '{}' is not an http:// or https:// URL",
+                    crate::redact::Url(&url)
+                )),
             ));
         }
         let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
@@ -378,9 +382,9 @@ fn install_http(
                 Ok((Value::Table(answer), None))
             }
             Err(e) => {
-                // Without the query, which may carry the viewer's token.
-                let shown = url.split('?').next().unwrap_or_default();
-                tracing::debug!(url = shown, error = %e, "script http.get failed");
+                // Redacted: the query may carry the viewer's token, the authority a password.
+                let shown = crate::redact::url(&url);
+                tracing::debug!(url = %shown, error = %e, "script http.get failed");
                 Ok((Value::Nil, Some(format!("http.get {shown}: {e}"))))
             }
         }

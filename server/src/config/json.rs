@@ -81,6 +81,8 @@ struct AuthBody {
     #[serde(default)]
     domains: Option<Vec<String>>,
     #[serde(default)]
+    require_referer: Option<bool>,
+    #[serde(default)]
     max_sessions: Option<u32>,
     #[serde(default)]
     soft_limitation: Option<bool>,
@@ -288,6 +290,13 @@ fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {
         spec.domains
             .push(check_domain(d).map_err(|m| ApiBodyError::new(format!("{at}.domains[{i}]"), m))?);
     }
+    spec.require_referer = body.require_referer.unwrap_or(false);
+    if spec.require_referer && spec.domains.is_empty() {
+        return Err(ApiBodyError::new(
+            format!("{at}.require_referer"),
+            "true needs a domain lock: give domains (or drop require_referer)",
+        ));
+    }
     if let Some(n) = body.max_sessions {
         if n == 0 {
             return Err(ApiBodyError::new(
@@ -358,12 +367,15 @@ pub fn stream_to_api_json(stream: &StreamConfig) -> Value {
 fn auth_to_json(spec: &AuthSpec) -> Value {
     let mut out = Map::new();
     out.insert("url".into(), json!(spec.target.to_string()));
-    // The default keys (name, ip, token) are not a list an API client could send back
-    // (SESS-03 requires proto in an explicit list), so the default is shown by omission.
+    // The default keys (name, ip, proto, token; AMB-25) are shown by omission, as they always
+    // were: a stream without session_keys reads back without them.
     if spec.session_keys != SessionKeys::default() {
         out.insert("session_keys".into(), json!(spec.session_keys.to_items()));
     }
     out.insert("domains".into(), json!(spec.domains));
+    if spec.require_referer {
+        out.insert("require_referer".into(), json!(true));
+    }
     if let Some(n) = spec.max_sessions {
         out.insert("max_sessions".into(), json!(n));
     }

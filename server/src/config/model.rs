@@ -267,6 +267,10 @@ pub struct AuthSpec {
     pub session_keys: SessionKeys,
     /// Domain lock (DOM-01); empty = no lock.
     pub domains: Vec<String>,
+    /// `require_referer=true`: with a domain lock, a request that sends no Referer (RTMP: no
+    /// `pageUrl`) is refused too, instead of passing (DOM-02). An extension: the vendor's
+    /// `auth_spec` has no such field. Only meaningful with `domains`.
+    pub require_referer: bool,
     /// Server-side per-user cap used when the backend gives a user id but no X-Max-Sessions (AMB-15).
     pub max_sessions: Option<u32>,
     pub soft_limitation: bool,
@@ -283,6 +287,7 @@ impl AuthSpec {
             target,
             session_keys: SessionKeys::default(),
             domains: Vec::new(),
+            require_referer: false,
             max_sessions: None,
             soft_limitation: false,
             extra: BTreeMap::new(),
@@ -317,14 +322,21 @@ impl fmt::Display for SessionKey {
     }
 }
 
-/// The validated list of session keys. The default is the seed's `name, ip, token` (SESS-01);
-/// an explicit list must name `ip`, `name` and `proto` (SESS-03).
+/// The validated list of session keys. The default is `name, ip, proto, token` (SESS-01,
+/// decisions AMB-25: the seed's full formula and the vendor's schema both carry `proto`, so a
+/// grant for one protocol never covers another); an explicit list must name `ip`, `name` and
+/// `proto` (SESS-03).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionKeys(Vec<SessionKey>);
 
 impl Default for SessionKeys {
     fn default() -> Self {
-        SessionKeys(vec![SessionKey::Name, SessionKey::Ip, SessionKey::Token])
+        SessionKeys(vec![
+            SessionKey::Name,
+            SessionKey::Ip,
+            SessionKey::Proto,
+            SessionKey::Token,
+        ])
     }
 }
 

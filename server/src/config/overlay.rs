@@ -155,7 +155,7 @@ fn check_input(url: &str) -> Result<(), String> {
     let Some(scheme) = OVERRIDE_INPUT_SCHEMES.iter().find(|s| url.starts_with(*s)) else {
         return Err(format!(
             "input '{}' has a scheme an override may not use (allowed: {})",
-            short(url),
+            short(&crate::redact::url(url)),
             OVERRIDE_INPUT_SCHEMES.join(", ")
         ));
     };

@@ -883,6 +883,21 @@ impl Parser<'_> {
                 "domains" => {
                     spec.domains = parse_domains(value).map_err(|m| this.err(at, format!("{which} domains: {m}")))?;
                 }
+                "require_referer" => {
+                    spec.require_referer = match value {
+                        "true" => true,
+                        "false" => false,
+                        other => {
+                            return Err(this.err(
+                                at,
+                                format!(
+                                    "{which} require_referer: expected true or false, found '{}'",
+                                    shorten(other)
+                                ),
+                            ));
+                        }
+                    };
+                }
                 "max_sessions" => {
                     spec.max_sessions = Some(
                         parse_positive_u32(value).map_err(|m| this.err(at, format!("{which} max_sessions: {m}")))?,
@@ -915,6 +930,12 @@ impl Parser<'_> {
             }
             Ok(())
         })?;
+        if spec.require_referer && spec.domains.is_empty() {
+            return Err(self.err(
+                &at,
+                format!("{which}: require_referer=true needs a domain lock: add domains=… (or drop require_referer)"),
+            ));
+        }
         self.expect_semi(&format!("{which} options"))?;
         Ok(spec)
     }
@@ -1064,8 +1085,14 @@ fn define_once(lines: &mut HashMap<String, usize>, kind: &str, name: &str, line:
 }
 
 /// `auth_spec` option names that are fields of their own, so `extra` cannot carry them.
-pub(crate) const RESERVED_OPTIONS: [&str; 5] =
-    ["session_keys", "domains", "max_sessions", "soft_limitation", "sign_key"];
+pub(crate) const RESERVED_OPTIONS: [&str; 6] = [
+    "session_keys",
+    "domains",
+    "require_referer",
+    "max_sessions",
+    "soft_limitation",
+    "sign_key",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Printer
@@ -1106,6 +1133,9 @@ fn write_auth(f: &mut fmt::Formatter<'_>, which: &str, spec: &AuthSpec) -> fmt::
     }
     if !spec.domains.is_empty() {
         write!(f, " {}", quoted(&format!("domains={}", spec.domains.join(","))))?;
+    }
+    if spec.require_referer {
+        write!(f, " require_referer=true")?;
     }
     if let Some(n) = spec.max_sessions {
         write!(f, " max_sessions={n}")?;

@@ -17,7 +17,6 @@ use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use percent_encoding::percent_decode_str;
 
 use super::play::{client_request, refusal_response, token_query};
 use super::{HttpState, error_response};
@@ -64,9 +63,11 @@ fn range(text: &str) -> Option<TimeRange> {
 
 /// Splits an archive path into the stream name and the resource; `None` if it is not one.
 fn parse_path(path: &str) -> Option<(String, ArchiveResource)> {
-    let path = percent_decode_str(path).decode_utf8().ok()?;
+    // Decoded here, once ([`crate::names`]): the name the backend is asked about is the name
+    // whose archive is read.
+    let path = crate::names::decode_url_path(path)?;
     let (name, last) = path.strip_prefix('/')?.rsplit_once('/')?;
-    if name.is_empty() || name.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    if !crate::names::is_valid(name) {
         return None;
     }
     let resource = if let Some(r) = last.strip_prefix("index-").and_then(|r| r.strip_suffix(".m3u8")) {
@@ -374,6 +375,26 @@ mod tests {
             "/s1/dvr-99999999999999999999.ts",
         ] {
             assert_eq!(parse_path(other), None, "{other}");
+        }
+    }
+
+    proptest::proptest! {
+        /// However a client writes a name in an archive path, the name read is that name
+        /// exactly (decoded once).
+        #[test]
+        fn any_encoding_of_a_name_reads_as_that_name(
+            (name, encoded) in crate::names::tests::name_and_encoding()
+        ) {
+            let r = TimeRange::from_secs(1_700_000_000, 60).unwrap();
+            for (last, resource) in [
+                ("index-1700000000-60.m3u8", ArchiveResource::Playlist(r)),
+                ("archive-1700000000-60.mp4", ArchiveResource::Mp4(r)),
+                ("archive-1700000000-60.ts", ArchiveResource::Ts(r)),
+                ("dvr-1700000000123.ts", ArchiveResource::Segment(1_700_000_000_123)),
+            ] {
+                let path = format!("/{encoded}/{last}");
+                proptest::prop_assert_eq!(parse_path(&path), Some((name.clone(), resource)));
+            }
         }
     }
 

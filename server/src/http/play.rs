@@ -10,7 +10,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{HttpState, error_response, header_str};
 use crate::auth::{CallKind, ConnectionGuard, PlayRequest, Proto};
@@ -28,11 +28,12 @@ pub(crate) enum Resource {
 }
 
 /// Splits `/NAME/…/index.m3u8` into the stream name and the resource; names may hold `/`.
+/// The path is percent-decoded here, once ([`crate::names`]); the name goes on as it is.
 pub(crate) fn parse_path(path: &str) -> Option<(String, Resource)> {
-    let path = percent_decode_str(path).decode_utf8().ok()?;
+    let path = crate::names::decode_url_path(path)?;
     let path = path.strip_prefix('/')?;
     let (name, last) = path.rsplit_once('/')?;
-    if name.is_empty() || name.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    if !crate::names::is_valid(name) {
         return None;
     }
     let resource = match last {
@@ -245,5 +246,27 @@ mod tests {
         assert_eq!(parse_path("/../s1/index.m3u8"), None);
         assert_eq!(parse_path("//index.m3u8"), None);
         assert_eq!(parse_path("/index.m3u8"), None);
+        // Decoded once: `%2570` is the name `%70`, never `p`.
+        assert_eq!(
+            parse_path("/vods/%2570remium.mp4/index.m3u8"),
+            Some(("vods/%70remium.mp4".into(), Resource::Playlist))
+        );
+    }
+
+    proptest::proptest! {
+        /// However a client writes a name in the path, the name read is that name exactly.
+        #[test]
+        fn any_encoding_of_a_name_reads_as_that_name(
+            (name, encoded) in crate::names::tests::name_and_encoding()
+        ) {
+            for (last, resource) in [
+                ("index.m3u8", Resource::Playlist),
+                ("segment-3.ts", Resource::Segment(3)),
+                ("mpegts", Resource::MpegTs),
+            ] {
+                let path = format!("/{encoded}/{last}");
+                proptest::prop_assert_eq!(parse_path(&path), Some((name.clone(), resource)));
+            }
+        }
     }
 }

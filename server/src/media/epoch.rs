@@ -154,7 +154,7 @@ impl Feed {
         match self {
             Feed::Pulled(pulled) => {
                 let Some(ready) = pulled.timeline().complete_at(local) else {
-                    tracing::warn!(input, local, "segment time out of range");
+                    tracing::warn!(input = %crate::redact::Url(input), local, "segment time out of range");
                     return false;
                 };
                 tokio::time::sleep_until(ready).await;
@@ -222,7 +222,7 @@ impl Epoch {
     pub fn replace(&self, end: u64, next: Arc<Epoch>) {
         if self.next.set((end, next)).is_err() {
             tracing::warn!(
-                input = self.input,
+                input = %crate::redact::Url(&self.input),
                 "an epoch was replaced twice; the second switch is ignored"
             );
         }

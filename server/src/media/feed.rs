@@ -99,8 +99,8 @@ impl AuFeed {
             return;
         };
         tracing::debug!(
-            from = epoch.input,
-            to = next.input,
+            from = %crate::redact::Url(&epoch.input),
+            to = %crate::redact::Url(&next.input),
             "access-unit viewer follows the switched input"
         );
         self.epoch = Some(next.clone());
@@ -126,7 +126,7 @@ impl AuFeed {
             }
             if sequence < timeline.window_at(now).listed().start {
                 tracing::debug!(
-                    input = epoch.input,
+                    input = %crate::redact::Url(&epoch.input),
                     from = sequence,
                     to = in_progress,
                     "access-unit viewer fell behind the window; skipping ahead"
@@ -181,7 +181,7 @@ impl AuFeed {
                 Lookup::EndOfSegment => self.position = Some((sequence + 1, 0)),
                 Lookup::Behind => {
                     tracing::debug!(
-                        input = epoch.input,
+                        input = %crate::redact::Url(&epoch.input),
                         from = sequence,
                         "access-unit viewer fell behind the window; skipping ahead"
                     );

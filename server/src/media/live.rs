@@ -52,7 +52,7 @@ impl LiveTs {
                 (None, Some(newest)) => newest,
                 (Some(next), Some(newest)) if next < window.listed().start => {
                     tracing::debug!(
-                        input = self.source.input(),
+                        input = %crate::redact::Url(&self.source.input()),
                         from = next,
                         to = newest,
                         "live TS viewer fell behind the window; skipping ahead"
@@ -71,7 +71,7 @@ impl LiveTs {
                 // It left the window since `window` was read (look again), or it cannot be
                 // had at all (a publisher's segment that was never kept): go past it.
                 if next >= self.source.window().listed().start {
-                    tracing::debug!(input = self.source.input(), sequence = next, "segment missing; skipped");
+                    tracing::debug!(input = %crate::redact::Url(&self.source.input()), sequence = next, "segment missing; skipped");
                     self.next = Some(next + 1);
                 }
                 continue;

@@ -43,7 +43,7 @@ pub use access_unit::{AccessUnit, CLOCK_HZ, Track};
 pub use avc::AvcParams;
 pub use epoch::PreparedInput;
 pub use feed::AuFeed;
-pub use file::{DEFAULT_MEDIA_ROOT, FileError, FileMedia, FileProblem, MAX_FILE_BYTES, MediaRoot};
+pub use file::{DEFAULT_MEDIA_ROOT, FileError, FileMedia, FileProblem, MAX_FILE_BYTES, MediaRoot, file_input_path};
 pub use live::LiveTs;
 pub use push::PUSH_IDLE_TIMEOUT;
 pub use ts::TsIngest;
@@ -171,10 +171,11 @@ impl MediaSource {
         } else if has_scheme(input, "publish://") {
             InputKind::Publish
         } else if has_scheme(input, "file://") {
-            let file = root.load(input, &input["file://".len()..], segment_duration)?;
+            let file = root.load(input, &file::file_input_path(input), segment_duration)?;
             InputKind::File(Arc::new(file))
         } else {
-            return Err(MediaError::UnsupportedInput(input.to_string()));
+            // Only for messages and logs: an input URL may hold a password or a token.
+            return Err(MediaError::UnsupportedInput(crate::redact::url(input)));
         };
         Ok(PreparedInput {
             input: input.to_string(),
@@ -185,7 +186,7 @@ impl MediaSource {
     /// Starts a source on a prepared input.
     pub fn start_prepared(prepared: PreparedInput, root: &MediaRoot, segment_duration: Duration) -> Arc<MediaSource> {
         let feed = Feed::first(&prepared.kind, segment_duration);
-        tracing::debug!(input = prepared.input, ?segment_duration, "media source started");
+        tracing::debug!(input = %crate::redact::Url(&prepared.input), ?segment_duration, "media source started");
         let target = feed.target_seconds();
         let epoch = Arc::new(Epoch::new(prepared.input, feed, 0, 0, false));
         Arc::new(MediaSource {
@@ -225,8 +226,8 @@ impl MediaSource {
             let feed = Feed::new(&prepared.kind, self.segment_duration, now, 0, shift, Some(continue_at));
             epochs.target = epochs.target.max(feed.target_seconds());
             tracing::info!(
-                from = current.input,
-                to = prepared.input,
+                from = %crate::redact::Url(&current.input),
+                to = %crate::redact::Url(&prepared.input),
                 at_segment = end,
                 pts = continue_at,
                 "media source switched to another input"

@@ -31,6 +31,7 @@ use super::{PUBLISH_IDLE_TIMEOUT, SETUP_TIMEOUT, WRITE_TIMEOUT};
 use crate::auth::{CallKind, ConnectionGuard, DenyReason, PlayRequest, Proto, SessionHandle};
 use crate::context::{Context, Refusal};
 use crate::media::AccessUnit;
+use crate::redact::{OptUrl, Url};
 
 /// Bytes read from the socket at a time.
 const READ_BUFFER: usize = 64 * 1024;
@@ -267,7 +268,7 @@ impl Conn {
     /// Queues the packets of an accept or reject (which raise no events) and writes them.
     async fn answer(&mut self, results: Vec<ServerSessionResult>) -> Result<(), Stop> {
         for event in self.queue_all(results) {
-            tracing::debug!(?event, "unexpected RTMP event in an answer");
+            tracing::debug!(event = %Event(&event), "unexpected RTMP event in an answer");
         }
         self.flush().await
     }
@@ -276,8 +277,9 @@ impl Conn {
         match event {
             ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
                 let info = self.inbound.connect_info().cloned().unwrap_or_default();
-                // The app and tcUrl may carry the query (and the token) for some clients: logged without it.
-                tracing::debug!(app = %without_query(&app_name), flash_ver = ?info.flash_ver, tc_url = ?info.tc_url.as_deref().map(without_query), "RTMP connect");
+                // The app, tcUrl and pageUrl may carry a query (the token) or user information:
+                // logged redacted.
+                tracing::debug!(app = %Url(&app_name), flash_ver = ?info.flash_ver, tc_url = %OptUrl(info.tc_url.as_deref()), page_url = %OptUrl(info.page_url.as_deref()), "RTMP connect");
                 let results = self.session.accept_request(request_id).map_err(internal)?;
                 self.answer(results).await
             }
@@ -319,7 +321,7 @@ impl Conn {
                 Ok(())
             }
             other => {
-                tracing::trace!(event = ?other, "RTMP event");
+                tracing::trace!(event = %Event(&other), "RTMP event");
                 Ok(())
             }
         }
@@ -334,7 +336,7 @@ impl Conn {
                 .await;
         }
         let Some(target) = names::resolve(app, key) else {
-            tracing::info!(app = %without_query(app), key = %without_query(key), "RTMP play of an invalid stream name");
+            tracing::info!(app = %Url(app), key = %Url(key), "RTMP play of an invalid stream name");
             self.reject(request_id, "NetStream.Play.StreamNotFound", "invalid stream name")
                 .await?;
             return Err(Stop::Done(End::Refused));
@@ -356,7 +358,7 @@ impl Conn {
                 let results = self.session.accept_request(request_id).map_err(internal)?;
                 let results = results.into_iter().filter(|r| !is_script_data(r)).collect();
                 for event in self.queue_all(results) {
-                    tracing::debug!(?event, "unexpected RTMP event in an answer");
+                    tracing::debug!(event = %Event(&event), "unexpected RTMP event in an answer");
                 }
                 let mut player = Box::new(Player::new(admitted.media, stream_id));
                 for packet in player.start(&mut self.session).map_err(internal)? {
@@ -377,7 +379,7 @@ impl Conn {
                 .await;
         }
         let Some(target) = names::resolve(app, key) else {
-            tracing::info!(app = %without_query(app), key = %without_query(key), "RTMP publish to an invalid stream name");
+            tracing::info!(app = %Url(app), key = %Url(key), "RTMP publish to an invalid stream name");
             self.reject(request_id, "NetStream.Publish.BadName", "invalid stream name")
                 .await?;
             return Err(Stop::Done(End::Refused));
@@ -491,10 +493,57 @@ fn is_script_data(result: &ServerSessionResult) -> bool {
     matches!(result, ServerSessionResult::OutboundResponse(p) if p.bytes.first().is_some_and(|b| b & 0x3F == DATA_CHUNK_STREAM))
 }
 
-/// A stream key (or app, or tcUrl) without its query, for logs: the query holds the token and
-/// the password.
-fn without_query(key: &str) -> &str {
-    key.split('?').next().unwrap_or_default()
+/// An RTMP event for the log: its kind, and the app and stream key (which may carry the token
+/// or a password in their query) redacted; command arguments and media are left out.
+struct Event<'a>(&'a ServerSessionEvent);
+
+impl fmt::Display for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ServerSessionEvent as E;
+        let (kind, names) = match self.0 {
+            E::ClientChunkSizeChanged { new_chunk_size } => {
+                return write!(f, "ClientChunkSizeChanged({new_chunk_size})");
+            }
+            E::ConnectionRequested { app_name, .. } => ("ConnectionRequested", Some((app_name, None))),
+            E::ReleaseStreamRequested {
+                app_name, stream_key, ..
+            } => ("ReleaseStreamRequested", Some((app_name, Some(stream_key)))),
+            E::PublishStreamRequested {
+                app_name, stream_key, ..
+            } => ("PublishStreamRequested", Some((app_name, Some(stream_key)))),
+            E::PublishStreamFinished { app_name, stream_key } => {
+                ("PublishStreamFinished", Some((app_name, Some(stream_key))))
+            }
+            E::StreamMetadataChanged {
+                app_name, stream_key, ..
+            } => ("StreamMetadataChanged", Some((app_name, Some(stream_key)))),
+            E::AudioDataReceived {
+                app_name, stream_key, ..
+            } => ("AudioDataReceived", Some((app_name, Some(stream_key)))),
+            E::VideoDataReceived {
+                app_name, stream_key, ..
+            } => ("VideoDataReceived", Some((app_name, Some(stream_key)))),
+            E::UnhandleableAmf0Command { command_name, .. } => {
+                return write!(f, "UnhandleableAmf0Command({command_name})");
+            }
+            E::PlayStreamRequested {
+                app_name, stream_key, ..
+            } => ("PlayStreamRequested", Some((app_name, Some(stream_key)))),
+            E::PlayStreamFinished { app_name, stream_key } => {
+                ("PlayStreamFinished", Some((app_name, Some(stream_key))))
+            }
+            E::AcknowledgementReceived { bytes_received } => {
+                return write!(f, "AcknowledgementReceived({bytes_received})");
+            }
+            E::PingResponseReceived { .. } => ("PingResponseReceived", None),
+        };
+        f.write_str(kind)?;
+        match names {
+            Some((app, Some(key))) => write!(f, "(app {}, key {})", Url(app), Url(key)),
+            Some((app, None)) => write!(f, "(app {})", Url(app)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The text a refused client gets: the context's reason, except that a redirect is reported as

@@ -42,7 +42,8 @@ pub(crate) fn resolve(app: &str, key: &str) -> Option<StreamRef> {
     } else {
         format!("{app}/{key}")
     };
-    if name.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    // Not a URL: the key is taken as sent, never percent-decoded (see `crate::names`).
+    if !crate::names::is_valid(&name) {
         return None;
     }
     let qs = match (key_qs, app_qs) {
@@ -109,5 +110,10 @@ mod tests {
         assert_eq!(resolve("static", "?token=x"), None);
         assert_eq!(resolve("static", "../etc"), None);
         assert_eq!(resolve("live", "a//b"), None);
+    }
+
+    #[test]
+    fn keys_are_not_percent_decoded() {
+        assert_eq!(resolve("vods", "%70remium.mp4").unwrap().name, "vods/%70remium.mp4");
     }
 }

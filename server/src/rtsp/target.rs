@@ -7,7 +7,6 @@
 //! `rtsp://h/NAME?token=T/trackID=0`; that shape is understood too, so that the token is not
 //! read as `T/trackID=0`.
 
-use percent_encoding::percent_decode_str;
 use url::Url;
 
 /// Path segment (and pasted query suffix) that names a track.
@@ -28,7 +27,8 @@ impl Target {
     /// Reads `url`; `None` for a URL that names no stream (no path, `..`, empty segments, bad
     /// percent-encoding).
     pub(crate) fn parse(url: &Url) -> Option<Target> {
-        let path = percent_decode_str(url.path()).decode_utf8().ok()?;
+        // Decoded here, once ([`crate::names`]).
+        let path = crate::names::decode_url_path(url.path())?;
         let mut path = path.trim_matches('/').to_string();
         let mut raw_query = url.query().map(str::to_string);
         let mut track = None;
@@ -46,7 +46,7 @@ impl Target {
             track = Some(n);
             path = before.to_string();
         }
-        if path.is_empty() || path.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        if !crate::names::is_valid(&path) {
             return None;
         }
         let query = raw_query
@@ -149,6 +149,28 @@ mod tests {
         }
         // Dot segments are removed by URL parsing itself (RFC 3986 §5.2.4), never reaching a name.
         assert_eq!(parse("rtsp://h/a/%2e%2e/b").unwrap().name, "b");
+    }
+
+    #[test]
+    fn names_are_decoded_once() {
+        assert_eq!(
+            parse("rtsp://h/vods/%2570remium.mp4?token=t").unwrap().name,
+            "vods/%70remium.mp4"
+        );
+    }
+
+    proptest::proptest! {
+        /// However a client writes a name in the URL, the name read is that name exactly, with
+        /// or without a track.
+        #[test]
+        fn any_encoding_of_a_name_reads_as_that_name(
+            (name, encoded) in crate::names::tests::name_and_encoding()
+        ) {
+            for (suffix, track) in [("?token=t", None), ("/trackID=1?token=t", Some(1)), ("?token=t/trackID=0", Some(0))] {
+                let t = parse(&format!("rtsp://h:554/{encoded}{suffix}")).expect("a stream URL");
+                proptest::prop_assert_eq!((t.name.as_str(), t.track), (name.as_str(), track));
+            }
+        }
     }
 
     #[test]

@@ -63,7 +63,14 @@ pub fn target() -> impl Strategy<Value = AuthTarget> {
     ]
 }
 
-const RESERVED: [&str; 5] = ["session_keys", "domains", "max_sessions", "soft_limitation", "sign_key"];
+const RESERVED: [&str; 6] = [
+    "session_keys",
+    "domains",
+    "require_referer",
+    "max_sessions",
+    "soft_limitation",
+    "sign_key",
+];
 
 pub fn auth_spec() -> impl Strategy<Value = AuthSpec> {
     (
@@ -78,16 +85,21 @@ pub fn auth_spec() -> impl Strategy<Value = AuthSpec> {
             0..3,
         ),
         option::of(text().prop_filter("a key is not empty", |k| !k.is_empty())),
+        any::<bool>(),
     )
         .prop_map(
-            |(target, session_keys, domains, max_sessions, soft_limitation, extra, sign_key)| AuthSpec {
-                target,
-                session_keys,
-                domains,
-                max_sessions,
-                soft_limitation,
-                extra,
-                sign_key,
+            |(target, session_keys, domains, max_sessions, soft_limitation, extra, sign_key, require_referer)| {
+                AuthSpec {
+                    target,
+                    session_keys,
+                    // Only a domain lock can require a Referer.
+                    require_referer: require_referer && !domains.is_empty(),
+                    domains,
+                    max_sessions,
+                    soft_limitation,
+                    extra,
+                    sign_key,
+                }
             },
         )
 }

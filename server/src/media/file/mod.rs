@@ -88,10 +88,12 @@ impl MediaRoot {
         &self.0
     }
 
-    /// The file a relative path (as in `file://PATH`, %-escapes decoded) names under the root.
+    /// The file a relative path names under the root. The path is taken as it is: its
+    /// %-escapes were decoded once already, where it was read (a `file://` input by
+    /// [`file_input_path`], a VOD request with its URL, `crate::names`). Decoding again here
+    /// would let a name the backend allowed (`vods/%70remium.mp4`) open another file
+    /// (`vods/premium.mp4`).
     pub fn resolve(&self, relative: &str) -> Result<PathBuf, FileProblem> {
-        let decoded = percent_encoding::percent_decode_str(relative).decode_utf8_lossy();
-        let relative = decoded.as_ref();
         if relative.is_empty() {
             return Err(FileProblem::OutsideRoot("the path is empty".into()));
         }
@@ -148,6 +150,16 @@ impl MediaRoot {
         let units = read_units(&data).map_err(|why| fail(FileProblem::Unparsable(why)))?;
         FileMedia::new(units, duration_to_ticks(segment_target)).map_err(|why| fail(FileProblem::Unparsable(why)))
     }
+}
+
+/// The path of a `file://PATH` input (`input` with or without the scheme), its %-escapes
+/// decoded: the one place an input's path is decoded before [`MediaRoot::resolve`].
+pub fn file_input_path(input: &str) -> std::borrow::Cow<'_, str> {
+    let raw = match input.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("file://") => &input[7..],
+        _ => input,
+    };
+    percent_encoding::percent_decode_str(raw).decode_utf8_lossy()
 }
 
 /// Runs file I/O off the async worker when the runtime has other workers to carry on with;
