@@ -671,14 +671,17 @@ mod tests {
             ..open.clone()
         };
         let streams = Streams::new(vec![open, checked, with_password], vec![]);
-        let publish = serde_json::json!({"inputs": [{"url": "fake://fake"}, {"url": "PUBLISH://"}]});
+        let publish = serde_json::json!({"inputs": [{"url": "fake://fake"}, {"url": "publish://"}]});
         let error = streams.apply_override("open", &publish).unwrap_err();
-        assert!(error.contains("config.inputs[1].url") && error.contains("publish://"), "{error}");
+        assert!(
+            error.starts_with("config.inputs[1].url") && error.contains("(on_publish or password)"),
+            "{error}"
+        );
         assert_eq!(streams.get("open").unwrap().effective().inputs, ["fake://fake"]);
         assert_eq!(streams.get("open").unwrap().overlay(), StreamOverride::default());
         for name in ["checked", "password"] {
             streams.apply_override(name, &publish).expect("the stream checks its publishers");
-            assert_eq!(streams.get(name).unwrap().effective().inputs, ["fake://fake", "PUBLISH://"]);
+            assert_eq!(streams.get(name).unwrap().effective().inputs, ["fake://fake", "publish://"]);
         }
     }
 }
