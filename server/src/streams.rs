@@ -511,11 +511,7 @@ impl StreamControl for Streams {
         let parsed = StreamOverride::from_json(config).map_err(|e| e.to_string())?;
         // Overrides come with an allow: a template's stream is made for it if need be.
         let target = self.materialise(stream).map_err(|e| e.to_string())?;
-        if let Some(at) = parsed
-            .inputs
-            .iter()
-            .flatten()
-            .position(|input| is_publish_input(input))
+        if let Some(at) = parsed.inputs.iter().flatten().position(|input| is_publish_input(input))
             && !takes_publishers(target.base())
         {
             return Err(format!(
@@ -604,7 +600,10 @@ mod tests {
         assert!(streams.lookup("live").is_none(), "the prefix alone is no stream");
         let made = streams.materialise("live/cam").expect("room");
         assert_eq!(names(&streams), ["cfg", "live/cam"]);
-        assert!(Arc::ptr_eq(&made, &streams.materialise("live/cam").unwrap()), "made once");
+        assert!(
+            Arc::ptr_eq(&made, &streams.materialise("live/cam").unwrap()),
+            "made once"
+        );
         assert!(!streams.get("cfg").unwrap().is_from_template());
     }
 
@@ -621,7 +620,11 @@ mod tests {
         // A viewer admitted again keeps it another idle time.
         streams.materialise("live/left").unwrap();
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(streams.sweep_idle(), 0, "live/left was used a second ago; live/watched is held");
+        assert_eq!(
+            streams.sweep_idle(),
+            0,
+            "live/left was used a second ago; live/watched is held"
+        );
         tokio::time::advance(idle).await;
         assert_eq!(streams.sweep_idle(), 1);
         assert_eq!(names(&streams), ["cfg", "live/watched"], "held media keeps its stream");
@@ -640,7 +643,10 @@ mod tests {
         streams.materialise("live/a").unwrap();
         streams.materialise("live/b").unwrap();
         assert_eq!(streams.materialise("live/c").unwrap_err(), MaterialiseError::Full(2));
-        assert!(streams.materialise("live/a").is_ok(), "a stream already there is still served");
+        assert!(
+            streams.materialise("live/a").is_ok(),
+            "a stream already there is still served"
+        );
         assert!(streams.get("cfg").is_some());
         assert_eq!(names(&streams), ["cfg", "live/a", "live/b"]);
         assert_eq!(
@@ -680,8 +686,13 @@ mod tests {
         assert_eq!(streams.get("open").unwrap().effective().inputs, ["fake://fake"]);
         assert_eq!(streams.get("open").unwrap().overlay(), StreamOverride::default());
         for name in ["checked", "password"] {
-            streams.apply_override(name, &publish).expect("the stream checks its publishers");
-            assert_eq!(streams.get(name).unwrap().effective().inputs, ["fake://fake", "publish://"]);
+            streams
+                .apply_override(name, &publish)
+                .expect("the stream checks its publishers");
+            assert_eq!(
+                streams.get(name).unwrap().effective().inputs,
+                ["fake://fake", "publish://"]
+            );
         }
     }
 }

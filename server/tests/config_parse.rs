@@ -412,8 +412,14 @@ const BAD_FILES: &[(&str, &str)] = &[
     ("no template streams", "template_stream_limit 0;\n"),
     ("template stream limit with a sign", "template_stream_limit +5;\n"),
     ("too many template streams", "template_stream_limit 1000001;\n"),
-    ("template stream limit twice", "template_stream_limit 5;\ntemplate_stream_limit 6;\n"),
-    ("template stream limit in a stream", "stream s {\n  template_stream_limit 5;\n}\n"),
+    (
+        "template stream limit twice",
+        "template_stream_limit 5;\ntemplate_stream_limit 6;\n",
+    ),
+    (
+        "template stream limit in a stream",
+        "stream s {\n  template_stream_limit 5;\n}\n",
+    ),
     ("too many seconds", "admin_token_ttl 99999999999999999999999;\n"),
     ("auth_token without name", "auth_token;\n"),
     ("no_auto_token with an argument", "no_auto_token yes;\n"),

@@ -381,7 +381,7 @@ async fn the_seed_example_switches_the_input_under_connected_viewers() {
     let effective = setup
         .server
         .streams()
-        .find("example_stream")
+        .get("example_stream")
         .expect("stream")
         .effective();
     assert_eq!(effective.inputs, ["fake://fake"], "the override is in force");

@@ -88,7 +88,11 @@ async fn a_publish_override_does_not_open_a_stream_without_publish_checks() {
     assert!(outcome.is_refused(), "RTMP publisher: {outcome}");
     let status = http_publish_status(&server, "open").await;
     assert!(status >= 400, "HTTP MPEG-TS publisher: {status}");
-    assert_eq!(publish_calls(&backend).await, 0, "no publisher was let in, nor asked about");
+    assert_eq!(
+        publish_calls(&backend).await,
+        0,
+        "no publisher was let in, nor asked about"
+    );
     server.shutdown().await;
 }
 

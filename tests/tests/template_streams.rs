@@ -102,7 +102,11 @@ async fn rtmp_outcome(server: &RunningServer, name: &str, t: &str) -> Outcome {
 
 async fn rtsp_outcome(server: &RunningServer, name: &str, t: &str) -> Outcome {
     let base = reqwest::Url::parse(&format!("rtsp://{}/", server.rtsp_addr().expect("rtsp"))).unwrap();
-    RtspClient::new(&base, profile()).open(name, &token(t), 1).await.0.outcome
+    RtspClient::new(&base, profile())
+        .open(name, &token(t), 1)
+        .await
+        .0
+        .outcome
 }
 
 /// Polls `check` every 50 ms until it holds or `within` passed; whether it held.
@@ -146,7 +150,12 @@ async fn refused_template_names_leave_no_stream_over_http_rtmp_and_rtsp() {
     let calls = backend.received_requests().await.unwrap();
     let names: Vec<String> = calls
         .iter()
-        .filter_map(|c| c.url.query_pairs().find(|(k, _)| k == "name").map(|(_, v)| v.into_owned()))
+        .filter_map(|c| {
+            c.url
+                .query_pairs()
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v.into_owned())
+        })
         .collect();
     assert_eq!(names.len(), 120, "one backend call per request");
     for name in ["live/r0", "live/t9"] {
@@ -154,7 +163,12 @@ async fn refused_template_names_leave_no_stream_over_http_rtmp_and_rtsp() {
     }
     assert!(names.iter().any(|n| n.starts_with("live/h0xxx")));
     let after = listed(&server).await;
-    assert_eq!(after, ["cfg"], "a refused client makes no stream ({} listed)", after.len());
+    assert_eq!(
+        after,
+        ["cfg"],
+        "a refused client makes no stream ({} listed)",
+        after.len()
+    );
     assert_eq!(server.streams().list().len(), 1);
     // A granted one does, with the template's settings.
     assert_eq!(hls_status(&server, "live/granted", "good").await, 200);
@@ -250,11 +264,17 @@ async fn an_unused_template_stream_goes_away_and_a_watched_one_stays() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    assert!(response.chunk().await.unwrap().is_some(), "the MPEG-TS response streams");
+    assert!(
+        response.chunk().await.unwrap().is_some(),
+        "the MPEG-TS response streams"
+    );
     assert_eq!(hls_status(&server, "live/left", "good").await, 200);
     assert_eq!(listed(&server).await, ["cfg", "live/left", "live/watched"]);
     let window = Duration::from_secs(6);
-    let left_gone = eventually(window, async || !listed(&server).await.contains(&"live/left".to_string())).await;
+    let left_gone = eventually(window, async || {
+        !listed(&server).await.contains(&"live/left".to_string())
+    })
+    .await;
     assert!(left_gone, "an unused template stream is removed within {window:?}");
     assert_eq!(
         listed(&server).await,
