@@ -55,3 +55,22 @@ Feature: Stream configuration override in the backend's answer
       | an empty input list                   | {"inputs":[]}                                     |
       | inputs of the wrong type              | {"inputs":"fake://fake"}                          |
       | a file input outside the media folder | {"inputs":[{"url":"file://../../../etc/passwd"}]} |
+
+  @CONF-01 @should @needs-publish @needs-api
+  Scenario Outline: An override cannot open a stream that checks no publisher to publishers over <protocol>
+    Given the backend allows token "t6" with X-AuthDuration 60 and config {"inputs":[{"url":"publish://"}]}
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t6"
+    Then viewer "A" is playing
+    And the configuration in force of stream "s" has the input "fake://fake"
+    When publisher "P" from 127.0.0.5 publishes to "s" over <protocol> with token "pt"
+    Then publisher "P" is refused
+    And the backend was not asked for token "pt"
+
+    @needs-rtmp
+    Examples: RTMP
+      | protocol |
+      | RTMP     |
+
+    Examples: HTTP MPEG-TS
+      | protocol     |
+      | HTTP MPEG-TS |

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::auth::{AuthCore, CallKind, DenyReason, PlayRequest, Proto, SessionHandle, Verdict};
 use crate::media::{FileError, FileProblem, MediaError, MediaSource, PublishError, Publisher, VodMedia};
-use crate::streams::{Stream, Streams, VodRequest};
+use crate::streams::{MaterialiseError, Stream, Streams, VodRequest};
 
 /// Why a play or publish request was not admitted, sorted by what the client should see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,14 +106,17 @@ impl Context {
 
     /// Admits a viewer of `req.name` over `req.proto`: the stream must exist and serve that
     /// protocol, and `on_play` must allow. Checked again after the decision, since the very
-    /// answer that admitted the client may switch the protocol off (CONF-03).
+    /// answer that admitted the client may switch the protocol off (CONF-03). A name under a
+    /// template is decided on with the template's settings and becomes a stream only once
+    /// granted (see [`Streams::materialise`]).
     pub async fn admit_play(&self, req: PlayRequest) -> Result<Admitted, Refusal> {
         debug_assert_eq!(req.kind, CallKind::Play);
         refuse_oversized(&req)?;
+        let name = req.name.clone();
         let stream = self
             .streams
-            .find(&req.name)
-            .ok_or_else(|| Refusal::NotFound(req.name.clone()))?;
+            .lookup(&name)
+            .ok_or_else(|| Refusal::NotFound(name.clone()))?;
         let proto = req.proto;
         if !serves(&stream, proto) {
             return Err(Refusal::Denied(DenyReason::ProtocolOff));
@@ -124,6 +127,7 @@ impl Context {
             Verdict::Deny { reason, .. } => return Err(Refusal::Denied(reason)),
             Verdict::Redirect { location } => return Err(Refusal::Redirect(location)),
         };
+        let stream = self.streams.materialise(&name).map_err(materialise_refusal)?;
         if !serves(&stream, proto) {
             return Err(Refusal::Denied(DenyReason::ProtocolOff));
         }
@@ -171,10 +175,11 @@ impl Context {
     pub async fn admit_publish(&self, req: PlayRequest, password: Option<&str>) -> Result<AdmittedPublisher, Refusal> {
         debug_assert_eq!(req.kind, CallKind::Publish);
         refuse_oversized(&req)?;
+        let name = req.name.clone();
         let stream = self
             .streams
-            .find(&req.name)
-            .ok_or_else(|| Refusal::NotFound(req.name.clone()))?;
+            .lookup(&name)
+            .ok_or_else(|| Refusal::NotFound(name.clone()))?;
         let config = stream.effective();
         if let Some(expected) = &config.password
             && !password.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
@@ -187,6 +192,7 @@ impl Context {
             Verdict::Deny { reason, .. } => return Err(Refusal::Denied(reason)),
             Verdict::Redirect { location } => return Err(Refusal::Redirect(location)),
         };
+        let stream = self.streams.materialise(&name).map_err(materialise_refusal)?;
         let media = stream.media().map_err(|e| Refusal::Unavailable(e.to_string()))?;
         let publisher = media.publisher().map_err(|e| match e {
             PublishError::NotPublishable(_) | PublishError::Busy => Refusal::Unavailable(e.to_string()),
@@ -205,6 +211,13 @@ fn refuse_oversized(req: &PlayRequest) -> Result<(), Refusal> {
     match crate::auth::refuse_oversized(req) {
         Some(reason) => Err(Refusal::Denied(reason)),
         None => Ok(()),
+    }
+}
+
+fn materialise_refusal(error: MaterialiseError) -> Refusal {
+    match error {
+        MaterialiseError::NotFound(name) => Refusal::NotFound(name),
+        full @ MaterialiseError::Full(_) => Refusal::Unavailable(full.to_string()),
     }
 }
 

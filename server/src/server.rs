@@ -21,7 +21,7 @@ use crate::dvr::Dvr;
 use crate::history::History;
 use crate::http::{self, HttpState};
 use crate::media::MediaRoot;
-use crate::streams::Streams;
+use crate::streams::{Streams, TemplateLimits};
 
 /// How long shutdown waits for open responses before cutting them.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -126,12 +126,18 @@ impl Server {
             .media_root
             .as_deref()
             .map_or_else(MediaRoot::default, MediaRoot::new);
-        let streams = Arc::new(Streams::with_media(
-            config.streams_with_templates(),
-            config.templates.clone(),
-            media_root,
-            config.vods.clone(),
-        ));
+        let streams = Arc::new(
+            Streams::with_media(
+                config.streams_with_templates(),
+                config.templates.clone(),
+                media_root,
+                config.vods.clone(),
+            )
+            .with_template_limits(TemplateLimits {
+                idle: config.template_stream_idle,
+                max: config.template_stream_limit as usize,
+            }),
+        );
         core.set_stream_control(streams.clone());
         let retention = std::time::Duration::from_secs(u64::from(config.session_history.retention_days) * 86_400);
         let history_path = config.session_history.path.as_deref().map(std::path::Path::new);
@@ -145,6 +151,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(core.clone().run_sweeper(shutdown.clone()));
+        tasks.spawn(streams.clone().run_sweeper(shutdown.clone()));
         if let Some(closed) = core.closed_sessions() {
             tasks.spawn(history.clone().run_writer(closed, shutdown.clone()));
         }

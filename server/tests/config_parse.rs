@@ -35,6 +35,8 @@ server_secret "a \"quoted\" \\ secret";
 admin_token_ttl 600;
 http_session_idle 5;
 media_root "/srv/media files";
+template_stream_idle 90;
+template_stream_limit 50;
 mysql 127.0.0.1:3306;
 session_history /var/lib/usher/history.sqlite retention=30;
 
@@ -105,6 +107,8 @@ fn every_directive_is_read() {
         admin_token_ttl: Duration::from_secs(600),
         http_session_idle: Duration::from_secs(5),
         media_root: Some("/srv/media files".into()),
+        template_stream_idle: Duration::from_secs(90),
+        template_stream_limit: 50,
         mysql: addr("127.0.0.1:3306"),
         session_history: SessionHistoryConfig {
             path: Some("/var/lib/usher/history.sqlite".into()),
@@ -404,6 +408,18 @@ const BAD_FILES: &[(&str, &str)] = &[
     ("bad number", "admin_token_ttl 1h;\n"),
     ("zero seconds", "http_session_idle 0;\n"),
     ("number with a sign", "http_session_idle +5;\n"),
+    ("template idle without seconds", "template_stream_idle;\n"),
+    ("no template streams", "template_stream_limit 0;\n"),
+    ("template stream limit with a sign", "template_stream_limit +5;\n"),
+    ("too many template streams", "template_stream_limit 1000001;\n"),
+    (
+        "template stream limit twice",
+        "template_stream_limit 5;\ntemplate_stream_limit 6;\n",
+    ),
+    (
+        "template stream limit in a stream",
+        "stream s {\n  template_stream_limit 5;\n}\n",
+    ),
     ("too many seconds", "admin_token_ttl 99999999999999999999999;\n"),
     ("auth_token without name", "auth_token;\n"),
     ("no_auto_token with an argument", "no_auto_token yes;\n"),

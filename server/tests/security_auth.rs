@@ -247,7 +247,7 @@ async fn an_overridden_file_input_cannot_leave_the_media_root() {
         Some(media.0.to_string_lossy().into_owned()),
     )
     .await;
-    let s1 = server.streams().find("s1").expect("stream");
+    let s1 = server.streams().get("s1").expect("stream");
     let mut failures = Vec::new();
     for (i, input) in hostile.iter().enumerate() {
         // The session decision stands (AMB-16): the viewer plays the stream as it was.

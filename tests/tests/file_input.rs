@@ -392,7 +392,7 @@ async fn the_seed_example_switches_the_input_under_connected_viewers() {
     let effective = setup
         .server
         .streams()
-        .find("example_stream")
+        .get("example_stream")
         .expect("stream")
         .effective();
     assert_eq!(effective.inputs, ["fake://fake"], "the override is in force");
@@ -476,7 +476,7 @@ async fn an_override_whose_file_leaves_the_media_root_is_rejected() {
     for token in ["dotdot", "link"] {
         let (status, body) = get(&setup.http(&format!("escape/index.m3u8?token={token}"))).await;
         assert_eq!(status, 200, "the decision stands (AMB-16): {body}");
-        let stream = setup.server.streams().find("escape").expect("stream");
+        let stream = setup.server.streams().get("escape").expect("stream");
         assert_eq!(
             stream.effective().inputs.clone(),
             ["file://clip.mp4"],

@@ -13,6 +13,12 @@ pub const DEFAULT_AUTH_TOKEN_PARAM: &str = "token";
 pub const DEFAULT_HTTP_SESSION_IDLE: Duration = Duration::from_secs(30);
 /// Default lifetime of an admin view token (AMB-17).
 pub const DEFAULT_ADMIN_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Default time a stream made from a template is kept with nobody using it.
+pub const DEFAULT_TEMPLATE_STREAM_IDLE: Duration = Duration::from_secs(60);
+/// Default most streams made from templates at once.
+pub const DEFAULT_TEMPLATE_STREAM_LIMIT: u32 = 1000;
+/// Largest `template_stream_limit` accepted.
+pub const MAX_TEMPLATE_STREAM_LIMIT: u32 = 1_000_000;
 
 /// A whole server configuration, as read from a Flussonic-style file.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +44,12 @@ pub struct Config {
     /// `media_root PATH;` — the directory `file://` inputs (and relative VOD storages) are
     /// resolved under; `None` means `media` under the server's working directory.
     pub media_root: Option<String>,
+    /// `template_stream_idle SECONDS;` — how long a stream made from a template stays with no
+    /// viewer and no publisher before it is removed (configured streams stay).
+    pub template_stream_idle: Duration,
+    /// `template_stream_limit N;` — the most streams made from templates at once; a granted
+    /// client beyond it is refused as unavailable (HTTP 503).
+    pub template_stream_limit: u32,
     pub streams: Vec<StreamConfig>,
     pub templates: Vec<TemplateConfig>,
     /// `vod NAME { storage ROOT; on_play …; }` locations.
@@ -89,6 +101,8 @@ impl Default for Config {
             admin_token_ttl: DEFAULT_ADMIN_TOKEN_TTL,
             http_session_idle: DEFAULT_HTTP_SESSION_IDLE,
             media_root: None,
+            template_stream_idle: DEFAULT_TEMPLATE_STREAM_IDLE,
+            template_stream_limit: DEFAULT_TEMPLATE_STREAM_LIMIT,
             streams: Vec::new(),
             templates: Vec::new(),
             vods: Vec::new(),

@@ -8,6 +8,7 @@
 //!           | "auth_token" NAME ";" | "no_auto_token" ";" | "edit_auth" LOGIN PASSWORD ";"
 //!           | "server_secret" TEXT ";" | "admin_token_ttl" SECONDS ";"
 //!           | "http_session_idle" SECONDS ";" | "media_root" PATH ";"
+//!           | "template_stream_idle" SECONDS ";" | "template_stream_limit" N ";"
 //!           | "stream" NAME "{" { body } "}" | "template" NAME "{" { body | "prefix" P ";" } "}"
 //!           | "vod" NAME "{" "storage" ROOT ";" [ "on_play" TARGET { KEY "=" VALUE } ";" ] "}"
 //!           | "auth_backend" NAME "{" { rule } "}" | "geoip_db" PATH ";"    (see auth_backend.rs)
@@ -275,14 +276,15 @@ fn describe(tok: &Tok) -> String {
 // Parser
 
 const TOP_DIRECTIVES: &str = "http, rtmp, rtsp, auth_token, no_auto_token, edit_auth, \
-                              server_secret, admin_token_ttl, http_session_idle, media_root, stream, \
-                              template, vod, auth_backend, geoip_db, mysql, session_history";
+                              server_secret, admin_token_ttl, http_session_idle, media_root, \
+                              template_stream_idle, template_stream_limit, stream, template, vod, \
+                              auth_backend, geoip_db, mysql, session_history";
 const VOD_DIRECTIVES: &str = "storage, on_play";
 const STREAM_DIRECTIVES: &str = "input, on_play, on_publish, password, protocols, dvr";
 const TEMPLATE_DIRECTIVES: &str = "prefix, input, on_play, on_publish, password, protocols, dvr";
 /// Top-level directives, refused inside a block as belonging to the top level (see
 /// [`Parser::misplaced`]). `auth_backend.rs` uses all but the last two.
-const TOP_ONLY_DIRECTIVES: [&str; 17] = [
+const TOP_ONLY_DIRECTIVES: [&str; 19] = [
     "http",
     "rtmp",
     "rtsp",
@@ -293,6 +295,8 @@ const TOP_ONLY_DIRECTIVES: [&str; 17] = [
     "admin_token_ttl",
     "http_session_idle",
     "media_root",
+    "template_stream_idle",
+    "template_stream_limit",
     "stream",
     "template",
     "vod",
@@ -590,22 +594,42 @@ impl Parser<'_> {
                     self.expect_semi("server_secret TEXT")?;
                     config.server_secret = Some(secret);
                 }
-                "admin_token_ttl" | "http_session_idle" => {
-                    let name: &'static str = if word == "admin_token_ttl" {
-                        "admin_token_ttl"
-                    } else {
-                        "http_session_idle"
+                "admin_token_ttl" | "http_session_idle" | "template_stream_idle" => {
+                    let name: &'static str = match word.as_str() {
+                        "admin_token_ttl" => "admin_token_ttl",
+                        "http_session_idle" => "http_session_idle",
+                        _ => "template_stream_idle",
                     };
                     once(&mut seen, name, &self)?;
                     let (text, at) = self.expect_word("a number of seconds", name)?;
                     let secs = parse_seconds(&text).map_err(|m| self.err(&at, format!("{name}: {m}")))?;
                     self.expect_semi(&format!("{name} SECONDS"))?;
                     let d = Duration::from_secs(secs);
-                    if name == "admin_token_ttl" {
-                        config.admin_token_ttl = d;
-                    } else {
-                        config.http_session_idle = d;
+                    match name {
+                        "admin_token_ttl" => config.admin_token_ttl = d,
+                        "http_session_idle" => config.http_session_idle = d,
+                        _ => config.template_stream_idle = d,
                     }
+                }
+                "template_stream_limit" => {
+                    once(&mut seen, "template_stream_limit", &self)?;
+                    let (text, at) = self.expect_word("a number of streams", "template_stream_limit")?;
+                    let max = super::model::MAX_TEMPLATE_STREAM_LIMIT;
+                    let limit = text
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| text.bytes().all(|b| b.is_ascii_digit()) && (1..=max).contains(n))
+                        .ok_or_else(|| {
+                            self.err(
+                                &at,
+                                format!(
+                                    "template_stream_limit: bad number '{}' (expected a whole number of streams, 1..{max})",
+                                    shorten(&text)
+                                ),
+                            )
+                        })?;
+                    self.expect_semi("template_stream_limit N")?;
+                    config.template_stream_limit = limit;
                 }
                 "auth_backend" | "geoip_db" => self.auth_directive(&t, &mut config)?,
                 "session_history" => {
@@ -1236,6 +1260,12 @@ impl fmt::Display for Config {
         }
         if let Some(root) = &self.media_root {
             writeln!(f, "media_root {};", quoted(root))?;
+        }
+        if self.template_stream_idle != super::model::DEFAULT_TEMPLATE_STREAM_IDLE {
+            writeln!(f, "template_stream_idle {};", self.template_stream_idle.as_secs())?;
+        }
+        if self.template_stream_limit != super::model::DEFAULT_TEMPLATE_STREAM_LIMIT {
+            writeln!(f, "template_stream_limit {};", self.template_stream_limit)?;
         }
         if let Some(db) = &self.geoip_db {
             writeln!(f, "geoip_db {};", quoted(db))?;

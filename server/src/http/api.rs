@@ -121,7 +121,7 @@ struct PartSelector {
 
 async fn get_stream(State(state): AppState, Path(name): Path<String>, Query(sel): Query<PartSelector>) -> Response {
     let name = name.trim_matches('/');
-    let Some(stream) = state.ctx.streams.find(name) else {
+    let Some(stream) = state.ctx.streams.get(name) else {
         return error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`"));
     };
     let json = match sel.part.as_deref() {
@@ -143,7 +143,7 @@ async fn delete_stream(State(state): AppState, Path(name): Path<String>, Query(s
     let name = name.trim_matches('/');
     let done = match sel.part.as_deref() {
         None => state.ctx.streams.remove(name),
-        Some("config_override") => state.ctx.streams.find(name).map(|s| s.clear_overlay()).is_some(),
+        Some("config_override") => state.ctx.streams.get(name).map(|s| s.clear_overlay()).is_some(),
         Some(other) => {
             return error_response(StatusCode::BAD_REQUEST, format!("part: `{other}` cannot be deleted"));
         }
@@ -213,7 +213,7 @@ async fn reauth_sessions(State(state): AppState, Query(filter): Query<SessionFil
     let Some(name) = filter.name else {
         return error_response(StatusCode::BAD_REQUEST, "reauth needs ?name=STREAM");
     };
-    if state.ctx.streams.find(&name).is_none() {
+    if state.ctx.streams.lookup(&name).is_none() {
         return error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`"));
     }
     let count = state.ctx.core.reauth_stream(&name);

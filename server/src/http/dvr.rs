@@ -114,7 +114,7 @@ pub(super) fn route(state: &Arc<HttpState>, peer: SocketAddr, request: &Request)
     }
     let ctx = &state.ctx;
     // Before the backend is asked: no session is opened for what has no archive.
-    let Some(stream) = ctx.streams.find(&name) else {
+    let Some(stream) = ctx.streams.lookup(&name) else {
         return Some(ArchiveRequest::Ready(error_response(
             StatusCode::NOT_FOUND,
             format!("no stream `{name}`"),

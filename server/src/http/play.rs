@@ -68,7 +68,7 @@ pub(super) async fn dispatch(state: Arc<HttpState>, peer: SocketAddr, request: R
         Resource::MpegTs => Proto::Tshttp,
         _ => Proto::Hls,
     };
-    if state.ctx.streams.find(&name).is_none()
+    if state.ctx.streams.lookup(&name).is_none()
         && let Some(vod) = state.ctx.streams.vod(&name)
     {
         if resource == Resource::MpegTs {

@@ -231,6 +231,7 @@ pub fn config() -> impl Strategy<Value = Config> {
         vec((text(), auth_backend()), 0..3),
         option::of(listen()),
         session_history(),
+        (seconds(), 1u32..=1_000_000),
     );
     (head, vec(stream(), 0..4), vec(template(), 0..3), vec(vod(), 0..3), auth).prop_map(
         |(
@@ -238,7 +239,7 @@ pub fn config() -> impl Strategy<Value = Config> {
             streams,
             templates,
             vods,
-            (geoip_db, blocks, mysql, session_history),
+            (geoip_db, blocks, mysql, session_history, (template_stream_idle, template_stream_limit)),
         )| {
             // Names and prefixes must be unique; drop repeats rather than reject the case.
             let mut names = HashSet::new();
@@ -286,6 +287,8 @@ pub fn config() -> impl Strategy<Value = Config> {
                 admin_token_ttl: ttl,
                 http_session_idle: idle,
                 media_root,
+                template_stream_idle,
+                template_stream_limit,
                 streams,
                 templates,
                 vods,
