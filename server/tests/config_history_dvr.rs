@@ -25,7 +25,8 @@ fn session_history_mysql_and_dvr_read() {
         c.session_history,
         SessionHistoryConfig {
             path: None,
-            retention_days: 2
+            retention_days: 2,
+            max_rows: None,
         }
     );
     assert_eq!(
@@ -41,7 +42,8 @@ fn session_history_mysql_and_dvr_read() {
         default.session_history,
         SessionHistoryConfig {
             path: None,
-            retention_days: 7
+            retention_days: 7,
+            max_rows: None,
         }
     );
     assert_eq!(default.mysql, None);
