@@ -802,7 +802,11 @@ impl Parser<'_> {
     fn listen_limits(&mut self, directive: &str) -> Result<super::model::ListenLimits, ConfigError> {
         let mut limits = super::model::ListenLimits::default();
         let mut last = None;
-        while let Tok::Word(option) = self.peek().clone() {
+        // Options are KEY=VALUE words; any other word is left for the `;` check (a missing `;`
+        // before the next directive reads best as such).
+        while let Tok::Word(option) = self.peek().clone()
+            && (option.contains('=') || option.starts_with("max_connections"))
+        {
             let at = self.next();
             let (key, value) = option.split_once('=').unwrap_or((option.as_str(), ""));
             let slot = match key {
