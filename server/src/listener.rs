@@ -70,7 +70,7 @@ pub const PER_ADDRESS_DIVISOR: usize = 16;
 pub const MYSQL_MAX_CONNECTIONS: usize = 64;
 /// Used when the descriptor limit cannot be read.
 pub const FALLBACK_DESCRIPTORS: u64 = 1024;
-/// An unlimited descriptor limit is taken as this many.
+/// An unlimited (or larger) descriptor limit is taken as this many.
 const UNLIMITED_DESCRIPTORS: u64 = 1 << 20;
 
 impl Caps {
@@ -171,10 +171,11 @@ pub fn descriptor_limit() -> u64 {
         };
         // SAFETY: getrlimit writes one `rlimit` through a pointer to a live, writable local.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            // `rlim_t` is a u64 on the platforms served.
             return if limit.rlim_cur == libc::RLIM_INFINITY {
                 UNLIMITED_DESCRIPTORS
             } else {
-                u64::try_from(limit.rlim_cur).unwrap_or(UNLIMITED_DESCRIPTORS)
+                limit.rlim_cur.min(UNLIMITED_DESCRIPTORS)
             };
         }
     }
@@ -350,10 +351,28 @@ mod tests {
             mysql: true,
         };
         let caps = ConnectionCaps::derive(20_000, all);
-        assert_eq!(caps.http, Caps { max_connections: 4326, per_address: 270 });
-        assert_eq!(caps.rtmp, Caps { max_connections: 2163, per_address: 135 });
+        assert_eq!(
+            caps.http,
+            Caps {
+                max_connections: 4326,
+                per_address: 270
+            }
+        );
+        assert_eq!(
+            caps.rtmp,
+            Caps {
+                max_connections: 2163,
+                per_address: 135
+            }
+        );
         assert_eq!(caps.rtsp, caps.rtmp);
-        assert_eq!(caps.mysql, Caps { max_connections: 64, per_address: 4 });
+        assert_eq!(
+            caps.mysql,
+            Caps {
+                max_connections: 64,
+                per_address: 4
+            }
+        );
         for descriptors in [0, 1, 100, 256, 1024, 4096, 20_000, 1 << 20] {
             for listening in [all, Listening::default()] {
                 let c = ConnectionCaps::derive(descriptors, listening);
@@ -361,7 +380,10 @@ mod tests {
                     + usize::from(listening.rtmp) * c.rtmp.max_connections
                     + usize::from(listening.rtsp) * c.rtsp.max_connections
                     + usize::from(listening.mysql) * c.mysql.max_connections;
-                let budget = usize::try_from(descriptors).unwrap().saturating_sub(64 + descriptors as usize / 8) / 2;
+                let budget = usize::try_from(descriptors)
+                    .unwrap()
+                    .saturating_sub(64 + descriptors as usize / 8)
+                    / 2;
                 assert!(sum <= budget.max(4), "{descriptors}: {sum} > {budget}");
                 for caps in [c.http, c.rtmp, c.rtsp, c.mysql] {
                     assert!(caps.per_address >= 1 && caps.per_address <= caps.max_connections);
@@ -370,7 +392,12 @@ mod tests {
             }
         }
         // HTTP alone takes what RTMP and RTSP would have had.
-        assert_eq!(ConnectionCaps::derive(20_000, Listening::default()).http.max_connections, 8718);
+        assert_eq!(
+            ConnectionCaps::derive(20_000, Listening::default())
+                .http
+                .max_connections,
+            8718
+        );
     }
 
     #[test]
@@ -380,12 +407,24 @@ mod tests {
             max_connections: Some(100),
             max_connections_per_ip: None,
         };
-        assert_eq!(derived.overridden(&only_max), Caps { max_connections: 100, per_address: 6 });
+        assert_eq!(
+            derived.overridden(&only_max),
+            Caps {
+                max_connections: 100,
+                per_address: 6
+            }
+        );
         let only_share = ListenLimits {
             max_connections: None,
             max_connections_per_ip: Some(7),
         };
-        assert_eq!(derived.overridden(&only_share), Caps { max_connections: 4000, per_address: 7 });
+        assert_eq!(
+            derived.overridden(&only_share),
+            Caps {
+                max_connections: 4000,
+                per_address: 7
+            }
+        );
         let share_over_cap = ListenLimits {
             max_connections: None,
             max_connections_per_ip: Some(9000),
@@ -427,14 +466,24 @@ mod tests {
         });
         let shutdown = CancellationToken::new();
         let run = tokio::spawn(listener.run(service.clone(), shutdown.clone()));
-        let _clients = [TcpStream::connect(addr).await.unwrap(), TcpStream::connect(addr).await.unwrap()];
+        let _clients = [
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
         while service.started.load(SeqCst) < 2 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         shutdown.cancel();
         run.await.unwrap().unwrap();
-        assert_eq!(service.finished.load(SeqCst), 2, "run returned before its handlers ended");
-        assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+        assert_eq!(
+            service.finished.load(SeqCst),
+            2,
+            "run returned before its handlers ended"
+        );
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "still accepting after shutdown"
+        );
     }
 
     #[test]

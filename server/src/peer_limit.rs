@@ -106,7 +106,10 @@ mod tests {
         let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
         let _a = limiter.try_acquire(one).expect("first");
         let _b = limiter.try_acquire(same_64).expect("second in the /64");
-        assert!(limiter.try_acquire("2001:db8:1:2::99".parse().unwrap()).is_none(), "third in the /64");
+        assert!(
+            limiter.try_acquire("2001:db8:1:2::99".parse().unwrap()).is_none(),
+            "third in the /64"
+        );
         assert_eq!(limiter.open(same_64), 2);
         assert!(limiter.try_acquire(other_64).is_some(), "the next /64 is not affected");
     }

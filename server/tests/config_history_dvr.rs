@@ -84,7 +84,10 @@ fn bad_directives_name_what_was_expected() {
         ("session_history h.db max_rows=1 max_rows=2;", "duplicate max_rows="),
         ("http 80 max_connections=0;", "u.conf:1:9: bad max_connections '0'"),
         ("rtmp 1935 max_connections_per_ip=x;", "bad max_connections_per_ip 'x'"),
-        ("mysql 3306 max_connections=1 max_connections=2;", "duplicate max_connections= option in mysql"),
+        (
+            "mysql 3306 max_connections=1 max_connections=2;",
+            "duplicate max_connections= option in mysql",
+        ),
         ("http 80 max_conn=3;", "unknown http option 'max_conn=3'"),
         (
             "rtsp 554 max_connections=5 max_connections_per_ip=9;",

@@ -9,8 +9,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use usher_server::config::{
     AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, ConnectionLimits, Credential, DvrConfig, IpPrefix,
-    ListenLimits, Protocols,
-    SessionHistoryConfig, SessionKeys, StreamConfig, TemplateConfig, VodConfig, parse_config,
+    ListenLimits, Protocols, SessionHistoryConfig, SessionKeys, StreamConfig, TemplateConfig, VodConfig, parse_config,
 };
 
 fn parse(text: &str) -> Config {

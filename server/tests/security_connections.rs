@@ -187,7 +187,11 @@ async fn five_addresses_at_their_share_leave_room_for_a_newcomer_on_every_listen
         );
         let to = addr_of(&server, protocol);
         let (flood, held) = flood(to, &[2, 3, 4, 5, 6], attempts).await;
-        assert_eq!(held, vec![cap.per_address; 5], "{protocol:?}: each address keeps its share of {cap:?}");
+        assert_eq!(
+            held,
+            vec![cap.per_address; 5],
+            "{protocol:?}: each address keeps its share of {cap:?}"
+        );
         served(protocol, "127.0.0.9", to)
             .await
             .unwrap_or_else(|e| panic!("{protocol:?}: a newcomer from another address: {e}"));
@@ -245,7 +249,10 @@ async fn a_listener_at_its_cap_refuses_until_a_slot_frees() {
                 panic!("a fifth connection from one address was kept");
             };
             let said = String::from_utf8_lossy(&said).into_owned();
-            assert!(said.contains("Too many connections from 127.0.0.2 (at most 4 per address)"), "{said:?}");
+            assert!(
+                said.contains("Too many connections from 127.0.0.2 (at most 4 per address)"),
+                "{said:?}"
+            );
         }
         drop(held);
         served_soon(protocol, "127.0.0.9", to)

@@ -870,7 +870,10 @@ impl Parser<'_> {
                     || {
                         self.err(
                             &at,
-                            format!("bad max_rows '{}' (expected a whole number of records, 1..{max})", shorten(rows)),
+                            format!(
+                                "bad max_rows '{}' (expected a whole number of records, 1..{max})",
+                                shorten(rows)
+                            ),
                         )
                     },
                 )?);

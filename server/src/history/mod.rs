@@ -284,7 +284,9 @@ impl History {
     pub fn prune(&self, now: SystemTime) -> Result<usize, HistoryError> {
         let cutoff = unix_millis(now.checked_sub(self.retention).unwrap_or(SystemTime::UNIX_EPOCH));
         let mut store = self.store();
-        let n = store.conn.execute("DELETE FROM sessions WHERE closed_at < ?1", [cutoff])?;
+        let n = store
+            .conn
+            .execute("DELETE FROM sessions WHERE closed_at < ?1", [cutoff])?;
         store.rows = store.rows.saturating_sub(n as u64);
         drop(store);
         if n > 0 {

@@ -327,7 +327,11 @@ fn the_store_keeps_at_most_max_rows_and_drops_the_oldest() {
     assert_eq!(h.rows_held(), 100);
     let all = h.closed(&HistoryFilter::default()).unwrap();
     assert_eq!(all.len(), 100);
-    assert_eq!(all.last().map(|r| r.bytes), Some(150), "the oldest kept is the 151st written");
+    assert_eq!(
+        all.last().map(|r| r.bytes),
+        Some(150),
+        "the oldest kept is the 151st written"
+    );
     assert_eq!(all.first().map(|r| r.bytes), Some(249));
     // One batch larger than the bound keeps its newest part.
     let big: Vec<_> = (0..300u64)
@@ -358,7 +362,10 @@ fn a_file_store_over_a_smaller_bound_is_cut_on_open() {
     let h = History::open_bounded(Some(&path), DAY, 10).unwrap();
     assert_eq!(h.rows_held(), 10);
     let left = h.closed(&HistoryFilter::default()).unwrap();
-    assert_eq!(left.iter().map(|r| r.bytes).collect::<Vec<_>>(), (30..40).rev().collect::<Vec<_>>());
+    assert_eq!(
+        left.iter().map(|r| r.bytes).collect::<Vec<_>>(),
+        (30..40).rev().collect::<Vec<_>>()
+    );
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -400,7 +407,8 @@ async fn the_writer_logs_drops_once_per_window() {
     let writer = tokio::spawn(h.clone().run_writer(rx, stop.clone()));
     for round in 0..20u64 {
         for i in 0..50 {
-            tx.send(closed(Some("u"), "s", SystemTime::now(), round * 50 + i)).unwrap();
+            tx.send(closed(Some("u"), "s", SystemTime::now(), round * 50 + i))
+                .unwrap();
         }
         // Let the writer take this round as its own batch.
         let last = i64::try_from(round * 50 + 49).unwrap();
@@ -441,7 +449,12 @@ fn memory_stays_put_at_the_bound() {
             let records: Vec<_> = (0..250)
                 .map(|i| {
                     let n = from + batch * 250 + i;
-                    let mut r = closed(Some("user-1234"), "live/channel-07", start + Duration::from_millis(n), n);
+                    let mut r = closed(
+                        Some("user-1234"),
+                        "live/channel-07",
+                        start + Duration::from_millis(n),
+                        n,
+                    );
                     r.token = format!("tok-{n:012}");
                     r.ip = format!("10.1.{}.{}", n % 250, n % 199);
                     r
@@ -459,6 +472,11 @@ fn memory_stays_put_at_the_bound() {
     assert_eq!(h.rows_held(), BOUND);
     let after = store_bytes(&h);
     // The figure of docs/security.md (`-- --nocapture` shows it).
-    eprintln!("history at a bound of {BOUND}: {at_bound} bytes ({per_row} per record), {after} after 3 × the bound written");
-    assert!(after <= at_bound + at_bound / 10, "{at_bound} → {after} bytes at the bound");
+    eprintln!(
+        "history at a bound of {BOUND}: {at_bound} bytes ({per_row} per record), {after} after 3 × the bound written"
+    );
+    assert!(
+        after <= at_bound + at_bound / 10,
+        "{at_bound} → {after} bytes at the bound"
+    );
 }

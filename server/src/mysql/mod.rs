@@ -120,7 +120,10 @@ impl Service for MysqlService {
     fn refusal(&self, why: Refusal, peer: SocketAddr) -> Option<Vec<u8>> {
         let message = match why {
             Refusal::AddressFull { per_address } => {
-                format!("Too many connections from {} (at most {per_address} per address)", peer.ip())
+                format!(
+                    "Too many connections from {} (at most {per_address} per address)",
+                    peer.ip()
+                )
             }
             Refusal::Full { max_connections } => format!("Too many connections (at most {max_connections})"),
         };

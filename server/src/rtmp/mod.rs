@@ -67,6 +67,8 @@ struct RtmpService {
 
 impl Service for RtmpService {
     async fn serve(self: Arc<Self>, socket: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
-        connection::Handler::new(socket, peer, self.ctx.clone(), shutdown).run().await;
+        connection::Handler::new(socket, peer, self.ctx.clone(), shutdown)
+            .run()
+            .await;
     }
 }

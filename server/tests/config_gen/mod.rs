@@ -12,8 +12,7 @@ use proptest::option;
 use proptest::prelude::*;
 use usher_server::config::{
     AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, ConnectionLimits, Credential, DvrConfig, IpPrefix,
-    ListenLimits, Protocols,
-    SessionHistoryConfig, SessionKeys, StreamConfig, TemplateConfig, VodConfig,
+    ListenLimits, Protocols, SessionHistoryConfig, SessionKeys, StreamConfig, TemplateConfig, VodConfig,
 };
 
 /// Any non-empty text, biased towards the characters the file syntax treats specially.
