@@ -95,8 +95,9 @@ start_stub() {
 
 # Usher from a config whose streams ask $BACKEND; sets USHER_PID and SERVER.
 start_usher() {
+  # The load comes from one address: its share of connections is lifted to the whole cap.
   cat >"$WORK/usher.conf" <<EOF
-http 127.0.0.1:0;
+http 127.0.0.1:0 max_connections=4096 max_connections_per_ip=4096;
 stream s1 {
   input fake://fake;
   on_play $BACKEND/on_play;

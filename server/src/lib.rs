@@ -12,6 +12,8 @@ pub mod dvr;
 pub mod fuzzing;
 pub mod history;
 pub mod http;
+pub mod listener;
+pub mod log_throttle;
 pub mod media;
 pub mod mysql;
 pub(crate) mod names;

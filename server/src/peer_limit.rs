@@ -1,13 +1,14 @@
-//! Connections per client address, for every front end that accepts TCP (HTTP, RTSP, RTMP):
-//! one address cannot take every connection slot with idle, half-open or slow sockets, so
-//! clients elsewhere are still served whatever it does (docs/security.md, "Limits").
+//! Connections per client address, counted by every [`Listener`](crate::listener::Listener)
+//! (HTTP, RTMP, RTSP, MySQL): one address cannot take every connection slot with idle,
+//! half-open or slow sockets, so clients elsewhere are still served whatever it does
+//! (docs/security.md, "Limits").
+//!
+//! An IPv6 client counts by its /64: one host is usually given a whole /64 and can pick any
+//! address in it, so counting single IPv6 addresses would give it an unbounded share.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
-
-/// Default cap on the connections one address may hold open at once, per front end.
-pub const DEFAULT_PER_IP: usize = 256;
 
 /// Counts open connections per address. Cheap to share: one per listener.
 #[derive(Debug)]
@@ -32,9 +33,9 @@ impl PerIp {
     }
 
     /// A slot for a connection from `ip`, unless that address holds `max` already. IPv4-mapped
-    /// IPv6 addresses count as the IPv4 address they carry.
+    /// IPv6 addresses count as the IPv4 address they carry; other IPv6 addresses as their /64.
     pub fn try_acquire(self: &Arc<PerIp>, ip: IpAddr) -> Option<IpSlot> {
-        let ip = ip.to_canonical();
+        let ip = counted_as(ip);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(ip).or_insert(0);
         if *count >= self.max {
@@ -50,11 +51,19 @@ impl PerIp {
     /// Connections open from `ip` now.
     pub fn open(&self, ip: IpAddr) -> usize {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.get(&ip.to_canonical()).copied().unwrap_or(0)
+        open.get(&counted_as(ip)).copied().unwrap_or(0)
     }
 
     pub fn max(&self) -> usize {
         self.max
+    }
+}
+
+/// The key `ip` is counted under: the IPv4 address, or the IPv6 /64 (low 64 bits cleared).
+fn counted_as(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        v4 => v4,
     }
 }
 
@@ -87,5 +96,21 @@ mod tests {
         drop(s1);
         assert_eq!(limiter.open(a), 1);
         assert!(limiter.try_acquire(a).is_some());
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_by_its_64() {
+        let limiter = PerIp::new(2);
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _a = limiter.try_acquire(one).expect("first");
+        let _b = limiter.try_acquire(same_64).expect("second in the /64");
+        assert!(
+            limiter.try_acquire("2001:db8:1:2::99".parse().unwrap()).is_none(),
+            "third in the /64"
+        );
+        assert_eq!(limiter.open(same_64), 2);
+        assert!(limiter.try_acquire(other_64).is_some(), "the next /64 is not affected");
     }
 }

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +19,7 @@ use crate::context::Context;
 use crate::dvr::Dvr;
 use crate::history::History;
 use crate::http::{self, HttpState};
+use crate::listener::{Caps, ConnectionCaps, Listener, Listening, Protocol};
 use crate::media::MediaRoot;
 use crate::streams::{Streams, TemplateLimits};
 
@@ -49,18 +49,58 @@ pub enum ServerError {
     GeoIp(String),
 }
 
-async fn bind_optional(
-    what: &'static str,
-    addr: Option<SocketAddr>,
-) -> Result<Option<(TcpListener, SocketAddr)>, ServerError> {
-    let Some(addr) = addr else { return Ok(None) };
-    let listener = TcpListener::bind(addr)
+/// Binds `addr` for `protocol` with `caps`: the listener and the address it got.
+async fn bind(protocol: Protocol, addr: SocketAddr, caps: Caps) -> Result<(Listener, SocketAddr), ServerError> {
+    let what = protocol.name();
+    let listener = Listener::bind(addr, protocol, caps)
         .await
         .map_err(|source| ServerError::Bind { what, addr, source })?;
     let bound = listener
         .local_addr()
         .map_err(|source| ServerError::Bind { what, addr, source })?;
-    Ok(Some((listener, bound)))
+    Ok((listener, bound))
+}
+
+async fn bind_optional(
+    protocol: Protocol,
+    addr: Option<SocketAddr>,
+    caps: Caps,
+) -> Result<Option<(Listener, SocketAddr)>, ServerError> {
+    match addr {
+        None => Ok(None),
+        Some(addr) => bind(protocol, addr, caps).await.map(Some),
+    }
+}
+
+/// The caps of `config`'s listeners: derived from the descriptor limit of this process, then
+/// the configuration's overrides.
+pub fn connection_caps(config: &crate::config::Config) -> ConnectionCaps {
+    let listening = Listening {
+        rtmp: config.rtmp.is_some(),
+        rtsp: config.rtsp.is_some(),
+        mysql: config.mysql.is_some(),
+    };
+    let derived = ConnectionCaps::derive(crate::listener::descriptor_limit(), listening);
+    let set = &config.connection_limits;
+    let caps = ConnectionCaps {
+        http: derived.http.overridden(&set.http),
+        rtmp: derived.rtmp.overridden(&set.rtmp),
+        rtsp: derived.rtsp.overridden(&set.rtsp),
+        mysql: derived.mysql.overridden(&set.mysql),
+        ..derived
+    };
+    let total = caps.http.max_connections
+        + usize::from(listening.rtmp) * caps.rtmp.max_connections
+        + usize::from(listening.rtsp) * caps.rtsp.max_connections
+        + usize::from(listening.mysql) * caps.mysql.max_connections;
+    if u64::try_from(total).unwrap_or(u64::MAX) > caps.descriptors {
+        tracing::warn!(
+            descriptors = caps.descriptors,
+            connections = total,
+            "the configured connection caps add up to more than the descriptor limit; accepts will fail before the caps are reached"
+        );
+    }
+    caps
 }
 
 /// What one client can make the front ends hold or wait for (docs/security.md, "Limits").
@@ -84,16 +124,8 @@ impl Server {
     /// [`start`](Self::start) with other limits for the front ends.
     pub async fn start_with_limits(config: Config, limits: ServerLimits) -> Result<RunningServer, ServerError> {
         let http_addr = config.http.ok_or(ServerError::NoHttp)?;
-        let listener = TcpListener::bind(http_addr).await.map_err(|source| ServerError::Bind {
-            what: "http",
-            addr: http_addr,
-            source,
-        })?;
-        let bound = listener.local_addr().map_err(|source| ServerError::Bind {
-            what: "http",
-            addr: http_addr,
-            source,
-        })?;
+        let caps = connection_caps(&config);
+        let (listener, bound) = bind(Protocol::Http, http_addr, caps.http).await?;
 
         let backend: Arc<HttpBackend> = Arc::new(HttpBackend::new().map_err(|e| ServerError::Client(e.to_string()))?);
         let script = ScriptBackend::new().map_err(|e| ServerError::Client(e.to_string()))?;
@@ -141,11 +173,12 @@ impl Server {
         core.set_stream_control(streams.clone());
         let retention = std::time::Duration::from_secs(u64::from(config.session_history.retention_days) * 86_400);
         let history_path = config.session_history.path.as_deref().map(std::path::Path::new);
-        let history = History::open(history_path, retention).map_err(|e| ServerError::History(e.to_string()))?;
+        let history = History::open_bounded(history_path, retention, config.session_history.max_rows())
+            .map_err(|e| ServerError::History(e.to_string()))?;
 
-        let rtmp = bind_optional("rtmp", config.rtmp).await?;
-        let rtsp = bind_optional("rtsp", config.rtsp).await?;
-        let mysql = bind_optional("mysql", config.mysql).await?;
+        let rtmp = bind_optional(Protocol::Rtmp, config.rtmp, caps.rtmp).await?;
+        let rtsp = bind_optional(Protocol::Rtsp, config.rtsp, caps.rtsp).await?;
+        let mysql = bind_optional(Protocol::Mysql, config.mysql, caps.mysql).await?;
 
         let ctx = Arc::new(Context::new(core.clone(), streams.clone(), config.auth_token.clone()));
         let shutdown = CancellationToken::new();
@@ -197,8 +230,9 @@ impl Server {
                 }
             });
         }
-        tracing::info!(http = %bound, rtmp = ?rtmp_addr, rtsp = ?rtsp_addr, mysql = ?mysql_addr, "usher server started");
+        tracing::info!(http = %bound, rtmp = ?rtmp_addr, rtsp = ?rtsp_addr, mysql = ?mysql_addr, descriptors = caps.descriptors, "usher server started");
         Ok(RunningServer {
+            caps,
             http_addr: bound,
             rtmp_addr,
             rtsp_addr,
@@ -215,6 +249,7 @@ impl Server {
 /// A started server. Dropping it without [`shutdown`](Self::shutdown) stops it too.
 #[derive(Debug)]
 pub struct RunningServer {
+    caps: ConnectionCaps,
     http_addr: SocketAddr,
     rtmp_addr: Option<SocketAddr>,
     rtsp_addr: Option<SocketAddr>,
@@ -229,6 +264,11 @@ pub struct RunningServer {
 impl RunningServer {
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The connection caps of each listener, as derived and configured at start.
+    pub fn connection_caps(&self) -> ConnectionCaps {
+        self.caps
     }
 
     /// The RTMP address, when the config has `rtmp`.

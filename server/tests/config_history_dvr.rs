@@ -25,7 +25,8 @@ fn session_history_mysql_and_dvr_read() {
         c.session_history,
         SessionHistoryConfig {
             path: None,
-            retention_days: 2
+            retention_days: 2,
+            max_rows: None,
         }
     );
     assert_eq!(
@@ -41,12 +42,31 @@ fn session_history_mysql_and_dvr_read() {
         default.session_history,
         SessionHistoryConfig {
             path: None,
-            retention_days: 7
+            retention_days: 7,
+            max_rows: None,
         }
     );
     assert_eq!(default.mysql, None);
     let file = parse_config("session_history /var/lib/usher/h.sqlite;", "u.conf").unwrap();
     assert_eq!(file.session_history.path.as_deref(), Some("/var/lib/usher/h.sqlite"));
+    // The bound: the default of its kind of store, or max_rows=N (issue 15 item 7).
+    assert_eq!(file.session_history.max_rows(), 1_000_000);
+    assert_eq!(default.session_history.max_rows(), 100_000);
+    let bounded = parse_config("session_history :memory: max_rows=500 retention=3;", "u.conf").unwrap();
+    assert_eq!(bounded.session_history.max_rows, Some(500));
+    assert_eq!(bounded.session_history.retention_days, 3);
+    // Connection caps on the listen directives (issue 15 item 6).
+    let caps = parse_config(
+        "http 8080 max_connections=100;
+mysql 3306 max_connections_per_ip=2 max_connections=8;",
+        "u.conf",
+    )
+    .unwrap();
+    assert_eq!(caps.connection_limits.http.max_connections, Some(100));
+    assert_eq!(caps.connection_limits.http.max_connections_per_ip, None);
+    assert_eq!(caps.connection_limits.mysql.max_connections, Some(8));
+    assert_eq!(caps.connection_limits.mysql.max_connections_per_ip, Some(2));
+    assert_eq!(caps.connection_limits.rtmp, Default::default());
 }
 
 #[test]
@@ -60,6 +80,19 @@ fn bad_directives_name_what_was_expected() {
             "unknown session_history option 'keep=3'",
         ),
         ("session_history h.db retention=1 retention=2;", "duplicate retention="),
+        ("session_history h.db max_rows=0;", "u.conf:1:22: bad max_rows '0'"),
+        ("session_history h.db max_rows=1 max_rows=2;", "duplicate max_rows="),
+        ("http 80 max_connections=0;", "u.conf:1:9: bad max_connections '0'"),
+        ("rtmp 1935 max_connections_per_ip=x;", "bad max_connections_per_ip 'x'"),
+        (
+            "mysql 3306 max_connections=1 max_connections=2;",
+            "duplicate max_connections= option in mysql",
+        ),
+        ("http 80 max_conn=3;", "unknown http option 'max_conn=3'"),
+        (
+            "rtsp 554 max_connections=5 max_connections_per_ip=9;",
+            "u.conf:1:28: rtsp: max_connections_per_ip=9 is above max_connections=5",
+        ),
         (
             "session_history a.db;\nsession_history b.db;",
             "u.conf:2:1: duplicate 'session_history'",

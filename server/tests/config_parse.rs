@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use usher_server::config::{
-    AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, Credential, DvrConfig, IpPrefix, Protocols,
-    SessionHistoryConfig, SessionKeys, StreamConfig, TemplateConfig, VodConfig, parse_config,
+    AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, ConnectionLimits, Credential, DvrConfig, IpPrefix,
+    ListenLimits, Protocols, SessionHistoryConfig, SessionKeys, StreamConfig, TemplateConfig, VodConfig, parse_config,
 };
 
 fn parse(text: &str) -> Config {
@@ -26,7 +26,7 @@ fn addr(s: &str) -> Option<SocketAddr> {
 const EVERY_DIRECTIVE: &str = r#"
 # Server-wide settings
 http 8080;
-rtmp 127.0.0.1:1935;
+rtmp 127.0.0.1:1935 max_connections=2000 max_connections_per_ip=50;
 rtsp [::1]:0;            # port 0: pick a free port
 auth_token tok;
 no_auto_token;
@@ -38,7 +38,7 @@ media_root "/srv/media files";
 template_stream_idle 90;
 template_stream_limit 50;
 mysql 127.0.0.1:3306;
-session_history /var/lib/usher/history.sqlite retention=30;
+session_history /var/lib/usher/history.sqlite retention=30 max_rows=5000;
 
 template live {
   prefix live;
@@ -113,6 +113,14 @@ fn every_directive_is_read() {
         session_history: SessionHistoryConfig {
             path: Some("/var/lib/usher/history.sqlite".into()),
             retention_days: 30,
+            max_rows: Some(5000),
+        },
+        connection_limits: ConnectionLimits {
+            rtmp: ListenLimits {
+                max_connections: Some(2000),
+                max_connections_per_ip: Some(50),
+            },
+            ..ConnectionLimits::default()
         },
         vods: vec![
             VodConfig {

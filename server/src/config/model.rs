@@ -61,22 +61,66 @@ pub struct Config {
     /// `mysql PORT;` — the MySQL-protocol listener on the session history (credential:
     /// `edit_auth`).
     pub mysql: Option<SocketAddr>,
-    /// `session_history PATH [retention=DAYS];`
+    /// `session_history PATH [retention=DAYS] [max_rows=N];`
     pub session_history: SessionHistoryConfig,
+    /// `max_connections=N max_connections_per_ip=M` on the listen directives.
+    pub connection_limits: ConnectionLimits,
 }
+
+/// `max_connections=N` and `max_connections_per_ip=M` after a listen directive's address
+/// (`rtmp 1935 max_connections=2000;`): overrides of the caps the server derives from its
+/// descriptor limit (`crate::listener::ConnectionCaps::derive`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenLimits {
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// The [`ListenLimits`] of each listener.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub http: ListenLimits,
+    pub rtmp: ListenLimits,
+    pub rtsp: ListenLimits,
+    pub mysql: ListenLimits,
+}
+
+/// Largest `max_connections=` / `max_connections_per_ip=` accepted.
+pub const MAX_LISTEN_CONNECTIONS: usize = 1 << 24;
 
 /// Default retention of the session history, in days.
 pub const DEFAULT_HISTORY_RETENTION_DAYS: u32 = 7;
 /// Largest `retention=DAYS` accepted (100 years).
 pub const MAX_HISTORY_RETENTION_DAYS: u32 = 36_500;
 
-/// `session_history PATH [retention=DAYS];` — where closed sessions are kept and for how long.
+/// Default bound of an in-memory session history, in records (`max_rows=N`).
+pub const DEFAULT_HISTORY_MAX_ROWS_MEMORY: u64 = 100_000;
+/// Default bound of a session history kept in a file, in records.
+pub const DEFAULT_HISTORY_MAX_ROWS_FILE: u64 = 1_000_000;
+/// Largest `max_rows=N` accepted.
+pub const MAX_HISTORY_MAX_ROWS: u64 = 1_000_000_000;
+
+/// `session_history PATH [retention=DAYS] [max_rows=N];` — where closed sessions are kept, for
+/// how long, and how many at most (the oldest go first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionHistoryConfig {
     /// An SQLite file (relative paths from the working directory); `None` (written `:memory:`)
     /// keeps the history in memory only.
     pub path: Option<String>,
     pub retention_days: u32,
+    /// `None`: [`DEFAULT_HISTORY_MAX_ROWS_MEMORY`] or [`DEFAULT_HISTORY_MAX_ROWS_FILE`].
+    pub max_rows: Option<u64>,
+}
+
+impl SessionHistoryConfig {
+    /// The bound on records in effect.
+    pub fn max_rows(&self) -> u64 {
+        self.max_rows.unwrap_or(if self.path.is_some() {
+            DEFAULT_HISTORY_MAX_ROWS_FILE
+        } else {
+            DEFAULT_HISTORY_MAX_ROWS_MEMORY
+        })
+    }
 }
 
 impl Default for SessionHistoryConfig {
@@ -84,6 +128,7 @@ impl Default for SessionHistoryConfig {
         SessionHistoryConfig {
             path: None,
             retention_days: DEFAULT_HISTORY_RETENTION_DAYS,
+            max_rows: None,
         }
     }
 }
@@ -110,6 +155,7 @@ impl Default for Config {
             auth_backends: Vec::new(),
             mysql: None,
             session_history: SessionHistoryConfig::default(),
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! file      = { top } ;
-//! top       = ("http" | "rtmp" | "rtsp") LISTEN ";"
+//! top       = ("http" | "rtmp" | "rtsp" | "mysql") LISTEN [ "max_connections=" N ] [ "max_connections_per_ip=" N ] ";"
 //!           | "auth_token" NAME ";" | "no_auto_token" ";" | "edit_auth" LOGIN PASSWORD ";"
 //!           | "server_secret" TEXT ";" | "admin_token_ttl" SECONDS ";"
 //!           | "http_session_idle" SECONDS ";" | "media_root" PATH ";"
@@ -12,7 +12,7 @@
 //!           | "stream" NAME "{" { body } "}" | "template" NAME "{" { body | "prefix" P ";" } "}"
 //!           | "vod" NAME "{" "storage" ROOT ";" [ "on_play" TARGET { KEY "=" VALUE } ";" ] "}"
 //!           | "auth_backend" NAME "{" { rule } "}" | "geoip_db" PATH ";"    (see auth_backend.rs)
-//!           | "mysql" LISTEN ";" | "session_history" (PATH | ":memory:") [ "retention=" DAYS ] ";" ;
+//!           | "session_history" (PATH | ":memory:") [ "retention=" DAYS ] [ "max_rows=" N ] ";" ;
 //! body      = "input" URL ";" | ("on_play" | "on_publish") TARGET { KEY "=" VALUE } ";"
 //!           | "password" SECRET ";" | "protocols" PROTO { PROTO } ";" | "dvr" ROOT DEPTH ";" ;
 //! ```
@@ -553,13 +553,16 @@ impl Parser<'_> {
                     once(&mut seen, name, &self)?;
                     let (text, at) = self.expect_word("a port or ADDR:PORT", name)?;
                     let addr = parse_listen(&text).map_err(|m| self.err(&at, format!("{name}: {m}")))?;
+                    let limits = self.listen_limits(name)?;
                     self.expect_semi("port")?;
-                    match name {
-                        "http" => config.http = Some(addr),
-                        "rtmp" => config.rtmp = Some(addr),
-                        "rtsp" => config.rtsp = Some(addr),
-                        _ => config.mysql = Some(addr),
-                    }
+                    let (listen, caps) = match name {
+                        "http" => (&mut config.http, &mut config.connection_limits.http),
+                        "rtmp" => (&mut config.rtmp, &mut config.connection_limits.rtmp),
+                        "rtsp" => (&mut config.rtsp, &mut config.connection_limits.rtsp),
+                        _ => (&mut config.mysql, &mut config.connection_limits.mysql),
+                    };
+                    *listen = Some(addr);
+                    *caps = limits;
                 }
                 "auth_token" => {
                     once(&mut seen, "auth_token", &self)?;
@@ -819,7 +822,60 @@ impl Parser<'_> {
         Ok(block)
     }
 
-    /// Reads `PATH [retention=DAYS];` after `session_history`.
+    /// Reads `[max_connections=N] [max_connections_per_ip=M]` after a listen address.
+    fn listen_limits(&mut self, directive: &str) -> Result<super::model::ListenLimits, ConfigError> {
+        let mut limits = super::model::ListenLimits::default();
+        let mut last = None;
+        // Options are KEY=VALUE words; any other word is left for the `;` check (a missing `;`
+        // before the next directive reads best as such).
+        while let Tok::Word(option) = self.peek().clone()
+            && (option.contains('=') || option.starts_with("max_connections"))
+        {
+            let at = self.next();
+            let (key, value) = option.split_once('=').unwrap_or((option.as_str(), ""));
+            let slot = match key {
+                "max_connections" => &mut limits.max_connections,
+                "max_connections_per_ip" => &mut limits.max_connections_per_ip,
+                _ => {
+                    return Err(self.err(
+                        &at,
+                        format!(
+                            "unknown {directive} option '{}' (expected max_connections=N or max_connections_per_ip=N)",
+                            shorten(&option)
+                        ),
+                    ));
+                }
+            };
+            if slot.is_some() {
+                return Err(self.err(&at, format!("duplicate {key}= option in {directive}")));
+            }
+            let max = super::model::MAX_LISTEN_CONNECTIONS;
+            *slot = Some(
+                value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        self.err(
+                            &at,
+                            format!("bad {key} '{}' (expected a whole number, 1..{max})", shorten(value)),
+                        )
+                    })?,
+            );
+            last = Some(at);
+        }
+        if let (Some(all), Some(per_ip), Some(at)) = (limits.max_connections, limits.max_connections_per_ip, &last)
+            && per_ip > all
+        {
+            return Err(self.err(
+                at,
+                format!("{directive}: max_connections_per_ip={per_ip} is above max_connections={all}"),
+            ));
+        }
+        Ok(limits)
+    }
+
+    /// Reads `PATH [retention=DAYS] [max_rows=N];` after `session_history`.
     fn session_history(&mut self) -> Result<super::model::SessionHistoryConfig, ConfigError> {
         let (path, _) = self.expect_nonempty("a file path or :memory:", "session_history")?;
         let mut history = super::model::SessionHistoryConfig {
@@ -829,11 +885,29 @@ impl Parser<'_> {
         let mut retention_seen = false;
         while let Tok::Word(option) = self.peek().clone() {
             let at = self.next();
+            if let Some(rows) = option.strip_prefix("max_rows=") {
+                if history.max_rows.is_some() {
+                    return Err(self.err(&at, "duplicate max_rows= option in session_history"));
+                }
+                let max = super::model::MAX_HISTORY_MAX_ROWS;
+                history.max_rows = Some(rows.parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(
+                    || {
+                        self.err(
+                            &at,
+                            format!(
+                                "bad max_rows '{}' (expected a whole number of records, 1..{max})",
+                                shorten(rows)
+                            ),
+                        )
+                    },
+                )?);
+                continue;
+            }
             let Some(days) = option.strip_prefix("retention=") else {
                 return Err(self.err(
                     &at,
                     format!(
-                        "unknown session_history option '{}' (expected retention=DAYS)",
+                        "unknown session_history option '{}' (expected retention=DAYS or max_rows=N)",
                         shorten(&option)
                     ),
                 ));
@@ -857,7 +931,7 @@ impl Parser<'_> {
                     )
                 })?;
         }
-        self.expect_semi("session_history PATH [retention=DAYS]")?;
+        self.expect_semi("session_history PATH [retention=DAYS] [max_rows=N]")?;
         Ok(history)
     }
 
@@ -1138,12 +1212,25 @@ fn quoted(text: &str) -> String {
     out
 }
 
-fn write_listen(f: &mut fmt::Formatter<'_>, name: &str, addr: Option<SocketAddr>) -> fmt::Result {
-    match addr {
-        None => Ok(()),
-        Some(a) if a.ip() == DEFAULT_LISTEN_IP => writeln!(f, "{name} {};", a.port()),
-        Some(a) => writeln!(f, "{name} {a};"),
+fn write_listen(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    addr: Option<SocketAddr>,
+    limits: &super::model::ListenLimits,
+) -> fmt::Result {
+    let Some(a) = addr else { return Ok(()) };
+    if a.ip() == DEFAULT_LISTEN_IP {
+        write!(f, "{name} {}", a.port())?;
+    } else {
+        write!(f, "{name} {a}")?;
     }
+    if let Some(n) = limits.max_connections {
+        write!(f, " max_connections={n}")?;
+    }
+    if let Some(n) = limits.max_connections_per_ip {
+        write!(f, " max_connections_per_ip={n}")?;
+    }
+    writeln!(f, ";")
 }
 
 fn write_auth(f: &mut fmt::Formatter<'_>, which: &str, spec: &AuthSpec) -> fmt::Result {
@@ -1228,15 +1315,19 @@ fn write_block(
 /// (for any `Config` the parser could have produced; durations print in whole seconds).
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_listen(f, "http", self.http)?;
-        write_listen(f, "rtmp", self.rtmp)?;
-        write_listen(f, "rtsp", self.rtsp)?;
-        write_listen(f, "mysql", self.mysql)?;
+        let caps = &self.connection_limits;
+        write_listen(f, "http", self.http, &caps.http)?;
+        write_listen(f, "rtmp", self.rtmp, &caps.rtmp)?;
+        write_listen(f, "rtsp", self.rtsp, &caps.rtsp)?;
+        write_listen(f, "mysql", self.mysql, &caps.mysql)?;
         if self.session_history != super::model::SessionHistoryConfig::default() {
             let path = self.session_history.path.as_deref().unwrap_or(":memory:");
             write!(f, "session_history {}", quoted(path))?;
             if self.session_history.retention_days != super::model::DEFAULT_HISTORY_RETENTION_DAYS {
                 write!(f, " retention={}", self.session_history.retention_days)?;
+            }
+            if let Some(rows) = self.session_history.max_rows {
+                write!(f, " max_rows={rows}")?;
             }
             writeln!(f, ";")?;
         }

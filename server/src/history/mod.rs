@@ -7,6 +7,11 @@
 //! Tokio's blocking pool, so neither the core nor an async worker ever waits on the disk.
 //! Records older than the retention are deleted by the writer (at most a minute late) and
 //! whenever the store is opened.
+//!
+//! The store holds at most `max_rows` records (`session_history … max_rows=N`): every write
+//! that would go past it deletes the oldest (by close time) in the same transaction, so a
+//! stranger who opens and closes sessions at will cannot grow it further; one log line per
+//! [`DROP_LOG_EVERY`] says how many went.
 
 pub mod query;
 
@@ -21,6 +26,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ClosedSession;
+use crate::log_throttle::LogThrottle;
 pub use query::{Column, ColumnType, Comparison, Literal, Select, SelectError};
 
 /// Default retention of closed sessions (`session_history … retention=DAYS`).
@@ -31,6 +37,8 @@ const BATCH: usize = 256;
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Rows a single read returns at most (API and MySQL alike).
 pub const MAX_ROWS: u64 = 10_000;
+/// At most one "oldest records dropped" line in this window.
+pub const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -100,10 +108,19 @@ pub struct Rows {
 /// The session history store. Cheap to clone.
 #[derive(Clone)]
 pub struct History {
-    conn: Arc<Mutex<Connection>>,
+    store: Arc<Mutex<Store>>,
     retention: Duration,
+    /// Records kept at most; the oldest go first.
+    max_rows: u64,
     /// Where it lives, for logs.
     location: Arc<str>,
+}
+
+/// The database and how many records it holds (SQLite's `count(*)` reads the whole table, so
+/// the number is kept here, changed with every write under the same lock).
+struct Store {
+    conn: Connection,
+    rows: u64,
 }
 
 impl std::fmt::Debug for History {
@@ -111,6 +128,7 @@ impl std::fmt::Debug for History {
         f.debug_struct("History")
             .field("location", &self.location)
             .field("retention", &self.retention)
+            .field("max_rows", &self.max_rows)
             .finish()
     }
 }
@@ -122,9 +140,21 @@ pub(crate) fn unix_millis(t: SystemTime) -> i64 {
 }
 
 impl History {
-    /// Opens (or creates) the store: a file at `path`, or a private in-memory database for
-    /// `None`. Records past `retention` are deleted at once.
+    /// [`open_bounded`](Self::open_bounded) with the default bound of its kind of store
+    /// (`crate::config::SessionHistoryConfig::max_rows`).
     pub fn open(path: Option<&Path>, retention: Duration) -> Result<History, HistoryError> {
+        let max_rows = if path.is_some() {
+            crate::config::DEFAULT_HISTORY_MAX_ROWS_FILE
+        } else {
+            crate::config::DEFAULT_HISTORY_MAX_ROWS_MEMORY
+        };
+        History::open_bounded(path, retention, max_rows)
+    }
+
+    /// Opens (or creates) the store: a file at `path`, or a private in-memory database for
+    /// `None`, keeping at most `max_rows` records. Records past `retention`, and the oldest
+    /// beyond `max_rows`, are deleted at once.
+    pub fn open_bounded(path: Option<&Path>, retention: Duration, max_rows: u64) -> Result<History, HistoryError> {
         let location = path.map_or_else(|| ":memory:".to_string(), |p| p.display().to_string());
         let opened = match path {
             Some(p) => Connection::open(p),
@@ -144,33 +174,84 @@ impl History {
             }
         }
         conn.execute_batch(SCHEMA).map_err(wrap)?;
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
+            .map_err(wrap)?;
         let history = History {
-            conn: Arc::new(Mutex::new(conn)),
+            store: Arc::new(Mutex::new(Store {
+                conn,
+                rows: u64::try_from(rows).unwrap_or(0),
+            })),
             retention,
+            max_rows: max_rows.max(1),
             location: location.into(),
         };
         history.prune(SystemTime::now())?;
-        tracing::info!(store = %history.location, retention_days = retention.as_secs() / 86_400, "session history opened");
+        let dropped = {
+            let mut store = history.store();
+            let held = store.rows;
+            let tx = store.conn.transaction()?;
+            let dropped = history.drop_oldest(&tx, held)?;
+            tx.commit()?;
+            store.rows -= dropped;
+            dropped
+        };
+        if dropped > 0 {
+            tracing::warn!(store = %history.location, dropped, max_rows = history.max_rows, "session history over its bound: the oldest records dropped");
+        }
+        tracing::info!(
+            store = %history.location,
+            retention_days = retention.as_secs() / 86_400,
+            max_rows = history.max_rows,
+            "session history opened"
+        );
         Ok(history)
+    }
+
+    /// Records held now.
+    pub fn rows_held(&self) -> u64 {
+        self.store().rows
+    }
+
+    /// The bound on records held.
+    pub fn max_rows(&self) -> u64 {
+        self.max_rows
+    }
+
+    /// Deletes the oldest records so that `held` of them become at most `max_rows`; returns
+    /// how many went.
+    fn drop_oldest(&self, tx: &rusqlite::Transaction<'_>, held: u64) -> Result<u64, HistoryError> {
+        let excess = held.saturating_sub(self.max_rows);
+        if excess == 0 {
+            return Ok(0);
+        }
+        let n = tx.execute(
+            "DELETE FROM sessions WHERE rowid IN \
+             (SELECT rowid FROM sessions ORDER BY closed_at, rowid LIMIT ?1)",
+            [i64::try_from(excess).unwrap_or(i64::MAX)],
+        )?;
+        Ok(n as u64)
     }
 
     pub fn retention(&self) -> Duration {
         self.retention
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // Every write is one transaction: a panic while the lock was held leaves the database
-        // consistent.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn store(&self) -> MutexGuard<'_, Store> {
+        // Every write is one transaction, and the count changes only after its commit: a panic
+        // while the lock was held leaves both consistent.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes closed sessions in one transaction.
-    pub fn insert(&self, records: &[ClosedSession]) -> Result<(), HistoryError> {
+    /// Writes closed sessions in one transaction, deleting the oldest records beyond the bound
+    /// in the same one; returns how many were deleted so.
+    pub fn insert(&self, records: &[ClosedSession]) -> Result<u64, HistoryError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let mut store = self.store();
+        let held = store.rows + records.len() as u64;
+        let tx = store.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO sessions (session_id, type, name, ip, proto, token, user_id, opened_at, closed_at, \
@@ -193,16 +274,21 @@ impl History {
                 ])?;
             }
         }
+        let dropped = self.drop_oldest(&tx, held)?;
         tx.commit()?;
-        Ok(())
+        store.rows = held - dropped;
+        Ok(dropped)
     }
 
     /// Deletes the records closed more than the retention before `now`; returns how many.
     pub fn prune(&self, now: SystemTime) -> Result<usize, HistoryError> {
         let cutoff = unix_millis(now.checked_sub(self.retention).unwrap_or(SystemTime::UNIX_EPOCH));
-        let n = self
-            .conn()
+        let mut store = self.store();
+        let n = store
+            .conn
             .execute("DELETE FROM sessions WHERE closed_at < ?1", [cutoff])?;
+        store.rows = store.rows.saturating_sub(n as u64);
+        drop(store);
         if n > 0 {
             tracing::debug!(deleted = n, "session history: records past the retention deleted");
         }
@@ -232,8 +318,8 @@ impl History {
         let limit = filter.limit.unwrap_or(MAX_ROWS).min(MAX_ROWS);
         args.push(SqlValue::Integer(limit as i64));
         sql.push_str(&format!(" ORDER BY closed_at DESC, rowid DESC LIMIT ?{}", args.len()));
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let store = self.store();
+        let mut stmt = store.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |row| {
             Ok(HistoryRecord {
                 id: row.get(0)?,
@@ -256,8 +342,8 @@ impl History {
     /// Runs a parsed, whitelisted SELECT (see [`query`]); every value comes back as text.
     pub fn select(&self, select: &Select) -> Result<Rows, HistoryError> {
         let (sql, args) = select.to_sql();
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&sql)?;
+        let store = self.store();
+        let mut stmt = store.conn.prepare(&sql)?;
         let width = select.columns.len();
         let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |row| {
             (0..width)
@@ -294,6 +380,7 @@ impl History {
     /// transaction on the blocking pool; records past the retention are deleted every
     /// [`PRUNE_EVERY`].
     pub async fn run_writer(self, mut closed: UnboundedReceiver<ClosedSession>, shutdown: CancellationToken) {
+        let mut drops = LogThrottle::new(DROP_LOG_EVERY);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -309,7 +396,7 @@ impl History {
                     continue;
                 }
                 _ = shutdown.cancelled() => {
-                    self.flush(&mut closed).await;
+                    self.flush(&mut closed, &mut drops).await;
                     return;
                 }
             };
@@ -320,24 +407,34 @@ impl History {
                     Err(_) => break,
                 }
             }
-            self.write(batch).await;
+            self.write(batch, &mut drops).await;
         }
     }
 
-    async fn flush(&self, closed: &mut UnboundedReceiver<ClosedSession>) {
+    async fn flush(&self, closed: &mut UnboundedReceiver<ClosedSession>, drops: &mut LogThrottle) {
         let mut batch = Vec::new();
         while let Ok(r) = closed.try_recv() {
             batch.push(r);
         }
         if !batch.is_empty() {
-            self.write(batch).await;
+            self.write(batch, drops).await;
         }
     }
 
-    async fn write(&self, batch: Vec<ClosedSession>) {
+    async fn write(&self, batch: Vec<ClosedSession>, drops: &mut LogThrottle) {
         let n = batch.len();
         match self.blocking(move |h| h.insert(&batch)).await {
-            Ok(()) => tracing::debug!(records = n, "session history: closed sessions written"),
+            Ok(dropped) => {
+                tracing::debug!(records = n, dropped, "session history: closed sessions written");
+                if let Some(dropped) = drops.hits(tokio::time::Instant::now(), dropped) {
+                    tracing::warn!(
+                        store = %self.location,
+                        max_rows = self.max_rows,
+                        dropped = dropped + 1,
+                        "session history at its bound: the oldest records dropped (dropped: since the last such line)"
+                    );
+                }
+            }
             Err(e) => tracing::warn!(error = %e, records = n, "session history: closed sessions lost"),
         }
     }

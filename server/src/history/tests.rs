@@ -305,3 +305,178 @@ proptest! {
         h.select(&select).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
     }
 }
+
+/// Issue 15 item 7: a history at its bound keeps the newest `max_rows` records, whatever is
+/// written, and says how many it dropped.
+#[test]
+fn the_store_keeps_at_most_max_rows_and_drops_the_oldest() {
+    let h = History::open_bounded(None, 7 * DAY, 100).unwrap();
+    let start = SystemTime::now() - DAY;
+    let mut dropped = 0;
+    for batch in 0..10u64 {
+        let records: Vec<_> = (0..25u64)
+            .map(|i| {
+                let n = batch * 25 + i;
+                closed(Some("u"), "s", start + Duration::from_secs(n), n)
+            })
+            .collect();
+        dropped += h.insert(&records).unwrap();
+        assert!(h.rows_held() <= 100, "{} held", h.rows_held());
+    }
+    assert_eq!(dropped, 150);
+    assert_eq!(h.rows_held(), 100);
+    let all = h.closed(&HistoryFilter::default()).unwrap();
+    assert_eq!(all.len(), 100);
+    assert_eq!(
+        all.last().map(|r| r.bytes),
+        Some(150),
+        "the oldest kept is the 151st written"
+    );
+    assert_eq!(all.first().map(|r| r.bytes), Some(249));
+    // One batch larger than the bound keeps its newest part.
+    let big: Vec<_> = (0..300u64)
+        .map(|n| closed(None, "t", start + Duration::from_secs(1000 + n), 1000 + n))
+        .collect();
+    assert_eq!(h.insert(&big).unwrap(), 300);
+    let all = h.closed(&HistoryFilter::default()).unwrap();
+    assert_eq!(all.len(), 100);
+    assert_eq!(all.last().map(|r| r.bytes), Some(1200));
+    // Pruning keeps the count right.
+    assert_eq!(h.prune(start + 7 * DAY + Duration::from_secs(1250)).unwrap(), 50);
+    assert_eq!(h.rows_held(), 50);
+}
+
+#[test]
+fn a_file_store_over_a_smaller_bound_is_cut_on_open() {
+    let dir = std::env::temp_dir().join(format!("usher-history-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("history.sqlite");
+    let now = SystemTime::now();
+    {
+        let h = History::open_bounded(Some(&path), DAY, 1000).unwrap();
+        let records: Vec<_> = (0..40u64)
+            .map(|n| closed(Some("a"), "s", now - Duration::from_secs(100 - n), n))
+            .collect();
+        assert_eq!(h.insert(&records).unwrap(), 0);
+    }
+    let h = History::open_bounded(Some(&path), DAY, 10).unwrap();
+    assert_eq!(h.rows_held(), 10);
+    let left = h.closed(&HistoryFilter::default()).unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.bytes).collect::<Vec<_>>(),
+        (30..40).rev().collect::<Vec<_>>()
+    );
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The log buffer of [`the_writer_logs_drops_once_per_window`].
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Drops are logged once per [`DROP_LOG_EVERY`], however many batches drop records.
+#[tokio::test]
+async fn the_writer_logs_drops_once_per_window() {
+    let log = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(log.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let h = History::open_bounded(None, DAY, 10).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(h.clone().run_writer(rx, stop.clone()));
+    for round in 0..20u64 {
+        for i in 0..50 {
+            tx.send(closed(Some("u"), "s", SystemTime::now(), round * 50 + i))
+                .unwrap();
+        }
+        // Let the writer take this round as its own batch.
+        let last = i64::try_from(round * 50 + 49).unwrap();
+        let newest = HistoryFilter {
+            limit: Some(1),
+            ..Default::default()
+        };
+        while h.closed(&newest).unwrap().first().map(|r| r.bytes) != Some(last) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    drop(tx);
+    writer.await.unwrap();
+    assert_eq!(h.rows_held(), 10);
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines = text.lines().filter(|l| l.contains("at its bound")).count();
+    assert_eq!(lines, 1, "{text}");
+    assert!(text.contains("dropped=") && text.contains("max_rows=10"), "{text}");
+}
+
+/// The store's size in bytes (pages in use), what an in-memory history holds in the heap.
+fn store_bytes(h: &History) -> u64 {
+    let store = h.store();
+    let pages: i64 = store.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    let size: i64 = store.conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    (pages * size) as u64
+}
+
+/// At its bound the store stops growing: another bound's worth of records written leaves its
+/// size where it was (freed pages are reused), and a typical record costs under 300 bytes.
+#[test]
+fn memory_stays_put_at_the_bound() {
+    const BOUND: u64 = 20_000;
+    let h = History::open_bounded(None, 7 * DAY, BOUND).unwrap();
+    let start = SystemTime::now() - DAY;
+    let write = |from: u64| {
+        for batch in 0..(BOUND / 250) {
+            let records: Vec<_> = (0..250)
+                .map(|i| {
+                    let n = from + batch * 250 + i;
+                    let mut r = closed(
+                        Some("user-1234"),
+                        "live/channel-07",
+                        start + Duration::from_millis(n),
+                        n,
+                    );
+                    r.token = format!("tok-{n:012}");
+                    r.ip = format!("10.1.{}.{}", n % 250, n % 199);
+                    r
+                })
+                .collect();
+            h.insert(&records).unwrap();
+        }
+    };
+    write(0);
+    let at_bound = store_bytes(&h);
+    let per_row = at_bound / BOUND;
+    assert!(per_row < 300, "{per_row} bytes per record");
+    write(BOUND);
+    write(2 * BOUND);
+    assert_eq!(h.rows_held(), BOUND);
+    let after = store_bytes(&h);
+    // The figure of docs/security.md (`-- --nocapture` shows it).
+    eprintln!(
+        "history at a bound of {BOUND}: {at_bound} bytes ({per_row} per record), {after} after 3 × the bound written"
+    );
+    assert!(
+        after <= at_bound + at_bound / 10,
+        "{at_bound} → {after} bytes at the bound"
+    );
+}

@@ -15,14 +15,13 @@ use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::configurator::Configurator;
 use crate::config::Credential;
 use crate::context::Context;
-use crate::peer_limit::{IpSlot, PerIp};
+use crate::listener::{Listener, Refusal, Service};
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -44,10 +43,9 @@ pub fn router(state: Arc<HttpState>) -> Router {
 }
 
 /// What one client can make the HTTP front end hold or wait for (docs/security.md, "Limits").
+/// How many connections it holds is the [`Listener`]'s business.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Connections open at once from one address; more are closed right after accept.
-    pub max_connections_per_ip: usize,
     /// From the moment a connection is ready for a request until its whole header block has
     /// arrived: a client that sends nothing, or trickles its headers (slowloris), is cut then.
     /// Idle keep-alive connections close after it too.
@@ -62,7 +60,6 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections_per_ip: crate::peer_limit::DEFAULT_PER_IP,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_api_body: 256 * 1024,
@@ -70,54 +67,56 @@ impl Default for Limits {
     }
 }
 
-/// Pause after a failed accept (such as too many open files) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
 /// Serves HTTP on `listener` until `shutdown` is cancelled, with the default [`Limits`].
-pub async fn run(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn run(listener: Listener, state: Arc<HttpState>, shutdown: CancellationToken) -> std::io::Result<()> {
     run_with_limits(listener, state, shutdown, Limits::default()).await
 }
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` is cancelled; then open connections finish
 /// their current response and close. Dropping the future cuts them.
 pub async fn run_with_limits(
-    listener: TcpListener,
+    listener: Listener,
     state: Arc<HttpState>,
     shutdown: CancellationToken,
     limits: Limits,
 ) -> std::io::Result<()> {
     let app = router_with_limits(state.clone(), &limits);
-    let per_ip = PerIp::new(limits.max_connections_per_ip);
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let Some(slot) = per_ip.try_acquire(peer.ip()) else {
-                        tracing::warn!(%peer, limit = per_ip.max(), "HTTP connections per address at the limit; closing the new one");
-                        continue;
-                    };
-                    let _ = socket.set_nodelay(true);
-                    connections.spawn(serve_connection(
-                        socket,
-                        peer,
-                        slot,
-                        Routes { app: app.clone(), state: state.clone() },
-                        limits.clone(),
-                        shutdown.clone(),
-                    ));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-        }
+    let service = Arc::new(HttpService {
+        routes: Routes { app, state },
+        limits,
+    });
+    listener.run(service, shutdown).await
+}
+
+/// The HTTP front end as the [`Listener`] runs it.
+struct HttpService {
+    routes: Routes,
+    limits: Limits,
+}
+
+impl Service for HttpService {
+    async fn serve(self: Arc<Self>, socket: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+        serve_connection(socket, peer, self.routes.clone(), self.limits.clone(), shutdown).await;
     }
-    while connections.join_next().await.is_some() {}
-    Ok(())
+
+    /// A 503 that says which cap it was; a client that sent its request already reads it as the
+    /// answer.
+    fn refusal(&self, why: Refusal, _peer: SocketAddr) -> Option<Vec<u8>> {
+        let body = match why {
+            Refusal::AddressFull { per_address } => {
+                format!("too many connections from this address (at most {per_address})\n")
+            }
+            Refusal::Full { .. } => "too many connections\n".to_string(),
+        };
+        Some(
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n\
+                 Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    }
 }
 
 fn router_with_limits(state: Arc<HttpState>, limits: &Limits) -> Router {
@@ -138,6 +137,7 @@ const API_PREFIX: &str = "/streamer/api/v3";
 /// What a connection routes requests to: the router for the management API, and straight to
 /// the media handler for everything else (the router's fallback does the same, at the cost of
 /// routing and an extension map on every segment request).
+#[derive(Clone)]
 struct Routes {
     app: Router,
     state: Arc<HttpState>,
@@ -152,7 +152,6 @@ fn is_api(path: &str) -> bool {
 async fn serve_connection(
     socket: TcpStream,
     peer: SocketAddr,
-    _slot: IpSlot,
     routes: Routes,
     limits: Limits,
     shutdown: CancellationToken,

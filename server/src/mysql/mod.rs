@@ -26,13 +26,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Credential;
 use crate::context::constant_time_eq;
 use crate::history::History;
+use crate::listener::{Listener, Refusal, Service};
 use packet::{HandshakeResponse, NATIVE_PASSWORD, ReadError, Reply};
 use statement::Outcome;
 
@@ -41,8 +41,6 @@ use statement::Outcome;
 pub const SERVER_VERSION: &str = "5.7.99-usher-history";
 /// The one database.
 pub const DATABASE: &str = "usher";
-/// Most connections served at once.
-const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to log in.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection idle this long between commands is closed.
@@ -67,63 +65,72 @@ pub(crate) mod code {
     pub const READ_ONLY: (u16, &str) = (1290, "HY000");
     pub const UNKNOWN_VARIABLE: (u16, &str) = (1193, "HY000");
     pub const HANDSHAKE: (u16, &str) = (1043, "08S01");
+    pub const TOO_MANY_CONNECTIONS: (u16, &str) = (1040, "08004");
     pub const PACKET_TOO_LARGE: (u16, &str) = (1153, "08S01");
     pub const UNKNOWN: (u16, &str) = (1105, "HY000");
 }
 
-/// Serves the MySQL protocol on `listener` until `shutdown` is cancelled.
+/// Serves the MySQL protocol on `listener` until `shutdown` is cancelled, then waits for the
+/// open connections, which see the same token and close. A connection over the listener's caps
+/// gets `ERR 1040 Too many connections` (saying which cap) instead of a greeting.
 pub async fn run(
-    listener: TcpListener,
+    listener: Listener,
     history: History,
     credential: Option<Credential>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let ids = Arc::new(AtomicU32::new(1));
-    let credential = Arc::new(credential);
     if credential.is_none() {
         tracing::warn!("mysql listener without edit_auth: every login will be refused");
     }
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "mysql: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "mysql: too many connections; refused");
-            let mut reply = Reply::after(u8::MAX);
-            let (c, s) = code::HANDSHAKE;
-            reply.err(c, s, "Too many connections");
-            let mut stream = stream;
-            let _ = reply.send(&mut stream).await;
-            continue;
-        };
+    let service = Arc::new(MysqlService {
+        history,
+        credential: Arc::new(credential),
+        ids: AtomicU32::new(1),
+    });
+    listener.run(service, shutdown).await
+}
+
+/// The MySQL front end as the [`Listener`] runs it.
+struct MysqlService {
+    history: History,
+    credential: Arc<Option<Credential>>,
+    /// Connection ids of the greeting.
+    ids: AtomicU32,
+}
+
+impl Service for MysqlService {
+    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
         let handler = Handler {
-            history: history.clone(),
-            credential: credential.clone(),
+            history: self.history.clone(),
+            credential: self.credential.clone(),
             peer,
-            id: ids.fetch_add(1, Ordering::Relaxed),
+            id: self.ids.fetch_add(1, Ordering::Relaxed),
             database: None,
         };
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                result = handler.serve(stream) => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "mysql connection ended");
-                    }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            result = handler.serve(stream) => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "mysql connection ended");
                 }
             }
-        });
+        }
+    }
+
+    fn refusal(&self, why: Refusal, peer: SocketAddr) -> Option<Vec<u8>> {
+        let message = match why {
+            Refusal::AddressFull { per_address } => {
+                format!(
+                    "Too many connections from {} (at most {per_address} per address)",
+                    peer.ip()
+                )
+            }
+            Refusal::Full { max_connections } => format!("Too many connections (at most {max_connections})"),
+        };
+        let mut reply = Reply::after(u8::MAX);
+        let (c, s) = code::TOO_MANY_CONNECTIONS;
+        reply.err(c, s, &message);
+        Some(reply.into_bytes())
     }
 }
 

@@ -112,6 +112,11 @@ impl Reply {
         self.seq
     }
 
+    /// The packets as they go on the wire.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
     pub async fn send<W: AsyncWrite + Unpin>(self, w: &mut W) -> io::Result<()> {
         w.write_all(&self.buf).await?;
         w.flush().await

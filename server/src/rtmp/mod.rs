@@ -35,19 +35,16 @@ mod names;
 mod play;
 mod publish;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::context::Context;
+use crate::listener::{Listener, Service};
 
-/// Connections served at once; more are closed right after accept.
-pub const MAX_CONNECTIONS: usize = 1024;
 /// From accept until the client has asked to play or publish: handshake, `connect`,
 /// `createStream`. Keeps silent or slow sockets from holding connection slots.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,54 +52,23 @@ pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A publisher that sends nothing for this long is gone.
 pub const PUBLISH_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause after a failed accept (such as too many open files) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves RTMP on `listener` until `shutdown` is cancelled, then waits for the open
-/// connections, which see the same token and close.
-pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken) -> std::io::Result<()> {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let per_ip = crate::peer_limit::PerIp::new(crate::peer_limit::DEFAULT_PER_IP);
-    let mut connections = JoinSet::new();
-    tracing::info!(addr = ?listener.local_addr().ok(), "RTMP front end listening");
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(done) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(e) = done
-                    && e.is_panic()
-                {
-                    tracing::error!(error = %e, "an RTMP connection task panicked");
-                }
-            }
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, limit = MAX_CONNECTIONS, "RTMP connection limit reached; closing the new connection");
-                        continue;
-                    };
-                    let Some(slot) = per_ip.try_acquire(peer.ip()) else {
-                        tracing::warn!(%peer, limit = per_ip.max(), "RTMP connections per address at the limit; closing the new one");
-                        continue;
-                    };
-                    let _ = socket.set_nodelay(true);
-                    let handler = connection::Handler::new(socket, peer, ctx.clone(), shutdown.clone());
-                    let span = tracing::info_span!("rtmp", %peer);
-                    connections.spawn(
-                        async move {
-                            handler.run().await;
-                            drop((permit, slot));
-                        }
-                        .instrument(span),
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "RTMP accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-        }
+/// connections, which see the same token and close. A connection over the listener's caps is
+/// closed at once (RTMP has no message to say why before the handshake).
+pub async fn run(listener: Listener, ctx: Arc<Context>, shutdown: CancellationToken) -> std::io::Result<()> {
+    listener.run(Arc::new(RtmpService { ctx }), shutdown).await
+}
+
+/// The RTMP front end as the [`Listener`] runs it.
+struct RtmpService {
+    ctx: Arc<Context>,
+}
+
+impl Service for RtmpService {
+    async fn serve(self: Arc<Self>, socket: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+        connection::Handler::new(socket, peer, self.ctx.clone(), shutdown)
+            .run()
+            .await;
     }
-    while connections.join_next().await.is_some() {}
-    Ok(())
 }

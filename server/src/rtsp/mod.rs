@@ -16,8 +16,9 @@
 //! * **Transport.** Only `RTP/AVP/TCP` interleaved (§10.12); UDP gets 461 Unsupported
 //!   Transport, after which ffmpeg retries over TCP. RTP is H.264 (RFC 6184) and, when the
 //!   source has it, AAC as `mpeg4-generic` (RFC 3640).
-//! * **Robustness.** One task per connection, a connection limit, a deadline for the first
-//!   request and for idle control connections, bounded request sizes. Bad input gets 400 or
+//! * **Robustness.** One task per connection under the [`Listener`]'s caps (a connection over
+//!   them is closed at once), a deadline for the first request and for idle control
+//!   connections, bounded request sizes. Bad input gets 400 or
 //!   413 and a close of that connection only, logged with the peer address.
 
 mod connection;
@@ -27,26 +28,22 @@ mod sdp;
 pub(crate) mod target;
 pub(crate) mod transport;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::context::Context;
+use crate::listener::{Listener, Service};
 
 pub use connection::SESSION_TIMEOUT_SECS;
 
-/// Bounds on what one client can make the server hold or wait for.
+/// Bounds on what one client can make the server hold or wait for (how many connections it
+/// holds is the [`Listener`]'s business).
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Open connections; further clients wait in the listen backlog.
-    pub max_connections: usize,
-    /// Open connections from one address; more are closed right after accept, so one address
-    /// cannot hold every slot of [`max_connections`](Self::max_connections).
-    pub max_connections_per_ip: usize,
     /// From accept to the first whole request.
     pub first_request_timeout: Duration,
     /// Between requests on a connection that is not playing (the announced session timeout;
@@ -65,8 +62,6 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 1024,
-            max_connections_per_ip: crate::peer_limit::DEFAULT_PER_IP,
             first_request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(SESSION_TIMEOUT_SECS),
             write_timeout: Duration::from_secs(10),
@@ -78,62 +73,39 @@ impl Default for Limits {
 }
 
 /// Serves RTSP on `listener` until `shutdown` is cancelled, with the default [`Limits`].
-pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn run(listener: Listener, ctx: Arc<Context>, shutdown: CancellationToken) -> std::io::Result<()> {
     run_with_limits(listener, ctx, shutdown, Limits::default()).await
 }
 
 /// Serves RTSP on `listener` until `shutdown` is cancelled, then waits for the connections
 /// to close (they see the same cancellation).
 pub async fn run_with_limits(
-    listener: TcpListener,
+    listener: Listener,
     ctx: Arc<Context>,
     shutdown: CancellationToken,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let per_ip = crate::peer_limit::PerIp::new(limits.max_connections_per_ip);
-    let tracker = TaskTracker::new();
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                // The semaphore is never closed.
-                Err(_) => break,
-            },
-        };
-        let (socket, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors and the like: transient; back off instead of spinning.
-                    tracing::warn!(error = %e, "RTSP accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
-            tracing::warn!(%peer, limit = per_ip.max(), "RTSP connections per address at the limit; closing the new one");
-            continue;
-        };
+    listener.run(Arc::new(RtspService { ctx, limits }), shutdown).await
+}
+
+/// The RTSP front end as the [`Listener`] runs it.
+struct RtspService {
+    ctx: Arc<Context>,
+    limits: Limits,
+}
+
+impl Service for RtspService {
+    async fn serve(self: Arc<Self>, socket: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
         let local = match socket.local_addr() {
             Ok(local) => local,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "RTSP connection gone before it was served");
-                continue;
+                return;
             }
         };
-        let _ = socket.set_nodelay(true);
         tracing::debug!(%peer, "RTSP connection accepted");
-        let handler = connection::Connection::new(socket, peer, local, ctx.clone(), limits.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            handler.run().await;
-            drop((permit, slot));
-        });
+        connection::Connection::new(socket, peer, local, self.ctx.clone(), self.limits.clone(), shutdown)
+            .run()
+            .await;
     }
-    tracker.close();
-    tracker.wait().await;
-    Ok(())
 }

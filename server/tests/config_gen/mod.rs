@@ -11,8 +11,8 @@ use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use usher_server::config::{
-    AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, Credential, DvrConfig, IpPrefix, Protocols,
-    SessionHistoryConfig, SessionKeys, StreamConfig, TemplateConfig, VodConfig,
+    AuthBackendConfig, AuthSpec, AuthTarget, BackendUrl, Config, ConnectionLimits, Credential, DvrConfig, IpPrefix,
+    ListenLimits, Protocols, SessionHistoryConfig, SessionKeys, StreamConfig, TemplateConfig, VodConfig,
 };
 
 /// Any non-empty text, biased towards the characters the file syntax treats specially.
@@ -232,6 +232,7 @@ pub fn config() -> impl Strategy<Value = Config> {
         option::of(listen()),
         session_history(),
         (seconds(), 1u32..=1_000_000),
+        [listen_limits(), listen_limits(), listen_limits(), listen_limits()],
     );
     (head, vec(stream(), 0..4), vec(template(), 0..3), vec(vod(), 0..3), auth).prop_map(
         |(
@@ -239,8 +240,23 @@ pub fn config() -> impl Strategy<Value = Config> {
             streams,
             templates,
             vods,
-            (geoip_db, blocks, mysql, session_history, (template_stream_idle, template_stream_limit)),
+            (
+                geoip_db,
+                blocks,
+                mysql,
+                session_history,
+                (template_stream_idle, template_stream_limit),
+                [http_caps, rtmp_caps, rtsp_caps, mysql_caps],
+            ),
         )| {
+            // Caps are written on their listen directive: none without one.
+            let caps = |addr: &Option<SocketAddr>, caps: ListenLimits| addr.map(|_| caps).unwrap_or_default();
+            let connection_limits = ConnectionLimits {
+                http: caps(&http, http_caps),
+                rtmp: caps(&rtmp, rtmp_caps),
+                rtsp: caps(&rtsp, rtsp_caps),
+                mysql: caps(&mysql, mysql_caps),
+            };
             // Names and prefixes must be unique; drop repeats rather than reject the case.
             let mut names = HashSet::new();
             let streams: Vec<_> = streams.into_iter().filter(|s| names.insert(s.name.clone())).collect();
@@ -296,18 +312,36 @@ pub fn config() -> impl Strategy<Value = Config> {
                 auth_backends,
                 mysql,
                 session_history,
+                connection_limits,
             }
         },
     )
 }
 
-/// `session_history PATH [retention=DAYS];` (`:memory:` is the `None` path).
+/// `max_connections=N max_connections_per_ip=M` of a listen directive (the share never above
+/// the cap).
+pub fn listen_limits() -> impl Strategy<Value = ListenLimits> {
+    (option::of(1usize..=1 << 24), option::of(1usize..=1 << 24)).prop_map(|(max_connections, per_ip)| ListenLimits {
+        max_connections,
+        max_connections_per_ip: match (max_connections, per_ip) {
+            (Some(all), Some(n)) => Some(n.min(all)),
+            (_, n) => n,
+        },
+    })
+}
+
+/// `session_history PATH [retention=DAYS] [max_rows=N];` (`:memory:` is the `None` path).
 pub fn session_history() -> impl Strategy<Value = SessionHistoryConfig> {
     (
         option::of(text().prop_filter("not the in-memory word", |p| p != ":memory:")),
         1u32..=36_500,
+        option::of(1u64..=1_000_000_000),
     )
-        .prop_map(|(path, retention_days)| SessionHistoryConfig { path, retention_days })
+        .prop_map(|(path, retention_days, max_rows)| SessionHistoryConfig {
+            path,
+            retention_days,
+            max_rows,
+        })
 }
 
 /// An `extra` map from literal pairs.
