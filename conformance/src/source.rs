@@ -144,7 +144,9 @@ pub async fn publish(
             publisher.send_video(flv::avc_sequence_header(video), 0).await?;
         }
         if let Some(audio) = &codecs.audio {
-            publisher.send_audio(flv::aac_sequence_header(&audio.audio_specific_config()), 0).await?;
+            publisher
+                .send_audio(flv::aac_sequence_header(&audio.audio_specific_config()), 0)
+                .await?;
         }
         Ok::<(), String>(())
     };
@@ -172,7 +174,9 @@ async fn pump(media: std::sync::Arc<MediaSource>, mut publisher: RtmpPublisher) 
             Track::Video => {
                 let avcc = avc::annex_b_to_avcc(&unit.data);
                 let composition = i32::try_from(ms(unit.pts) - ms(unit.dts)).unwrap_or(0);
-                publisher.send_video(flv::avc_nalu_tag(unit.keyframe, composition, &avcc), at).await
+                publisher
+                    .send_video(flv::avc_nalu_tag(unit.keyframe, composition, &avcc), at)
+                    .await
             }
             Track::Audio => publisher.send_audio(flv::aac_raw_tag(&unit.data), at).await,
         };
