@@ -176,7 +176,7 @@ async fn nginx_rtmp_profile_verdicts() {
     };
     let (passed, failed, skipped) = run.closing();
     println!(
-        "nginx-rtmp profile: {} run, {passed} passed, {failed} failed, {skipped} skipped in {:.1} s",
+        "nginx-rtmp profile: {} cases run (pass {passed}, fail {failed}, skip {skipped}) in {:.1} s",
         passed + failed + report["counts"]["info"].as_u64().unwrap_or(0) as usize,
         run.elapsed.as_secs_f64()
     );

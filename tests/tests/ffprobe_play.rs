@@ -62,8 +62,10 @@ async fn a_denied_token_gets_403_and_ffprobe_fails() {
         assert!(!ok, "ffprobe must fail on {url}");
         assert!(stderr.contains("403"), "ffprobe should report the 403: {stderr}");
     }
-    // The deny is cached: one backend call for the token despite four requests (BAN-01).
+    // The deny is cached: one backend call per protocol for the token despite four requests
+    // (BAN-01); the default session keys carry proto (AMB-25), so HLS and MPEG-TS are two
+    // identities, each asked once.
     let calls = backend.received_requests().await.unwrap();
-    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls.len(), 2, "{calls:?}");
     server.shutdown().await;
 }
