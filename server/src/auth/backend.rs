@@ -620,48 +620,9 @@ mod tests {
         }
     }
 
-    /// The server speaks plain HTTP to backends only (no TLS client is built in): an `https://`
-    /// backend fails at once, before any connection, as an unreachable one does.
-    #[tokio::test]
-    async fn an_https_backend_is_no_decision_without_a_connection() {
-        let request = BackendRequest {
-            kind: CallKind::Play,
-            name: "s".into(),
-            proto: Proto::Hls,
-            ip: "127.0.0.1".parse().expect("ip literal"),
-            request_type: RequestType::NewSession,
-            request_number: 1,
-            session_id: Uuid::nil(),
-            stream_clients: 0,
-            total_clients: 0,
-            token: Some("t".into()),
-            duration: None,
-            bytes: None,
-            qs: None,
-            dvr: false,
-            user_agent: None,
-            referer: None,
-            host: None,
-            extra: BTreeMap::new(),
-            sign_key: None,
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a listener");
-        let url = format!("https://{}/auth", listener.local_addr().expect("its address"));
-        let started = std::time::Instant::now();
-        let answer = HttpBackend::new().expect("a client").call(&url, &request).await;
-        assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "failed at once: {:?}",
-            started.elapsed()
-        );
-        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
-        assert!(accepted.is_err(), "no connection was made");
-    }
-
-    #[tokio::test]
-    async fn router_dispatches_on_the_target_kind() {
-        let request = BackendRequest {
+    /// A play `new_session` request for stream `s` from 127.0.0.1 without a token.
+    fn play_request() -> BackendRequest {
+        BackendRequest {
             kind: CallKind::Play,
             name: "s".into(),
             proto: Proto::Hls,
@@ -681,7 +642,34 @@ mod tests {
             host: None,
             extra: BTreeMap::new(),
             sign_key: None,
+        }
+    }
+
+    /// The server speaks plain HTTP to backends only (no TLS client is built in): an `https://`
+    /// backend fails at once, before any connection, as an unreachable one does.
+    #[tokio::test]
+    async fn an_https_backend_is_no_decision_without_a_connection() {
+        let request = BackendRequest {
+            token: Some("t".into()),
+            ..play_request()
         };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a listener");
+        let url = format!("https://{}/auth", listener.local_addr().expect("its address"));
+        let started = std::time::Instant::now();
+        let answer = HttpBackend::new().expect("a client").call(&url, &request).await;
+        assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "failed at once: {:?}",
+            started.elapsed()
+        );
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "no connection was made");
+    }
+
+    #[tokio::test]
+    async fn router_dispatches_on_the_target_kind() {
+        let request = play_request();
         let router = Router {
             http: Arc::new(Fixed(401)),
             script: Some(Arc::new(Fixed(402))),
