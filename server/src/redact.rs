@@ -136,6 +136,25 @@ impl fmt::Debug for Url<'_> {
     }
 }
 
+/// How many characters of a stream name (or RTMP key) a log line shows. A refused name can be
+/// as long as a request line or an RTMP command allows (kilobytes); a line per refusal that
+/// carried it whole would let a stranger write that much into the log each time.
+pub const NAME_SHOWN: usize = 64;
+
+/// A client-written stream name for `tracing` fields: the first [`NAME_SHOWN`] characters, then
+/// `…(N bytes)` with the whole length when it is longer, so a line still tells names apart and
+/// says how long the refused one was. Names are not credentials; their length is the concern.
+pub struct Name<'a>(pub &'a str);
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(NAME_SHOWN) {
+            None => f.write_str(self.0),
+            Some((cut, _)) => write!(f, "{}{HIDDEN}({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
+
 /// [`url`] of an optional URL: `none` when there is none.
 pub struct OptUrl<'a>(pub Option<&'a str>);
 
@@ -192,6 +211,20 @@ mod tests {
         );
         assert!(
             shown.contains("\"hls\":false") && shown.contains("\"plain\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn long_names_are_cut_with_their_length() {
+        assert_eq!(Name("live/cam1").to_string(), "live/cam1");
+        let exact = "n".repeat(NAME_SHOWN);
+        assert_eq!(Name(&exact).to_string(), exact);
+        let long = format!("live/{}", "é".repeat(5000));
+        let shown = Name(&long).to_string();
+        assert_eq!(shown.chars().count(), NAME_SHOWN + 1 + "(10005 bytes)".len(), "{shown}");
+        assert!(
+            shown.starts_with("live/é") && shown.ends_with("…(10005 bytes)"),
             "{shown}"
         );
     }

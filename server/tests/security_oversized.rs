@@ -1,11 +1,16 @@
 //! Over-long tokens and stream names, over real sockets (docs/security.md): a token over 4096
 //! bytes or a name over 1024 bytes is refused before a stream is looked up or made and before
 //! any backend call — HTTP answers 414 naming what is too long, RTSP refuses DESCRIBE, RTMP
-//! rejects the play. A token or name at the limit plays as before.
+//! rejects the play. A token or name at the limit plays as before. The log lines of those
+//! refusals show a long name cut to its first characters and its length (`redact::Name`), so a
+//! refused request cannot write kilobytes into the log. Its own test binary: the log capture is
+//! the process's global subscriber.
 
 mod common;
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{backend_answering, client, http_auth, rtmp_handshake, stream_of};
@@ -15,6 +20,33 @@ use tokio::net::TcpStream;
 use usher_server::config::{Config, TemplateConfig};
 use usher_server::{RunningServer, Server};
 use wiremock::{MockServer, ResponseTemplate};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The longest run of `c` in `text`.
+fn longest_run(text: &str, c: char) -> usize {
+    text.split(|x| x != c).map(str::len).max().unwrap_or(0)
+}
 
 const MAX_TOKEN: usize = 4096;
 const MAX_NAME: usize = 1024;
@@ -109,6 +141,13 @@ async fn rtmp_plays(addr: SocketAddr, key: &str) -> bool {
 
 #[tokio::test]
 async fn over_long_tokens_and_names_are_refused_before_the_backend() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
     let backend = backend_answering(ResponseTemplate::new(200)).await;
     let server = start(&backend).await;
     let http = |path: &str| format!("http://{}/{path}", server.http_addr());
@@ -145,7 +184,29 @@ async fn over_long_tokens_and_names_are_refused_before_the_backend() {
         !rtmp_plays(rtmp, &format!("s1?token={long_token}")).await,
         "RTMP with a long token"
     );
+    // Names far over the limit, over RTMP and RTSP: refused, and logged cut.
+    let huge_name = name_of(8 * 1024);
+    assert!(
+        !rtmp_plays(rtmp, &format!("{huge_name}?token=t")).await,
+        "RTMP play of a long name"
+    );
+    let status = rtsp_describe_status(rtsp, &huge_name, "t").await;
+    assert!(
+        status.starts_with("RTSP/1.0 4"),
+        "RTSP DESCRIBE of a long name: {status}"
+    );
     assert_eq!(calls(&backend).await, 0, "refused before any backend call");
+    let log = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    assert!(
+        log.contains("(1025 bytes)") && log.contains("(8192 bytes)"),
+        "the refusals' log lines give the names' lengths:\n{log}"
+    );
+    // `redact::NAME_SHOWN` characters of a name: "live/" and 59 `n`s.
+    assert!(
+        longest_run(&log, 'n') <= 64,
+        "a long name is cut in the log (longest run of its letter: {})",
+        longest_run(&log, 'n')
+    );
 
     // At the limits everything plays as before.
     let token = "t".repeat(MAX_TOKEN);

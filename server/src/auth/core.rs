@@ -98,9 +98,8 @@ pub fn refuse_oversized(req: &PlayRequest) -> Option<DenyReason> {
     } else {
         return None;
     };
-    let stream: String = req.name.chars().take(64).collect();
     tracing::info!(
-        %stream,
+        stream = %crate::redact::Name(&req.name),
         name_len = req.name.len(),
         token_len,
         ip = %req.ip,

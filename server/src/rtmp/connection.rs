@@ -31,7 +31,7 @@ use super::{PUBLISH_IDLE_TIMEOUT, SETUP_TIMEOUT, WRITE_TIMEOUT};
 use crate::auth::{CallKind, ConnectionGuard, DenyReason, PlayRequest, Proto, SessionHandle};
 use crate::context::{Context, Refusal};
 use crate::media::AccessUnit;
-use crate::redact::{OptUrl, Url};
+use crate::redact::{Name, OptUrl, Url};
 
 /// Bytes read from the socket at a time.
 const READ_BUFFER: usize = 64 * 1024;
@@ -336,7 +336,7 @@ impl Conn {
                 .await;
         }
         let Some(target) = names::resolve(app, key) else {
-            tracing::info!(app = %Url(app), key = %Url(key), "RTMP play of an invalid stream name");
+            tracing::info!(app = %Name(&Url(app).to_string()), key = %Name(&Url(key).to_string()), "RTMP play of an invalid stream name");
             self.reject(request_id, "NetStream.Play.StreamNotFound", "invalid stream name")
                 .await?;
             return Err(Stop::Done(End::Refused));
@@ -344,7 +344,7 @@ impl Conn {
         let request = self.request(CallKind::Play, &target);
         match self.ctx.admit_play(request).await {
             Err(refusal) => {
-                tracing::info!(stream = %target.name, reason = %refusal.describe(), "RTMP play refused");
+                tracing::info!(stream = %Name(&target.name), reason = %refusal.describe(), "RTMP play refused");
                 let code = match refusal {
                     Refusal::NotFound(_) => "NetStream.Play.StreamNotFound",
                     _ => FAILED,
@@ -379,7 +379,7 @@ impl Conn {
                 .await;
         }
         let Some(target) = names::resolve(app, key) else {
-            tracing::info!(app = %Url(app), key = %Url(key), "RTMP publish to an invalid stream name");
+            tracing::info!(app = %Name(&Url(app).to_string()), key = %Name(&Url(key).to_string()), "RTMP publish to an invalid stream name");
             self.reject(request_id, "NetStream.Publish.BadName", "invalid stream name")
                 .await?;
             return Err(Stop::Done(End::Refused));
@@ -388,7 +388,7 @@ impl Conn {
         let request = self.request(CallKind::Publish, &target);
         match self.ctx.admit_publish(request, password.as_deref()).await {
             Err(refusal) => {
-                tracing::info!(stream = %target.name, reason = %refusal.describe(), "RTMP publish refused");
+                tracing::info!(stream = %Name(&target.name), reason = %refusal.describe(), "RTMP publish refused");
                 let code = match refusal {
                     Refusal::NotFound(_) | Refusal::Unavailable(_) => "NetStream.Publish.BadName",
                     _ => DENIED,

@@ -447,7 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => {
-                tracing::info!(peer = %self.peer, stream = %target.name, refusal = %refusal.describe(), "RTSP play refused");
+                tracing::info!(peer = %self.peer, stream = %crate::redact::Name(&target.name), refusal = %refusal.describe(), "RTSP play refused");
                 return Ok(Err(refusal_reply(&refusal)));
             }
         };
