@@ -26,15 +26,24 @@ pub struct PeerProfile {
 }
 
 /// The shipped profiles, in column order.
-pub const PROFILES: &[PeerProfile] = &[PeerProfile {
-    name: "nginx-rtmp",
-    title: "nginx-rtmp",
-    snapshot: "nginx_profiles__nginx_rtmp_verdicts.snap",
-}];
+pub const PROFILES: &[PeerProfile] = &[
+    PeerProfile {
+        name: "nginx-rtmp",
+        title: "nginx-rtmp",
+        snapshot: "nginx_profiles__nginx_rtmp_verdicts.snap",
+    },
+    PeerProfile {
+        name: "nginx-auth-request",
+        title: "nginx + auth_request",
+        snapshot: "nginx_profiles__nginx_auth_request_verdicts.snap",
+    },
+];
 
 /// One peer's verdicts by case key, and its explanations of failures.
 #[derive(Debug, Clone, Default)]
 pub struct Peer {
+    /// The profile's folder under `conformance/targets/`.
+    pub name: String,
     pub title: String,
     pub verdicts: BTreeMap<String, String>,
     pub explained: BTreeMap<String, String>,
@@ -83,6 +92,7 @@ pub fn load(crate_dir: &Path) -> Result<Vec<Peer>, String> {
                 Err(e) => return Err(format!("{}: {e}", failures.display())),
             };
             Ok(Peer {
+                name: p.name.to_string(),
                 title: p.title.to_string(),
                 verdicts,
                 explained,
@@ -185,6 +195,7 @@ mod tests {
             Some("nginx sends clientid, a counter")
         );
         let peer = Peer {
+            name: "p".into(),
             title: "p".into(),
             verdicts: v,
             explained: BTreeMap::new(),
