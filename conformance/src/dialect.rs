@@ -17,8 +17,8 @@
 //! * `nginx-auth-request`: nginx's `auth_request` in front of files it serves (the HLS that
 //!   nginx-rtmp writes, `conformance/targets/nginx-auth-request/`): one GET subrequest per
 //!   viewer request that the auth cache does not answer, whose query the configuration writes
-//!   with the contract's names (`name`, `ip`, `proto`, `token`); there is no session, so no
-//!   `session_id` and no `request_type`. nginx reads only the status: 2xx allows, 401 and 403
+//!   with the contract's names (`name`, `ip`, `proto`, `token`, and `request_type=new_session`
+//!   for every call, as nginx keeps no session); there is no `session_id`. nginx reads only the status: 2xx allows, 401 and 403
 //!   deny, anything else is an error the viewer gets as 500; every header is ignored.
 //! * `srs`: SRS's HTTP hooks: a JSON POST with `action` (`on_play`, `on_publish`, …),
 //!   `client_id`, `ip`, `vhost`, `app`, `stream`, `param` (the client's `?query`), `tcUrl`. SRS
@@ -422,7 +422,7 @@ mod tests {
         let r = read(
             Dialect::NginxAuthRequest,
             "GET",
-            "http://b/nginx-auth-request/on_play?name=c1-s&ip=127.0.0.2&proto=hls&token=t%201",
+            "http://b/nginx-auth-request/on_play?name=c1-s&ip=127.0.0.2&proto=hls&token=t%201&request_type=new_session",
             None,
             "",
         );
@@ -430,7 +430,8 @@ mod tests {
         assert_eq!(r.field("ip"), Some("127.0.0.2"));
         assert_eq!(r.field("proto"), Some("hls"));
         assert_eq!(r.field("token"), Some("t 1"));
-        assert_eq!((r.field("request_type"), r.field("session_id")), (None, None));
+        assert_eq!(r.field("request_type"), Some("new_session"));
+        assert_eq!(r.field("session_id"), None);
         assert!(!r.publish);
         let r = read(
             Dialect::NginxAuthRequest,

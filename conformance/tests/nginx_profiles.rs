@@ -41,7 +41,8 @@ struct Ports {
     backend: u16,
 }
 
-/// A running nginx with a rendered profile configuration; stopped on drop.
+/// A running nginx with a rendered profile configuration; stopped by [`Nginx::stop`], or on
+/// drop when a test panics first.
 struct Nginx {
     child: Child,
     prefix: PathBuf,
@@ -105,6 +106,42 @@ impl Nginx {
     fn log(&self) -> String {
         std::fs::read_to_string(self.prefix.join("error.log")).unwrap_or_default()
     }
+
+    /// Asks the master process to stop (SIGTERM: it stops its workers, cache manager and cache
+    /// loader first). Killing the master outright would leave those running, still listening.
+    fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Stops nginx and waits until its master process has ended.
+    async fn stop(mut self) {
+        self.terminate();
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            panic!("nginx did not stop within 10 s of SIGTERM:\n{}", self.log());
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // After stop() the master has been reaped and this is a no-op (no id any more). On a
+        // panic, the master gets a moment to stop its workers before kill_on_drop kills it.
+        if self.child.id().is_none() {
+            return;
+        }
+        self.terminate();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// The profile's manifest with the test's ports.
@@ -164,7 +201,7 @@ async fn run_profile(profile: &str) -> Option<(serde_json::Value, common::Run)> 
     )
     .await;
     let log = nginx.log();
-    drop(nginx);
+    nginx.stop().await;
     assert!(
         matches!(run.code, Some(0 | 1)),
         "a profile run ends with verdicts, not a setup error\n{run}\n--- nginx ---\n{log}"

@@ -30,18 +30,19 @@ async fn an_http_mpegts_source_feeds_a_static_servers_publish_streams() {
     let server = Serve::start(
         &dir,
         "publish.conf",
-        &format!("http 127.0.0.1:0;\n{}", printed.stdout),
+        &format!("http 127.0.0.1:0;\nrtmp 127.0.0.1:0;\n{}", printed.stdout),
     )
     .await;
     let manifest = dir.join("target.toml");
     std::fs::write(
         &manifest,
         format!(
-            "target = \"{url}\"\nstatic = true\n\n[backend]\nlisten = \"{backend}\"\n\n\
+            "target = \"{url}\"\nrtmp = \"{rtmp}\"\nstatic = true\n\n[backend]\nlisten = \"{backend}\"\n\n\
              [source]\npublish = \"http://{http}/{{name}}/mpegts\"\n\n\
              [capabilities]\n# A publish stream's HLS playlist lists nothing before its first segment is cut;\n\
-             # the MPEG-TS player waits for the first keyframe.\nprotocols = [\"mpegts\"]\n",
+             # MPEG-TS and RTMP players wait for the first keyframe.\nprotocols = [\"mpegts\", \"rtmp\"]\n",
             url = server.url(),
+            rtmp = server.rtmp.as_deref().expect("the server's RTMP port"),
             http = server.http
         ),
     )
@@ -65,6 +66,9 @@ async fn an_http_mpegts_source_feeds_a_static_servers_publish_streams() {
         "HTTP MPEG-TS source against a static reference server: {passed} passed, {failed} failed, {skipped} skipped in {:.1} s",
         run.elapsed.as_secs_f64()
     );
+    for line in run.stdout.lines().filter(|l| l.starts_with("PASS") || l.starts_with("INFO")) {
+        println!("{line}");
+    }
     assert_eq!(failed, 0, "{run}");
     assert!(passed >= 5, "the MPEG-TS cases ran, fed by the source\n{run}");
     assert!(

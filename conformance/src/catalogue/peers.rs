@@ -137,16 +137,18 @@ pub fn markdown(catalogue: &Catalogue, peers: &[Peer]) -> String {
         let _ = write!(out, "| {id} | pass |");
         for p in peers {
             let verdict = |c: &&super::Case| p.verdicts.get(&c.key).map_or("skip", String::as_str);
-            let failed: Vec<String> = cases
-                .iter()
-                .filter(|c| verdict(c) == "fail")
-                .map(|c| {
-                    p.explained
-                        .get(&c.key)
-                        .cloned()
-                        .unwrap_or_else(|| format!("`{}` (not explained)", c.key))
-                })
-                .collect();
+            let mut failed: Vec<String> = Vec::new();
+            for c in cases.iter().filter(|c| verdict(c) == "fail") {
+                let why = p
+                    .explained
+                    .get(&c.key)
+                    .cloned()
+                    .unwrap_or_else(|| format!("`{}` (not explained)", c.key));
+                // Cases of one id that fail for the same reason say it once.
+                if !failed.contains(&why) {
+                    failed.push(why);
+                }
+            }
             let text = if !failed.is_empty() {
                 format!("**FAIL**: {}", failed.join("; "))
             } else if cases.iter().any(|c| matches!(verdict(c), "pass" | "info")) {
