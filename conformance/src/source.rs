@@ -201,7 +201,9 @@ impl SourceSpec {
             ));
         }
         if path.contains('#') || path.contains(char::is_whitespace) {
-            return Err(format!("the publish URL `{text}` has a fragment or a space in its path"));
+            return Err(format!(
+                "the publish URL `{text}` has a fragment or a space in its path"
+            ));
         }
         Ok(SourceSpec {
             url: url.to_string(),
@@ -251,13 +253,21 @@ impl SourceSpec {
             Some((p, q)) => (p, Some(q)),
             None => (path.as_str(), None),
         };
-        let mut target = if path.is_empty() { "/".to_string() } else { path.replace(NAME_PLACEHOLDER, &name) };
+        let mut target = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.replace(NAME_PLACEHOLDER, &name)
+        };
         let mut encoded = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in query {
             encoded.append_pair(k, v);
         }
         let added = encoded.finish();
-        let parts: Vec<&str> = own_query.into_iter().chain(Some(added.as_str())).filter(|q| !q.is_empty()).collect();
+        let parts: Vec<&str> = own_query
+            .into_iter()
+            .chain(Some(added.as_str()))
+            .filter(|q| !q.is_empty())
+            .collect();
         if !parts.is_empty() {
             target.push('?');
             target.push_str(&parts.join("&"));
@@ -465,7 +475,10 @@ async fn publish_http(
             return Err(fail(
                 attempt,
                 None,
-                format!("connecting to {server}: no connection within {:?}", profile.request_timeout),
+                format!(
+                    "connecting to {server}: no connection within {:?}",
+                    profile.request_timeout
+                ),
             ));
         }
     };
@@ -490,10 +503,7 @@ async fn publish_http(
             return Err(fail(
                 attempt,
                 None,
-                format!(
-                    "no `100 Continue` nor any answer within {:?}",
-                    profile.request_timeout
-                ),
+                format!("no `100 Continue` nor any answer within {:?}", profile.request_timeout),
             ));
         }
     };
@@ -509,7 +519,10 @@ async fn publish_http(
             // A server that ended the upload at once with a success did not keep the stream up.
             200..=299 => Outcome::Failed {
                 status: Some(head.status),
-                reason: format!("the server answered {} before any media: no publication to keep up", head.status),
+                reason: format!(
+                    "the server answered {} before any media: no publication to keep up",
+                    head.status
+                ),
             },
             status => Outcome::from_status(status, head.location, "publish"),
         };
@@ -620,10 +633,10 @@ async fn wait_ready(source: &mut Source, url: &str, profile: &ViewerProfile) -> 
         // Polling for a file the server is about to write.
         tokio::time::sleep(READY_POLL).await;
     }
-    source
-        .attempt
-        .trail
-        .push(format!("ready: {url} -> 2xx after {} ms", started.elapsed().as_millis()));
+    source.attempt.trail.push(format!(
+        "ready: {url} -> 2xx after {} ms",
+        started.elapsed().as_millis()
+    ));
     source.attempt.elapsed += started.elapsed();
     Ok(())
 }
@@ -653,7 +666,10 @@ mod tests {
         let s = SourceSpec::parse("rtmp://media.example/app/pre-{name}").unwrap();
         assert_eq!(s.addr, "media.example:1935");
         assert_eq!(s.stream_key("c1-s", &[]).as_deref(), Some("pre-c1-s"));
-        assert_eq!(s.to_string(), "the suite publishes to rtmp://media.example/app/pre-{name}");
+        assert_eq!(
+            s.to_string(),
+            "the suite publishes to rtmp://media.example/app/pre-{name}"
+        );
     }
 
     #[test]
@@ -697,8 +713,14 @@ mod tests {
             }
         ));
         let s = s.with_ready("http://127.0.0.1:8080/.source/{name}").unwrap();
-        assert_eq!(s.ready_url("c1 s").as_deref(), Some("http://127.0.0.1:8080/.source/c1%20s"));
-        assert!(s.to_string().ends_with("(MPEG-TS, HTTP POST), ready when http://127.0.0.1:8080/.source/{name} answers 2xx"));
+        assert_eq!(
+            s.ready_url("c1 s").as_deref(),
+            Some("http://127.0.0.1:8080/.source/c1%20s")
+        );
+        assert!(
+            s.to_string()
+                .ends_with("(MPEG-TS, HTTP POST), ready when http://127.0.0.1:8080/.source/{name} answers 2xx")
+        );
     }
 
     #[test]
@@ -732,8 +754,14 @@ mod tests {
     async fn response_heads_are_read_across_reads_and_keep_what_follows() {
         let (mut client, mut server) = tokio::io::duplex(64);
         tokio::spawn(async move {
-            server.write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 302 Found\r\n").await.unwrap();
-            server.write_all(b"location: rtmp://elsewhere/x\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+            server
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 302 Found\r\n")
+                .await
+                .unwrap();
+            server
+                .write_all(b"location: rtmp://elsewhere/x\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
         });
         let mut buf = Vec::new();
         let head = read_head(&mut client, &mut buf).await.unwrap();
@@ -746,34 +774,50 @@ mod tests {
     }
 
     /// A server that refuses the upload at once: the source reports the refusal and sends no
-    /// media (it waited for `100 Continue`).
+    /// media (it waited for `100 Continue`), whichever method the URL form names.
     #[tokio::test]
     async fn a_refused_http_upload_is_a_denial_before_any_media() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = conn.read(&mut chunk).await.unwrap();
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            conn.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await.unwrap();
-            conn.shutdown().await.unwrap();
-            // Whatever the client sends after the head: nothing, it waited for 100 Continue.
-            let mut rest = Vec::new();
-            let _ = conn.read_to_end(&mut rest).await;
-            (String::from_utf8_lossy(&buf).into_owned(), rest.len())
-        });
-        let spec = SourceSpec::parse(&format!("http://{addr}/{{name}}/mpegts")).unwrap();
-        let profile = ViewerProfile::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let q = [("usher_source".to_string(), "s3".to_string())];
-        let e = publish(&spec, addr, profile, "c1-s", &q).await.unwrap_err();
-        assert_eq!(e.outcome, Outcome::Denied { status: 403 }, "{e}");
-        let (head, after) = server.await.unwrap();
-        assert!(head.starts_with("PUT /c1-s/mpegts?usher_source=s3 HTTP/1.1\r\n"), "{head}");
-        assert!(head.contains("Transfer-Encoding: chunked\r\n") && head.contains("Expect: 100-continue\r\n"), "{head}");
-        assert_eq!(after, 0, "no media after a refusal");
+        for (form, request_line) in [
+            (
+                "http://{addr}/{name}/mpegts",
+                "PUT /c1-s/mpegts?usher_source=s3 HTTP/1.1\r\n",
+            ),
+            (
+                "POST http://{addr}/in/{name}.ts",
+                "POST /in/c1-s.ts?usher_source=s3 HTTP/1.1\r\n",
+            ),
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = conn.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                conn.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+                conn.shutdown().await.unwrap();
+                // Whatever the client sends after the head: nothing, it waited for 100 Continue.
+                let mut rest = Vec::new();
+                let _ = conn.read_to_end(&mut rest).await;
+                (String::from_utf8_lossy(&buf).into_owned(), rest.len())
+            });
+            let spec = SourceSpec::parse(&form.replace("{addr}", &addr.to_string())).unwrap();
+            let profile = ViewerProfile::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            let q = [("usher_source".to_string(), "s3".to_string())];
+            let e = publish(&spec, addr, profile, "c1-s", &q).await.unwrap_err();
+            assert_eq!(e.outcome, Outcome::Denied { status: 403 }, "{form}: {e}");
+            let (head, after) = server.await.unwrap();
+            assert!(head.starts_with(request_line), "{form}: {head}");
+            assert!(
+                head.contains("Transfer-Encoding: chunked\r\n") && head.contains("Expect: 100-continue\r\n"),
+                "{head}"
+            );
+            assert_eq!(after, 0, "{form}: no media after a refusal");
+        }
     }
 }

@@ -253,7 +253,10 @@ async fn nginx_auth_request_profile_verdicts() {
     figures("nginx-auth-request", &report, &run);
     let (passed, failed, _) = run.closing();
     assert!(passed > 0, "the profile passes something at all\n{run}");
-    assert!(failed > 0, "a cache that ignores X-AuthDuration cannot pass every case\n{run}");
+    assert!(
+        failed > 0,
+        "a cache that ignores X-AuthDuration cannot pass every case\n{run}"
+    );
     assert!(
         run.stdout
             .contains("backend dialect nginx-auth-request; the suite publishes to rtmp://"),

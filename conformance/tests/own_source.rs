@@ -66,7 +66,11 @@ async fn an_http_mpegts_source_feeds_a_static_servers_publish_streams() {
         "HTTP MPEG-TS source against a static reference server: {passed} passed, {failed} failed, {skipped} skipped in {:.1} s",
         run.elapsed.as_secs_f64()
     );
-    for line in run.stdout.lines().filter(|l| l.starts_with("PASS") || l.starts_with("INFO")) {
+    for line in run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("PASS") || l.starts_with("INFO"))
+    {
         println!("{line}");
     }
     assert_eq!(failed, 0, "{run}");
