@@ -14,6 +14,12 @@
 //!   is). A 2xx answer allows, a 3xx with `Location` redirects, anything else denies. Its
 //!   `on_update` calls (`call=update_play`) are its re-checks. Tested against a real nginx with
 //!   Debian's `libnginx-mod-rtmp` (`conformance/targets/nginx-rtmp/`).
+//! * `nginx-auth-request`: nginx's `auth_request` in front of files it serves (the HLS that
+//!   nginx-rtmp writes, `conformance/targets/nginx-auth-request/`): one GET subrequest per
+//!   viewer request that the auth cache does not answer, whose query the configuration writes
+//!   with the contract's names (`name`, `ip`, `proto`, `token`, and `request_type=new_session`
+//!   for every call, as nginx keeps no session); there is no `session_id`. nginx reads only the status: 2xx allows, 401 and 403
+//!   deny, anything else is an error the viewer gets as 500; every header is ignored.
 //! * `srs`: SRS's HTTP hooks: a JSON POST with `action` (`on_play`, `on_publish`, …),
 //!   `client_id`, `ip`, `vhost`, `app`, `stream`, `param` (the client's `?query`), `tcUrl`. SRS
 //!   allows when the answer is HTTP 200 with the body `0` or `{"code":0}`.
@@ -37,7 +43,7 @@ use url::Url;
 use crate::backend::Answer;
 
 /// The dialects, as the manifest names them.
-pub const DIALECTS: [&str; 4] = ["flussonic", "nginx-rtmp", "srs", "mediamtx"];
+pub const DIALECTS: [&str; 5] = ["flussonic", "nginx-rtmp", "nginx-auth-request", "srs", "mediamtx"];
 
 /// How the server under test talks to its backend.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,6 +53,7 @@ pub enum Dialect {
     #[default]
     Flussonic,
     NginxRtmp,
+    NginxAuthRequest,
     Srs,
     #[serde(rename = "mediamtx")]
     MediaMtx,
@@ -57,6 +64,7 @@ impl Dialect {
         match self {
             Dialect::Flussonic => "flussonic",
             Dialect::NginxRtmp => "nginx-rtmp",
+            Dialect::NginxAuthRequest => "nginx-auth-request",
             Dialect::Srs => "srs",
             Dialect::MediaMtx => "mediamtx",
         }
@@ -76,6 +84,7 @@ impl FromStr for Dialect {
         match s {
             "flussonic" => Ok(Dialect::Flussonic),
             "nginx-rtmp" => Ok(Dialect::NginxRtmp),
+            "nginx-auth-request" => Ok(Dialect::NginxAuthRequest),
             "srs" => Ok(Dialect::Srs),
             "mediamtx" => Ok(Dialect::MediaMtx),
             other => Err(format!("unknown dialect `{other}` (known: {})", DIALECTS.join(", "))),
@@ -172,6 +181,13 @@ impl Dialect {
                     .is_some_and(|last| last == "on_publish"),
             },
             Dialect::NginxRtmp => read_nginx(request),
+            // The configuration's own query, in the contract's names; nginx never checks a
+            // publisher through it.
+            Dialect::NginxAuthRequest => Reading {
+                fields: request.url.query_pairs().into_owned().collect(),
+                body: None,
+                publish: false,
+            },
             Dialect::Srs => read_srs(request),
             Dialect::MediaMtx => read_mediamtx(request),
         }
@@ -182,8 +198,10 @@ impl Dialect {
         let allowed = (200..300).contains(&answer.status);
         match self {
             // nginx-rtmp reads 2xx as allow, 3xx with Location as a redirect and anything else
-            // as deny: the contract's own statuses.
-            Dialect::Flussonic | Dialect::NginxRtmp => answer.clone(),
+            // as deny: the contract's own statuses. auth_request reads 2xx and 403 as the
+            // contract does; what it cannot read (a redirect, a 5xx) is left for the viewer to
+            // see as nginx's error, not translated away.
+            Dialect::Flussonic | Dialect::NginxRtmp | Dialect::NginxAuthRequest => answer.clone(),
             Dialect::Srs => {
                 let mut written = answer.clone();
                 if allowed {
@@ -395,6 +413,36 @@ mod tests {
         // nginx-rtmp reads the contract's statuses as they are.
         let redirect = Answer::redirect("other");
         assert_eq!(Dialect::NginxRtmp.write(&redirect), redirect);
+    }
+
+    /// The subrequest `conformance/targets/nginx-auth-request/nginx.conf` makes, as observed
+    /// from nginx 1.22 in `tests/nginx_profiles.rs`.
+    #[test]
+    fn nginx_auth_request_reads_its_configured_query() {
+        let r = read(
+            Dialect::NginxAuthRequest,
+            "GET",
+            "http://b/nginx-auth-request/on_play?name=c1-s&ip=127.0.0.2&proto=hls&token=t%201&request_type=new_session",
+            None,
+            "",
+        );
+        assert_eq!(r.name(), Some("c1-s"));
+        assert_eq!(r.field("ip"), Some("127.0.0.2"));
+        assert_eq!(r.field("proto"), Some("hls"));
+        assert_eq!(r.field("token"), Some("t 1"));
+        assert_eq!(r.field("request_type"), Some("new_session"));
+        assert_eq!(r.field("session_id"), None);
+        assert!(!r.publish);
+        let r = read(
+            Dialect::NginxAuthRequest,
+            "GET",
+            "http://b/nginx-auth-request/on_publish?name=c1-s",
+            None,
+            "",
+        );
+        assert!(!r.publish, "nginx never checks a publisher through auth_request");
+        let a = Answer::allow().with_header("X-AuthDuration", "1");
+        assert_eq!(Dialect::NginxAuthRequest.write(&a), a);
     }
 
     /// SRS's HTTP hook body for `on_play`, as its HTTP callback documentation describes it

@@ -40,9 +40,9 @@ pub const PUBLISH_SIZE: Size = (160, 120);
 /// is a keyframe.
 pub const FRAME_RATE: u64 = 10;
 
-/// Where the timestamps of a TS clip start: 1.4 s, like ffmpeg's muxer, so the first PCR (100
-/// ms before the first DTS) stays clear of zero.
-const TS_START: u64 = 126_000;
+/// Where the timestamps of a TS clip (and of the suite's HTTP MPEG-TS source) start: 1.4 s,
+/// like ffmpeg's muxer, so the first PCR (100 ms before the first DTS) stays clear of zero.
+pub(crate) const TS_START: u64 = 126_000;
 
 /// The pattern at `size`, encoded once per process and size.
 pub fn pattern(size: Size) -> Result<Arc<Pattern>, String> {

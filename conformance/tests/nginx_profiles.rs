@@ -41,7 +41,8 @@ struct Ports {
     backend: u16,
 }
 
-/// A running nginx with a rendered profile configuration; stopped on drop.
+/// A running nginx with a rendered profile configuration; stopped by [`Nginx::stop`], or on
+/// drop when a test panics first.
 struct Nginx {
     child: Child,
     prefix: PathBuf,
@@ -105,6 +106,42 @@ impl Nginx {
     fn log(&self) -> String {
         std::fs::read_to_string(self.prefix.join("error.log")).unwrap_or_default()
     }
+
+    /// Asks the master process to stop (SIGTERM: it stops its workers, cache manager and cache
+    /// loader first). Killing the master outright would leave those running, still listening.
+    fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Stops nginx and waits until its master process has ended.
+    async fn stop(mut self) {
+        self.terminate();
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            panic!("nginx did not stop within 10 s of SIGTERM:\n{}", self.log());
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // After stop() the master has been reaped and this is a no-op (no id any more). On a
+        // panic, the master gets a moment to stop its workers before kill_on_drop kills it.
+        if self.child.id().is_none() {
+            return;
+        }
+        self.terminate();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// The profile's manifest with the test's ports.
@@ -131,11 +168,15 @@ fn verdict_lines(report: &serde_json::Value) -> String {
     out
 }
 
+/// The profiles share two CPUs with everything else: one nginx and one run at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn run_profile(profile: &str) -> Option<(serde_json::Value, common::Run)> {
     if let Some(why) = missing() {
         println!("skipping the {profile} profile: {why}");
         return None;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = scratch(&format!("profile-{profile}"));
     let ports = Ports {
         rtmp: free_port(),
@@ -160,7 +201,7 @@ async fn run_profile(profile: &str) -> Option<(serde_json::Value, common::Run)> 
     )
     .await;
     let log = nginx.log();
-    drop(nginx);
+    nginx.stop().await;
     assert!(
         matches!(run.code, Some(0 | 1)),
         "a profile run ends with verdicts, not a setup error\n{run}\n--- nginx ---\n{log}"
@@ -169,17 +210,23 @@ async fn run_profile(profile: &str) -> Option<(serde_json::Value, common::Run)> 
     Some((report, run))
 }
 
+/// One line of figures: cases run (passed, failed, info), skipped, wall time.
+fn figures(profile: &str, report: &serde_json::Value, run: &common::Run) {
+    let (passed, failed, skipped) = run.closing();
+    println!(
+        "{profile} profile: {} cases run (pass {passed}, fail {failed}, skip {skipped}) in {:.1} s",
+        passed + failed + report["counts"]["info"].as_u64().unwrap_or(0) as usize,
+        run.elapsed.as_secs_f64()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nginx_rtmp_profile_verdicts() {
     let Some((report, run)) = run_profile("nginx-rtmp").await else {
         return;
     };
-    let (passed, failed, skipped) = run.closing();
-    println!(
-        "nginx-rtmp profile: {} cases run (pass {passed}, fail {failed}, skip {skipped}) in {:.1} s",
-        passed + failed + report["counts"]["info"].as_u64().unwrap_or(0) as usize,
-        run.elapsed.as_secs_f64()
-    );
+    figures("nginx-rtmp", &report, &run);
+    let (passed, _, _) = run.closing();
     assert!(passed > 0, "the profile passes something at all\n{run}");
     assert!(
         run.stdout
@@ -193,6 +240,45 @@ async fn nginx_rtmp_profile_verdicts() {
         report["stray_backend_calls"]
     );
     insta::assert_snapshot!("nginx_rtmp_verdicts", verdict_lines(&report));
+}
+
+/// nginx serving nginx-rtmp's HLS behind `auth_request` with an auth cache: the HLS cases run
+/// against it, over the suite's own RTMP source, each viewer request asking the backend through
+/// the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_auth_request_profile_verdicts() {
+    let Some((report, run)) = run_profile("nginx-auth-request").await else {
+        return;
+    };
+    figures("nginx-auth-request", &report, &run);
+    let (passed, failed, _) = run.closing();
+    assert!(passed > 0, "the profile passes something at all\n{run}");
+    assert!(
+        failed > 0,
+        "a cache that ignores X-AuthDuration cannot pass every case\n{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("backend dialect nginx-auth-request; the suite publishes to rtmp://"),
+        "the report names the dialect and the source\n{run}"
+    );
+    assert_eq!(report["dialect"], "nginx-auth-request");
+    assert!(
+        report["stray_backend_calls"].as_array().is_none_or(Vec::is_empty),
+        "every auth_request call found its case by the stream name: {}",
+        report["stray_backend_calls"]
+    );
+    // Every case that ran played HLS from the suite's own source: none failed for want of a
+    // stream to play.
+    for c in report["cases"].as_array().expect("cases") {
+        let failure = c["failure"].as_str().unwrap_or_default();
+        assert!(
+            !failure.contains("the suite's own source could not publish"),
+            "{}: the source did not come up: {failure}",
+            c["key"]
+        );
+    }
+    insta::assert_snapshot!("nginx_auth_request_verdicts", verdict_lines(&report));
 }
 
 /// Bad manifest input is a usage error (exit 2) naming the key and its line; no server needed.
@@ -214,6 +300,21 @@ async fn a_bad_manifest_exits_2_naming_the_key_and_its_line() {
             "publish.toml",
             "target = \"http://127.0.0.1:1/\"\n\n[source]\npublish = \"rtmp://127.0.0.1:1/live/s\"\n",
             ":4: `publish`",
+        ),
+        (
+            "http-publish.toml",
+            "target = \"http://127.0.0.1:1/\"\n[source]\npublish = \"http://127.0.0.1:1/live/mpegts\"\n",
+            ":3: `publish`: the publish URL `http://127.0.0.1:1/live/mpegts` has no {name}",
+        ),
+        (
+            "scheme.toml",
+            "target = \"http://127.0.0.1:1/\"\n[source]\npublish = \"srt://127.0.0.1:1/{name}\"\n",
+            ":3: `publish`: the publish URL `srt://127.0.0.1:1/{name}` has the scheme `srt`",
+        ),
+        (
+            "ready.toml",
+            "target = \"http://127.0.0.1:1/\"\n[source]\npublish = \"http://127.0.0.1:1/{name}/mpegts\"\nready = \"http://127.0.0.1:1/ready\"\n",
+            ":4: `ready`",
         ),
     ] {
         let path = dir.join(name);

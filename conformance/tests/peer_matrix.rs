@@ -17,14 +17,14 @@ fn the_peer_matrix_is_fresh_and_every_fail_is_explained() {
             missing.is_empty(),
             "{} fails {missing:?} without a line in conformance/targets/{}/failures.txt",
             peer.title,
-            peer.title
+            peer.name
         );
         for key in peer.explained.keys() {
             assert_eq!(
                 peer.verdicts.get(key).map(String::as_str),
                 Some("fail"),
                 "{}/failures.txt explains {key}, which it does not fail (any more)",
-                peer.title
+                peer.name
             );
         }
     }

@@ -26,15 +26,24 @@ pub struct PeerProfile {
 }
 
 /// The shipped profiles, in column order.
-pub const PROFILES: &[PeerProfile] = &[PeerProfile {
-    name: "nginx-rtmp",
-    title: "nginx-rtmp",
-    snapshot: "nginx_profiles__nginx_rtmp_verdicts.snap",
-}];
+pub const PROFILES: &[PeerProfile] = &[
+    PeerProfile {
+        name: "nginx-rtmp",
+        title: "nginx-rtmp",
+        snapshot: "nginx_profiles__nginx_rtmp_verdicts.snap",
+    },
+    PeerProfile {
+        name: "nginx-auth-request",
+        title: "nginx + auth_request",
+        snapshot: "nginx_profiles__nginx_auth_request_verdicts.snap",
+    },
+];
 
 /// One peer's verdicts by case key, and its explanations of failures.
 #[derive(Debug, Clone, Default)]
 pub struct Peer {
+    /// The profile's folder under `conformance/targets/`.
+    pub name: String,
     pub title: String,
     pub verdicts: BTreeMap<String, String>,
     pub explained: BTreeMap<String, String>,
@@ -83,6 +92,7 @@ pub fn load(crate_dir: &Path) -> Result<Vec<Peer>, String> {
                 Err(e) => return Err(format!("{}: {e}", failures.display())),
             };
             Ok(Peer {
+                name: p.name.to_string(),
                 title: p.title.to_string(),
                 verdicts,
                 explained,
@@ -127,16 +137,18 @@ pub fn markdown(catalogue: &Catalogue, peers: &[Peer]) -> String {
         let _ = write!(out, "| {id} | pass |");
         for p in peers {
             let verdict = |c: &&super::Case| p.verdicts.get(&c.key).map_or("skip", String::as_str);
-            let failed: Vec<String> = cases
-                .iter()
-                .filter(|c| verdict(c) == "fail")
-                .map(|c| {
-                    p.explained
-                        .get(&c.key)
-                        .cloned()
-                        .unwrap_or_else(|| format!("`{}` (not explained)", c.key))
-                })
-                .collect();
+            let mut failed: Vec<String> = Vec::new();
+            for c in cases.iter().filter(|c| verdict(c) == "fail") {
+                let why = p
+                    .explained
+                    .get(&c.key)
+                    .cloned()
+                    .unwrap_or_else(|| format!("`{}` (not explained)", c.key));
+                // Cases of one id that fail for the same reason say it once.
+                if !failed.contains(&why) {
+                    failed.push(why);
+                }
+            }
             let text = if !failed.is_empty() {
                 format!("**FAIL**: {}", failed.join("; "))
             } else if cases.iter().any(|c| matches!(verdict(c), "pass" | "info")) {
@@ -185,6 +197,7 @@ mod tests {
             Some("nginx sends clientid, a counter")
         );
         let peer = Peer {
+            name: "p".into(),
             title: "p".into(),
             verdicts: v,
             explained: BTreeMap::new(),

@@ -151,12 +151,7 @@ fn resolve(args: &CheckArgs) -> Result<Resolved, String> {
     backend.advertised_base = args.backend_url.clone().or(config.backend.url.clone());
     backend.dialect = config.backend.dialect.unwrap_or_default();
     // Checked when the manifest was read.
-    let source = config
-        .source
-        .publish
-        .as_ref()
-        .map(|p| SourceSpec::parse(p.get_ref()))
-        .transpose()?;
+    let source = config.source_spec()?;
     let capabilities =
         (config.capabilities.protocols.is_some() || config.capabilities.features.is_some()).then(|| Capabilities {
             protocols: config.capabilities.protocols.clone(),

@@ -13,10 +13,11 @@
 //! [backend]
 //! listen = "0.0.0.0:9099"            # where the suite's auth backend listens
 //! url = "http://10.0.0.1:9099"       # how the target reaches it
-//! dialect = "flussonic"              # or "nginx-rtmp", "srs", "mediamtx" (crate::dialect)
+//! dialect = "flussonic"              # or "nginx-rtmp", "nginx-auth-request", "srs", "mediamtx"
 //!
 //! [source]                           # the suite publishes each case's stream itself
-//! publish = "rtmp://10.0.0.5:1935/static/{name}"
+//! publish = "rtmp://10.0.0.5:1935/static/{name}"   # or "http://10.0.0.5:8080/{name}/mpegts"
+//! ready = "http://10.0.0.5:8080/ready/{name}"     # optional: polled until 2xx before viewers play
 //!
 //! [capabilities]
 //! protocols = ["hls", "mpegts", "rtmp"]
@@ -58,8 +59,11 @@ pub struct BackendSection {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSection {
-    /// `rtmp://HOST:PORT/APP/{name}`: where the suite publishes each case's stream.
+    /// `rtmp://HOST:PORT/APP/{name}` or `[PUT |POST ]http://HOST:PORT/PATH/{name}` (MPEG-TS):
+    /// where the suite publishes each case's stream.
     pub publish: Option<Spanned<String>>,
+    /// `http://…/{name}…`: answers 2xx once a published stream can be played.
+    pub ready: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -124,14 +128,31 @@ impl TargetConfig {
                 message,
             }
         })?;
-        if let Some(publish) = &config.source.publish
-            && let Err(problem) = SourceSpec::parse(publish.get_ref())
-        {
-            return Err(TargetConfigError {
-                file: file.to_string(),
-                line: line_of(publish.span().start),
-                message: format!("`publish`: {problem}"),
-            });
+        match (&config.source.publish, &config.source.ready) {
+            (Some(publish), ready) => {
+                let spec = SourceSpec::parse(publish.get_ref()).map_err(|problem| TargetConfigError {
+                    file: file.to_string(),
+                    line: line_of(publish.span().start),
+                    message: format!("`publish`: {problem}"),
+                })?;
+                if let Some(ready) = ready
+                    && let Err(problem) = spec.with_ready(ready.get_ref())
+                {
+                    return Err(TargetConfigError {
+                        file: file.to_string(),
+                        line: line_of(ready.span().start),
+                        message: format!("`ready`: {problem}"),
+                    });
+                }
+            }
+            (None, Some(ready)) => {
+                return Err(TargetConfigError {
+                    file: file.to_string(),
+                    line: line_of(ready.span().start),
+                    message: "`ready`: without `publish` there is no source to wait for".to_string(),
+                });
+            }
+            (None, None) => {}
         }
         if let Some(app) = &config.rtmp_app
             && (app.is_empty() || app.contains(['/', '?', '#']) || app.contains(char::is_whitespace))
@@ -160,6 +181,20 @@ impl TargetConfig {
             });
         }
         Ok(config)
+    }
+}
+
+impl TargetConfig {
+    /// The suite's own source, as `[source]` gives it (checked by [`TargetConfig::parse`]).
+    pub fn source_spec(&self) -> Result<Option<SourceSpec>, String> {
+        let Some(publish) = &self.source.publish else {
+            return Ok(None);
+        };
+        let spec = SourceSpec::parse(publish.get_ref())?;
+        match &self.source.ready {
+            Some(ready) => spec.with_ready(ready.get_ref()).map(Some),
+            None => Ok(Some(spec)),
+        }
     }
 }
 
@@ -214,8 +249,9 @@ publish = "rtmp://127.0.0.1:1935/live/{name}"
         .unwrap();
         assert_eq!(c.backend.dialect, Some(Dialect::NginxRtmp));
         assert_eq!(c.rtmp_app.as_deref(), Some("live"));
-        let source = SourceSpec::parse(c.source.publish.unwrap().get_ref()).unwrap();
-        assert_eq!(source.app, "live");
+        let source = c.source_spec().unwrap().expect("a source");
+        assert!(matches!(source.form, crate::source::Form::Rtmp { ref app, .. } if app == "live"));
+        assert_eq!(source.ready, None);
         assert_eq!(TargetConfig::parse("", "t.toml").unwrap().backend.dialect, None);
     }
 
@@ -233,6 +269,19 @@ publish = "rtmp://127.0.0.1:1935/live/{name}"
         let e = TargetConfig::parse("[source]\n\npublsh = \"rtmp://h:1/live/{name}\"\n", "t.toml").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
         assert!(e.message.contains("publsh"), "{e}");
+        let e = TargetConfig::parse("[source]\npublish = \"ftp://h/{name}\"\n", "t.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("`publish`") && e.message.contains("`ftp`"), "{e}");
+        let e = TargetConfig::parse(
+            "[source]\npublish = \"http://h:1/{name}/mpegts\"\nready = \"http://h:1/ready\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("`ready`") && e.message.contains("{name}"), "{e}");
+        let e = TargetConfig::parse("[source]\nready = \"http://h:1/{name}\"\n", "t.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("`ready`"), "{e}");
         let e = TargetConfig::parse("target = \"http://a/\"\nrtmp_app = \"a/b\"\n", "t.toml").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         assert!(e.message.contains("rtmp_app"), "{e}");
