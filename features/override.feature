@@ -48,8 +48,8 @@ Feature: Stream configuration override in the backend's answer
     Examples:
       | what                                  | config                                            |
       | a value of the wrong type             | {"protocols":{"hls":"off"}}                       |
-      | an unknown key                        | {"bogus":1}                                       |
-      | an unknown protocol                   | {"protocols":{"carrier-pigeon":false}}            |
+      | an unknown key (ignored)              | {"bogus":1}                                       |
+      | an unknown protocol (ignored)         | {"protocols":{"carrier-pigeon":false}}            |
       | an array                              | [1,2]                                             |
       | a string                              | "off"                                             |
       | an empty input list                   | {"inputs":[]}                                     |
@@ -74,3 +74,34 @@ Feature: Stream configuration override in the backend's answer
     Examples: HTTP MPEG-TS
       | protocol     |
       | HTTP MPEG-TS |
+
+  @CONF-01 @CONF-03 @must
+  Scenario: The vendor's protocol name tshttp switches HTTP MPEG-TS off
+    Given the backend allows token "t7" with X-AuthDuration 60 and config {"protocols":{"tshttp":false}}
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    Then viewer "A" is playing
+    When viewer "B" from 127.0.0.3 plays "s" over HLS with token "t7"
+    Then viewer "B" is playing
+    And viewer "A" is disconnected within 2 seconds
+    When viewer "C" from 127.0.0.4 plays "s" over MPEG-TS with token "t1"
+    Then viewer "C" is refused
+
+  @CONF-01 @AMB-16 @should
+  Scenario: A protocol the server does not serve is ignored and the rest of the override applies
+    Given the backend allows token "t8" with X-AuthDuration 60 and config {"protocols":{"webrtc":false,"srt":false,"hls":false}}
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t8"
+    Then viewer "A" is refused
+    When viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    Then viewer "B" is refused
+    When viewer "C" from 127.0.0.4 plays "s" over MPEG-TS with token "t1"
+    Then viewer "C" is playing
+
+  @CONF-01 @AMB-16 @should
+  Scenario: Stream fields the server does not implement are ignored and the rest of the override applies
+    Given the backend allows token "t9" with X-AuthDuration 60 and config {"title":"News","thumbnails":{"enabled":true},"inputs":[{"url":"fake://fake","priority":1,"source_timeout":10}],"protocols":{"hls":false}}
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t9"
+    Then viewer "A" is refused
+    When viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    Then viewer "B" is refused
+    When viewer "C" from 127.0.0.4 plays "s" over MPEG-TS with token "t1"
+    Then viewer "C" is playing

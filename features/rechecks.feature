@@ -6,7 +6,7 @@ Feature: Rechecks after the auth duration
   Background:
     Given a stream "s" with on_play auth
 
-  @TIME-02 @REQ-01 @SESS-05 @must
+  @TIME-02 @REQ-01 @SESS-05 @AMB-12 @must
   Scenario: After X-AuthDuration 1 the next request is an update_session of the same session
     Given the backend allows token "t1" with X-AuthDuration 1
     When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"

@@ -96,3 +96,50 @@ Feature: What the server asks the backend (table T1)
       | non-ASCII letters | jeton-é-雪  |
       | equals signs      | k=v=w       |
       | a hash            | a#b         |
+
+  @REQ-01 @REQ-02 @must
+  Scenario: A play check is an HTTP GET with its fields in the query string
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    Then viewer "A" is playing
+    And the backend's new_session call for token "t1" carried
+      | (HTTP method) | GET         |
+      | name          | stream "s"  |
+      | request_type  | new_session |
+
+  @REQ-02 @should
+  Scenario: The backend is told the host the viewer asked for
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    Then viewer "A" is playing
+    And the backend's new_session call for token "t1" carried
+      | host | not empty  |
+      | name | stream "s" |
+
+  @REQ-02 @DVR-01 @should
+  Scenario: A live play is announced with dvr=false
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    Then viewer "A" is playing
+    And the backend's new_session call for token "t1" carried
+      | dvr  | false      |
+      | name | stream "s" |
+
+  @REQ-01 @REQ-02 @should
+  Scenario: An update_session call reports how long the session has lasted and what it delivered
+    Given the backend allows token "t2" with X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t2"
+    Then viewer "A" is playing
+    And the backend receives an update_session call for token "t2" within 3 seconds of its new_session call
+    And the backend's update_session call for token "t2" carried
+      | duration | a positive integer |
+      | bytes    | a positive integer |
+      | dvr      | false              |
+
+  @REQ-06 @AMB-12 @info
+  Scenario: An update_session call counts the session being re-checked among the stream's clients
+    Given the backend allows token "t3" with X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t3"
+    Then viewer "A" is playing
+    And the backend receives an update_session call for token "t3" within 3 seconds of its new_session call
+    And the backend's new_session call for token "t3" carried
+      | stream_clients | 0 |
+    And the backend's update_session call for token "t3" carried
+      | stream_clients | 1 |

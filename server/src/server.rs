@@ -151,9 +151,13 @@ impl Server {
             AuthSettings {
                 no_auto_token: AtomicBool::new(config.no_auto_token),
                 http_session_idle: config.http_session_idle,
-                soft_limitation_delay: crate::auth::DEFAULT_SOFT_LIMITATION_DELAY,
+                soft_limitation_delay: config.soft_limitation_delay,
             },
         );
+        match configurator.geoip() {
+            Some(db) => core.set_geoip(db),
+            None => warn_gates_without_geoip(&config),
+        }
         let media_root = config
             .media_root
             .as_deref()
@@ -323,5 +327,30 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// Country gates on `on_play`/`on_publish` lines match nobody without `geoip_db`: say so once
+/// per line at start, as the configurator does for its country rules.
+fn warn_gates_without_geoip(config: &Config) {
+    let specs = config
+        .streams
+        .iter()
+        .flat_map(|s| [("stream", &s.name, &s.on_play), ("stream", &s.name, &s.on_publish)])
+        .chain(
+            config
+                .templates
+                .iter()
+                .flat_map(|t| [("template", &t.name, &t.on_play), ("template", &t.name, &t.on_publish)]),
+        )
+        .chain(config.vods.iter().map(|v| ("vod", &v.name, &v.on_play)));
+    for (kind, name, spec) in specs {
+        if spec.as_ref().is_some_and(crate::auth::geo_gate::has_gates) {
+            tracing::warn!(
+                %kind,
+                name = %name,
+                "allowed_countries/disallowed_countries never match: no geoip_db is configured"
+            );
+        }
     }
 }

@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::StreamControl;
 use crate::config::{
-    DEFAULT_TEMPLATE_STREAM_IDLE, DEFAULT_TEMPLATE_STREAM_LIMIT, Protocols, StreamConfig, StreamOverride,
-    TemplateConfig, VodConfig,
+    DEFAULT_TEMPLATE_STREAM_IDLE, DEFAULT_TEMPLATE_STREAM_LIMIT, ParsedOverride, Protocols, StreamConfig,
+    StreamOverride, TemplateConfig, VodConfig,
 };
 use crate::media::{DEFAULT_SEGMENT_DURATION, MediaError, MediaRoot, MediaSource, VodMedia};
 
@@ -508,7 +508,14 @@ impl StreamControl for Streams {
     /// checked before anything changes, then the running source switches to it for every
     /// viewer (CONF-01/03); with no source running yet, one is started on it.
     fn apply_override(&self, stream: &str, config: &Value) -> Result<Protocols, String> {
-        let parsed = StreamOverride::from_json(config).map_err(|e| e.to_string())?;
+        let ParsedOverride {
+            config: parsed,
+            ignored,
+        } = StreamOverride::parse(config).map_err(|e| e.to_string())?;
+        if !ignored.is_empty() {
+            // One line per answer: the backend's fields this server does not implement.
+            tracing::info!(stream, ignored = %ignored.join(", "), "config override: fields this server does not implement are ignored");
+        }
         // Overrides come with an allow: a template's stream is made for it if need be.
         let target = self.materialise(stream).map_err(|e| e.to_string())?;
         if let Some(at) = parsed.inputs.iter().flatten().position(|input| is_publish_input(input))
@@ -539,7 +546,7 @@ impl StreamControl for Streams {
         overlay.merge(parsed);
         *layered = Layered::new(overlay, &target.base);
         let effective = layered.effective.clone();
-        tracing::info!(stream, override_json = %crate::redact::json(&layered.overlay.to_json()), "config override applied");
+        tracing::info!(stream, override_json = %crate::redact::json(&layered.overlay.to_log_json()), "config override applied");
         if let Some(prepared) = prepared {
             let mut slot = lock(&target.media);
             match slot.as_ref() {

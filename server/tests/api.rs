@@ -210,7 +210,7 @@ async fn override_layer_is_separate_and_bad_overrides_are_rejected_whole() {
             .and(wiremock::matchers::query_param("token", "odd"))
             .respond_with(
                 ResponseTemplate::new(200)
-                    .set_body_json(json!({"config": {"protocols": {"hls": false}, "transcoder": {"x": 1}}})),
+                    .set_body_json(json!({"config": {"protocols": {"hls": false}, "password": 1}})),
             ),
     ])
     .await;
@@ -218,7 +218,8 @@ async fn override_layer_is_separate_and_bad_overrides_are_rejected_whole() {
     let stream = json!({"inputs":[{"url":"fake://fake"}],"on_play":{"url": format!("{}/auth", backend.uri())}});
     api.put("/streamer/api/v3/streams/s1", &stream.to_string()).await;
 
-    // A bad override (unknown key) is rejected whole: HLS stays on and the viewer plays.
+    // A bad override (a malformed value of an applied field) is rejected whole: HLS stays on
+    // and the viewer plays. (An unknown key is only ignored, issue 18.)
     assert_eq!(status_of(api.url("/s1/index.m3u8?token=odd")).await, StatusCode::OK);
     let (_, layer) = api.get("/streamer/api/v3/streams/s1?part=config_override").await;
     assert_eq!(layer, json!({}));

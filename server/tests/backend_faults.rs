@@ -179,11 +179,13 @@ fn faults() -> Vec<(&'static str, Fault, &'static str)> {
             "allow",
         ),
         (
-            "config with unknown keys",
+            "config with a malformed value",
+            // An unknown key is only ignored (issue 18); a wrong type in an applied field
+            // rejects the whole override, the protocol switch included (AMB-16).
             Fault::Http(
                 200,
                 vec![],
-                br#"{"config":{"no_such_key":1,"protocols":{"hls":false}}}"#.to_vec(),
+                br#"{"config":{"password":1,"protocols":{"hls":false}}}"#.to_vec(),
             ),
             "allow",
         ),
@@ -242,7 +244,7 @@ async fn cell(before: Before, label: &'static str, fault: Fault, kind: &'static 
         failures.push(format!("{before:?} × {label}: {records} records left"));
     }
     // A malformed override never takes effect: HLS stays on.
-    if label == "config with unknown keys" && play(&server).await != 200 {
+    if label == "config with a malformed value" && play(&server).await != 200 {
         failures.push(format!("{before:?} × {label}: the rejected override switched HLS off"));
     }
     server.shutdown().await;

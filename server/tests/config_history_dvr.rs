@@ -29,13 +29,7 @@ fn session_history_mysql_and_dvr_read() {
             max_rows: None,
         }
     );
-    assert_eq!(
-        c.streams[0].dvr,
-        Some(DvrConfig {
-            root: "dvr".into(),
-            depth: Duration::from_secs(60)
-        })
-    );
+    assert_eq!(c.streams[0].dvr, Some(DvrConfig::new("dvr", Duration::from_secs(60))));
     assert_eq!(c.templates[0].dvr.as_ref().map(|d| d.root.as_str()), Some("/var/dvr"));
     let default = parse_config("", "u.conf").unwrap();
     assert_eq!(
@@ -98,10 +92,23 @@ fn bad_directives_name_what_was_expected() {
             "u.conf:2:1: duplicate 'session_history'",
         ),
         ("mysql x;", "u.conf:1:7: mysql: expected a port or ADDR:PORT"),
-        ("stream s { dvr dvr; }", "expected a depth in seconds"),
-        ("stream s { dvr dvr 0; }", "dvr depth: bad number '0'"),
+        ("stream s { dvr dvr; }", "u.conf:1:12: dvr needs a depth"),
+        ("stream s { dvr dvr 0; }", "u.conf:1:20: dvr: '0' is neither a depth"),
         ("stream s { dvr dvr 60; dvr dvr 60; }", "duplicate 'dvr'"),
-        ("dvr dvr 60;", "unknown directive 'dvr' at the top level"),
+        ("dvr dvr 60;", "'dvr' is only allowed inside a stream or template block"),
+        ("stream s { dvr dvr 1d 2d; }", "u.conf:1:23: dvr: a second depth '2d'"),
+        ("stream s { dvr dvr 1d 10G 5G; }", "dvr: a second size limit '5G'"),
+        ("stream s { dvr dvr 1d 101%; }", "disk usage '101%' is above 100%"),
+        ("stream s { dvr dvr 1d 10X; }", "unknown unit 'X' in '10X'"),
+        (
+            "stream s { dvr /storage 1d copy=/opt; }",
+            "u.conf:1:28: dvr option 'copy' is not supported",
+        ),
+        (
+            "stream s { dvr swift://u:p@host/c 10G; }",
+            "u.conf:1:16: dvr: archives on swift:// storage are not supported",
+        ),
+        ("stream s { dvr dvr 1d }", "expected ';' after dvr ROOT DEPTH"),
         ("stream s { mysql 1; }", "'mysql' is only allowed at the top level"),
     ] {
         let e = error(text);
@@ -112,14 +119,29 @@ fn bad_directives_name_what_was_expected() {
 #[test]
 fn the_api_reads_and_checks_the_dvr_object() {
     let s = stream_from_api_json("s", br#"{"dvr": {"root": "dvr", "depth": 60}}"#).unwrap();
-    assert_eq!(
-        s.dvr,
-        Some(DvrConfig {
-            root: "dvr".into(),
-            depth: Duration::from_secs(60)
-        })
-    );
+    assert_eq!(s.dvr, Some(DvrConfig::new("dvr", Duration::from_secs(60))));
+    // The vendor's names: `expiration` for the depth, and the two limits (issue 18).
+    let s = stream_from_api_json(
+        "s",
+        br#"{"dvr": {"root": "dvr", "expiration": 60, "storage_limit": 1073741824, "disk_usage_limit": 95}}"#,
+    )
+    .unwrap();
+    let dvr = s.dvr.expect("dvr");
+    assert_eq!(dvr.depth, Duration::from_secs(60));
+    assert_eq!((dvr.storage_limit, dvr.disk_usage_limit), (Some(1 << 30), Some(95)));
     for (body, path) in [
+        (
+            r#"{"dvr": {"root": "d", "depth": 60, "expiration": 61}}"#,
+            "dvr.expiration",
+        ),
+        (
+            r#"{"dvr": {"root": "d", "depth": 60, "disk_usage_limit": 101}}"#,
+            "dvr.disk_usage_limit",
+        ),
+        (
+            r#"{"dvr": {"root": "d", "depth": 60, "storage_limit": 0}}"#,
+            "dvr.storage_limit",
+        ),
         (r#"{"dvr": {"root": "", "depth": 60}}"#, "dvr.root"),
         (r#"{"dvr": {"root": "d", "depth": 0}}"#, "dvr.depth"),
         (r#"{"dvr": {"root": "d"}}"#, "dvr.depth"),

@@ -46,10 +46,7 @@ fn a_full_body_is_read() {
             rtsp: true,
             dash: false,
         },
-        dvr: Some(DvrConfig {
-            root: "/var/usher/dvr".into(),
-            depth: std::time::Duration::from_secs(3600),
-        }),
+        dvr: Some(DvrConfig::new("/var/usher/dvr", std::time::Duration::from_secs(3600))),
     };
     assert_eq!(read("s1", body), Ok(expected));
 }
@@ -244,10 +241,7 @@ fn the_answer_has_the_vendor_shape() {
             dash: false,
             ..Protocols::default()
         },
-        dvr: Some(DvrConfig {
-            root: "dvr".into(),
-            depth: std::time::Duration::from_secs(60),
-        }),
+        dvr: Some(DvrConfig::new("dvr", std::time::Duration::from_secs(60))),
     };
     assert_eq!(
         stream_to_api_json(&s),

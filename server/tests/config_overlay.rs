@@ -76,18 +76,35 @@ fn bad_overrides() -> Vec<(&'static str, Value)> {
         ("not an object", json!([{ "url": "fake://fake" }])),
         ("null", Value::Null),
         (
-            "unknown key",
-            json!({ "inputs": [{ "url": "fake://fake" }], "dvr": { "root": "/" } }),
+            "dvr root absolute",
+            json!({ "inputs": [{ "url": "fake://fake" }], "dvr": { "root": "/", "depth": 60 } }),
+        ),
+        (
+            "dvr root with dot-dot",
+            json!({ "dvr": { "root": "a/../..", "expiration": 60 } }),
+        ),
+        ("dvr without depth", json!({ "dvr": { "root": "archive" } })),
+        ("dvr depth zero", json!({ "dvr": { "root": "archive", "depth": 0 } })),
+        (
+            "dvr depth and expiration disagree",
+            json!({ "dvr": { "root": "archive", "depth": 60, "expiration": 61 } }),
+        ),
+        ("password empty", json!({ "password": "" })),
+        ("password not a string", json!({ "password": 1 })),
+        (
+            "on_publish open to everyone",
+            json!({ "on_publish": { "url": "true" } }),
+        ),
+        ("on_publish bad url", json!({ "on_publish": { "url": "ftp://x" } })),
+        (
+            "on_publish bad country",
+            json!({ "on_publish": { "url": "http://b/p", "allowed_countries": ["USA"] } }),
         ),
         ("inputs not an array", json!({ "inputs": "fake://fake" })),
         ("inputs empty", json!({ "inputs": [] })),
         ("input as a string", json!({ "inputs": ["fake://fake"] })),
         ("input without url", json!({ "inputs": [{}] })),
         ("input url not a string", json!({ "inputs": [{ "url": 1 }] })),
-        (
-            "input unknown key",
-            json!({ "inputs": [{ "url": "fake://fake", "priority": 1 }] }),
-        ),
         (
             "input scheme rtmp",
             json!({ "inputs": [{ "url": "rtmp://evil/app/s" }] }),
@@ -119,11 +136,15 @@ fn bad_overrides() -> Vec<(&'static str, Value)> {
         ),
         ("file path empty", json!({ "inputs": [{ "url": "file://" }] })),
         ("protocols not an object", json!({ "protocols": ["hls"] })),
-        (
-            "protocol unknown",
-            json!({ "protocols": { "hls": false, "webrtc": false } }),
-        ),
         ("protocol value not a boolean", json!({ "protocols": { "hls": "off" } })),
+        (
+            "vendor name disagrees with ours",
+            json!({ "protocols": { "mpegts": true, "tshttp": false } }),
+        ),
+        (
+            "whitelist not a boolean",
+            json!({ "protocols": { "whitelist": "yes" } }),
+        ),
     ]
 }
 
@@ -140,6 +161,115 @@ fn bad_overrides_are_rejected_whole_with_the_path() {
         }
     }
     insta::assert_snapshot!("bad_overrides", report);
+}
+
+/// CONF-01 (issue 18): the vendor's protocol names are understood; `tshttp` is our `mpegts`.
+#[test]
+fn the_vendors_protocol_names_are_accepted() {
+    let parsed = StreamOverride::parse(&json!({ "protocols": { "tshttp": false, "rtmp": false } })).unwrap();
+    assert!(parsed.ignored.is_empty(), "{:?}", parsed.ignored);
+    let effective = parsed.config.apply(&base());
+    assert!(!effective.protocols.mpegts, "tshttp switches HTTP MPEG-TS");
+    assert!(!effective.protocols.rtmp);
+    assert!(effective.protocols.hls);
+    // Both names with one value are fine.
+    let o = ov(json!({ "protocols": { "tshttp": true, "mpegts": true } }));
+    assert_eq!(o.protocols.get("mpegts"), Some(&true));
+}
+
+/// A protocol the server does not serve is accepted and ignored (listed for the log line),
+/// never a reason to reject the override.
+#[test]
+fn unserved_protocols_are_ignored_not_refused() {
+    let parsed = StreamOverride::parse(&json!({ "protocols": {
+        "hls": false, "webrtc": false, "srt": true, "mss": false, "carrier-pigeon": true, "player": null
+    }}))
+    .unwrap();
+    assert_eq!(parsed.config.protocols.len(), 1);
+    assert_eq!(parsed.config.protocols.get("hls"), Some(&false));
+    assert_eq!(
+        parsed.ignored,
+        [
+            "config.protocols.carrier-pigeon",
+            "config.protocols.mss",
+            "config.protocols.srt",
+            "config.protocols.webrtc"
+        ]
+    );
+}
+
+/// The vendor's `whitelist: true`: only the protocols named true stay on.
+#[test]
+fn a_whitelist_turns_off_what_it_does_not_name() {
+    let o = ov(json!({ "protocols": { "whitelist": true, "hls": true, "tshttp": true } }));
+    let effective = o.apply(&base());
+    assert_eq!(
+        effective.protocols,
+        Protocols {
+            hls: true,
+            mpegts: true,
+            rtmp: false,
+            rtsp: false,
+            dash: false,
+        }
+    );
+    let o = ov(json!({ "protocols": { "whitelist": false, "rtsp": false } }));
+    assert_eq!(o.protocols.len(), 1, "without whitelist only the named switch changes");
+}
+
+/// Override breadth (issue 18): the stream fields this server implements are applied, the
+/// rest of the vendor's stream object is ignored and listed.
+#[test]
+fn implemented_fields_apply_and_the_rest_is_listed() {
+    let parsed = StreamOverride::parse(&json!({
+        "name": "other",
+        "title": "News",
+        "inputs": [{ "url": "fake://fake", "priority": 1, "source_timeout": 10, "headers": { "a": "b" } }],
+        "password": "pub-secret",
+        "on_play": { "url": "http://elsewhere/auth" },
+        "on_publish": { "url": "http://b/publish", "max_sessions": 2, "mystery": 1 },
+        "dvr": { "root": "archive", "expiration": 3600, "storage_limit": 1000000, "disk_usage_limit": 90 },
+        "thumbnails": { "enabled": true },
+        "transcoder": null,
+    }))
+    .unwrap();
+    let o = &parsed.config;
+    assert_eq!(o.inputs, Some(vec!["fake://fake".to_string()]));
+    assert_eq!(o.password.as_deref(), Some("pub-secret"));
+    let publish = o.on_publish.as_ref().expect("on_publish applied");
+    assert_eq!(publish.target.to_string(), "http://b/publish");
+    assert_eq!(publish.max_sessions, Some(2));
+    let dvr = o.dvr.as_ref().expect("dvr applied");
+    assert_eq!((dvr.root.as_str(), dvr.depth.as_secs()), ("archive", 3600));
+    let mut ignored = parsed.ignored.clone();
+    ignored.sort();
+    assert_eq!(
+        ignored,
+        [
+            "config.inputs[0].headers",
+            "config.inputs[0].priority",
+            "config.inputs[0].source_timeout",
+            "config.name",
+            "config.on_play",
+            "config.on_publish.mystery",
+            "config.thumbnails",
+            "config.title",
+        ]
+    );
+    let effective = o.apply(&base());
+    assert_eq!(effective.password.as_deref(), Some("pub-secret"));
+    assert_eq!(effective.on_publish, o.on_publish);
+    assert_eq!(effective.dvr, o.dvr);
+    assert_eq!(
+        effective.on_play,
+        base().on_play,
+        "on_play is never replaced by an answer"
+    );
+    assert_eq!(effective.name, "s1");
+    // The override reads back from its own JSON, and its log form hides the password.
+    assert_eq!(StreamOverride::from_json(&o.to_json()).as_ref(), Ok(o));
+    let logged = o.to_log_json().to_string();
+    assert!(!logged.contains("pub-secret"), "{logged}");
 }
 
 #[test]
@@ -197,6 +327,7 @@ fn good_override() -> impl Strategy<Value = StreamOverride> {
         .prop_map(|(inputs, protocols)| StreamOverride {
             inputs,
             protocols: protocols.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            ..StreamOverride::default()
         })
 }
 

@@ -37,6 +37,7 @@ http_session_idle 5;
 media_root "/srv/media files";
 template_stream_idle 90;
 template_stream_limit 50;
+soft_limitation_delay 90;
 mysql 127.0.0.1:3306;
 session_history /var/lib/usher/history.sqlite retention=30 max_rows=5000;
 
@@ -52,7 +53,7 @@ template live {
 stream s1 {
   input fake://fake;
   input file://vod/bunny.mp4;
-  on_play http://127.0.0.1:9000/auth?x=1 session_keys=ip,name,proto,token,header.x-playback-session-id,query.sid domains=a.com,b.com max_sessions=2 soft_limitation=true client=usher "note=a b";
+  on_play http://127.0.0.1:9000/auth?x=1 session_keys=ip,name,proto,token,header.x-playback-session-id,query.sid domains=a.com,b.com max_sessions=2 soft_limitation=true allowed_countries=us,DE disallowed_countries=RU client=usher "note=a b";
   on_publish auth://backend;
   protocols hls mpegts;
   dvr /var/usher/dvr 3600;
@@ -92,6 +93,8 @@ fn every_directive_is_read() {
     on_play.domains = vec!["a.com".into(), "b.com".into()];
     on_play.max_sessions = Some(2);
     on_play.soft_limitation = true;
+    on_play.allowed_countries = vec!["US".into(), "DE".into()];
+    on_play.disallowed_countries = vec!["RU".into()];
     on_play.extra = config_gen::extra(&[("client", "usher"), ("note", "a b")]);
     let expected = Config {
         http: addr("0.0.0.0:8080"),
@@ -109,6 +112,7 @@ fn every_directive_is_read() {
         media_root: Some("/srv/media files".into()),
         template_stream_idle: Duration::from_secs(90),
         template_stream_limit: 50,
+        soft_limitation_delay: Duration::from_secs(90),
         mysql: addr("127.0.0.1:3306"),
         session_history: SessionHistoryConfig {
             path: Some("/var/lib/usher/history.sqlite".into()),
@@ -177,10 +181,7 @@ fn every_directive_is_read() {
                     rtsp: false,
                     dash: false,
                 },
-                dvr: Some(DvrConfig {
-                    root: "/var/usher/dvr".into(),
-                    depth: Duration::from_secs(3600),
-                }),
+                dvr: Some(DvrConfig::new("/var/usher/dvr", Duration::from_secs(3600))),
             },
             StreamConfig {
                 name: "s2".into(),

@@ -403,8 +403,8 @@ async fn idle_hls_session_closes_lingers_and_is_forgotten() {
     assert_eq!(f.core.record_count(), 0, "forgotten after the linger");
 }
 
-/// SESS-02 + REQ-06: a changed listed key is a new session with another session_id; the
-/// counters do not include the session being checked.
+/// SESS-02 + REQ-06: a changed listed key is a new session with another session_id; a
+/// new_session's counters do not include the session being checked (it is not open yet).
 #[tokio::test(start_paused = true)]
 async fn sess_02_changed_key_is_a_new_session() {
     let f = Fixture::new();
@@ -417,6 +417,30 @@ async fn sess_02_changed_key_is_a_new_session() {
     assert_eq!(calls[1].request_type, RequestType::NewSession);
     assert_eq!((calls[0].stream_clients, calls[0].total_clients), (0, 0));
     assert_eq!((calls[1].stream_clients, calls[1].total_clients), (1, 1));
+}
+
+/// REQ-06 (issue 18): the vendor describes `stream_clients`/`total_clients` as the clients
+/// "currently watching"; on an update_session the session being re-checked is one of them, on
+/// a new_session it is not open yet.
+#[tokio::test(start_paused = true)]
+async fn req_06_update_session_counts_the_session_being_rechecked() {
+    let f = Fixture::new();
+    f.backend.on("t", Script::Answer(allow(Some(10))));
+    f.backend.on("u", Script::Answer(allow(Some(600))));
+    assert!(allowed(&f.hls("t").await));
+    assert!(allowed(&f.play("s2", "127.0.0.3", Proto::Hls, "u").await));
+    advance(Duration::from_secs(11)).await;
+    assert!(allowed(&f.hls("t").await));
+    let calls = f.backend.calls_for("t");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].request_type, RequestType::NewSession);
+    assert_eq!((calls[0].stream_clients, calls[0].total_clients), (0, 0));
+    assert_eq!(calls[1].request_type, RequestType::UpdateSession);
+    assert_eq!(
+        (calls[1].stream_clients, calls[1].total_clients),
+        (1, 2),
+        "itself on s1; itself and the viewer of s2 on the server"
+    );
 }
 
 /// LIM-05, AMB-3: with soft limitation the excess session is closed only after the grace,

@@ -59,10 +59,10 @@ impl Fixture {
                 password: "pw".into(),
             }),
             streams: vec![StreamConfig {
-                dvr: Some(DvrConfig {
-                    root: dir.path().display().to_string(),
-                    depth: Duration::from_secs(3600),
-                }),
+                dvr: Some(DvrConfig::new(
+                    dir.path().display().to_string(),
+                    Duration::from_secs(3600),
+                )),
                 ..stream("s1", "fake://fake", auth(&backend, "/auth"))
             }],
             ..Config::default()

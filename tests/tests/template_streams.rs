@@ -183,10 +183,7 @@ async fn refused_template_names_leave_no_stream_over_http_rtmp_and_rtsp() {
 async fn a_refused_client_of_a_dvr_template_starts_no_recording() {
     let backend = backend().await;
     let archive = TempDir::new("template-dvr");
-    let dvr = DvrConfig {
-        root: archive.path().to_string_lossy().into_owned(),
-        depth: Duration::from_secs(60),
-    };
+    let dvr = DvrConfig::new(archive.path().to_string_lossy().into_owned(), Duration::from_secs(60));
     let server = start(
         &backend,
         Config {

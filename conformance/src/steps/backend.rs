@@ -150,13 +150,15 @@ async fn not_asked(world: &mut UsherWorld, token: String) {
 }
 
 /// Checks a value against an expectation written in a table: `stream "s"`, `user "u1"`,
-/// `a UUID`, `an integer`, `0 or 1`, `not empty`, `absent`, `containing "x"`, or a literal.
+/// `a UUID`, `an integer`, `a positive integer`, `0 or 1`, `not empty`, `absent`,
+/// `containing "x"`, or a literal.
 pub(crate) fn check_value(world: &UsherWorld, name: &str, value: Option<&str>, expected: &str) -> Result<(), String> {
     let show = |v: Option<&str>| v.map(|v| format!("`{v}`")).unwrap_or("absent".into());
     let ok = match expected {
         "absent" => value.is_none(),
         "a UUID" => value.is_some_and(is_uuid),
         "an integer" => value.is_some_and(|v| v.parse::<u64>().is_ok()),
+        "a positive integer" => value.is_some_and(|v| v.parse::<u64>().is_ok_and(|n| n > 0)),
         "0 or 1" => matches!(value, Some("0" | "1")),
         "not empty" => value.is_some_and(|v| !v.is_empty()),
         _ => {
@@ -204,7 +206,13 @@ async fn call_carried(world: &mut UsherWorld, #[step] step: &Step, request_type:
     };
     let mut problems = Vec::new();
     for (name, expected) in table_rows(step) {
-        if let Err(p) = check_value(world, &name, call.param(&name), &expected) {
+        // `(HTTP method)` is the call's method, not a parameter (T1: play checks are GETs).
+        let value = if name == "(HTTP method)" {
+            Some(call.method.as_str())
+        } else {
+            call.param(&name)
+        };
+        if let Err(p) = check_value(world, &name, value, &expected) {
             problems.push(p);
         }
     }

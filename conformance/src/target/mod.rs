@@ -170,7 +170,9 @@ impl StreamSpec {
             body["password"] = json!(password);
         }
         if let Some(dvr) = &self.dvr {
-            body["dvr"] = json!({ "root": dvr.root, "depth": dvr.depth });
+            // `expiration` is the vendor's name of the archive depth (its `dvr_base_config`);
+            // `depth` is not in its schema.
+            body["dvr"] = json!({ "root": dvr.root, "expiration": dvr.depth });
         }
         body
     }
@@ -196,6 +198,28 @@ impl AuthSettings {
             spec["require_referer"] = json!(true);
         }
         spec
+    }
+}
+
+/// `USHER_API_RECORD=FILE` makes every management API request the suite sends append one JSON
+/// line `{"method", "path", "body"}` to FILE, so a test can check the requests against the
+/// vendor's published schema (conformance/schemas/). Off unless the variable is set.
+pub const API_RECORD_ENV: &str = "USHER_API_RECORD";
+
+fn record_request(method: &str, path: &str, body: Option<&Value>) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let Some(file) = std::env::var_os(API_RECORD_ENV) else {
+        return;
+    };
+    let line = json!({ "method": method, "path": path, "body": body }).to_string() + "\n";
+    let _one_writer = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(file = %std::path::Path::new(&file).display(), error = %e, "cannot record a management API request");
     }
 }
 
@@ -322,6 +346,7 @@ impl Api {
         let Some(credential) = &self.credential else {
             return Err(TargetError::NoApi(format!("{method} {path}")));
         };
+        record_request(method, path, body);
         let url = self.url(path);
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
         let mut request = self

@@ -167,6 +167,11 @@ impl Configurator {
         configurator
     }
 
+    /// The country database, shared with the stream's country gates.
+    pub fn geoip(&self) -> Option<Arc<GeoIp>> {
+        self.geoip.clone()
+    }
+
     /// Adds or replaces a block (CZR-05: rules take effect from the next request).
     pub fn put(&self, block: AuthBackendConfig) {
         if block.has_country_rules() && self.geoip.is_none() {

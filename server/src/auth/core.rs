@@ -36,6 +36,7 @@ use uuid::Uuid;
 use super::admin::AdminTokens;
 use super::backend::{Answer, Backend, BackendRequest, CallKind, Grant, MAX_AUTH_DURATION, RequestType, SignKey};
 use super::domain::referer_allowed;
+use super::geo_gate::{GeoGate, GeoGates};
 use super::identity::{Identity, RequestFacts};
 use super::proto::Proto;
 use super::registry::{CallTemplate, Clock, Entry, Key, Outcome, PendingKick, Registry, State, Tick};
@@ -302,6 +303,7 @@ struct Inner {
     streams: OnceLock<Arc<dyn StreamControl>>,
     sessions_total: AtomicU64,
     events: Events,
+    geo: GeoGates,
 }
 
 /// The auth core. Clone it freely; clones share one registry.
@@ -342,6 +344,7 @@ impl AuthCore {
                 streams: OnceLock::new(),
                 sessions_total: AtomicU64::new(0),
                 events: Events::default(),
+                geo: GeoGates::default(),
             }),
         }
     }
@@ -356,6 +359,11 @@ impl AuthCore {
     /// Connects the stream side for `config` overrides. Only the first call has an effect.
     pub fn set_stream_control(&self, control: Arc<dyn StreamControl>) {
         let _ = self.inner.streams.set(control);
+    }
+
+    /// Gives the country gates their database (`geoip_db`). Only the first call has an effect.
+    pub fn set_geoip(&self, db: Arc<super::geoip::GeoIp>) {
+        self.inner.geo.set(db);
     }
 
     pub fn admin_tokens(&self) -> &AdminTokens {
@@ -408,6 +416,11 @@ impl AuthCore {
         if !referer_allowed(&spec.domains, spec.require_referer, req.referer.as_deref()) {
             tracing::info!(stream = %req.name, ip = %req.ip, referer = %crate::redact::OptUrl(req.referer.as_deref()), "refused by the domain lock");
             return Verdict::deny(DenyReason::DomainLock);
+        }
+        match self.inner.geo.check(spec, &req.name, req.ip) {
+            GeoGate::Admit { .. } => return self.admit_without_backend(&spec.session_keys, req, token, None),
+            GeoGate::Refuse { .. } => return Verdict::deny(DenyReason::Banned),
+            GeoGate::Ask => {}
         }
         let identity = identity_of(&spec.session_keys, &req, &token);
         let key = (req.kind, identity);

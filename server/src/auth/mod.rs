@@ -7,6 +7,7 @@ pub mod backend;
 pub mod configurator;
 mod core;
 pub mod domain;
+pub mod geo_gate;
 pub mod geoip;
 pub mod identity;
 pub mod proto;

@@ -63,7 +63,17 @@ struct StreamBody {
 struct DvrBody {
     root: String,
     /// Seconds.
-    depth: u64,
+    #[serde(default)]
+    depth: Option<u64>,
+    /// The vendor's name of the depth (seconds).
+    #[serde(default)]
+    expiration: Option<u64>,
+    /// Bytes.
+    #[serde(default)]
+    storage_limit: Option<u64>,
+    /// Percent of the disk.
+    #[serde(default)]
+    disk_usage_limit: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -74,7 +84,7 @@ struct InputBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "an auth_spec object {\"url\": …}")]
-struct AuthBody {
+pub(super) struct AuthBody {
     url: String,
     #[serde(default)]
     session_keys: Option<Vec<String>>,
@@ -90,6 +100,10 @@ struct AuthBody {
     extra: Option<BTreeMap<String, String>>,
     #[serde(default)]
     sign_key: Option<String>,
+    #[serde(default)]
+    allowed_countries: Option<Vec<String>>,
+    #[serde(default)]
+    disallowed_countries: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +113,9 @@ struct ProtocolsBody {
     hls: Option<bool>,
     #[serde(default)]
     mpegts: Option<bool>,
+    /// The vendor's name of `mpegts`.
+    #[serde(default)]
+    tshttp: Option<bool>,
     #[serde(default)]
     rtmp: Option<bool>,
     #[serde(default)]
@@ -151,9 +168,18 @@ pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, Api
     }
     let mut protocols = Protocols::default();
     if let Some(p) = parsed.protocols {
+        if let (Some(a), Some(b)) = (p.mpegts, p.tshttp)
+            && a != b
+        {
+            return Err(ApiBodyError::new(
+                "protocols.tshttp",
+                "tshttp is the vendor's name of mpegts, and the two disagree",
+            ));
+        }
+        let mpegts = p.mpegts.or(p.tshttp);
         for (name, value) in [
             ("hls", p.hls),
-            ("mpegts", p.mpegts),
+            ("mpegts", mpegts),
             ("rtmp", p.rtmp),
             ("rtsp", p.rtsp),
             ("dash", p.dash),
@@ -165,17 +191,7 @@ pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, Api
     }
     let dvr = match parsed.dvr {
         None => None,
-        Some(d) if d.root.is_empty() => return Err(ApiBodyError::new("dvr.root", "the archive root is empty")),
-        Some(d) if d.depth == 0 || d.depth > super::parse::MAX_CONFIG_SECONDS => {
-            return Err(ApiBodyError::new(
-                "dvr.depth",
-                format!("expected whole seconds, 1..{}", super::parse::MAX_CONFIG_SECONDS),
-            ));
-        }
-        Some(d) => Some(DvrConfig {
-            root: d.root,
-            depth: std::time::Duration::from_secs(d.depth),
-        }),
+        Some(d) => Some(dvr_from_body(d)?),
     };
     Ok(StreamConfig {
         name: name.to_string(),
@@ -185,6 +201,44 @@ pub fn stream_from_api_json(name: &str, body: &[u8]) -> Result<StreamConfig, Api
         password: parsed.password,
         protocols,
         dvr,
+    })
+}
+
+fn dvr_from_body(d: DvrBody) -> Result<DvrConfig, ApiBodyError> {
+    if d.root.is_empty() {
+        return Err(ApiBodyError::new("dvr.root", "the archive root is empty"));
+    }
+    let max = super::parse::MAX_CONFIG_SECONDS;
+    let depth = match (d.depth, d.expiration) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiBodyError::new("dvr.expiration", "depth and expiration disagree"));
+        }
+        (Some(secs), _) | (None, Some(secs)) => secs,
+        (None, None) => return Err(ApiBodyError::new("dvr.depth", "missing field (depth or expiration)")),
+    };
+    if depth == 0 || depth > max {
+        return Err(ApiBodyError::new(
+            "dvr.depth",
+            format!("expected whole seconds, 1..{max}"),
+        ));
+    }
+    if d.storage_limit == Some(0) {
+        return Err(ApiBodyError::new(
+            "dvr.storage_limit",
+            "expected a positive number of bytes",
+        ));
+    }
+    if d.disk_usage_limit.is_some_and(|p| p == 0 || p > 100) {
+        return Err(ApiBodyError::new(
+            "dvr.disk_usage_limit",
+            "expected a percentage, 1..100",
+        ));
+    }
+    Ok(DvrConfig {
+        root: d.root,
+        depth: std::time::Duration::from_secs(depth),
+        storage_limit: d.storage_limit,
+        disk_usage_limit: d.disk_usage_limit,
     })
 }
 
@@ -279,7 +333,7 @@ fn check_object_shapes(body: &Value) -> Result<(), ApiBodyError> {
     Ok(())
 }
 
-fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {
+pub(super) fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {
     let target = AuthTarget::parse(&body.url).map_err(|m| ApiBodyError::new(format!("{at}.url"), m))?;
     let mut spec = AuthSpec::new(target);
     if let Some(keys) = body.session_keys {
@@ -316,6 +370,30 @@ fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {
         }
         spec.sign_key = Some(key);
     }
+    for (field, list) in [
+        ("allowed_countries", body.allowed_countries),
+        ("disallowed_countries", body.disallowed_countries),
+    ] {
+        let mut codes: Vec<String> = Vec::new();
+        for (i, item) in list.unwrap_or_default().iter().enumerate() {
+            let code =
+                super::model::parse_country(item).map_err(|m| ApiBodyError::new(format!("{at}.{field}[{i}]"), m))?;
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+        if field == "allowed_countries" {
+            spec.allowed_countries = codes;
+        } else {
+            spec.disallowed_countries = codes;
+        }
+    }
+    if let Some(both) = super::parse::countries_in_both(&spec) {
+        return Err(ApiBodyError::new(
+            format!("{at}.disallowed_countries"),
+            format!("country {both} is also in allowed_countries"),
+        ));
+    }
     for (k, v) in body.extra.unwrap_or_default() {
         let path = format!("{at}.extra.{k}");
         if k.is_empty() {
@@ -329,6 +407,13 @@ fn auth_from_body(at: &str, body: AuthBody) -> Result<AuthSpec, ApiBodyError> {
                 path,
                 format!("'{k}' is a field of {at}, not an extra option"),
             ));
+        }
+        if let Some(known) = super::parse::near_miss(&k) {
+            tracing::warn!(
+                path = %path,
+                resembles = known,
+                "extra option '{k}' is sent to the backend as it is; did you mean the field '{known}'?"
+            );
         }
         spec.extra.insert(k, v);
     }
@@ -359,12 +444,12 @@ pub fn stream_to_api_json(stream: &StreamConfig) -> Value {
         .collect();
     out.insert("protocols".into(), Value::Object(protocols));
     if let Some(dvr) = &stream.dvr {
-        out.insert("dvr".into(), json!({ "root": dvr.root, "depth": dvr.depth.as_secs() }));
+        out.insert("dvr".into(), dvr_to_json(dvr));
     }
     Value::Object(out)
 }
 
-fn auth_to_json(spec: &AuthSpec) -> Value {
+pub(super) fn auth_to_json(spec: &AuthSpec) -> Value {
     let mut out = Map::new();
     out.insert("url".into(), json!(spec.target.to_string()));
     // The default keys (name, ip, proto, token; AMB-25) are shown by omission, as they always
@@ -380,9 +465,77 @@ fn auth_to_json(spec: &AuthSpec) -> Value {
         out.insert("max_sessions".into(), json!(n));
     }
     out.insert("soft_limitation".into(), json!(spec.soft_limitation));
+    if !spec.allowed_countries.is_empty() {
+        out.insert("allowed_countries".into(), json!(spec.allowed_countries));
+    }
+    if !spec.disallowed_countries.is_empty() {
+        out.insert("disallowed_countries".into(), json!(spec.disallowed_countries));
+    }
     out.insert("extra".into(), json!(spec.extra));
     if let Some(key) = &spec.sign_key {
         out.insert("sign_key".into(), json!(key));
+    }
+    Value::Object(out)
+}
+
+/// The fields of the vendor's `auth_spec` this server reads (plus its own `require_referer`
+/// and `sign_key`).
+const AUTH_FIELDS: [&str; 10] = [
+    "url",
+    "session_keys",
+    "domains",
+    "require_referer",
+    "max_sessions",
+    "soft_limitation",
+    "extra",
+    "sign_key",
+    "allowed_countries",
+    "disallowed_countries",
+];
+
+/// Reads an `auth_spec` object found at `at` of a backend's `config` override. Unlike the
+/// API, fields this server does not know are left out and returned (as paths) rather than
+/// refused; a known field with a bad value is an error naming its path.
+pub(super) fn auth_from_override(at: &str, value: &Value) -> Result<(AuthSpec, Vec<String>), ApiBodyError> {
+    let Value::Object(map) = value else {
+        return Err(ApiBodyError::new(
+            at,
+            format!("expected an auth_spec object, found {}", json_type(value)),
+        ));
+    };
+    let mut known = Map::new();
+    let mut ignored = Vec::new();
+    for (k, v) in map {
+        if AUTH_FIELDS.contains(&k.as_str()) {
+            if !v.is_null() {
+                known.insert(k.clone(), v.clone());
+            }
+        } else {
+            ignored.push(format!("{at}.{k}"));
+        }
+    }
+    let body: AuthBody = serde_path_to_error::deserialize(Value::Object(known)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." {
+            ApiBodyError::new(at, inner)
+        } else {
+            ApiBodyError::new(format!("{at}.{path}"), inner)
+        }
+    })?;
+    Ok((auth_from_body(at, body)?, ignored))
+}
+
+/// The stream `dvr` object the API answers (and an override's `config_override` part shows).
+pub(super) fn dvr_to_json(dvr: &DvrConfig) -> Value {
+    let mut out = Map::new();
+    out.insert("root".into(), json!(dvr.root));
+    out.insert("depth".into(), json!(dvr.depth.as_secs()));
+    if let Some(bytes) = dvr.storage_limit {
+        out.insert("storage_limit".into(), json!(bytes));
+    }
+    if let Some(p) = dvr.disk_usage_limit {
+        out.insert("disk_usage_limit".into(), json!(p));
     }
     Value::Object(out)
 }

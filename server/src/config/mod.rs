@@ -9,5 +9,5 @@ mod templates;
 
 pub use json::{ApiBodyError, stream_from_api_json, stream_to_api_json};
 pub use model::*;
-pub use overlay::{OverrideError, StreamOverride};
+pub use overlay::{OverrideError, ParsedOverride, StreamOverride};
 pub use parse::{ConfigError, parse_config};

@@ -17,6 +17,8 @@ pub const DEFAULT_ADMIN_TOKEN_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_TEMPLATE_STREAM_IDLE: Duration = Duration::from_secs(60);
 /// Default most streams made from templates at once.
 pub const DEFAULT_TEMPLATE_STREAM_LIMIT: u32 = 1000;
+/// Default grace of `soft_limitation` (AMB-3); the same value as the auth core's default.
+pub const DEFAULT_SOFT_LIMITATION_DELAY: Duration = Duration::from_secs(30);
 /// Largest `template_stream_limit` accepted.
 pub const MAX_TEMPLATE_STREAM_LIMIT: u32 = 1_000_000;
 
@@ -50,6 +52,9 @@ pub struct Config {
     /// `template_stream_limit N;` — the most streams made from templates at once; a granted
     /// client beyond it is refused as unavailable (HTTP 503).
     pub template_stream_limit: u32,
+    /// `soft_limitation_delay SECONDS;` — the grace before an excess session of a stream with
+    /// `soft_limitation=true` is closed (LIM-05, AMB-3; the vendor documents 30 or 90 s).
+    pub soft_limitation_delay: Duration,
     pub streams: Vec<StreamConfig>,
     pub templates: Vec<TemplateConfig>,
     /// `vod NAME { storage ROOT; on_play …; }` locations.
@@ -148,6 +153,7 @@ impl Default for Config {
             media_root: None,
             template_stream_idle: DEFAULT_TEMPLATE_STREAM_IDLE,
             template_stream_limit: DEFAULT_TEMPLATE_STREAM_LIMIT,
+            soft_limitation_delay: DEFAULT_SOFT_LIMITATION_DELAY,
             streams: Vec::new(),
             templates: Vec::new(),
             vods: Vec::new(),
@@ -214,6 +220,24 @@ pub struct DvrConfig {
     pub root: String,
     /// How far back the archive reaches; older segments are deleted.
     pub depth: Duration,
+    /// `dvr ROOT DEPTH 10G;` (the vendor's `storage_limit`, bytes): read and shown, not
+    /// enforced yet (a warning says so at load).
+    pub storage_limit: Option<u64>,
+    /// `dvr ROOT DEPTH 95%;` (the vendor's `disk_usage_limit`): read and shown, not enforced
+    /// yet.
+    pub disk_usage_limit: Option<u8>,
+}
+
+impl DvrConfig {
+    /// An archive under `root` kept for `depth`, without size limits.
+    pub fn new(root: impl Into<String>, depth: Duration) -> DvrConfig {
+        DvrConfig {
+            root: root.into(),
+            depth,
+            storage_limit: None,
+            disk_usage_limit: None,
+        }
+    }
 }
 
 /// `vod NAME { storage ROOT; on_play …; }`: files under `ROOT` play as VOD HLS at
@@ -270,8 +294,38 @@ impl Protocols {
     /// Names as used in config files and JSON, in a fixed order.
     pub const NAMES: [&'static str; 5] = ["hls", "mpegts", "rtmp", "rtsp", "dash"];
 
+    /// The vendor's play protocol names (its `play_protocols_spec`) that this server serves,
+    /// with the switch each one sets: the vendor calls HTTP MPEG-TS `tshttp`.
+    pub const VENDOR_ALIASES: [(&'static str, &'static str); 1] = [("tshttp", "mpegts")];
+
+    /// Play protocol names of the vendor's schema that this server does not serve (or serves
+    /// without a switch of its own, like MP4 export): an override naming them is accepted and
+    /// they are ignored.
+    pub const VENDOR_UNSERVED: [&'static str; 11] = [
+        "player",
+        "mss",
+        "m4f",
+        "m4s",
+        "mseld",
+        "webrtc",
+        "srt",
+        "shoutcast",
+        "mp4",
+        "jpeg",
+        "api",
+    ];
+
+    /// The switch a name sets: one of [`Protocols::NAMES`], or the vendor's alias of one.
+    pub fn canonical(name: &str) -> Option<&'static str> {
+        Self::NAMES
+            .iter()
+            .copied()
+            .find(|n| *n == name)
+            .or_else(|| Self::VENDOR_ALIASES.iter().find(|(a, _)| *a == name).map(|(_, n)| *n))
+    }
+
     pub fn get(&self, name: &str) -> Option<bool> {
-        Some(match name {
+        Some(match Self::canonical(name)? {
             "hls" => self.hls,
             "mpegts" => self.mpegts,
             "rtmp" => self.rtmp,
@@ -283,7 +337,7 @@ impl Protocols {
 
     /// Sets one protocol; `false` for an unknown name.
     pub fn set(&mut self, name: &str, on: bool) -> bool {
-        let slot = match name {
+        let slot = match Self::canonical(name).unwrap_or_default() {
             "hls" => &mut self.hls,
             "mpegts" => &mut self.mpegts,
             "rtmp" => &mut self.rtmp,
@@ -334,6 +388,13 @@ pub struct AuthSpec {
     /// Server-side per-user cap used when the backend gives a user id but no X-Max-Sessions (AMB-15).
     pub max_sessions: Option<u32>,
     pub soft_limitation: bool,
+    /// `allowed_countries=US,DE`: viewers whose address the GeoIP database places in one of
+    /// these countries are admitted without asking the backend (the vendor's auth_spec field;
+    /// ISO 3166-1 alpha-2, upper-case). Never sent to the backend.
+    pub allowed_countries: Vec<String>,
+    /// `disallowed_countries=…`: viewers from these countries are refused without asking the
+    /// backend. Never sent to the backend.
+    pub disallowed_countries: Vec<String>,
     /// Static extras forwarded to the backend as query parameters.
     pub extra: BTreeMap<String, String>,
     /// `sign_key=SECRET`: HTTP calls carry an `X-Usher-Signature` header, an HMAC-SHA256 under
@@ -350,6 +411,8 @@ impl AuthSpec {
             require_referer: false,
             max_sessions: None,
             soft_limitation: false,
+            allowed_countries: Vec::new(),
+            disallowed_countries: Vec::new(),
             extra: BTreeMap::new(),
             sign_key: None,
         }

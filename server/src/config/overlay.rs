@@ -1,17 +1,22 @@
 //! The runtime `config` override layer (CONF-01..04, AMB-16).
 //!
-//! A backend answer may carry `"config": {"inputs": [{"url": …}], "protocols": {"hls": false}}`.
-//! The override is validated whole before anything changes: one bad key, type, protocol name or
-//! input rejects all of it (AMB-16), so a stream is never left half-overridden. It is kept apart
-//! from the on-disk configuration (CONF-04) and [`StreamOverride::apply`] computes the effective
-//! stream from the two.
+//! A backend answer may carry `"config": {…}`, a part of the vendor's stream object. The
+//! fields this server implements are applied: `inputs` (their `url`), `protocols` (the
+//! server's names and the vendor's, `tshttp` for HTTP MPEG-TS), `password`, `on_publish` and
+//! `dvr` (`root`, `depth` or its vendor twin `expiration`). Every other field of the vendor's
+//! schema (and any unknown one) is accepted and ignored: [`StreamOverride::parse`] lists them
+//! so the caller can log them in one line. A malformed value of an applied field rejects the
+//! whole override before anything changes (AMB-16), so a stream is never left
+//! half-overridden. The override is kept apart from the on-disk configuration (CONF-04) and
+//! [`StreamOverride::apply`] computes the effective stream from the two.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::json::json_type;
-use super::model::{Protocols, StreamConfig};
+use super::json::{auth_from_override, auth_to_json, dvr_to_json, json_type};
+use super::model::{AuthSpec, DvrConfig, Protocols, StreamConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -41,6 +46,20 @@ pub struct StreamOverride {
     pub inputs: Option<Vec<String>>,
     /// Protocol name (one of [`Protocols::NAMES`]) → on/off.
     pub protocols: BTreeMap<String, bool>,
+    /// Replaces the publishers' password (PUB-04).
+    pub password: Option<String>,
+    /// Replaces the stream's `on_publish`.
+    pub on_publish: Option<AuthSpec>,
+    /// Replaces the stream's archive settings; the root is confined to the media root.
+    pub dvr: Option<DvrConfig>,
+}
+
+/// A validated override and the paths of the fields it carried that this server ignores.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedOverride {
+    pub config: StreamOverride,
+    /// `config.thumbnails`, `config.inputs[0].priority`, `config.protocols.webrtc`, …
+    pub ignored: Vec<String>,
 }
 
 fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, OverrideError> {
@@ -49,24 +68,45 @@ fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Overri
 }
 
 impl StreamOverride {
-    /// Validates the `config` object of a backend answer. Errors are paths from `config`
-    /// (`config.inputs[0].url`).
+    /// Validates the `config` object of a backend answer, dropping the fields this server
+    /// does not implement. Errors are paths from `config` (`config.inputs[0].url`).
     pub fn from_json(value: &Value) -> Result<StreamOverride, OverrideError> {
+        Self::parse(value).map(|p| p.config)
+    }
+
+    /// [`from_json`](Self::from_json), also returning what was ignored. A `null` value
+    /// counts as not given (the vendor's schema makes most fields nullable).
+    pub fn parse(value: &Value) -> Result<ParsedOverride, OverrideError> {
         let root = object(value, "config")?;
         let mut out = StreamOverride::default();
+        let mut ignored = Vec::new();
         for (key, v) in root {
+            if v.is_null() {
+                continue;
+            }
             match key.as_str() {
-                "inputs" => out.inputs = Some(inputs_from_json(v)?),
-                "protocols" => out.protocols = protocols_from_json(v)?,
-                other => {
-                    return Err(OverrideError::new(
-                        format!("config.{other}"),
-                        "unknown field (an override may hold only inputs and protocols)",
-                    ));
+                "inputs" => out.inputs = Some(inputs_from_json(v, &mut ignored)?),
+                "protocols" => out.protocols = protocols_from_json(v, &mut ignored)?,
+                "password" => out.password = Some(password_from_json(v)?),
+                "on_publish" => {
+                    let (spec, more) = auth_from_override("config.on_publish", v)
+                        .map_err(|e| OverrideError::new(e.path, e.message))?;
+                    if spec.target == super::model::AuthTarget::AllowAll {
+                        // The same reasoning as for `publish://` inputs: one viewer's answer
+                        // must not drop the check on every publisher.
+                        return Err(OverrideError::new(
+                            "config.on_publish.url",
+                            "an override may not open publishing to everyone ('true'); name a backend",
+                        ));
+                    }
+                    ignored.extend(more);
+                    out.on_publish = Some(spec);
                 }
+                "dvr" => out.dvr = Some(dvr_from_json(v, &mut ignored)?),
+                other => ignored.push(format!("config.{other}")),
             }
         }
-        Ok(out)
+        Ok(ParsedOverride { config: out, ignored })
     }
 
     /// Layers a newer override on this one: each key the newer one sets wins.
@@ -75,6 +115,15 @@ impl StreamOverride {
             self.inputs = newer.inputs;
         }
         self.protocols.extend(newer.protocols);
+        if newer.password.is_some() {
+            self.password = newer.password;
+        }
+        if newer.on_publish.is_some() {
+            self.on_publish = newer.on_publish;
+        }
+        if newer.dvr.is_some() {
+            self.dvr = newer.dvr;
+        }
     }
 
     /// The effective stream configuration: `base` with this override's keys replaced.
@@ -88,11 +137,20 @@ impl StreamOverride {
             // changes nothing rather than failing at apply time.
             out.protocols.set(name, *on);
         }
+        if let Some(password) = &self.password {
+            out.password = Some(password.clone());
+        }
+        if let Some(spec) = &self.on_publish {
+            out.on_publish = Some(spec.clone());
+        }
+        if let Some(dvr) = &self.dvr {
+            out.dvr = Some(dvr.clone());
+        }
         out
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inputs.is_none() && self.protocols.is_empty()
+        self == &StreamOverride::default()
     }
 
     /// The override in the backend's own shape (and the API's `config_override` part);
@@ -108,11 +166,110 @@ impl StreamOverride {
         if !self.protocols.is_empty() {
             out.insert("protocols".into(), json!(self.protocols));
         }
+        if let Some(password) = &self.password {
+            out.insert("password".into(), json!(password));
+        }
+        if let Some(spec) = &self.on_publish {
+            out.insert("on_publish".into(), auth_to_json(spec));
+        }
+        if let Some(dvr) = &self.dvr {
+            out.insert("dvr".into(), dvr_to_json(dvr));
+        }
         Value::Object(out)
+    }
+
+    /// [`to_json`](Self::to_json) with the secrets (password, signing key) replaced, for logs.
+    pub fn to_log_json(&self) -> Value {
+        let mut out = self.to_json();
+        if let Some(map) = out.as_object_mut() {
+            if map.contains_key("password") {
+                map.insert("password".into(), json!("<redacted>"));
+            }
+            if let Some(Value::Object(spec)) = map.get_mut("on_publish")
+                && spec.contains_key("sign_key")
+            {
+                spec.insert("sign_key".into(), json!("<redacted>"));
+            }
+        }
+        out
     }
 }
 
-fn inputs_from_json(v: &Value) -> Result<Vec<String>, OverrideError> {
+fn password_from_json(v: &Value) -> Result<String, OverrideError> {
+    match v {
+        Value::String(p) if !p.is_empty() => Ok(p.clone()),
+        Value::String(_) => Err(OverrideError::new(
+            "config.password",
+            "the password is empty (omit it to keep the stream's)",
+        )),
+        other => Err(OverrideError::new(
+            "config.password",
+            format!("expected a string, found {}", json_type(other)),
+        )),
+    }
+}
+
+/// The vendor's stream `dvr` object: `root` (confined to the media root, like a `file://`
+/// input) and the depth in seconds as `depth` or `expiration`.
+fn dvr_from_json(v: &Value, ignored: &mut Vec<String>) -> Result<DvrConfig, OverrideError> {
+    let obj = object(v, "config.dvr")?;
+    let mut root = None;
+    let mut depth = None;
+    let mut storage_limit = None;
+    let mut disk_usage_limit = None;
+    for (key, value) in obj {
+        if value.is_null() {
+            continue;
+        }
+        let path = format!("config.dvr.{key}");
+        match key.as_str() {
+            "root" => {
+                let text = value.as_str().ok_or_else(|| {
+                    OverrideError::new(&path, format!("expected a string, found {}", json_type(value)))
+                })?;
+                check_relative_path(text, "dvr root").map_err(|m| OverrideError::new(&path, m))?;
+                root = Some(text.to_string());
+            }
+            "depth" | "expiration" => {
+                let max = super::parse::MAX_CONFIG_SECONDS;
+                let secs = value.as_u64().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                    OverrideError::new(&path, format!("expected whole seconds, 1..{max}, found {value}"))
+                })?;
+                if depth.is_some_and(|d| d != secs) {
+                    return Err(OverrideError::new(&path, "depth and expiration disagree"));
+                }
+                depth = Some(secs);
+            }
+            "storage_limit" => {
+                storage_limit = Some(value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                    OverrideError::new(&path, format!("expected a positive number of bytes, found {value}"))
+                })?);
+            }
+            "disk_usage_limit" => {
+                disk_usage_limit = Some(
+                    value
+                        .as_u64()
+                        .filter(|n| (1..=100).contains(n))
+                        .map(|n| n as u8)
+                        .ok_or_else(|| {
+                            OverrideError::new(&path, format!("expected a percentage, 1..100, found {value}"))
+                        })?,
+                );
+            }
+            _ => ignored.push(path),
+        }
+    }
+    let root = root.ok_or_else(|| OverrideError::new("config.dvr.root", "missing field"))?;
+    let depth = depth.ok_or_else(|| OverrideError::new("config.dvr.depth", "missing field (depth or expiration)"))?;
+    Ok(DvrConfig {
+        root,
+        depth: Duration::from_secs(depth),
+        storage_limit,
+        disk_usage_limit,
+    })
+}
+
+fn inputs_from_json(v: &Value, ignored: &mut Vec<String>) -> Result<Vec<String>, OverrideError> {
     let items = v.as_array().ok_or_else(|| {
         OverrideError::new(
             "config.inputs",
@@ -131,13 +288,13 @@ fn inputs_from_json(v: &Value) -> Result<Vec<String>, OverrideError> {
         let obj = object(item, &path)?;
         let mut url = None;
         for (key, v) in obj {
-            if key != "url" {
-                return Err(OverrideError::new(
-                    format!("{path}.{key}"),
-                    "unknown field (an input holds only url)",
-                ));
+            if key == "url" {
+                url = Some(v);
+            } else {
+                // The vendor's input options (priority, source_timeout, headers, …): this
+                // server plays the first input as it is.
+                ignored.push(format!("{path}.{key}"));
             }
-            url = Some(v);
         }
         let path = format!("{path}.url");
         let url = url.ok_or_else(|| OverrideError::new(&path, "missing field"))?;
@@ -162,26 +319,30 @@ fn check_input(url: &str) -> Result<(), String> {
     if *scheme != "file://" {
         return Ok(());
     }
-    let raw = &url[scheme.len()..];
-    // The media layer may decode %-escapes, so judge the decoded path.
+    check_relative_path(&url[scheme.len()..], "file://")
+}
+
+/// A path from a backend answer must stay under the media root: relative, no `..` (also
+/// %-escaped: the media layer may decode escapes, so the decoded path is judged), no NUL.
+fn check_relative_path(raw: &str, what: &str) -> Result<(), String> {
     let path = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
     if path.is_empty() {
-        return Err("file:// input has no path".into());
+        return Err(format!("{what} has no path"));
     }
     if path.starts_with('/') || path.starts_with('\\') || path.get(1..2) == Some(":") {
         return Err(format!(
-            "file:// path '{}' is absolute; it must be relative to the media root",
+            "{what} path '{}' is absolute; it must be relative to the media root",
             short(&path)
         ));
     }
     if path.split(['/', '\\']).any(|seg| seg == "..") {
         return Err(format!(
-            "file:// path '{}' contains '..'; it must stay under the media root",
+            "{what} path '{}' contains '..'; it must stay under the media root",
             short(&path)
         ));
     }
     if path.contains('\0') {
-        return Err("file:// path contains a NUL byte".into());
+        return Err(format!("{what} path contains a NUL byte"));
     }
     Ok(())
 }
@@ -196,21 +357,42 @@ fn short(text: &str) -> String {
     }
 }
 
-fn protocols_from_json(v: &Value) -> Result<BTreeMap<String, bool>, OverrideError> {
+/// `protocols`: the server's switch names and the vendor's (`tshttp` = `mpegts`); the
+/// vendor's `whitelist: true` turns off every switch the object does not turn on. Names of
+/// protocols this server does not serve (the vendor's `webrtc`, `srt`, … or any other) are
+/// ignored; a value that is not a boolean (or null) rejects the override.
+fn protocols_from_json(v: &Value, ignored: &mut Vec<String>) -> Result<BTreeMap<String, bool>, OverrideError> {
     let obj = object(v, "config.protocols")?;
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<String, bool> = BTreeMap::new();
+    let mut whitelist = false;
     for (name, on) in obj {
         let path = format!("config.protocols.{name}");
-        if !Protocols::NAMES.contains(&name.as_str()) {
-            return Err(OverrideError::new(
-                path,
-                format!("unknown protocol (known: {})", Protocols::NAMES.join(", ")),
-            ));
+        if on.is_null() {
+            continue;
         }
         let on = on
             .as_bool()
             .ok_or_else(|| OverrideError::new(&path, format!("expected true or false, found {}", json_type(on))))?;
-        out.insert(name.clone(), on);
+        if name == "whitelist" {
+            whitelist = on;
+            continue;
+        }
+        let Some(switch) = Protocols::canonical(name) else {
+            ignored.push(path);
+            continue;
+        };
+        if out.get(switch).is_some_and(|before| *before != on) {
+            return Err(OverrideError::new(
+                path,
+                format!("'{name}' and '{switch}' name the same protocol and disagree"),
+            ));
+        }
+        out.insert(switch.to_string(), on);
+    }
+    if whitelist {
+        for name in Protocols::NAMES {
+            out.entry(name.to_string()).or_insert(false);
+        }
     }
     Ok(out)
 }

@@ -277,14 +277,14 @@ fn describe(tok: &Tok) -> String {
 
 const TOP_DIRECTIVES: &str = "http, rtmp, rtsp, auth_token, no_auto_token, edit_auth, \
                               server_secret, admin_token_ttl, http_session_idle, media_root, \
-                              template_stream_idle, template_stream_limit, stream, template, vod, \
-                              auth_backend, geoip_db, mysql, session_history";
+                              template_stream_idle, template_stream_limit, soft_limitation_delay, \
+                              stream, template, vod, auth_backend, geoip_db, mysql, session_history";
 const VOD_DIRECTIVES: &str = "storage, on_play";
-const STREAM_DIRECTIVES: &str = "input, on_play, on_publish, password, protocols, dvr";
-const TEMPLATE_DIRECTIVES: &str = "prefix, input, on_play, on_publish, password, protocols, dvr";
+const STREAM_DIRECTIVES: &str = "input, on_play (or the older auth), on_publish, password, protocols, dvr";
+const TEMPLATE_DIRECTIVES: &str = "prefix, input, on_play (or the older auth), on_publish, password, protocols, dvr";
 /// Top-level directives, refused inside a block as belonging to the top level (see
 /// [`Parser::misplaced`]). `auth_backend.rs` uses all but the last two.
-const TOP_ONLY_DIRECTIVES: [&str; 19] = [
+const TOP_ONLY_DIRECTIVES: [&str; 20] = [
     "http",
     "rtmp",
     "rtsp",
@@ -297,6 +297,7 @@ const TOP_ONLY_DIRECTIVES: [&str; 19] = [
     "media_root",
     "template_stream_idle",
     "template_stream_limit",
+    "soft_limitation_delay",
     "stream",
     "template",
     "vod",
@@ -597,10 +598,11 @@ impl Parser<'_> {
                     self.expect_semi("server_secret TEXT")?;
                     config.server_secret = Some(secret);
                 }
-                "admin_token_ttl" | "http_session_idle" | "template_stream_idle" => {
+                "admin_token_ttl" | "http_session_idle" | "template_stream_idle" | "soft_limitation_delay" => {
                     let name: &'static str = match word.as_str() {
                         "admin_token_ttl" => "admin_token_ttl",
                         "http_session_idle" => "http_session_idle",
+                        "soft_limitation_delay" => "soft_limitation_delay",
                         _ => "template_stream_idle",
                     };
                     once(&mut seen, name, &self)?;
@@ -611,6 +613,7 @@ impl Parser<'_> {
                     match name {
                         "admin_token_ttl" => config.admin_token_ttl = d,
                         "http_session_idle" => config.http_session_idle = d,
+                        "soft_limitation_delay" => config.soft_limitation_delay = d,
                         _ => config.template_stream_idle = d,
                     }
                 }
@@ -708,7 +711,7 @@ impl Parser<'_> {
                         }
                     }
                 }
-                "input" | "on_play" | "on_publish" | "password" | "protocols" => {
+                "input" | "on_play" | "on_publish" | "auth" | "password" | "protocols" | "dvr" => {
                     return Err(self.err(
                         &t,
                         format!("'{word}' is only allowed inside a stream or template block, not at the top level"),
@@ -754,8 +757,33 @@ impl Parser<'_> {
                     self.expect_semi("input URL")?;
                     block.inputs.push(url);
                 }
+                "auth" => {
+                    // The older name of the play backend (CFG-04): read as `on_play`, so the two
+                    // cannot both be set.
+                    if let Some(first) = seen.get("on_play") {
+                        return Err(self.err(
+                            &t,
+                            format!(
+                                "'auth' is the older name of 'on_play', which {here} already sets (line {first}); keep one"
+                            ),
+                        ));
+                    }
+                    self.once_in_block(&mut seen, "auth", &here, &t)?;
+                    seen.insert("on_play", t.line);
+                    block.on_play = Some(self.auth_spec("auth")?);
+                }
                 "on_play" | "on_publish" => {
                     let which: &'static str = if word == "on_play" { "on_play" } else { "on_publish" };
+                    if which == "on_play"
+                        && let Some(first) = seen.get("auth")
+                    {
+                        return Err(self.err(
+                            &t,
+                            format!(
+                                "'on_play' and the older 'auth' (line {first}) both set the play backend of {here}; keep one"
+                            ),
+                        ));
+                    }
                     self.once_in_block(&mut seen, which, &here, &t)?;
                     let spec = self.auth_spec(which)?;
                     if which == "on_play" {
@@ -776,14 +804,7 @@ impl Parser<'_> {
                 }
                 "dvr" => {
                     self.once_in_block(&mut seen, "dvr", &here, &t)?;
-                    let (root, _) = self.expect_nonempty("a directory", "dvr")?;
-                    let (text, at) = self.expect_word("a depth in seconds", "dvr ROOT")?;
-                    let secs = parse_seconds(&text).map_err(|m| self.err(&at, format!("dvr depth: {m}")))?;
-                    self.expect_semi("dvr ROOT DEPTH")?;
-                    block.dvr = Some(super::model::DvrConfig {
-                        root,
-                        depth: Duration::from_secs(secs),
-                    });
+                    block.dvr = Some(self.dvr(&t)?);
                 }
                 "prefix" if kind == BlockKind::Template => {
                     let (p, at) = self.expect_word("a prefix", "prefix")?;
@@ -1022,7 +1043,24 @@ impl Parser<'_> {
                     }
                     spec.sign_key = Some(value.to_string());
                 }
+                "allowed_countries" | "disallowed_countries" => {
+                    let list = parse_countries(value).map_err(|m| this.err(at, format!("{which} {key}: {m}")))?;
+                    if key == "allowed_countries" {
+                        spec.allowed_countries = list;
+                    } else {
+                        spec.disallowed_countries = list;
+                    }
+                }
                 _ => {
+                    if let Some(known) = near_miss(key) {
+                        tracing::warn!(
+                            file = this.file,
+                            line = at.line,
+                            option = key,
+                            resembles = known,
+                            "{which} option '{key}' is sent to the backend as an extra parameter; did you mean '{known}'?"
+                        );
+                    }
                     spec.extra.insert(key.to_string(), value.to_string());
                 }
             }
@@ -1034,8 +1072,93 @@ impl Parser<'_> {
                 format!("{which}: require_referer=true needs a domain lock: add domains=… (or drop require_referer)"),
             ));
         }
+        if let Some(both) = countries_in_both(&spec) {
+            return Err(self.err(
+                &at,
+                format!("{which}: country {both} is both in allowed_countries and in disallowed_countries"),
+            ));
+        }
         self.expect_semi(&format!("{which} options"))?;
         Ok(spec)
+    }
+
+    /// `dvr ROOT DEPTH [SIZE] [PERCENT%];` after the directive word (`t`): the vendor's form,
+    /// `dvr /storage 2d 10G 95%;`. DEPTH is whole seconds or a number with `s`, `m`, `h`, `d`
+    /// or `w`; SIZE a number with `K`, `M`, `G` or `T` (binary multiples; note `m` is minutes
+    /// and `M` mebibytes); PERCENT a whole percentage of the disk. The words after ROOT may
+    /// come in any order. Remote storages and the vendor's `key=value` options are refused by
+    /// name: this server records to a local directory only.
+    fn dvr(&mut self, t: &Token) -> Result<super::model::DvrConfig, ConfigError> {
+        let (root, root_at) = self.expect_nonempty("a directory", "dvr")?;
+        if let Some((scheme, _)) = root.split_once("://") {
+            return Err(self.err(
+                &root_at,
+                format!(
+                    "dvr: archives on {scheme}:// storage are not supported; this server records to a local directory"
+                ),
+            ));
+        }
+        let mut depth = None;
+        let mut storage_limit = None;
+        let mut disk_usage_limit = None;
+        loop {
+            let next = self.next();
+            let word = match &next.tok {
+                Tok::Semi => break,
+                Tok::Word(w) => w.clone(),
+                other => {
+                    return Err(self.err(
+                        &next,
+                        format!(
+                            "expected ';' after dvr ROOT DEPTH [SIZE] [PERCENT%], found {}",
+                            describe(other)
+                        ),
+                    ));
+                }
+            };
+            if let Some((key, _)) = word.split_once('=') {
+                return Err(self.err(
+                    &next,
+                    format!(
+                        "dvr option '{}' is not supported (this server takes dvr ROOT DEPTH [SIZE] [PERCENT%])",
+                        shorten(key)
+                    ),
+                ));
+            }
+            let (slot, value) = match dvr_word(&word) {
+                Ok(DvrWord::Depth(secs)) => ("depth", DvrWord::Depth(secs)),
+                Ok(DvrWord::Size(bytes)) => ("size limit", DvrWord::Size(bytes)),
+                Ok(DvrWord::Percent(p)) => ("disk usage limit", DvrWord::Percent(p)),
+                Err(m) => return Err(self.err(&next, format!("dvr: {m}"))),
+            };
+            let taken = match value {
+                DvrWord::Depth(secs) => depth.replace(secs).is_some(),
+                DvrWord::Size(bytes) => storage_limit.replace(bytes).is_some(),
+                DvrWord::Percent(p) => disk_usage_limit.replace(p).is_some(),
+            };
+            if taken {
+                return Err(self.err(&next, format!("dvr: a second {slot} '{}'", shorten(&word))));
+            }
+        }
+        let Some(depth) = depth else {
+            return Err(self.err(
+                t,
+                "dvr needs a depth (such as 'dvr /storage 7d;'): this server trims an archive by its depth",
+            ));
+        };
+        if storage_limit.is_some() || disk_usage_limit.is_some() {
+            tracing::warn!(
+                file = self.file,
+                line = t.line,
+                "dvr size and disk usage limits are read but not enforced yet: the archive is trimmed by its depth only"
+            );
+        }
+        Ok(super::model::DvrConfig {
+            root,
+            depth: Duration::from_secs(depth),
+            storage_limit,
+            disk_usage_limit,
+        })
     }
 
     /// `protocols NAME…;` or `protocols -NAME…;` after the directive word.
@@ -1136,6 +1259,72 @@ fn parse_seconds(text: &str) -> Result<u64, String> {
     }
 }
 
+/// One word after `dvr ROOT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DvrWord {
+    /// Seconds.
+    Depth(u64),
+    /// Bytes.
+    Size(u64),
+    /// Percent of the disk, 1..100.
+    Percent(u8),
+}
+
+fn dvr_word(word: &str) -> Result<DvrWord, String> {
+    let split = word.find(|c: char| !c.is_ascii_digit()).unwrap_or(word.len());
+    let (digits, unit) = word.split_at(split);
+    let number = (!digits.is_empty())
+        .then(|| digits.parse::<u64>().ok())
+        .flatten()
+        .filter(|n| *n > 0);
+    let Some(n) = number else {
+        return Err(format!(
+            "'{}' is neither a depth (7d, 12h, 3600), a size (10G) nor a disk percentage (95%)",
+            shorten(word)
+        ));
+    };
+    let depth = |unit_secs: u64| {
+        n.checked_mul(unit_secs)
+            .filter(|s| *s <= MAX_CONFIG_SECONDS)
+            .map(DvrWord::Depth)
+            .ok_or_else(|| format!("depth '{}' is above one year", shorten(word)))
+    };
+    let size = |shift: u32| {
+        n.checked_mul(1u64 << shift)
+            .map(DvrWord::Size)
+            .ok_or_else(|| format!("size '{}' is too large", shorten(word)))
+    };
+    match unit {
+        "" | "s" => depth(1),
+        "m" => depth(60),
+        "h" => depth(3600),
+        "d" => depth(86_400),
+        "w" => depth(7 * 86_400),
+        "K" | "k" => size(10),
+        "M" => size(20),
+        "G" | "g" => size(30),
+        "T" | "t" => size(40),
+        "%" if n <= 100 => Ok(DvrWord::Percent(n as u8)),
+        "%" => Err(format!("disk usage '{}' is above 100%", shorten(word))),
+        other => Err(format!(
+            "unknown unit '{}' in '{}' (depth: s, m, h, d, w; size: K, M, G, T; disk usage: %)",
+            shorten(other),
+            shorten(word)
+        )),
+    }
+}
+
+/// A size in the largest binary unit that divides it (`10G`), as [`dvr_word`] reads it.
+fn size_word(bytes: u64) -> String {
+    for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
+        if bytes.is_multiple_of(1u64 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    // Sizes are read in K at least, so this is only reached for a hand-built value.
+    format!("{}K", bytes.div_ceil(1024))
+}
+
 fn parse_positive_u32(text: &str) -> Result<u32, String> {
     let bad = || format!("bad number '{}' (expected a positive integer)", shorten(text));
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -1183,14 +1372,78 @@ fn define_once(lines: &mut HashMap<String, usize>, kind: &str, name: &str, line:
 }
 
 /// `auth_spec` option names that are fields of their own, so `extra` cannot carry them.
-pub(crate) const RESERVED_OPTIONS: [&str; 6] = [
+pub(crate) const RESERVED_OPTIONS: [&str; 8] = [
     "session_keys",
     "domains",
     "require_referer",
     "max_sessions",
     "soft_limitation",
     "sign_key",
+    "allowed_countries",
+    "disallowed_countries",
 ];
+
+/// `US,de` → `["US", "DE"]`: two-letter ISO 3166-1 codes separated by commas, no empty item.
+pub(crate) fn parse_countries(text: &str) -> Result<Vec<String>, String> {
+    if text.is_empty() {
+        return Err("the list is empty (omit the option for no country gate)".into());
+    }
+    let mut out: Vec<String> = Vec::new();
+    for item in text.split(',') {
+        if item.is_empty() {
+            return Err("empty country (two commas, or a trailing comma)".into());
+        }
+        let code = super::model::parse_country(item)?;
+        if !out.contains(&code) {
+            out.push(code);
+        }
+    }
+    Ok(out)
+}
+
+/// A country listed in both gates of `spec`, which would be contradictory.
+pub(crate) fn countries_in_both(spec: &AuthSpec) -> Option<&str> {
+    spec.allowed_countries
+        .iter()
+        .find(|c| spec.disallowed_countries.contains(c))
+        .map(String::as_str)
+}
+
+/// The option an extra's key was probably meant to be: an extra is sent to the backend as it
+/// is, so `session_key=` or `max_session=` silently does nothing on the server side. A key
+/// resembles an option when it differs only by case, `-` for `_`, a missing or added plural
+/// (`s`, `y` for `ies`), or by at most two edits (for keys of six characters and more).
+pub(crate) fn near_miss(key: &str) -> Option<&'static str> {
+    let folded = key.to_ascii_lowercase().replace('-', "_");
+    RESERVED_OPTIONS.iter().copied().find(|known| {
+        if key == *known {
+            return false;
+        }
+        folded == *known
+            || format!("{folded}s") == *known
+            || folded.strip_suffix('s') == Some(known)
+            || folded
+                .strip_suffix('y')
+                .is_some_and(|stem| format!("{stem}ies") == *known)
+            || (folded.len() >= 6 && edit_distance(&folded, known) <= 2)
+    })
+}
+
+/// Levenshtein distance over bytes (keys are ASCII words; a non-ASCII key simply differs).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
 
 // ---------------------------------------------------------------------------------------------
 // Printer
@@ -1254,6 +1507,12 @@ fn write_auth(f: &mut fmt::Formatter<'_>, which: &str, spec: &AuthSpec) -> fmt::
     if spec.soft_limitation {
         write!(f, " soft_limitation=true")?;
     }
+    if !spec.allowed_countries.is_empty() {
+        write!(f, " allowed_countries={}", spec.allowed_countries.join(","))?;
+    }
+    if !spec.disallowed_countries.is_empty() {
+        write!(f, " disallowed_countries={}", spec.disallowed_countries.join(","))?;
+    }
     for (k, v) in &spec.extra {
         write!(f, " {}", quoted(&format!("{k}={v}")))?;
     }
@@ -1266,7 +1525,16 @@ fn write_auth(f: &mut fmt::Formatter<'_>, which: &str, spec: &AuthSpec) -> fmt::
 #[allow(clippy::too_many_arguments)]
 fn write_dvr(f: &mut fmt::Formatter<'_>, dvr: Option<&super::model::DvrConfig>) -> fmt::Result {
     match dvr {
-        Some(d) => writeln!(f, "  dvr {} {};", quoted(&d.root), d.depth.as_secs()),
+        Some(d) => {
+            write!(f, "  dvr {} {}", quoted(&d.root), d.depth.as_secs())?;
+            if let Some(bytes) = d.storage_limit {
+                write!(f, " {}", size_word(bytes))?;
+            }
+            if let Some(p) = d.disk_usage_limit {
+                write!(f, " {p}%")?;
+            }
+            writeln!(f, ";")
+        }
         None => Ok(()),
     }
 }
@@ -1354,6 +1622,9 @@ impl fmt::Display for Config {
         }
         if self.template_stream_idle != super::model::DEFAULT_TEMPLATE_STREAM_IDLE {
             writeln!(f, "template_stream_idle {};", self.template_stream_idle.as_secs())?;
+        }
+        if self.soft_limitation_delay != super::model::DEFAULT_SOFT_LIMITATION_DELAY {
+            writeln!(f, "soft_limitation_delay {};", self.soft_limitation_delay.as_secs())?;
         }
         if self.template_stream_limit != super::model::DEFAULT_TEMPLATE_STREAM_LIMIT {
             writeln!(f, "template_stream_limit {};", self.template_stream_limit)?;
@@ -1473,6 +1744,52 @@ mod tests {
         assert_eq!(parse_positive_u32("4294967295"), Ok(u32::MAX));
         assert!(parse_positive_u32("4294967296").is_err());
         assert!(parse_positive_u32("0").is_err());
+    }
+
+    #[test]
+    fn config_dvr_words_read_the_vendors_units() {
+        assert_eq!(dvr_word("3600"), Ok(DvrWord::Depth(3600)));
+        assert_eq!(dvr_word("2d"), Ok(DvrWord::Depth(172_800)));
+        assert_eq!(dvr_word("12h"), Ok(DvrWord::Depth(43_200)));
+        assert_eq!(dvr_word("30m"), Ok(DvrWord::Depth(1800)), "lower-case m is minutes");
+        assert_eq!(dvr_word("1w"), Ok(DvrWord::Depth(604_800)));
+        assert_eq!(dvr_word("10G"), Ok(DvrWord::Size(10 << 30)));
+        assert_eq!(
+            dvr_word("500M"),
+            Ok(DvrWord::Size(500 << 20)),
+            "upper-case M is mebibytes"
+        );
+        assert_eq!(dvr_word("95%"), Ok(DvrWord::Percent(95)));
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "101%",
+            "10x",
+            "1.5d",
+            "-1d",
+            "400d",
+            "99999999999999999999T",
+        ] {
+            assert!(dvr_word(bad).is_err(), "{bad:?}");
+        }
+        for bytes in [1u64 << 10, 3 << 20, 10 << 30, 2 << 40, 1536 << 10] {
+            assert_eq!(dvr_word(&size_word(bytes)), Ok(DvrWord::Size(bytes)));
+        }
+    }
+
+    #[test]
+    fn config_near_misses_of_options_are_recognised() {
+        assert_eq!(near_miss("session_key"), Some("session_keys"));
+        assert_eq!(near_miss("max_session"), Some("max_sessions"));
+        assert_eq!(near_miss("domain"), Some("domains"));
+        assert_eq!(near_miss("Domains"), Some("domains"));
+        assert_eq!(near_miss("soft-limitation"), Some("soft_limitation"));
+        assert_eq!(near_miss("allowed_country"), Some("allowed_countries"));
+        assert_eq!(near_miss("disallowed_countrys"), Some("disallowed_countries"));
+        for fine in ["site", "region", "extra", "domains", "sig", "partner_id"] {
+            assert_eq!(near_miss(fine), None, "{fine}");
+        }
     }
 
     #[test]

@@ -63,14 +63,36 @@ pub fn target() -> impl Strategy<Value = AuthTarget> {
     ]
 }
 
-const RESERVED: [&str; 6] = [
+const RESERVED: [&str; 8] = [
     "session_keys",
     "domains",
     "require_referer",
     "max_sessions",
     "soft_limitation",
     "sign_key",
+    "allowed_countries",
+    "disallowed_countries",
 ];
+
+/// Disjoint lists of country codes for the two gates.
+pub fn countries() -> impl Strategy<Value = (Vec<String>, Vec<String>)> {
+    let code = proptest::sample::select(vec!["US", "DE", "GB", "RU", "FR", "JP"]);
+    (vec(code.clone(), 0..3), vec(code, 0..3)).prop_map(|(a, d)| {
+        let mut allowed: Vec<String> = Vec::new();
+        for c in a {
+            if !allowed.iter().any(|x| x == c) {
+                allowed.push(c.to_string());
+            }
+        }
+        let mut disallowed: Vec<String> = Vec::new();
+        for c in d {
+            if !allowed.iter().any(|x| x == c) && !disallowed.iter().any(|x| x == c) {
+                disallowed.push(c.to_string());
+            }
+        }
+        (allowed, disallowed)
+    })
+}
 
 pub fn auth_spec() -> impl Strategy<Value = AuthSpec> {
     (
@@ -86,9 +108,20 @@ pub fn auth_spec() -> impl Strategy<Value = AuthSpec> {
         ),
         option::of(text().prop_filter("a key is not empty", |k| !k.is_empty())),
         any::<bool>(),
+        countries(),
     )
         .prop_map(
-            |(target, session_keys, domains, max_sessions, soft_limitation, extra, sign_key, require_referer)| {
+            |(
+                target,
+                session_keys,
+                domains,
+                max_sessions,
+                soft_limitation,
+                extra,
+                sign_key,
+                require_referer,
+                (allowed_countries, disallowed_countries),
+            )| {
                 AuthSpec {
                     target,
                     session_keys,
@@ -97,6 +130,8 @@ pub fn auth_spec() -> impl Strategy<Value = AuthSpec> {
                     domains,
                     max_sessions,
                     soft_limitation,
+                    allowed_countries,
+                    disallowed_countries,
                     extra,
                     sign_key,
                 }
@@ -129,7 +164,18 @@ pub fn stream() -> impl Strategy<Value = StreamConfig> {
 
 /// `dvr ROOT DEPTH;`
 pub fn dvr() -> impl Strategy<Value = DvrConfig> {
-    (text(), seconds()).prop_map(|(root, depth)| DvrConfig { root, depth })
+    (
+        text().prop_filter("a local directory", |r| !r.contains("://")),
+        seconds(),
+        option::of((1u64..1 << 20).prop_map(|k| k << 10)),
+        option::of(1u8..=100),
+    )
+        .prop_map(|(root, depth, storage_limit, disk_usage_limit)| DvrConfig {
+            root,
+            depth,
+            storage_limit,
+            disk_usage_limit,
+        })
 }
 
 pub fn template() -> impl Strategy<Value = TemplateConfig> {
@@ -231,7 +277,7 @@ pub fn config() -> impl Strategy<Value = Config> {
         vec((text(), auth_backend()), 0..3),
         option::of(listen()),
         session_history(),
-        (seconds(), 1u32..=1_000_000),
+        (seconds(), 1u32..=1_000_000, seconds()),
         [listen_limits(), listen_limits(), listen_limits(), listen_limits()],
     );
     (head, vec(stream(), 0..4), vec(template(), 0..3), vec(vod(), 0..3), auth).prop_map(
@@ -245,7 +291,7 @@ pub fn config() -> impl Strategy<Value = Config> {
                 blocks,
                 mysql,
                 session_history,
-                (template_stream_idle, template_stream_limit),
+                (template_stream_idle, template_stream_limit, soft_limitation_delay),
                 [http_caps, rtmp_caps, rtsp_caps, mysql_caps],
             ),
         )| {
@@ -305,6 +351,7 @@ pub fn config() -> impl Strategy<Value = Config> {
                 media_root,
                 template_stream_idle,
                 template_stream_limit,
+                soft_limitation_delay,
                 streams,
                 templates,
                 vods,
