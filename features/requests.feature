@@ -134,7 +134,7 @@ Feature: What the server asks the backend (table T1)
       | dvr      | false              |
 
   @REQ-06 @AMB-12 @info
-  Scenario: An update_session call counts the session being re-checked among the stream's clients
+  Scenario: An update_session call leaves the session being re-checked out of the stream's clients
     Given the backend allows token "t3" with X-AuthDuration 1
     When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t3"
     Then viewer "A" is playing
@@ -142,4 +142,4 @@ Feature: What the server asks the backend (table T1)
     And the backend's new_session call for token "t3" carried
       | stream_clients | 0 |
     And the backend's update_session call for token "t3" carried
-      | stream_clients | 1 |
+      | stream_clients | 0 |

@@ -187,8 +187,8 @@ impl Model {
             .recs
             .keys()
             .copied()
-            // The session itself counts when it is open: an update_session (REQ-06).
-            .filter(|k| self.is_open(*k))
+            // The session being checked never counts itself (REQ-06, AMB-12).
+            .filter(|k| *k != key && self.is_open(*k))
             .collect();
         let stream = open.iter().filter(|k| k.1 == key.1).count() as u64;
         (stream, open.len() as u64)

@@ -419,11 +419,11 @@ async fn sess_02_changed_key_is_a_new_session() {
     assert_eq!((calls[1].stream_clients, calls[1].total_clients), (1, 1));
 }
 
-/// REQ-06 (issue 18): the vendor describes `stream_clients`/`total_clients` as the clients
-/// "currently watching"; on an update_session the session being re-checked is one of them, on
-/// a new_session it is not open yet.
+/// REQ-06, AMB-12: the counters of an update_session leave out the session being re-checked,
+/// as those of its new_session do (decisions.md: "Counters do not include the session being
+/// checked"), and count the other open sessions.
 #[tokio::test(start_paused = true)]
-async fn req_06_update_session_counts_the_session_being_rechecked() {
+async fn req_06_update_session_counts_leave_out_the_session_being_rechecked() {
     let f = Fixture::new();
     f.backend.on("t", Script::Answer(allow(Some(10))));
     f.backend.on("u", Script::Answer(allow(Some(600))));
@@ -438,8 +438,8 @@ async fn req_06_update_session_counts_the_session_being_rechecked() {
     assert_eq!(calls[1].request_type, RequestType::UpdateSession);
     assert_eq!(
         (calls[1].stream_clients, calls[1].total_clients),
-        (1, 2),
-        "itself on s1; itself and the viewer of s2 on the server"
+        (0, 1),
+        "not itself on s1; the viewer of s2 on the server"
     );
 }
 

@@ -596,13 +596,22 @@ impl Registry {
         e.set_max_sessions(None);
     }
 
-    /// Open sessions of `of`'s kind: on `stream`, and in all (REQ-06). `of` itself counts when
-    /// it is open: on an `update_session` the session being re-checked is one of the clients
-    /// "currently watching" (the vendor's wording); on a `new_session` it is not open yet.
-    pub(super) fn counts(&self, stream: &str, of: &Key) -> (u64, u64) {
-        let k = kind_ix(of.0);
-        let on_stream = self.streams.get(stream).map_or(0, |b| b.open[k]);
-        (on_stream, self.open[k])
+    /// Open sessions of `except`'s kind, other than `except` itself: on `stream`, and in all
+    /// (REQ-06). The session being checked never counts itself, on a `new_session` or an
+    /// `update_session` alike (AMB-12 in decisions.md).
+    pub(super) fn counts(&self, stream: &str, except: &Key) -> (u64, u64) {
+        let k = kind_ix(except.0);
+        let mut on_stream = self.streams.get(stream).map_or(0, |b| b.open[k]);
+        let mut total = self.open[k];
+        if let Some(e) = self.get(except)
+            && e.is_open()
+        {
+            total -= 1;
+            if &*e.name == stream {
+                on_stream -= 1;
+            }
+        }
+        (on_stream, total)
     }
 
     /// Slots of `user`'s records of `kind`.
