@@ -29,6 +29,15 @@ Feature: Playing over RTMP
     Then viewer "A" is refused
     And the backend was asked 1 time for token "t1"
 
+  @TIME-02 @TIME-05 @must
+  Scenario: A running RTMP play is re-checked in the background
+    Given the backend allows token "t1" with X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over RTMP with token "t1"
+    Then viewer "A" is playing
+    And the backend receives an update_session call for token "t1" within 3 seconds of its new_session call
+    And the backend's update_session call for token "t1" came 1 to 3 seconds after its new_session call
+    And viewer "A" is still receiving media
+
   @TIME-05 @RESP-02 @BAN-03 @must
   Scenario: A running RTMP play is closed when its background re-check is denied
     Given the backend allows token "t1" with X-AuthDuration 1

@@ -157,10 +157,12 @@ fn resolve(args: &CheckArgs) -> Result<Resolved, String> {
         .as_ref()
         .map(|p| SourceSpec::parse(p.get_ref()))
         .transpose()?;
-    let capabilities =
-        (config.capabilities.protocols.is_some() || config.capabilities.features.is_some()).then(|| Capabilities {
-            protocols: config.capabilities.protocols.clone(),
-            features: config.capabilities.features.clone(),
+    let declared = &config.capabilities;
+    let capabilities = (declared.protocols.is_some() || declared.features.is_some() || declared.default_protocol.is_some())
+        .then(|| Capabilities {
+            protocols: declared.protocols.clone(),
+            features: declared.features.clone(),
+            default_protocol: declared.default_protocol.as_ref().map(|p| p.get_ref().clone()),
             ..Capabilities::default()
         });
     let choice = match http {
