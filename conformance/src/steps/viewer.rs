@@ -648,3 +648,42 @@ async fn exactly_playing(world: &mut UsherWorld, n: usize, list: String) {
         );
     }
 }
+
+/// Over persistent protocols the open sessions can be counted without a management API: they
+/// are the connections the server has not closed. Gives the server `within` to close the
+/// surplus (a kick is not instantaneous).
+#[then(regex = r#"^at most (\d+) of viewers (.+) (?:is|are) still connected within (\d+(?:\.\d+)?) seconds?$"#)]
+async fn at_most_connected(world: &mut UsherWorld, n: usize, list: String, within: String) {
+    let names = viewer_list(&list);
+    assert!(!names.is_empty(), "name the viewers in quotes: \"A\", \"B\" and \"C\"");
+    let deadline = Instant::now() + world.ctx.bound(seconds(&within));
+    loop {
+        let mut connected = Vec::new();
+        for name in &names {
+            let viewer = world
+                .viewers
+                .get_mut(name)
+                .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
+            if let Some(connection) = viewer.live.as_mut()
+                && connection.wait_closed(Duration::ZERO).await.is_none()
+            {
+                connected.push(name.clone());
+            }
+        }
+        if connected.len() <= n {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{}",
+                world.explain(format!(
+                    "expected at most {n} of {names:?} still connected, saw {} after {} s: {connected:?}",
+                    connected.len(),
+                    within
+                ))
+            );
+        }
+        // Polling connections the server is expected to close about now.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
