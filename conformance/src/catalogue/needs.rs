@@ -251,7 +251,11 @@ mod tests {
             default_protocol: Some("mpegts".into()),
             ..rtmp_only
         };
-        assert_eq!(unserved.default_protocol(), "rtmp", "a declared protocol not served is not used");
+        assert_eq!(
+            unserved.default_protocol(),
+            "rtmp",
+            "a declared protocol not served is not used"
+        );
         assert!(!Capabilities::all().to_string().contains("cases play over"));
     }
 }

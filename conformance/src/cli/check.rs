@@ -158,13 +158,15 @@ fn resolve(args: &CheckArgs) -> Result<Resolved, String> {
         .map(|p| SourceSpec::parse(p.get_ref()))
         .transpose()?;
     let declared = &config.capabilities;
-    let capabilities = (declared.protocols.is_some() || declared.features.is_some() || declared.default_protocol.is_some())
-        .then(|| Capabilities {
-            protocols: declared.protocols.clone(),
-            features: declared.features.clone(),
-            default_protocol: declared.default_protocol.as_ref().map(|p| p.get_ref().clone()),
-            ..Capabilities::default()
-        });
+    let capabilities = (declared.protocols.is_some()
+        || declared.features.is_some()
+        || declared.default_protocol.is_some())
+    .then(|| Capabilities {
+        protocols: declared.protocols.clone(),
+        features: declared.features.clone(),
+        default_protocol: declared.default_protocol.as_ref().map(|p| p.get_ref().clone()),
+        ..Capabilities::default()
+    });
     let choice = match http {
         None => {
             if static_mode || rtmp.is_some() || rtsp.is_some() {

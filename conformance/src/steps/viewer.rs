@@ -362,7 +362,8 @@ async fn keeps_playing(
     before: usize,
     started: Instant,
 ) -> Attempt {
-    let recheck_by = Instant::now() + world.ctx.bound(RECHECK_STARTS);
+    let window = world.ctx.bound(RECHECK_STARTS);
+    let recheck_by = Instant::now() + window;
     let decided = loop {
         if let Some((at, waited)) = rechecks_of(world, token).get(before).copied() {
             break Some(at + waited);
@@ -376,15 +377,21 @@ async fn keeps_playing(
     let settle = world.ctx.bound(RECHECK_SETTLES);
     let watch_until = decided.map_or_else(Instant::now, |d| d + settle).max(Instant::now());
     let viewer = world.viewers.get_mut(name).expect("played before");
-    let connection = viewer.live.as_mut().expect("a running connection, checked by the caller");
+    let connection = viewer
+        .live
+        .as_mut()
+        .expect("a running connection, checked by the caller");
     let mut trail = vec![match decided {
         Some(_) => "kept the connection through the server's background re-check".to_string(),
         None => format!(
             "kept the connection; the server made no re-check within {} ms",
-            RECHECK_STARTS.as_millis()
+            window.as_millis()
         ),
     }];
-    let outcome = match connection.wait_closed(watch_until.saturating_duration_since(Instant::now())).await {
+    let outcome = match connection
+        .wait_closed(watch_until.saturating_duration_since(Instant::now()))
+        .await
+    {
         Some(reason) => {
             trail.push(format!("the server closed it: {reason}"));
             Outcome::Denied { status: 403 }

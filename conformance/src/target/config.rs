@@ -275,7 +275,10 @@ publish = "rtmp://127.0.0.1:1935/live/{name}"
         assert_eq!(c.capabilities.default_protocol.unwrap().into_inner(), "rtmp");
         let e = TargetConfig::parse("[capabilities]\ndefault_protocol = \"dash\"\n", "t.toml").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
-        assert!(e.message.contains("`default_protocol`") && e.message.contains("dash"), "{e}");
+        assert!(
+            e.message.contains("`default_protocol`") && e.message.contains("dash"),
+            "{e}"
+        );
         let e = TargetConfig::parse(
             "[capabilities]\nprotocols = [\"rtmp\"]\n\ndefault_protocol = \"hls\"\n",
             "t.toml",
