@@ -62,7 +62,7 @@ pub const API_FEATURES: [&str; 5] = ["api", "sessions_api", "admin_tokens", "ser
 pub static INFERRED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     [
         (r"\bover HLS\b", "hls"),
-        (r"\bover MPEG-TS\b", "mpegts"),
+        (r"\bover (?:HTTP )?MPEG-TS\b", "mpegts"),
         (r"\bover RTMP\b", "rtmp"),
         (r"\bover RTSP\b", "rtsp"),
         (r"\bpublish(es|ing)?\b", "publish"),
