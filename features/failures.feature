@@ -10,7 +10,7 @@ Feature: The backend gives no answer (table T11)
   Scenario Outline: A new session is refused when the backend <failure>
     Given the backend allows every token
     And the backend <failure>
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
     Then viewer "A" is refused
     And viewer "A" got its answer within 5 seconds
     And the backend was asked <calls> for token "t1"
@@ -26,14 +26,14 @@ Feature: The backend gives no answer (table T11)
   Scenario: An answer that comes within the 3 second timeout is honoured
     Given the backend allows every token
     And the backend answers only after 2 seconds
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
     Then viewer "A" is playing
     And the backend was asked 1 time for token "t1"
 
   @RESP-04 @TIME-04 @must
   Scenario Outline: An allowed session stays allowed when the recheck <failure>
     Given the backend allows token "t1" with X-AuthDuration 1
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
     And the backend now <failure>
     And viewer "A" plays again after the auth duration has passed
     Then viewer "A" is playing
@@ -48,7 +48,7 @@ Feature: The backend gives no answer (table T11)
   @RESP-04 @TIME-04 @must
   Scenario Outline: A denied session stays denied when the backend then <failure>
     Given the backend denies token "t1" with X-AuthDuration 1
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
     And the backend now <failure>
     And viewer "A" plays again after the auth duration has passed
     Then viewer "A" is denied

@@ -6,9 +6,9 @@ Feature: Per-user session limit (X-Max-Sessions)
   Scenario: A user never keeps more open sessions than X-Max-Sessions
     Given a stream "s" with on_play auth
     And the backend allows token "t1" as user "u1" with X-Max-Sessions 2 and X-AuthDuration 60
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
-    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
-    And viewer "C" from 127.0.0.4 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over the target's protocol with token "t1"
+    And viewer "C" from 127.0.0.4 plays "s" over the target's protocol with token "t1"
     Then at most 2 sessions of user "u1" are open
     When viewer "A" plays again
     And viewer "B" plays again
@@ -20,9 +20,9 @@ Feature: Per-user session limit (X-Max-Sessions)
   Scenario: The oldest session is cut and refused on its next request; the newer two play
     Given a stream "s" with on_play auth
     And the backend allows token "t1" as user "u1" with X-Max-Sessions 2 and X-AuthDuration 60
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
-    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
-    And viewer "C" from 127.0.0.4 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over the target's protocol with token "t1"
+    And viewer "C" from 127.0.0.4 plays "s" over the target's protocol with token "t1"
     Then viewer "C" is playing
     When viewer "A" plays again
     Then viewer "A" is denied
@@ -38,9 +38,9 @@ Feature: Per-user session limit (X-Max-Sessions)
     And a stream "s2" with on_play auth
     And a stream "s3" with on_play auth
     And the backend allows token "t1" as user "u1" with X-Max-Sessions 2 and X-AuthDuration 60
-    When viewer "A" from 127.0.0.2 plays "s1" over HLS with token "t1"
-    And viewer "B" from 127.0.0.2 plays "s2" over HLS with token "t1"
-    And viewer "C" from 127.0.0.2 plays "s3" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s1" over the target's protocol with token "t1"
+    And viewer "B" from 127.0.0.2 plays "s2" over the target's protocol with token "t1"
+    And viewer "C" from 127.0.0.2 plays "s3" over the target's protocol with token "t1"
     And viewer "A" plays again
     And viewer "B" plays again
     And viewer "C" plays again
@@ -51,8 +51,8 @@ Feature: Per-user session limit (X-Max-Sessions)
   Scenario: The stream's max_sessions caps a user whose answer names no X-Max-Sessions
     Given a stream "s" with on_play auth and max_sessions 1
     And the backend allows token "t1" as user "u1" with X-AuthDuration 60
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
-    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over the target's protocol with token "t1"
     Then viewer "B" is playing
     And at most 1 session of user "u1" is open
     When viewer "A" plays again
@@ -63,8 +63,8 @@ Feature: Per-user session limit (X-Max-Sessions)
   Scenario: X-Max-Sessions in the answer wins over the stream's max_sessions
     Given a stream "s" with on_play auth and max_sessions 1
     And the backend allows token "t1" as user "u1" with X-Max-Sessions 2 and X-AuthDuration 60
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
-    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over the target's protocol with token "t1"
     And viewer "A" plays again
     And viewer "B" plays again
     Then viewer "A" is playing

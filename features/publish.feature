@@ -60,6 +60,7 @@ Feature: Publishing (on_publish and the stream password)
     Given a publishing point "p" with password "secret"
     When publisher "P" from 127.0.0.5 publishes to "p" over <protocol> <how>
     Then publisher "P" is refused
+    And the backend was not asked
     And stream "p" delivers no media
 
     @needs-rtmp

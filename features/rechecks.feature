@@ -1,7 +1,9 @@
 Feature: Rechecks after the auth duration
   X-AuthDuration N makes a decision fresh for N seconds. HLS sessions are re-checked on the
   first request after that (the request waits for the answer); persistent connections such as
-  HTTP MPEG-TS are re-checked in the background.
+  HTTP MPEG-TS and RTMP are re-checked in the background. Over a persistent protocol, "plays
+  again after the auth duration has passed" keeps the running connection through that re-check
+  and reads what the server did with it.
 
   Background:
     Given a stream "s" with on_play auth
@@ -9,7 +11,7 @@ Feature: Rechecks after the auth duration
   @TIME-02 @REQ-01 @SESS-05 @AMB-12 @must
   Scenario: After X-AuthDuration 1 the next request is an update_session of the same session
     Given the backend allows token "t1" with X-AuthDuration 1
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
     And viewer "A" plays again after the auth duration has passed
     Then viewer "A" is playing
     And the backend was asked 1 time for token "t1" with request_type "new_session"
@@ -45,7 +47,7 @@ Feature: Rechecks after the auth duration
   @AMB-23 @TIME-02 @info
   Scenario Outline: An X-AuthDuration of <value> <means>
     Given the backend allows token "t1" with X-AuthDuration <value>
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
     And viewer "A" plays again 1.5 seconds later
     Then viewer "A" is playing
     And the backend was asked <calls> for token "t1"

@@ -28,7 +28,7 @@ Feature: What the server asks the backend (table T1)
 
   @REQ-01 @REQ-03 @must
   Scenario: Requests within the auth duration make no further call
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
     And viewer "A" plays again
     And viewer "A" plays again
     Then viewer "A" is playing
@@ -80,7 +80,7 @@ Feature: What the server asks the backend (table T1)
   @REQ-02 @must
   Scenario Outline: A token with <what> reaches the backend as one intact value
     Given the backend allows token "<token>" with X-AuthDuration 60
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "<token>"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "<token>"
     Then viewer "A" is playing
     And the backend's new_session call for token "<token>" carried
       | token   | <token>    |

@@ -29,6 +29,15 @@ Feature: Playing over RTMP
     Then viewer "A" is refused
     And the backend was asked 1 time for token "t1"
 
+  @TIME-02 @TIME-05 @must
+  Scenario: A running RTMP play is re-checked in the background
+    Given the backend allows token "t1" with X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over RTMP with token "t1"
+    Then viewer "A" is playing
+    And the backend receives an update_session call for token "t1" within 3 seconds of its new_session call
+    And the backend's update_session call for token "t1" came 1 to 3 seconds after its new_session call
+    And viewer "A" is still receiving media
+
   @TIME-05 @RESP-02 @BAN-03 @must
   Scenario: A running RTMP play is closed when its background re-check is denied
     Given the backend allows token "t1" with X-AuthDuration 1
@@ -37,6 +46,24 @@ Feature: Playing over RTMP
     When the backend now denies token "t1"
     Then viewer "A" is disconnected within 4 seconds
     And the backend was asked 1 time for token "t1" with request_type "update_session"
+
+  @LIM-02 @LIM-01 @must
+  Scenario: A user never keeps more RTMP connections open than X-Max-Sessions
+    Given the backend allows token "t1" as user "u1" with X-Max-Sessions 2 and X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over RTMP with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over RTMP with token "t1"
+    And viewer "C" from 127.0.0.4 plays "s" over RTMP with token "t1"
+    Then at most 2 of viewers "A", "B" and "C" are still connected within 2 seconds
+    And the backend was asked 3 times for token "t1"
+
+  @UNIQ-01 @must
+  Scenario: X-Unique closes the same user's other RTMP connection and keeps the new one
+    Given the backend allows token "t1" as user "u1" with X-Unique and X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over RTMP with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over RTMP with token "t1"
+    Then viewer "B" is playing
+    And viewer "A" is disconnected within 2 seconds
+    And viewer "B" is still receiving media
 
   @UNIQ-01 @must
   Scenario: An HLS viewer's X-Unique answer closes the same user's RTMP connection

@@ -10,7 +10,7 @@ Feature: Session identity
   @SESS-01 @SESS-05 @must
   Scenario: The same viewer, stream and token stay one session
     Given a stream "s" with on_play auth
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
     And viewer "A" plays again
     Then viewer "A" is playing
     And the backend was asked 1 time for token "t1"
@@ -19,8 +19,8 @@ Feature: Session identity
   @SESS-01 @must
   Scenario: Another client address opens another session
     Given a stream "s" with on_play auth
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
-    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over the target's protocol with token "t1"
     Then viewer "A" is playing
     And viewer "B" is playing
     And the backend was asked 2 times for token "t1" with request_type "new_session"
@@ -30,11 +30,21 @@ Feature: Session identity
   Scenario: Another stream opens another session
     Given a stream "s" with on_play auth
     And a stream "s2" with on_play auth
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
-    And viewer "A" plays "s2" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    And viewer "A" plays "s2" over the target's protocol with token "t1"
     Then viewer "A" is playing
     And the backend was asked 2 times for token "t1" with request_type "new_session"
     And the backend's calls for token "t1" carried 2 different session_ids
+
+  @SESS-01 @must
+  Scenario: Another token opens another session
+    Given a stream "s" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    And viewer "A" plays "s" over the target's protocol with token "t2"
+    Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1" with request_type "new_session"
+    And the backend was asked 1 time for token "t2" with request_type "new_session"
+    And viewer "A" had 2 different session_ids
 
   @SESS-01 @AMB-25 @should @needs-rtmp
   Scenario: An HLS grant does not let the same token play over RTMP until the backend is asked

@@ -8,7 +8,7 @@ Feature: Where the token comes from
 
   @TOK-01 @TOK-02 @must
   Scenario: A request without a token gets a generated one
-    When viewer "A" from 127.0.0.2 plays "s" over HLS without a token
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol without a token
     Then viewer "A" is playing
     And the backend's new_session call carried
       | token | not empty  |
@@ -17,7 +17,7 @@ Feature: Where the token comes from
   @TOK-03 @should @serial
   Scenario: With no_auto_token a request without a token is refused without asking the backend
     Given the server refuses requests without a token
-    When viewer "A" from 127.0.0.2 plays "s" over HLS without a token
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol without a token
     Then viewer "A" is denied
     And the backend was not asked
 
@@ -25,8 +25,8 @@ Feature: Where the token comes from
   Scenario: With auth_token renamed the token is read from that query parameter
     Given the server reads the token from the query parameter "tk"
     And the backend allows token "t1" with X-AuthDuration 60
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
-    And viewer "B" from 127.0.0.3 plays "s" over HLS without a token and query "token=t2"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over the target's protocol without a token and query "token=t2"
     Then viewer "A" is playing
     And the backend was asked 1 time for token "t1"
     And the backend was not asked for token "t2"

@@ -6,8 +6,8 @@ Feature: X-Unique
   Scenario: X-Unique closes the user's other sessions and keeps the new one
     Given a stream "s" with on_play auth
     And the backend allows token "t1" as user "u1" with X-Unique and X-AuthDuration 60
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
-    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over the target's protocol with token "t1"
     Then viewer "B" is playing
     When viewer "A" plays again
     Then viewer "A" is denied
@@ -19,8 +19,8 @@ Feature: X-Unique
   Scenario Outline: X-Unique: <value> is ignored
     Given a stream "s" with on_play auth
     And the backend allows token "t1" as user "u1" with X-Unique <value> and X-AuthDuration 60
-    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
-    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over the target's protocol with token "t1"
     And viewer "A" plays again
     And viewer "B" plays again
     Then viewer "A" is playing

@@ -33,7 +33,7 @@ use crate::dialect::Dialect;
 use crate::report::{BackendRequest, CaseResult, StepRecord, StepStatus, Summary, Verdict};
 use crate::select::{Pattern, Plan, Selection};
 use crate::source::SourceSpec;
-use crate::steps::{self, RunContext, UsherWorld};
+use crate::steps::{self, Proto, RunContext, UsherWorld};
 use crate::target::{Address, ApiCredential, Target, TargetError};
 
 /// Which server the run checks.
@@ -445,6 +445,9 @@ async fn run_observed(options: RunOptions, observer: Box<dyn Observer>) -> Resul
     }
     if let Some(source) = &options.source {
         ctx = ctx.with_source(source.clone());
+    }
+    if let Some(proto) = Proto::from_capability(capabilities.default_protocol()) {
+        ctx = ctx.with_default_proto(proto);
     }
     let seed = ctx.seed;
     let ctx = Arc::new(ctx);

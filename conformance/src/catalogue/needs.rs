@@ -62,7 +62,7 @@ pub const API_FEATURES: [&str; 5] = ["api", "sessions_api", "admin_tokens", "ser
 pub static INFERRED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     [
         (r"\bover HLS\b", "hls"),
-        (r"\bover MPEG-TS\b", "mpegts"),
+        (r"\bover (?:HTTP )?MPEG-TS\b", "mpegts"),
         (r"\bover RTMP\b", "rtmp"),
         (r"\bover RTSP\b", "rtsp"),
         (r"\bpublish(es|ing)?\b", "publish"),
@@ -112,6 +112,10 @@ pub struct Capabilities {
     /// Features the target lacks whatever the sets say.
     #[serde(default)]
     pub without: BTreeSet<String>,
+    /// The protocol of the steps that play `over the target's protocol` (`default_protocol` of
+    /// the manifest); `None`: see [`Capabilities::default_protocol`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_protocol: Option<String>,
 }
 
 impl Capabilities {
@@ -130,6 +134,18 @@ impl Capabilities {
             &self.features
         };
         set.as_ref().is_none_or(|s| s.contains(need))
+    }
+
+    /// The protocol a case plays `over the target's protocol`: the declared `default_protocol`
+    /// when the target serves it, else HLS when it serves HLS, else the first protocol it serves
+    /// in the order of [`PROTOCOLS`] (HLS when it serves none).
+    pub fn default_protocol(&self) -> &str {
+        if let Some(p) = self.default_protocol.as_deref()
+            && self.supports(p)
+        {
+            return p;
+        }
+        PROTOCOLS.iter().copied().find(|p| self.supports(p)).unwrap_or("hls")
     }
 
     /// The needs this target lacks, in order.
@@ -166,6 +182,11 @@ impl fmt::Display for Capabilities {
         if !self.without.is_empty() {
             let without: Vec<&str> = self.without.iter().map(String::as_str).collect();
             write!(f, " but {}", without.join(", "))?;
+        }
+        // Only worth a word when the protocol-neutral cases do not play over HLS.
+        let default = self.default_protocol();
+        if default != "hls" {
+            write!(f, "; cases play over {default} unless they name a protocol")?;
         }
         Ok(())
     }
@@ -213,5 +234,28 @@ mod tests {
         assert!(c.supports("a_feature_added_later"), "exclusions do not narrow \"all\"");
         let needs: Vec<String> = vec!["hls".into(), "rtsp".into(), "sessions_api".into()];
         assert_eq!(c.missing(&needs), ["rtsp", "sessions_api"]);
+    }
+
+    #[test]
+    fn the_default_protocol_is_declared_else_hls_else_the_first_served() {
+        assert_eq!(Capabilities::all().default_protocol(), "hls");
+        let rtmp_only = Capabilities::all().with_protocols(["rtmp".to_string(), "rtsp".to_string()]);
+        assert_eq!(rtmp_only.default_protocol(), "rtmp");
+        assert!(rtmp_only.to_string().contains("cases play over rtmp"), "{rtmp_only}");
+        let declared = Capabilities {
+            default_protocol: Some("rtsp".into()),
+            ..rtmp_only.clone()
+        };
+        assert_eq!(declared.default_protocol(), "rtsp");
+        let unserved = Capabilities {
+            default_protocol: Some("mpegts".into()),
+            ..rtmp_only
+        };
+        assert_eq!(
+            unserved.default_protocol(),
+            "rtmp",
+            "a declared protocol not served is not used"
+        );
+        assert!(!Capabilities::all().to_string().contains("cases play over"));
     }
 }

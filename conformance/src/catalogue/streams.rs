@@ -1,11 +1,12 @@
 //! Static mode: the streams a case declares, read from its steps, so a server without a management
 //! API can load them from its configuration file before the run (`usher check --print-config`).
 //!
-//! Only the stream declarations `a stream "s" with on_play auth [and …]` and `a stream "s" without
-//! authorization`, and `the backend is unreachable`, shape a stream. A case whose streams cannot
-//! be read this way (publishing points, streams put by the operator) needs the `api` feature. At run time the static target compares every stream a case
-//! puts in place with what was printed, so a mismatch fails with a message instead of testing
-//! something else.
+//! Only the stream declarations `a stream "s" with on_play auth [and …]`, `a stream "s" without
+//! authorization` and `a publishing point "p" [with on_publish auth] [and on_play auth] [and
+//! password "…"]`, and `the backend is unreachable`, shape a stream. A case whose streams cannot
+//! be read this way (streams put by the operator) needs the `api` feature. At run time the static
+//! target compares every stream a case puts in place with what was printed, so a mismatch fails
+//! with a message instead of testing something else.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -40,6 +41,12 @@ pub struct StaticStream {
     pub backend_query: Option<String>,
     /// The case says `the backend is unreachable`.
     pub unreachable: bool,
+    /// `a publishing point`: the stream takes publishers (`input publish://`).
+    pub publish: bool,
+    /// A publishing point checks its publishers (`on_publish auth`).
+    pub on_publish: bool,
+    /// A publishing point's `password "…"`.
+    pub password: Option<String>,
 }
 
 static DECLARE: LazyLock<Regex> = LazyLock::new(|| {
@@ -52,16 +59,64 @@ static OPTION: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("a valid regex")
 });
+static PUBLISHING_POINT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"^a publishing point "([^"]+)"(?: with (.+))?$"#).expect("a valid regex"));
+static PUBLISHING_OPTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"^(?:(on_publish auth)|(on_play auth)|password "([^"]+)")$"#).expect("a valid regex")
+});
 /// Steps that put a stream in place some other way: the case is not static.
 static OTHER_STREAM_SETUP: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"^(?:a stream "|a publishing point "|the operator puts stream ")"#).expect("a valid regex")
 });
+
+/// `a publishing point "p" with on_publish auth and password "secret"`, as the step reads it.
+fn publishing_point(text: &str, unreachable: bool) -> Option<Option<StaticStream>> {
+    let caps = PUBLISHING_POINT.captures(text)?;
+    let mut stream = StaticStream {
+        alias: caps[1].to_string(),
+        no_auth: true,
+        session_keys: None,
+        domains: Vec::new(),
+        max_sessions: None,
+        soft_limitation: false,
+        require_referer: false,
+        backend_query: None,
+        unreachable,
+        publish: true,
+        on_publish: false,
+        password: None,
+    };
+    for item in caps
+        .get(2)
+        .map_or("", |m| m.as_str())
+        .split(" and ")
+        .filter(|s| !s.is_empty())
+    {
+        let Some(c) = PUBLISHING_OPTION.captures(item.trim()) else {
+            return Some(None);
+        };
+        if c.get(1).is_some() {
+            stream.on_publish = true;
+        } else if c.get(2).is_some() {
+            stream.no_auth = false;
+        } else if let Some(p) = c.get(3) {
+            stream.password = Some(p.as_str().to_string());
+        }
+    }
+    Some(Some(stream))
+}
 
 /// The streams of a case; `None` when a step sets one up in a way this reader does not know.
 pub fn derive(steps: &[StepText]) -> Option<Vec<StaticStream>> {
     let unreachable = steps.iter().any(|s| s.text == "the backend is unreachable");
     let mut out: Vec<StaticStream> = Vec::new();
     for step in steps {
+        if let Some(point) = publishing_point(&step.text, unreachable) {
+            let point = point?;
+            out.retain(|s| s.alias != point.alias);
+            out.push(point);
+            continue;
+        }
         let Some(caps) = DECLARE.captures(&step.text) else {
             if OTHER_STREAM_SETUP.is_match(&step.text) {
                 return None;
@@ -78,6 +133,9 @@ pub fn derive(steps: &[StepText]) -> Option<Vec<StaticStream>> {
             require_referer: false,
             backend_query: None,
             unreachable,
+            publish: false,
+            on_publish: false,
+            password: None,
         };
         let options = caps.get(2).map_or("", |m| m.as_str());
         for item in options.split(" and ").filter(|s| !s.is_empty()) {
@@ -127,8 +185,31 @@ impl StaticStream {
         format!("{key}-{}", self.alias)
     }
 
+    /// The `on_publish` URL of a publishing point: beside the case's `on_play` path, as the
+    /// steps put it (`/<case key>/on_publish`).
+    pub fn publish_url(&self, base: &Url, key: &str) -> String {
+        Url::parse(&backend_url(base, key, self))
+            .and_then(|u| u.join("on_publish"))
+            .map_or_else(|_| backend_url(base, key, self), |u| u.to_string())
+    }
+
     /// What the steps will ask the target to serve (compared at run time).
     pub fn spec(&self, base: &Url, key: &str) -> StreamSpec {
+        if self.publish {
+            return StreamSpec {
+                on_play: (!self.no_auth).then(|| AuthSettings {
+                    url: backend_url(base, key, self),
+                    ..AuthSettings::default()
+                }),
+                on_publish: self.on_publish.then(|| AuthSettings {
+                    url: self.publish_url(base, key),
+                    ..AuthSettings::default()
+                }),
+                publish: true,
+                password: self.password.clone(),
+                ..StreamSpec::default()
+            };
+        }
         StreamSpec {
             on_play: (!self.no_auth).then(|| AuthSettings {
                 url: backend_url(base, key, self),
@@ -198,6 +279,20 @@ pub fn print_config<'a>(cases: impl IntoIterator<Item = &'a Case>, base: &Url, i
         let _ = writeln!(out, "\n# {}: {} ({})", case.key, case.title, case.location);
         for stream in streams {
             let _ = writeln!(out, "stream {} {{", token(&stream.server_name(&case.key)));
+            if stream.publish {
+                let _ = writeln!(out, "  input publish://;");
+                if !stream.no_auth {
+                    let _ = writeln!(out, "  on_play {};", token(&backend_url(base, &case.key, stream)));
+                }
+                if stream.on_publish {
+                    let _ = writeln!(out, "  on_publish {};", token(&stream.publish_url(base, &case.key)));
+                }
+                if let Some(password) = &stream.password {
+                    let _ = writeln!(out, "  password {};", token(password));
+                }
+                let _ = writeln!(out, "}}");
+                continue;
+            }
             let _ = writeln!(out, "  input {};", token(input));
             if stream.no_auth {
                 let _ = writeln!(out, "}}");
@@ -263,12 +358,36 @@ mod tests {
     fn unknown_setups_are_not_static() {
         assert!(derive(&steps(&[r#"a stream "s" with on_play auth and protocols "hls""#])).is_none());
         assert!(derive(&steps(&[r#"a stream "s" with on_publish auth"#])).is_none());
-        assert!(derive(&steps(&[r#"a publishing point "p" with on_publish auth"#])).is_none());
+        assert!(
+            derive(&steps(&[
+                r#"a publishing point "p" with on_publish auth and protocols "rtmp""#
+            ]))
+            .is_none()
+        );
         let s = derive(&steps(&[r#"a stream "s" without authorization"#])).unwrap();
         assert!(s[0].no_auth);
         assert_eq!(s[0].spec(&Url::parse("http://b/").unwrap(), "k").on_play, None);
         assert!(derive(&steps(&[r#"the operator puts stream "s" with on_play auth"#])).is_none());
         assert_eq!(derive(&steps(&["the backend allows every token"])), Some(vec![]));
+    }
+
+    #[test]
+    fn publishing_points_are_read_and_printed() {
+        let base = Url::parse("http://10.0.0.1:9099").unwrap();
+        let s = derive(&steps(&[
+            r#"a publishing point "p" with on_publish auth and password "secret""#,
+        ]))
+        .expect("static")
+        .remove(0);
+        assert!(s.publish && s.on_publish && s.no_auth);
+        let spec = s.spec(&base, "k-1");
+        assert!(spec.publish && spec.on_play.is_none());
+        assert_eq!(spec.on_publish.unwrap().url, "http://10.0.0.1:9099/k-1/on_publish");
+        assert_eq!(spec.password.as_deref(), Some("secret"));
+        let bare = derive(&steps(&[r#"a publishing point "p""#]))
+            .expect("static")
+            .remove(0);
+        assert!(bare.publish && !bare.on_publish && bare.password.is_none());
     }
 
     #[test]

@@ -152,12 +152,16 @@ fn resolve(args: &CheckArgs) -> Result<Resolved, String> {
     backend.dialect = config.backend.dialect.unwrap_or_default();
     // Checked when the manifest was read.
     let source = config.source_spec()?;
-    let capabilities =
-        (config.capabilities.protocols.is_some() || config.capabilities.features.is_some()).then(|| Capabilities {
-            protocols: config.capabilities.protocols.clone(),
-            features: config.capabilities.features.clone(),
-            ..Capabilities::default()
-        });
+    let declared = &config.capabilities;
+    let capabilities = (declared.protocols.is_some()
+        || declared.features.is_some()
+        || declared.default_protocol.is_some())
+    .then(|| Capabilities {
+        protocols: declared.protocols.clone(),
+        features: declared.features.clone(),
+        default_protocol: declared.default_protocol.as_ref().map(|p| p.get_ref().clone()),
+        ..Capabilities::default()
+    });
     let choice = match http {
         None => {
             if static_mode || rtmp.is_some() || rtsp.is_some() {

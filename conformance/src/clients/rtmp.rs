@@ -130,7 +130,15 @@ impl RtmpClient {
                 ClientSessionEvent::PublishRequestAccepted => Some(Ok(())),
                 other => refusal(&other).map(Err),
             })
-            .await?;
+            .await
+            .map_err(|outcome| match outcome {
+                // As for a play: the request was made, so a close now is the server's answer
+                // (nginx-rtmp closes a publisher its on_publish refused without a status).
+                Outcome::Failed { status: None, reason } if reason.contains("closed") => {
+                    Outcome::Denied { status: REFUSED_STATUS }
+                }
+                other => other,
+            })?;
             Ok::<_, Outcome>(wire)
         }
         .await;

@@ -151,7 +151,7 @@ async fn not_asked(world: &mut UsherWorld, token: String) {
 
 /// Checks a value against an expectation written in a table: `stream "s"`, `user "u1"`,
 /// `a UUID`, `an integer`, `a positive integer`, `0 or 1`, `not empty`, `absent`,
-/// `containing "x"`, or a literal.
+/// `containing "x"`, `the target's protocol` (its `proto` value), or a literal.
 pub(crate) fn check_value(world: &UsherWorld, name: &str, value: Option<&str>, expected: &str) -> Result<(), String> {
     let show = |v: Option<&str>| v.map(|v| format!("`{v}`")).unwrap_or("absent".into());
     let ok = match expected {
@@ -161,6 +161,8 @@ pub(crate) fn check_value(world: &UsherWorld, name: &str, value: Option<&str>, e
         "a positive integer" => value.is_some_and(|v| v.parse::<u64>().is_ok_and(|n| n > 0)),
         "0 or 1" => matches!(value, Some("0" | "1")),
         "not empty" => value.is_some_and(|v| !v.is_empty()),
+        // The `proto` of a play `over the target's protocol`.
+        super::TARGETS_PROTOCOL => value == Some(world.ctx.default_proto.wire_name()),
         _ => {
             if let Some(alias) = expected.strip_prefix("stream \"").and_then(|s| s.strip_suffix('"')) {
                 value == Some(world.stream_name(alias).as_str())

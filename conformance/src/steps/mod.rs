@@ -54,6 +54,8 @@ pub struct RunContext {
     pub rtmp_app: String,
     /// The suite publishes each case's stream itself, here (`[source]` of the manifest).
     pub source: Option<SourceSpec>,
+    /// What a viewer plays `over the target's protocol` (the capabilities' default protocol).
+    pub default_proto: Proto,
     counter: AtomicU64,
     /// Concurrent scenarios hold it shared, `@serial` ones exclusively.
     exclusive: Arc<RwLock<()>>,
@@ -80,6 +82,7 @@ impl RunContext {
             seed: seed_from_env().unwrap_or_else(rand_seed),
             rtmp_app: STATIC_APP.to_string(),
             source: None,
+            default_proto: Proto::Hls,
             counter: AtomicU64::new(0),
             exclusive: Arc::new(RwLock::new(())),
         }
@@ -100,6 +103,12 @@ impl RunContext {
     /// The suite publishes each case's stream itself (`[source]` of the manifest).
     pub fn with_source(mut self, source: SourceSpec) -> Self {
         self.source = Some(source);
+        self
+    }
+
+    /// Replaces the protocol of protocol-neutral plays (`default_protocol` of the manifest).
+    pub fn with_default_proto(mut self, proto: Proto) -> Self {
+        self.default_proto = proto;
         self
     }
 
@@ -156,6 +165,9 @@ pub struct StreamEntry {
     pub in_place: bool,
 }
 
+/// How a step names the run's default protocol (see [`UsherWorld::proto`]).
+pub const TARGETS_PROTOCOL: &str = "the target's protocol";
+
 /// The delivery protocol of a play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
@@ -173,6 +185,17 @@ impl Proto {
             "RTMP" => Proto::Rtmp,
             "RTSP" => Proto::Rtsp,
             other => panic!("unknown protocol `{other}` (HLS, MPEG-TS, RTMP or RTSP)"),
+        }
+    }
+
+    /// A protocol as the capabilities name it (`hls`, `mpegts`, `rtmp`, `rtsp`).
+    pub fn from_capability(name: &str) -> Option<Proto> {
+        match name {
+            "hls" => Some(Proto::Hls),
+            "mpegts" => Some(Proto::MpegTs),
+            "rtmp" => Some(Proto::Rtmp),
+            "rtsp" => Some(Proto::Rtsp),
+            _ => None,
         }
     }
 
@@ -512,6 +535,16 @@ impl UsherWorld {
             }
         }
         out
+    }
+
+    /// The protocol a step names: `HLS`, `MPEG-TS`, `RTMP`, `RTSP`, or `the target's protocol`
+    /// (the run's default protocol, so that what does not depend on HTTP runs on any target).
+    pub fn proto(&self, text: &str) -> Proto {
+        if text == TARGETS_PROTOCOL {
+            self.ctx.default_proto
+        } else {
+            Proto::parse(text)
+        }
     }
 
     pub fn viewer(&self, name: &str) -> &Viewer {

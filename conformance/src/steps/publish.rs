@@ -15,10 +15,13 @@ use cucumber::{given, then, when};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
-use super::{UsherWorld, opt, seconds};
+use super::{Proto, UsherWorld, opt, seconds};
 use crate::clients::hls::HlsClient;
 use crate::clients::rtmp::{RtmpClient, RtmpPublisher, stream_key};
+use crate::clients::rtsp::RtspClient;
+use crate::clients::tshttp::TsClient;
 use crate::clients::{Attempt, Outcome, ViewerProfile};
+use crate::source::SOURCE_PARAM;
 
 /// Seconds of test pattern pushed live at most (it is stopped with the scenario).
 const PATTERN_SECONDS: u32 = 30;
@@ -206,23 +209,78 @@ async fn publisher_is(world: &mut UsherWorld, name: String, what: String) {
     }
 }
 
-/// A viewer of a stream without `on_play` that takes whatever the stream delivers.
-fn probe(world: &UsherWorld) -> HlsClient {
-    let mut profile = ViewerProfile::new(PROBE_IP);
-    profile.request_timeout = Duration::from_secs(3);
-    HlsClient::new(world.ctx.target.http_base(), profile).unwrap_or_else(|e| panic!("building an HLS client: {e}"))
+/// A viewer of a stream without `on_play` that takes whatever the stream delivers, over the
+/// target's protocol (an RTMP-only server has no HLS to probe). It carries the run's source
+/// marker: a server that checks every play of an application (nginx-rtmp's `on_play`) asks the
+/// suite's backend, which allows it and keeps it out of the case's calls.
+struct Probe {
+    proto: Proto,
+    profile: ViewerProfile,
+    query: Vec<(String, String)>,
+}
+
+impl Probe {
+    fn new(world: &UsherWorld) -> Probe {
+        let mut profile = ViewerProfile::new(PROBE_IP);
+        profile.request_timeout = Duration::from_secs(3);
+        Probe {
+            proto: world.ctx.default_proto,
+            profile,
+            query: vec![(SOURCE_PARAM.to_string(), world.ctx.backend.source_secret().to_string())],
+        }
+    }
+
+    /// One play; only its outcome counts (the connection, if any, is hung up).
+    async fn play(&self, world: &UsherWorld, server_name: &str) -> Attempt {
+        let target = &world.ctx.target;
+        match self.proto {
+            Proto::Hls => {
+                HlsClient::new(target.http_base(), self.profile.clone())
+                    .unwrap_or_else(|e| panic!("building an HLS client: {e}"))
+                    .play(server_name, &self.query)
+                    .await
+            }
+            Proto::MpegTs => {
+                TsClient::new(target.http_base(), self.profile.clone())
+                    .unwrap_or_else(|e| panic!("building an MPEG-TS client: {e}"))
+                    .open(server_name, &self.query, 188 * 20)
+                    .await
+                    .0
+            }
+            Proto::Rtmp => {
+                let addr = target
+                    .rtmp_addr()
+                    .unwrap_or_else(|| panic!("the target's protocol is RTMP but it has no RTMP address"));
+                RtmpClient::new(addr, self.profile.clone())
+                    .play_key(&world.ctx.rtmp_app, &stream_key(server_name, &self.query))
+                    .await
+                    .0
+            }
+            Proto::Rtsp => {
+                let base = target
+                    .rtsp_base()
+                    .unwrap_or_else(|| panic!("the target's protocol is RTSP but it has no RTSP address"));
+                RtspClient::new(&base, self.profile.clone())
+                    .open(server_name, &self.query, 3)
+                    .await
+                    .0
+            }
+        }
+    }
 }
 
 #[then(regex = r#"^stream "([^"]+)" delivers no media$"#)]
 async fn delivers_no_media(world: &mut UsherWorld, stream: String) {
     world.ensure_stream(&stream).await;
     let server_name = world.streams[&stream].server_name.clone();
-    let attempt = probe(world).play(&server_name, &[]).await;
+    let probe = Probe::new(world);
+    let attempt = probe.play(world, &server_name).await;
     if attempt.outcome == Outcome::Playing {
         panic!(
             "{}",
             world.explain(format!(
-                "stream \"{stream}\" should deliver no media, but an HLS viewer plays it: {attempt}"
+                "stream \"{stream}\" should deliver no media, but a {} viewer plays it: {attempt}",
+                probe.proto
             ))
         );
     }
@@ -233,10 +291,10 @@ async fn delivers_media(world: &mut UsherWorld, stream: String, within: String) 
     let within = world.ctx.bound(seconds(&within));
     world.ensure_stream(&stream).await;
     let server_name = world.streams[&stream].server_name.clone();
-    let client = probe(world);
+    let probe = Probe::new(world);
     let started = Instant::now();
     loop {
-        let attempt = client.play(&server_name, &[]).await;
+        let attempt = probe.play(world, &server_name).await;
         if attempt.outcome == Outcome::Playing {
             return;
         }
@@ -244,8 +302,9 @@ async fn delivers_media(world: &mut UsherWorld, stream: String, within: String) 
             panic!(
                 "{}",
                 world.explain(format!(
-                    "stream \"{stream}\" delivered no media within {} ms; last HLS attempt: {attempt}",
-                    within.as_millis()
+                    "stream \"{stream}\" delivered no media within {} ms; last {} attempt: {attempt}",
+                    within.as_millis(),
+                    probe.proto
                 ))
             );
         }

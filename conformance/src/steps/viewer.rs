@@ -21,6 +21,13 @@ const TS_PLAYING_BYTES: u64 = 188 * 20;
 const RTSP_PLAYING_FRAMES: u64 = 3;
 /// Margin added after an auth duration before playing again, so "after" is unambiguous.
 const AFTER_MARGIN: Duration = Duration::from_millis(300);
+/// How long after the auth duration (plus [`AFTER_MARGIN`]) a server may take to start the
+/// background re-check of a persistent connection (a periodic sweep).
+const RECHECK_STARTS: Duration = Duration::from_millis(1500);
+/// From a re-check's decision to the closed connection, when the decision closes it.
+const RECHECK_SETTLES: Duration = Duration::from_millis(600);
+/// The backend's whole budget per call (decisions.md, "Backend timeout").
+const BACKEND_BUDGET: Duration = Duration::from_secs(3);
 
 /// Which token a play sends.
 enum TokenChoice {
@@ -246,8 +253,10 @@ async fn perform(world: &mut UsherWorld, name: &str, play: Play) -> Attempt {
     attempt
 }
 
+/// `over the target's protocol` plays over the run's default protocol (the manifest's
+/// `default_protocol`: HLS when the target serves it), for what does not depend on HTTP.
 #[when(
-    regex = r#"^viewer "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? plays "([^"]+)" over (HLS|MPEG-TS|RTMP|RTSP) (.+)$"#
+    regex = r#"^viewer "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? plays "([^"]+)" over (HLS|MPEG-TS|RTMP|RTSP|the target's protocol) (.+)$"#
 )]
 async fn plays(world: &mut UsherWorld, name: String, ip: String, stream: String, proto: String, how: String) {
     let ip: Option<IpAddr> = opt(ip).map(|ip| ip.parse().unwrap_or_else(|_| panic!("`{ip}` is not an IP address")));
@@ -260,13 +269,24 @@ async fn plays(world: &mut UsherWorld, name: String, ip: String, stream: String,
     viewer_entry(world, &name, ip, how.referer, how.user_agent);
     let play = Play {
         stream,
-        proto: Proto::parse(&proto),
+        proto: world.proto(&proto),
         token,
         query: how.query,
     };
     perform(world, &name, play).await;
 }
 
+/// "Plays again" means what a player of the protocol does next (decisions.md, "Persistent
+/// connections"):
+///
+/// * HLS: one more request (playlist and segment); after the auth duration it is the request
+///   that re-checks the session.
+/// * MPEG-TS, RTMP, RTSP: a new connection, the running one hung up first. But `after the auth
+///   duration has passed` or `N seconds later`, while the viewer's connection still runs, the
+///   viewer keeps it: the server re-checks it in the background, and the suite records what the
+///   server did with it once that re-check was decided (closed: refused with 403; kept open:
+///   playing), then hangs up, so that the backend's log holds the one re-check an
+///   HLS player's request would have made.
 #[when(
     regex = r#"^viewer "([^"]+)" plays again(?:( after the auth duration has passed)| (\d+(?:\.\d+)?) seconds? later)?$"#
 )]
@@ -276,6 +296,11 @@ async fn plays_again(world: &mut UsherWorld, name: String, after: String, later:
         .last()
         .map(|(p, _)| p.clone())
         .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
+    let waits = !after.is_empty() || !later.is_empty();
+    let keeps = waits && play.proto.is_persistent() && world.viewer(&name).live.is_some();
+    let rechecks_before = rechecks_of(world, play.token.as_deref()).len();
+    let started = Instant::now();
+    let mut auth_duration = None;
     if let Some(later) = opt(later) {
         // Letting a time window pass is what this step is about; it is not a readiness wait.
         tokio::time::sleep(seconds(&later)).await;
@@ -295,10 +320,110 @@ async fn plays_again(world: &mut UsherWorld, name: String, after: String, later:
             "waiting {duration:?} for an auth duration to pass is too long for the suite; give \
              the answer a short X-AuthDuration"
         );
+        auth_duration = Some(duration);
         // Waiting for a time window to pass is what this step is about; it is not a readiness wait.
         tokio::time::sleep_until((at + duration + AFTER_MARGIN).into()).await;
     }
+    if keeps {
+        let attempt = keeps_playing(
+            world,
+            &name,
+            play.token.as_deref(),
+            rechecks_before,
+            auth_duration,
+            started,
+        )
+        .await;
+        let viewer = world.viewers.get_mut(&name).expect("played before");
+        viewer.live = None;
+        viewer.plays.push((play, attempt));
+        return;
+    }
     perform(world, &name, play).await;
+}
+
+/// The update_session calls for `token`, oldest first.
+fn rechecks_of(world: &UsherWorld, token: Option<&str>) -> Vec<(Instant, Duration)> {
+    world
+        .backend
+        .log()
+        .for_token(token)
+        .into_iter()
+        .filter(|c| c.request_type() == Some("update_session"))
+        .map(|c| {
+            // The server has its decision when the answer came, or when its budget ran out.
+            let waited = match &c.answer {
+                Some(answer) => answer.delay.unwrap_or_default().min(BACKEND_BUDGET),
+                None => Duration::ZERO,
+            };
+            (c.at, waited)
+        })
+        .collect()
+}
+
+/// A viewer kept its persistent connection past a point where the server should re-check it:
+/// waits for that re-check (the first one after the `before` already seen) and for its
+/// decision, then reads the connection. A server that does not re-check in time leaves the
+/// connection as it was: what it shows then is the outcome. The connection is watched for at
+/// most a quarter of the auth duration after the decision, so that the next periodic re-check
+/// (one auth duration later) does not fall inside it, however `--time-scale` stretches bounds.
+async fn keeps_playing(
+    world: &mut UsherWorld,
+    name: &str,
+    token: Option<&str>,
+    before: usize,
+    auth_duration: Option<Duration>,
+    started: Instant,
+) -> Attempt {
+    let window = world.ctx.bound(RECHECK_STARTS);
+    let recheck_by = Instant::now() + window;
+    let decided = loop {
+        if let Some((at, waited)) = rechecks_of(world, token).get(before).copied() {
+            break Some(at + waited);
+        }
+        if Instant::now() >= recheck_by {
+            break None;
+        }
+        // Polling the backend's log for a call that is due about now.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut settle = world.ctx.bound(RECHECK_SETTLES);
+    if let Some(duration) = auth_duration {
+        settle = settle.min(duration / 4);
+    }
+    let watch_until = decided.map_or_else(Instant::now, |d| d + settle).max(Instant::now());
+    let viewer = world.viewers.get_mut(name).expect("played before");
+    let connection = viewer
+        .live
+        .as_mut()
+        .expect("a running connection, checked by the caller");
+    let mut trail = vec![match decided {
+        Some(_) => "kept the connection through the server's background re-check".to_string(),
+        None => format!(
+            "kept the connection; the server made no re-check within {} ms",
+            window.as_millis()
+        ),
+    }];
+    // A persistent session lives as long as the server keeps its connection: open after the
+    // re-check is playing (media flow is the separate "is still receiving media" step).
+    let closed = connection
+        .wait_closed(watch_until.saturating_duration_since(Instant::now()))
+        .await;
+    let outcome = match closed {
+        Some(reason) => {
+            trail.push(format!("the server closed it: {reason}"));
+            Outcome::Denied { status: 403 }
+        }
+        None => {
+            trail.push(format!("the server kept it open ({})", connection.describe()));
+            Outcome::Playing
+        }
+    };
+    Attempt {
+        outcome,
+        elapsed: started.elapsed(),
+        trail,
+    }
 }
 
 #[when(regex = r#"^viewer "([^"]+)" leaves$"#)]
@@ -538,5 +663,44 @@ async fn exactly_playing(world: &mut UsherWorld, n: usize, list: String) {
                 playing.len()
             ))
         );
+    }
+}
+
+/// Over persistent protocols the open sessions can be counted without a management API: they
+/// are the connections the server has not closed. Gives the server `within` to close the
+/// surplus (a kick is not instantaneous).
+#[then(regex = r#"^at most (\d+) of viewers (.+) (?:is|are) still connected within (\d+(?:\.\d+)?) seconds?$"#)]
+async fn at_most_connected(world: &mut UsherWorld, n: usize, list: String, within: String) {
+    let names = viewer_list(&list);
+    assert!(!names.is_empty(), "name the viewers in quotes: \"A\", \"B\" and \"C\"");
+    let deadline = Instant::now() + world.ctx.bound(seconds(&within));
+    loop {
+        let mut connected = Vec::new();
+        for name in &names {
+            let viewer = world
+                .viewers
+                .get_mut(name)
+                .unwrap_or_else(|| panic!("viewer \"{name}\" has not played yet"));
+            if let Some(connection) = viewer.live.as_mut()
+                && connection.wait_closed(Duration::ZERO).await.is_none()
+            {
+                connected.push(name.clone());
+            }
+        }
+        if connected.len() <= n {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{}",
+                world.explain(format!(
+                    "expected at most {n} of {names:?} still connected, saw {} after {} s: {connected:?}",
+                    connected.len(),
+                    within
+                ))
+            );
+        }
+        // Polling connections the server is expected to close about now.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -22,6 +22,7 @@
 //! [capabilities]
 //! protocols = ["hls", "mpegts", "rtmp"]
 //! features = ["api", "sessions_api", "admin_tokens", "server_config"]
+//! default_protocol = "rtmp"          # what protocol-neutral cases play over (default: hls)
 //! ```
 //!
 //! Command-line options override the file.
@@ -74,6 +75,9 @@ pub struct CapabilitiesSection {
     pub protocols: Option<BTreeSet<String>>,
     /// Omitted: every feature (or, in static mode, every feature but the management API ones).
     pub features: Option<BTreeSet<String>>,
+    /// The protocol of the cases that play `over the target's protocol`; omitted: HLS when
+    /// the target serves it, else the first protocol it serves (hls, mpegts, rtmp, rtsp).
+    pub default_protocol: Option<Spanned<String>>,
 }
 
 /// The manifest.
@@ -180,6 +184,29 @@ impl TargetConfig {
                 message: format!("unknown protocol `{unknown}` (known: {})", PROTOCOLS.join(", ")),
             });
         }
+        if let Some(default) = &config.capabilities.default_protocol {
+            let name = default.get_ref();
+            let problem = if !PROTOCOLS.contains(&name.as_str()) {
+                Some(format!("unknown protocol `{name}` (known: {})", PROTOCOLS.join(", ")))
+            } else {
+                config
+                    .capabilities
+                    .protocols
+                    .as_ref()
+                    .filter(|declared| !declared.contains(name))
+                    .map(|declared| {
+                        let declared: Vec<&str> = declared.iter().map(String::as_str).collect();
+                        format!("`{name}` is not among the declared protocols [{}]", declared.join(", "))
+                    })
+            };
+            if let Some(problem) = problem {
+                return Err(TargetConfigError {
+                    file: file.to_string(),
+                    line: line_of(default.span().start),
+                    message: format!("`default_protocol`: {problem}"),
+                });
+            }
+        }
         Ok(config)
     }
 }
@@ -285,6 +312,29 @@ publish = "rtmp://127.0.0.1:1935/live/{name}"
         let e = TargetConfig::parse("target = \"http://a/\"\nrtmp_app = \"a/b\"\n", "t.toml").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         assert!(e.message.contains("rtmp_app"), "{e}");
+    }
+
+    #[test]
+    fn default_protocol_is_one_of_the_declared_protocols() {
+        let c = TargetConfig::parse(
+            "[capabilities]\nprotocols = [\"rtmp\", \"hls\"]\ndefault_protocol = \"rtmp\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.capabilities.default_protocol.unwrap().into_inner(), "rtmp");
+        let e = TargetConfig::parse("[capabilities]\ndefault_protocol = \"dash\"\n", "t.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(
+            e.message.contains("`default_protocol`") && e.message.contains("dash"),
+            "{e}"
+        );
+        let e = TargetConfig::parse(
+            "[capabilities]\nprotocols = [\"rtmp\"]\n\ndefault_protocol = \"hls\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("not among the declared protocols [rtmp]"), "{e}");
     }
 
     #[test]
