@@ -11,6 +11,7 @@ pub mod configurator;
 mod core;
 pub mod domain;
 pub mod geoip;
+mod http_backend;
 pub mod identity;
 pub mod machine;
 pub mod proto;
