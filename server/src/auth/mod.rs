@@ -2,8 +2,9 @@
 //! clients, admin tokens and the domain lock.
 //!
 //! [`machine::Machine`] makes every decision on the registry without I/O; [`AuthCore`] drives
-//! it (the lock, the tasks, the one 3 s timer, the clocks). Front ends ask [`AuthCore`] through
-//! [`crate::context::Context`]; nothing else calls a backend.
+//! it (the lock, the tasks, the one 3 s timer, the clocks). Front ends never ask either: they
+//! go through the admission path of [`crate::context::Context`], which asks the core; nothing
+//! else calls a backend.
 
 pub mod admin;
 pub mod backend;

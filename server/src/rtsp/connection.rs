@@ -442,7 +442,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let url_token = play.token.clone();
         let admitted = tokio::select! {
             _ = self.stop.cancelled() => return Err(Close::Shutdown),
-            result = self.ctx.admit_play(play) => result,
+            result = self.ctx.admission().admit_play(play) => result,
         };
         let admitted = match admitted {
             Ok(admitted) => admitted,
@@ -453,7 +453,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         };
         // Drop any earlier grant first so that one connection never holds two sessions.
         self.state = State::ExpectDescribe;
-        let guard = self.ctx.core.attach(&admitted.session);
+        let guard = self.ctx.admission().attach(&admitted.session);
         let token_param = self.ctx.token_param();
         let token = admitted.session.token().to_string();
         let name = admitted.stream.name().to_string();
