@@ -38,7 +38,7 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// The stream side of a `config` override (CONF-01..03): the core hands the object over and
 /// learns which protocols the stream serves afterwards.
 pub trait StreamControl: Send + Sync + 'static {
-    fn apply_override(&self, stream: &str, config: &Value) -> Result<Protocols, String>;
+    fn apply_override(&self, stream: &str, config: &Value) -> Result<Protocols, crate::streams::OverrideRefused>;
 }
 
 /// Server-wide settings the core consults on every request.
