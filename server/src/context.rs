@@ -1,9 +1,29 @@
-//! What every front end shares: the auth core, the stream table, the server-wide token
-//! settings, and the two admission paths (play and publish) that all protocols go through.
+//! What every front end shares: the stream table, the server-wide token settings, the one
+//! admission path (play, VOD, publish) that all protocols go through, and the management view
+//! of the sessions for the API.
+//!
+//! The auth core itself is not reachable from a front end: [`Context`] keeps it private and
+//! hands out only [`Admission`] (admit, hold a connection's session open, read a session's
+//! archive ranges) and [`Management`] (list, close, re-check sessions). So a front end cannot
+//! ask the core directly, skip the stream checks around it, or touch the registry:
+//!
+//! ```compile_fail
+//! fn misuse(ctx: &usher_server::context::Context) {
+//!     let _ = &ctx.core; // private: front ends go through `ctx.admission()`
+//! }
+//! ```
 
 use std::sync::{Arc, RwLock};
 
-use crate::auth::{AuthCore, CallKind, DenyReason, PlayRequest, Proto, SessionHandle, Verdict};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::admin::AdminTokens;
+use crate::auth::{
+    AuthCore, AuthSettings, CallKind, ConnectionGuard, DenyReason, PlayRequest, Proto, SessionHandle, SessionInfo,
+    Verdict,
+};
+use crate::config::AuthSpec;
 use crate::media::{FileError, FileProblem, MediaError, MediaSource, PublishError, Publisher, VodMedia};
 use crate::streams::{MaterialiseError, Stream, Streams, VodRequest};
 
@@ -75,7 +95,8 @@ pub struct AdmittedPublisher {
 
 #[derive(Debug)]
 pub struct Context {
-    pub core: AuthCore,
+    core: AuthCore,
+    admission: Admission,
     pub streams: Arc<Streams>,
     /// The query parameter that carries the token (CFG-07); the API may change it.
     auth_token_param: RwLock<String>,
@@ -84,10 +105,24 @@ pub struct Context {
 impl Context {
     pub fn new(core: AuthCore, streams: Arc<Streams>, auth_token_param: String) -> Context {
         Context {
+            admission: Admission {
+                core: core.clone(),
+                streams: streams.clone(),
+            },
             core,
             streams,
             auth_token_param: RwLock::new(auth_token_param),
         }
+    }
+
+    /// The one admission path of every protocol.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// The sessions as the management API sees them.
+    pub fn management(&self) -> Management<'_> {
+        Management { core: &self.core }
     }
 
     pub fn token_param(&self) -> String {
@@ -103,7 +138,19 @@ impl Context {
         let param = self.token_param();
         query.iter().find(|(k, _)| *k == param).map(|(_, v)| v.clone())
     }
+}
 
+/// The admission path: what a front end may ask of the auth core. Every play, VOD and
+/// publish request of every protocol goes through [`admit_play`](Self::admit_play),
+/// [`admit_vod`](Self::admit_vod) or [`admit_publish`](Self::admit_publish); a persistent
+/// connection then holds its session open with [`attach`](Self::attach).
+#[derive(Debug)]
+pub struct Admission {
+    core: AuthCore,
+    streams: Arc<Streams>,
+}
+
+impl Admission {
     /// Admits a viewer of `req.name` over `req.proto`: the stream must exist and serve that
     /// protocol, and `on_play` must allow. Checked again after the decision, since the very
     /// answer that admitted the client may switch the protocol off (CONF-03). A name under a
@@ -202,6 +249,55 @@ impl Context {
             publisher,
             session,
         })
+    }
+
+    /// Binds a persistent connection to its admitted session: the session stays open while
+    /// the guard lives (SESS-07).
+    pub fn attach(&self, session: &SessionHandle) -> ConnectionGuard {
+        self.core.attach(session)
+    }
+
+    /// The archive ranges the backend allowed this session (ADV-02); see
+    /// [`AuthCore::allowed_dvr_ranges`].
+    pub fn allowed_dvr_ranges(&self, session: &SessionHandle) -> Option<Option<Value>> {
+        self.core.allowed_dvr_ranges(session)
+    }
+}
+
+/// The sessions as the management API sees and changes them (API-01..03, REQ-07, ADM-01).
+#[derive(Debug, Clone, Copy)]
+pub struct Management<'a> {
+    core: &'a AuthCore,
+}
+
+impl<'a> Management<'a> {
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.core.sessions()
+    }
+
+    pub fn close_session(&self, id: Uuid) -> bool {
+        self.core.close_session(id)
+    }
+
+    pub fn reauth_stream(&self, stream: &str) -> usize {
+        self.core.reauth_stream(stream)
+    }
+
+    pub fn stream_reconfigured(
+        &self,
+        stream: &str,
+        on_play: Option<&AuthSpec>,
+        on_publish: Option<&AuthSpec>,
+    ) -> usize {
+        self.core.stream_reconfigured(stream, on_play, on_publish)
+    }
+
+    pub fn admin_tokens(&self) -> &'a AdminTokens {
+        self.core.admin_tokens()
+    }
+
+    pub fn settings(&self) -> &'a AuthSettings {
+        self.core.settings()
     }
 }
 

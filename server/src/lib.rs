@@ -1,8 +1,10 @@
 //! Usher reference server.
 //!
 //! A Tokio media server that implements the Flussonic-style authorization backend contract
-//! (see `docs/spec.md`) over real protocols. Front ends (HLS, HTTP MPEG-TS, management API) never
-//! call a backend themselves: they ask the one auth core in [`auth`].
+//! (see `docs/spec.md`) over real protocols. Front ends (HTTP: HLS, MPEG-TS, DVR, VOD, ingest and
+//! the management API; RTMP; RTSP) never call a backend nor ask the auth core themselves: they
+//! go through the one admission path, [`context::Context::admission`], which asks the core in
+//! [`auth`] (whose decisions are the sans-IO [`auth::machine::Machine`]).
 
 pub mod auth;
 pub mod config;

@@ -39,14 +39,20 @@ pub enum ServerError {
     },
     #[error("the configuration has no `http` listener")]
     NoHttp,
-    #[error("cannot build the backend HTTP client: {0}")]
-    Client(String),
-    /// `session_history` names a store that cannot be opened.
-    #[error("{0}")]
-    History(String),
-    /// `geoip_db` names a file that is not a readable MaxMind database.
-    #[error("{0}")]
-    GeoIp(String),
+    /// An HTTP client could not be built (its TLS setup failed).
+    #[error("cannot build the HTTP client of the {which}: {source}")]
+    Client {
+        /// Whose client: the backend calls, or the Lua scripts' `http.get`.
+        which: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// `session_history` names a store that cannot be opened (the error names the store).
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
+    /// `geoip_db` names a file that is not a readable MaxMind database (the error names it).
+    #[error(transparent)]
+    GeoIp(#[from] crate::auth::geoip::GeoIpError),
 }
 
 /// Binds `addr` for `protocol` with `caps`: the listener and the address it got.
@@ -127,14 +133,15 @@ impl Server {
         let caps = connection_caps(&config);
         let (listener, bound) = bind(Protocol::Http, http_addr, caps.http).await?;
 
-        let backend: Arc<HttpBackend> = Arc::new(HttpBackend::new().map_err(|e| ServerError::Client(e.to_string()))?);
-        let script = ScriptBackend::new().map_err(|e| ServerError::Client(e.to_string()))?;
-        let geoip = config
-            .geoip_db
-            .as_deref()
-            .map(GeoIp::open)
-            .transpose()
-            .map_err(ServerError::GeoIp)?;
+        let backend: Arc<HttpBackend> = Arc::new(HttpBackend::new().map_err(|source| ServerError::Client {
+            which: "auth backend calls",
+            source,
+        })?);
+        let script = ScriptBackend::new().map_err(|source| ServerError::Client {
+            which: "Lua scripts",
+            source,
+        })?;
+        let geoip = config.geoip_db.as_deref().map(GeoIp::open).transpose()?;
         let configurator = Arc::new(Configurator::new(config.auth_backends.clone(), backend.clone(), geoip));
         let secret = config.server_secret.clone().unwrap_or_else(|| {
             let bytes: [u8; 32] = rand::random();
@@ -177,8 +184,7 @@ impl Server {
         core.set_stream_control(streams.clone());
         let retention = std::time::Duration::from_secs(u64::from(config.session_history.retention_days) * 86_400);
         let history_path = config.session_history.path.as_deref().map(std::path::Path::new);
-        let history = History::open_bounded(history_path, retention, config.session_history.max_rows())
-            .map_err(|e| ServerError::History(e.to_string()))?;
+        let history = History::open_bounded(history_path, retention, config.session_history.max_rows())?;
 
         let rtmp = bind_optional(Protocol::Rtmp, config.rtmp, caps.rtmp).await?;
         let rtsp = bind_optional(Protocol::Rtsp, config.rtsp, caps.rtsp).await?;

@@ -241,6 +241,36 @@ pub enum MaterialiseError {
     Full(usize),
 }
 
+/// Why the stream side refused a `config` override: nothing of it applies (AMB-16), and the
+/// session decision stands.
+#[derive(Debug, thiserror::Error)]
+#[error("config override of stream `{stream}` refused: {problem}")]
+pub struct OverrideRefused {
+    pub stream: String,
+    #[source]
+    pub problem: OverrideProblem,
+}
+
+/// What was wrong with a refused override.
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideProblem {
+    /// The object does not parse (the error names the field).
+    #[error(transparent)]
+    Invalid(#[from] crate::config::OverrideError),
+    /// The stream is gone, or a template cannot make it now.
+    #[error(transparent)]
+    NoStream(#[from] MaterialiseError),
+    /// A `publish://` input on a stream that checks no publishers.
+    #[error(
+        "config.inputs[{at}].url: a `publish://` input is accepted only on a stream that already checks \
+         publishers (on_publish or password) or already takes them; here it would let anyone publish"
+    )]
+    UncheckedPublish { at: usize },
+    /// The new first input cannot be read.
+    #[error("config.inputs[0].url: {0}")]
+    Input(MediaError),
+}
+
 /// All streams of the server, and its VOD locations.
 #[derive(Debug, Default)]
 pub struct Streams {
@@ -507,25 +537,25 @@ impl StreamControl for Streams {
     /// Validates and merges an override (AMB-16: all or nothing). A changed input is read and
     /// checked before anything changes, then the running source switches to it for every
     /// viewer (CONF-01/03); with no source running yet, one is started on it.
-    fn apply_override(&self, stream: &str, config: &Value) -> Result<Protocols, String> {
+    fn apply_override(&self, stream: &str, config: &Value) -> Result<Protocols, OverrideRefused> {
+        let refused = |problem: OverrideProblem| OverrideRefused {
+            stream: stream.to_string(),
+            problem,
+        };
         let ParsedOverride {
             config: parsed,
             ignored,
-        } = StreamOverride::parse(config).map_err(|e| e.to_string())?;
+        } = StreamOverride::parse(config).map_err(|e| refused(e.into()))?;
         if !ignored.is_empty() {
             // One line per answer: the backend's fields this server does not implement.
             tracing::info!(stream, ignored = %ignored.join(", "), "config override: fields this server does not implement are ignored");
         }
         // Overrides come with an allow: a template's stream is made for it if need be.
-        let target = self.materialise(stream).map_err(|e| e.to_string())?;
+        let target = self.materialise(stream).map_err(|e| refused(e.into()))?;
         if let Some(at) = parsed.inputs.iter().flatten().position(|input| is_publish_input(input))
             && !takes_publishers(target.base())
         {
-            return Err(format!(
-                "config.inputs[{at}].url: a `publish://` input is accepted only on a stream that \
-                 already checks publishers (on_publish or password) or already takes them; \
-                 here it would let anyone publish"
-            ));
+            return Err(refused(OverrideProblem::UncheckedPublish { at }));
         }
         let prepared = match parsed.inputs.as_ref().and_then(|inputs| inputs.first()) {
             Some(input) => {
@@ -535,7 +565,7 @@ impl StreamControl for Streams {
                     None
                 } else {
                     let prepared = MediaSource::prepare_input(input, &target.media_root, DEFAULT_SEGMENT_DURATION)
-                        .map_err(|e| format!("config.inputs[0].url: {e}"))?;
+                        .map_err(|e| refused(OverrideProblem::Input(e)))?;
                     Some(prepared)
                 }
             }
@@ -686,10 +716,13 @@ mod tests {
         let streams = Streams::new(vec![open, checked, with_password], vec![]);
         let publish = serde_json::json!({"inputs": [{"url": "fake://fake"}, {"url": "publish://"}]});
         let error = streams.apply_override("open", &publish).unwrap_err();
+        assert_eq!(error.stream, "open");
         assert!(
-            error.starts_with("config.inputs[1].url") && error.contains("(on_publish or password)"),
+            matches!(error.problem, OverrideProblem::UncheckedPublish { at: 1 }),
             "{error}"
         );
+        assert!(error.to_string().contains("config.inputs[1].url"), "{error}");
+        assert!(error.to_string().contains("(on_publish or password)"), "{error}");
         assert_eq!(streams.get("open").unwrap().effective().inputs, ["fake://fake"]);
         assert_eq!(streams.get("open").unwrap().overlay(), StreamOverride::default());
         for name in ["checked", "password"] {

@@ -1,14 +1,20 @@
 //! The HTTP backend client against a real HTTP server (wiremock): the wire shape of play and
 //! publish calls (T1, T2, AMB-2, AMB-4), and every failure that must read as "no decision"
-//! within the 3 s budget (TIME-03, RESP-04).
+//! (RESP-04), a slow backend within the core's 3 s budget (TIME-03).
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{backend_answering, backend_with};
-use usher_server::auth::{Answer, Backend, BackendRequest, CallKind, HttpBackend, Proto, RequestType};
+use usher_server::auth::admin::AdminTokens;
+use usher_server::auth::{
+    Answer, AuthCore, AuthSettings, Backend, BackendRequest, CallKind, DenyReason, HttpBackend, PlayRequest, Proto,
+    RequestType, Verdict,
+};
+use usher_server::config::{AuthSpec, AuthTarget};
 use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -117,14 +123,50 @@ async fn headers_and_json_of_an_allow_are_read() {
 
 #[tokio::test]
 async fn slow_backend_is_no_decision_after_three_seconds() {
+    // TIME-03: the budget is the core's one timer, around every backend kind (the client keeps
+    // none of its own), so a slow backend is asked through the core.
     let server = backend_answering(ResponseTemplate::new(200).set_delay(Duration::from_secs(5))).await;
+    let core = AuthCore::new(
+        Arc::new(HttpBackend::new().unwrap()),
+        AdminTokens::new("k", Duration::from_secs(60), false),
+        AuthSettings::new(false, Duration::from_secs(30)),
+    );
+    let spec = AuthSpec::new(AuthTarget::Http(server.uri()));
+    let viewer = PlayRequest {
+        kind: CallKind::Play,
+        name: "live/news".into(),
+        proto: Proto::Hls,
+        ip: "127.0.0.2".parse().unwrap(),
+        token: Some("t".into()),
+        qs: None,
+        query: vec![],
+        headers: vec![],
+        referer: None,
+        user_agent: None,
+        host: None,
+        dvr: false,
+    };
     let started = Instant::now();
-    let answer = ask(&server.uri(), CallKind::Play).await;
+    let verdict = core.authorize(Some(&spec), viewer).await;
     let took = started.elapsed();
-    assert!(matches!(answer, Answer::NoDecision { .. }), "{answer:?}");
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Deny {
+                reason: DenyReason::NoDecision,
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
     assert!(
         took >= Duration::from_millis(2900) && took < Duration::from_millis(4000),
         "took {took:?}"
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "one call, dropped at 3 s"
     );
 }
 

@@ -1,26 +1,23 @@
 //! Model-based test of the auth core: random sequences of viewer requests, backend answers
 //! (allow with user id / X-Max-Sessions / X-Unique / X-AuthDuration, deny, 500, timeout),
-//! clock advances and API closes run against the real core (paused Tokio time, scripted
-//! backend) and against a small reference model written from the spec and decisions.md. After
-//! every step both must agree on the verdict, on every backend call (type, number, counters),
-//! and on the set of open sessions; no user may keep more open sessions than its limit.
+//! clock advances and API closes run against the core's decision machine (`Machine`, driven
+//! directly: no runtime, a clock of the test's own, the backend's answers fed in by the test)
+//! and against a small reference model written from the spec and decisions.md. After every
+//! step both must agree on the verdict, on every backend call (type, number, counters), and on
+//! the set of open sessions; no user may keep more open sessions than its limit.
 //!
 //! Scope: HTTP-segment sessions (lazy re-checks, idle close, linger). Persistent sessions and
 //! their background re-checks are covered by `core_timeline.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use futures::future::BoxFuture;
 use proptest::prelude::*;
-use usher_server::auth::admin::AdminTokens;
 use usher_server::auth::identity::RequestFacts;
+use usher_server::auth::machine::{Key, Machine, Now, Step, Tick};
 use usher_server::auth::{
-    Answer, AuthCore, AuthSettings, Backend, BackendRequest, CallKind, Grant, Identity, PlayRequest, Proto,
-    RequestType, Verdict,
+    Answer, BackendRequest, CallKind, Grant, Identity, PlayRequest, Proto, RequestType, SWEEP_INTERVAL, Verdict,
 };
 use usher_server::config::{AuthSpec, AuthTarget, SessionKeys};
 
@@ -100,44 +97,84 @@ fn stream_name(stream: u8) -> String {
 
 // ---------------------------------------------------------------- the system under test
 
-#[derive(Default)]
-struct Scripted {
-    replies: Mutex<HashMap<String, Reply>>,
-    log: Mutex<Vec<BackendRequest>>,
+/// The machine, the test's clock, and the backend's scripted answers.
+struct Driven {
+    machine: Machine,
+    now: Duration,
+    replies: HashMap<String, Reply>,
 }
 
-impl Backend for Scripted {
-    fn call(&self, _url: &str, request: &BackendRequest) -> BoxFuture<'static, Answer> {
-        self.log.lock().unwrap().push(request.clone());
-        let token = request.token.clone().unwrap_or_default();
-        let reply = self.replies.lock().unwrap().get(&token).cloned().unwrap_or(Reply::Fail);
-        Box::pin(async move {
-            match reply {
-                Reply::Allow {
-                    secs,
-                    user,
-                    max,
-                    unique,
-                } => Answer::Allow(Grant {
+impl Driven {
+    fn now(&self) -> Now {
+        Now::new(Tick::from_start(self.now), SystemTime::UNIX_EPOCH + self.now)
+    }
+
+    /// Time passes in steps of the driver's sweep interval, each ending with a tick (as the
+    /// driver's sweeper would). Without connections a tick never asks the backend.
+    fn advance(&mut self, by: Duration) -> Result<(), TestCaseError> {
+        for _ in 0..by.as_millis() / SWEEP_INTERVAL.as_millis() {
+            self.now += SWEEP_INTERVAL;
+            let calls = self.machine.on_tick(self.now());
+            prop_assert!(calls.is_empty(), "a tick without connections made calls: {:?}", calls);
+        }
+        Ok(())
+    }
+
+    /// One request, with the backend answering the call it makes (if any); returns the
+    /// verdict and the call.
+    fn play(
+        &mut self,
+        key: &Key,
+        req: &PlayRequest,
+        spec: &AuthSpec,
+    ) -> Result<(Verdict, Option<BackendRequest>), TestCaseError> {
+        let token = req.token.clone().unwrap_or_default();
+        let call = match self.machine.on_request(self.now(), key, req, &token, spec) {
+            Step::Done(verdict) => return Ok((verdict, None)),
+            Step::Wait(id) => {
+                return Err(TestCaseError::fail(format!(
+                    "nothing is in flight between requests, yet asked to wait for {id:?}"
+                )));
+            }
+            Step::Call(call) => *call,
+        };
+        let reply = self.replies.get(&token).cloned().unwrap_or(Reply::Fail);
+        let effects = match reply {
+            Reply::Allow {
+                secs,
+                user,
+                max,
+                unique,
+            } => self.machine.on_answer(
+                self.now(),
+                &call.ticket,
+                Answer::Allow(Grant {
                     duration: Duration::from_secs(secs),
                     user_id: user.map(|u| format!("u{u}")),
                     max_sessions: max,
                     unique,
                     ..Grant::default()
                 }),
-                Reply::Deny { secs } => Answer::Deny {
+            ),
+            Reply::Deny { secs } => self.machine.on_answer(
+                self.now(),
+                &call.ticket,
+                Answer::Deny {
                     status: 403,
                     duration: Duration::from_secs(secs),
                 },
-                Reply::Fail => Answer::NoDecision { reason: "500".into() },
-                Reply::Timeout => {
-                    tokio::time::sleep(Duration::from_secs(TIMEOUT)).await;
-                    Answer::NoDecision {
-                        reason: "timeout".into(),
-                    }
-                }
+            ),
+            Reply::Fail => {
+                self.machine
+                    .on_answer(self.now(), &call.ticket, Answer::NoDecision { reason: "500".into() })
             }
-        })
+            Reply::Timeout => {
+                // The driver's one timer: the budget passes (ticks included), then no decision.
+                self.advance(Duration::from_secs(TIMEOUT))?;
+                self.machine.on_timeout(self.now(), &call.ticket)
+            }
+        };
+        Ok((effects.verdict, Some(call.request)))
     }
 }
 
@@ -386,135 +423,109 @@ fn identity_of(keys: &SessionKeys, client: u8, stream: u8) -> Identity {
 }
 
 fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let backend = Arc::new(Scripted::default());
-        let core = AuthCore::new(
-            backend.clone(),
-            AdminTokens::new("k", Duration::from_secs(60), false),
-            AuthSettings {
-                no_auto_token: AtomicBool::new(false),
-                http_session_idle: Duration::from_secs(IDLE),
-                soft_limitation_delay: Duration::from_secs(30),
-            },
-        );
-        let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(core.clone().run_sweeper(stop.clone()));
-        let spec = spec();
-        let mut model = Model::default();
-        for c in 0..CLIENTS {
-            for s in 0..STREAMS {
-                model.identity.insert((c, s), identity_of(&spec.session_keys, c, s));
+    let mut sut = Driven {
+        machine: Machine::new(Duration::from_secs(IDLE), Duration::from_secs(30)),
+        now: Duration::ZERO,
+        replies: HashMap::new(),
+    };
+    let spec = spec();
+    let mut model = Model::default();
+    for c in 0..CLIENTS {
+        for s in 0..STREAMS {
+            model.identity.insert((c, s), identity_of(&spec.session_keys, c, s));
+        }
+    }
+    let mut session_ids: HashMap<uuid::Uuid, (u8, u8)> = HashMap::new();
+    for (step, event) in events.into_iter().enumerate() {
+        match event {
+            Event::Script { client, stream, reply } => {
+                sut.replies.insert(token(client, stream), reply.clone());
+                model.replies.insert((client, stream), reply);
+            }
+            Event::Advance { secs } => {
+                sut.advance(Duration::from_secs(secs))?;
+                model.now += secs;
+            }
+            Event::Close { client, stream } => {
+                let id = model.identity[&(client, stream)].session_id();
+                let now = sut.now();
+                sut.machine.close_session(now, id);
+                model.close((client, stream));
+            }
+            Event::Play { client, stream } => {
+                let key = (CallKind::Play, model.identity[&(client, stream)]);
+                let request = PlayRequest {
+                    kind: CallKind::Play,
+                    name: stream_name(stream),
+                    proto: Proto::Hls,
+                    ip: ip(client),
+                    token: Some(token(client, stream)),
+                    qs: None,
+                    query: vec![],
+                    headers: vec![],
+                    referer: None,
+                    user_agent: None,
+                    host: None,
+                    dvr: false,
+                };
+                let (verdict, call) = sut.play(&key, &request, &spec)?;
+                let real_allowed = matches!(verdict, Verdict::Allow(_));
+                let (model_allowed, model_call) = model.play((client, stream));
+                if let Some(r) = &call {
+                    session_ids.insert(r.session_id, (client, stream));
+                }
+                let real_calls: Vec<Call> = call
+                    .iter()
+                    .map(|r| Call {
+                        request_type: r.request_type,
+                        request_number: r.request_number,
+                        stream_clients: r.stream_clients,
+                        total_clients: r.total_clients,
+                    })
+                    .collect();
+                prop_assert_eq!(
+                    real_allowed,
+                    model_allowed,
+                    "step {}: verdict for {:?}",
+                    step,
+                    (client, stream)
+                );
+                prop_assert_eq!(
+                    real_calls,
+                    model_call.into_iter().collect::<Vec<_>>(),
+                    "step {}: calls",
+                    step
+                );
             }
         }
-        let mut session_ids: HashMap<uuid::Uuid, (u8, u8)> = HashMap::new();
-        for (step, event) in events.into_iter().enumerate() {
-            match event {
-                Event::Script { client, stream, reply } => {
-                    backend
-                        .replies
-                        .lock()
-                        .unwrap()
-                        .insert(token(client, stream), reply.clone());
-                    model.replies.insert((client, stream), reply);
-                }
-                Event::Advance { secs } => {
-                    // Whole seconds, one at a time, so the sweeper runs as it would.
-                    for _ in 0..secs * 4 {
-                        tokio::time::advance(Duration::from_millis(250)).await;
-                    }
-                    model.now += secs;
-                }
-                Event::Close { client, stream } => {
-                    let id = model.identity[&(client, stream)].session_id();
-                    core.close_session(id);
-                    model.close((client, stream));
-                }
-                Event::Play { client, stream } => {
-                    let calls_before = backend.log.lock().unwrap().len();
-                    let verdict = core
-                        .authorize(
-                            Some(&spec),
-                            PlayRequest {
-                                kind: CallKind::Play,
-                                name: stream_name(stream),
-                                proto: Proto::Hls,
-                                ip: ip(client),
-                                token: Some(token(client, stream)),
-                                qs: None,
-                                query: vec![],
-                                headers: vec![],
-                                referer: None,
-                                user_agent: None,
-                                host: None,
-                                dvr: false,
-                            },
-                        )
-                        .await;
-                    let real_allowed = matches!(verdict, Verdict::Allow(_));
-                    let (model_allowed, model_call) = model.play((client, stream));
-                    let log = backend.log.lock().unwrap();
-                    let real_calls: Vec<Call> = log[calls_before..]
-                        .iter()
-                        .map(|r| Call {
-                            request_type: r.request_type,
-                            request_number: r.request_number,
-                            stream_clients: r.stream_clients,
-                            total_clients: r.total_clients,
-                        })
-                        .collect();
-                    for r in &log[calls_before..] {
-                        session_ids.insert(r.session_id, (client, stream));
-                    }
-                    drop(log);
-                    prop_assert_eq!(
-                        real_allowed,
-                        model_allowed,
-                        "step {}: verdict for {:?}",
-                        step,
-                        (client, stream)
-                    );
-                    prop_assert_eq!(
-                        real_calls,
-                        model_call.into_iter().collect::<Vec<_>>(),
-                        "step {}: calls",
-                        step
-                    );
-                }
-            }
-            // Both agree on who is open, with which user; no user over its limit.
-            let mut real: Vec<((u8, u8), Option<u8>)> = core
-                .sessions()
-                .into_iter()
-                .map(|s| {
-                    let key = session_ids[&s.id];
-                    (key, s.user_id.map(|u| u[1..].parse().unwrap()))
-                })
-                .collect();
-            real.sort();
-            prop_assert_eq!(&real, &model.open_sessions(), "step {}: open sessions", step);
-            let mut per_user: HashMap<u8, u32> = HashMap::new();
-            for (_, user) in &real {
-                if let Some(u) = user {
-                    *per_user.entry(*u).or_default() += 1;
-                }
-            }
-            for (u, n) in per_user {
-                if let Some(limit) = model.limits.get(&u) {
-                    prop_assert!(
-                        n <= *limit,
-                        "step {step}: user u{u} has {n} open sessions, limit {limit}"
-                    );
-                }
+        // Both agree on who is open, with which user; no user over its limit.
+        let mut real: Vec<((u8, u8), Option<u8>)> = sut
+            .machine
+            .sessions()
+            .into_iter()
+            .map(|s| {
+                let key = session_ids[&s.id];
+                (key, s.user_id.map(|u| u[1..].parse().unwrap()))
+            })
+            .collect();
+        real.sort();
+        prop_assert_eq!(&real, &model.open_sessions(), "step {}: open sessions", step);
+        let mut per_user: HashMap<u8, u32> = HashMap::new();
+        for (_, user) in &real {
+            if let Some(u) = user {
+                *per_user.entry(*u).or_default() += 1;
             }
         }
-        stop.cancel();
-        Ok(())
-    })
+        for (u, n) in per_user {
+            if let Some(limit) = model.limits.get(&u) {
+                prop_assert!(
+                    n <= *limit,
+                    "step {step}: user u{u} has {n} open sessions, limit {limit}"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 proptest! {

@@ -4,7 +4,7 @@
 //! do not match (AMB-21).
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// An opened country database.
 pub struct GeoIp {
@@ -21,13 +21,24 @@ impl std::fmt::Debug for GeoIp {
     }
 }
 
+/// A `geoip_db` that cannot be used, with the file it names.
+#[derive(Debug, thiserror::Error)]
+#[error("geoip_db {path}: not a readable MaxMind database: {source}")]
+pub struct GeoIpError {
+    pub path: PathBuf,
+    #[source]
+    pub source: maxminddb::MaxMindDbError,
+}
+
 impl GeoIp {
     /// Reads the whole database into memory. The error names the file.
-    pub fn open(path: impl AsRef<Path>) -> Result<GeoIp, String> {
+    pub fn open(path: impl AsRef<Path>) -> Result<GeoIp, GeoIpError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let reader = maxminddb::Reader::open_readfile(path)
-            .map_err(|e| format!("geoip_db {shown}: not a readable MaxMind database: {e}"))?;
+        let reader = maxminddb::Reader::open_readfile(path).map_err(|source| GeoIpError {
+            path: path.to_path_buf(),
+            source,
+        })?;
         tracing::info!(
             path = %shown,
             database_type = %reader.metadata().database_type,
@@ -214,7 +225,8 @@ mod tests {
         let path = std::env::temp_dir().join(format!("usher-geoip-{}.mmdb", uuid::Uuid::new_v4().simple()));
         std::fs::write(&path, b"not a database").expect("write");
         let err = GeoIp::open(&path).expect_err("garbage is refused");
-        assert!(err.contains("not a readable MaxMind database"), "{err}");
+        assert_eq!(err.path, path);
+        assert!(err.to_string().contains("not a readable MaxMind database"), "{err}");
         let _ = std::fs::remove_file(&path);
         assert!(GeoIp::open("/nonexistent/usher.mmdb").is_err());
     }

@@ -1,6 +1,10 @@
 //! The auth core: identity, the session registry and its decision machine, the backend
-//! clients, admin tokens and the domain lock. Front ends ask [`AuthCore`]; nothing else calls
-//! a backend.
+//! clients, admin tokens and the domain lock.
+//!
+//! [`machine::Machine`] makes every decision on the registry without I/O; [`AuthCore`] drives
+//! it (the lock, the tasks, the one 3 s timer, the clocks). Front ends never ask either: they
+//! go through the admission path of [`crate::context::Context`], which asks the core; nothing
+//! else calls a backend.
 
 pub mod admin;
 pub mod backend;
@@ -9,7 +13,9 @@ mod core;
 pub mod domain;
 pub mod geo_gate;
 pub mod geoip;
+mod http_backend;
 pub mod identity;
+pub mod machine;
 pub mod proto;
 mod registry;
 pub mod script;
@@ -17,7 +23,7 @@ mod session;
 
 pub use self::core::{
     AuthCore, AuthSettings, CloseReason, ClosedSession, ConnectionGuard, DEFAULT_SOFT_LIMITATION_DELAY, DenyReason,
-    MAX_NAME_LEN, MAX_TOKEN_LEN, PlayRequest, SessionInfo, StreamControl, Verdict, refuse_oversized,
+    MAX_NAME_LEN, MAX_TOKEN_LEN, PlayRequest, SWEEP_INTERVAL, SessionInfo, StreamControl, Verdict, refuse_oversized,
 };
 pub use backend::{Answer, Backend, BackendRequest, CallKind, Grant, HttpBackend, RequestType};
 pub use identity::Identity;

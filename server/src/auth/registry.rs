@@ -28,26 +28,30 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
-use tokio::sync::watch;
-use tokio::time::Instant;
 
 use super::backend::CallKind;
-use super::core::Verdict;
 use super::identity::Identity;
+use super::machine::{CallId, State};
 use super::session::SessionShared;
 
-pub(super) type Key = (CallKind, Identity);
-pub(super) type Outcome = Option<Verdict>;
+/// What a record is found by: the call kind and the identity (SESS-01).
+pub type Key = (CallKind, Identity);
 
 /// Shortest time a closed session's record is kept (AMB-13).
 pub(super) const MIN_LINGER: Duration = Duration::from_secs(10);
 
-/// A moment on the core's clock: nanoseconds since the core was made, plus one so that an
-/// `Option<Tick>` is 8 bytes. Compared and added to exactly like the `Instant` it stands for.
+/// A moment on the core's monotonic clock: nanoseconds since the core was made, plus one so
+/// that an `Option<Tick>` is 8 bytes. Compared and added to exactly like the `Instant` it
+/// stands for. The machine never reads a clock: its driver (or a test) hands it the time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Tick(NonZeroU64);
+pub struct Tick(NonZeroU64);
 
 impl Tick {
+    /// The moment `since_start` after the clock's start.
+    pub fn from_start(since_start: Duration) -> Tick {
+        Tick(NonZeroU64::MIN.saturating_add(u64::try_from(since_start.as_nanos()).unwrap_or(u64::MAX)))
+    }
+
     fn nanos(self) -> u64 {
         self.0.get() - 1
     }
@@ -66,32 +70,13 @@ impl Add<Duration> for Tick {
     }
 }
 
-/// The Tokio clock (paused in tests) read as [`Tick`]s.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Clock {
-    epoch: Instant,
-}
-
-impl Clock {
-    pub(super) fn start() -> Clock {
-        Clock { epoch: Instant::now() }
-    }
-
-    pub(super) fn now(&self) -> Tick {
-        let since = Instant::now().saturating_duration_since(self.epoch);
-        Tick(NonZeroU64::MIN.saturating_add(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)))
-    }
-}
-
 /// Wall-clock time as nanoseconds since the Unix epoch (what session lists and records show).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Wall(u64);
 
 impl Wall {
-    pub(super) fn now() -> Wall {
-        let since = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
+    pub(super) fn from_system_time(at: SystemTime) -> Wall {
+        let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         Wall(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
     }
 
@@ -144,13 +129,6 @@ impl Hash for Name {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum State {
-    Pending,
-    Allowed,
-    Banned,
-}
-
 /// A soft-limitation kick waiting for its grace to end (LIM-05).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PendingKick {
@@ -179,7 +157,7 @@ pub(super) struct CallTemplate {
 /// a session limit. Kept out of [`Entry`] so the common record stays small.
 #[derive(Debug, Default)]
 struct Rare {
-    inflight: Option<watch::Receiver<Outcome>>,
+    inflight: Option<CallId>,
     pending_kick: Option<PendingKick>,
     /// `allowed_dvr_ranges` of the last answer (ADV-02): `None` = the field was absent.
     dvr_ranges: Option<serde_json::Value>,
@@ -234,7 +212,7 @@ impl Entry {
         ip: IpAddr,
         state: State,
         call: Option<Arc<CallTemplate>>,
-        now: Tick,
+        (now, wall): (Tick, Wall),
         (expires, duration): (Tick, Duration),
     ) -> Entry {
         Entry {
@@ -244,7 +222,7 @@ impl Entry {
             call,
             rare: None,
             opened_at: now,
-            opened_wall: Wall::now(),
+            opened_wall: wall,
             seen: now,
             expires,
             duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
@@ -263,7 +241,7 @@ impl Entry {
     }
 
     pub(super) fn is_open(&self) -> bool {
-        self.state == State::Allowed && !self.closed
+        self.state == State::Granted && !self.closed
     }
 
     pub(super) fn closed_at(&self) -> Option<Tick> {
@@ -324,12 +302,12 @@ impl Entry {
         self.duration_ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     }
 
-    pub(super) fn inflight(&self) -> Option<&watch::Receiver<Outcome>> {
-        self.rare.as_ref()?.inflight.as_ref()
+    pub(super) fn inflight(&self) -> Option<CallId> {
+        self.rare.as_ref()?.inflight
     }
 
-    pub(super) fn set_inflight(&mut self, rx: Option<watch::Receiver<Outcome>>) {
-        self.rare_mut(|r| r.inflight = rx);
+    pub(super) fn set_inflight(&mut self, call: Option<CallId>) {
+        self.rare_mut(|r| r.inflight = call);
     }
 
     pub(super) fn pending_kick(&self) -> Option<&PendingKick> {
@@ -792,8 +770,7 @@ mod tests {
 
     #[test]
     fn ticks_add_and_compare_like_instants() {
-        let clock = Clock::start();
-        let a = clock.now();
+        let a = Tick::from_start(Duration::from_millis(1500));
         let b = a + Duration::from_secs(3);
         assert!(b > a);
         assert_eq!(b.duration_since(a), Duration::from_secs(3));

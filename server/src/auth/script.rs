@@ -11,18 +11,19 @@
 //!
 //! Containment: every call gets a fresh Lua state (no state leaks between viewers) with only
 //! the `string`, `table`, `math`, `utf8` libraries and `os.time/clock/date/difftime`; no file,
-//! process, module or bytecode access. Memory is capped ([`MEMORY_LIMIT`]); time is the same
-//! 3 s budget as an HTTP call, enforced by an instruction hook that raises an error once the
-//! deadline has passed (and `pcall`/`xpcall` re-raise it, so a script cannot swallow it), and
-//! by an outer timeout. Scripts run on Tokio's blocking pool, at most [`MAX_CONCURRENT`] at once,
-//! never on the async workers. An error, a timeout, an exhausted memory cap or a return value
+//! process, module or bytecode access. Memory is capped ([`MEMORY_LIMIT`]). The caller's 3 s
+//! budget is the core's one timer, as for every backend kind; the runner's own deadline (the
+//! same length, from the call's start) is there to give the blocking thread back: an
+//! instruction hook raises an error once it has passed (and `pcall`/`xpcall` re-raise it, so a
+//! script cannot swallow it), and `http.get` gets only what is left of it. Scripts run on
+//! Tokio's blocking pool, at most [`MAX_CONCURRENT`] at once, never on the async workers. An error, a timeout, an exhausted memory cap or a return value
 //! of the wrong shape is "no decision" (T11), logged with the script path and Lua's message
 //! (which carries the line). The source is cached by path and reloaded when the file's
 //! modification time or length changes.
 //!
 //! Known limit: a single long-running C function (a pathological `string.find` pattern) cannot
-//! be interrupted by the hook; the caller still gets "no decision" at the outer timeout, and the
-//! worker thread finishes the pattern on its own.
+//! be interrupted by the hook; the caller still gets "no decision" when the core's timer ends the
+//! call, and the worker thread finishes the pattern on its own.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -104,10 +105,9 @@ impl Backend for ScriptBackend {
         let path = PathBuf::from(target);
         let request = request.clone();
         let deadline = Instant::now() + inner.budget;
-        let budget = inner.budget;
         Box::pin(async move {
             let shown = path.display().to_string();
-            let work = async {
+            let answer = async {
                 let Ok(slot) = inner.slots.clone().acquire_owned().await else {
                     return Answer::NoDecision {
                         reason: "script runner closed".into(),
@@ -125,13 +125,8 @@ impl Backend for ScriptBackend {
                         reason: format!("script runner failed: {e}"),
                     },
                 }
-            };
-            let answer = match tokio::time::timeout(budget + Duration::from_millis(100), work).await {
-                Ok(answer) => answer,
-                Err(_) => Answer::NoDecision {
-                    reason: OUT_OF_TIME.into(),
-                },
-            };
+            }
+            .await;
             if let Answer::NoDecision { reason } = &answer {
                 tracing::warn!(script = %shown, error = %reason, "script backend gave no decision");
             }

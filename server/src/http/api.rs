@@ -103,10 +103,11 @@ async fn put_stream(State(state): AppState, Path(name): Path<String>, body: Byte
             let stream = state.ctx.streams.put(config);
             let effective = stream.effective();
             // Sessions the stream admitted without a backend do not outlive one being added.
-            state
-                .ctx
-                .core
-                .stream_reconfigured(&name, effective.on_play.as_ref(), effective.on_publish.as_ref());
+            state.ctx.management().stream_reconfigured(
+                &name,
+                effective.on_play.as_ref(),
+                effective.on_publish.as_ref(),
+            );
             axum::Json(stream_to_api_json(&effective)).into_response()
         }
         Err(e) => error_response(StatusCode::BAD_REQUEST, format!("stream `{name}`: {e}")),
@@ -198,7 +199,7 @@ async fn list_sessions(State(state): AppState, Query(filter): Query<SessionFilte
     }
     let sessions: Vec<_> = state
         .ctx
-        .core
+        .management()
         .sessions()
         .into_iter()
         .filter(|s| filter.name.as_deref().is_none_or(|n| s.name == n))
@@ -216,7 +217,7 @@ async fn reauth_sessions(State(state): AppState, Query(filter): Query<SessionFil
     if state.ctx.streams.lookup(&name).is_none() {
         return error_response(StatusCode::NOT_FOUND, format!("no stream `{name}`"));
     }
-    let count = state.ctx.core.reauth_stream(&name);
+    let count = state.ctx.management().reauth_stream(&name);
     axum::Json(serde_json::json!({ "estimated_count": count })).into_response()
 }
 
@@ -224,7 +225,7 @@ async fn delete_session(State(state): AppState, Path(id): Path<String>) -> Respo
     let Ok(id) = Uuid::parse_str(&id) else {
         return error_response(StatusCode::BAD_REQUEST, format!("`{id}` is not a session id (UUID)"));
     };
-    if state.ctx.core.close_session(id) {
+    if state.ctx.management().close_session(id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         error_response(StatusCode::NOT_FOUND, format!("no open session {id}"))
@@ -232,7 +233,7 @@ async fn delete_session(State(state): AppState, Path(id): Path<String>) -> Respo
 }
 
 async fn admin_view_token(State(state): AppState) -> Response {
-    match state.ctx.core.admin_tokens().mint(SystemTime::now()) {
+    match state.ctx.management().admin_tokens().mint(SystemTime::now()) {
         Some(token) => axum::Json(serde_json::json!({ "token": token })).into_response(),
         None => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -243,7 +244,7 @@ async fn admin_view_token(State(state): AppState) -> Response {
 
 fn config_json(state: &HttpState) -> serde_json::Value {
     serde_json::json!({
-        "no_auto_token": state.ctx.core.settings().no_auto_token.load(Ordering::Relaxed),
+        "no_auto_token": state.ctx.management().settings().no_auto_token.load(Ordering::Relaxed),
         "auth_token": state.ctx.token_param(),
     })
 }
@@ -277,7 +278,12 @@ async fn put_config(State(state): AppState, body: Bytes) -> Response {
         );
     }
     if let Some(on) = patch.no_auto_token {
-        state.ctx.core.settings().no_auto_token.store(on, Ordering::Relaxed);
+        state
+            .ctx
+            .management()
+            .settings()
+            .no_auto_token
+            .store(on, Ordering::Relaxed);
     }
     if let Some(param) = patch.auth_token {
         state.ctx.set_token_param(param);

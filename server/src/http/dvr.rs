@@ -159,12 +159,12 @@ async fn serve_admitted(
     play: PlayRequest,
 ) -> Result<Response, Response> {
     let ctx = &state.ctx;
-    let admitted = match ctx.admit_play(play).await {
+    let admitted = match ctx.admission().admit_play(play).await {
         Ok(admitted) => admitted,
         Err(refusal) => return Err(refusal_response(&refusal)),
     };
     let session = admitted.session;
-    let Some(ranges) = ctx.core.allowed_dvr_ranges(&session) else {
+    let Some(ranges) = ctx.admission().allowed_dvr_ranges(&session) else {
         return Err(error_response(StatusCode::FORBIDDEN, "refused: the session was closed"));
     };
     let allowed = AllowedRanges::from_answer(ranges.as_ref());
@@ -230,7 +230,7 @@ async fn serve_admitted(
             if segments.is_empty() {
                 return Err(no_archive(&name, &range));
             }
-            let guard = ctx.core.attach(&session);
+            let guard = ctx.admission().attach(&session);
             let (content_type, extension, body) = match resource {
                 ArchiveResource::Mp4(_) => (
                     "video/mp4",

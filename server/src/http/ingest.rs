@@ -23,11 +23,11 @@ pub(super) async fn publish_mpegts(
 ) -> Response {
     let req = client_request(&state.ctx, CallKind::Publish, &name, Proto::Tshttp, peer, &request);
     let password = req.query.iter().find(|(k, _)| k == "password").map(|(_, v)| v.clone());
-    let admitted = match state.ctx.admit_publish(req, password.as_deref()).await {
+    let admitted = match state.ctx.admission().admit_publish(req, password.as_deref()).await {
         Ok(a) => a,
         Err(refusal) => return refusal_response(&refusal),
     };
-    let guard = state.ctx.core.attach(&admitted.session);
+    let guard = state.ctx.admission().attach(&admitted.session);
     let mut publisher = admitted.publisher;
     let mut ingest = TsIngest::new();
     let mut known = ingest.codecs().clone();

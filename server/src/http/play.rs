@@ -83,7 +83,7 @@ pub(super) async fn dispatch(state: Arc<HttpState>, peer: SocketAddr, request: R
     }
     let play = client_request(&state.ctx, CallKind::Play, &name, proto, peer, &request);
     let client_query = play.query.clone();
-    let admitted = match state.ctx.admit_play(play).await {
+    let admitted = match state.ctx.admission().admit_play(play).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(&refusal),
     };
@@ -215,7 +215,7 @@ fn segment(admitted: &Admitted, seq: u64) -> Response {
 
 /// Streams TS until the client leaves or the session is ended by the server (RESP-02).
 fn mpegts(ctx: &Context, admitted: Admitted) -> Response {
-    let guard = ctx.core.attach(&admitted.session);
+    let guard = ctx.admission().attach(&admitted.session);
     let feed = admitted.media.live_ts();
     let body = futures::stream::unfold(Some((feed, guard)), |state| async move {
         let (mut feed, guard): (LiveTs, ConnectionGuard) = state?;

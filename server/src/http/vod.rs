@@ -15,7 +15,7 @@ use crate::streams::VodRequest;
 pub(super) async fn serve(ctx: &Context, play: PlayRequest, resource: Resource, vod: &VodRequest) -> Response {
     let name = play.name.clone();
     let client_query = play.query.clone();
-    let admitted = match ctx.admit_vod(play, vod).await {
+    let admitted = match ctx.admission().admit_vod(play, vod).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(&refusal),
     };

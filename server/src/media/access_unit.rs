@@ -1,7 +1,8 @@
 //! The unit exchanged between media producers and the packager.
 //!
-//! Producers (today the `fake://` generator, later RTMP/TS publishers) emit [`AccessUnit`]s; the
-//! segmenter and the MPEG-TS muxer consume them and know nothing about where they came from.
+//! Producers (the `fake://` generator, `file://` inputs, RTMP publishers, MPEG-TS pushed over
+//! HTTP) emit [`AccessUnit`]s; the segmenter, the MPEG-TS muxer, the RTSP and RTMP players and
+//! the archive consume them and know nothing about where they came from.
 
 use std::time::Duration;
 

@@ -342,7 +342,7 @@ impl Conn {
             return Err(Stop::Done(End::Refused));
         };
         let request = self.request(CallKind::Play, &target);
-        match self.ctx.admit_play(request).await {
+        match self.ctx.admission().admit_play(request).await {
             Err(refusal) => {
                 tracing::info!(stream = %Name(&target.name), reason = %refusal.describe(), "RTMP play refused");
                 let code = match refusal {
@@ -353,7 +353,7 @@ impl Conn {
                 Err(Stop::Done(End::Refused))
             }
             Ok(admitted) => {
-                self.guard = Some(self.ctx.core.attach(&admitted.session));
+                self.guard = Some(self.ctx.admission().attach(&admitted.session));
                 tracing::info!(stream = %target.name, session_id = %admitted.session.session_id(), "RTMP play admitted");
                 let results = self.session.accept_request(request_id).map_err(internal)?;
                 let results = results.into_iter().filter(|r| !is_script_data(r)).collect();
@@ -386,7 +386,7 @@ impl Conn {
         };
         let password = target.param("password").map(str::to_string);
         let request = self.request(CallKind::Publish, &target);
-        match self.ctx.admit_publish(request, password.as_deref()).await {
+        match self.ctx.admission().admit_publish(request, password.as_deref()).await {
             Err(refusal) => {
                 tracing::info!(stream = %Name(&target.name), reason = %refusal.describe(), "RTMP publish refused");
                 let code = match refusal {
@@ -397,7 +397,7 @@ impl Conn {
                 Err(Stop::Done(End::Refused))
             }
             Ok(admitted) => {
-                self.guard = Some(self.ctx.core.attach(&admitted.session));
+                self.guard = Some(self.ctx.admission().attach(&admitted.session));
                 tracing::info!(stream = %target.name, session_id = %admitted.session.session_id(), "RTMP publisher admitted");
                 let results = self.session.accept_request(request_id).map_err(internal)?;
                 self.inbound.allow_media();

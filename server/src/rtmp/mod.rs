@@ -2,22 +2,23 @@
 //! `rml_rtmp`'s sans-IO handshake and [`ServerSession`](rml_rtmp::sessions::ServerSession),
 //! one Tokio task per connection.
 //!
-//! A connection moves through these states; every decision comes from [`Context`]
-//! (`admit_play` / `admit_publish`), never from a backend called here:
+//! A connection moves through these phases (`Phase` in `connection.rs`, after the handshake);
+//! every decision comes from the admission path ([`Context::admission`]: `admit_play` /
+//! `admit_publish`), never from a backend or the auth core called here:
 //!
 //! ```text
-//!   accept ──► Handshake ──► ExpectCommand ──play──► admit_play ──ok──► Playing ──┐
-//!                 │              │   (connect,          │ refused                 │ session ended
-//!                 │              │    createStream…)     ▼                        │ (recheck deny, kick,
-//!                 │              │                  reject + close                │  X-Unique, override,
-//!                 │              └──publish──► admit_publish ──ok──► Publishing ──┤  API DELETE),
-//!                 │                                   │ refused                   │ client left,
-//!                 ▼                                   ▼                           ▼ source ended
-//!        setup timeout / garbage ─────────────► close (only this connection) ◄────┘
+//!   accept ──► handshake ──► Setup ──play──► admit_play ──ok──► Playing ─────┐
+//!                 │           │ (connect,       │ refused                     │ session ended
+//!                 │           │  createStream…) ▼                             │ (recheck deny, kick,
+//!                 │           │            _error + close                     │  X-Unique, override,
+//!                 │           └──publish──► admit_publish ──ok──► Publishing ─┤  API DELETE),
+//!                 │                              │ refused                    │ client left or
+//!                 ▼                              ▼                            ▼ finished, source ended
+//!        setup timeout / garbage ──────► close (only this connection) ◄───────┘
 //! ```
 //!
 //! * The connection is the session (SESS-07): the [`ConnectionGuard`](crate::auth::ConnectionGuard)
-//!   lives as long as the socket, and the session closes when it drops.
+//!   from `Admission::attach` lives as long as the socket, and the session closes when it drops.
 //! * A session ended by the server closes the socket silently within one second (RESP-02,
 //!   BAN-03, TIME-05 and the "Persistent connections" decision): no status message, so a client
 //!   that stopped reading cannot delay it.

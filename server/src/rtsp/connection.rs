@@ -32,17 +32,23 @@ pub const SESSION_TIMEOUT_SECS: u64 = 60;
 /// Methods this server answers (`Public`, RFC 2326 §12.28).
 const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER";
 
-/// Why a connection ended; for the log line that closes it.
+/// Why a connection ended, sorted by whose doing it was (as RTMP's `Stop`); the log line that
+/// closes the connection adds the peer, the stream and the session.
 #[derive(Debug)]
 pub(crate) enum Close {
-    /// The client closed between frames.
+    /// An end nobody is at fault for.
+    Done(End),
+    /// The client's fault: it broke the protocol, went quiet, or stopped reading.
+    Client(ClientFault),
+    /// The socket failed under both sides.
+    Failed(std::io::Error),
+}
+
+/// How a connection ended without a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The client closed between frames (or reset after TEARDOWN, as players do).
     ClientGone,
-    /// The client closed in the middle of a frame.
-    Truncated,
-    /// Unframeable input; answered with 400/413 before closing.
-    Invalid(Invalid),
-    /// No request within the first-request or idle timeout.
-    Timeout(&'static str),
     /// The server ended the session (recheck deny, kick, X-Unique, protocol off, API).
     /// Closed silently (BAN-03, RESP-02).
     SessionEnded,
@@ -50,8 +56,23 @@ pub(crate) enum Close {
     SourceEnded,
     /// The server is shutting down.
     Shutdown,
-    /// Reading or writing failed, or a write took longer than the write timeout.
-    Io(String),
+}
+
+/// What the client did wrong.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientFault {
+    /// The client closed in the middle of a frame.
+    #[error("the client closed mid-request")]
+    Truncated,
+    /// Unframeable input; answered with 400/413 before closing.
+    #[error("bad RTSP input: {0}")]
+    Invalid(Invalid),
+    /// No request within the first-request or idle timeout.
+    #[error("no request within the {0} timeout")]
+    Timeout(&'static str),
+    /// A write did not complete within the write timeout: the client stopped reading.
+    #[error("a write did not complete within {0:?}")]
+    StoppedReading(Duration),
 }
 
 /// The protocol state of a connection.
@@ -252,23 +273,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let close = self.serve().await;
         let bytes = self.state.bound().map(|b| b.admitted.session.bytes());
         let session = self.state.bound().map(|b| b.admitted.session.session_id());
+        let stream = self.state.bound().map(|b| b.admitted.stream.name().to_string());
         match &close {
-            Close::Invalid(why) => {
-                tracing::warn!(peer = %self.peer, error = %why, "bad RTSP input; connection closed")
+            Close::Client(fault @ ClientFault::Invalid(_)) => {
+                tracing::warn!(peer = %self.peer, ?stream, ?session, error = %fault, "client fault; connection closed")
             }
-            Close::Truncated => tracing::info!(peer = %self.peer, "client closed mid-request"),
-            Close::Timeout(what) => {
-                tracing::info!(peer = %self.peer, "no request within the {what} timeout; connection closed")
+            Close::Client(fault) => {
+                tracing::info!(peer = %self.peer, ?stream, ?session, error = %fault, "client fault; connection closed")
             }
-            Close::Io(e) => tracing::info!(peer = %self.peer, error = %e, "RTSP connection failed"),
-            Close::SessionEnded => {
-                tracing::info!(peer = %self.peer, ?session, "session ended by the server; connection closed")
+            Close::Failed(e) => {
+                tracing::info!(peer = %self.peer, ?stream, ?session, error = %e, "RTSP connection failed")
             }
-            other => tracing::debug!(peer = %self.peer, ?session, ?bytes, reason = ?other, "RTSP connection closed"),
+            Close::Done(End::SessionEnded) => {
+                tracing::info!(peer = %self.peer, ?stream, ?session, "session ended by the server; connection closed")
+            }
+            Close::Done(end) => {
+                tracing::debug!(peer = %self.peer, ?stream, ?session, ?bytes, reason = ?end, "RTSP connection closed")
+            }
         }
         match close {
             // Let the 400/413 reach the client before the socket goes.
-            Close::Invalid(_) => self.linger_close().await,
+            Close::Client(ClientFault::Invalid(_)) => self.linger_close().await,
             _ => {
                 let _ = tokio::time::timeout(Duration::from_millis(100), self.stream.shutdown()).await;
             }
@@ -306,7 +331,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         };
                         let reply = Reply::new(status).reason(invalid.to_string()).encode(None);
                         let _ = self.write(&reply).await;
-                        return Close::Invalid(invalid);
+                        return Close::Client(ClientFault::Invalid(invalid));
                     }
                 }
             }
@@ -315,22 +340,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             let first = self.last_frame.is_none();
             tokio::select! {
                 biased;
-                _ = self.stop.cancelled() => return Close::Shutdown,
-                _ = ended(session.as_ref()) => return Close::SessionEnded,
+                _ = self.stop.cancelled() => return Close::Done(End::Shutdown),
+                _ = ended(session.as_ref()) => return Close::Done(End::SessionEnded),
                 read = self.stream.read_buf(self.reader.buffer()) => match read {
-                    Ok(0) if self.reader.is_mid_frame() => return Close::Truncated,
-                    Ok(0) => return Close::ClientGone,
+                    Ok(0) if self.reader.is_mid_frame() => return Close::Client(ClientFault::Truncated),
+                    Ok(0) => return Close::Done(End::ClientGone),
                     Ok(_) => {}
-                    Err(e) => return io_close(&e),
+                    Err(e) => return io_close(e),
                 },
                 unit = next_unit(&mut self.state) => match unit {
                     Some(unit) => if let Err(close) = self.send_unit(unit).await {
                         return close;
                     },
-                    None => return Close::SourceEnded,
+                    None => return Close::Done(End::SourceEnded),
                 },
                 _ = sleep_until(deadline) => {
-                    return Close::Timeout(if first { "first-request" } else { "idle" });
+                    return Close::Client(ClientFault::Timeout(if first { "first-request" } else { "idle" }));
                 }
             }
         }
@@ -441,8 +466,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let play = self.play_request(request, url, target);
         let url_token = play.token.clone();
         let admitted = tokio::select! {
-            _ = self.stop.cancelled() => return Err(Close::Shutdown),
-            result = self.ctx.admit_play(play) => result,
+            _ = self.stop.cancelled() => return Err(Close::Done(End::Shutdown)),
+            result = self.ctx.admission().admit_play(play) => result,
         };
         let admitted = match admitted {
             Ok(admitted) => admitted,
@@ -453,7 +478,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         };
         // Drop any earlier grant first so that one connection never holds two sessions.
         self.state = State::ExpectDescribe;
-        let guard = self.ctx.core.attach(&admitted.session);
+        let guard = self.ctx.admission().attach(&admitted.session);
         let token_param = self.ctx.token_param();
         let token = admitted.session.token().to_string();
         let name = admitted.stream.name().to_string();
@@ -595,8 +620,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let session = bound.admitted.session.clone();
         let first = tokio::select! {
             biased;
-            _ = self.stop.cancelled() => return Err(Close::Shutdown),
-            _ = session.ended() => return Err(Close::SessionEnded),
+            _ = self.stop.cancelled() => return Err(Close::Done(End::Shutdown)),
+            _ = session.ended() => return Err(Close::Done(End::SessionEnded)),
             unit = tokio::time::timeout(self.limits.first_media_timeout, feed.next()) => unit,
         };
         let (base, pending) = match first {
@@ -673,8 +698,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let session = self.session();
         let result = tokio::select! {
             biased;
-            _ = self.stop.cancelled() => return Err(Close::Shutdown),
-            _ = ended(session.as_ref()) => return Err(Close::SessionEnded),
+            _ = self.stop.cancelled() => return Err(Close::Done(End::Shutdown)),
+            _ = ended(session.as_ref()) => return Err(Close::Done(End::SessionEnded)),
             r = tokio::time::timeout(self.limits.write_timeout, self.stream.write_all(bytes)) => r,
         };
         match result {
@@ -684,11 +709,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => Err(io_close(&e)),
-            Err(_) => Err(Close::Io(format!(
-                "a write did not complete within {:?}",
-                self.limits.write_timeout
-            ))),
+            Ok(Err(e)) => Err(io_close(e)),
+            Err(_) => Err(Close::Client(ClientFault::StoppedReading(self.limits.write_timeout))),
         }
     }
 
@@ -767,10 +789,10 @@ fn refusal_reply(refusal: &Refusal) -> Reply {
 }
 
 /// A reset or broken pipe is how many players leave (ffmpeg after TEARDOWN): not a failure.
-fn io_close(e: &std::io::Error) -> Close {
+fn io_close(e: std::io::Error) -> Close {
     match e.kind() {
-        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => Close::ClientGone,
-        _ => Close::Io(e.to_string()),
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => Close::Done(End::ClientGone),
+        _ => Close::Failed(e),
     }
 }
 
