@@ -33,7 +33,7 @@ Feature: Stream configuration override in the backend's answer
     Then viewer "B" is playing
 
   @AMB-16 @CONF-02 @must
-  Scenario Outline: A malformed override (<what>) neither breaks the stream nor admits a denied viewer
+  Scenario Outline: An override that is malformed or partly unknown (<what>) neither breaks the stream nor admits a denied viewer
     Given the backend allows token "t4" with X-AuthDuration 60 and config <config>
     And the backend denies token "t5" with config <config>
     When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
