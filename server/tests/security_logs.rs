@@ -14,40 +14,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{admin, as_admin, backend_with, client, http_auth, rtmp_handshake, stream_of, text_of};
+use common::{Capture, admin, as_admin, backend_with, client, http_auth, rtmp_handshake, stream_of, text_of};
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use usher_server::config::{AuthSpec, AuthTarget, Config};
 use wiremock::matchers::{method, query_param};
 use wiremock::{Mock, ResponseTemplate};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 const ALLOW: &str = "tokALLOW-0123456789";
 const DENY: &str = "tokDENY-0123456789";
@@ -321,7 +297,7 @@ async fn no_credential_is_ever_logged_whole() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&script_dir);
 
-    let log = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let log = capture.text();
     let secrets = [
         ALLOW,
         DENY,

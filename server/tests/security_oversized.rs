@@ -8,40 +8,16 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{backend_answering, client, http_auth, rtmp_handshake, stream_of};
+use common::{Capture, backend_answering, client, http_auth, rtmp_handshake, stream_of};
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use usher_server::config::{Config, TemplateConfig};
 use usher_server::{RunningServer, Server};
 use wiremock::{MockServer, ResponseTemplate};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// The longest run of `c` in `text`.
 fn longest_run(text: &str, c: char) -> usize {
@@ -196,7 +172,7 @@ async fn over_long_tokens_and_names_are_refused_before_the_backend() {
         "RTSP DESCRIBE of a long name: {status}"
     );
     assert_eq!(calls(&backend).await, 0, "refused before any backend call");
-    let log = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let log = capture.text();
     assert!(
         log.contains("(1025 bytes)") && log.contains("(8192 bytes)"),
         "the refusals' log lines give the names' lengths:\n{log}"

@@ -91,20 +91,8 @@ mod tests {
         spec
     }
 
-    /// A real database file, written by the test writer and opened like `geoip_db`.
     fn database() -> GeoIp {
-        let dir = std::env::temp_dir().join(format!("usher-geogate-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("country.mmdb");
-        let db = mmdb_writer::country_db(&[
-            (ip("81.2.69.0"), 24, "GB"),
-            (ip("5.255.255.0"), 24, "RU"),
-            (ip("2001:db8::"), 32, "DE"),
-        ]);
-        std::fs::write(&path, db).expect("write db");
-        let geo = GeoIp::open(&path).expect("the test database opens");
-        let _ = std::fs::remove_dir_all(&dir);
-        geo
+        mmdb_writer::test_database()
     }
 
     #[test]

@@ -81,6 +81,26 @@ impl GeoIp {
 pub(crate) mod mmdb_writer {
     use std::net::IpAddr;
 
+    use super::GeoIp;
+
+    /// A real database file with three networks (81.2.69.0/24 GB, 5.255.255.0/24 RU,
+    /// 2001:db8::/32 DE), written to a temp folder and opened like `geoip_db`.
+    pub(crate) fn test_database() -> GeoIp {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip literal");
+        let dir = std::env::temp_dir().join(format!("usher-geoip-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("country.mmdb");
+        let db = country_db(&[
+            (ip("81.2.69.0"), 24, "GB"),
+            (ip("5.255.255.0"), 24, "RU"),
+            (ip("2001:db8::"), 32, "DE"),
+        ]);
+        std::fs::write(&path, db).expect("write db");
+        let geo = GeoIp::open(&path).expect("the test database opens");
+        let _ = std::fs::remove_dir_all(&dir);
+        geo
+    }
+
     #[derive(Clone, Copy)]
     enum Record {
         Empty,
@@ -200,16 +220,7 @@ mod tests {
 
     #[test]
     fn countries_come_from_the_database_and_misses_have_none() {
-        let dir = std::env::temp_dir().join(format!("usher-geoip-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("country.mmdb");
-        let db = mmdb_writer::country_db(&[
-            (ip("81.2.69.0"), 24, "GB"),
-            (ip("5.255.255.0"), 24, "RU"),
-            (ip("2001:db8::"), 32, "DE"),
-        ]);
-        std::fs::write(&path, db).expect("write db");
-        let geo = GeoIp::open(&path).expect("the test database opens");
+        let geo = mmdb_writer::test_database();
         assert_eq!(geo.country(ip("81.2.69.160")).as_deref(), Some("GB"));
         assert_eq!(geo.country(ip("5.255.255.5")).as_deref(), Some("RU"));
         assert_eq!(geo.country(ip("::ffff:5.255.255.5")).as_deref(), Some("RU"));
@@ -217,7 +228,6 @@ mod tests {
         assert_eq!(geo.country(ip("127.0.0.1")), None);
         assert_eq!(geo.country(ip("81.2.70.1")), None);
         assert_eq!(geo.country(ip("2001:db9::1")), None);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! (The config files' proptest strategies live apart, in `config_gen`.)
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -229,5 +231,37 @@ impl Probe {
         assert_eq!(audio["sample_rate"], "48000");
         assert_eq!(audio["channels"], 1);
         (self.frames("video"), self.frames("audio"))
+    }
+}
+
+/// Every byte a `tracing_subscriber::fmt()` writer gets, kept for the test to read: install it
+/// as the process's global subscriber (`with_writer(capture.clone())`), so such a test is a
+/// binary of its own.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
     }
 }
