@@ -1,11 +1,12 @@
-//! Issue 18 item 7: the management API requests the suite sends are checked against a JSON
-//! Schema written in this repository from the vendor's published OpenAPI
-//! (conformance/schemas/stream_config.schema.json), so that `usher check --target` speaks the
-//! vendor's API. The suite runs against the embedded server with `USHER_API_RECORD` set, and
-//! every recorded `PUT streams/NAME` body is validated. The validator below implements the
-//! keywords the schema uses (type, properties, required, additionalProperties, items,
-//! minimum, maximum, pattern, local $ref); a keyword it does not know fails the test rather
-//! than being skipped.
+//! Issue 18 item 7: the management API requests the suite sends are checked against JSON
+//! Schemas written in this repository from the vendor's published OpenAPI
+//! (conformance/schemas/), so that `usher check --target` speaks the vendor's API. The suite
+//! runs against the embedded server with `USHER_API_RECORD` set, and every recorded body of
+//! `PUT streams/NAME` (stream_config.schema.json), `PUT auth_backends/NAME`
+//! (auth_backend_config.schema.json) and `PUT config` (server_config.schema.json) is validated.
+//! The validator below implements the keywords the schemas use (type, properties, required,
+//! additionalProperties, items, minimum, maximum, pattern, local $ref); a keyword it does not
+//! know fails the test rather than being skipped.
 
 mod common;
 
@@ -13,12 +14,21 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-/// Fields the suite sends that the vendor's schema does not have: Usher's own extensions,
-/// each listed in docs/conformance.md ("The management API: differences from the vendor's").
-const EXTENSIONS: [&str; 1] = ["require_referer"];
+/// Fields the suite sends that the vendor's schemas do not have, by schema: Usher's own
+/// extensions and settings the vendor does not publish, each listed in docs/conformance.md
+/// ("The management API: differences from the vendor's").
+const STREAM_EXTENSIONS: [&str; 1] = ["require_referer"];
+const AUTH_BACKEND_EXTENSIONS: [&str; 0] = [];
+const CONFIG_EXTENSIONS: [&str; 1] = ["no_auto_token"];
 
-fn schema() -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/stream_config.schema.json");
+const STREAM: &str = "stream_config.schema.json";
+const AUTH_BACKEND: &str = "auth_backend_config.schema.json";
+const CONFIG: &str = "server_config.schema.json";
+
+fn schema(file: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(file);
     serde_json::from_str(&std::fs::read_to_string(&path).expect("the schema file")).expect("the schema is JSON")
 }
 
@@ -128,11 +138,15 @@ fn validate(root: &Value, schema: &Value, value: &Value, path: &str, errors: &mu
     }
 }
 
-fn errors_of(body: &Value) -> Vec<String> {
-    let root = schema();
+fn errors_against(file: &str, body: &Value) -> Vec<String> {
+    let root = schema(file);
     let mut errors = Vec::new();
     validate(&root, &root, body, "body", &mut errors);
     errors
+}
+
+fn errors_of(body: &Value) -> Vec<String> {
+    errors_against(STREAM, body)
 }
 
 #[test]
@@ -175,8 +189,76 @@ fn the_validator_catches_what_the_vendor_would_not_understand() {
     }
 }
 
+#[test]
+fn the_auth_backend_and_config_schemas_catch_what_the_vendor_would_not_understand() {
+    use serde_json::json;
+    let good = json!({
+        "allow_tokens": ["a"], "deny_tokens": ["b"], "allow_ips": ["10.0.0.0/8"], "deny_ips": ["10.0.0.1"],
+        "allow_countries": ["US"], "deny_countries": ["GB"], "allow_uas": ["VLC"], "deny_uas": ["curl"],
+        "backends": [{ "url": "http://b/auth" }], "allow_default": true
+    });
+    assert_eq!(errors_against(AUTH_BACKEND, &good), Vec::<String>::new());
+    assert_eq!(
+        errors_against(CONFIG, &json!({ "auth_token": "tk" })),
+        Vec::<String>::new()
+    );
+    for (file, bad, expected) in [
+        (
+            AUTH_BACKEND,
+            json!({ "allow_tokens": "a" }),
+            "body.allow_tokens: expected [\"array\", \"null\"], found string",
+        ),
+        (
+            AUTH_BACKEND,
+            json!({ "deny_ips": [1] }),
+            "body.deny_ips[0]: expected [\"string\"], found integer",
+        ),
+        (
+            AUTH_BACKEND,
+            json!({ "backends": [{}] }),
+            "body.backends[0]: missing required url",
+        ),
+        (
+            AUTH_BACKEND,
+            json!({ "backends": [{ "url": "http://b", "timeout": 3 }] }),
+            "body.backends[0].timeout: not in the vendor's schema",
+        ),
+        (
+            AUTH_BACKEND,
+            json!({ "allow_default": "yes" }),
+            "body.allow_default: expected [\"boolean\"], found string",
+        ),
+        (
+            AUTH_BACKEND,
+            json!({ "allow_referers": ["x"] }),
+            "body.allow_referers: not in the vendor's schema",
+        ),
+        (
+            CONFIG,
+            json!({ "auth_token": 1 }),
+            "body.auth_token: expected [\"string\"], found integer",
+        ),
+        (
+            CONFIG,
+            json!({ "no_auto_token": true }),
+            "body.no_auto_token: not in the vendor's schema",
+        ),
+    ] {
+        let errors = errors_against(file, &bad);
+        assert!(errors.iter().any(|e| e.contains(expected)), "{file} {bad}: {errors:?}");
+    }
+}
+
+/// Whether `error` is about one of `extensions` (a field the vendor's schema does not have,
+/// listed in docs/conformance.md).
+fn is_listed_difference(error: &str, extensions: &[&str]) -> bool {
+    extensions
+        .iter()
+        .any(|x| error.contains(&format!(".{x}: not in the vendor's schema")))
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn every_stream_the_suite_puts_matches_the_vendors_schema() {
+async fn every_body_the_suite_puts_matches_the_vendors_schema() {
     let dir = std::env::temp_dir().join(format!("usher-api-record-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let record = dir.join("requests.jsonl");
@@ -200,7 +282,10 @@ async fn every_stream_the_suite_puts_matches_the_vendors_schema() {
     assert!(output.status.success(), "the suite itself must pass:\n{stdout}");
     let text = std::fs::read_to_string(&record).expect("requests were recorded");
     let mut streams = 0;
+    let (mut auth_backends, mut configs) = (0, 0);
     let mut seen = std::collections::BTreeSet::new();
+    let mut seen_rules = std::collections::BTreeSet::new();
+    let mut seen_settings = std::collections::BTreeSet::new();
     let mut problems = Vec::new();
     for line in text.lines() {
         let request: Value = serde_json::from_str(line).expect("one JSON request per line");
@@ -208,24 +293,33 @@ async fn every_stream_the_suite_puts_matches_the_vendors_schema() {
             request["method"].as_str().unwrap_or(""),
             request["path"].as_str().unwrap_or(""),
         );
-        if !(method == "PUT" && path.starts_with("streams/")) {
+        if method != "PUT" {
             continue;
         }
-        streams += 1;
         let body = &request["body"];
-        for key in ["on_play", "on_publish", "dvr", "password"] {
-            if body.get(key).is_some() {
-                seen.insert(key);
+        let (file, extensions): (&str, &[&str]) = if path.starts_with("streams/") {
+            streams += 1;
+            for key in ["on_play", "on_publish", "dvr", "password"] {
+                if body.get(key).is_some() {
+                    seen.insert(key);
+                }
             }
-        }
-        for error in errors_of(body) {
-            if EXTENSIONS
-                .iter()
-                .any(|x| error.contains(&format!(".{x}: not in the vendor's schema")))
-            {
-                continue;
+            (STREAM, &STREAM_EXTENSIONS)
+        } else if path.starts_with("auth_backends/") {
+            auth_backends += 1;
+            seen_rules.extend(body.as_object().into_iter().flatten().map(|(k, _)| k.clone()));
+            (AUTH_BACKEND, &AUTH_BACKEND_EXTENSIONS)
+        } else if path == "config" {
+            configs += 1;
+            seen_settings.extend(body.as_object().into_iter().flatten().map(|(k, _)| k.clone()));
+            (CONFIG, &CONFIG_EXTENSIONS)
+        } else {
+            continue;
+        };
+        for error in errors_against(file, body) {
+            if !is_listed_difference(&error, extensions) {
+                problems.push(format!("PUT {path}: {error}"));
             }
-            problems.push(format!("PUT {path}: {error}"));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -237,6 +331,32 @@ async fn every_stream_the_suite_puts_matches_the_vendors_schema() {
         seen.into_iter().collect::<Vec<_>>(),
         ["dvr", "on_play", "on_publish", "password"],
         "the run must exercise every part of the stream body"
+    );
+    assert!(
+        auth_backends >= 5,
+        "too few auth_backends were put ({auth_backends}); was the request recorder on?"
+    );
+    for rule in [
+        "allow_default",
+        "allow_ips",
+        "allow_tokens",
+        "backends",
+        "deny_ips",
+        "deny_tokens",
+    ] {
+        assert!(
+            seen_rules.contains(rule),
+            "the run must exercise `{rule}` of the auth_backend body: {seen_rules:?}"
+        );
+    }
+    assert!(
+        configs >= 2,
+        "too few PUT config ({configs}); was the request recorder on?"
+    );
+    assert_eq!(
+        seen_settings.into_iter().collect::<Vec<_>>(),
+        ["auth_token", "no_auto_token"],
+        "the run must exercise every server setting the suite changes"
     );
     assert!(
         problems.is_empty(),

@@ -175,6 +175,10 @@ pub struct SessionInfo {
     pub user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<u32>,
+    /// The backend's answer carried `ad_inject`, and no ads were inserted (not supported).
+    /// Usher's own field (the vendor's session has none); absent when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ad_inject_ignored: bool,
     /// Unix milliseconds.
     pub opened_at: u64,
     pub bytes: u64,

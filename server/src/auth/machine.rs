@@ -396,6 +396,15 @@ impl Machine {
                 // Every answer states the ranges anew; an absent field means the whole archive
                 // (ADV-02, RESP-07).
                 e.set_dvr_ranges(grant.allowed_dvr_ranges.clone());
+                // Ads are not inserted (not built): said once per opening of the session, not
+                // on every answer that repeats the request, and shown in the session list.
+                if was_new {
+                    e.set_ad_inject_ignored(false);
+                }
+                if grant.ad_inject.as_ref().is_some_and(|v| !v.is_null()) && !e.ad_inject_ignored() {
+                    e.set_ad_inject_ignored(true);
+                    tracing::info!(%session_id, stream = %&*e.name, "backend asked for ad_inject; ad insertion is not supported, the stream plays without ads");
+                }
                 let stream_cap = e.call.as_ref().and_then(|c| c.stream_max_sessions);
                 let limit = effective_limit(&grant, stream_cap);
                 e.set_max_sessions(limit);
@@ -584,6 +593,7 @@ impl Machine {
                         token: e.shared.token().to_string(),
                         user_id: e.user_id().map(str::to_string),
                         max_sessions: e.max_sessions(),
+                        ad_inject_ignored: e.ad_inject_ignored(),
                         opened_at: e.opened_wall.unix_millis(),
                         bytes: e.shared.bytes.load(std::sync::atomic::Ordering::Relaxed),
                         dvr: call.is_some_and(|c| c.dvr),

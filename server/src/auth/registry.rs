@@ -162,6 +162,9 @@ struct Rare {
     /// `allowed_dvr_ranges` of the last answer (ADV-02): `None` = the field was absent.
     dvr_ranges: Option<serde_json::Value>,
     max_sessions: Option<u32>,
+    /// The backend asked for ads (`ad_inject`) in this opening of the session; none are
+    /// inserted (not supported), and the session list says so.
+    ad_inject_ignored: bool,
 }
 
 impl Rare {
@@ -170,6 +173,7 @@ impl Rare {
             && self.pending_kick.is_none()
             && self.dvr_ranges.is_none()
             && self.max_sessions.is_none()
+            && !self.ad_inject_ignored
     }
 }
 
@@ -324,6 +328,14 @@ impl Entry {
 
     pub(super) fn set_dvr_ranges(&mut self, ranges: Option<serde_json::Value>) {
         self.rare_mut(|r| r.dvr_ranges = ranges);
+    }
+
+    pub(super) fn ad_inject_ignored(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| r.ad_inject_ignored)
+    }
+
+    pub(super) fn set_ad_inject_ignored(&mut self, ignored: bool) {
+        self.rare_mut(|r| r.ad_inject_ignored = ignored);
     }
 
     pub(super) fn max_sessions(&self) -> Option<u32> {
@@ -572,6 +584,7 @@ impl Registry {
         e.connections = 0;
         e.set_dvr_ranges(None);
         e.set_max_sessions(None);
+        e.set_ad_inject_ignored(false);
     }
 
     /// Open sessions of `except`'s kind, other than `except` itself: on `stream`, and in all
