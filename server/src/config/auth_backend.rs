@@ -19,7 +19,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Parser, TOP_ONLY_DIRECTIVES, Tok, Token, define_once, quoted, shorten};
+use super::{ConfigError, Parser, TOP_ONLY_DIRECTIVES, define_once, shorten};
+use crate::config::lex::{Tok, Token};
+use crate::config::print::quoted;
 use crate::config::{AuthTarget, Config};
 
 /// `auth_backend NAME { … }`: rules and backends that decide for streams whose `on_play` (or
@@ -417,7 +419,7 @@ impl Parser<'_> {
 // Printer
 
 /// Prints one block as the parser reads it back (rules in the CZR-01 order).
-pub(super) fn write_auth_backend(f: &mut fmt::Formatter<'_>, b: &AuthBackendConfig) -> fmt::Result {
+pub(in crate::config) fn write_auth_backend(f: &mut fmt::Formatter<'_>, b: &AuthBackendConfig) -> fmt::Result {
     writeln!(f, "\nauth_backend {} {{", quoted(&b.name))?;
     let lists: [(&str, Vec<String>); 8] = [
         ("allow token", b.allow_tokens.iter().map(|t| quoted(t)).collect()),

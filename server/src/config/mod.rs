@@ -2,9 +2,11 @@
 //! management API, and the runtime `config` override layer.
 
 mod json;
+mod lex;
 mod model;
 mod overlay;
 mod parse;
+mod print;
 mod templates;
 
 pub use json::{ApiBodyError, stream_from_api_json, stream_to_api_json};

@@ -1,4 +1,4 @@
-//! Parser and printer of the Flussonic-style configuration file.
+//! Parser of the Flussonic-style configuration file: the lexer's tokens to the model.
 //!
 //! Grammar (statements end with `;`, blocks are `{ … }`, `#` comments to end of line):
 //!
@@ -17,24 +17,23 @@
 //!           | "password" SECRET ";" | "protocols" PROTO { PROTO } ";" | "dvr" ROOT DEPTH ";" ;
 //! ```
 //!
-//! A token is a run of characters other than whitespace, `;`, `{`, `}` and `#`; double-quoted
-//! parts (with `\"` and `\\` escapes) may hold any character and join the run they touch, so
-//! `extra="a b"` is one token `extra=a b`. Quoting never changes meaning: `"true"` is `true`.
+//! Tokens are read by [`lex`](super::lex); the printer that writes a `Config` back as this
+//! grammar is [`print`](super::print).
 //!
 //! Errors stop at the first problem and name `file:line:column` (1-based, in characters) of the
 //! token that is wrong, what was expected there and what was found.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 #[path = "auth_backend.rs"]
 pub(super) mod auth_backend;
 
+use super::lex::{Tok, Token, lex};
 use super::model::{
-    AuthSpec, AuthTarget, Config, Credential, DEFAULT_AUTH_TOKEN_PARAM, DEFAULT_LISTEN_IP, Protocols, SessionKeys,
-    StreamConfig, TemplateConfig, VodConfig,
+    AuthSpec, AuthTarget, Config, Credential, DEFAULT_LISTEN_IP, Protocols, SessionKeys, StreamConfig, TemplateConfig,
+    VodConfig,
 };
 
 /// A configuration error naming the file, line, column and what was expected.
@@ -101,154 +100,6 @@ impl AuthTarget {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Lexer
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    Word(String),
-    Semi,
-    Open,
-    Close,
-    Eof,
-}
-
-#[derive(Debug, Clone)]
-struct Token {
-    tok: Tok,
-    line: usize,
-    column: usize,
-}
-
-struct LexError {
-    line: usize,
-    column: usize,
-    message: String,
-}
-
-fn is_special(c: char) -> bool {
-    c.is_whitespace() || matches!(c, ';' | '{' | '}' | '#')
-}
-
-fn lex(text: &str) -> Result<Vec<Token>, LexError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut tokens = Vec::new();
-    let mut chars = text.chars().peekable();
-    let (mut line, mut column) = (1usize, 1usize);
-    // Advances past one character, keeping line and column right.
-    let step = |c: char, line: &mut usize, column: &mut usize| {
-        if c == '\n' {
-            *line += 1;
-            *column = 1;
-        } else {
-            *column += 1;
-        }
-    };
-    while let Some(&c) = chars.peek() {
-        let (start_line, start_column) = (line, column);
-        let single = match c {
-            ';' => Some(Tok::Semi),
-            '{' => Some(Tok::Open),
-            '}' => Some(Tok::Close),
-            _ => None,
-        };
-        if let Some(tok) = single {
-            chars.next();
-            step(c, &mut line, &mut column);
-            tokens.push(Token {
-                tok,
-                line: start_line,
-                column: start_column,
-            });
-            continue;
-        }
-        if c == '#' {
-            while let Some(&c) = chars.peek() {
-                if c == '\n' {
-                    break;
-                }
-                chars.next();
-                step(c, &mut line, &mut column);
-            }
-            continue;
-        }
-        if c.is_whitespace() {
-            chars.next();
-            step(c, &mut line, &mut column);
-            continue;
-        }
-        // A word: bare runs and quoted parts joined together.
-        let mut word = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '"' {
-                let (q_line, q_column) = (line, column);
-                chars.next();
-                step(c, &mut line, &mut column);
-                loop {
-                    let Some(c) = chars.next() else {
-                        return Err(LexError {
-                            line: q_line,
-                            column: q_column,
-                            message: "unterminated string: expected a closing '\"' before the \
-                                      end of the file"
-                                .into(),
-                        });
-                    };
-                    let (c_line, c_column) = (line, column);
-                    step(c, &mut line, &mut column);
-                    match c {
-                        '"' => break,
-                        '\\' => match chars.next() {
-                            Some(e @ ('"' | '\\')) => {
-                                step(e, &mut line, &mut column);
-                                word.push(e);
-                            }
-                            Some(other) => {
-                                return Err(LexError {
-                                    line: c_line,
-                                    column: c_column,
-                                    message: format!(
-                                        "unknown escape '\\{}' in a string (only \\\" and \\\\ \
-                                         are allowed)",
-                                        other.escape_debug()
-                                    ),
-                                });
-                            }
-                            None => {
-                                return Err(LexError {
-                                    line: q_line,
-                                    column: q_column,
-                                    message: "unterminated string: expected a closing '\"' \
-                                              before the end of the file"
-                                        .into(),
-                                });
-                            }
-                        },
-                        other => word.push(other),
-                    }
-                }
-            } else if is_special(c) {
-                break;
-            } else {
-                chars.next();
-                step(c, &mut line, &mut column);
-                word.push(c);
-            }
-        }
-        tokens.push(Token {
-            tok: Tok::Word(word),
-            line: start_line,
-            column: start_column,
-        });
-    }
-    tokens.push(Token {
-        tok: Tok::Eof,
-        line,
-        column,
-    });
-    Ok(tokens)
-}
-
 /// Cuts long text for error messages (by characters, never inside one).
 fn shorten(text: &str) -> String {
     const MAX: usize = 48;
@@ -271,9 +122,6 @@ fn describe(tok: &Tok) -> String {
         Tok::Eof => "end of file".into(),
     }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Parser
 
 const TOP_DIRECTIVES: &str = "http, rtmp, rtsp, auth_token, no_auto_token, edit_auth, \
                               server_secret, admin_token_ttl, http_session_idle, media_root, \
@@ -1314,17 +1162,6 @@ fn dvr_word(word: &str) -> Result<DvrWord, String> {
     }
 }
 
-/// A size in the largest binary unit that divides it (`10G`), as [`dvr_word`] reads it.
-fn size_word(bytes: u64) -> String {
-    for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
-        if bytes.is_multiple_of(1u64 << shift) {
-            return format!("{}{unit}", bytes >> shift);
-        }
-    }
-    // Sizes are read in K at least, so this is only reached for a hand-built value.
-    format!("{}K", bytes.div_ceil(1024))
-}
-
 fn parse_positive_u32(text: &str) -> Result<u32, String> {
     let bad = || format!("bad number '{}' (expected a positive integer)", shorten(text));
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -1445,275 +1282,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-// ---------------------------------------------------------------------------------------------
-// Printer
-
-/// A token as the lexer reads it back: bare when it can be, else double-quoted.
-fn quoted(text: &str) -> String {
-    if !text.is_empty() && !text.chars().any(|c| is_special(c) || c == '"' || c == '\\') {
-        return text.to_string();
-    }
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-fn write_listen(
-    f: &mut fmt::Formatter<'_>,
-    name: &str,
-    addr: Option<SocketAddr>,
-    limits: &super::model::ListenLimits,
-) -> fmt::Result {
-    let Some(a) = addr else { return Ok(()) };
-    if a.ip() == DEFAULT_LISTEN_IP {
-        write!(f, "{name} {}", a.port())?;
-    } else {
-        write!(f, "{name} {a}")?;
-    }
-    if let Some(n) = limits.max_connections {
-        write!(f, " max_connections={n}")?;
-    }
-    if let Some(n) = limits.max_connections_per_ip {
-        write!(f, " max_connections_per_ip={n}")?;
-    }
-    writeln!(f, ";")
-}
-
-fn write_auth(f: &mut fmt::Formatter<'_>, which: &str, spec: &AuthSpec) -> fmt::Result {
-    write!(f, "  {which} {}", quoted(&spec.target.to_string()))?;
-    if spec.session_keys != SessionKeys::default() {
-        write!(
-            f,
-            " {}",
-            quoted(&format!("session_keys={}", spec.session_keys.to_items().join(",")))
-        )?;
-    }
-    if !spec.domains.is_empty() {
-        write!(f, " {}", quoted(&format!("domains={}", spec.domains.join(","))))?;
-    }
-    if spec.require_referer {
-        write!(f, " require_referer=true")?;
-    }
-    if let Some(n) = spec.max_sessions {
-        write!(f, " max_sessions={n}")?;
-    }
-    if spec.soft_limitation {
-        write!(f, " soft_limitation=true")?;
-    }
-    if !spec.allowed_countries.is_empty() {
-        write!(f, " allowed_countries={}", spec.allowed_countries.join(","))?;
-    }
-    if !spec.disallowed_countries.is_empty() {
-        write!(f, " disallowed_countries={}", spec.disallowed_countries.join(","))?;
-    }
-    for (k, v) in &spec.extra {
-        write!(f, " {}", quoted(&format!("{k}={v}")))?;
-    }
-    if let Some(key) = &spec.sign_key {
-        write!(f, " {}", quoted(&format!("sign_key={key}")))?;
-    }
-    writeln!(f, ";")
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_dvr(f: &mut fmt::Formatter<'_>, dvr: Option<&super::model::DvrConfig>) -> fmt::Result {
-    match dvr {
-        Some(d) => {
-            write!(f, "  dvr {} {}", quoted(&d.root), d.depth.as_secs())?;
-            if let Some(bytes) = d.storage_limit {
-                write!(f, " {}", size_word(bytes))?;
-            }
-            if let Some(p) = d.disk_usage_limit {
-                write!(f, " {p}%")?;
-            }
-            writeln!(f, ";")
-        }
-        None => Ok(()),
-    }
-}
-
-fn write_block(
-    f: &mut fmt::Formatter<'_>,
-    prefixes: &[String],
-    inputs: &[String],
-    on_play: Option<&AuthSpec>,
-    on_publish: Option<&AuthSpec>,
-    password: Option<&str>,
-    protocols: &Protocols,
-) -> fmt::Result {
-    for p in prefixes {
-        writeln!(f, "  prefix {};", quoted(p))?;
-    }
-    for i in inputs {
-        writeln!(f, "  input {};", quoted(i))?;
-    }
-    if let Some(spec) = on_play {
-        write_auth(f, "on_play", spec)?;
-    }
-    if let Some(spec) = on_publish {
-        write_auth(f, "on_publish", spec)?;
-    }
-    if let Some(p) = password {
-        writeln!(f, "  password {};", quoted(p))?;
-    }
-    if *protocols != Protocols::default() {
-        // Whichever form lists fewer names; with none on, only the `-NAME` form can say it.
-        let (on, off): (Vec<&str>, Vec<&str>) = Protocols::NAMES
-            .iter()
-            .copied()
-            .partition(|n| protocols.get(n) == Some(true));
-        if on.is_empty() || off.len() <= on.len() {
-            let off: Vec<String> = off.iter().map(|n| format!("-{n}")).collect();
-            writeln!(f, "  protocols {};", off.join(" "))?;
-        } else {
-            writeln!(f, "  protocols {};", on.join(" "))?;
-        }
-    }
-    Ok(())
-}
-
-/// Prints the configuration as a file that [`parse_config`] reads back to an equal `Config`
-/// (for any `Config` the parser could have produced; durations print in whole seconds).
-impl fmt::Display for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let caps = &self.connection_limits;
-        write_listen(f, "http", self.http, &caps.http)?;
-        write_listen(f, "rtmp", self.rtmp, &caps.rtmp)?;
-        write_listen(f, "rtsp", self.rtsp, &caps.rtsp)?;
-        write_listen(f, "mysql", self.mysql, &caps.mysql)?;
-        if self.session_history != super::model::SessionHistoryConfig::default() {
-            let path = self.session_history.path.as_deref().unwrap_or(":memory:");
-            write!(f, "session_history {}", quoted(path))?;
-            if self.session_history.retention_days != super::model::DEFAULT_HISTORY_RETENTION_DAYS {
-                write!(f, " retention={}", self.session_history.retention_days)?;
-            }
-            if let Some(rows) = self.session_history.max_rows {
-                write!(f, " max_rows={rows}")?;
-            }
-            writeln!(f, ";")?;
-        }
-        if self.auth_token != DEFAULT_AUTH_TOKEN_PARAM {
-            writeln!(f, "auth_token {};", quoted(&self.auth_token))?;
-        }
-        if self.no_auto_token {
-            writeln!(f, "no_auto_token;")?;
-        }
-        if let Some(c) = &self.edit_auth {
-            writeln!(f, "edit_auth {} {};", quoted(&c.login), quoted(&c.password))?;
-        }
-        if let Some(s) = &self.server_secret {
-            writeln!(f, "server_secret {};", quoted(s))?;
-        }
-        if self.admin_token_ttl != super::model::DEFAULT_ADMIN_TOKEN_TTL {
-            writeln!(f, "admin_token_ttl {};", self.admin_token_ttl.as_secs())?;
-        }
-        if self.http_session_idle != super::model::DEFAULT_HTTP_SESSION_IDLE {
-            writeln!(f, "http_session_idle {};", self.http_session_idle.as_secs())?;
-        }
-        if let Some(root) = &self.media_root {
-            writeln!(f, "media_root {};", quoted(root))?;
-        }
-        if self.template_stream_idle != super::model::DEFAULT_TEMPLATE_STREAM_IDLE {
-            writeln!(f, "template_stream_idle {};", self.template_stream_idle.as_secs())?;
-        }
-        if self.soft_limitation_delay != super::model::DEFAULT_SOFT_LIMITATION_DELAY {
-            writeln!(f, "soft_limitation_delay {};", self.soft_limitation_delay.as_secs())?;
-        }
-        if self.template_stream_limit != super::model::DEFAULT_TEMPLATE_STREAM_LIMIT {
-            writeln!(f, "template_stream_limit {};", self.template_stream_limit)?;
-        }
-        if let Some(db) = &self.geoip_db {
-            writeln!(f, "geoip_db {};", quoted(db))?;
-        }
-        for b in &self.auth_backends {
-            auth_backend::write_auth_backend(f, b)?;
-        }
-        for t in &self.templates {
-            writeln!(f, "\ntemplate {} {{", quoted(&t.name))?;
-            write_block(
-                f,
-                &t.prefixes,
-                &t.inputs,
-                t.on_play.as_ref(),
-                t.on_publish.as_ref(),
-                t.password.as_deref(),
-                &t.protocols,
-            )?;
-            write_dvr(f, t.dvr.as_ref())?;
-            writeln!(f, "}}")?;
-        }
-        for s in &self.streams {
-            writeln!(f, "\nstream {} {{", quoted(&s.name))?;
-            write_block(
-                f,
-                &[],
-                &s.inputs,
-                s.on_play.as_ref(),
-                s.on_publish.as_ref(),
-                s.password.as_deref(),
-                &s.protocols,
-            )?;
-            write_dvr(f, s.dvr.as_ref())?;
-            writeln!(f, "}}")?;
-        }
-        for v in &self.vods {
-            writeln!(f, "\nvod {} {{", quoted(&v.name))?;
-            writeln!(f, "  storage {};", quoted(&v.storage))?;
-            if let Some(spec) = &v.on_play {
-                write_auth(f, "on_play", spec)?;
-            }
-            writeln!(f, "}}")?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words(text: &str) -> Vec<(String, usize, usize)> {
-        let Ok(tokens) = lex(text) else { panic!("lex failed") };
-        tokens
-            .into_iter()
-            .filter_map(|t| match t.tok {
-                Tok::Word(w) => Some((w, t.line, t.column)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn config_lexer_joins_quoted_parts_and_tracks_positions() {
-        assert_eq!(
-            words("a \"b c\"d # comment \"x\n  e=\"f\\\"g\\\\\";"),
-            [("a".into(), 1, 1), ("b cd".into(), 1, 3), ("e=f\"g\\".into(), 2, 3)]
-        );
-    }
-
-    #[test]
-    fn config_lexer_counts_lines_inside_strings() {
-        assert_eq!(words("\"a\nb\" c"), [("a\nb".into(), 1, 1), ("c".into(), 2, 4)]);
-    }
-
-    #[test]
-    fn config_quoting_is_only_added_when_needed() {
-        assert_eq!(quoted("fake://fake"), "fake://fake");
-        assert_eq!(quoted(""), "\"\"");
-        assert_eq!(quoted("a b"), "\"a b\"");
-        assert_eq!(quoted("a;b"), "\"a;b\"");
-        assert_eq!(quoted("say \"hi\" \\o/"), "\"say \\\"hi\\\" \\\\o/\"");
-        for text in ["", "a b", "x#y", "{}", "\"", "\\", "é\n\t", "k=v"] {
-            assert_eq!(words(&quoted(text)), [(text.to_string(), 1, 1)]);
-        }
-    }
+    use crate::config::print::size_word;
 
     #[test]
     fn config_listen_forms() {
