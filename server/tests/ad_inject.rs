@@ -21,13 +21,7 @@ const LINE: &str = "ad_inject; ad insertion is not supported";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ad_inject_is_logged_once_per_session_and_shown_in_the_session_list() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(capture.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let capture = Capture::install(tracing::Level::INFO);
 
     // X-AuthDuration 0: every HLS request re-checks, and every answer asks for ads again.
     let ads = json!({"ad_inject": {"v": 2, "preroll": ["ad_vod/preroll1.mp4"], "midroll_interval": 180}});

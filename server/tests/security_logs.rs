@@ -99,13 +99,7 @@ async fn rtmp_play(addr: SocketAddr, app: &str, key: &str, tc_url: Option<&str>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_is_ever_logged_whole() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(capture.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let capture = Capture::install(tracing::Level::TRACE);
 
     let by_token = |token: &str, response: ResponseTemplate| {
         Mock::given(method("GET"))

@@ -117,13 +117,7 @@ async fn rtmp_plays(addr: SocketAddr, key: &str) -> bool {
 
 #[tokio::test]
 async fn over_long_tokens_and_names_are_refused_before_the_backend() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(capture.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let capture = Capture::install(tracing::Level::TRACE);
     let backend = backend_answering(ResponseTemplate::new(200)).await;
     let server = start(&backend).await;
     let http = |path: &str| format!("http://{}/{path}", server.http_addr());

@@ -49,6 +49,26 @@ pub struct StaticStream {
     pub password: Option<String>,
 }
 
+impl StaticStream {
+    /// A stream with no option set: a plain viewer stream with `on_play` unless `no_auth`.
+    fn plain(alias: &str, no_auth: bool, unreachable: bool) -> Self {
+        StaticStream {
+            alias: alias.to_string(),
+            no_auth,
+            session_keys: None,
+            domains: Vec::new(),
+            max_sessions: None,
+            soft_limitation: false,
+            require_referer: false,
+            backend_query: None,
+            unreachable,
+            publish: false,
+            on_publish: false,
+            password: None,
+        }
+    }
+}
+
 static DECLARE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"^a stream "([^"]+)" (?:with on_play auth(?: and (.+))?|(without authorization))$"#)
         .expect("a valid regex")
@@ -73,18 +93,8 @@ static OTHER_STREAM_SETUP: LazyLock<Regex> = LazyLock::new(|| {
 fn publishing_point(text: &str, unreachable: bool) -> Option<Option<StaticStream>> {
     let caps = PUBLISHING_POINT.captures(text)?;
     let mut stream = StaticStream {
-        alias: caps[1].to_string(),
-        no_auth: true,
-        session_keys: None,
-        domains: Vec::new(),
-        max_sessions: None,
-        soft_limitation: false,
-        require_referer: false,
-        backend_query: None,
-        unreachable,
         publish: true,
-        on_publish: false,
-        password: None,
+        ..StaticStream::plain(&caps[1], true, unreachable)
     };
     for item in caps
         .get(2)
@@ -123,20 +133,7 @@ pub fn derive(steps: &[StepText]) -> Option<Vec<StaticStream>> {
             }
             continue;
         };
-        let mut stream = StaticStream {
-            alias: caps[1].to_string(),
-            no_auth: caps.get(3).is_some(),
-            session_keys: None,
-            domains: Vec::new(),
-            max_sessions: None,
-            soft_limitation: false,
-            require_referer: false,
-            backend_query: None,
-            unreachable,
-            publish: false,
-            on_publish: false,
-            password: None,
-        };
+        let mut stream = StaticStream::plain(&caps[1], caps.get(3).is_some(), unreachable);
         let options = caps.get(2).map_or("", |m| m.as_str());
         for item in options.split(" and ").filter(|s| !s.is_empty()) {
             let c = OPTION.captures(item.trim())?;

@@ -30,6 +30,17 @@ use super::{Attempt, Outcome, SessionProgress, ViewerProfile, bound_socket};
 
 /// The pseudo-status of an RTMP refusal (see the module documentation).
 pub const REFUSED_STATUS: u16 = 403;
+
+/// A play or publish request was made: a close without a status now is the server's answer
+/// to it, a refusal, not a broken connection.
+fn close_after_request_is_refusal(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Failed { status: None, reason } if reason.contains("closed") => {
+            Outcome::Denied { status: REFUSED_STATUS }
+        }
+        other => other,
+    }
+}
 /// The app that carries no part of the stream name (T9).
 pub const STATIC_APP: &str = "static";
 
@@ -131,14 +142,8 @@ impl RtmpClient {
                 other => refusal(&other).map(Err),
             })
             .await
-            .map_err(|outcome| match outcome {
-                // As for a play: the request was made, so a close now is the server's answer
-                // (nginx-rtmp closes a publisher its on_publish refused without a status).
-                Outcome::Failed { status: None, reason } if reason.contains("closed") => {
-                    Outcome::Denied { status: REFUSED_STATUS }
-                }
-                other => other,
-            })?;
+            // nginx-rtmp closes a publisher its on_publish refused without a status.
+            .map_err(close_after_request_is_refusal)?;
             Ok::<_, Outcome>(wire)
         }
         .await;
@@ -175,13 +180,7 @@ impl RtmpClient {
             (progress.seen.video_messages > 0).then_some(Ok(()))
         })
         .await
-        .map_err(|outcome| match outcome {
-            // The request was made: a close now is the server's answer.
-            Outcome::Failed { status: None, reason } if reason.contains("closed") => {
-                Outcome::Denied { status: REFUSED_STATUS }
-            }
-            other => other,
-        })?;
+        .map_err(close_after_request_is_refusal)?;
         progress.seen.bytes = wire.bytes;
         let (tx, rx) = watch::channel(progress);
         let reader = tokio::spawn(keep_playing(wire, started, tx));

@@ -241,6 +241,19 @@ impl Probe {
 pub struct Capture(pub Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
+    /// A capture installed as the process's global subscriber, keeping every event at `level`
+    /// and above, without colours.
+    pub fn install(level: tracing::Level) -> Capture {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(capture.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        capture
+    }
+
     /// What was logged so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
