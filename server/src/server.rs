@@ -347,6 +347,7 @@ fn warn_gates_without_geoip(config: &Config) {
             config
                 .templates
                 .iter()
+                .map(|t| &t.stream)
                 .flat_map(|t| [("template", &t.name, &t.on_play), ("template", &t.name, &t.on_publish)]),
         )
         .chain(config.vods.iter().map(|v| ("vod", &v.name, &v.on_play)));

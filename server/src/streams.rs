@@ -428,15 +428,7 @@ impl Streams {
     fn template_config(&self, name: &str) -> Option<StreamConfig> {
         let templates = self.templates.read().unwrap_or_else(|e| e.into_inner());
         let template = templates.iter().find(|t| t.covers(name))?;
-        Some(StreamConfig {
-            name: name.to_string(),
-            inputs: template.inputs.clone(),
-            on_play: template.on_play.clone(),
-            on_publish: template.on_publish.clone(),
-            password: template.password.clone(),
-            protocols: template.protocols,
-            dvr: template.dvr.clone(),
-        })
+        Some(template.stream_named(name))
     }
 
     /// The stream for a granted client: the one in the table, or one made from its template
@@ -606,13 +598,15 @@ mod tests {
             inputs: vec!["fake://fake".into()],
             ..StreamConfig::default()
         };
-        let template = TemplateConfig {
-            name: "live".into(),
-            prefixes: vec!["live".into()],
-            inputs: vec!["fake://fake".into()],
-            on_play: Some(AuthSpec::new(AuthTarget::Http("http://backend/auth".into()))),
-            ..TemplateConfig::default()
-        };
+        let template = TemplateConfig::new(
+            "live",
+            vec!["live".into()],
+            StreamConfig {
+                inputs: vec!["fake://fake".into()],
+                on_play: Some(AuthSpec::new(AuthTarget::Http("http://backend/auth".into()))),
+                ..StreamConfig::default()
+            },
+        );
         Streams::new(vec![configured], vec![template]).with_template_limits(TemplateLimits { idle, max })
     }
 

@@ -30,7 +30,10 @@ fn session_history_mysql_and_dvr_read() {
         }
     );
     assert_eq!(c.streams[0].dvr, Some(DvrConfig::new("dvr", Duration::from_secs(60))));
-    assert_eq!(c.templates[0].dvr.as_ref().map(|d| d.root.as_str()), Some("/var/dvr"));
+    assert_eq!(
+        c.templates[0].stream.dvr.as_ref().map(|d| d.root.as_str()),
+        Some("/var/dvr")
+    );
     let default = parse_config("", "u.conf").unwrap();
     assert_eq!(
         default.session_history,

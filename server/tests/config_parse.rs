@@ -154,19 +154,22 @@ fn every_directive_is_read() {
             allow_default: true,
             ..AuthBackendConfig::new("backend")
         }],
-        templates: vec![TemplateConfig {
-            name: "live".into(),
-            prefixes: vec!["live".into(), "cams".into()],
-            inputs: vec!["publish://".into()],
-            on_play: None,
-            on_publish: Some(AuthSpec::new(AuthTarget::Http("http://backend/publish".into()))),
-            password: Some("pub".into()),
-            protocols: Protocols {
-                dash: false,
-                ..Protocols::default()
+        templates: vec![TemplateConfig::new(
+            "live",
+            vec!["live".into(), "cams".into()],
+            StreamConfig {
+                name: String::new(),
+                inputs: vec!["publish://".into()],
+                on_play: None,
+                on_publish: Some(AuthSpec::new(AuthTarget::Http("http://backend/publish".into()))),
+                password: Some("pub".into()),
+                protocols: Protocols {
+                    dash: false,
+                    ..Protocols::default()
+                },
+                dvr: None,
             },
-            dvr: None,
-        }],
+        )],
         streams: vec![
             StreamConfig {
                 name: "s1".into(),

@@ -32,13 +32,15 @@ async fn template_prefix_makes_streams_on_first_request() {
     let backend = backend_answering(ResponseTemplate::new(200)).await;
     let server = start(
         vec![],
-        vec![TemplateConfig {
-            name: "live".into(),
-            prefixes: vec!["live".into()],
-            inputs: vec!["fake://fake".into()],
-            on_play: Some(http_auth(&backend)),
-            ..TemplateConfig::default()
-        }],
+        vec![TemplateConfig::new(
+            "live",
+            vec!["live".into()],
+            StreamConfig {
+                inputs: vec!["fake://fake".into()],
+                on_play: Some(http_auth(&backend)),
+                ..StreamConfig::default()
+            },
+        )],
     )
     .await;
     let base = format!("http://{}", server.http_addr());

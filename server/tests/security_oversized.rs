@@ -15,7 +15,7 @@ use common::{Capture, backend_answering, client, http_auth, rtmp_handshake, stre
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use usher_server::config::{Config, TemplateConfig};
+use usher_server::config::{Config, StreamConfig, TemplateConfig};
 use usher_server::{RunningServer, Server};
 use wiremock::{MockServer, ResponseTemplate};
 
@@ -33,13 +33,15 @@ async fn start(backend: &MockServer) -> RunningServer {
         rtsp: Some("127.0.0.1:0".parse().unwrap()),
         rtmp: Some("127.0.0.1:0".parse().unwrap()),
         streams: vec![stream_of("s1", "fake://fake", Some(http_auth(backend)))],
-        templates: vec![TemplateConfig {
-            name: "live".into(),
-            prefixes: vec!["live".into()],
-            inputs: vec!["fake://fake".into()],
-            on_play: Some(http_auth(backend)),
-            ..TemplateConfig::default()
-        }],
+        templates: vec![TemplateConfig::new(
+            "live",
+            vec!["live".into()],
+            StreamConfig {
+                inputs: vec!["fake://fake".into()],
+                on_play: Some(http_auth(backend)),
+                ..StreamConfig::default()
+            },
+        )],
         ..Config::default()
     })
     .await

@@ -173,7 +173,7 @@ fn snippets() -> Vec<Snippet> {
                 let t = &c.templates[0];
                 assert_eq!(t.prefixes, ["live"]);
                 assert_eq!(
-                    t.on_publish.as_ref().unwrap().target,
+                    t.stream.on_publish.as_ref().unwrap().target,
                     AuthTarget::Http("http://mw/publish".into())
                 );
             }),

@@ -19,7 +19,7 @@ use usher_conformance::clients::rtmp::RtmpClient;
 use usher_conformance::clients::rtsp::RtspClient;
 use usher_conformance::clients::{Outcome, ViewerProfile};
 use usher_server::RunningServer;
-use usher_server::config::{Config, Credential, DvrConfig, TemplateConfig};
+use usher_server::config::{Config, Credential, DvrConfig, StreamConfig, TemplateConfig};
 use usher_server::dvr::Dvr;
 use wiremock::{MockServer, ResponseTemplate};
 
@@ -35,14 +35,16 @@ async fn backend() -> MockServer {
 }
 
 fn template(backend: &MockServer, dvr: Option<DvrConfig>) -> TemplateConfig {
-    TemplateConfig {
-        name: "live".into(),
-        prefixes: vec!["live".into()],
-        inputs: vec!["fake://fake".into()],
-        on_play: auth(backend, "/auth"),
-        dvr,
-        ..TemplateConfig::default()
-    }
+    TemplateConfig::new(
+        "live",
+        vec!["live".into()],
+        StreamConfig {
+            inputs: vec!["fake://fake".into()],
+            on_play: auth(backend, "/auth"),
+            dvr,
+            ..StreamConfig::default()
+        },
+    )
 }
 
 async fn start(backend: &MockServer, config: Config) -> RunningServer {

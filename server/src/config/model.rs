@@ -200,16 +200,34 @@ pub struct StreamConfig {
 }
 
 /// `template NAME { prefix P; … }`: streams named `P/…` are created from it on first request.
+///
+/// A template is a stream block plus its prefixes: the body is a [`StreamConfig`] (whose name is
+/// the template's), so what a stream block may hold and what a template may hold are one list,
+/// read by one parser and written by one printer.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TemplateConfig {
-    pub name: String,
+    /// `prefix P;` lines, in file order.
     pub prefixes: Vec<String>,
-    pub inputs: Vec<String>,
-    pub on_play: Option<AuthSpec>,
-    pub on_publish: Option<AuthSpec>,
-    pub password: Option<String>,
-    pub protocols: Protocols,
-    pub dvr: Option<DvrConfig>,
+    /// What every stream made from the template starts with; `stream.name` is the template's name.
+    pub stream: StreamConfig,
+}
+
+impl TemplateConfig {
+    /// A template named `name` for `prefixes` whose streams start as `stream` (its name is replaced).
+    pub fn new(name: impl Into<String>, prefixes: Vec<String>, stream: StreamConfig) -> TemplateConfig {
+        TemplateConfig {
+            prefixes,
+            stream: StreamConfig {
+                name: name.into(),
+                ..stream
+            },
+        }
+    }
+
+    /// The template's name.
+    pub fn name(&self) -> &str {
+        &self.stream.name
+    }
 }
 
 /// `dvr ROOT DEPTH;` in a stream or template (the vendor's stream `dvr` object: `root`,

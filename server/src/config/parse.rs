@@ -176,12 +176,8 @@ struct Block {
     prefixes: Vec<String>,
     /// (line, column) of each entry of `prefixes`, for the cross-template duplicate check.
     prefix_positions: Vec<(usize, usize)>,
-    inputs: Vec<String>,
-    on_play: Option<AuthSpec>,
-    on_publish: Option<AuthSpec>,
-    password: Option<String>,
-    protocols: Protocols,
-    dvr: Option<super::model::DvrConfig>,
+    /// Everything else, named once the block is read.
+    stream: StreamConfig,
 }
 
 struct Parser<'a> {
@@ -521,15 +517,7 @@ impl Parser<'_> {
                     define_once(lines, kind.word(), &name, at.line).map_err(|m| self.err(&at, m))?;
                     let block = self.block(kind, &name, &t)?;
                     match kind {
-                        BlockKind::Stream => config.streams.push(StreamConfig {
-                            name,
-                            inputs: block.inputs,
-                            on_play: block.on_play,
-                            on_publish: block.on_publish,
-                            password: block.password,
-                            protocols: block.protocols,
-                            dvr: block.dvr,
-                        }),
+                        BlockKind::Stream => config.streams.push(StreamConfig { name, ..block.stream }),
                         BlockKind::Template => {
                             for (p, (line, column)) in block.prefixes.iter().zip(&block.prefix_positions) {
                                 if let Some((owner, first)) = prefix_owner.get(p) {
@@ -546,16 +534,9 @@ impl Parser<'_> {
                                 }
                                 prefix_owner.insert(p.clone(), (name.clone(), *line));
                             }
-                            config.templates.push(TemplateConfig {
-                                name,
-                                prefixes: block.prefixes,
-                                inputs: block.inputs,
-                                on_play: block.on_play,
-                                on_publish: block.on_publish,
-                                password: block.password,
-                                protocols: block.protocols,
-                                dvr: block.dvr,
-                            });
+                            config
+                                .templates
+                                .push(TemplateConfig::new(name, block.prefixes, block.stream));
                         }
                     }
                 }
@@ -603,7 +584,7 @@ impl Parser<'_> {
                         return Err(self.err(&at, "input URL is empty"));
                     }
                     self.expect_semi("input URL")?;
-                    block.inputs.push(url);
+                    block.stream.inputs.push(url);
                 }
                 "auth" => {
                     // The older name of the play backend (CFG-04): read as `on_play`, so the two
@@ -618,7 +599,7 @@ impl Parser<'_> {
                     }
                     self.once_in_block(&mut seen, "auth", &here, &t)?;
                     seen.insert("on_play", t.line);
-                    block.on_play = Some(self.auth_spec("auth")?);
+                    block.stream.on_play = Some(self.auth_spec("auth")?);
                 }
                 "on_play" | "on_publish" => {
                     let which: &'static str = if word == "on_play" { "on_play" } else { "on_publish" };
@@ -635,24 +616,24 @@ impl Parser<'_> {
                     self.once_in_block(&mut seen, which, &here, &t)?;
                     let spec = self.auth_spec(which)?;
                     if which == "on_play" {
-                        block.on_play = Some(spec);
+                        block.stream.on_play = Some(spec);
                     } else {
-                        block.on_publish = Some(spec);
+                        block.stream.on_publish = Some(spec);
                     }
                 }
                 "password" => {
                     self.once_in_block(&mut seen, "password", &here, &t)?;
                     let (p, _) = self.expect_nonempty("a secret", "password")?;
                     self.expect_semi("password")?;
-                    block.password = Some(p);
+                    block.stream.password = Some(p);
                 }
                 "protocols" => {
                     self.once_in_block(&mut seen, "protocols", &here, &t)?;
-                    block.protocols = self.protocols()?;
+                    block.stream.protocols = self.protocols()?;
                 }
                 "dvr" => {
                     self.once_in_block(&mut seen, "dvr", &here, &t)?;
-                    block.dvr = Some(self.dvr(&t)?);
+                    block.stream.dvr = Some(self.dvr(&t)?);
                 }
                 "prefix" if kind == BlockKind::Template => {
                     let (p, at) = self.expect_word("a prefix", "prefix")?;

@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use super::lex::is_special;
-use super::model::{AuthSpec, Config, DEFAULT_AUTH_TOKEN_PARAM, DEFAULT_LISTEN_IP, Protocols, SessionKeys};
+use super::model::{
+    AuthSpec, Config, DEFAULT_AUTH_TOKEN_PARAM, DEFAULT_LISTEN_IP, Protocols, SessionKeys, StreamConfig,
+};
 
 /// A token as the lexer reads it back: bare when it can be, else double-quoted.
 pub(super) fn quoted(text: &str) -> String {
@@ -98,30 +100,25 @@ fn write_dvr(f: &mut fmt::Formatter<'_>, dvr: Option<&super::model::DvrConfig>) 
     }
 }
 
-fn write_block(
-    f: &mut fmt::Formatter<'_>,
-    prefixes: &[String],
-    inputs: &[String],
-    on_play: Option<&AuthSpec>,
-    on_publish: Option<&AuthSpec>,
-    password: Option<&str>,
-    protocols: &Protocols,
-) -> fmt::Result {
+/// The body of a `stream` or `template` block (`prefixes` is empty for a stream), closing brace
+/// included.
+fn write_block(f: &mut fmt::Formatter<'_>, prefixes: &[String], stream: &StreamConfig) -> fmt::Result {
     for p in prefixes {
         writeln!(f, "  prefix {};", quoted(p))?;
     }
-    for i in inputs {
+    for i in &stream.inputs {
         writeln!(f, "  input {};", quoted(i))?;
     }
-    if let Some(spec) = on_play {
+    if let Some(spec) = &stream.on_play {
         write_auth(f, "on_play", spec)?;
     }
-    if let Some(spec) = on_publish {
+    if let Some(spec) = &stream.on_publish {
         write_auth(f, "on_publish", spec)?;
     }
-    if let Some(p) = password {
+    if let Some(p) = &stream.password {
         writeln!(f, "  password {};", quoted(p))?;
     }
+    let protocols = &stream.protocols;
     if *protocols != Protocols::default() {
         // Whichever form lists fewer names; with none on, only the `-NAME` form can say it.
         let (on, off): (Vec<&str>, Vec<&str>) = Protocols::NAMES
@@ -135,7 +132,8 @@ fn write_block(
             writeln!(f, "  protocols {};", on.join(" "))?;
         }
     }
-    Ok(())
+    write_dvr(f, stream.dvr.as_ref())?;
+    writeln!(f, "}}")
 }
 
 /// Prints the configuration as a file that [`parse_config`] reads back to an equal `Config`
@@ -195,32 +193,12 @@ impl fmt::Display for Config {
             super::parse::auth_backend::write_auth_backend(f, b)?;
         }
         for t in &self.templates {
-            writeln!(f, "\ntemplate {} {{", quoted(&t.name))?;
-            write_block(
-                f,
-                &t.prefixes,
-                &t.inputs,
-                t.on_play.as_ref(),
-                t.on_publish.as_ref(),
-                t.password.as_deref(),
-                &t.protocols,
-            )?;
-            write_dvr(f, t.dvr.as_ref())?;
-            writeln!(f, "}}")?;
+            writeln!(f, "\ntemplate {} {{", quoted(t.name()))?;
+            write_block(f, &t.prefixes, &t.stream)?;
         }
         for s in &self.streams {
             writeln!(f, "\nstream {} {{", quoted(&s.name))?;
-            write_block(
-                f,
-                &[],
-                &s.inputs,
-                s.on_play.as_ref(),
-                s.on_publish.as_ref(),
-                s.password.as_deref(),
-                &s.protocols,
-            )?;
-            write_dvr(f, s.dvr.as_ref())?;
-            writeln!(f, "}}")?;
+            write_block(f, &[], s)?;
         }
         for v in &self.vods {
             writeln!(f, "\nvod {} {{", quoted(&v.name))?;

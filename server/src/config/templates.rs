@@ -18,11 +18,20 @@ impl TemplateConfig {
                 .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
         })
     }
+
+    /// The configuration of the stream `name` made from this template on first request.
+    pub fn stream_named(&self, name: &str) -> StreamConfig {
+        StreamConfig {
+            name: name.to_string(),
+            ..self.stream.clone()
+        }
+    }
 }
 
 impl StreamConfig {
     /// Fills what this stream leaves unset from `template`; what it sets stays.
     pub fn inherit_from(&mut self, template: &TemplateConfig) {
+        let template = &template.stream;
         if self.on_play.is_none() {
             self.on_play = template.on_play.clone();
         }
@@ -55,7 +64,7 @@ impl Config {
                     if before && stream.on_play.is_some() {
                         tracing::info!(
                             stream = %stream.name,
-                            template = %template.name,
+                            template = %template.name(),
                             "stream inherits on_play from its template"
                         );
                     }

@@ -179,16 +179,7 @@ pub fn dvr() -> impl Strategy<Value = DvrConfig> {
 }
 
 pub fn template() -> impl Strategy<Value = TemplateConfig> {
-    (text(), vec(text(), 0..3), stream()).prop_map(|(name, prefixes, s)| TemplateConfig {
-        name,
-        prefixes,
-        inputs: s.inputs,
-        on_play: s.on_play,
-        on_publish: s.on_publish,
-        password: s.password,
-        protocols: s.protocols,
-        dvr: s.dvr,
-    })
+    (text(), vec(text(), 0..3), stream()).prop_map(|(name, prefixes, s)| TemplateConfig::new(name, prefixes, s))
 }
 
 pub fn vod() -> impl Strategy<Value = VodConfig> {
@@ -310,7 +301,7 @@ pub fn config() -> impl Strategy<Value = Config> {
             let mut prefixes = HashSet::new();
             let templates: Vec<_> = templates
                 .into_iter()
-                .filter(|t| names.insert(t.name.clone()))
+                .filter(|t| names.insert(t.name().to_string()))
                 .map(|mut t| {
                     t.prefixes.retain(|p| prefixes.insert(p.clone()));
                     t
@@ -329,7 +320,7 @@ pub fn config() -> impl Strategy<Value = Config> {
             let specs = streams
                 .iter()
                 .flat_map(|s| [&s.on_play, &s.on_publish])
-                .chain(templates.iter().flat_map(|t| [&t.on_play, &t.on_publish]))
+                .chain(templates.iter().flat_map(|t| [&t.stream.on_play, &t.stream.on_publish]))
                 .chain(vods.iter().map(|v| &v.on_play));
             for spec in specs.flatten() {
                 if let AuthTarget::Configurator(name) = &spec.target
