@@ -139,6 +139,11 @@ async fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Connection caps follow the descriptor limit, so take what the hard limit allows first.
+    match usher_server::listener::raise_descriptor_limit() {
+        Ok(limit) => tracing::info!(limit, "open descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open descriptor limit; caps follow the current one"),
+    }
     let server = match usher_server::Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
