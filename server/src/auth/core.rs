@@ -134,6 +134,8 @@ pub enum DenyReason {
     NoToken,
     /// The Referer is not one of the stream's domains (DOM-01).
     DomainLock,
+    /// The GeoIP database places the client in one of `disallowed_countries` (T6).
+    CountryGate,
     /// The backend gave no decision for a session not yet open (T11).
     NoDecision,
     /// The stream does not serve this protocol (CONF-03).
@@ -418,7 +420,7 @@ impl AuthCore {
         }
         match self.inner.geo.check(spec, &req.name, req.ip) {
             GeoGate::Admit { .. } => return self.admit_without_backend(&spec.session_keys, req, token, None),
-            GeoGate::Refuse { .. } => return Verdict::deny(DenyReason::Banned),
+            GeoGate::Refuse { .. } => return Verdict::deny(DenyReason::CountryGate),
             GeoGate::Ask => {}
         }
         let identity = identity_of(&spec.session_keys, &req, &token);
