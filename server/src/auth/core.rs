@@ -252,6 +252,9 @@ pub struct ClosedSession {
     pub reason: CloseReason,
     /// The session played the archive (DVR-01/02).
     pub dvr: bool,
+    /// An answer of the session carried `ad_inject`, and no ads were inserted (as
+    /// [`SessionInfo::ad_inject_ignored`]).
+    pub ad_inject_ignored: bool,
 }
 
 /// Where closed-session records go; sending never blocks the registry.
