@@ -134,6 +134,8 @@ pub enum DenyReason {
     NoToken,
     /// The Referer is not one of the stream's domains (DOM-01).
     DomainLock,
+    /// The GeoIP database places the client in one of `disallowed_countries` (T6).
+    CountryGate,
     /// The backend gave no decision for a session not yet open (T11).
     NoDecision,
     /// The stream does not serve this protocol (CONF-03).
@@ -250,6 +252,9 @@ pub struct ClosedSession {
     pub reason: CloseReason,
     /// The session played the archive (DVR-01/02).
     pub dvr: bool,
+    /// An answer of the session carried `ad_inject`, and no ads were inserted (as
+    /// [`SessionInfo::ad_inject_ignored`]).
+    pub ad_inject_ignored: bool,
 }
 
 /// Where closed-session records go; sending never blocks the registry.
@@ -418,7 +423,7 @@ impl AuthCore {
         }
         match self.inner.geo.check(spec, &req.name, req.ip) {
             GeoGate::Admit { .. } => return self.admit_without_backend(&spec.session_keys, req, token, None),
-            GeoGate::Refuse { .. } => return Verdict::deny(DenyReason::Banned),
+            GeoGate::Refuse { .. } => return Verdict::deny(DenyReason::CountryGate),
             GeoGate::Ask => {}
         }
         let identity = identity_of(&spec.session_keys, &req, &token);
