@@ -370,7 +370,10 @@ async fn a_whole_session_over_a_raw_socket() {
     while !server.core().sessions().is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(server.core().sessions().is_empty(), "TEARDOWN closes the session (within 5 s)");
+    assert!(
+        server.core().sessions().is_empty(),
+        "TEARDOWN closes the session (within 5 s)"
+    );
 
     let calls = backend.received_requests().await.unwrap();
     assert_eq!(calls.len(), 1, "one backend call for DESCRIBE, SETUP, PLAY, keepalive");

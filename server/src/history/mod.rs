@@ -2,7 +2,8 @@
 //! period, read back by the management API (`GET …/sessions?closed=true`) and by the
 //! MySQL-protocol listener ([`crate::mysql`]).
 //!
-//! The auth core hands closed-session records to an unbounded channel and never waits. The
+//! The auth core hands closed-session records to a bounded queue and never waits (a record
+//! that finds it full is dropped, counted and logged: `auth::CLOSED_SESSIONS_QUEUE`). The
 //! writer ([`History::run_writer`]) drains that channel in batches and does the SQLite work on
 //! Tokio's blocking pool, so neither the core nor an async worker ever waits on the disk.
 //! Records older than the retention are deleted by the writer (at most a minute late) and
@@ -22,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ToSql, params};
 use serde::Serialize;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ClosedSession;
@@ -410,7 +411,7 @@ impl History {
     /// (what is already queued is written first). Batches of up to [`BATCH`] records go in one
     /// transaction on the blocking pool; records past the retention are deleted every
     /// [`PRUNE_EVERY`].
-    pub async fn run_writer(self, mut closed: UnboundedReceiver<ClosedSession>, shutdown: CancellationToken) {
+    pub async fn run_writer(self, mut closed: Receiver<ClosedSession>, shutdown: CancellationToken) {
         let mut drops = LogThrottle::new(DROP_LOG_EVERY);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -442,7 +443,7 @@ impl History {
         }
     }
 
-    async fn flush(&self, closed: &mut UnboundedReceiver<ClosedSession>, drops: &mut LogThrottle) {
+    async fn flush(&self, closed: &mut Receiver<ClosedSession>, drops: &mut LogThrottle) {
         let mut batch = Vec::new();
         while let Ok(r) = closed.try_recv() {
             batch.push(r);

@@ -98,11 +98,11 @@ fn a_file_store_keeps_records_across_opens_and_prunes_on_open() {
 #[tokio::test]
 async fn the_writer_drains_the_channel_in_batches() {
     let h = History::open(None, DAY).unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let stop = CancellationToken::new();
     let writer = tokio::spawn(h.clone().run_writer(rx, stop.clone()));
     for i in 0..600 {
-        tx.send(closed(Some("u"), "s", SystemTime::now(), i)).unwrap();
+        tx.send(closed(Some("u"), "s", SystemTime::now(), i)).await.unwrap();
     }
     drop(tx);
     writer.await.unwrap();
@@ -470,12 +470,13 @@ async fn the_writer_logs_drops_once_per_window() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let h = History::open_bounded(None, DAY, 10).unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let stop = CancellationToken::new();
     let writer = tokio::spawn(h.clone().run_writer(rx, stop.clone()));
     for round in 0..20u64 {
         for i in 0..50 {
             tx.send(closed(Some("u"), "s", SystemTime::now(), round * 50 + i))
+                .await
                 .unwrap();
         }
         // Let the writer take this round as its own batch.
