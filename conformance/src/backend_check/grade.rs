@@ -284,7 +284,8 @@ fn add_note<'a>(notes: &mut Notes<'a>, sentence: String, ids: &'static [&'static
 
 /// Grades the exchanges of a run into cases: the checks first, then one INFO case per
 /// consequence.
-pub fn grade(exchanges: &[Exchange], options: &Options, latency: Option<&Latency>) -> Vec<CaseResult> {
+/// `stopped`: the backend stopped answering and the run made no further call.
+pub fn grade(exchanges: &[Exchange], options: &Options, latency: Option<&Latency>, stopped: bool) -> Vec<CaseResult> {
     let strict = options.strict;
     let contract: Vec<&Exchange> = exchanges.iter().filter(|e| !e.probe.latency).collect();
     let budget = BACKEND_TIMEOUT.as_secs();
@@ -440,6 +441,13 @@ pub fn grade(exchanges: &[Exchange], options: &Options, latency: Option<&Latency
             }
             Reply::Answered { .. } => {}
         }
+    }
+
+    if stopped && let Some(last) = exchanges.iter().rfind(|e| !matches!(e.reply, Reply::Answered { .. })) {
+        decides.problem(
+            last,
+            format!("{}, so the rest of the contract was not checked", super::STOPPED),
+        );
     }
 
     for ex in &contract {

@@ -9,14 +9,15 @@
 //! unchanged.
 //!
 //! Bounded against a hostile backend: each call has the server's 3 s budget and 1 MiB /
-//! 64 KiB answer limits; after [`NO_ANSWER_LIMIT`] calls without an answer no new call is
-//! started; the whole run has a deadline; the number of calls is fixed by the options.
+//! 64 KiB answer limits; once a call has waited out the budget, or [`NO_ANSWER_LIMIT`] calls
+//! failed (refused, reset), no new call is started, so a hung backend costs one budget; the
+//! whole run has a deadline; the number of calls is fixed by the options.
 
 pub mod grade;
 pub mod probe;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,7 +34,8 @@ pub const PLAY_PROTOS: [Proto; 5] = [Proto::Hls, Proto::Dash, Proto::Tshttp, Pro
 pub const PUBLISH_PROTOS: [Proto; 3] = [Proto::Rtmp, Proto::Rtsp, Proto::Tshttp];
 /// Tokens of `--tokens` beyond this many are not probed (a warning says so).
 pub const MAX_TOKENS: usize = 32;
-/// Calls without an answer (timeout, refused, reset) after which no new call is started.
+/// Calls that failed (refused, reset, broken answer) after which no new call is started. One
+/// call that waits out the budget is enough.
 pub const NO_ANSWER_LIMIT: usize = 4;
 /// Upper bound of `--latency-calls`.
 pub const MAX_LATENCY_CALLS: usize = 1000;
@@ -41,6 +43,9 @@ pub const MAX_LATENCY_CALLS: usize = 1000;
 pub const MAX_CONCURRENCY: usize = 64;
 /// `update_session` calls that follow an allowed `new_session` of an HLS session.
 pub const UPDATES: u64 = 2;
+
+/// Why a run made no further call.
+pub const STOPPED: &str = "the backend stopped answering (a call got no answer within 3 s, or 4 calls failed); no further call was made";
 
 /// What to check and how hard.
 #[derive(Debug, Clone)]
@@ -93,6 +98,8 @@ pub enum SetupError {
     BadOption(String),
     #[error("{0}")]
     Client(String),
+    #[error("no call reached the backend at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
 }
 
 /// p50 and p99 of the latency round.
@@ -261,12 +268,14 @@ struct Log {
     started: tokio::time::Instant,
     exchanges: Mutex<Vec<Exchange>>,
     no_answer: AtomicUsize,
+    /// A call waited out the whole budget.
+    hung: AtomicBool,
     sender: Sender,
 }
 
 impl Log {
     fn tripped(&self) -> bool {
-        self.no_answer.load(Ordering::SeqCst) >= NO_ANSWER_LIMIT
+        self.hung.load(Ordering::SeqCst) || self.no_answer.load(Ordering::SeqCst) >= NO_ANSWER_LIMIT
     }
 
     /// Runs one session: the calls in order, the next only while the last was allowed (a
@@ -278,8 +287,12 @@ impl Log {
             }
             let offset = self.started.elapsed();
             let (reply, elapsed) = self.sender.send(&probe).await;
-            if !matches!(reply, probe::Reply::Answered { .. }) {
-                self.no_answer.fetch_add(1, Ordering::SeqCst);
+            match reply {
+                probe::Reply::Answered { .. } => {}
+                probe::Reply::Timeout => self.hung.store(true, Ordering::SeqCst),
+                _ => {
+                    self.no_answer.fetch_add(1, Ordering::SeqCst);
+                }
             }
             let answer = answer_of(&reply);
             let allowed = matches!(answer, usher_server::auth::Answer::Allow(_));
@@ -337,6 +350,7 @@ pub async fn run(options: Options) -> Result<Outcome, SetupError> {
         started: tokio::time::Instant::now(),
         exchanges: Mutex::new(Vec::new()),
         no_answer: AtomicUsize::new(0),
+        hung: AtomicBool::new(false),
         sender: Sender::new(BACKEND_TIMEOUT).map_err(SetupError::Client)?,
     });
     let latency_first = sessions.first().and_then(|s| s.first()).cloned();
@@ -362,15 +376,24 @@ pub async fn run(options: Options) -> Result<Outcome, SetupError> {
         ));
     }
     if log.tripped() {
-        warnings.push(format!(
-            "the backend did not answer {NO_ANSWER_LIMIT} calls; no further call was made"
-        ));
+        warnings.push(STOPPED.to_string());
     }
     let mut exchanges = std::mem::take(&mut *log.exchanges.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     exchanges.sort_by_key(|e| e.offset);
+    // Nothing answered and nothing hung: the URL is wrong or the backend is not running.
+    if !exchanges.is_empty() && exchanges.iter().all(|e| matches!(e.reply, probe::Reply::Failed(_))) {
+        let reason = match &exchanges[0].reply {
+            probe::Reply::Failed(why) => why.clone(),
+            _ => String::new(),
+        };
+        return Err(SetupError::Unreachable {
+            url: usher_server::redact::url(&exchanges[0].probe.url),
+            reason,
+        });
+    }
     let latency = grade::latency(&exchanges, options.concurrency);
     let elapsed = log.started.elapsed();
-    let cases = grade::grade(&exchanges, &options, latency.as_ref());
+    let cases = grade::grade(&exchanges, &options, latency.as_ref(), log.tripped());
     let summary = Summary {
         target: format!("backend {}", usher_server::redact::url(&options.play_url)),
         capabilities: String::new(),

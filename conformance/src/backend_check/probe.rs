@@ -324,7 +324,7 @@ async fn read(builder: reqwest::RequestBuilder) -> Reply {
     let mut response = match builder.send().await {
         Ok(r) => r,
         // The error without the URL: the URL carries the token.
-        Err(e) => return Reply::Failed(e.without_url().to_string()),
+        Err(e) => return Reply::Failed(describe(e)),
     };
     let status = response.status().as_u16();
     let headers: Vec<(String, String)> = response
@@ -349,10 +349,23 @@ async fn read(builder: reqwest::RequestBuilder) -> Reply {
                 }
             }
             Ok(None) => break,
-            Err(e) => return Reply::Failed(e.without_url().to_string()),
+            Err(e) => return Reply::Failed(describe(e)),
         }
     }
     Reply::Answered { status, headers, body }
+}
+
+/// The error and its causes, without the URL (it carries the token).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// What the reference server makes of a reply.
