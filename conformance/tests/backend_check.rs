@@ -17,7 +17,10 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 const GOOD: [&str; 2] = ["good-1", "good-2"];
 
 fn query(req: &Request) -> HashMap<String, String> {
-    req.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    req.url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// The vendor's PHP example, as a site writes it: known tokens get 200 with X-AuthDuration and
@@ -184,7 +187,10 @@ async fn a_backend_like_the_vendors_php_example_passes_and_hears_the_whole_contr
     ] {
         assert!(hls[0].contains_key(key), "new_session lacks {key}: {:?}", hls[0]);
     }
-    assert_eq!((hls[1]["duration"].as_str(), hls[1]["bytes"].as_str()), ("10", "2500000"));
+    assert_eq!(
+        (hls[1]["duration"].as_str(), hls[1]["bytes"].as_str()),
+        ("10", "2500000")
+    );
     assert_eq!(hls[0]["qs"], "token=good-1");
     // Every play protocol, and an archive session.
     for proto in ["hls", "dash", "tshttp", "rtmp", "rtsp"] {
@@ -205,10 +211,7 @@ async fn a_backend_like_the_vendors_php_example_passes_and_hears_the_whole_contr
         );
     }
     assert!(
-        requests
-            .iter()
-            .map(query)
-            .all(|q| !q.contains_key("user_id")),
+        requests.iter().map(query).all(|q| !q.contains_key("user_id")),
         "a token's `&` leaked into the query"
     );
 }
@@ -241,7 +244,10 @@ async fn publish_calls_are_posts_with_the_query_and_a_json_body() {
         let body: Value = serde_json::from_slice(&post.body).expect("a JSON body");
         let q = query(post);
         assert_eq!(body["token"].as_str(), q.get("token").map(String::as_str));
-        assert_eq!(body["request_number"].as_u64().map(|n| n.to_string()), Some(q["request_number"].clone()));
+        assert_eq!(
+            body["request_number"].as_u64().map(|n| n.to_string()),
+            Some(q["request_number"].clone())
+        );
     }
     let protos: Vec<String> = posts.iter().map(|p| query(p)["proto"].clone()).collect();
     for proto in ["rtmp", "rtsp", "tshttp"] {
@@ -260,14 +266,22 @@ async fn a_bad_x_authduration_fails_with_what_the_server_uses_instead() {
     let server = backend(allow(&[("X-AuthDuration", "1h")], None)).await;
     let o = check(&server).await;
     assert_only(&o, &[("auth-duration", Verdict::Fail)]);
-    assert!(failure(&o, "auth-duration").contains("X-AuthDuration `1h` is not a non-negative integer: the server uses 180 s"));
+    assert!(
+        failure(&o, "auth-duration")
+            .contains("X-AuthDuration `1h` is not a non-negative integer: the server uses 180 s")
+    );
     assert!(!o.summary.ok());
 }
 
 #[tokio::test]
 async fn limit_headers_are_graded_and_the_long_ban_is_said() {
     let server = backend(allow(
-        &[("X-AuthDuration", "36000"), ("X-UserId", "7"), ("X-Max-Sessions", "0"), ("X-Unique", "yes")],
+        &[
+            ("X-AuthDuration", "36000"),
+            ("X-UserId", "7"),
+            ("X-Max-Sessions", "0"),
+            ("X-Unique", "yes"),
+        ],
         None,
     ))
     .await;
@@ -300,8 +314,14 @@ async fn x_unique_with_one_user_id_for_two_tokens_is_said() {
     let o = check(&server).await;
     assert_only(&o, &[]);
     let n = notes(&o);
-    assert!(n.contains(&"The same user id from two tokens with X-Unique closes the first viewer"), "{n:?}");
-    assert!(n.contains(&"A 200 without X-AuthDuration is re-checked every 180 s"), "{n:?}");
+    assert!(
+        n.contains(&"The same user id from two tokens with X-Unique closes the first viewer"),
+        "{n:?}"
+    );
+    assert!(
+        n.contains(&"A 200 without X-AuthDuration is re-checked every 180 s"),
+        "{n:?}"
+    );
 }
 
 #[tokio::test]
@@ -327,7 +347,8 @@ async fn a_config_override_is_read_by_the_servers_own_parser() {
     let o = check(&server).await;
     assert_only(&o, &[("config-override", Verdict::Fail)]);
     assert!(
-        failure(&o, "config-override").contains("the server rejects the whole override: config.protocols.hls: expected true or false"),
+        failure(&o, "config-override")
+            .contains("the server rejects the whole override: config.protocols.hls: expected true or false"),
         "{}",
         failure(&o, "config-override")
     );
@@ -340,7 +361,10 @@ async fn a_config_override_is_read_by_the_servers_own_parser() {
     let o = check(&server).await;
     assert_only(&o, &[]);
     let n = notes(&o);
-    assert!(n.contains(&"An override field the server ignores: config.thumbnails"), "{n:?}");
+    assert!(
+        n.contains(&"An override field the server ignores: config.thumbnails"),
+        "{n:?}"
+    );
     assert!(
         n.contains(&"A config override changes the stream for every viewer, not only the one whose answer carried it"),
         "{n:?}"
@@ -358,7 +382,10 @@ async fn dvr_ranges_and_ad_inject_shapes_are_checked() {
     ))
     .await;
     let o = check(&server).await;
-    assert_only(&o, &[("allowed-dvr-ranges", Verdict::Fail), ("ad-inject", Verdict::Fail)]);
+    assert_only(
+        &o,
+        &[("allowed-dvr-ranges", Verdict::Fail), ("ad-inject", Verdict::Fail)],
+    );
     assert!(failure(&o, "allowed-dvr-ranges").contains("opens at 200 and closes at 100"));
     assert!(failure(&o, "ad-inject").contains("ad_inject.v must be 1 or 2"));
 
@@ -370,7 +397,10 @@ async fn dvr_ranges_and_ad_inject_shapes_are_checked() {
     let o = check(&server).await;
     assert_only(&o, &[]);
     let n = notes(&o);
-    assert!(n.contains(&"allowed_dvr_ranges [] forbids this viewer every archive request"), "{n:?}");
+    assert!(
+        n.contains(&"allowed_dvr_ranges [] forbids this viewer every archive request"),
+        "{n:?}"
+    );
     assert!(
         n.contains(&"ad_inject is not supported by the reference server: the viewer gets the stream without ads"),
         "{n:?}"
@@ -379,12 +409,22 @@ async fn dvr_ranges_and_ad_inject_shapes_are_checked() {
 
 #[tokio::test]
 async fn json_twins_of_headers_and_a_non_json_body_are_should_problems() {
-    let server = backend(allow(&[("X-UserId", "1")], Some(json!({"user_id": "1", "auth_time": 60})))).await;
+    let server = backend(allow(
+        &[("X-UserId", "1")],
+        Some(json!({"user_id": "1", "auth_time": 60})),
+    ))
+    .await;
     let o = check(&server).await;
     assert_only(&o, &[("json-twins", Verdict::Info)]);
     let text = failure(&o, "json-twins");
-    assert!(text.contains("`user_id` in the body beside X-UserId: the header wins"), "{text}");
-    assert!(text.contains("`auth_time` in the body is not in the contract"), "{text}");
+    assert!(
+        text.contains("`user_id` in the body beside X-UserId: the header wins"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`auth_time` in the body is not in the contract"),
+        "{text}"
+    );
 
     let server = MockServer::start().await;
     Mock::given(path("/auth"))
@@ -398,7 +438,12 @@ async fn json_twins_of_headers_and_a_non_json_body_are_should_problems() {
     .await
     .expect("runs");
     // Without --tokens there is no known-token case; allowing generated tokens is a SHOULD.
-    assert!(o.summary.cases.iter().all(|c| c.key != "backend-check-known-tokens-allowed"));
+    assert!(
+        o.summary
+            .cases
+            .iter()
+            .all(|c| c.key != "backend-check-known-tokens-allowed")
+    );
     assert_only(&o, &[("json-body", Verdict::Info), ("awkward-tokens", Verdict::Info)]);
     assert!(failure(&o, "awkward-tokens").contains("generated token (empty) was allowed"));
 }
@@ -413,7 +458,11 @@ async fn statuses_5xx_and_302_are_graded_by_what_the_server_does() {
     let o = check(&server).await;
     assert_eq!(case(&o, "decides").verdict, Verdict::Fail);
     assert!(failure(&o, "decides").contains("503 is no decision: a new viewer is refused"));
-    assert_eq!(case(&o, "known-tokens-allowed").verdict, Verdict::Pass, "no decision is not a refusal");
+    assert_eq!(
+        case(&o, "known-tokens-allowed").verdict,
+        Verdict::Pass,
+        "no decision is not a refusal"
+    );
 
     let server = MockServer::start().await;
     Mock::given(path("/auth"))
@@ -456,7 +505,7 @@ struct Flaky(std::sync::atomic::AtomicUsize);
 
 impl Respond for Flaky {
     fn respond(&self, _req: &Request) -> ResponseTemplate {
-        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2 == 0 {
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst).is_multiple_of(2) {
             ResponseTemplate::new(200)
         } else {
             ResponseTemplate::new(403)
@@ -499,7 +548,9 @@ async fn a_backend_that_hangs_keeps_the_run_bounded_and_leaves_no_connection_ope
     let counter = accepted.clone();
     let acceptor = tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let closed = closed_tx.clone();
             tokio::spawn(async move {
@@ -528,7 +579,10 @@ async fn a_backend_that_hangs_keeps_the_run_bounded_and_leaves_no_connection_ope
     assert_eq!(case(&o, "in-time").verdict, Verdict::Fail);
     assert_eq!(case(&o, "decides").verdict, Verdict::Fail);
     assert!(failure(&o, "decides").contains("the backend stopped answering"));
-    assert!(o.latency.is_none(), "the latency round is not run against a dead backend");
+    assert!(
+        o.latency.is_none(),
+        "the latency round is not run against a dead backend"
+    );
     assert!(!o.summary.ok());
     let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
     assert!((1..=4).contains(&n), "{n} connections");
@@ -543,7 +597,9 @@ async fn a_backend_that_hangs_keeps_the_run_bounded_and_leaves_no_connection_ope
 
 #[tokio::test]
 async fn setup_errors_name_what_is_wrong() {
-    let e = backend_check::run(Options::new("https://auth.example/x")).await.unwrap_err();
+    let e = backend_check::run(Options::new("https://auth.example/x"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, SetupError::BadUrl { .. }), "{e}");
     assert!(e.to_string().contains("only plain http://"), "{e}");
     let e = backend_check::run(Options::new("auth.example/x")).await.unwrap_err();
@@ -559,7 +615,9 @@ async fn setup_errors_name_what_is_wrong() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let free = listener.local_addr().expect("address");
     drop(listener);
-    let e = backend_check::run(Options::new(&format!("http://{free}/auth"))).await.unwrap_err();
+    let e = backend_check::run(Options::new(&format!("http://{free}/auth")))
+        .await
+        .unwrap_err();
     assert!(matches!(e, SetupError::Unreachable { .. }), "{e}");
     let long = "x".repeat(5000);
     let e = backend_check::read_tokens(&format!("a\r\n\n{long}\n"), "tokens.txt").unwrap_err();
@@ -603,14 +661,26 @@ async fn the_binary_exits_0_1_2_and_writes_the_three_reports() {
         html_path.to_str().expect("utf-8"),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!stdout.contains("good-1"), "a site's token is printed: {stdout}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).expect("JSON")).expect("parses");
     assert_eq!(report["counts"]["failed"], 0);
-    assert!(!report.to_string().contains("good-1"), "a site's token is in the report");
+    assert!(
+        !report.to_string().contains("good-1"),
+        "a site's token is in the report"
+    );
     let xml = std::fs::read_to_string(&junit_path).expect("JUnit");
     roxmltree::Document::parse(&xml).expect("well-formed JUnit");
-    assert!(std::fs::read_to_string(&html_path).expect("HTML").contains("backend-check"));
+    assert!(
+        std::fs::read_to_string(&html_path)
+            .expect("HTML")
+            .contains("backend-check")
+    );
 
     let bad = backend(allow(&[("X-AuthDuration", "soon")], None)).await;
     let out = usher(&[
@@ -623,7 +693,10 @@ async fn the_binary_exits_0_1_2_and_writes_the_three_reports() {
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("FAIL  TIME-02,BAN-05 MUST  X-AuthDuration is a non-negative integer"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  TIME-02,BAN-05 MUST  X-AuthDuration is a non-negative integer"),
+        "{stdout}"
+    );
 
     let out = usher(&["backend-check", "ftp://x/auth"]);
     assert_eq!(out.status.code(), Some(2));

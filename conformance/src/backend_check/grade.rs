@@ -62,7 +62,14 @@ impl<'a> Check<'a> {
             (false, Level::Should) if strict => Verdict::Fail,
             (false, _) => Verdict::Info,
         };
-        case(self.slug.to_string(), self.title, self.ids, self.level, verdict, &self.problems)
+        case(
+            self.slug.to_string(),
+            self.title,
+            self.ids,
+            self.level,
+            verdict,
+            &self.problems,
+        )
     }
 }
 
@@ -217,9 +224,7 @@ pub fn dvr_ranges_problem(v: &Value) -> Option<String> {
         match (end("opened_at"), end("closed_at")) {
             (Err(e), _) | (_, Err(e)) => return Some(e),
             (Ok(None), Ok(None)) => {
-                return Some(format!(
-                    "allowed_dvr_ranges[{i}] has neither opened_at nor closed_at"
-                ));
+                return Some(format!("allowed_dvr_ranges[{i}] has neither opened_at nor closed_at"));
             }
             (Ok(Some(a)), Ok(Some(b))) if a >= b => {
                 return Some(format!(
@@ -249,9 +254,10 @@ pub fn ad_inject_problem(v: &Value) -> Option<String> {
             },
             "midroll_insert_by" => (!matches!(value.as_str(), Some("interval" | "splicing")))
                 .then(|| "must be \"interval\" or \"splicing\"".to_string()),
-            "midroll_interval" | "midroll_program_id" => {
-                value.as_u64().is_none().then(|| "must be a non-negative integer".to_string())
-            }
+            "midroll_interval" | "midroll_program_id" => value
+                .as_u64()
+                .is_none()
+                .then(|| "must be a non-negative integer".to_string()),
             _ => Some("is not a field of ad_inject".to_string()),
         };
         if let Some(p) = problem {
@@ -363,7 +369,12 @@ pub fn grade(exchanges: &[Exchange], options: &Options, latency: Option<&Latency
         &["ADV-02"],
         "`allowed_dvr_ranges` is an array of {opened_at, closed_at} windows",
     );
-    let mut ad_inject = Check::new("ad-inject", Level::Must, &["ADV-01"], "`ad_inject` has the schema's shape");
+    let mut ad_inject = Check::new(
+        "ad-inject",
+        Level::Must,
+        &["ADV-01"],
+        "`ad_inject` has the schema's shape",
+    );
     let mut twins = Check::new(
         "json-twins",
         Level::Should,
@@ -468,7 +479,9 @@ pub fn grade(exchanges: &[Exchange], options: &Options, latency: Option<&Latency
             400..=499 => {
                 other_status.problem(
                     ex,
-                    format!("{status}: the reference server denies it and caches the refusal like a 403 (AMB-5); answer 403"),
+                    format!(
+                        "{status}: the reference server denies it and caches the refusal like a 403 (AMB-5); answer 403"
+                    ),
                 );
             }
             other => statuses.problem(
@@ -483,7 +496,10 @@ pub fn grade(exchanges: &[Exchange], options: &Options, latency: Option<&Latency
                 if hostile && request.kind == CallKind::Play {
                     awkward.problem(
                         ex,
-                        format!("{} was allowed: a viewer with a token no site issued plays", ex.probe.token),
+                        format!(
+                            "{} was allowed: a viewer with a token no site issued plays",
+                            ex.probe.token
+                        ),
                     );
                 }
                 let secs = grant.duration.as_secs();
@@ -540,7 +556,9 @@ pub fn grade(exchanges: &[Exchange], options: &Options, latency: Option<&Latency
                     ),
                     Some(Ok(0)) => add_note(
                         &mut notes,
-                        format!("A {status} with X-AuthDuration 0 is not cached: every request of a refused viewer calls the backend again"),
+                        format!(
+                            "A {status} with X-AuthDuration 0 is not cached: every request of a refused viewer calls the backend again"
+                        ),
                         &["BAN-05", "AMB-8"],
                         ex,
                     ),
@@ -563,7 +581,11 @@ pub fn grade(exchanges: &[Exchange], options: &Options, latency: Option<&Latency
                         format!(
                             "a redirect answered to an {} {} is a deny",
                             request.proto.as_str().to_uppercase(),
-                            if request.kind == CallKind::Play { "viewer" } else { "publisher" }
+                            if request.kind == CallKind::Play {
+                                "viewer"
+                            } else {
+                                "publisher"
+                            }
                         ),
                     );
                 } else if let TokenSource::Given(_) = ex.probe.token
@@ -614,7 +636,10 @@ pub fn grade(exchanges: &[Exchange], options: &Options, latency: Option<&Latency
                 unique.problem(
                     ex,
                     if v.eq_ignore_ascii_case("true") {
-                        format!("X-Unique `{}`: the reference server reads it as true, a stricter server ignores it", short(v, 20))
+                        format!(
+                            "X-Unique `{}`: the reference server reads it as true, a stricter server ignores it",
+                            short(v, 20)
+                        )
                     } else {
                         format!("X-Unique `{}` is ignored: only `true` means anything", short(v, 20))
                     },
@@ -809,7 +834,6 @@ pub fn grade(exchanges: &[Exchange], options: &Options, latency: Option<&Latency
     out
 }
 
-#[allow(clippy::too_many_arguments)]
 fn grade_json<'a>(
     ex: &'a Exchange,
     map: &serde_json::Map<String, Value>,
@@ -851,7 +875,8 @@ fn grade_json<'a>(
         match ad_inject_problem(v) {
             Some(p) => ad_inject.problem(ex, p),
             None => note(
-                "ad_inject is not supported by the reference server: the viewer gets the stream without ads".to_string(),
+                "ad_inject is not supported by the reference server: the viewer gets the stream without ads"
+                    .to_string(),
                 &["ADV-01"],
             ),
         }

@@ -45,7 +45,8 @@ pub const MAX_CONCURRENCY: usize = 64;
 pub const UPDATES: u64 = 2;
 
 /// Why a run made no further call.
-pub const STOPPED: &str = "the backend stopped answering (a call got no answer within 3 s, or 4 calls failed); no further call was made";
+pub const STOPPED: &str =
+    "the backend stopped answering (a call got no answer within 3 s, or 4 calls failed); no further call was made";
 
 /// What to check and how hard.
 #[derive(Debug, Clone)]
@@ -156,7 +157,11 @@ fn check_url(what: &'static str, url: &str) -> Result<(), SetupError> {
     let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
     match parsed.scheme() {
         "http" => {}
-        "https" => return Err(bad("only plain http:// is supported (the reference server's backend client has no TLS)")),
+        "https" => {
+            return Err(bad(
+                "only plain http:// is supported (the reference server's backend client has no TLS)",
+            ));
+        }
         other => return Err(bad(&format!("scheme `{other}`; a backend URL is http://"))),
     }
     if parsed.host_str().is_none_or(str::is_empty) {

@@ -43,10 +43,7 @@ impl fmt::Display for TokenSource {
 pub fn hostile_tokens() -> Vec<(&'static str, String)> {
     vec![
         ("empty", String::new()),
-        (
-            "4096 characters",
-            "x".repeat(usher_server::auth::MAX_TOKEN_LEN),
-        ),
+        ("4096 characters", "x".repeat(usher_server::auth::MAX_TOKEN_LEN)),
         ("with `&user_id=1`", "abc&user_id=1".to_string()),
         ("with `%`", "100%25%zz".to_string()),
         ("with `+` and a space", "a+b c".to_string()),
@@ -330,7 +327,12 @@ async fn read(builder: reqwest::RequestBuilder) -> Reply {
     let headers: Vec<(String, String)> = response
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
     if header_bytes > MAX_HEADER_BYTES {

@@ -104,11 +104,7 @@ pub async fn run(args: BackendCheckArgs) -> ExitCode {
             println!("{details}");
         }
     }
-    println!(
-        "{} call(s) in {:.1} s",
-        outcome.calls,
-        summary.elapsed.as_secs_f64()
-    );
+    println!("{} call(s) in {:.1} s", outcome.calls, summary.elapsed.as_secs_f64());
     for w in &summary.warnings {
         println!("{} {w}", style("warning:").yellow());
     }
