@@ -505,7 +505,11 @@ struct Flaky(std::sync::atomic::AtomicUsize);
 
 impl Respond for Flaky {
     fn respond(&self, _req: &Request) -> ResponseTemplate {
-        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst).is_multiple_of(2) {
+        if self
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            .is_multiple_of(2)
+        {
             ResponseTemplate::new(200)
         } else {
             ResponseTemplate::new(403)
