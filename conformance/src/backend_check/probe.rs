@@ -1,6 +1,6 @@
 //! What `usher backend-check` sends, and how: the calls a conforming server makes (tables T1,
-//! T2), built with the reference server's own [`BackendRequest`] (its query string and its
-//! publish JSON body), sent over plain HTTP with the server's 3 s budget and answer-size limits.
+//! T2), built with the reference server's own [`BackendRequest`] and sent by its own HTTP
+//! backend client, under the server's 3 s budget and answer-size limits.
 //!
 //! The answer is kept raw (status, headers, body) because the grading looks at more than the
 //! server keeps (a header the server ignores is a finding), and it is also read with the
@@ -12,9 +12,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use usher_server::auth::backend::{
-    BACKEND_TIMEOUT, MAX_BODY_BYTES, MAX_HEADER_BYTES, encode_pairs, interpret, url_with_query,
-};
+use usher_server::auth::backend::{BACKEND_TIMEOUT, FetchError, HttpBackend, RawAnswer, encode_pairs, interpret};
 use usher_server::auth::identity::RequestFacts;
 use usher_server::auth::{Answer, BackendRequest, CallKind, Identity, Proto, RequestType};
 use usher_server::config::SessionKeys;
@@ -278,96 +276,32 @@ pub fn short(text: &str, max: usize) -> String {
     }
 }
 
-/// Sends probes as a conforming server does.
+/// Sends probes as a conforming server does: with the reference server's own HTTP backend
+/// client ([`HttpBackend::fetch`]: the same URL joining, query, publish body and answer limits),
+/// under the same budget.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    client: reqwest::Client,
+    client: HttpBackend,
     budget: Duration,
 }
 
 impl Sender {
     pub fn new(budget: Duration) -> Result<Sender, String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("usher/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = HttpBackend::new().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Sender { client, budget })
     }
 
-    /// Makes one call: GET with the query for play; POST with the query and the JSON body for
-    /// publish (AMB-2). The whole call (connect, headers, body) has the server's budget;
-    /// dropping it at the end of the budget closes the connection.
+    /// Makes one call. Dropping it at the end of the budget closes the connection.
     pub async fn send(&self, probe: &Probe) -> (Reply, Duration) {
         let started = tokio::time::Instant::now();
-        let full = url_with_query(&probe.url, &probe.request.query_string());
-        let builder = match probe.request.kind {
-            CallKind::Play => self.client.get(&full),
-            CallKind::Publish => self
-                .client
-                .post(&full)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::to_vec(&probe.request.json_body()).unwrap_or_default()),
-        };
-        let reply = match tokio::time::timeout(self.budget, read(builder)).await {
-            Ok(reply) => reply,
+        let reply = match tokio::time::timeout(self.budget, self.client.fetch(&probe.url, &probe.request)).await {
+            Ok(Ok(RawAnswer { status, headers, body })) => Reply::Answered { status, headers, body },
+            Ok(Err(FetchError::TooLarge(what))) => Reply::TooLarge(what),
+            Ok(Err(FetchError::Transport(why))) => Reply::Failed(why),
             Err(_) => Reply::Timeout,
         };
         (reply, started.elapsed())
     }
-}
-
-async fn read(builder: reqwest::RequestBuilder) -> Reply {
-    let mut response = match builder.send().await {
-        Ok(r) => r,
-        // The error without the URL: the URL carries the token.
-        Err(e) => return Reply::Failed(describe(e)),
-    };
-    let status = response.status().as_u16();
-    let headers: Vec<(String, String)> = response
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    if header_bytes > MAX_HEADER_BYTES {
-        return Reply::TooLarge(format!("header block of {header_bytes} bytes (limit 64 KiB)"));
-    }
-    if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Reply::TooLarge("body over 1 MiB".into());
-    }
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk);
-                if body.len() > MAX_BODY_BYTES {
-                    return Reply::TooLarge("body over 1 MiB".into());
-                }
-            }
-            Ok(None) => break,
-            Err(e) => return Reply::Failed(describe(e)),
-        }
-    }
-    Reply::Answered { status, headers, body }
-}
-
-/// The error and its causes, without the URL (it carries the token).
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// What the reference server makes of a reply.
