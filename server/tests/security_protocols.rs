@@ -17,8 +17,8 @@ use common::{backend_with, client, http_auth, rtmp_handshake, stream_of};
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use usher_server::Server;
 use usher_server::config::Config;
+use usher_server::{RunningServer, Server};
 use wiremock::matchers::{method, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -109,15 +109,7 @@ async fn an_hls_grant_does_not_play_over_another_protocol_without_the_backend() 
         Mock::given(method("GET")).respond_with(ResponseTemplate::new(403)),
     ])
     .await;
-    let server = Server::start(Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
-        rtsp: Some("127.0.0.1:0".parse().unwrap()),
-        rtmp: Some("127.0.0.1:0".parse().unwrap()),
-        streams: vec![stream_of("s1", "fake://fake", Some(http_auth(&backend)))],
-        ..Config::default()
-    })
-    .await
-    .unwrap();
+    let server = serve_s1_on_every_protocol(&backend).await;
     let http = |rest: &str| format!("http://{}/s1/{rest}?token={TOKEN}", server.http_addr());
 
     let hls = client().get(http("index.m3u8")).send().await.unwrap().status();
@@ -151,19 +143,24 @@ async fn an_hls_grant_does_not_play_over_another_protocol_without_the_backend() 
     server.shutdown().await;
 }
 
+/// A server with HTTP, RTSP and RTMP listening and one stream `s1` asking `backend`.
+async fn serve_s1_on_every_protocol(backend: &MockServer) -> RunningServer {
+    Server::start(Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        rtsp: Some("127.0.0.1:0".parse().unwrap()),
+        rtmp: Some("127.0.0.1:0".parse().unwrap()),
+        streams: vec![stream_of("s1", "fake://fake", Some(http_auth(backend)))],
+        ..Config::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// Issue 18 item 6: what a first (`new_session`) play call carries, over each protocol.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_call_over_each_protocol_carries_the_request_details() {
     let backend = backend_with([Mock::given(method("GET")).respond_with(ResponseTemplate::new(200))]).await;
-    let server = Server::start(Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
-        rtsp: Some("127.0.0.1:0".parse().unwrap()),
-        rtmp: Some("127.0.0.1:0".parse().unwrap()),
-        streams: vec![stream_of("s1", "fake://fake", Some(http_auth(&backend)))],
-        ..Config::default()
-    })
-    .await
-    .unwrap();
+    let server = serve_s1_on_every_protocol(&backend).await;
     let http = |rest: &str| format!("http://{}/s1/{rest}?token={TOKEN}", server.http_addr());
     assert_eq!(client().get(http("index.m3u8")).send().await.unwrap().status(), 200);
     let ts = client().get(http("mpegts")).send().await.unwrap();

@@ -270,15 +270,9 @@ pub fn ad_inject_problem(v: &Value) -> Option<String> {
     None
 }
 
+/// The server's own words for a JSON value's kind ("a string", "null"…).
 fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    usher_server::config::json_type(v)
 }
 
 /// The consequences found: sentence → (requirement ids, the calls it was seen in).

@@ -290,7 +290,7 @@ fn typed_error(path: &str, e: serde_json::Error) -> ApiBodyError {
 }
 
 /// How an error names the kind of a JSON value ("a string", "null"…).
-pub(super) fn json_type(v: &Value) -> &'static str {
+pub fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

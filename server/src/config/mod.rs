@@ -9,7 +9,7 @@ mod parse;
 mod print;
 mod templates;
 
-pub use json::{ApiBodyError, stream_from_api_json, stream_to_api_json};
+pub use json::{ApiBodyError, json_type, stream_from_api_json, stream_to_api_json};
 pub use model::*;
 pub use overlay::{OverrideError, ParsedOverride, StreamOverride};
 pub use parse::{ConfigError, parse_config};
