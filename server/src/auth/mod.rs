@@ -20,6 +20,7 @@ pub mod proto;
 mod registry;
 pub mod script;
 mod session;
+pub mod store;
 
 pub use self::core::{
     AuthCore, AuthSettings, CloseReason, ClosedSession, ConnectionGuard, DEFAULT_SOFT_LIMITATION_DELAY, DenyReason,
