@@ -164,13 +164,14 @@ impl Server {
                 soft_limitation_delay: config.soft_limitation_delay,
             },
         );
-        let store = config
-            .session_store
-            .as_ref()
-            .map(crate::auth::store::SessionStore::new)
-            .transpose()?;
-        if let Some(store) = store {
-            tracing::info!(node = store.node(), url = %crate::redact::Url(&config.session_store.as_ref().map(|s| s.url.as_str()).unwrap_or_default()), on_loss = store.on_loss().as_str(), "sharing sessions through a session store");
+        if let Some(settings) = &config.session_store {
+            let store = crate::auth::store::SessionStore::new(settings)?;
+            tracing::info!(
+                node = store.node(),
+                url = %crate::redact::Url(&settings.url),
+                on_loss = store.on_loss().as_str(),
+                "sharing sessions through a session store"
+            );
             core.set_store(Arc::new(store));
         }
         match configurator.geoip() {

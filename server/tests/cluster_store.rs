@@ -106,12 +106,10 @@ async fn playlist(server: &RunningServer, from: &str, token: &str) -> StatusCode
 
 /// Reads an MPEG-TS response until it ends; how long that took from `since`.
 async fn ended_after(mut ts: reqwest::Response, since: Instant, within: Duration) -> Option<Duration> {
-    tokio::time::timeout(within, async {
-        while let Ok(Some(_)) = ts.chunk().await {}
-    })
-    .await
-    .ok()
-    .map(|()| since.elapsed())
+    tokio::time::timeout(within, async { while let Ok(Some(_)) = ts.chunk().await {} })
+        .await
+        .ok()
+        .map(|()| since.elapsed())
 }
 
 async fn mpegts(server: &RunningServer, from: &str, token: &str) -> reqwest::Response {
@@ -150,13 +148,21 @@ async fn limit_across_nodes_closes_the_oldest_session_on_the_other_node_within_a
     assert_eq!(counted, 2, "the store counts the user's sessions of both servers");
 
     let admitted = Instant::now();
-    assert_eq!(playlist(&a, "127.0.0.4", "c").await, StatusCode::OK, "the newcomer is admitted");
+    assert_eq!(
+        playlist(&a, "127.0.0.4", "c").await,
+        StatusCode::OK,
+        "the newcomer is admitted"
+    );
     let took = ended_after(oldest, admitted, KICK_WITHIN)
         .await
         .expect("the oldest session, on the other server, ends within 1 s");
     eprintln!("cross-node kick: the viewer on B was cut {took:?} after A's admission");
 
-    assert_eq!(playlist(&a, "127.0.0.3", "b").await, StatusCode::OK, "the second session stays");
+    assert_eq!(
+        playlist(&a, "127.0.0.3", "b").await,
+        StatusCode::OK,
+        "the second session stays"
+    );
     assert_eq!(
         store(&b).user_sessions(CallKind::Play, "u-limit").await.unwrap(),
         2,
@@ -172,7 +178,11 @@ async fn limit_across_nodes_closes_the_oldest_session_on_the_other_node_within_a
             .unwrap();
         assert_eq!(again.status(), StatusCode::FORBIDDEN);
     }
-    assert_eq!(calls_with_token(&backend, "a").await, 1, "a banned identity makes no backend call");
+    assert_eq!(
+        calls_with_token(&backend, "a").await,
+        1,
+        "a banned identity makes no backend call"
+    );
 }
 
 /// UNIQ-01 across servers: X-Unique on B closes the user's session on A within 1 s.
@@ -195,7 +205,11 @@ async fn x_unique_across_nodes_closes_the_session_on_the_other_node() {
         .await
         .expect("the other server's session of the user ends within 1 s");
     eprintln!("cross-node X-Unique: the viewer on A was cut {took:?} after B's admission");
-    assert_eq!(playlist(&b, "127.0.0.3", "new").await, StatusCode::OK, "the newest survives");
+    assert_eq!(
+        playlist(&b, "127.0.0.3", "new").await,
+        StatusCode::OK,
+        "the newest survives"
+    );
     // The closed identity (MPEG-TS from 127.0.0.2 with `old`) is banned on both servers.
     for server in [&a, &b] {
         let again = client_from("127.0.0.2")
@@ -205,7 +219,11 @@ async fn x_unique_across_nodes_closes_the_session_on_the_other_node() {
             .unwrap();
         assert_eq!(again.status(), StatusCode::FORBIDDEN);
     }
-    assert_eq!(calls_with_token(&backend, "old").await, 1, "refused without a backend call");
+    assert_eq!(
+        calls_with_token(&backend, "old").await,
+        1,
+        "refused without a backend call"
+    );
 }
 
 /// BAN-01 across servers: a backend's deny on A refuses the same identity on B with no backend
@@ -367,5 +385,80 @@ async fn on_loss_closed_refuses_new_sessions_while_the_store_is_unreachable() {
     assert!(backend.received_requests().await.unwrap().is_empty(), "no backend call");
     redis.restart().await;
     connected(&node).await;
-    assert_eq!(playlist(&node, "127.0.0.2", "a").await, StatusCode::OK, "admitted once Redis is back");
+    assert_eq!(
+        playlist(&node, "127.0.0.2", "a").await,
+        StatusCode::OK,
+        "admitted once Redis is back"
+    );
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// The figures of docs/performance.md, "Shared session store": admission latency over HTTP
+/// (fresh token, backend allows with a user id and a limit no one reaches) and cached requests,
+/// with and without the store, in alternating rounds on the same backend; round trips counted.
+/// Run by hand: `cargo test -p usher-server --test cluster_store -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement that prints figures for docs/performance.md; it asserts nothing about speed, so it is run by hand"]
+async fn measure_admission_with_and_without_the_store() {
+    if !have_redis_server() {
+        return;
+    }
+    const ROUNDS: usize = 3;
+    const PER_ROUND: usize = 300;
+    let redis = RedisServer::start().await;
+    let backend = backend_with([Mock::given(method("GET")).respond_with(
+        ResponseTemplate::new(200)
+            .insert_header("X-UserId", "u-measure")
+            .insert_header("X-Max-Sessions", "1000000"),
+    )])
+    .await;
+    let shared = start_node(&redis.url(), "measure", &backend, OnStoreLoss::Open).await;
+    connected(&shared).await;
+    let alone = Server::start(Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        streams: vec![stream_of("s1", "fake://fake", Some(http_auth(&backend)))],
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let client = client_from("127.0.0.2");
+    let mut admission = [Vec::new(), Vec::new()];
+    let mut cached = [Vec::new(), Vec::new()];
+    let trips_before = store(&shared).round_trips();
+    let mut token = 0u64;
+    for _ in 0..ROUNDS {
+        for (i, server) in [&alone, &shared].into_iter().enumerate() {
+            for _ in 0..PER_ROUND {
+                token += 1;
+                let url = format!("http://{}/s1/index.m3u8?token=m{token}", server.http_addr());
+                let start = Instant::now();
+                let status = client.get(&url).send().await.unwrap().status();
+                admission[i].push(start.elapsed());
+                assert_eq!(status, StatusCode::OK);
+                let start = Instant::now();
+                let status = client.get(&url).send().await.unwrap().status();
+                cached[i].push(start.elapsed());
+                assert_eq!(status, StatusCode::OK);
+            }
+        }
+    }
+    let trips = store(&shared).round_trips() - trips_before;
+    for (i, name) in ["without the store", "with the store"].into_iter().enumerate() {
+        for (what, v) in [("admission", &mut admission[i]), ("cached", &mut cached[i])] {
+            v.sort();
+            eprintln!(
+                "{name}: {what} n={} p50={:?} p99={:?}",
+                v.len(),
+                percentile(v, 0.50),
+                percentile(v, 0.99)
+            );
+        }
+    }
+    eprintln!(
+        "store round trips: {trips} for {} admissions and as many cached requests",
+        ROUNDS * PER_ROUND
+    );
 }

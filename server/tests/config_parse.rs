@@ -656,7 +656,10 @@ fn session_store_reads_prints_back_and_names_bad_input() {
             on_loss: OnStoreLoss::Closed,
         })
     );
-    assert!(!format!("{:?}", config.session_store).contains("pw"), "the Debug form hides the password");
+    assert!(
+        !format!("{:?}", config.session_store).contains("pw"),
+        "the Debug form hides the password"
+    );
     assert_eq!(parse(&config.to_string()), config, "printed back:\n{config}");
     let plain = parse("session_store redis://127.0.0.1:6379;");
     let store = plain.session_store.clone().unwrap();
@@ -673,16 +676,31 @@ fn session_store_reads_prints_back_and_names_bad_input() {
         ("session_store not-a-url;", 15, "not a redis:// address"),
         ("session_store redis://h:1 node=;", 27, "bad node name"),
         ("session_store redis://h:1 node=a/b;", 27, "bad node name 'a/b'"),
-        ("session_store redis://h:1 on_loss=maybe;", 27, "bad on_loss 'maybe' (expected open or closed)"),
-        ("session_store redis://h:1 ttl=5;", 27, "unknown session_store option 'ttl=5'"),
+        (
+            "session_store redis://h:1 on_loss=maybe;",
+            27,
+            "bad on_loss 'maybe' (expected open or closed)",
+        ),
+        (
+            "session_store redis://h:1 ttl=5;",
+            27,
+            "unknown session_store option 'ttl=5'",
+        ),
         ("session_store redis://h:1 node=a node=b;", 34, "duplicate node="),
-        ("session_store redis://h:1;\nsession_store redis://h:2;", 1, "session_store"),
+        (
+            "session_store redis://h:1;\nsession_store redis://h:2;",
+            1,
+            "session_store",
+        ),
         ("session_store;", 14, "expected a redis://HOST:PORT[/DB] address"),
         ("stream s { session_store redis://h:1; }", 12, "session_store"),
     ] {
         let e = parse_config(text, "usher.conf").expect_err(text);
         assert!(e.message.contains(says), "{text}: {e}");
-        assert!(!e.message.contains("secret"), "{text}: the password is never repeated: {e}");
+        assert!(
+            !e.message.contains("secret"),
+            "{text}: the password is never repeated: {e}"
+        );
         if !text.contains('\n') {
             assert_eq!(e.column, column, "{text}: {e}");
         }

@@ -599,7 +599,9 @@ impl AuthCore {
     /// back this server's sessions (resynchronisation).
     pub async fn run_store(self, shutdown: CancellationToken) {
         use futures::StreamExt;
-        let Some(store) = self.inner.store.get().cloned() else { return };
+        let Some(store) = self.inner.store.get().cloned() else {
+            return;
+        };
         const FIRST_RETRY: Duration = Duration::from_millis(100);
         let mut retry = FIRST_RETRY;
         let mut lost_before = false;
@@ -613,7 +615,11 @@ impl AuthCore {
                     retry = FIRST_RETRY;
                     let handed = self.resync(&store).await;
                     if lost_before {
-                        tracing::warn!(node = store.node(), sessions = handed, "session store reachable again; this server's sessions handed back (resynchronised)");
+                        tracing::warn!(
+                            node = store.node(),
+                            sessions = handed,
+                            "session store reachable again; this server's sessions handed back (resynchronised)"
+                        );
                     } else {
                         tracing::info!(node = store.node(), sessions = handed, "session store connected");
                     }
@@ -677,7 +683,10 @@ impl AuthCore {
     /// A message on the kick channel: closes the named session if this server holds it.
     fn on_kick_message(&self, payload: &[u8]) {
         let Some(kick) = std::str::from_utf8(payload).ok().and_then(Kick::parse) else {
-            tracing::warn!(bytes = payload.len(), "unreadable message on the session store's kick channel; ignored");
+            tracing::warn!(
+                bytes = payload.len(),
+                "unreadable message on the session store's kick channel; ignored"
+            );
             return;
         };
         let now = self.now();

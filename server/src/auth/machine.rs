@@ -286,7 +286,9 @@ impl Machine {
     /// Whether a request of `key` now would open a new session (a `new_session` call): only
     /// then does the driver ask the shared store about a ban first.
     pub fn starts_afresh(&self, now: Now, key: &Key) -> bool {
-        self.registry.get(key).is_none_or(|e| matches!(look(e, now.tick), Look::Afresh))
+        self.registry
+            .get(key)
+            .is_none_or(|e| matches!(look(e, now.tick), Look::Afresh))
     }
 
     /// The shared store holds a ban of `key` for `ban` more: refuse it here too, from now on
@@ -325,7 +327,11 @@ impl Machine {
             return false;
         }
         let user = e.user_id().unwrap_or_default().to_string();
-        let reason = if unique { CloseReason::Unique } else { CloseReason::Kicked };
+        let reason = if unique {
+            CloseReason::Unique
+        } else {
+            CloseReason::Kicked
+        };
         Self::closing(closed, record, &e, reason, now);
         let text = if unique {
             "duplicated user id on another server (X-Unique)"
@@ -341,7 +347,9 @@ impl Machine {
     /// The store could not count the session of `key` and `on_loss=closed`: the admission is
     /// withdrawn (the record goes, connections end). Returns whether there was one.
     pub fn withdraw(&mut self, now: Now, key: &Key) -> bool {
-        let Some(e) = self.registry.remove(key) else { return false };
+        let Some(e) = self.registry.remove(key) else {
+            return false;
+        };
         tracing::warn!(session_id = %e.shared.session_id(), "session store unreachable and on_loss=closed; admission withdrawn");
         Self::closing(&mut self.closed, self.record_closes, &e, CloseReason::Denied, now);
         e.shared.ended.cancel();

@@ -251,7 +251,10 @@ impl SessionStore {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(STORE_TIMEOUT))
             .set_response_timeout(Some(STORE_TIMEOUT));
-        let conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
         let mut pubsub = tokio::time::timeout(STORE_TIMEOUT, async {
             let mut pubsub = self.client.get_async_pubsub().await?;
             pubsub.subscribe(KICK_CHANNEL).await?;
@@ -373,8 +376,14 @@ impl SessionStore {
         if ban.is_zero() {
             return Ok(());
         }
-        self.query::<()>(redis::cmd("SET").arg(ban_key(key)).arg("deny").arg("PX").arg(millis(ban)))
-            .await
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(ban_key(key))
+                .arg("deny")
+                .arg("PX")
+                .arg(millis(ban)),
+        )
+        .await
     }
 
     /// Sessions of `user` the store counts now (those whose auth duration has not ended).

@@ -122,7 +122,10 @@ fn check_store_url(text: &str) -> Result<(), String> {
     }
     let db = url.path().trim_start_matches('/');
     if !db.is_empty() && (db.parse::<u16>().is_err() || !db.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(format!("bad database '{}' (expected a number after the port)", shorten(db)));
+        return Err(format!(
+            "bad database '{}' (expected a number after the port)",
+            shorten(db)
+        ));
     }
     Ok(())
 }

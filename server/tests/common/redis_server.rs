@@ -72,7 +72,10 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + READY_WITHIN;
         while !self.answers_ping().await {
-            assert!(Instant::now() < deadline, "redis-server did not answer PING within {READY_WITHIN:?}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING within {READY_WITHIN:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
