@@ -515,8 +515,9 @@ impl AuthCore {
         } = effects;
         let mut verdict = verdict;
         if let Some(store) = self.inner.store.get() {
+            let new = ticket.request_type == super::backend::RequestType::NewSession;
             if let Some(claim) = claim
-                && !self.share_claim(store, &claim).await
+                && !self.share_claim(store, &claim, new).await
             {
                 verdict = Verdict::deny(DenyReason::NoDecision);
             }
@@ -566,10 +567,11 @@ impl AuthCore {
         }
     }
 
-    /// Has the store count an admitted session; sessions it closes on this server are closed
-    /// here at once (other servers hear of theirs on the kick channel). Returns false when the
-    /// admission must be withdrawn (the store is unreachable and `on_loss=closed`).
-    async fn share_claim(&self, store: &SessionStore, claim: &Claim) -> bool {
+    /// Has the store count an admitted session (`new`: just opened; otherwise re-checked);
+    /// sessions it closes on this server are closed here at once (other servers hear of theirs
+    /// on the kick channel). Returns false when the admission must be withdrawn: a new session
+    /// the unreachable store could not count under `on_loss=closed` (a running one goes on).
+    async fn share_claim(&self, store: &SessionStore, claim: &Claim, new: bool) -> bool {
         match store.claim(claim).await {
             Ok(kicked) => {
                 let now = self.now();
@@ -580,14 +582,24 @@ impl AuthCore {
                 true
             }
             Err(e) => match store.on_loss() {
-                OnStoreLoss::Open => {
-                    tracing::warn!(error = %e, user_id = %claim.user, "session not counted by the session store; its limit holds on this server only");
+                OnStoreLoss::Open if new => {
+                    // While the store is known to be lost (`Down`) the loss was logged once
+                    // already; a failure of its own is worth a line.
+                    if matches!(e, StoreError::Down) {
+                        tracing::debug!(user_id = %claim.user, "session not counted by the lost session store");
+                    } else {
+                        tracing::warn!(error = %e, user_id = %claim.user, "session not counted by the session store; its limit holds on this server only");
+                    }
                     true
                 }
-                OnStoreLoss::Closed => {
+                OnStoreLoss::Closed if new => {
                     let now = self.now();
                     self.lock().machine.withdraw(now, &claim.key);
                     false
+                }
+                _ => {
+                    tracing::debug!(error = %e, user_id = %claim.user, "re-checked session not renewed in the session store");
+                    true
                 }
             },
         }
