@@ -14,9 +14,12 @@
 //!   RTMP push), from the reference server's encoder and muxers;
 //! * [`steps`] — the Gherkin vocabulary (cucumber step definitions);
 //! * [`run()`] — the runner used by `usher check` and by `cargo test --test conformance`;
-//! * [`report`] — results, and the terminal, JSON, JUnit and HTML reports.
+//! * [`report`] — results, and the terminal, JSON, JUnit and HTML reports;
+//! * [`backend_check`] — `usher backend-check`: a site's authorization backend judged against
+//!   the contract (the other party of the same contract).
 
 pub mod backend;
+pub mod backend_check;
 pub mod catalogue;
 pub mod clients;
 pub mod deviations;

@@ -5,6 +5,8 @@
 //!   default); `--print-config` prints the streams a static target must load.
 //! * `usher cases [OPTIONS]` — lists the catalogue; `--matrix` regenerates the requirement
 //!   matrix in docs/conformance.md.
+//! * `usher backend-check URL [OPTIONS]` — judges a site's authorization backend against the
+//!   contract (the calls a conforming server sends, each answer graded).
 //! * `usher media FILE` — writes the suite's test clip (what a running target's media folder
 //!   holds for the `file_input` cases).
 
@@ -36,6 +38,9 @@ enum Command {
     },
     /// Run the conformance catalogue against a server (by default the embedded reference server).
     Check(Box<cli::check::CheckArgs>),
+    /// Check a site's authorization backend against the contract: send the calls a conforming
+    /// server sends and grade every answer.
+    BackendCheck(Box<cli::backend_check::BackendCheckArgs>),
     /// List the catalogue's cases (or regenerate the requirement matrix of docs/conformance.md).
     Cases(cli::cases::CasesArgs),
     /// Write the suite's test clip: the test pattern with silent AAC, as MP4 (or MPEG-TS for a
@@ -90,28 +95,33 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
-        Command::Check(args) => {
-            let logs = usher_conformance::logs::init();
-            let code = match runtime() {
-                Ok(rt) => {
-                    let code = rt.block_on(cli::check::run(*args));
-                    // Tasks a hung target left behind must not keep the process alive.
-                    rt.shutdown_timeout(std::time::Duration::from_secs(1));
-                    code
-                }
-                Err(code) => code,
-            };
-            if code != ExitCode::SUCCESS
-                && let Some(logs) = logs
-            {
-                let text = logs.contents();
-                if !text.is_empty() {
-                    eprintln!("---- log (warnings and errors) ----\n{text}");
-                }
-            }
+        Command::BackendCheck(args) => with_logs(|rt| rt.block_on(cli::backend_check::run(*args))),
+        Command::Check(args) => with_logs(|rt| rt.block_on(cli::check::run(*args))),
+    }
+}
+
+/// Runs a command that logs only into memory, and prints the log (warnings and errors) when
+/// the command did not succeed.
+fn with_logs(command: impl FnOnce(&tokio::runtime::Runtime) -> ExitCode) -> ExitCode {
+    let logs = usher_conformance::logs::init();
+    let code = match runtime() {
+        Ok(rt) => {
+            let code = command(&rt);
+            // Tasks a hung target or backend left behind must not keep the process alive.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
             code
         }
+        Err(code) => code,
+    };
+    if code != ExitCode::SUCCESS
+        && let Some(logs) = logs
+    {
+        let text = logs.contents();
+        if !text.is_empty() {
+            eprintln!("---- log (warnings and errors) ----\n{text}");
+        }
     }
+    code
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -139,6 +149,11 @@ async fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Connection caps follow the descriptor limit, so take what the hard limit allows first.
+    match usher_server::listener::raise_descriptor_limit() {
+        Ok(limit) => tracing::info!(limit, "open descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open descriptor limit; caps follow the current one"),
+    }
     let server = match usher_server::Server::start(config).await {
         Ok(s) => s,
         Err(e) => {

@@ -61,6 +61,7 @@ pub fn deny_text(reason: DenyReason) -> &'static str {
         DenyReason::Kicked => "refused: closed by a per-user session limit",
         DenyReason::NoToken => "refused: a token is required",
         DenyReason::DomainLock => "refused: the referring site is not allowed",
+        DenyReason::CountryGate => "refused: the client's country is in the stream's disallowed_countries",
         DenyReason::NoDecision => "refused: the authorization backend gave no decision",
         DenyReason::ProtocolOff => "refused: this protocol is switched off for the stream",
         DenyReason::Gone => "refused: the session was closed",

@@ -182,6 +182,41 @@ pub fn descriptor_limit() -> u64 {
     FALLBACK_DESCRIPTORS
 }
 
+/// Raises this process's soft limit on open descriptors to its hard limit (at most
+/// 2^20), as a server that holds one descriptor per viewer should: the soft limit a shell hands
+/// down is often 1 024 while the hard one is far higher, and the connection caps are derived
+/// from the soft one ([`descriptor_limit`]). Returns the soft limit in force afterwards.
+/// Process-wide, so a binary calls it once at start, before binding; the library never does.
+pub fn raise_descriptor_limit() -> std::io::Result<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit` through a pointer to a live, writable local.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let wanted = if limit.rlim_max == libc::RLIM_INFINITY {
+            UNLIMITED_DESCRIPTORS
+        } else {
+            limit.rlim_max.min(UNLIMITED_DESCRIPTORS)
+        };
+        if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < wanted {
+            let raised = libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: setrlimit reads one `rlimit` from a live local.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(descriptor_limit())
+}
+
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

@@ -1,7 +1,8 @@
 //! Issue 18 item 4: a backend answer's `ad_inject` is not acted on (no ads are inserted), and
 //! the server says so honestly: one info line per session (session id and stream, never the
 //! token), however many answers repeat it, and `ad_inject_ignored: true` on the session in the
-//! management API's session list (docs/spec.md, "Reading the answer").
+//! management API's session list, kept on its record in the session history once it closes
+//! (docs/spec.md, "Reading the answer").
 //!
 //! Its own test binary: the log capture is the process's global subscriber.
 
@@ -20,7 +21,7 @@ const PLAIN: &str = "tokPLAIN-0123456789";
 const LINE: &str = "ad_inject; ad insertion is not supported";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ad_inject_is_logged_once_per_session_and_shown_in_the_session_list() {
+async fn ad_inject_is_logged_once_per_session_and_shown_in_the_session_list_and_history() {
     let capture = Capture::install(tracing::Level::INFO);
 
     // X-AuthDuration 0: every HLS request re-checks, and every answer asks for ads again.
@@ -99,5 +100,34 @@ async fn ad_inject_is_logged_once_per_session_and_shown_in_the_session_list() {
         !line.contains(ADS) && !line.contains("tokADS"),
         "no token in the line: {line}"
     );
+
+    // Closed, both sessions keep what they showed open: the flag on the ads session's history
+    // record, none on the other.
+    for session in [&with_ads, &plain] {
+        let id = session["id"].as_str().unwrap();
+        let resp = common::as_admin(client.delete(url(&format!("/streamer/api/v3/sessions/{id}")))).await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    // The history is written by its own task: poll it, within a bound.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let closed = loop {
+        let resp = common::as_admin(client.get(url("/streamer/api/v3/sessions?closed=true&name=s1"))).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.unwrap();
+        let records = body["sessions"].as_array().cloned().unwrap_or_default();
+        if records.len() >= 2 {
+            break records;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the two closed sessions are not in the history after 10 s: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let record = |id: &Value| closed.iter().find(|r| r["id"] == *id).unwrap().clone();
+    let (ads_closed, plain_closed) = (record(&with_ads["id"]), record(&plain["id"]));
+    assert_eq!(ads_closed["close_reason"], "api", "{ads_closed}");
+    assert_eq!(ads_closed["ad_inject_ignored"], json!(true), "{ads_closed}");
+    assert!(plain_closed.get("ad_inject_ignored").is_none(), "{plain_closed}");
     server.shutdown().await;
 }

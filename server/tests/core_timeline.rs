@@ -649,6 +649,34 @@ async fn closed_sessions_are_reported_with_their_reason() {
     );
 }
 
+/// The queue to the history writer is bounded: with nobody reading it, closes beyond its size
+/// are dropped and counted, and the sessions still close (#15 leftover: it was unbounded, so a
+/// stalled writer let a stranger's opens and closes grow the core's memory without end).
+#[tokio::test(start_paused = true)]
+async fn closed_session_records_beyond_the_queue_are_dropped_and_counted() {
+    let f = Fixture::new();
+    let mut closed = f.core.closed_sessions_queued(4).expect("first subscriber");
+    for i in 0..10 {
+        let token = format!("q{i}");
+        f.backend.on(&token, Script::Answer(allow(Some(600))));
+        assert!(allowed(&f.hls(&token).await));
+    }
+    assert_eq!(f.core.sessions().len(), 10);
+    for _ in 0..31 {
+        advance(Duration::from_secs(1)).await;
+    }
+    assert!(
+        f.core.sessions().is_empty(),
+        "every idle session closed, queue full or not"
+    );
+    let mut queued = 0;
+    while closed.try_recv().is_ok() {
+        queued += 1;
+    }
+    assert_eq!(queued, 4, "the queue held its size");
+    assert_eq!(f.core.closed_sessions_dropped(), 6, "the rest were counted as dropped");
+}
+
 /// With the default keys (name, ip, proto, token; AMB-25) an MPEG-TS response of the same
 /// name, address and token as an HLS session is a session of its own: the backend is asked with
 /// `proto=tshttp` and its refusal refuses it, while the HLS session goes on. (With the old

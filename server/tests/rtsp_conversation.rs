@@ -365,8 +365,15 @@ async fn a_whole_session_over_a_raw_socket() {
 
     let teardown = c.request(&format!("TEARDOWN {base}/s1"), &[("Session", id)]).await;
     assert_eq!(status(&teardown), 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(server.core().sessions().is_empty(), "TEARDOWN closes the session");
+    // The session ends as the connection's handler lets go of it: poll, with a bound.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !server.core().sessions().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        server.core().sessions().is_empty(),
+        "TEARDOWN closes the session (within 5 s)"
+    );
 
     let calls = backend.received_requests().await.unwrap();
     assert_eq!(calls.len(), 1, "one backend call for DESCRIBE, SETUP, PLAY, keepalive");

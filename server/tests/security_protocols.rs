@@ -3,6 +3,10 @@
 //! when the same token plays the same stream from the same address over HTTP MPEG-TS, RTSP or
 //! RTMP, so the backend is asked with that `proto` and can refuse it. Over real sockets, with a
 //! backend that allows `proto=hls` only.
+//!
+//! With the same four clients, the request details of a first call over each protocol (issue
+//! 18 item 6, REQ-01/02, AMB-12): a GET, `request_number` 1, the `host` the client named,
+//! `dvr=false`, and no `duration` or `bytes`.
 
 mod common;
 
@@ -41,7 +45,10 @@ async fn protos(backend: &MockServer) -> Vec<String> {
 async fn rtmp_plays(addr: SocketAddr, key: &str) -> bool {
     let (mut socket, rest) = rtmp_handshake(addr).await;
     let mut buf = vec![0u8; 64 * 1024];
-    let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+    // A tcUrl as players send it: the server reads the `host` of the backend call from it.
+    let mut config = ClientSessionConfig::new();
+    config.tc_url = Some(format!("rtmp://{addr}/static"));
+    let (mut session, _) = ClientSession::new(config).unwrap();
     let mut pending = vec![session.request_connection("static".into()).unwrap()];
     let mut input = rest;
     let outcome = tokio::time::timeout(Duration::from_secs(10), async {
@@ -141,5 +148,58 @@ async fn an_hls_grant_does_not_play_over_another_protocol_without_the_backend() 
         4,
         "the HLS session is resumed, not asked about again"
     );
+    server.shutdown().await;
+}
+
+/// Issue 18 item 6: what a first (`new_session`) play call carries, over each protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_call_over_each_protocol_carries_the_request_details() {
+    let backend = backend_with([Mock::given(method("GET")).respond_with(ResponseTemplate::new(200))]).await;
+    let server = Server::start(Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        rtsp: Some("127.0.0.1:0".parse().unwrap()),
+        rtmp: Some("127.0.0.1:0".parse().unwrap()),
+        streams: vec![stream_of("s1", "fake://fake", Some(http_auth(&backend)))],
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let http = |rest: &str| format!("http://{}/s1/{rest}?token={TOKEN}", server.http_addr());
+    assert_eq!(client().get(http("index.m3u8")).send().await.unwrap().status(), 200);
+    let ts = client().get(http("mpegts")).send().await.unwrap();
+    assert_eq!(ts.status(), 200);
+    drop(ts);
+    let rtsp_addr = server.rtsp_addr().unwrap();
+    let rtsp = rtsp_describe(rtsp_addr).await;
+    assert!(rtsp.starts_with("RTSP/1.0 200"), "{rtsp}");
+    let rtmp_addr = server.rtmp_addr().unwrap();
+    assert!(rtmp_plays(rtmp_addr, &format!("s1?token={TOKEN}")).await);
+
+    let calls = backend.received_requests().await.unwrap_or_default();
+    let http_host = server.http_addr().to_string();
+    let expected = [
+        ("hls", http_host.clone()),
+        ("tshttp", http_host),
+        ("rtsp", rtsp_addr.to_string()),
+        ("rtmp", rtmp_addr.to_string()),
+    ];
+    assert_eq!(calls.len(), expected.len(), "one call per protocol");
+    for (call, (proto, host)) in calls.iter().zip(expected) {
+        let params: std::collections::HashMap<String, String> = call.url.query_pairs().into_owned().collect();
+        let seen = format!("{} {}", call.method, call.url);
+        assert_eq!(call.method.as_str(), "GET", "{seen}");
+        assert_eq!(params["proto"], proto, "{seen}");
+        assert_eq!(params["request_type"], "new_session", "{seen}");
+        assert_eq!(
+            params["request_number"], "1",
+            "AMB-12: the first call is number 1: {seen}"
+        );
+        assert_eq!(params.get("host"), Some(&host), "the host the client named: {seen}");
+        assert_eq!(params["dvr"], "false", "a live play: {seen}");
+        assert!(
+            !params.contains_key("duration") && !params.contains_key("bytes"),
+            "duration and bytes are for update_session calls: {seen}"
+        );
+    }
     server.shutdown().await;
 }

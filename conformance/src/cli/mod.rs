@@ -1,5 +1,6 @@
 //! The `usher` commands' options and their printing (the library formats; this prints).
 
+pub mod backend_check;
 pub mod cases;
 pub mod check;
 pub mod progress;

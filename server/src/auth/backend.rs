@@ -16,7 +16,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use super::http_backend::HttpBackend;
+pub use super::http_backend::{FetchError, HttpBackend, RawAnswer};
 use super::proto::Proto;
 
 /// Whole-call budget: connect + headers + body (TIME-03). The core's driver enforces it around

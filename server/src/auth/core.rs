@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -33,6 +33,7 @@ use super::proto::Proto;
 use super::session::SessionHandle;
 use super::store::{Kick, SessionStore, StoreError};
 use crate::config::{AuthSpec, AuthTarget, OnStoreLoss, Protocols, SessionKeys};
+use crate::log_throttle::LogThrottle;
 
 /// How often the sweeper ticks the machine: due rechecks, idle sessions, expired records.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -135,6 +136,8 @@ pub enum DenyReason {
     NoToken,
     /// The Referer is not one of the stream's domains (DOM-01).
     DomainLock,
+    /// The GeoIP database places the client in one of `disallowed_countries` (T6).
+    CountryGate,
     /// The backend gave no decision for a session not yet open (T11).
     NoDecision,
     /// The stream does not serve this protocol (CONF-03).
@@ -251,11 +254,37 @@ pub struct ClosedSession {
     pub reason: CloseReason,
     /// The session played the archive (DVR-01/02).
     pub dvr: bool,
+    /// An answer of the session carried `ad_inject`, and no ads were inserted (as
+    /// [`SessionInfo::ad_inject_ignored`]).
+    pub ad_inject_ignored: bool,
 }
 
 /// Where closed-session records go; sending never blocks the registry.
-#[derive(Default)]
-struct Events(OnceLock<tokio::sync::mpsc::UnboundedSender<ClosedSession>>);
+struct Events {
+    closed: OnceLock<tokio::sync::mpsc::Sender<ClosedSession>>,
+    /// Records not queued because the queue was full (the history writer fell behind).
+    dropped: AtomicU64,
+    /// One "records dropped" line per window, with the count.
+    dropped_log: Mutex<LogThrottle>,
+}
+
+/// Closed-session records queued for the history writer at most. A stranger who opens and
+/// closes sessions faster than the store writes them fills it; further records are dropped,
+/// counted and logged, so neither the core's memory nor its latency follows the backlog.
+pub const CLOSED_SESSIONS_QUEUE: usize = 65_536;
+
+/// At most one "closed-session records dropped" line in this window.
+const CLOSED_DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Default for Events {
+    fn default() -> Events {
+        Events {
+            closed: OnceLock::new(),
+            dropped: AtomicU64::new(0),
+            dropped_log: Mutex::new(LogThrottle::new(CLOSED_DROP_LOG_EVERY)),
+        }
+    }
+}
 
 /// The outcome of a call, published to every request that waits on it.
 type Outcome = Option<Verdict>;
@@ -317,9 +346,23 @@ impl DerefMut for Guard<'_> {
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        let Some(tx) = self.events.0.get() else { return };
+        let Some(tx) = self.events.closed.get() else { return };
+        let mut dropped = 0u64;
         for closed in self.locked.machine.drain_closed() {
-            let _ = tx.send(closed);
+            if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = tx.try_send(closed) {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.events.dropped.fetch_add(dropped, Ordering::Relaxed);
+            let mut log = self.events.dropped_log.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(unlogged) = log.hits(Instant::now(), dropped) {
+                tracing::warn!(
+                    dropped = unlogged + 1,
+                    queue = tx.max_capacity(),
+                    "session history: the writer is behind; closed-session records dropped"
+                );
+            }
         }
     }
 }
@@ -344,12 +387,17 @@ impl AuthCore {
         }
     }
 
-    /// Closed-session records from now on (for the session history). Only the first call
-    /// gets a receiver.
-    pub fn closed_sessions(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ClosedSession>> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    /// Closed-session records from now on (for the session history), at most
+    /// [`CLOSED_SESSIONS_QUEUE`] waiting. Only the first call gets a receiver.
+    pub fn closed_sessions(&self) -> Option<tokio::sync::mpsc::Receiver<ClosedSession>> {
+        self.closed_sessions_queued(CLOSED_SESSIONS_QUEUE)
+    }
+
+    /// [`closed_sessions`](Self::closed_sessions) with at most `queue` records waiting.
+    pub fn closed_sessions_queued(&self, queue: usize) -> Option<tokio::sync::mpsc::Receiver<ClosedSession>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(queue.max(1));
         let mut guard = self.lock();
-        self.inner.events.0.set(tx).ok()?;
+        self.inner.events.closed.set(tx).ok()?;
         guard.machine.record_closes();
         Some(rx)
     }
@@ -362,6 +410,11 @@ impl AuthCore {
     /// Gives the country gates their database (`geoip_db`). Only the first call has an effect.
     pub fn set_geoip(&self, db: Arc<super::geoip::GeoIp>) {
         self.inner.geo.set(db);
+    }
+
+    /// Closed-session records dropped because the history writer's queue was full.
+    pub fn closed_sessions_dropped(&self) -> u64 {
+        self.inner.events.dropped.load(Ordering::Relaxed)
     }
 
     /// Shares per-user sessions and bans through `store` (run [`run_store`](Self::run_store)
@@ -436,7 +489,7 @@ impl AuthCore {
         }
         match self.inner.geo.check(spec, &req.name, req.ip) {
             GeoGate::Admit { .. } => return self.admit_without_backend(&spec.session_keys, req, token, None),
-            GeoGate::Refuse { .. } => return Verdict::deny(DenyReason::Banned),
+            GeoGate::Refuse { .. } => return Verdict::deny(DenyReason::CountryGate),
             GeoGate::Ask => {}
         }
         let identity = identity_of(&spec.session_keys, &req, &token);

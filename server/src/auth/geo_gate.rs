@@ -144,11 +144,12 @@ mod tests {
     }
 
     /// The whole path over real sockets: a server started from a config file with `geoip_db`
-    /// (a database file this test writes), an HLS viewer from each of three loopback
-    /// addresses, and a wiremock backend that records what it is asked.
+    /// (a database file this test writes), an HLS viewer from each of four loopback
+    /// addresses, and a wiremock backend that records what it is asked. The gate's refusal
+    /// names the gate; a ban by the backend still reads as a ban.
     #[tokio::test]
     async fn a_server_admits_gb_refuses_ru_and_asks_the_backend_about_the_rest() {
-        use wiremock::matchers::method;
+        use wiremock::matchers::{method, query_param};
         use wiremock::{Mock, MockServer, ResponseTemplate};
 
         let dir = std::env::temp_dir().join(format!("usher-geogate-srv-{}", uuid::Uuid::new_v4().simple()));
@@ -157,6 +158,11 @@ mod tests {
         let db = mmdb_writer::country_db(&[(ip("127.0.0.2"), 32, "GB"), (ip("127.0.0.3"), 32, "RU")]);
         std::fs::write(&db_path, db).expect("write db");
         let backend = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(query_param("token", "banned"))
+            .respond_with(ResponseTemplate::new(403))
+            .mount(&backend)
+            .await;
         Mock::given(method("GET"))
             .respond_with(ResponseTemplate::new(200))
             .mount(&backend)
@@ -180,25 +186,52 @@ mod tests {
                     .send()
                     .await
                     .expect("the server answers")
-                    .status()
-                    .as_u16()
             }
         };
+        // The reason a refusal gives: the title of the JSON error body.
+        let refused = |resp: reqwest::Response| async move {
+            assert_eq!(resp.status().as_u16(), 403);
+            let body: serde_json::Value = resp.json().await.expect("a JSON error body");
+            body["errors"][0]["title"].as_str().expect("a title").to_string()
+        };
+        const COUNTRY: &str = "refused: the client's country is in the stream's disallowed_countries";
         assert_eq!(
-            play("127.0.0.2", "gb").await,
+            play("127.0.0.2", "gb").await.status().as_u16(),
             200,
             "GB is allowed without a backend call"
         );
-        assert_eq!(play("127.0.0.3", "ru").await, 403, "RU is refused");
-        assert_eq!(play("127.0.0.3", "ru").await, 403, "and stays refused");
-        assert_eq!(play("127.0.0.4", "other").await, 200, "no country: the backend decides");
+        assert_eq!(
+            refused(play("127.0.0.3", "ru").await).await,
+            COUNTRY,
+            "RU is refused by the gate"
+        );
+        assert_eq!(
+            refused(play("127.0.0.3", "ru").await).await,
+            COUNTRY,
+            "and stays refused so"
+        );
+        assert_eq!(
+            play("127.0.0.4", "other").await.status().as_u16(),
+            200,
+            "no country: the backend decides"
+        );
+        // A backend's 403, then the same viewer again: a ban, told as one (not as the gate).
+        assert_eq!(
+            refused(play("127.0.0.5", "banned").await).await,
+            "refused by the authorization backend"
+        );
+        assert_eq!(
+            refused(play("127.0.0.5", "banned").await).await,
+            "refused: a recent denial is cached"
+        );
         let asked = backend.received_requests().await.unwrap_or_default();
         let queries: Vec<String> = asked.iter().map(|r| r.url.query().unwrap_or("").to_string()).collect();
         assert_eq!(
             queries.len(),
-            1,
-            "only the viewer without a gated country was asked about: {queries:?}"
+            2,
+            "only the viewers without a gated country were asked about, the banned one once: {queries:?}"
         );
+        assert!(queries[1].contains("token=banned"), "{}", queries[1]);
         assert!(queries[0].contains("token=other"), "{}", queries[0]);
         assert!(
             queries[0].contains("region=eu"),

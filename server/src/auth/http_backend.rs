@@ -2,11 +2,14 @@
 //! (GET for play, POST with the query and a JSON body for publish) and reads the answer with
 //! [`interpret`]. It keeps no timer: the core's one 3 s timer drops a call that takes longer,
 //! which cancels the request. The answer's size limits are enforced here, as it is read.
+//! [`HttpBackend::fetch`] brings the answer back unread, for `usher backend-check`, which grades
+//! more than the server keeps.
 
 use futures::future::BoxFuture;
 
 use super::backend::{
-    Answer, Backend, BackendRequest, CallKind, MAX_BODY_BYTES, SIGNATURE_HEADER, interpret, signature, url_with_query,
+    Answer, Backend, BackendRequest, CallKind, MAX_BODY_BYTES, MAX_HEADER_BYTES, SIGNATURE_HEADER, interpret,
+    signature, url_with_query,
 };
 
 /// The HTTP backend client: GET for play, POST (query + JSON body) for publish.
@@ -27,8 +30,32 @@ impl HttpBackend {
     }
 }
 
-impl Backend for HttpBackend {
-    fn call(&self, url: &str, request: &BackendRequest) -> BoxFuture<'static, Answer> {
+/// An answer as it came over the wire, within the size limits, before [`interpret`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// (name, value) as sent; values that are not UTF-8 are read lossily.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Why a call brought back no answer to read. Either way the server has "no decision".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The answer was over [`MAX_HEADER_BYTES`] of headers or [`MAX_BODY_BYTES`] of body.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Connection refused or reset, a malformed answer (the description holds no URL).
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl HttpBackend {
+    /// Makes the call of the contract and brings back the answer unread: GET with the query
+    /// for play; POST with the query and the JSON body for publish (AMB-2); signed when the
+    /// request has a key. No timer: the caller bounds it (the core's one 3 s timer; `usher
+    /// backend-check` uses the same budget), and dropping the future cancels the request.
+    pub fn fetch(&self, url: &str, request: &BackendRequest) -> BoxFuture<'static, Result<RawAnswer, FetchError>> {
         let full = url_with_query(url, &request.query_string());
         let (method, body) = match request.kind {
             CallKind::Play => ("GET", Vec::new()),
@@ -60,10 +87,7 @@ impl Backend for HttpBackend {
             builder = builder.body(body);
         }
         Box::pin(async move {
-            let response = match builder.send().await {
-                Ok(response) => response,
-                Err(e) => return Answer::NoDecision { reason: describe(e) },
-            };
+            let mut response = builder.send().await.map_err(describe)?;
             let status = response.status().as_u16();
             let headers: Vec<(String, String)> = response
                 .headers()
@@ -75,42 +99,55 @@ impl Backend for HttpBackend {
                     )
                 })
                 .collect();
+            let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+            if header_bytes > MAX_HEADER_BYTES {
+                return Err(FetchError::TooLarge(format!("header block of {header_bytes} bytes")));
+            }
             if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-                return Answer::NoDecision {
-                    reason: "body over 1 MiB".into(),
-                };
+                return Err(FetchError::TooLarge("body over 1 MiB".into()));
             }
             let mut body = Vec::new();
-            let mut response = response;
-            loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        body.extend_from_slice(&chunk);
-                        if body.len() > MAX_BODY_BYTES {
-                            return Answer::NoDecision {
-                                reason: "body over 1 MiB".into(),
-                            };
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => return Answer::NoDecision { reason: describe(e) },
+            while let Some(chunk) = response.chunk().await.map_err(describe)? {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_BODY_BYTES {
+                    return Err(FetchError::TooLarge("body over 1 MiB".into()));
                 }
             }
-            interpret(status, &headers, &body)
+            Ok(RawAnswer { status, headers, body })
         })
     }
 }
 
-/// The failure without the URL, which carries the token (logs never hold it whole).
-fn describe(e: reqwest::Error) -> String {
+impl Backend for HttpBackend {
+    fn call(&self, url: &str, request: &BackendRequest) -> BoxFuture<'static, Answer> {
+        let fetch = self.fetch(url, request);
+        Box::pin(async move {
+            match fetch.await {
+                Ok(raw) => interpret(raw.status, &raw.headers, &raw.body),
+                Err(e) => Answer::NoDecision { reason: e.to_string() },
+            }
+        })
+    }
+}
+
+/// The failure and its causes without the URL, which carries the token (logs never hold it
+/// whole).
+fn describe(e: reqwest::Error) -> FetchError {
     let e = e.without_url();
-    if e.is_timeout() {
+    let mut text = if e.is_timeout() {
         "timeout".to_string()
     } else if e.is_connect() {
         format!("connect: {e}")
     } else {
         format!("transport: {e}")
+    };
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
+    FetchError::Transport(text)
 }
 
 #[cfg(test)]

@@ -424,6 +424,7 @@ impl Machine {
             bytes: e.shared.bytes.load(std::sync::atomic::Ordering::Relaxed),
             reason,
             dvr: e.call.as_ref().is_some_and(|c| c.dvr),
+            ad_inject_ignored: e.ad_inject_ignored(),
         });
     }
 

@@ -23,8 +23,9 @@ mod session;
 pub mod store;
 
 pub use self::core::{
-    AuthCore, AuthSettings, CloseReason, ClosedSession, ConnectionGuard, DEFAULT_SOFT_LIMITATION_DELAY, DenyReason,
-    MAX_NAME_LEN, MAX_TOKEN_LEN, PlayRequest, SWEEP_INTERVAL, SessionInfo, StreamControl, Verdict, refuse_oversized,
+    AuthCore, AuthSettings, CLOSED_SESSIONS_QUEUE, CloseReason, ClosedSession, ConnectionGuard,
+    DEFAULT_SOFT_LIMITATION_DELAY, DenyReason, MAX_NAME_LEN, MAX_TOKEN_LEN, PlayRequest, SWEEP_INTERVAL, SessionInfo,
+    StreamControl, Verdict, refuse_oversized,
 };
 pub use backend::{Answer, Backend, BackendRequest, CallKind, Grant, HttpBackend, RequestType};
 pub use identity::Identity;

@@ -290,11 +290,11 @@ pub struct DvrConfig {
     pub root: String,
     /// How far back the archive reaches; older segments are deleted.
     pub depth: Duration,
-    /// `dvr ROOT DEPTH 10G;` (the vendor's `storage_limit`, bytes): read and shown, not
-    /// enforced yet (a warning says so at load).
+    /// `dvr ROOT DEPTH 10G;` (the vendor's `storage_limit`, bytes): the most the archive's
+    /// segment files may take; the oldest go first (`crate::dvr::archive`).
     pub storage_limit: Option<u64>,
-    /// `dvr ROOT DEPTH 95%;` (the vendor's `disk_usage_limit`): read and shown, not enforced
-    /// yet.
+    /// `dvr ROOT DEPTH 95%;` (the vendor's `disk_usage_limit`): while the filesystem holding
+    /// the archive is fuller than this, the archive gives up its oldest segments.
     pub disk_usage_limit: Option<u8>,
 }
 

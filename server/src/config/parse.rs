@@ -1074,13 +1074,6 @@ impl Parser<'_> {
                 "dvr needs a depth (such as 'dvr /storage 7d;'): this server trims an archive by its depth",
             ));
         };
-        if storage_limit.is_some() || disk_usage_limit.is_some() {
-            tracing::warn!(
-                file = self.file,
-                line = t.line,
-                "dvr size and disk usage limits are read but not enforced yet: the archive is trimmed by its depth only"
-            );
-        }
         Ok(super::model::DvrConfig {
             root,
             depth: Duration::from_secs(depth),

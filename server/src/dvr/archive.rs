@@ -3,10 +3,21 @@
 //! index (`index.log`, one line per segment: `START_MS DURATION_MS DISCONTINUITY FILE`).
 //!
 //! The index is read when the archive opens, so an archive outlives a restart; lines whose file
-//! is gone or that are past the depth are dropped then. Segments older than the depth are
-//! deleted as new ones arrive, and the index is rewritten (to a temporary file, then renamed)
-//! once enough of its lines are stale, so it stays bounded without being rewritten on every
-//! segment.
+//! is gone or that are past the depth are dropped then. The index is rewritten (to a temporary
+//! file, then renamed) once enough of its lines are stale, so it stays bounded without being
+//! rewritten on every segment.
+//!
+//! Three limits ([`Limits`]) delete the oldest segments:
+//! * the depth: segments that ended longer ago than it (all of them, if nothing was recorded
+//!   for a whole depth);
+//!
+//! and the two size limits, which never delete the newest segment:
+//! * `storage_limit`: before a segment is written, older ones go until the archive plus the
+//!   new segment fit in the limit (a segment larger than the limit on its own is still
+//!   written, and is then the whole archive);
+//! * `disk_usage_limit`: after each segment (and each pass over an idle archive), when the
+//!   filesystem holding the archive is fuller than the percentage, older segments go until the
+//!   bytes they free bring it down to the limit, or only the newest is left.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -16,7 +27,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use super::disk::{DiskProbe, DiskUsage};
 use super::ranges::TimeRange;
+use crate::config::DvrConfig;
 use crate::media::MediaSource;
 
 const INDEX: &str = "index.log";
@@ -36,6 +49,8 @@ pub struct ArchivedSegment {
     /// Does not continue the previous segment (a gap, a new publisher, a switched input).
     pub discontinuity: bool,
     pub path: PathBuf,
+    /// Size of the file (what the storage limit counts).
+    pub bytes: u64,
 }
 
 impl ArchivedSegment {
@@ -58,23 +73,130 @@ struct Cursor {
 #[derive(Debug, Default)]
 struct State {
     segments: BTreeMap<i64, ArchivedSegment>,
+    /// Sum of the segments' `bytes`.
+    bytes: u64,
     cursor: Cursor,
     stale_lines: usize,
+    /// The filesystem is over `disk_usage_limit` with only the newest segment left: said once
+    /// until it is under again.
+    disk_full_said: bool,
+    /// statvfs failed: said once until it works again.
+    probe_failed_said: bool,
+}
+
+impl State {
+    fn insert(&mut self, segment: ArchivedSegment) {
+        self.bytes += segment.bytes;
+        if let Some(old) = self.segments.insert(segment.start_ms, segment) {
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// Takes the oldest segment out, unless it is the last one.
+    fn take_oldest(&mut self) -> Option<ArchivedSegment> {
+        if self.segments.len() < 2 {
+            return None;
+        }
+        let (_, s) = self.segments.pop_first()?;
+        self.bytes -= s.bytes;
+        Some(s)
+    }
+
+    /// Takes out every segment that ended at or before `cutoff`, the newest excepted.
+    fn take_expired(&mut self, cutoff: i64) -> Vec<ArchivedSegment> {
+        let mut gone = Vec::new();
+        while self
+            .segments
+            .first_key_value()
+            .is_some_and(|(_, s)| s.start_ms + s.duration_ms <= cutoff)
+        {
+            // The newest is past the depth too: it goes like the rest (nothing was recorded
+            // for a whole depth), so the depth alone may empty an archive.
+            let Some((_, s)) = self.segments.pop_first() else { break };
+            self.bytes -= s.bytes;
+            gone.push(s);
+        }
+        gone
+    }
+
+    /// Takes out the oldest segments until the archive plus `incoming` bytes fit in `limit`.
+    /// With nothing incoming the newest stays whatever its size; with a segment incoming every
+    /// older one may go, since the incoming one is then the newest.
+    fn take_for_storage(&mut self, limit: u64, incoming: u64) -> Vec<ArchivedSegment> {
+        let keep = usize::from(incoming == 0);
+        let mut gone = Vec::new();
+        while self.bytes.saturating_add(incoming) > limit && self.segments.len() > keep {
+            let Some((_, s)) = self.segments.pop_first() else { break };
+            self.bytes -= s.bytes;
+            gone.push(s);
+        }
+        gone
+    }
+
+    /// Takes out the oldest segments, the newest excepted, until they add up to `excess`.
+    fn take_bytes(&mut self, excess: u64) -> Vec<ArchivedSegment> {
+        let mut gone = Vec::new();
+        let mut freed = 0u64;
+        while freed < excess {
+            let Some(s) = self.take_oldest() else { break };
+            freed = freed.saturating_add(s.bytes);
+            gone.push(s);
+        }
+        gone
+    }
+}
+
+/// What bounds one archive (`dvr ROOT DEPTH [SIZE] [PERCENT%]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Segments that ended longer ago are deleted.
+    pub depth: Duration,
+    /// Most bytes the archive's segment files may take.
+    pub storage_limit: Option<u64>,
+    /// Most percent of the filesystem under the archive that may be in use before this
+    /// archive gives up its oldest segments.
+    pub disk_usage_limit: Option<u8>,
+}
+
+impl Limits {
+    /// The depth alone.
+    pub fn depth(depth: Duration) -> Limits {
+        Limits {
+            depth,
+            storage_limit: None,
+            disk_usage_limit: None,
+        }
+    }
+
+    pub fn of(config: &DvrConfig) -> Limits {
+        Limits {
+            depth: config.depth,
+            storage_limit: config.storage_limit,
+            disk_usage_limit: config.disk_usage_limit,
+        }
+    }
 }
 
 /// The archive of one stream.
 #[derive(Debug)]
 pub struct Archive {
     dir: PathBuf,
-    depth: Duration,
+    limits: Limits,
+    disk: Arc<dyn DiskProbe>,
     state: Mutex<State>,
     /// Serializes writers (the recorder) against index rewrites.
     writing: tokio::sync::Mutex<()>,
 }
 
 impl Archive {
-    /// Opens (creating the directory) and loads the index.
+    /// Opens (creating the directory) and loads the index, bounded by the depth alone.
     pub async fn open(dir: PathBuf, depth: Duration) -> io::Result<Arc<Archive>> {
+        Archive::open_limited(dir, Limits::depth(depth), Arc::new(super::disk::Statvfs)).await
+    }
+
+    /// Opens (creating the directory) and loads the index; `disk` reads the filesystem's fill
+    /// for `limits.disk_usage_limit`. What the index holds beyond the limits is deleted at once.
+    pub async fn open_limited(dir: PathBuf, limits: Limits, disk: Arc<dyn DiskProbe>) -> io::Result<Arc<Archive>> {
         tokio::fs::create_dir_all(&dir).await?;
         let mut segments = BTreeMap::new();
         let mut lines = 0usize;
@@ -82,9 +204,10 @@ impl Archive {
             Ok(text) => {
                 for line in text.lines() {
                     lines += 1;
-                    if let Some(segment) = parse_line(&dir, line)
-                        && tokio::fs::try_exists(&segment.path).await.unwrap_or(false)
+                    if let Some(mut segment) = parse_line(&dir, line)
+                        && let Ok(meta) = tokio::fs::metadata(&segment.path).await
                     {
+                        segment.bytes = meta.len();
                         segments.insert(segment.start_ms, segment);
                     }
                 }
@@ -96,18 +219,30 @@ impl Archive {
             .values()
             .next_back()
             .map_or(0, |s: &ArchivedSegment| s.start_ms + s.duration_ms);
-        tracing::info!(dir = %dir.display(), segments = segments.len(), depth_secs = depth.as_secs(), "dvr archive opened");
+        let bytes = segments.values().map(|s: &ArchivedSegment| s.bytes).sum();
+        tracing::info!(
+            dir = %dir.display(),
+            segments = segments.len(),
+            bytes,
+            depth_secs = limits.depth.as_secs(),
+            storage_limit = limits.storage_limit,
+            disk_usage_limit = limits.disk_usage_limit,
+            "dvr archive opened"
+        );
         let stale_lines = lines - segments.len();
         let archive = Arc::new(Archive {
             dir,
-            depth,
+            limits,
+            disk,
             state: Mutex::new(State {
                 segments,
+                bytes,
                 cursor: Cursor {
                     last_end_ms,
                     ..Cursor::default()
                 },
                 stale_lines,
+                ..State::default()
             }),
             writing: tokio::sync::Mutex::new(()),
         });
@@ -120,7 +255,16 @@ impl Archive {
     }
 
     pub fn depth(&self) -> Duration {
-        self.depth
+        self.limits.depth
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Bytes of the segment files the archive holds.
+    pub fn bytes(&self) -> u64 {
+        self.state().bytes
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -215,7 +359,15 @@ impl Archive {
                 duration_ms,
                 discontinuity: !(follows && (start_ms - last_end_ms).abs() <= CONTIGUOUS_MS),
                 path: self.dir.join(format!("{start_ms}.ts")),
+                bytes: bytes.len() as u64,
             };
+            if let Some(limit) = self.limits.storage_limit {
+                let gone = self.state().take_for_storage(limit, segment.bytes);
+                if !gone.is_empty() {
+                    tracing::debug!(dir = %self.dir.display(), deleted = gone.len(), storage_limit = limit, "dvr: oldest segments deleted to stay within the storage limit");
+                }
+                self.delete(gone).await;
+            }
             if let Err(e) = self.write_segment(&segment, &bytes).await {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "dvr: cannot write a segment; it is not archived");
                 continue;
@@ -225,7 +377,7 @@ impl Archive {
             let mut state = self.state();
             state.cursor.last_sequence = Some(info.sequence);
             state.cursor.last_end_ms = last_end_ms;
-            state.segments.insert(start_ms, segment);
+            state.insert(segment);
         }
         {
             let mut state = self.state();
@@ -233,8 +385,7 @@ impl Archive {
                 state.cursor.last_sequence = Some(newest.sequence);
             }
         }
-        drop(_writing);
-        self.prune(now_ms).await;
+        self.prune_locked(now_ms).await;
         written
     }
 
@@ -249,36 +400,34 @@ impl Archive {
         index.flush().await
     }
 
-    /// Deletes segments that ended more than the depth before `now_ms`; rewrites the index
+    /// Deletes what is past the limits at `now_ms` (see the module's doc); rewrites the index
     /// when enough of its lines are stale.
     pub async fn prune(&self, now_ms: i64) {
         let _writing = self.writing.lock().await;
-        let cutoff = now_ms - i64::try_from(self.depth.as_millis()).unwrap_or(i64::MAX);
-        let (old, rewrite) = {
+        self.prune_locked(now_ms).await;
+    }
+
+    /// [`prune`](Self::prune) with the writing lock held.
+    async fn prune_locked(&self, now_ms: i64) {
+        let cutoff = now_ms - i64::try_from(self.limits.depth.as_millis()).unwrap_or(i64::MAX);
+        let expired = self.state().take_expired(cutoff);
+        self.delete(expired).await;
+        if let Some(limit) = self.limits.storage_limit {
+            // A limit lowered since the archive was written (the index is read at open).
+            let gone = self.state().take_for_storage(limit, 0);
+            self.delete(gone).await;
+        }
+        if let Some(limit) = self.limits.disk_usage_limit {
+            self.keep_disk_under(limit).await;
+        }
+        let rewrite = {
             let mut state = self.state();
-            let keep = state
-                .segments
-                .iter()
-                .find(|(_, s)| s.start_ms + s.duration_ms > cutoff)
-                .map(|(k, _)| *k)
-                .unwrap_or(i64::MAX);
-            let kept = state.segments.split_off(&keep);
-            let old = std::mem::replace(&mut state.segments, kept);
-            state.stale_lines += old.len();
             let rewrite = state.stale_lines > STALE_LINES.max(state.segments.len() / 10);
-            let lines = rewrite.then(|| state.segments.values().map(index_line).collect::<String>());
             if rewrite {
                 state.stale_lines = 0;
             }
-            (old, lines)
+            rewrite.then(|| state.segments.values().map(index_line).collect::<String>())
         };
-        for segment in old.values() {
-            if let Err(e) = tokio::fs::remove_file(&segment.path).await
-                && e.kind() != io::ErrorKind::NotFound
-            {
-                tracing::warn!(file = %segment.path.display(), error = %e, "dvr: cannot delete an old segment");
-            }
-        }
         if let Some(text) = rewrite {
             let tmp = self.dir.join(format!("{INDEX}.tmp"));
             let result = async {
@@ -288,6 +437,72 @@ impl Archive {
             .await;
             if let Err(e) = result {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "dvr: cannot rewrite the index");
+            }
+        }
+    }
+
+    /// Reads the fill of the filesystem and deletes the oldest segments (the newest excepted)
+    /// whose bytes bring it down to `limit` percent.
+    async fn keep_disk_under(&self, limit: u8) {
+        let (disk, dir) = (self.disk.clone(), self.dir.clone());
+        let read = tokio::task::spawn_blocking(move || disk.usage(&dir))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+        let usage: DiskUsage = match read {
+            Ok(usage) => {
+                self.state().probe_failed_said = false;
+                usage
+            }
+            Err(e) => {
+                let mut state = self.state();
+                if !state.probe_failed_said {
+                    state.probe_failed_said = true;
+                    tracing::warn!(dir = %self.dir.display(), error = %e, disk_usage_limit = limit, "dvr: cannot read how full the disk is; the disk usage limit is not applied until it can");
+                }
+                return;
+            }
+        };
+        let excess = usage.excess_over(limit);
+        let (gone, still_over) = {
+            let mut state = self.state();
+            let gone = state.take_bytes(excess);
+            let freed: u64 = gone.iter().map(|s| s.bytes).sum();
+            let still_over = freed < excess;
+            let say = still_over && !state.disk_full_said;
+            state.disk_full_said = still_over;
+            (gone, say)
+        };
+        if !gone.is_empty() {
+            tracing::info!(
+                dir = %self.dir.display(),
+                used_percent = usage.percent(),
+                disk_usage_limit = limit,
+                deleted = gone.len(),
+                "dvr: the disk is fuller than the limit; the oldest segments of this archive are deleted"
+            );
+        }
+        if still_over {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                used_percent = usage.percent(),
+                disk_usage_limit = limit,
+                "dvr: the disk stays fuller than the limit with only the newest segment of this archive left"
+            );
+        }
+        self.delete(gone).await;
+    }
+
+    /// Deletes the files of segments already taken out of the state.
+    async fn delete(&self, gone: Vec<ArchivedSegment>) {
+        if gone.is_empty() {
+            return;
+        }
+        self.state().stale_lines += gone.len();
+        for segment in &gone {
+            if let Err(e) = tokio::fs::remove_file(&segment.path).await
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(file = %segment.path.display(), error = %e, "dvr: cannot delete an old segment");
             }
         }
     }
@@ -326,6 +541,7 @@ fn parse_line(dir: &Path, line: &str) -> Option<ArchivedSegment> {
         duration_ms,
         discontinuity,
         path: dir.join(file),
+        bytes: 0,
     })
 }
 
@@ -341,6 +557,7 @@ mod tests {
             duration_ms: 1000,
             discontinuity: true,
             path: dir.join("1700000000123.ts"),
+            bytes: 0,
         };
         assert_eq!(parse_line(dir, index_line(&s).trim_end()), Some(s));
         for bad in [

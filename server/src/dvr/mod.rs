@@ -6,9 +6,11 @@
 //!
 //! The recorder polls every stream with a `dvr` setting ([`Dvr::run_recorder`]): it starts the
 //! stream's media if nobody watches (recording does not wait for viewers) and writes each
-//! newly completed segment with its wall-clock start.
+//! newly completed segment with its wall-clock start. Each archive is kept within its depth,
+//! its `storage_limit` and its `disk_usage_limit` ([`archive`], [`disk`]).
 
 pub mod archive;
+pub mod disk;
 pub mod export;
 pub mod mp4;
 pub mod ranges;
@@ -20,7 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-pub use archive::{Archive, ArchivedSegment};
+pub use archive::{Archive, ArchivedSegment, Limits};
+pub use disk::{DiskProbe, DiskUsage};
 pub use ranges::{AllowedRanges, TimeRange};
 
 use crate::config::DvrConfig;
@@ -41,14 +44,22 @@ pub struct Dvr {
     archives: Mutex<HashMap<String, Arc<Archive>>>,
     /// Streams whose archive could not be opened, so the failure is logged once.
     failed: Mutex<HashMap<String, PathBuf>>,
+    /// Reads how full a filesystem is (`disk_usage_limit`).
+    disk: Arc<dyn DiskProbe>,
 }
 
 impl Dvr {
     pub fn new(streams: Arc<Streams>) -> Arc<Dvr> {
+        Dvr::with_disk_probe(streams, Arc::new(disk::Statvfs))
+    }
+
+    /// [`new`](Self::new) with another reader of the filesystem's fill (tests).
+    pub fn with_disk_probe(streams: Arc<Streams>, disk: Arc<dyn DiskProbe>) -> Arc<Dvr> {
         Arc::new(Dvr {
             streams,
             archives: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            disk,
         })
     }
 
@@ -72,19 +83,20 @@ impl Dvr {
     /// stream's `dvr` setting changed).
     pub async fn archive(&self, stream: &str, config: &DvrConfig) -> Option<Arc<Archive>> {
         let dir = self.dir_of(stream, config)?;
+        let limits = Limits::of(config);
         if let Some(archive) = self.lock_archives().get(stream)
             && archive.dir() == dir
-            && archive.depth() == config.depth
+            && archive.limits() == limits
         {
             return Some(archive.clone());
         }
-        match Archive::open(dir.clone(), config.depth).await {
+        match Archive::open_limited(dir.clone(), limits, self.disk.clone()).await {
             Ok(archive) => {
                 self.failed.lock().unwrap_or_else(|e| e.into_inner()).remove(stream);
                 let mut archives = self.lock_archives();
                 // Another task may have opened it meanwhile; keep the first.
                 let kept = archives.entry(stream.to_string()).or_insert(archive.clone());
-                if kept.dir() != dir || kept.depth() != config.depth {
+                if kept.dir() != dir || kept.limits() != limits {
                     *kept = archive;
                 }
                 Some(kept.clone())
@@ -105,7 +117,7 @@ impl Dvr {
     }
 
     /// One pass of the recorder over every stream with a `dvr` setting; archives of streams
-    /// that no longer record are still pruned to their depth.
+    /// that no longer record are still pruned to their limits.
     pub async fn record_once(&self) {
         let now = unix_millis_now();
         let mut recording = Vec::new();

@@ -2,7 +2,8 @@
 //! period, read back by the management API (`GET …/sessions?closed=true`) and by the
 //! MySQL-protocol listener ([`crate::mysql`]).
 //!
-//! The auth core hands closed-session records to an unbounded channel and never waits. The
+//! The auth core hands closed-session records to a bounded queue and never waits (a record
+//! that finds it full is dropped, counted and logged: `auth::CLOSED_SESSIONS_QUEUE`). The
 //! writer ([`History::run_writer`]) drains that channel in batches and does the SQLite work on
 //! Tokio's blocking pool, so neither the core nor an async worker ever waits on the disk.
 //! Records older than the retention are deleted by the writer (at most a minute late) and
@@ -22,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ToSql, params};
 use serde::Serialize;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ClosedSession;
@@ -53,11 +54,34 @@ CREATE TABLE IF NOT EXISTS sessions (
     closed_at    INTEGER NOT NULL,
     bytes        INTEGER NOT NULL,
     close_reason TEXT NOT NULL,
-    dvr          INTEGER NOT NULL DEFAULT 0
+    dvr          INTEGER NOT NULL DEFAULT 0,
+    ad_inject_ignored INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_closed_at ON sessions (closed_at);
 CREATE INDEX IF NOT EXISTS sessions_user_id ON sessions (user_id, closed_at);
 ";
+
+/// Columns added to the table after its first version, with their definitions: a store file
+/// written by an older server gets them when it opens (its records read as the default).
+const ADDED_COLUMNS: [(&str, &str); 2] = [
+    ("dvr", "INTEGER NOT NULL DEFAULT 0"),
+    ("ad_inject_ignored", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+/// Adds the [`ADDED_COLUMNS`] a store lacks.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let present: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('sessions')")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, definition) in ADDED_COLUMNS {
+        if !present.iter().any(|p| p == name) {
+            conn.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {name} {definition}"))?;
+            tracing::info!(column = name, "session history: column added to an older store");
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -86,6 +110,10 @@ pub struct HistoryRecord {
     pub closed_at: i64,
     pub bytes: i64,
     pub dvr: bool,
+    /// As on an open session: the backend asked for ads that were not inserted. Absent when
+    /// false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ad_inject_ignored: bool,
     pub close_reason: String,
 }
 
@@ -174,6 +202,7 @@ impl History {
             }
         }
         conn.execute_batch(SCHEMA).map_err(wrap)?;
+        add_missing_columns(&conn).map_err(wrap)?;
         let rows: i64 = conn
             .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
             .map_err(wrap)?;
@@ -255,7 +284,8 @@ impl History {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO sessions (session_id, type, name, ip, proto, token, user_id, opened_at, closed_at, \
-                 bytes, close_reason, dvr) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 bytes, close_reason, dvr, ad_inject_ignored) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             for r in records {
                 stmt.execute(params![
@@ -271,6 +301,7 @@ impl History {
                     i64::try_from(r.bytes).unwrap_or(i64::MAX),
                     r.reason.as_str(),
                     r.dvr,
+                    r.ad_inject_ignored,
                 ])?;
             }
         }
@@ -299,7 +330,7 @@ impl History {
     pub fn closed(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRecord>, HistoryError> {
         let mut sql = String::from(
             "SELECT session_id, type, name, ip, proto, token, user_id, opened_at, closed_at, bytes, dvr, \
-             close_reason FROM sessions",
+             close_reason, ad_inject_ignored FROM sessions",
         );
         let mut args: Vec<SqlValue> = Vec::new();
         let mut conditions = Vec::new();
@@ -334,6 +365,7 @@ impl History {
                 bytes: row.get(9)?,
                 dvr: row.get(10)?,
                 close_reason: row.get(11)?,
+                ad_inject_ignored: row.get(12)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -379,7 +411,7 @@ impl History {
     /// (what is already queued is written first). Batches of up to [`BATCH`] records go in one
     /// transaction on the blocking pool; records past the retention are deleted every
     /// [`PRUNE_EVERY`].
-    pub async fn run_writer(self, mut closed: UnboundedReceiver<ClosedSession>, shutdown: CancellationToken) {
+    pub async fn run_writer(self, mut closed: Receiver<ClosedSession>, shutdown: CancellationToken) {
         let mut drops = LogThrottle::new(DROP_LOG_EVERY);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -411,7 +443,7 @@ impl History {
         }
     }
 
-    async fn flush(&self, closed: &mut UnboundedReceiver<ClosedSession>, drops: &mut LogThrottle) {
+    async fn flush(&self, closed: &mut Receiver<ClosedSession>, drops: &mut LogThrottle) {
         let mut batch = Vec::new();
         while let Ok(r) = closed.try_recv() {
             batch.push(r);

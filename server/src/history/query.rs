@@ -42,6 +42,8 @@ pub enum Column {
     Bytes,
     CloseReason,
     Dvr,
+    /// The backend asked for ads that were not inserted (0 or 1).
+    AdInjectIgnored,
 }
 
 /// How a column's values are typed for a client.
@@ -53,7 +55,7 @@ pub enum ColumnType {
 
 impl Column {
     /// Every column, in table order (what `*` selects).
-    pub const ALL: [Column; 12] = [
+    pub const ALL: [Column; 13] = [
         Column::SessionId,
         Column::Type,
         Column::Name,
@@ -66,6 +68,7 @@ impl Column {
         Column::Bytes,
         Column::CloseReason,
         Column::Dvr,
+        Column::AdInjectIgnored,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +85,7 @@ impl Column {
             Column::Bytes => "bytes",
             Column::CloseReason => "close_reason",
             Column::Dvr => "dvr",
+            Column::AdInjectIgnored => "ad_inject_ignored",
         }
     }
 
@@ -91,7 +95,9 @@ impl Column {
 
     pub fn ty(self) -> ColumnType {
         match self {
-            Column::OpenedAt | Column::ClosedAt | Column::Bytes | Column::Dvr => ColumnType::Integer,
+            Column::OpenedAt | Column::ClosedAt | Column::Bytes | Column::Dvr | Column::AdInjectIgnored => {
+                ColumnType::Integer
+            }
             _ => ColumnType::Text,
         }
     }

@@ -21,6 +21,7 @@ fn closed(user: Option<&str>, name: &str, closed_at: SystemTime, bytes: u64) -> 
         bytes,
         reason: CloseReason::Idle,
         dvr: false,
+        ad_inject_ignored: false,
     }
 }
 
@@ -97,11 +98,11 @@ fn a_file_store_keeps_records_across_opens_and_prunes_on_open() {
 #[tokio::test]
 async fn the_writer_drains_the_channel_in_batches() {
     let h = History::open(None, DAY).unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let stop = CancellationToken::new();
     let writer = tokio::spawn(h.clone().run_writer(rx, stop.clone()));
     for i in 0..600 {
-        tx.send(closed(Some("u"), "s", SystemTime::now(), i)).unwrap();
+        tx.send(closed(Some("u"), "s", SystemTime::now(), i)).await.unwrap();
     }
     drop(tx);
     writer.await.unwrap();
@@ -112,6 +113,73 @@ async fn the_writer_drains_the_channel_in_batches() {
         })
         .unwrap();
     assert_eq!(all.len(), 600);
+}
+
+/// Issue 18: a closed session keeps the ad_inject flag, in the API's records and in the table
+/// the MySQL listener reads; a store written before the column existed gets it on open.
+#[test]
+fn the_ad_inject_flag_is_kept_and_an_older_store_gets_its_column() {
+    let dir = std::env::temp_dir().join(format!("usher-history-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("old.sqlite");
+    {
+        // The table as the first servers wrote it: no dvr, no ad_inject_ignored.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE sessions (session_id TEXT NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL, \
+             ip TEXT NOT NULL, proto TEXT NOT NULL, token TEXT NOT NULL, user_id TEXT, opened_at INTEGER NOT NULL, \
+             closed_at INTEGER NOT NULL, bytes INTEGER NOT NULL, close_reason TEXT NOT NULL);
+             INSERT INTO sessions VALUES ('old', 'play', 'old', '127.0.0.1', 'hls', 't', NULL, 1, 2, 7, 'idle');",
+        )
+        .unwrap();
+    }
+    let h = History::open(Some(&path), 36_500 * DAY).unwrap();
+    let now = SystemTime::now();
+    let mut ads = closed(Some("ads"), "s1", now, 1);
+    ads.ad_inject_ignored = true;
+    h.insert(&[ads, closed(Some("plain"), "s1", now, 2)]).unwrap();
+
+    let records = h.closed(&HistoryFilter::default()).unwrap();
+    let flag = |user: Option<&str>| {
+        records
+            .iter()
+            .find(|r| r.user_id.as_deref() == user)
+            .map(|r| r.ad_inject_ignored)
+    };
+    assert_eq!(flag(Some("ads")), Some(true));
+    assert_eq!(flag(Some("plain")), Some(false));
+    assert_eq!(flag(None), Some(false), "the older record reads as the default");
+    let json = serde_json::to_value(&records).unwrap();
+    let shown: Vec<bool> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.get("ad_inject_ignored") == Some(&serde_json::json!(true)))
+        .collect();
+    assert_eq!(
+        shown.iter().filter(|s| **s).count(),
+        1,
+        "shown on that record only: {json}"
+    );
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("ad_inject_ignored") != Some(&serde_json::json!(false))),
+        "absent when false, as on open sessions: {json}"
+    );
+
+    let q = Select::parse("select user_id, ad_inject_ignored from sessions where ad_inject_ignored = 1").unwrap();
+    assert_eq!(
+        h.select(&q).unwrap().rows,
+        [vec![Some("ads".to_string()), Some("1".to_string())]]
+    );
+    let q = Select::parse("select * from sessions where session_id = 'old'").unwrap();
+    let rows = h.select(&q).unwrap();
+    assert_eq!(rows.columns.last(), Some(&Column::AdInjectIgnored));
+    assert_eq!(rows.rows[0].last(), Some(&Some("0".to_string())));
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -402,12 +470,13 @@ async fn the_writer_logs_drops_once_per_window() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let h = History::open_bounded(None, DAY, 10).unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let stop = CancellationToken::new();
     let writer = tokio::spawn(h.clone().run_writer(rx, stop.clone()));
     for round in 0..20u64 {
         for i in 0..50 {
             tx.send(closed(Some("u"), "s", SystemTime::now(), round * 50 + i))
+                .await
                 .unwrap();
         }
         // Let the writer take this round as its own batch.

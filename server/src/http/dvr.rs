@@ -405,6 +405,7 @@ mod tests {
             duration_ms: 1000,
             discontinuity,
             path: format!("{start_ms}.ts").into(),
+            bytes: 0,
         };
         let text = playlist(&[seg(1000, true), seg(2000, false), seg(5000, false)], "?token=t");
         assert!(text.starts_with("#EXTM3U\n"));
