@@ -392,6 +392,42 @@ async fn on_loss_closed_refuses_new_sessions_while_the_store_is_unreachable() {
     );
 }
 
+/// A store with a password: the server authenticates with the one in `session_store` and never
+/// logs it; with a wrong one it says the store is lost (naming the server), without the
+/// password either.
+#[tokio::test]
+async fn a_store_password_is_used_and_never_logged() {
+    if !have_redis_server() {
+        return;
+    }
+    const SECRET: &str = "hunter2-store-secret";
+    const WRONG: &str = "wrong-store-secret";
+    let redis = RedisServer::start_with(&["--requirepass", SECRET]).await;
+    let backend = backend_with([allow("a", "u-pw", &[])]).await;
+    let good = format!("redis://:{SECRET}@127.0.0.1:{}", redis.port());
+    let node = start_node(&good, "pw-good", &backend, OnStoreLoss::Open).await;
+    connected(&node).await;
+    assert_eq!(playlist(&node, "127.0.0.2", "a").await, StatusCode::OK);
+    assert_eq!(store(&node).user_sessions(CallKind::Play, "u-pw").await.unwrap(), 1);
+
+    let bad = format!("redis://:{WRONG}@127.0.0.1:{}", redis.port());
+    let refused = start_node(&bad, "pw-wrong", &backend, OnStoreLoss::Open).await;
+    wait_for("the refusal is logged", CONNECT_WITHIN, async || {
+        log()
+            .text()
+            .lines()
+            .any(|l| l.contains("SESSION STORE LOST") && l.contains("pw-wrong"))
+    })
+    .await;
+    assert!(!store(&refused).is_up());
+    let text = log().text();
+    assert!(text.contains("pw-good"), "the servers logged their start");
+    assert!(
+        !text.contains(SECRET) && !text.contains(WRONG),
+        "a password reached the log"
+    );
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }

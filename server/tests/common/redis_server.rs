@@ -17,6 +17,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// More `redis-server` options (`--requirepass …`).
+    extra: Vec<String>,
 }
 
 /// `true` when redis-server is on PATH; otherwise `false`, after printing the running test's
@@ -42,6 +44,11 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// A new instance on a free loopback port; callers check [`have_redis_server`] first.
     pub async fn start() -> RedisServer {
+        RedisServer::start_with(&[]).await
+    }
+
+    /// [`start`](Self::start) with more `redis-server` options.
+    pub async fn start_with(extra: &[&str]) -> RedisServer {
         let dir = std::env::temp_dir().join(format!(
             "usher-redis-{}-{:08x}",
             std::process::id(),
@@ -52,6 +59,7 @@ impl RedisServer {
             child: None,
             port: free_port(),
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         server.restart().await;
         server
@@ -65,6 +73,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -88,7 +97,8 @@ impl RedisServer {
             return false;
         }
         let mut buf = [0u8; 16];
-        matches!(socket.read(&mut buf).await, Ok(n) if buf[..n].starts_with(b"+PONG"))
+        // With `--requirepass` a ready server refuses PING without the password.
+        matches!(socket.read(&mut buf).await, Ok(n) if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
     }
 
     /// Kills the process (SIGKILL: a crash, not a shutdown) and waits for it.
