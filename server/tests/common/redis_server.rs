@@ -61,12 +61,28 @@ impl RedisServer {
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        server.restart().await;
-        server
+        // The port was free a moment ago; if another process took it meanwhile, redis-server
+        // exits at once, and another port is tried.
+        for _ in 0..5 {
+            if server.try_start().await {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("redis-server did not start on any of 5 free ports");
     }
 
     /// Starts (again) on the same port and directory, with an empty data set.
     pub async fn restart(&mut self) {
+        assert!(
+            self.try_start().await,
+            "redis-server exited at start on port {}",
+            self.port
+        );
+    }
+
+    /// Starts the process and waits for PING; `false` if it exited first.
+    async fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "still running");
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
@@ -80,7 +96,15 @@ impl RedisServer {
             .expect("redis-server starts");
         self.child = Some(child);
         let deadline = Instant::now() + READY_WITHIN;
-        while !self.answers_ping().await {
+        loop {
+            let exited = self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                self.child = None;
+                return false;
+            }
+            if self.answers_ping().await {
+                return true;
+            }
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not answer PING within {READY_WITHIN:?}"
