@@ -1,5 +1,6 @@
 //! Outside programs: the suite itself needs none, but some of the workspace's tests use real
-//! outside clients (ffmpeg/ffprobe, chromium, the MariaDB client, a Docker daemon). Without one
+//! outside clients (ffmpeg/ffprobe, chromium, the MariaDB client, a Docker daemon, a
+//! redis-server of their own). Without one
 //! such a test is skipped, saying so in one line that names the program and the Debian package
 //! that has it, past libtest's capture (straight to stderr):
 //!
@@ -36,6 +37,11 @@ pub const MARIADB: Program = Program {
 pub const CHROMIUM: Program = Program {
     name: "chromium",
     package: "chromium",
+};
+/// The shared session store's tests start their own instance (never a system service).
+pub const REDIS_SERVER: Program = Program {
+    name: "redis-server",
+    package: "redis-server",
 };
 /// Not a program on PATH but a daemon that answers; the package that runs one.
 pub const DOCKER: Program = Program {
@@ -124,7 +130,7 @@ mod tests {
             "{line}"
         );
         let re = regex::Regex::new(SKIP_PATTERN).unwrap();
-        for p in [FFMPEG, FFPROBE, MARIADB, CHROMIUM, DOCKER] {
+        for p in [FFMPEG, FFPROBE, MARIADB, CHROMIUM, DOCKER, REDIS_SERVER] {
             assert!(re.is_match(&skip_line("t", p, "")), "{p:?}");
         }
         assert!(!re.is_match("SKIP  PUB-01 a case the target does not support"));

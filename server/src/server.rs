@@ -53,6 +53,9 @@ pub enum ServerError {
     /// `geoip_db` names a file that is not a readable MaxMind database (the error names it).
     #[error(transparent)]
     GeoIp(#[from] crate::auth::geoip::GeoIpError),
+    /// `session_store` names an address the Redis client refuses.
+    #[error(transparent)]
+    Store(#[from] crate::auth::store::StoreError),
 }
 
 /// Binds `addr` for `protocol` with `caps`: the listener and the address it got.
@@ -161,6 +164,16 @@ impl Server {
                 soft_limitation_delay: config.soft_limitation_delay,
             },
         );
+        if let Some(settings) = &config.session_store {
+            let store = crate::auth::store::SessionStore::new(settings)?;
+            tracing::info!(
+                node = store.node(),
+                url = %crate::redact::Url(&settings.url),
+                on_loss = store.on_loss().as_str(),
+                "sharing sessions through a session store"
+            );
+            core.set_store(Arc::new(store));
+        }
         match configurator.geoip() {
             Some(db) => core.set_geoip(db),
             None => warn_gates_without_geoip(&config),
@@ -194,6 +207,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(core.clone().run_sweeper(shutdown.clone()));
+        tasks.spawn(core.clone().run_store(shutdown.clone()));
         tasks.spawn(streams.clone().run_sweeper(shutdown.clone()));
         if let Some(closed) = core.closed_sessions() {
             tasks.spawn(history.clone().run_writer(closed, shutdown.clone()));

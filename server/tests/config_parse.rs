@@ -40,6 +40,7 @@ template_stream_limit 50;
 soft_limitation_delay 90;
 mysql 127.0.0.1:3306;
 session_history /var/lib/usher/history.sqlite retention=30 max_rows=5000;
+session_store redis://127.0.0.1:6379/1 node=edge-a on_loss=closed;
 
 template live {
   prefix live;
@@ -119,6 +120,11 @@ fn every_directive_is_read() {
             retention_days: 30,
             max_rows: Some(5000),
         },
+        session_store: Some(usher_server::config::SessionStoreConfig {
+            url: "redis://127.0.0.1:6379/1".into(),
+            node: Some("edge-a".into()),
+            on_loss: usher_server::config::OnStoreLoss::Closed,
+        }),
         connection_limits: ConnectionLimits {
             rtmp: ListenLimits {
                 max_connections: Some(2000),
@@ -633,5 +639,70 @@ proptest! {
     #[test]
     fn mutated_example_never_panics(edits in prop::collection::vec(edit(), 1..8)) {
         check_no_panic(&apply_edits(EVERY_DIRECTIVE, &edits))?;
+    }
+}
+
+/// `session_store` (issue 20): the address, `node=` and `on_loss=` read and printed back; bad
+/// input names what is wrong and where, and never repeats a password.
+#[test]
+fn session_store_reads_prints_back_and_names_bad_input() {
+    use usher_server::config::{OnStoreLoss, SessionStoreConfig};
+    let config = parse("http 8080;\nsession_store redis://:pw@10.0.0.5:6379/2 node=edge-1 on_loss=closed;\n");
+    assert_eq!(
+        config.session_store,
+        Some(SessionStoreConfig {
+            url: "redis://:pw@10.0.0.5:6379/2".into(),
+            node: Some("edge-1".into()),
+            on_loss: OnStoreLoss::Closed,
+        })
+    );
+    assert!(
+        !format!("{:?}", config.session_store).contains("pw"),
+        "the Debug form hides the password"
+    );
+    assert_eq!(parse(&config.to_string()), config, "printed back:\n{config}");
+    let plain = parse("session_store redis://127.0.0.1:6379;");
+    let store = plain.session_store.clone().unwrap();
+    assert_eq!((store.node, store.on_loss), (None, OnStoreLoss::Open));
+    assert_eq!(parse(&plain.to_string()), plain);
+    assert_eq!(parse("http 8080;").session_store, None, "no line, no store");
+
+    for (text, column, says) in [
+        ("session_store http://h:1;", 15, "unsupported scheme 'http'"),
+        ("session_store redis://h;", 15, "no port"),
+        ("session_store redis://:secret@h;", 15, "no port"),
+        ("session_store redis://h:1/x;", 15, "bad database 'x'"),
+        ("session_store redis://h:1?db=1;", 15, "query"),
+        ("session_store not-a-url;", 15, "not a redis:// address"),
+        ("session_store redis://h:1 node=;", 27, "bad node name"),
+        ("session_store redis://h:1 node=a/b;", 27, "bad node name 'a/b'"),
+        (
+            "session_store redis://h:1 on_loss=maybe;",
+            27,
+            "bad on_loss 'maybe' (expected open or closed)",
+        ),
+        (
+            "session_store redis://h:1 ttl=5;",
+            27,
+            "unknown session_store option 'ttl=5'",
+        ),
+        ("session_store redis://h:1 node=a node=b;", 34, "duplicate node="),
+        (
+            "session_store redis://h:1;\nsession_store redis://h:2;",
+            1,
+            "session_store",
+        ),
+        ("session_store;", 14, "expected a redis://HOST:PORT[/DB] address"),
+        ("stream s { session_store redis://h:1; }", 12, "session_store"),
+    ] {
+        let e = parse_config(text, "usher.conf").expect_err(text);
+        assert!(e.message.contains(says), "{text}: {e}");
+        assert!(
+            !e.message.contains("secret"),
+            "{text}: the password is never repeated: {e}"
+        );
+        if !text.contains('\n') {
+            assert_eq!(e.column, column, "{text}: {e}");
+        }
     }
 }

@@ -28,10 +28,11 @@ use super::backend::{BACKEND_TIMEOUT, Backend, BackendRequest, CallKind};
 use super::domain::referer_allowed;
 use super::geo_gate::{GeoGate, GeoGates};
 use super::identity::{Identity, RequestFacts};
-use super::machine::{Call, CallId, Effects, Machine, Now, Step, Tick};
+use super::machine::{Call, CallId, Claim, Effects, Key, Machine, Now, Step, Tick};
 use super::proto::Proto;
 use super::session::SessionHandle;
-use crate::config::{AuthSpec, AuthTarget, Protocols, SessionKeys};
+use super::store::{Kick, SessionStore, StoreError};
+use crate::config::{AuthSpec, AuthTarget, OnStoreLoss, Protocols, SessionKeys};
 use crate::log_throttle::LogThrottle;
 
 /// How often the sweeper ticks the machine: due rechecks, idle sessions, expired records.
@@ -304,6 +305,8 @@ struct Inner {
     streams: OnceLock<Arc<dyn StreamControl>>,
     events: Events,
     geo: GeoGates,
+    /// The shared session store (`session_store`), when the server is one of a cluster.
+    store: OnceLock<Arc<SessionStore>>,
 }
 
 /// The auth core: drives the decision [`Machine`] (one lock around it, the backend calls in
@@ -379,6 +382,7 @@ impl AuthCore {
                 streams: OnceLock::new(),
                 events: Events::default(),
                 geo: GeoGates::default(),
+                store: OnceLock::new(),
             }),
         }
     }
@@ -411,6 +415,20 @@ impl AuthCore {
     /// Closed-session records dropped because the history writer's queue was full.
     pub fn closed_sessions_dropped(&self) -> u64 {
         self.inner.events.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Shares per-user sessions and bans through `store` (run [`run_store`](Self::run_store)
+    /// to connect it). Only the first call has an effect.
+    pub fn set_store(&self, store: Arc<SessionStore>) {
+        let mut guard = self.lock();
+        if self.inner.store.set(store).is_ok() {
+            guard.machine.share();
+        }
+    }
+
+    /// The shared session store, if the server has one.
+    pub fn session_store(&self) -> Option<&Arc<SessionStore>> {
+        self.inner.store.get()
     }
 
     pub fn admin_tokens(&self) -> &AdminTokens {
@@ -476,6 +494,17 @@ impl AuthCore {
         }
         let identity = identity_of(&spec.session_keys, &req, &token);
         let key = (req.kind, identity);
+        if let Some(store) = self.inner.store.get() {
+            let afresh = {
+                let now = self.now();
+                self.lock().machine.starts_afresh(now, &key)
+            };
+            // Only a new session asks the store (one round trip); a fresh grant or a known
+            // ban is answered from memory.
+            if afresh && let Some(verdict) = self.check_store_ban(store, &key, &req).await {
+                return verdict;
+            }
+        }
         loop {
             let mut rx = {
                 let now = self.now();
@@ -531,7 +560,26 @@ impl AuthCore {
             guard.waiters.remove(&ticket.id);
             effects
         };
-        let Effects { verdict, config } = effects;
+        let Effects {
+            verdict,
+            config,
+            claim,
+            ban,
+        } = effects;
+        let mut verdict = verdict;
+        if let Some(store) = self.inner.store.get() {
+            let new = ticket.request_type == super::backend::RequestType::NewSession;
+            if let Some(claim) = claim
+                && !self.share_claim(store, &claim, new).await
+            {
+                verdict = Verdict::deny(DenyReason::NoDecision);
+            }
+            if let Some(ban) = ban
+                && let Err(e) = store.ban(&ticket.key, ban).await
+            {
+                tracing::warn!(session_id = %request.session_id, error = %e, "deny not shared through the session store; it holds on this server only");
+            }
+        }
         if let (Some(config), Verdict::Allow(_)) = (config, &verdict) {
             self.apply_override(&request, &config);
         }
@@ -541,6 +589,175 @@ impl AuthCore {
             v => v,
         };
         let _ = tx.send(Some(verdict));
+    }
+
+    /// Before a new session's backend call: a ban of `key` on the shared store refuses it
+    /// (no backend call), and is kept here from then on. With the store unreachable, the
+    /// request goes on (`on_loss=open`) or is refused (`on_loss=closed`).
+    async fn check_store_ban(&self, store: &SessionStore, key: &Key, req: &PlayRequest) -> Option<Verdict> {
+        match store.ban_of(key).await {
+            Ok(None) => None,
+            Ok(Some(ban)) => {
+                tracing::info!(stream = %crate::redact::Name(&req.name), ip = %req.ip, ban_ms = ban.as_millis() as u64, "refused: banned through the session store");
+                let now = self.now();
+                self.lock().machine.ban_from_store(now, key, req, ban);
+                Some(Verdict::deny(DenyReason::Banned))
+            }
+            Err(e) => self.store_unavailable(store, &e, req),
+        }
+    }
+
+    fn store_unavailable(&self, store: &SessionStore, e: &StoreError, req: &PlayRequest) -> Option<Verdict> {
+        match store.on_loss() {
+            OnStoreLoss::Open => {
+                tracing::debug!(error = %e, stream = %crate::redact::Name(&req.name), "session store unavailable; deciding locally");
+                None
+            }
+            OnStoreLoss::Closed => {
+                tracing::warn!(error = %e, stream = %crate::redact::Name(&req.name), ip = %req.ip, "refused: session store unavailable (on_loss=closed)");
+                Some(Verdict::deny(DenyReason::NoDecision))
+            }
+        }
+    }
+
+    /// Has the store count an admitted session (`new`: just opened; otherwise re-checked);
+    /// sessions it closes on this server are closed here at once (other servers hear of theirs
+    /// on the kick channel). Returns false when the admission must be withdrawn: a new session
+    /// the unreachable store could not count under `on_loss=closed` (a running one goes on).
+    async fn share_claim(&self, store: &SessionStore, claim: &Claim, new: bool) -> bool {
+        match store.claim(claim).await {
+            Ok(kicked) => {
+                let now = self.now();
+                let mut guard = self.lock();
+                for key in kicked {
+                    guard.machine.on_remote_kick(now, &key, claim.ban, claim.unique);
+                }
+                true
+            }
+            Err(e) => match store.on_loss() {
+                OnStoreLoss::Open if new => {
+                    // While the store is known to be lost (`Down`) the loss was logged once
+                    // already; a failure of its own is worth a line.
+                    if matches!(e, StoreError::Down) {
+                        tracing::debug!(user_id = %claim.user, "session not counted by the lost session store");
+                    } else {
+                        tracing::warn!(error = %e, user_id = %claim.user, "session not counted by the session store; its limit holds on this server only");
+                    }
+                    true
+                }
+                OnStoreLoss::Closed if new => {
+                    let now = self.now();
+                    self.lock().machine.withdraw(now, &claim.key);
+                    false
+                }
+                _ => {
+                    tracing::debug!(error = %e, user_id = %claim.user, "re-checked session not renewed in the session store");
+                    true
+                }
+            },
+        }
+    }
+
+    /// Keeps the shared store connected until `shutdown`: applies the kicks other servers
+    /// publish, notices a lost Redis (the store logs it loudly; requests are decided as
+    /// `on_loss` says meanwhile), reconnects with a growing pause (at most 2 s) and then hands
+    /// back this server's sessions (resynchronisation).
+    pub async fn run_store(self, shutdown: CancellationToken) {
+        use futures::StreamExt;
+        let Some(store) = self.inner.store.get().cloned() else {
+            return;
+        };
+        const FIRST_RETRY: Duration = Duration::from_millis(100);
+        let mut retry = FIRST_RETRY;
+        let mut lost_before = false;
+        loop {
+            let connected = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                c = store.connect() => c,
+            };
+            match connected {
+                Ok(pubsub) => {
+                    retry = FIRST_RETRY;
+                    let handed = self.resync(&store).await;
+                    if lost_before {
+                        tracing::warn!(
+                            node = store.node(),
+                            sessions = handed,
+                            "session store reachable again; this server's sessions handed back (resynchronised)"
+                        );
+                    } else {
+                        tracing::info!(node = store.node(), sessions = handed, "session store connected");
+                    }
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = store.lost() => {
+                                if !store.is_up() {
+                                    break;
+                                }
+                            }
+                            msg = messages.next() => match msg {
+                                Some(msg) => self.on_kick_message(msg.get_payload_bytes()),
+                                None => {
+                                    store.set_lost(&"the kick subscription closed");
+                                    break;
+                                }
+                            },
+                        }
+                    }
+                }
+                Err(e) => store.set_lost(&e),
+            }
+            lost_before = true;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(retry) => {}
+            }
+            retry = (retry * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Hands every granted session of a user id back to the store (oldest first), closing
+    /// what the limits close now that every server's sessions are counted together.
+    async fn resync(&self, store: &SessionStore) -> usize {
+        let claims = {
+            let now = self.now();
+            self.lock().machine.shared_sessions(now)
+        };
+        let mut handed = 0;
+        for claim in &claims {
+            match store.claim(claim).await {
+                Ok(kicked) => {
+                    handed += 1;
+                    let now = self.now();
+                    let mut guard = self.lock();
+                    for key in kicked {
+                        guard.machine.on_remote_kick(now, &key, claim.ban, claim.unique);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "resynchronisation with the session store interrupted");
+                    break;
+                }
+            }
+        }
+        handed
+    }
+
+    /// A message on the kick channel: closes the named session if this server holds it.
+    fn on_kick_message(&self, payload: &[u8]) {
+        let Some(kick) = std::str::from_utf8(payload).ok().and_then(Kick::parse) else {
+            tracing::warn!(
+                bytes = payload.len(),
+                "unreadable message on the session store's kick channel; ignored"
+            );
+            return;
+        };
+        let now = self.now();
+        self.lock()
+            .machine
+            .on_remote_kick(now, &kick.key, kick.ban, kick.unique);
     }
 
     /// Hands the `config` override of the answer to `request` to the stream side.

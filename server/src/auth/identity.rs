@@ -71,6 +71,12 @@ impl Identity {
         &self.0
     }
 
+    /// The identity whose digest is `bytes` (as another server computed it: the shared
+    /// session store names sessions by their digest).
+    pub fn from_bytes(bytes: [u8; 32]) -> Identity {
+        Identity(bytes)
+    }
+
     /// The identity of an archive session (DVR-01/02) of a client whose live identity is
     /// `self`: archive playback over `proto` is never the live session, and each archive
     /// protocol (HLS index, MP4 export, TS export) is a session of its own, whatever the

@@ -126,6 +126,71 @@ pub struct Effects {
     pub verdict: Verdict,
     /// A `config` override of an allow, for the stream side (CONF-01..03).
     pub config: Option<Value>,
+    /// With a shared store: the session an allow admitted, for the store to count (and to
+    /// close the user's oldest sessions on every server beyond the limit).
+    pub claim: Option<Claim>,
+    /// With a shared store: a deny's ban, for every server to refuse the identity.
+    pub ban: Option<Duration>,
+}
+
+/// A session of a user id for the shared session store to count (driver side: `store.rs`).
+/// The machine only says what to share; it never talks to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub key: Key,
+    pub user: String,
+    /// The user's limit: X-Unique's 1, X-Max-Sessions, the stream's cap; `u32::MAX` counts the
+    /// session without a limit of its own (another session of the user may bring one).
+    pub max: u32,
+    /// How long the store keeps counting it unless it is claimed again: its auth duration.
+    pub ttl: Duration,
+    /// The ban of sessions this claim closes (BAN-02: the auth duration of the answer).
+    pub ban: Duration,
+    pub unique: bool,
+    /// When the session opened (AMB-1's order across servers).
+    pub opened_unix_ms: u64,
+    /// Handed back after the store was lost: the oldest go, this one included.
+    pub resync: bool,
+}
+
+/// Where the store's 1 s floor on a claim's life comes from: an answer with
+/// `X-AuthDuration: 0` is asked again at the next request, and its session still counts
+/// until then.
+const MIN_CLAIM_TTL: Duration = Duration::from_secs(1);
+
+/// How [`Machine::on_request`] sees a record.
+enum Look {
+    /// A call for it is in flight.
+    Wait(CallId),
+    /// Refused until its ban ends.
+    Banned,
+    /// Granted and fresh: answered without a call.
+    Fresh,
+    /// Granted but stale: re-checked with `update_session`.
+    Stale,
+    /// No usable record: a new session (`new_session`).
+    Afresh,
+}
+
+fn look(e: &Entry, t: Tick) -> Look {
+    if let Some(id) = e.inflight() {
+        return Look::Wait(id);
+    }
+    match e.state {
+        State::Refusing if t < e.expires => Look::Banned,
+        State::Refusing | State::AwaitingFirstAnswer => Look::Afresh,
+        // A session the server ended (protocol switched off) is over; its client starts
+        // afresh. So is one admitted without a backend (an admin token no longer valid, a
+        // stream that had no backend then): a request that needs a backend is never resumed
+        // through it.
+        State::Granted
+            if e.linger_until().is_some_and(|l| t >= l) || e.shared.ended.is_cancelled() || e.call.is_none() =>
+        {
+            Look::Afresh
+        }
+        State::Granted if t < e.expires => Look::Fresh,
+        State::Granted => Look::Stale,
+    }
 }
 
 /// One event in a record's life that changes its state; see [`transition`].
@@ -193,6 +258,8 @@ pub struct Machine {
     /// Closed sessions not yet handed to the history; kept only once someone listens.
     closed: Vec<ClosedSession>,
     record_closes: bool,
+    /// A shared session store is in use: allows and denies say what to share ([`Effects`]).
+    shared: bool,
 }
 
 impl Machine {
@@ -206,7 +273,113 @@ impl Machine {
             next_call: 0,
             closed: Vec::new(),
             record_closes: false,
+            shared: false,
         }
+    }
+
+    /// From now on, allows and denies say what the shared session store must learn
+    /// ([`Effects::claim`], [`Effects::ban`]).
+    pub fn share(&mut self) {
+        self.shared = true;
+    }
+
+    /// Whether a request of `key` now would open a new session (a `new_session` call): only
+    /// then does the driver ask the shared store about a ban first.
+    pub fn starts_afresh(&self, now: Now, key: &Key) -> bool {
+        self.registry
+            .get(key)
+            .is_none_or(|e| matches!(look(e, now.tick), Look::Afresh))
+    }
+
+    /// The shared store holds a ban of `key` for `ban` more: refuse it here too, from now on
+    /// without asking the store (BAN-01 across servers). The record keeps no request values.
+    pub fn ban_from_store(&mut self, now: Now, key: &Key, req: &PlayRequest, ban: Duration) {
+        let t = now.tick;
+        let reg = &mut self.registry;
+        let shared = Arc::new(SessionShared::new(key.1, req.kind, req.proto, "", None));
+        let name = reg.stream_name("");
+        let entry = Entry::new(
+            shared,
+            name,
+            req.ip,
+            State::AwaitingFirstAnswer,
+            None,
+            (t, now.wall),
+            (t, Duration::ZERO),
+        );
+        if let Some(old) = reg.insert(entry) {
+            old.shared.ended.cancel();
+        }
+        if let Some(mut e) = reg.get_mut(key) {
+            transition(&mut e, t, Event::Refused { ban });
+        }
+        keep_ban_only(reg, key);
+    }
+
+    /// Another server's admission closed the session of `key` (per-user limit or X-Unique):
+    /// close and ban it here if it is granted. Returns whether it was.
+    pub fn on_remote_kick(&mut self, now: Now, key: &Key, ban: Duration, unique: bool) -> bool {
+        let (closed, record) = (&mut self.closed, self.record_closes);
+        let reg = &mut self.registry;
+        let Some(slot) = reg.slot_of(key) else { return false };
+        let Some(mut e) = reg.slot_mut(slot) else { return false };
+        if e.state != State::Granted || e.call.is_none() {
+            return false;
+        }
+        let user = e.user_id().unwrap_or_default().to_string();
+        let reason = if unique {
+            CloseReason::Unique
+        } else {
+            CloseReason::Kicked
+        };
+        Self::closing(closed, record, &e, reason, now);
+        let text = if unique {
+            "duplicated user id on another server (X-Unique)"
+        } else {
+            "exceeded session limit across servers"
+        };
+        ban_kicked(&mut e, &user, ban, text, now.tick);
+        drop(e);
+        reg.keep_decision_only(slot);
+        true
+    }
+
+    /// The store could not count the session of `key` and `on_loss=closed`: the admission is
+    /// withdrawn (the record goes, connections end). Returns whether there was one.
+    pub fn withdraw(&mut self, now: Now, key: &Key) -> bool {
+        let Some(e) = self.registry.remove(key) else {
+            return false;
+        };
+        tracing::warn!(session_id = %e.shared.session_id(), "session store unreachable and on_loss=closed; admission withdrawn");
+        Self::closing(&mut self.closed, self.record_closes, &e, CloseReason::Denied, now);
+        e.shared.ended.cancel();
+        true
+    }
+
+    /// What to hand the shared store back after it was lost: every granted, fresh session of
+    /// a user id, with what is left of its auth duration (a resync claim each).
+    pub fn shared_sessions(&self, now: Now) -> Vec<Claim> {
+        let t = now.tick;
+        let mut claims: Vec<Claim> = self
+            .registry
+            .iter()
+            .filter(|e| e.state == State::Granted && e.call.is_some() && t < e.expires)
+            .filter(|e| e.linger_until().is_none_or(|l| t < l) && !e.shared.ended.is_cancelled())
+            .filter_map(|e| {
+                Some(Claim {
+                    key: e.key(),
+                    user: e.user_id()?.to_string(),
+                    max: e.max_sessions().unwrap_or(u32::MAX),
+                    ttl: e.expires.duration_since(t).max(MIN_CLAIM_TTL),
+                    ban: e.duration(),
+                    unique: false,
+                    opened_unix_ms: e.opened_wall.unix_millis(),
+                    resync: true,
+                })
+            })
+            .collect();
+        claims.sort_by_key(|c| c.opened_unix_ms);
+        claims
     }
 
     /// Keeps closed-session records from now on, for [`drain_closed`](Self::drain_closed).
@@ -263,34 +436,18 @@ impl Machine {
         let reg = &mut self.registry;
         let fresh_start = match reg.get_mut(key) {
             None => true,
-            Some(mut e) => {
-                if let Some(id) = e.inflight() {
-                    return Step::Wait(id);
+            Some(mut e) => match look(&e, t) {
+                Look::Wait(id) => return Step::Wait(id),
+                Look::Banned => return Step::Done(Verdict::deny(DenyReason::Banned)),
+                Look::Fresh => {
+                    e.touch(t);
+                    return Step::Done(Verdict::Allow(SessionHandle {
+                        shared: e.shared.clone(),
+                    }));
                 }
-                match e.state {
-                    State::Refusing if t < e.expires => {
-                        return Step::Done(Verdict::deny(DenyReason::Banned));
-                    }
-                    State::Refusing | State::AwaitingFirstAnswer => true,
-                    State::Granted => {
-                        // A session the server ended (protocol switched off) is over; its
-                        // client starts afresh. So is one admitted without a backend (an admin
-                        // token no longer valid, a stream that had no backend then): a request
-                        // that needs a backend is never resumed through it.
-                        if e.linger_until().is_some_and(|l| t >= l) || e.shared.ended.is_cancelled() || e.call.is_none()
-                        {
-                            true
-                        } else if t < e.expires {
-                            e.touch(t);
-                            return Step::Done(Verdict::Allow(SessionHandle {
-                                shared: e.shared.clone(),
-                            }));
-                        } else {
-                            false
-                        }
-                    }
-                }
-            }
+                Look::Stale => false,
+                Look::Afresh => true,
+            },
         };
         if fresh_start {
             // What later re-checks send: built only here, for a new record, and shared with
@@ -367,7 +524,13 @@ impl Machine {
     pub fn on_answer(&mut self, now: Now, ticket: &Ticket, answer: Answer) -> Effects {
         let t = now.tick;
         let (key, request_type) = (&ticket.key, ticket.request_type);
-        let done = |verdict| Effects { verdict, config: None };
+        let done = |verdict| Effects {
+            verdict,
+            config: None,
+            claim: None,
+            ban: None,
+        };
+        let shared = self.shared;
         let (closed, record) = (&mut self.closed, self.record_closes);
         let reg = &mut self.registry;
         let Some(mut e) = reg.get_mut(key).filter(|e| e.inflight() == Some(ticket.id)) else {
@@ -419,6 +582,21 @@ impl Machine {
                 let soft = (!grant.unique && e.call.as_ref().is_some_and(|c| c.soft_limitation))
                     .then_some(self.soft_limitation_delay);
                 let user = e.user_id().map(str::to_string);
+                let claim = match &user {
+                    Some(user) if shared => Some(Claim {
+                        key: *key,
+                        user: user.clone(),
+                        // A soft limit is kept per server: the store counts the session but
+                        // closes nothing for it.
+                        max: limit.filter(|_| soft.is_none()).unwrap_or(u32::MAX),
+                        ttl: grant.duration.max(MIN_CLAIM_TTL),
+                        ban: grant.duration,
+                        unique: grant.unique,
+                        opened_unix_ms: e.opened_wall.unix_millis(),
+                        resync: false,
+                    }),
+                    _ => None,
+                };
                 drop(e);
                 if let (Some(user), Some(max)) = (user, limit) {
                     let kick = Kick {
@@ -433,6 +611,8 @@ impl Machine {
                 Effects {
                     verdict: Verdict::Allow(handle),
                     config: grant.config,
+                    claim,
+                    ban: None,
                 }
             }
             Answer::Deny { status, duration } => {
@@ -441,7 +621,10 @@ impl Machine {
                 transition(&mut e, t, Event::Refused { ban: duration });
                 drop(e);
                 keep_ban_only(reg, key);
-                done(Verdict::deny(DenyReason::Backend))
+                Effects {
+                    ban: shared.then_some(duration),
+                    ..done(Verdict::deny(DenyReason::Backend))
+                }
             }
             Answer::Redirect { location } if request_type == RequestType::NewSession => {
                 drop(e);

@@ -20,6 +20,7 @@ pub mod proto;
 mod registry;
 pub mod script;
 mod session;
+pub mod store;
 
 pub use self::core::{
     AuthCore, AuthSettings, CLOSED_SESSIONS_QUEUE, CloseReason, ClosedSession, ConnectionGuard,

@@ -68,6 +68,10 @@ pub struct Config {
     pub mysql: Option<SocketAddr>,
     /// `session_history PATH [retention=DAYS] [max_rows=N];`
     pub session_history: SessionHistoryConfig,
+    /// `session_store redis://HOST:PORT[/DB] [node=NAME] [on_loss=open|closed];` — sessions of
+    /// user ids and bans shared with other servers through Redis; `None` keeps them in this
+    /// server's memory only.
+    pub session_store: Option<SessionStoreConfig>,
     /// `max_connections=N max_connections_per_ip=M` on the listen directives.
     pub connection_limits: ConnectionLimits,
 }
@@ -92,6 +96,53 @@ pub struct ConnectionLimits {
 
 /// Largest `max_connections=` / `max_connections_per_ip=` accepted.
 pub const MAX_LISTEN_CONNECTIONS: usize = 1 << 24;
+
+/// `session_store redis://HOST:PORT[/DB] [node=NAME] [on_loss=open|closed];` — the shared
+/// session store of a cluster of edge servers (docs/spec.md, "Shared session store").
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionStoreConfig {
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`, checked by the parser; may hold a password, so it
+    /// is never logged whole ([`crate::redact::url`]).
+    pub url: String,
+    /// `node=NAME`: how this server is named in the store; `None` lets the server pick one.
+    pub node: Option<String>,
+    /// `on_loss=`: what a request that needs the store gets while Redis is unreachable.
+    pub on_loss: OnStoreLoss,
+}
+
+impl fmt::Debug for SessionStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStoreConfig")
+            .field("url", &crate::redact::Url(&self.url))
+            .field("node", &self.node)
+            .field("on_loss", &self.on_loss)
+            .finish()
+    }
+}
+
+/// What a server does while its session store is unreachable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnStoreLoss {
+    /// `on_loss=open` (the default): decide locally, as a server without a store does (limits
+    /// and bans then hold per server only), and share again when Redis is back.
+    #[default]
+    Open,
+    /// `on_loss=closed`: refuse every request that would open a new session (no backend call);
+    /// sessions already admitted go on.
+    Closed,
+}
+
+impl OnStoreLoss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnStoreLoss::Open => "open",
+            OnStoreLoss::Closed => "closed",
+        }
+    }
+}
+
+/// Longest `node=NAME` accepted, in bytes.
+pub const MAX_NODE_NAME_LEN: usize = 64;
 
 /// Default retention of the session history, in days.
 pub const DEFAULT_HISTORY_RETENTION_DAYS: u32 = 7;
@@ -161,6 +212,7 @@ impl Default for Config {
             auth_backends: Vec::new(),
             mysql: None,
             session_history: SessionHistoryConfig::default(),
+            session_store: None,
             connection_limits: ConnectionLimits::default(),
         }
     }

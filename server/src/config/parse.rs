@@ -12,7 +12,8 @@
 //!           | "stream" NAME "{" { body } "}" | "template" NAME "{" { body | "prefix" P ";" } "}"
 //!           | "vod" NAME "{" "storage" ROOT ";" [ "on_play" TARGET { KEY "=" VALUE } ";" ] "}"
 //!           | "auth_backend" NAME "{" { rule } "}" | "geoip_db" PATH ";"    (see auth_backend.rs)
-//!           | "session_history" (PATH | ":memory:") [ "retention=" DAYS ] [ "max_rows=" N ] ";" ;
+//!           | "session_history" (PATH | ":memory:") [ "retention=" DAYS ] [ "max_rows=" N ] ";"
+//!           | "session_store" REDIS_URL [ "node=" NAME ] [ "on_loss=" ("open" | "closed") ] ";" ;
 //! body      = "input" URL ";" | ("on_play" | "on_publish") TARGET { KEY "=" VALUE } ";"
 //!           | "password" SECRET ";" | "protocols" PROTO { PROTO } ";" | "dvr" ROOT DEPTH ";" ;
 //! ```
@@ -100,6 +101,35 @@ impl AuthTarget {
     }
 }
 
+/// Checks a `session_store` address: `redis://[:PASSWORD@]HOST:PORT[/DB]`, nothing else. The
+/// message never repeats the address (it may hold a password).
+fn check_store_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a redis:// address ({e})"))?;
+    if url.scheme() != "redis" {
+        return Err(format!(
+            "unsupported scheme '{}' (expected redis://HOST:PORT[/DB])",
+            shorten(url.scheme())
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the address has no host (expected redis://HOST:PORT[/DB])".into());
+    }
+    if url.port().is_none() {
+        return Err("the address has no port (expected redis://HOST:PORT[/DB])".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the address may not carry a query or a fragment".into());
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() && (db.parse::<u16>().is_err() || !db.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(format!(
+            "bad database '{}' (expected a number after the port)",
+            shorten(db)
+        ));
+    }
+    Ok(())
+}
+
 /// Cuts long text for error messages (by characters, never inside one).
 fn shorten(text: &str) -> String {
     const MAX: usize = 48;
@@ -126,13 +156,14 @@ fn describe(tok: &Tok) -> String {
 const TOP_DIRECTIVES: &str = "http, rtmp, rtsp, auth_token, no_auto_token, edit_auth, \
                               server_secret, admin_token_ttl, http_session_idle, media_root, \
                               template_stream_idle, template_stream_limit, soft_limitation_delay, \
-                              stream, template, vod, auth_backend, geoip_db, mysql, session_history";
+                              stream, template, vod, auth_backend, geoip_db, session_store, mysql, \
+                              session_history";
 const VOD_DIRECTIVES: &str = "storage, on_play";
 const STREAM_DIRECTIVES: &str = "input, on_play (or the older auth), on_publish, password, protocols, dvr";
 const TEMPLATE_DIRECTIVES: &str = "prefix, input, on_play (or the older auth), on_publish, password, protocols, dvr";
 /// Top-level directives, refused inside a block as belonging to the top level (see
 /// [`Parser::misplaced`]). `auth_backend.rs` uses all but the last two.
-const TOP_ONLY_DIRECTIVES: [&str; 20] = [
+const TOP_ONLY_DIRECTIVES: [&str; 21] = [
     "http",
     "rtmp",
     "rtsp",
@@ -151,6 +182,7 @@ const TOP_ONLY_DIRECTIVES: [&str; 20] = [
     "vod",
     "auth_backend",
     "geoip_db",
+    "session_store",
     "mysql",
     "session_history",
 ];
@@ -482,6 +514,10 @@ impl Parser<'_> {
                     config.template_stream_limit = limit;
                 }
                 "auth_backend" | "geoip_db" => self.auth_directive(&t, &mut config)?,
+                "session_store" => {
+                    once(&mut seen, "session_store", &self)?;
+                    config.session_store = Some(self.session_store()?);
+                }
                 "session_history" => {
                     once(&mut seen, "session_history", &self)?;
                     config.session_history = self.session_history()?;
@@ -723,6 +759,69 @@ impl Parser<'_> {
             ));
         }
         Ok(limits)
+    }
+
+    /// Reads `redis://HOST:PORT[/DB] [node=NAME] [on_loss=open|closed];` after `session_store`.
+    fn session_store(&mut self) -> Result<super::model::SessionStoreConfig, ConfigError> {
+        use super::model::{MAX_NODE_NAME_LEN, OnStoreLoss, SessionStoreConfig};
+        const FORM: &str = "session_store redis://HOST:PORT[/DB] [node=NAME] [on_loss=open|closed]";
+        let (url, at) = self.expect_nonempty("a redis://HOST:PORT[/DB] address", "session_store")?;
+        check_store_url(&url).map_err(|m| self.err(&at, format!("session_store: {m}")))?;
+        let mut store = SessionStoreConfig {
+            url,
+            node: None,
+            on_loss: OnStoreLoss::default(),
+        };
+        let mut loss_seen = false;
+        while let Tok::Word(option) = self.peek().clone() {
+            let at = self.next();
+            if let Some(name) = option.strip_prefix("node=") {
+                if store.node.is_some() {
+                    return Err(self.err(&at, "duplicate node= option in session_store"));
+                }
+                let fine = !name.is_empty()
+                    && name.len() <= MAX_NODE_NAME_LEN
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !fine {
+                    return Err(self.err(
+                        &at,
+                        format!(
+                            "session_store: bad node name '{}' (expected 1..{MAX_NODE_NAME_LEN} letters, digits, '.', '_' or '-')",
+                            shorten(name)
+                        ),
+                    ));
+                }
+                store.node = Some(name.to_string());
+            } else if let Some(loss) = option.strip_prefix("on_loss=") {
+                if loss_seen {
+                    return Err(self.err(&at, "duplicate on_loss= option in session_store"));
+                }
+                loss_seen = true;
+                store.on_loss = match loss {
+                    "open" => OnStoreLoss::Open,
+                    "closed" => OnStoreLoss::Closed,
+                    other => {
+                        return Err(self.err(
+                            &at,
+                            format!(
+                                "session_store: bad on_loss '{}' (expected open or closed)",
+                                shorten(other)
+                            ),
+                        ));
+                    }
+                };
+            } else {
+                return Err(self.err(
+                    &at,
+                    format!(
+                        "unknown session_store option '{}' (expected node=NAME or on_loss=open|closed)",
+                        shorten(&option)
+                    ),
+                ));
+            }
+        }
+        self.expect_semi(FORM)?;
+        Ok(store)
     }
 
     /// Reads `PATH [retention=DAYS] [max_rows=N];` after `session_history`.

@@ -156,6 +156,16 @@ impl fmt::Display for Config {
             }
             writeln!(f, ";")?;
         }
+        if let Some(store) = &self.session_store {
+            write!(f, "session_store {}", quoted(&store.url))?;
+            if let Some(node) = &store.node {
+                write!(f, " node={node}")?;
+            }
+            if store.on_loss != super::model::OnStoreLoss::default() {
+                write!(f, " on_loss={}", store.on_loss.as_str())?;
+            }
+            writeln!(f, ";")?;
+        }
         if self.auth_token != DEFAULT_AUTH_TOKEN_PARAM {
             writeln!(f, "auth_token {};", quoted(&self.auth_token))?;
         }

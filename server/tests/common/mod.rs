@@ -3,6 +3,8 @@
 //! (The config files' proptest strategies live apart, in `config_gen`.)
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -343,6 +343,8 @@ pub fn config() -> impl Strategy<Value = Config> {
                 template_stream_idle,
                 template_stream_limit,
                 soft_limitation_delay,
+                // Read and printed back in config_parse.rs (every directive, bad input).
+                session_store: None,
                 streams,
                 templates,
                 vods,
