@@ -296,7 +296,24 @@ async fn relay(State(relay): State<Arc<Relay>>, method: Method, uri: Uri, header
         .collect();
     let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
     let recheck = field("request_type") == "update_session";
-    let at = relay.started.elapsed();
+    let token = relay.tokens.label(&field("token"));
+    lock(&relay.calls).push(Call {
+        at: relay.started.elapsed(),
+        proto: field("proto"),
+        ip: field("ip"),
+        token: token.clone(),
+    });
+    // The server drops the call after its budget; the guard then notes that it gave up.
+    let mut pending = Pending {
+        relay: Arc::clone(&relay),
+        proto: field("proto"),
+        ip: field("ip"),
+        token,
+        what: Some(What::NoDecision {
+            recheck,
+            reason: "the server stopped waiting for the answer".to_string(),
+        }),
+    };
     let mut request = relay.http.request(method, &url).body(body);
     if let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) {
         request = request.header(axum::http::header::CONTENT_TYPE, ct);
@@ -336,24 +353,35 @@ async fn relay(State(relay): State<Arc<Relay>>, method: Method, uri: Uri, header
             What::NoDecision { recheck, reason },
         ),
     };
-    let token = relay.tokens.label(&field("token"));
-    tracing::debug!(%token, proto = %field("proto"), recheck, "replay relay passed a backend call");
-    lock(&relay.calls).push(Call {
-        at,
-        proto: field("proto"),
-        ip: field("ip"),
-        token: token.clone(),
-    });
-    lock(&relay.events).push(Event {
-        at_ms: relay.started.elapsed().as_millis() as u64,
-        source: Source::Backend,
-        proto: field("proto"),
-        ip: field("ip"),
-        token,
-        what,
-        asked_from: None,
-    });
+    tracing::debug!(proto = %field("proto"), recheck, "replay relay passed a backend call");
+    pending.what = Some(what);
+    drop(pending);
     response
+}
+
+/// A call in flight; dropping it notes what became of it.
+struct Pending {
+    relay: Arc<Relay>,
+    proto: String,
+    ip: String,
+    token: String,
+    what: Option<What>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(what) = self.what.take() {
+            lock(&self.relay.events).push(Event {
+                at_ms: self.relay.started.elapsed().as_millis() as u64,
+                source: Source::Backend,
+                proto: std::mem::take(&mut self.proto),
+                ip: std::mem::take(&mut self.ip),
+                token: std::mem::take(&mut self.token),
+                what,
+                asked_from: None,
+            });
+        }
+    }
 }
 
 /// Sends one call; the answer body is read up to one byte over the server's limit.
@@ -398,6 +426,10 @@ struct Stage {
 
 impl Stage {
     fn note(&self, v: &Viewer, what: What, asked_from: Option<Duration>) {
+        // A step cut short by the end of the replay is not something the server did.
+        if matches!(what, What::Failed { .. }) && Instant::now() + Duration::from_millis(100) >= self.deadline {
+            return;
+        }
         lock(&self.events).push(Event {
             at_ms: self.started.elapsed().as_millis() as u64,
             source: Source::Viewer,
@@ -422,7 +454,7 @@ impl Stage {
     /// Waits until `at` or the deadline; false at the deadline.
     async fn until(&self, at: Instant) -> bool {
         tokio::time::sleep_until(at.min(self.deadline)).await;
-        at < self.deadline
+        Instant::now() < self.deadline
     }
 
     async fn hls(&self, v: Viewer) {
@@ -478,7 +510,7 @@ impl Stage {
                     return;
                 }
                 other => {
-                    let reason = other.to_string();
+                    let reason = failure(other);
                     if last_failure.as_ref() != Some(&reason) {
                         self.note(&v, What::Failed { reason: reason.clone() }, None);
                     }
@@ -534,12 +566,19 @@ impl Stage {
                         return;
                     }
                 }
-                (other, _) => self.note(&v, What::Failed { reason: other.to_string() }, None),
+                (other, _) => self.note(&v, What::Failed { reason: failure(other) }, None),
             }
             if !self.until(Instant::now().max(asked + EVERY)).await {
                 return;
             }
         }
+    }
+}
+
+fn failure(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Failed { reason, .. } => reason.clone(),
+        other => other.to_string(),
     }
 }
 
