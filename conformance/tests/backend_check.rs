@@ -906,3 +906,54 @@ async fn a_replay_against_a_backend_that_hangs_still_ends_within_its_bound() {
     );
     assert!(!r.events.iter().any(|e| matches!(e.what, What::Playing)), "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_prints_the_replay_timeline_and_puts_it_in_the_json_report() {
+    let dir = std::env::temp_dir().join(format!("usher-backend-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let tokens = dir.join("tokens.txt");
+    std::fs::write(&tokens, "good-1\ngood-2\n").expect("write");
+    let json_path = dir.join("r.json");
+    let server = backend(Php).await;
+    let url = format!("{}/auth", server.uri());
+    let tokens = tokens.to_str().expect("utf-8");
+    let json = json_path.to_str().expect("utf-8");
+    let args = [
+        "backend-check",
+        &url,
+        "--tokens",
+        tokens,
+        "--latency-calls",
+        "0",
+        "--replay",
+        "--replay-seconds",
+        "4s",
+        "--json",
+        json,
+    ];
+    let out = usher(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("127.0.0.2  token #1 of --tokens   server   session opened (user 1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("token #2 of --tokens"), "{stdout}");
+    assert!(!stdout.contains("good-1"), "a site's token is printed: {stdout}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).expect("JSON")).expect("parses");
+    let events = report["replay"]["events"].as_array().expect("the timeline is in the report");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "opened" && e["source"] == "server" && e["proto"] == "rtmp"),
+        "{events:#?}"
+    );
+    assert!(!report.to_string().contains("good-1"), "a site's token is in the report");
+
+    let mut too_long = args.to_vec();
+    too_long[8] = "61s";
+    let out = usher(&too_long);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--replay-seconds 61 is out of range 4..=60"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
