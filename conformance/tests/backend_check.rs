@@ -773,7 +773,16 @@ async fn replay_shows_the_recheck_a_short_x_authduration_causes() {
     // The viewer asks every second; the grant lasts one: the next ask after it re-checks.
     let recheck = calls
         .iter()
-        .find(|e| matches!(e.what, What::Allowed { recheck: true, duration_s: 1, .. }))
+        .find(|e| {
+            matches!(
+                e.what,
+                What::Allowed {
+                    recheck: true,
+                    duration_s: 1,
+                    ..
+                }
+            )
+        })
         .unwrap_or_else(|| panic!("no re-check of the first HLS viewer:\n{t}"));
     let gap = recheck.at() - first.at();
     assert!(
@@ -826,7 +835,10 @@ async fn replay_shows_the_first_viewer_kicked_when_the_second_opens() {
         "the first viewer was not kicked when the second opened:\n{t}"
     );
     let rtmp_kicked = kicked("rtmp", "127.0.0.3");
-    assert!(rtmp_kicked + Duration::from_millis(50) >= opened("hls", "127.0.0.4"), "{t}");
+    assert!(
+        rtmp_kicked + Duration::from_millis(50) >= opened("hls", "127.0.0.4"),
+        "{t}"
+    );
     // The kicked RTMP player saw its connection end; the kicked HLS player is refused from its
     // ban, without a backend call.
     assert!(
@@ -836,9 +848,13 @@ async fn replay_shows_the_first_viewer_kicked_when_the_second_opens() {
         "{t}"
     );
     assert!(
-        events(&r, Source::Viewer, "hls", "127.0.0.2")
-            .iter()
-            .any(|e| matches!(e.what, What::Refused { backend_asked: false, .. })),
+        events(&r, Source::Viewer, "hls", "127.0.0.2").iter().any(|e| matches!(
+            e.what,
+            What::Refused {
+                backend_asked: false,
+                ..
+            }
+        )),
         "{t}"
     );
     assert!(t.contains("kicked (X-Max-Sessions"), "{t}");
@@ -879,7 +895,10 @@ async fn replay_shows_a_refusal_then_a_cached_refusal() {
     for req in server.received_requests().await.unwrap_or_default() {
         let q = query(&req);
         *heard
-            .entry((q.get("proto").cloned().unwrap_or_default(), q.get("ip").cloned().unwrap_or_default()))
+            .entry((
+                q.get("proto").cloned().unwrap_or_default(),
+                q.get("ip").cloned().unwrap_or_default(),
+            ))
             .or_default() += 1;
     }
     assert!(heard.values().all(|n| *n == 1), "{heard:?}");
@@ -933,7 +952,12 @@ async fn the_binary_prints_the_replay_timeline_and_puts_it_in_the_json_report() 
     ];
     let out = usher(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("127.0.0.2  token #1 of --tokens   server   session opened (user 1)"),
         "{stdout}"
@@ -941,14 +965,19 @@ async fn the_binary_prints_the_replay_timeline_and_puts_it_in_the_json_report() 
     assert!(stdout.contains("token #2 of --tokens"), "{stdout}");
     assert!(!stdout.contains("good-1"), "a site's token is printed: {stdout}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).expect("JSON")).expect("parses");
-    let events = report["replay"]["events"].as_array().expect("the timeline is in the report");
+    let events = report["replay"]["events"]
+        .as_array()
+        .expect("the timeline is in the report");
     assert!(
         events
             .iter()
             .any(|e| e["event"] == "opened" && e["source"] == "server" && e["proto"] == "rtmp"),
         "{events:#?}"
     );
-    assert!(!report.to_string().contains("good-1"), "a site's token is in the report");
+    assert!(
+        !report.to_string().contains("good-1"),
+        "a site's token is in the report"
+    );
 
     let mut too_long = args.to_vec();
     too_long[8] = "61s";

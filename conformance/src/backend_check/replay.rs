@@ -182,7 +182,11 @@ impl fmt::Display for Event {
                 Ok(())
             }
             What::Denied { recheck, status, ban_s } => {
-                write!(f, "{}: refused ({status}), banned for {ban_s} s", recheck_word(*recheck))
+                write!(
+                    f,
+                    "{}: refused ({status}), banned for {ban_s} s",
+                    recheck_word(*recheck)
+                )
             }
             What::Redirected { recheck } => write!(f, "{}: redirect (302)", recheck_word(*recheck)),
             What::NoDecision { recheck, reason } => {
@@ -599,7 +603,8 @@ async fn observe(
         let last = *stop.borrow();
         for closed_list in [false, true] {
             let mut url = base.join("streamer/api/v3/sessions").expect("a fixed path joins");
-            url.query_pairs_mut().append_pair("closed", if closed_list { "true" } else { "false" });
+            url.query_pairs_mut()
+                .append_pair("closed", if closed_list { "true" } else { "false" });
             let got = api
                 .get(url)
                 .basic_auth(&credential.0, Some(&credential.1))
@@ -715,12 +720,8 @@ pub async fn run(options: ReplayOptions) -> Result<Replay, SetupError> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .map_err(|e| SetupError::Client(format!("cannot listen for the replay relay: {e}")))?;
-    let relay_addr = listener
-        .local_addr()
-        .map_err(|e| SetupError::Client(e.to_string()))?;
-    let app = axum::Router::new()
-        .fallback(relay)
-        .with_state(Arc::clone(&relay_state));
+    let relay_addr = listener.local_addr().map_err(|e| SetupError::Client(e.to_string()))?;
+    let app = axum::Router::new().fallback(relay).with_state(Arc::clone(&relay_state));
     let relay_task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

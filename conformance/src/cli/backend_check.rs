@@ -154,7 +154,11 @@ pub async fn run(args: BackendCheckArgs) -> ExitCode {
         ExitCode::FAILURE
     };
     for (path, text, what) in [
-        (&args.json, with_replay(json::render(summary), timeline.as_ref()), "JSON"),
+        (
+            &args.json,
+            with_replay(json::render(summary), timeline.as_ref()),
+            "JSON",
+        ),
         (&args.junit, junit::render(summary), "JUnit"),
         (&args.html, html::render(summary), "HTML"),
     ] {
