@@ -301,8 +301,9 @@ async fn relay(State(relay): State<Arc<Relay>>, method: Method, uri: Uri, header
     let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
     let recheck = field("request_type") == "update_session";
     let token = relay.tokens.label(&field("token"));
+    let at = relay.started.elapsed();
     lock(&relay.calls).push(Call {
-        at: relay.started.elapsed(),
+        at,
         proto: field("proto"),
         ip: field("ip"),
         token: token.clone(),
@@ -310,6 +311,7 @@ async fn relay(State(relay): State<Arc<Relay>>, method: Method, uri: Uri, header
     // The server drops the call after its budget; the guard then notes that it gave up.
     let mut pending = Pending {
         relay: Arc::clone(&relay),
+        at,
         proto: field("proto"),
         ip: field("ip"),
         token,
@@ -366,6 +368,8 @@ async fn relay(State(relay): State<Arc<Relay>>, method: Method, uri: Uri, header
 /// A call in flight; dropping it notes what became of it.
 struct Pending {
     relay: Arc<Relay>,
+    /// When the server asked: the timeline shows a call where it began.
+    at: Duration,
     proto: String,
     ip: String,
     token: String,
@@ -376,7 +380,7 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(what) = self.what.take() {
             lock(&self.relay.events).push(Event {
-                at_ms: self.relay.started.elapsed().as_millis() as u64,
+                at_ms: self.at.as_millis() as u64,
                 source: Source::Backend,
                 proto: std::mem::take(&mut self.proto),
                 ip: std::mem::take(&mut self.ip),
