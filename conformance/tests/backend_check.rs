@@ -711,3 +711,278 @@ async fn the_binary_exits_0_1_2_and_writes_the_three_reports() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read --tokens"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- --replay: the reference server in front of the backend, with synthetic viewers ----
+
+use backend_check::replay::{self, Event, Replay, ReplayOptions, Source, What};
+
+const REPLAY: Duration = Duration::from_secs(5);
+
+/// Runs a replay of `REPLAY` with `tokens` and checks what every replay must show: it ended
+/// within its bound, and the server, its RTMP port and the relay no longer accept connections.
+async fn replay_with(server: &MockServer, tokens: &[&str]) -> Replay {
+    let started = Instant::now();
+    let r = replay::run(ReplayOptions {
+        play_url: format!("{}/auth", server.uri()),
+        publish_url: None,
+        tokens: tokens.iter().map(ToString::to_string).collect(),
+        stream: "news".to_string(),
+        seconds: REPLAY,
+    })
+    .await
+    .expect("the replay runs");
+    let took = started.elapsed();
+    // The viewers stop at the bound (earlier once all were refused twice); closing down takes
+    // a moment more (the last reads of the session lists, the server's stop).
+    assert!(took < REPLAY + Duration::from_secs(3), "the replay took {took:?}");
+    let mut ports = vec![r.http, r.relay];
+    ports.extend(r.rtmp);
+    for addr in ports {
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "{addr} still accepts connections after the replay:\n{}",
+            timeline(&r)
+        );
+    }
+    r
+}
+
+fn timeline(r: &Replay) -> String {
+    r.events.iter().map(|e| format!("{e}\n")).collect()
+}
+
+fn events<'a>(r: &'a Replay, source: Source, proto: &str, ip: &str) -> Vec<&'a Event> {
+    r.events
+        .iter()
+        .filter(|e| e.source == source && e.proto == proto && e.ip == ip)
+        .collect()
+}
+
+#[tokio::test]
+async fn replay_shows_the_recheck_a_short_x_authduration_causes() {
+    let server = backend(allow(&[("X-AuthDuration", "1")], None)).await;
+    let r = replay_with(&server, &["good-1"]).await;
+    let t = timeline(&r);
+    let calls = events(&r, Source::Backend, "hls", "127.0.0.2");
+    let first = calls
+        .iter()
+        .find(|e| matches!(e.what, What::Allowed { recheck: false, .. }))
+        .unwrap_or_else(|| panic!("no allowed new session for the first HLS viewer:\n{t}"));
+    assert_eq!(first.token, "token #1 of --tokens", "{t}");
+    assert!(first.at() < Duration::from_secs(2), "{t}");
+    // The viewer asks every second; the grant lasts one: the next ask after it re-checks.
+    let recheck = calls
+        .iter()
+        .find(|e| {
+            matches!(
+                e.what,
+                What::Allowed {
+                    recheck: true,
+                    duration_s: 1,
+                    ..
+                }
+            )
+        })
+        .unwrap_or_else(|| panic!("no re-check of the first HLS viewer:\n{t}"));
+    let gap = recheck.at() - first.at();
+    assert!(
+        gap >= Duration::from_millis(900) && gap < Duration::from_millis(3000),
+        "re-check {gap:?} after the new session:\n{t}"
+    );
+    // RTMP is re-checked in the background on the same schedule.
+    assert!(
+        events(&r, Source::Backend, "rtmp", "127.0.0.3")
+            .iter()
+            .any(|e| matches!(e.what, What::Allowed { recheck: true, .. })),
+        "no re-check of the RTMP viewer:\n{t}"
+    );
+    let viewer = events(&r, Source::Viewer, "hls", "127.0.0.2");
+    assert!(matches!(viewer.first().map(|e| &e.what), Some(What::Playing)), "{t}");
+    assert!(t.contains("re-check: allowed, duration 1 s"), "{t}");
+    assert!(!t.contains("good-1"), "a token value is shown:\n{t}");
+}
+
+#[tokio::test]
+async fn replay_shows_the_first_viewer_kicked_when_the_second_opens() {
+    let server = backend(allow(
+        &[("X-AuthDuration", "30"), ("X-UserId", "u1"), ("X-Max-Sessions", "1")],
+        None,
+    ))
+    .await;
+    let r = replay_with(&server, &["good-1"]).await;
+    let t = timeline(&r);
+    let opened = |proto: &str, ip: &str| {
+        events(&r, Source::Server, proto, ip)
+            .into_iter()
+            .find(|e| matches!(e.what, What::Opened { .. }))
+            .unwrap_or_else(|| panic!("no session opened for {proto} {ip}:\n{t}"))
+            .at()
+    };
+    let kicked = |proto: &str, ip: &str| {
+        events(&r, Source::Server, proto, ip)
+            .into_iter()
+            .find(|e| matches!(&e.what, What::Closed { reason } if reason == "kicked"))
+            .unwrap_or_else(|| panic!("{proto} {ip} was not kicked:\n{t}"))
+            .at()
+    };
+    // HLS .2 first, RTMP .3 a second later kicks it, HLS .4 a second after kicks RTMP.
+    let rtmp_opened = opened("rtmp", "127.0.0.3");
+    let first_kicked = kicked("hls", "127.0.0.2");
+    assert!(opened("hls", "127.0.0.2") < rtmp_opened, "{t}");
+    assert!(
+        first_kicked + Duration::from_millis(50) >= rtmp_opened
+            && first_kicked < rtmp_opened + Duration::from_millis(500),
+        "the first viewer was not kicked when the second opened:\n{t}"
+    );
+    let rtmp_kicked = kicked("rtmp", "127.0.0.3");
+    assert!(
+        rtmp_kicked + Duration::from_millis(50) >= opened("hls", "127.0.0.4"),
+        "{t}"
+    );
+    // The kicked RTMP player saw its connection end; the kicked HLS player is refused from its
+    // ban, without a backend call.
+    assert!(
+        events(&r, Source::Viewer, "rtmp", "127.0.0.3")
+            .iter()
+            .any(|e| matches!(e.what, What::Ended { .. })),
+        "{t}"
+    );
+    assert!(
+        events(&r, Source::Viewer, "hls", "127.0.0.2").iter().any(|e| matches!(
+            e.what,
+            What::Refused {
+                backend_asked: false,
+                ..
+            }
+        )),
+        "{t}"
+    );
+    assert!(t.contains("kicked (X-Max-Sessions"), "{t}");
+}
+
+#[tokio::test]
+async fn replay_shows_a_refusal_then_a_cached_refusal() {
+    let server = MockServer::start().await;
+    Mock::given(path("/auth"))
+        .respond_with(ResponseTemplate::new(403).insert_header("X-AuthDuration", "30"))
+        .mount(&server)
+        .await;
+    let r = replay_with(&server, &[]).await;
+    let t = timeline(&r);
+    for (proto, ip) in [("hls", "127.0.0.2"), ("rtmp", "127.0.0.3"), ("hls", "127.0.0.4")] {
+        let seen: Vec<&What> = events(&r, Source::Viewer, proto, ip).iter().map(|e| &e.what).collect();
+        assert!(
+            matches!(
+                seen.as_slice(),
+                [
+                    What::Refused {
+                        backend_asked: true,
+                        ..
+                    },
+                    What::Refused {
+                        backend_asked: false,
+                        ..
+                    }
+                ]
+            ),
+            "{proto} {ip}: {seen:?}\n{t}"
+        );
+        assert_eq!(events(&r, Source::Backend, proto, ip).len(), 1, "{proto} {ip}:\n{t}");
+        assert!(events(&r, Source::Server, proto, ip).is_empty(), "{t}");
+    }
+    // What the backend heard agrees: one call per viewer, the refusal of each retry cached.
+    let mut heard: HashMap<(String, String), usize> = HashMap::new();
+    for req in server.received_requests().await.unwrap_or_default() {
+        let q = query(&req);
+        *heard
+            .entry((
+                q.get("proto").cloned().unwrap_or_default(),
+                q.get("ip").cloned().unwrap_or_default(),
+            ))
+            .or_default() += 1;
+    }
+    assert!(heard.values().all(|n| *n == 1), "{heard:?}");
+    assert_eq!(heard.len(), 6, "two generated tokens, three viewers each: {heard:?}");
+    assert!(t.contains("generated token #2"), "{t}");
+    assert!(t.contains("cached refusal"), "{t}");
+}
+
+#[tokio::test]
+async fn a_replay_against_a_backend_that_hangs_still_ends_within_its_bound() {
+    let server = MockServer::start().await;
+    Mock::given(path("/auth"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    // replay_with asserts the bound and that nothing is left listening.
+    let r = replay_with(&server, &["good-1"]).await;
+    let t = timeline(&r);
+    assert!(
+        r.events
+            .iter()
+            .any(|e| matches!(&e.what, What::NoDecision { reason, .. } if reason.contains("stopped waiting"))),
+        "{t}"
+    );
+    assert!(!r.events.iter().any(|e| matches!(e.what, What::Playing)), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_prints_the_replay_timeline_and_puts_it_in_the_json_report() {
+    let dir = std::env::temp_dir().join(format!("usher-backend-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let tokens = dir.join("tokens.txt");
+    std::fs::write(&tokens, "good-1\ngood-2\n").expect("write");
+    let json_path = dir.join("r.json");
+    let server = backend(Php).await;
+    let url = format!("{}/auth", server.uri());
+    let tokens = tokens.to_str().expect("utf-8");
+    let json = json_path.to_str().expect("utf-8");
+    let args = [
+        "backend-check",
+        &url,
+        "--tokens",
+        tokens,
+        "--latency-calls",
+        "0",
+        "--replay",
+        "--replay-seconds",
+        "4s",
+        "--json",
+        json,
+    ];
+    let out = usher(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("127.0.0.2  token #1 of --tokens   server   session opened (user 1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("token #2 of --tokens"), "{stdout}");
+    assert!(!stdout.contains("good-1"), "a site's token is printed: {stdout}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).expect("JSON")).expect("parses");
+    let events = report["replay"]["events"]
+        .as_array()
+        .expect("the timeline is in the report");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "opened" && e["source"] == "server" && e["proto"] == "rtmp"),
+        "{events:#?}"
+    );
+    assert!(
+        !report.to_string().contains("good-1"),
+        "a site's token is in the report"
+    );
+
+    let mut too_long = args.to_vec();
+    too_long[8] = "61s";
+    let out = usher(&too_long);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--replay-seconds 61 is out of range 4..=60"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

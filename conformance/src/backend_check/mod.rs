@@ -15,6 +15,7 @@
 
 pub mod grade;
 pub mod probe;
+pub mod replay;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

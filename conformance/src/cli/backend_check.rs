@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use console::style;
 use usher_conformance::Verdict;
+use usher_conformance::backend_check::replay::{self, ReplayOptions};
 use usher_conformance::backend_check::{self, Options};
 use usher_conformance::report::{html, json, junit};
 
@@ -38,6 +39,13 @@ pub struct BackendCheckArgs {
     /// SHOULD-level problems fail the run too.
     #[arg(long)]
     pub strict: bool,
+    /// After the checks, put the embedded reference server in front of the backend, let
+    /// synthetic HLS and RTMP viewers play, and print the timeline of their sessions.
+    #[arg(long)]
+    pub replay: bool,
+    /// Length of the replay (4s to 60s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "20s")]
+    pub replay_seconds: Duration,
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -70,6 +78,18 @@ pub async fn run(args: BackendCheckArgs) -> ExitCode {
             }
         }
     };
+    let replay_options = ReplayOptions {
+        play_url: args.url.clone(),
+        publish_url: args.publish.clone(),
+        tokens: tokens.clone(),
+        stream: args.stream.clone(),
+        seconds: args.replay_seconds,
+    };
+    if args.replay
+        && let Err(e) = replay::check_seconds(replay_options.seconds)
+    {
+        return setup_error(e);
+    }
     let options = Options {
         play_url: args.url.clone(),
         publish_url: args.publish.clone(),
@@ -108,13 +128,37 @@ pub async fn run(args: BackendCheckArgs) -> ExitCode {
     for w in &summary.warnings {
         println!("{} {w}", style("warning:").yellow());
     }
+    let timeline = if args.replay {
+        println!(
+            "replay: the reference server in front of the backend, synthetic viewers for {} s",
+            replay_options.seconds.as_secs()
+        );
+        match replay::run(replay_options).await {
+            Ok(r) => {
+                for event in &r.events {
+                    println!("{event}");
+                }
+                for w in &r.warnings {
+                    println!("{} {w}", style("warning:").yellow());
+                }
+                Some(r.to_json())
+            }
+            Err(e) => return setup_error(e),
+        }
+    } else {
+        None
+    };
     let mut code = if summary.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     };
     for (path, text, what) in [
-        (&args.json, json::render(summary), "JSON"),
+        (
+            &args.json,
+            with_replay(json::render(summary), timeline.as_ref()),
+            "JSON",
+        ),
         (&args.junit, junit::render(summary), "JUnit"),
         (&args.html, html::render(summary), "HTML"),
     ] {
@@ -139,4 +183,16 @@ pub async fn run(args: BackendCheckArgs) -> ExitCode {
         summary.info()
     );
     code
+}
+
+/// The JSON report, with the replay's timeline under `replay` when there is one.
+fn with_replay(report: String, timeline: Option<&serde_json::Value>) -> String {
+    let Some(timeline) = timeline else { return report };
+    match serde_json::from_str::<serde_json::Value>(&report) {
+        Ok(mut value) if value.is_object() => {
+            value["replay"] = timeline.clone();
+            serde_json::to_string_pretty(&value).unwrap_or(report)
+        }
+        _ => report,
+    }
 }
