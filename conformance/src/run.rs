@@ -25,7 +25,7 @@ use cucumber::{Event, World as _, event, gherkin, parser, step};
 use futures::future::LocalBoxFuture;
 
 use crate::backend::{Backend, BackendError, BackendOptions};
-use crate::catalogue::needs::{API_FEATURES, PROTOCOLS};
+use crate::catalogue::needs::{API_FEATURES, CLUSTER, CLUSTER_CONTROL, PROTOCOLS};
 use crate::catalogue::streams::{STATIC_UNREACHABLE_PORT, expected_streams};
 use crate::catalogue::{Capabilities, Case, Catalogue, CatalogueError, Level};
 use crate::deviations::Deviations;
@@ -44,6 +44,12 @@ pub enum TargetChoice {
     /// A running server. `static_streams`: it has no stream management API; its streams are the
     /// ones `usher check --print-config` printed.
     Running { address: Address, static_streams: bool },
+    /// Two reference servers in-process sharing a redis-server the suite starts (needs
+    /// `redis-server` on PATH); node A is the target of the cases that name no node.
+    EmbeddedCluster,
+    /// Running servers sharing a session store (`[cluster] members` of a manifest): `address`
+    /// is node A's, `members` every node's HTTP base URL, node A first. Managed through the API.
+    RunningCluster { address: Address, members: Vec<url::Url> },
 }
 
 impl TargetChoice {
@@ -246,8 +252,31 @@ impl<F: FnMut(&CaseResult)> Observer for OnResult<F> {
 /// for; a static target never has the management API features it did not declare, and never
 /// `api` (stream management).
 pub fn capabilities_for(target: &TargetChoice, declared: Option<&Capabilities>) -> Capabilities {
+    let mut caps = capabilities_of_one(target, declared);
+    // Cluster cases need nodes; only the embedded cluster can stop them and restart its store.
     match target {
-        TargetChoice::Embedded => declared.cloned().unwrap_or_else(Capabilities::all),
+        TargetChoice::EmbeddedCluster => {}
+        TargetChoice::RunningCluster { .. } => {
+            caps.without.insert(CLUSTER_CONTROL.to_string());
+        }
+        TargetChoice::Embedded | TargetChoice::Running { .. } => {
+            caps.without.insert(CLUSTER.to_string());
+            caps.without.insert(CLUSTER_CONTROL.to_string());
+        }
+    }
+    caps
+}
+
+fn capabilities_of_one(target: &TargetChoice, declared: Option<&Capabilities>) -> Capabilities {
+    match target {
+        TargetChoice::Embedded | TargetChoice::EmbeddedCluster => declared.cloned().unwrap_or_else(Capabilities::all),
+        TargetChoice::RunningCluster { address, .. } => capabilities_of_one(
+            &TargetChoice::Running {
+                address: address.clone(),
+                static_streams: false,
+            },
+            declared,
+        ),
         TargetChoice::Running {
             address,
             static_streams,
@@ -410,6 +439,15 @@ async fn run_observed(options: RunOptions, observer: Box<dyn Observer>) -> Resul
     let backend = Backend::start(&backend_options).await?;
     let target = match &options.target {
         TargetChoice::Embedded => Target::embedded().await?,
+        TargetChoice::EmbeddedCluster => Target::embedded_cluster().await?,
+        TargetChoice::RunningCluster { address, members } => {
+            for member in members {
+                if let Some(problem) = probe(member).await {
+                    warnings.push(problem);
+                }
+            }
+            Target::running(address, None).await?.with_cluster_members(members)?
+        }
         TargetChoice::Running {
             address,
             static_streams,
