@@ -43,19 +43,28 @@ Feature: A cluster sharing one session store
     And the backend was asked 1 time for token "t1"
 
   @cluster @needs-cluster @needs-cluster-control @LIM-02 @LIM-07 @should @serial
-  Scenario: A stopped node's sessions stop counting once their auth duration has passed
+  Scenario: A stopped node's sessions count until their auth duration has passed, then not
     Given a stream "s" with on_play auth
-    And the backend allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 2
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 4
     And the backend allows token "t2" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 60
+    And the backend allows token "t3" as user "u2" with X-Max-Sessions 1 and X-AuthDuration 2
+    And the backend allows token "t4" as user "u2" with X-Max-Sessions 1 and X-AuthDuration 60
     When viewer "A" from 127.0.0.2 plays "s" on node B over the target's protocol with token "t1"
+    And viewer "E" from 127.0.0.5 plays "s" on node B over the target's protocol with token "t3"
     Then viewer "A" is playing
+    And viewer "E" is playing
     When node B stops
-    And the auth duration of token "t1" has passed
     And viewer "C" from 127.0.0.3 plays "s" on node A over the target's protocol with token "t2"
     Then viewer "C" is playing
     When viewer "D" from 127.0.0.2 plays "s" on node A over the target's protocol with token "t1"
-    Then viewer "D" is playing
-    And the backend was asked 2 times for token "t1"
+    Then viewer "D" is denied
+    And the backend was asked 1 time for token "t1"
+    When the auth duration of token "t3" has passed
+    And viewer "F" from 127.0.0.6 plays "s" on node A over the target's protocol with token "t4"
+    Then viewer "F" is playing
+    When viewer "G" from 127.0.0.5 plays "s" on node A over the target's protocol with token "t3"
+    Then viewer "G" is playing
+    And the backend was asked 2 times for token "t3"
 
   @cluster @needs-cluster @needs-cluster-control @LIM-02 @LIM-07 @should @serial
   Scenario: After the store restarts empty the nodes hand their sessions back and the limit holds again

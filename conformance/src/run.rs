@@ -964,4 +964,30 @@ mod tests {
         assert!(!c.supports("api") && c.supports("sessions_api"), "{c}");
         assert!(capabilities_for(&TargetChoice::Embedded, None).supports("rtsp"));
     }
+
+    #[test]
+    fn only_a_cluster_target_has_nodes_and_only_the_embedded_one_has_control() {
+        let address = Address::http(url::Url::parse("http://127.0.0.1:1/").unwrap(), "a:b".parse().unwrap());
+        let everything = Capabilities {
+            features: Some([CLUSTER.to_string(), CLUSTER_CONTROL.to_string()].into()),
+            ..Capabilities::default()
+        };
+        for single in [
+            TargetChoice::Embedded,
+            TargetChoice::address(address.http.clone(), "a:b".parse().unwrap()),
+        ] {
+            for declared in [None, Some(&everything)] {
+                let c = capabilities_for(&single, declared);
+                assert!(!c.supports(CLUSTER) && !c.supports(CLUSTER_CONTROL), "{single:?}: {c}");
+            }
+        }
+        let c = capabilities_for(&TargetChoice::EmbeddedCluster, None);
+        assert!(c.supports(CLUSTER) && c.supports(CLUSTER_CONTROL) && c.supports("rtsp"));
+        let running = TargetChoice::RunningCluster {
+            members: vec![address.http.clone(), url::Url::parse("http://127.0.0.1:2/").unwrap()],
+            address,
+        };
+        let c = capabilities_for(&running, Some(&everything));
+        assert!(c.supports(CLUSTER) && !c.supports(CLUSTER_CONTROL), "{c}");
+    }
 }
