@@ -25,7 +25,7 @@ use cucumber::{Event, World as _, event, gherkin, parser, step};
 use futures::future::LocalBoxFuture;
 
 use crate::backend::{Backend, BackendError, BackendOptions};
-use crate::catalogue::needs::{API_FEATURES, PROTOCOLS};
+use crate::catalogue::needs::{API_FEATURES, CLUSTER, CLUSTER_CONTROL, PROTOCOLS};
 use crate::catalogue::streams::{STATIC_UNREACHABLE_PORT, expected_streams};
 use crate::catalogue::{Capabilities, Case, Catalogue, CatalogueError, Level};
 use crate::deviations::Deviations;
@@ -44,6 +44,12 @@ pub enum TargetChoice {
     /// A running server. `static_streams`: it has no stream management API; its streams are the
     /// ones `usher check --print-config` printed.
     Running { address: Address, static_streams: bool },
+    /// Two reference servers in-process sharing a redis-server the suite starts (needs
+    /// `redis-server` on PATH); node A is the target of the cases that name no node.
+    EmbeddedCluster,
+    /// Running servers sharing a session store (`[cluster] members` of a manifest): `address`
+    /// is node A's, `members` every node's HTTP base URL, node A first. Managed through the API.
+    RunningCluster { address: Address, members: Vec<url::Url> },
 }
 
 impl TargetChoice {
@@ -246,8 +252,31 @@ impl<F: FnMut(&CaseResult)> Observer for OnResult<F> {
 /// for; a static target never has the management API features it did not declare, and never
 /// `api` (stream management).
 pub fn capabilities_for(target: &TargetChoice, declared: Option<&Capabilities>) -> Capabilities {
+    let mut caps = capabilities_of_one(target, declared);
+    // Cluster cases need nodes; only the embedded cluster can stop them and restart its store.
     match target {
-        TargetChoice::Embedded => declared.cloned().unwrap_or_else(Capabilities::all),
+        TargetChoice::EmbeddedCluster => {}
+        TargetChoice::RunningCluster { .. } => {
+            caps.without.insert(CLUSTER_CONTROL.to_string());
+        }
+        TargetChoice::Embedded | TargetChoice::Running { .. } => {
+            caps.without.insert(CLUSTER.to_string());
+            caps.without.insert(CLUSTER_CONTROL.to_string());
+        }
+    }
+    caps
+}
+
+fn capabilities_of_one(target: &TargetChoice, declared: Option<&Capabilities>) -> Capabilities {
+    match target {
+        TargetChoice::Embedded | TargetChoice::EmbeddedCluster => declared.cloned().unwrap_or_else(Capabilities::all),
+        TargetChoice::RunningCluster { address, .. } => capabilities_of_one(
+            &TargetChoice::Running {
+                address: address.clone(),
+                static_streams: false,
+            },
+            declared,
+        ),
         TargetChoice::Running {
             address,
             static_streams,
@@ -410,6 +439,15 @@ async fn run_observed(options: RunOptions, observer: Box<dyn Observer>) -> Resul
     let backend = Backend::start(&backend_options).await?;
     let target = match &options.target {
         TargetChoice::Embedded => Target::embedded().await?,
+        TargetChoice::EmbeddedCluster => Target::embedded_cluster().await?,
+        TargetChoice::RunningCluster { address, members } => {
+            for member in members {
+                if let Some(problem) = probe(member).await {
+                    warnings.push(problem);
+                }
+            }
+            Target::running(address, None).await?.with_cluster_members(members)?
+        }
         TargetChoice::Running {
             address,
             static_streams,
@@ -925,5 +963,31 @@ mod tests {
         assert!(c.supports("hls") && !c.supports("rtsp"), "no RTSP address: {c}");
         assert!(!c.supports("api") && c.supports("sessions_api"), "{c}");
         assert!(capabilities_for(&TargetChoice::Embedded, None).supports("rtsp"));
+    }
+
+    #[test]
+    fn only_a_cluster_target_has_nodes_and_only_the_embedded_one_has_control() {
+        let address = Address::http(url::Url::parse("http://127.0.0.1:1/").unwrap(), "a:b".parse().unwrap());
+        let everything = Capabilities {
+            features: Some([CLUSTER.to_string(), CLUSTER_CONTROL.to_string()].into()),
+            ..Capabilities::default()
+        };
+        for single in [
+            TargetChoice::Embedded,
+            TargetChoice::address(address.http.clone(), "a:b".parse().unwrap()),
+        ] {
+            for declared in [None, Some(&everything)] {
+                let c = capabilities_for(&single, declared);
+                assert!(!c.supports(CLUSTER) && !c.supports(CLUSTER_CONTROL), "{single:?}: {c}");
+            }
+        }
+        let c = capabilities_for(&TargetChoice::EmbeddedCluster, None);
+        assert!(c.supports(CLUSTER) && c.supports(CLUSTER_CONTROL) && c.supports("rtsp"));
+        let running = TargetChoice::RunningCluster {
+            members: vec![address.http.clone(), url::Url::parse("http://127.0.0.1:2/").unwrap()],
+            address,
+        };
+        let c = capabilities_for(&running, Some(&everything));
+        assert!(c.supports(CLUSTER) && !c.supports(CLUSTER_CONTROL), "{c}");
     }
 }

@@ -100,5 +100,15 @@ async fn the_image_gets_the_verdicts_of_the_embedded_run() {
         failures(&by_image)
     );
     assert!(by_image.ok(), "{}\ncontainer log:\n{log}", failures(&by_image));
-    assert_eq!(by_image.skipped(), 0, "the container runs every case");
+    // A single server has no nodes: the cluster cases are not applicable to it.
+    let not_cluster_skips: Vec<String> = by_image
+        .cases
+        .iter()
+        .filter(|c| c.verdict == Verdict::Skip && !c.needs.iter().any(|n| n == "cluster"))
+        .map(|c| c.line())
+        .collect();
+    assert!(
+        not_cluster_skips.is_empty(),
+        "the container runs every case: {not_cluster_skips:?}"
+    );
 }

@@ -54,6 +54,13 @@ pub const FEATURES: [(&str, &str); 8] = [
     ),
 ];
 
+/// Several servers sharing one session store, played on as "node A", "node B" (a cluster
+/// target: `usher check --cluster`, or `[cluster] members` of a manifest). No single server
+/// has it, whatever its manifest declares.
+pub const CLUSTER: &str = "cluster";
+/// The suite can stop a node of the cluster and restart its store (the embedded cluster).
+pub const CLUSTER_CONTROL: &str = "cluster_control";
+
 /// Features that only the management API provides: a static target lacks them unless its
 /// manifest declares them (and gives an API credential).
 pub const API_FEATURES: [&str; 5] = ["api", "sessions_api", "admin_tokens", "server_config", "history"];
@@ -78,6 +85,9 @@ pub static INFERRED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (r"\bDVR archive\b", "dvr"),
         (r"\bof the archive of\b", "dvr"),
         (r"^the (?:session history|latest closed session)\b", "history"),
+        (r"\bon node [A-Z]\b", CLUSTER),
+        (r"^node [A-Z] stops$", CLUSTER_CONTROL),
+        (r"^the session store restarts\b", CLUSTER_CONTROL),
     ]
     .into_iter()
     .map(|(re, need)| (Regex::new(re).expect("a valid regex"), need))

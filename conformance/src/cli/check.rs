@@ -14,6 +14,7 @@ use url::Url;
 use usher_conformance::backend::BackendOptions;
 use usher_conformance::catalogue::{Capabilities, Catalogue, streams};
 use usher_conformance::deviations::Deviations;
+use usher_conformance::prerequisites;
 use usher_conformance::report::{html, json, junit};
 use usher_conformance::source::SourceSpec;
 use usher_conformance::target::config::TargetConfig;
@@ -70,6 +71,10 @@ pub struct CheckArgs {
     /// The reference server's image is usher-server:dev (server/docker/build.sh).
     #[arg(long, value_name = "IMAGE[:TAG]", conflicts_with_all = ["target", "rtmp", "rtsp", "api_auth", "static_mode", "print_config"])]
     pub target_image: Option<String>,
+    /// Check the embedded cluster: two reference servers sharing a redis-server the suite
+    /// starts on a free loopback port (needs redis-server). Runs the cluster cases too.
+    #[arg(long, conflicts_with_all = ["target", "target_image", "static_mode", "print_config"])]
+    pub cluster: bool,
     /// A TOML manifest of the target: addresses, backend, capabilities (see docs/conformance.md).
     #[arg(long, value_name = "FILE")]
     pub target_config: Option<PathBuf>,
@@ -162,7 +167,52 @@ fn resolve(args: &CheckArgs) -> Result<Resolved, String> {
         default_protocol: declared.default_protocol.as_ref().map(|p| p.get_ref().clone()),
         ..Capabilities::default()
     });
+    let members = &config.cluster.members;
+    if !members.is_empty() {
+        if args.cluster {
+            return Err(
+                "--cluster starts an embedded cluster; `[cluster] members` names a running one: give one of them"
+                    .into(),
+            );
+        }
+        if members.len() < 2 {
+            return Err("`[cluster] members` names every node, node A first: at least two".into());
+        }
+        if static_mode {
+            return Err("`[cluster] members`: a cluster is managed through the API, not static".into());
+        }
+        if http.as_ref().is_some_and(|h| h != &members[0]) {
+            return Err(
+                "`[cluster] members`: the first member is node A, the target; `target` names another server".into(),
+            );
+        }
+        let Some(credential) = credential else {
+            return Err("`[cluster] members` needs --api-auth LOGIN:PASSWORD (or USHER_API_AUTH, or api_auth)".into());
+        };
+        let choice = TargetChoice::RunningCluster {
+            address: Address {
+                http: members[0].clone(),
+                rtmp,
+                rtsp,
+                credential: Some(credential),
+            },
+            members: members.clone(),
+        };
+        return Ok(Resolved {
+            choice,
+            capabilities,
+            backend,
+            rtmp_app: config.rtmp_app.clone(),
+            source,
+        });
+    }
     let choice = match http {
+        None if args.cluster => {
+            if rtmp.is_some() || rtsp.is_some() {
+                return Err("--cluster starts its own servers: --rtmp and --rtsp do not apply".into());
+            }
+            TargetChoice::EmbeddedCluster
+        }
         None => {
             if static_mode || rtmp.is_some() || rtsp.is_some() {
                 return Err("--static, --rtmp and --rtsp need --target URL (or `target` in --target-config)".into());
@@ -246,6 +296,7 @@ fn first_line(args: &CheckArgs) -> String {
         (Some(image), _, _) => format!("a container of {image}"),
         (None, Some(url), _) => url.to_string(),
         (None, None, Some(manifest)) => format!("the target of {}", manifest.display()),
+        (None, None, None) if args.cluster => "the embedded cluster".to_string(),
         (None, None, None) => "the embedded reference server".to_string(),
     };
     format!(
@@ -265,6 +316,16 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
+    if matches!(resolved.choice, TargetChoice::EmbeddedCluster)
+        && prerequisites::find(prerequisites::REDIS_SERVER.name).is_none()
+    {
+        eprintln!(
+            "{}",
+            prerequisites::skip_line("usher check --cluster", prerequisites::REDIS_SERVER, "")
+        );
+        println!("0 passed, 0 failed, 0 skipped");
+        return ExitCode::from(2);
+    }
     let deviations = match &args.deviations {
         Some(path) => match Deviations::load(path) {
             Ok(d) => Some(d),

@@ -135,6 +135,7 @@ fn viewer<'a>(world: &'a mut UsherWorld, name: &str, ip: Option<IpAddr>) -> &'a 
         Viewer {
             profile: ViewerProfile::new(ip),
             hls: None,
+            hls_node: None,
             plays: Vec::new(),
             live: None,
         }
@@ -322,6 +323,7 @@ async fn archive_request(
         proto,
         token: Some(token),
         query: Vec::new(),
+        node: None,
     };
     viewer.plays.push((play, attempt));
     world.archive.received.insert(name, received);

@@ -6,6 +6,7 @@
 //! concurrently against one server without seeing each other.
 
 pub mod backend;
+pub mod cluster;
 pub mod configurator;
 pub mod dvr;
 pub mod history;
@@ -235,6 +236,8 @@ pub struct Play {
     pub token: Option<String>,
     /// Further query parameters of the client URL (after the token).
     pub query: Vec<(String, String)>,
+    /// The cluster node played on (`on node B`); `None`: the target (node A of a cluster).
+    pub node: Option<String>,
 }
 
 /// A running play over a persistent connection: the server ends the session by closing it.
@@ -279,6 +282,8 @@ impl Connection {
 pub struct Viewer {
     pub profile: ViewerProfile,
     pub hls: Option<HlsClient>,
+    /// The node [`Viewer::hls`] talks to (`None`: the target).
+    pub hls_node: Option<String>,
     pub plays: Vec<(Play, Attempt)>,
     /// The running MPEG-TS, RTMP or RTSP play, if any.
     pub live: Option<Connection>,
@@ -324,6 +329,9 @@ pub struct UsherWorld {
     pub archive: dvr::ArchiveState,
     /// What the suite publishes itself, by stream alias (`[source]` of the manifest).
     pub sources: BTreeMap<String, Source>,
+    /// The cluster changed under the scenario (a node stopped, the store restarted): the
+    /// clean-up starts stopped nodes again.
+    pub cluster_touched: bool,
     exclusive: Option<Exclusive>,
 }
 
@@ -364,6 +372,7 @@ impl UsherWorld {
             watchers: BTreeMap::new(),
             archive: dvr::ArchiveState::default(),
             sources: BTreeMap::new(),
+            cluster_touched: false,
             exclusive: None,
         })
     }
@@ -394,9 +403,20 @@ impl UsherWorld {
         {
             problems.push(format!("restoring the server settings {config}: {e}"));
         }
+        if self.cluster_touched
+            && let Some(cluster) = self.ctx.target.cluster()
+        {
+            for node in cluster.nodes() {
+                if let Err(e) = cluster.ensure_node(&node.name).await {
+                    problems.push(e);
+                }
+            }
+        }
         for entry in self.streams.values().filter(|e| e.in_place) {
-            if let Err(e) = self.ctx.target.api().delete_stream(&entry.server_name).await {
-                tracing::warn!(stream = %entry.server_name, error = %e, "cannot delete stream");
+            for api in self.apis() {
+                if let Err(e) = api.delete_stream(&entry.server_name).await {
+                    tracing::warn!(stream = %entry.server_name, error = %e, "cannot delete stream");
+                }
             }
         }
         self.exclusive = None;
@@ -404,6 +424,14 @@ impl UsherWorld {
             Ok(())
         } else {
             Err(problems.join("; "))
+        }
+    }
+
+    /// The management API of the target, or of every node of a cluster.
+    fn apis(&self) -> Vec<crate::target::Api> {
+        match self.ctx.target.cluster() {
+            Some(c) => c.nodes().iter().map(|n| n.api.clone()).collect(),
+            None => vec![self.ctx.target.api().clone()],
         }
     }
 
@@ -467,18 +495,21 @@ impl UsherWorld {
         {
             auth.url = publish_url.to_string();
         }
-        let answer = self
-            .ctx
-            .target
-            .api()
-            .put_stream(&entry.server_name, &entry.spec)
-            .await
-            .unwrap_or_else(|e| panic!("putting stream \"{alias}\" in place: {e}"));
-        if answer.status != 200 {
-            panic!(
-                "the API refused stream \"{alias}\" ({}): {} {}",
-                entry.server_name, answer.status, answer.text
-            );
+        // A cluster serves every stream on every node.
+        for api in self.ctx.target.cluster().map_or_else(
+            || vec![self.ctx.target.api().clone()],
+            |c| c.nodes().iter().map(|n| n.api.clone()).collect(),
+        ) {
+            let answer = api
+                .put_stream(&entry.server_name, &entry.spec)
+                .await
+                .unwrap_or_else(|e| panic!("putting stream \"{alias}\" in place: {e}"));
+            if answer.status != 200 {
+                panic!(
+                    "the API refused stream \"{alias}\" ({}): {} {}",
+                    entry.server_name, answer.status, answer.text
+                );
+            }
         }
         entry.in_place = true;
         let feeds = entry.spec.input.is_none() && !entry.spec.publish;

@@ -176,6 +176,7 @@ fn viewer_entry<'a>(
             e.insert(Viewer {
                 profile: ViewerProfile::new(ip),
                 hls: None,
+                hls_node: None,
                 plays: Vec::new(),
                 live: None,
             })
@@ -202,13 +203,30 @@ async fn perform(world: &mut UsherWorld, name: &str, play: Play) -> Attempt {
         .map(|t| (world.token_param().to_string(), t.clone()))
         .chain(play.query.iter().cloned())
         .collect();
-    let base = world.ctx.target.http_base().clone();
-    let rtmp = world.ctx.target.rtmp_addr();
-    let rtsp = world.ctx.target.rtsp_base();
+    let (base, rtmp, rtsp) = match &play.node {
+        None => (
+            world.ctx.target.http_base().clone(),
+            world.ctx.target.rtmp_addr(),
+            world.ctx.target.rtsp_base(),
+        ),
+        Some(node) => {
+            let found = world
+                .ctx
+                .target
+                .cluster()
+                .and_then(|c| c.node(node))
+                .unwrap_or_else(|| panic!("the target has no node {node} (a cluster case is tagged @needs-cluster)"));
+            (found.http.clone(), found.rtmp, found.rtsp.clone())
+        }
+    };
     let rtmp_app = world.ctx.rtmp_app.clone();
     let viewer = world.viewers.get_mut(name).expect("created by the caller");
     let attempt = match play.proto {
         Proto::Hls => {
+            if viewer.hls_node != play.node {
+                viewer.hls = None;
+                viewer.hls_node = play.node.clone();
+            }
             if viewer.hls.is_none() {
                 viewer.hls = Some(
                     HlsClient::new(&base, viewer.profile.clone())
@@ -255,10 +273,20 @@ async fn perform(world: &mut UsherWorld, name: &str, play: Play) -> Attempt {
 
 /// `over the target's protocol` plays over the run's default protocol (the manifest's
 /// `default_protocol`: HLS when the target serves it), for what does not depend on HTTP.
+///
+/// `on node B` plays on that node of a cluster target (node A is the target itself).
 #[when(
-    regex = r#"^viewer "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? plays "([^"]+)" over (HLS|MPEG-TS|RTMP|RTSP|the target's protocol) (.+)$"#
+    regex = r#"^viewer "([^"]+)"(?: from (\d+\.\d+\.\d+\.\d+))? plays "([^"]+)"(?: on node ([A-Z]))? over (HLS|MPEG-TS|RTMP|RTSP|the target's protocol) (.+)$"#
 )]
-async fn plays(world: &mut UsherWorld, name: String, ip: String, stream: String, proto: String, how: String) {
+async fn plays(
+    world: &mut UsherWorld,
+    name: String,
+    ip: String,
+    stream: String,
+    node: String,
+    proto: String,
+    how: String,
+) {
     let ip: Option<IpAddr> = opt(ip).map(|ip| ip.parse().unwrap_or_else(|_| panic!("`{ip}` is not an IP address")));
     let how = parse_how(&how);
     let token = match how.token {
@@ -272,6 +300,7 @@ async fn plays(world: &mut UsherWorld, name: String, ip: String, stream: String,
         proto: world.proto(&proto),
         token,
         query: how.query,
+        node: opt(node),
     };
     perform(world, &name, play).await;
 }

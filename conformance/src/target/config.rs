@@ -80,6 +80,16 @@ pub struct CapabilitiesSection {
     pub default_protocol: Option<Spanned<String>>,
 }
 
+/// `[cluster]`: the target is several servers sharing a session store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Every node's HTTP base URL, node A (the target) first; each is managed with the
+    /// target's credential.
+    #[serde(default)]
+    pub members: Vec<Url>,
+}
+
 /// The manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +108,8 @@ pub struct TargetConfig {
     pub source: SourceSection,
     #[serde(default)]
     pub capabilities: CapabilitiesSection,
+    #[serde(default)]
+    pub cluster: ClusterSection,
 }
 
 impl TargetConfig {

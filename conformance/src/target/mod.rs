@@ -9,6 +9,7 @@
 //! managed through its API; a running server in **static** mode, whose streams were loaded from
 //! the configuration `usher check --print-config` printed (no stream management API).
 
+pub mod cluster;
 pub mod config;
 pub mod container;
 
@@ -490,6 +491,31 @@ impl Api {
     }
 }
 
+/// The embedded server's configuration: HTTP, RTMP and RTSP on 127.0.0.1, port 0, a random API
+/// password, a fresh media folder.
+fn embedded_config() -> Result<(Config, ApiCredential, std::path::PathBuf), TargetError> {
+    let credential = ApiCredential {
+        login: "usher-check".to_string(),
+        password: uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let media_root = std::env::temp_dir().join(format!("usher-check-media-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&media_root)
+        .map_err(|e| TargetError::Start(format!("cannot create the media folder {}: {e}", media_root.display())))?;
+    let config = Config {
+        http: Some(local),
+        rtmp: Some(local),
+        rtsp: Some(local),
+        media_root: Some(media_root.to_string_lossy().into_owned()),
+        edit_auth: Some(Credential {
+            login: credential.login.clone(),
+            password: credential.password.clone(),
+        }),
+        ..Config::default()
+    };
+    Ok((config, credential, media_root))
+}
+
 /// Where a running server is, as the user gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Address {
@@ -526,6 +552,9 @@ pub struct Target {
     rtsp: Option<Url>,
     api: Api,
     description: String,
+    /// The nodes, when the target is a cluster sharing a session store; node A is the target
+    /// itself (its addresses above).
+    cluster: Option<cluster::Cluster>,
 }
 
 impl fmt::Debug for Target {
@@ -552,25 +581,7 @@ impl Target {
     /// Starts the reference server in-process: HTTP, RTMP and RTSP on 127.0.0.1, port 0, with a
     /// random API password.
     pub async fn embedded() -> Result<Target, TargetError> {
-        let credential = ApiCredential {
-            login: "usher-check".to_string(),
-            password: uuid::Uuid::new_v4().simple().to_string(),
-        };
-        let local = SocketAddr::from(([127, 0, 0, 1], 0));
-        let media_root = std::env::temp_dir().join(format!("usher-check-media-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&media_root)
-            .map_err(|e| TargetError::Start(format!("cannot create the media folder {}: {e}", media_root.display())))?;
-        let config = Config {
-            http: Some(local),
-            rtmp: Some(local),
-            rtsp: Some(local),
-            media_root: Some(media_root.to_string_lossy().into_owned()),
-            edit_auth: Some(Credential {
-                login: credential.login.clone(),
-                password: credential.password.clone(),
-            }),
-            ..Config::default()
-        };
+        let (config, credential, media_root) = embedded_config()?;
         let server = Server::start(config)
             .await
             .map_err(|e| TargetError::Start(e.to_string()))?;
@@ -587,6 +598,36 @@ impl Target {
             rtmp,
             rtsp,
             api,
+            cluster: None,
+        })
+    }
+
+    /// Starts the embedded cluster: a redis-server of the suite's own and two reference
+    /// servers sharing it ([`cluster`]). Node A is the target the other steps use.
+    pub async fn embedded_cluster() -> Result<Target, TargetError> {
+        let (config, credential, media_root) = embedded_config()?;
+        let cluster = match cluster::Cluster::embedded(&config, &credential).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&media_root);
+                return Err(e);
+            }
+        };
+        let a = cluster.nodes()[0].clone();
+        let names: Vec<String> = cluster
+            .nodes()
+            .iter()
+            .map(|n| format!("{} at {}", n.name, n.http))
+            .collect();
+        Ok(Target {
+            description: format!("embedded cluster (nodes {}, one redis-server)", names.join(", ")),
+            server: None,
+            media_root: Some(media_root),
+            http: a.http,
+            rtmp: a.rtmp,
+            rtsp: a.rtsp,
+            api: a.api,
+            cluster: Some(cluster),
         })
     }
 
@@ -601,6 +642,7 @@ impl Target {
             rtmp: None,
             rtsp: None,
             api,
+            cluster: None,
         })
     }
 
@@ -628,7 +670,40 @@ impl Target {
             rtmp,
             rtsp,
             api,
+            cluster: None,
         })
+    }
+
+    /// The running servers at `members` (HTTP base URLs, node A first) share a session store:
+    /// each is managed with the target's credential and reached over HTTP only.
+    pub fn with_cluster_members(mut self, members: &[Url]) -> Result<Target, TargetError> {
+        let mut nodes = Vec::new();
+        for (i, http) in members.iter().enumerate() {
+            let name = cluster::NODE_NAMES
+                .get(i)
+                .map_or_else(|| format!("N{i}"), |n| n.to_string());
+            let mut api = self.api.clone();
+            api.base = http.join("/streamer/api/v3/").expect("a fixed relative path joins");
+            nodes.push(cluster::Node {
+                name,
+                http: http.clone(),
+                rtmp: None,
+                rtsp: None,
+                api,
+            });
+        }
+        if let Some(a) = nodes.first() {
+            self.http = a.http.clone();
+            self.api = a.api.clone();
+        }
+        self.description = format!("cluster of {} servers ({})", nodes.len(), self.description);
+        self.cluster = Some(cluster::Cluster::running(nodes));
+        Ok(self)
+    }
+
+    /// The cluster's nodes, when the target is a cluster.
+    pub fn cluster(&self) -> Option<&cluster::Cluster> {
+        self.cluster.as_ref()
     }
 
     /// Static mode on a server whose streams need no configuration of their own (a
@@ -659,7 +734,7 @@ impl Target {
     }
 
     pub fn is_embedded(&self) -> bool {
-        self.server.is_some()
+        self.server.is_some() || self.cluster.as_ref().is_some_and(cluster::Cluster::has_control)
     }
 
     pub fn describe(&self) -> String {
@@ -676,6 +751,9 @@ impl Target {
     pub async fn shutdown(self) {
         if let Some(server) = self.server {
             server.shutdown().await;
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.shutdown().await;
         }
         if let Some(root) = self.media_root {
             let _ = std::fs::remove_dir_all(root);
