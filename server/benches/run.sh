@@ -228,7 +228,9 @@ EOF
   CONNS=64
   echo "target round rps mb_per_s non2xx server_cpu_us_per_req backend_cpu_us_per_req bytes_per_resp p50_ms p99_ms" >"$OUT/throughput.tsv"
   for round in $(seq 1 "$ROUNDS"); do
-    # The newest live segment, saved for nginx: the three serve the very same bytes.
+    for mix in segments hls; do
+    # The newest live segment, saved for nginx: all serve the very same bytes. Taken again for
+    # each mix, so the one Usher is asked for is still in its live window.
     seq=$(curl -s "$SERVER/s1/index.m3u8?token=probe" | grep '^segment-' | tail -1 | sed 's/segment-\([0-9]*\)\.ts.*/\1/')
     path="/s1/segment-$seq.ts"
     curl -s -o "$WORK/www$path" "$SERVER$path?token=probe"
@@ -236,7 +238,6 @@ EOF
     # The playlist as Usher serves it, saved for nginx (its segment URIs carry no token, as an
     # nginx deployment's would not).
     curl -s -o "$WORK/www/s1/index.m3u8" "$SERVER/s1/index.m3u8?token=probe"
-    for mix in segments hls; do
     playlist=""; [ $mix = hls ] && playlist=/s1/index.m3u8
     for target in usher nginx_cached nginx_auth nginx; do
       case $target in
