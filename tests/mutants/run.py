@@ -9,6 +9,7 @@ appended to tests/mutants/results.tsv at once; a re-run skips the lines already 
 """
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 WORK = ROOT / "target" / "mutants"
+# Set by main(): one private tree and target dir per shard, so shards can run side by side.
 SRC = WORK / "src"
 TARGET = WORK / "target"
 RESULTS = HERE / "results.tsv"
@@ -69,7 +71,7 @@ def sync_snapshot():
     SRC.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, check=True,
                              capture_output=True).stdout
-    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+    with tempfile.TemporaryDirectory(dir=SRC.parent) as tmp:
         tar_path = Path(tmp) / "head.tar"
         tar_path.write_bytes(archive)
         with tarfile.open(tar_path) as tar:
@@ -187,13 +189,29 @@ def run(exe, cwd, timeout, extra_env=None):
     return ("missed" if proc.returncode == 0 else "caught"), out
 
 
+# The catalogue's timing windows are for an idle machine; a mutation run shares its cores.
+CATALOGUE_ENV = {"USHER_STRICT": "1", "USHER_TIME_SCALE": os.environ.get("USHER_TIME_SCALE", "2")}
+
+
+def failed_cases(out):
+    return [line.rsplit("(", 1)[-1].split(",", 1)[0].rstrip(")") for line in out.splitlines()
+            if line.startswith("FAIL ")]
+
+
 def catalogue(timeout):
+    """A failure counts only if the failed cases fail again when run alone: a case that a
+    loaded machine made miss its timing window must not count as a catch."""
     exes = build(["-p", "usher-tests", "--test", "conformance"], "tests")
     if not exes:
         return "unviable", "", []
-    outcome, out = run(exes[0], SRC / "tests", timeout, {"USHER_STRICT": "1"})
-    failed = [line.rsplit("(", 1)[-1].split(",", 1)[0].rstrip(")") for line in out.splitlines()
-              if line.startswith("FAIL ")]
+    outcome, out = run(exes[0], SRC / "tests", timeout, CATALOGUE_ENV)
+    failed = failed_cases(out)
+    if outcome == "caught" and failed:
+        again, out2 = run(exes[0], SRC / "tests", timeout, {**CATALOGUE_ENV, "USHER_ONLY": ",".join(failed)})
+        if again == "missed":
+            log(f"    {', '.join(failed)} failed in the whole run but passed alone: not counted")
+            return "missed", out, []
+        failed = failed_cases(out2) or failed
     return outcome, out, failed
 
 
@@ -222,7 +240,17 @@ def read_results():
     return rows
 
 
+def append_result(row):
+    """One line, appended under a lock: shards running side by side share the file."""
+    with open(RESULTS, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        if f.tell() == 0:
+            f.write("\t".join(COLUMNS) + "\n")
+        f.write("\t".join(row.get(c, "") for c in COLUMNS) + "\n")
+
+
 def write_results(rows):
+    """Rewrites the file sorted, one line per mutant (the latest judgement)."""
     lines = ["\t".join(COLUMNS)]
     for row in sorted(rows.values(), key=lambda r: (r["file"], int(r["line"]), int(r["col"]), r["mutation"])):
         lines.append("\t".join(row.get(c, "") for c in COLUMNS))
@@ -322,6 +350,10 @@ def main():
     p.add_argument("--list", action="store_true", help="only print the mutants this invocation would judge")
     args = p.parse_args()
     k, n = (int(x) for x in args.shard.split("/"))
+    global SRC, TARGET
+    if n > 1:
+        SRC = WORK / f"shard-{k}-of-{n}" / "src"
+        TARGET = WORK / f"shard-{k}-of-{n}" / "target"
     files = [f.strip() for f in args.files.split(",") if f.strip()]
     for f in files:
         if f not in FILES:
@@ -331,11 +363,12 @@ def main():
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, interrupted)
 
-    WORK.mkdir(parents=True, exist_ok=True)
+    SRC.mkdir(parents=True, exist_ok=True)
     sync_snapshot()
     all_mutants = list_mutants(FILES)
     rows = read_results()
     if args.table:
+        write_results(rows)
         write_table(all_mutants, rows)
         log(f"wrote {TABLE}")
         return
@@ -404,7 +437,7 @@ def main():
                 "function": (m.get("function") or {}).get("function_name", "-"), "mutation": mutation_of(m),
                 "catalogue": cat, "server": srv, "auth_tree": auth_tree, "failed_cases": " ".join(failed[:5]) or "-",
             }
-            write_results(rows)
+            append_result(rows[m["key"]])
             log(f"    catalogue {cat}, server {srv} ({time.monotonic() - t0:.0f} s){' - ' + ' '.join(failed[:3]) if failed else ''}")
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); the private tree is restored, results so far are kept")
