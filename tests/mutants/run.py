@@ -186,6 +186,11 @@ def run(exe, cwd, timeout, extra_env=None):
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         return "timeout", out
+    except BaseException:
+        # Interrupted: the tests run in their own process group, which must not outlive us.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     return ("missed" if proc.returncode == 0 else "caught"), out
 
 
