@@ -349,6 +349,8 @@ def main():
     p.add_argument("--server-tests", choices=["missed", "all", "none"], default="missed",
                    help="when to run `cargo test -p usher-server`: for mutants the catalogue missed (default), always, never")
     p.add_argument("--rejudge", choices=["missed", "open"], help="judge again the mutants the catalogue missed (all of them, or those without a reason in survivors.tsv)")
+    p.add_argument("--match", action="append", default=[], metavar="TEXT",
+                   help="judge only mutants whose key contains TEXT (repeatable: any of them)")
     p.add_argument("--limit", type=int, help="stop after judging this many mutants")
     p.add_argument("--timeout", type=float, help="seconds for one test run (default: 3 x the baseline catalogue run, at least 180)")
     p.add_argument("--table", action="store_true", help="only regenerate results.md from results.tsv")
@@ -382,6 +384,8 @@ def main():
     reasons = read_reasons()
     for index, m in enumerate(all_mutants):
         if index % n != k or Path(m["file"]).name not in wanted:
+            continue
+        if args.match and not any(text in m["key"] for text in args.match):
             continue
         row = rows.get(m["key"])
         if row:
