@@ -58,3 +58,17 @@ Feature: The backend gives no answer (table T11)
       | failure                              |
       | answers 500                          |
       | closes connections without answering |
+
+  # Bodies above 1 MiB are "no decision" (decisions.md, backend answer size): a session that is
+  # not open yet is refused. A body of exactly 1 MiB is read.
+  @RESP-04 @must
+  Scenario Outline: An answer body of <size> bytes <outcome>
+    Given the backend allows every token with a body of <size> bytes
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    Then viewer "A" is <result>
+    And the backend was asked 1 time for token "t1"
+
+    Examples:
+      | size    | outcome                  | result  |
+      | 1048576 | is read                  | playing |
+      | 1048577 | is no decision: refused  | refused |

@@ -156,7 +156,13 @@ impl fmt::Display for Answer {
             write!(f, " {n}: {v}")?;
         }
         if let Some(body) = &self.body {
-            write!(f, " body {body}")?;
+            // A padded body (`a body of N bytes`) would flood a report: its size says enough.
+            let text = body.to_string();
+            if text.len() > 200 {
+                write!(f, " body of {} bytes", text.len())?;
+            } else {
+                write!(f, " body {text}")?;
+            }
         }
         if let Some(d) = self.delay {
             write!(f, " after {:.1} s", d.as_secs_f64())?;

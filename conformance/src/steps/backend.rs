@@ -11,7 +11,8 @@ use super::{UsherWorld, opt, seconds};
 use crate::backend::{Answer, Call};
 
 /// Adds the options after `with …` to an answer: `X-AuthDuration N`, `X-Max-Sessions N`,
-/// `X-Unique`, `config {…json…}` (last), joined by ` and `.
+/// `X-Unique`, `a body of N bytes` (a JSON object padded to exactly N bytes, N >= 10),
+/// `config {…json…}` (last), joined by ` and `.
 fn with_options(mut answer: Answer, options: &str) -> Answer {
     let mut rest = options.trim();
     while !rest.is_empty() {
@@ -32,6 +33,15 @@ fn with_options(mut answer: Answer, options: &str) -> Answer {
                 answer = answer.with_header("X-Max-Sessions", n);
             }
             (Some("X-Unique"), None, None) => answer = answer.with_header("X-Unique", "true"),
+            (Some("a"), Some("body"), Some("of")) => {
+                let size = item
+                    .strip_prefix("a body of ")
+                    .and_then(|n| n.strip_suffix(" bytes"))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|&n| n >= 10)
+                    .unwrap_or_else(|| panic!("`{item}`: expected `a body of N bytes` with N >= 10"));
+                answer = answer.with_body(padded_body(size));
+            }
             (Some("X-Unique"), Some(v), None) => answer = answer.with_header("X-Unique", v.trim_matches('"')),
             _ => panic!(
                 "unknown answer option `{item}` (known: X-AuthDuration N, X-Max-Sessions N, \
@@ -40,6 +50,14 @@ fn with_options(mut answer: Answer, options: &str) -> Answer {
         }
     }
     answer
+}
+
+/// `{"pad":"xx…"}`, exactly `size` bytes as the backend sends it (compact JSON): the braces,
+/// the key and the quotes take 10.
+fn padded_body(size: usize) -> serde_json::Value {
+    let body = serde_json::json!({ "pad": "x".repeat(size - 10) });
+    debug_assert_eq!(serde_json::to_vec(&body).map(|b| b.len()).ok(), Some(size));
+    body
 }
 
 fn token_or_every(token: String, every: String) -> Option<String> {
