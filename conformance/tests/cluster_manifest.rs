@@ -63,7 +63,7 @@ async fn pong(port: u16) -> bool {
         return false;
     }
     let mut buf = [0u8; 7];
-    matches!(s.read_exact(&mut buf).await, Ok(_) if &buf == b"+PONG\r\n")
+    s.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n"
 }
 
 fn node_config(redis_port: u16, node: &str) -> String {
