@@ -19,6 +19,13 @@ const RUN_LIMIT: Duration = Duration::from_secs(240);
 /// embedded server gets them from the suite (media files in its folder).
 const EMBEDDED_ONLY: [&str; 1] = ["file_input"];
 
+/// What no single server has: the cluster cases need a cluster target (`--cluster` or a
+/// manifest's `[cluster] members`), whatever the server.
+const CLUSTER_ONLY: [&str; 2] = [
+    usher_conformance::catalogue::needs::CLUSTER,
+    usher_conformance::catalogue::needs::CLUSTER_CONTROL,
+];
+
 /// Counts of a JSON report agree with the run's closing line and its printed lines.
 fn assert_json_agrees(run: &Run, report: &serde_json::Value) {
     let (passed, failed, skipped) = run.closing();
@@ -244,9 +251,11 @@ async fn a_static_server_runs_the_cases_it_can_and_skips_the_rest() {
                 .collect();
             assert!(
                 missing.iter().all(|m| {
-                    usher_conformance::catalogue::needs::API_FEATURES.contains(m) || EMBEDDED_ONLY.contains(m)
+                    usher_conformance::catalogue::needs::API_FEATURES.contains(m)
+                        || EMBEDDED_ONLY.contains(m)
+                        || CLUSTER_ONLY.contains(m)
                 }),
-                "a static target lacks only management API features (and embedded-only ones): {c}"
+                "a static target lacks only management API features (and embedded-only and cluster ones): {c}"
             );
         }
     }
