@@ -25,3 +25,13 @@ Feature: Admin view tokens
       | a forged             |
       | an altered-signature |
       | an altered-timestamp |
+
+  @ADM-04 @SESS-02 @should
+  Scenario: A session opened with the admin token does not let a plain request of its identity skip the backend
+    Given a stream "k" with on_play auth and session_keys "name,ip,proto"
+    And the operator has minted an admin view token
+    When viewer "A" from 127.0.0.2 plays "k" over HLS with the admin token
+    Then viewer "A" is playing
+    When viewer "B" from 127.0.0.2 plays "k" over HLS with token "t9"
+    Then viewer "B" is refused
+    And the backend was asked 1 time for token "t9"

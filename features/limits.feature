@@ -91,3 +91,34 @@ Feature: Per-user session limit (X-Max-Sessions)
     And viewer "A" is still receiving media
     And viewer "A" is disconnected within 100 seconds
     And viewer "B" is still receiving media
+
+  @LIM-02 @BAN-02 @AMB-1 @should
+  Scenario: A re-check answered after its session was cut does not bring the session back
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And the backend now allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 60 and a delay of 2.5 seconds
+    Then the backend receives an update_session call for token "t1" within 3 seconds of its new_session call
+    When the backend allows token "t2" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 60
+    And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t2"
+    Then viewer "A" is disconnected within 2 seconds
+    When viewer "B" plays again 2.5 seconds later
+    Then viewer "B" is playing
+    And viewer "B" is still receiving media
+    When viewer "A2" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    Then viewer "A2" is refused
+    And the backend was asked 1 time for token "t1" with request_type "update_session"
+
+  @LIM-01 @LIM-02 @RESP-01 @should
+  Scenario: A re-check that names another user moves the session under that user's limit
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" as user "u1" with X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And the backend now allows token "t1" as user "u2" with X-Max-Sessions 1 and X-AuthDuration 60
+    And viewer "A" plays again after the auth duration has passed
+    Then viewer "A" is playing
+    When the backend allows token "t2" as user "u2" with X-Max-Sessions 1 and X-AuthDuration 60
+    And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t2"
+    Then viewer "B" is playing
+    And viewer "A" is disconnected within 2 seconds
+    And viewer "B" is still receiving media

@@ -119,6 +119,21 @@ Feature: Session identity
     When viewer "A" leaves
     Then the server lists 0 open sessions of stream "s" within 2 seconds
 
+  @SESS-01 @SESS-06 @SESS-07 @should
+  Scenario: Two MPEG-TS connections of one identity are one session, open while either plays
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And viewer "B" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    Then viewer "A" and viewer "B" had the same session_id
+    And the server lists 1 open session of stream "s"
+    When viewer "A" leaves
+    And viewer "B" plays again 1 second later
+    Then viewer "B" is playing
+    And viewer "B" is still receiving media
+    And the server lists 1 open session of stream "s"
+    And the backend was asked 1 time for token "t1"
+
   @SESS-08 @must
   Scenario: A viewer who comes back while the decision is fresh is not asked about again
     Given a stream "s" with on_play auth

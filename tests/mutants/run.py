@@ -319,7 +319,8 @@ def write_table(mutants, rows):
     out.append(table_row("**all**", total))
     out += ["", "## Not caught by the catalogue", "",
             "`reason` comes from `survivors.tsv` (equivalent: no behaviour changes; unobservable:",
-            "changes nothing a client or backend can see; open: not yet killed or explained).", "",
+            "changes nothing a client or backend can see; unspecified: the spec or decisions.md leave the",
+            "behaviour open or make it INFO-level, so no case may fail on it; open: not yet killed or explained).", "",
             "| Mutant | Server tests | Verdict | Reason |", "|---|---|---|---|"]
     for m in mutants:
         row = rows.get(m["key"])

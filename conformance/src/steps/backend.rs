@@ -43,9 +43,20 @@ fn with_options(mut answer: Answer, options: &str) -> Answer {
                 answer = answer.with_body(padded_body(size));
             }
             (Some("X-Unique"), Some(v), None) => answer = answer.with_header("X-Unique", v.trim_matches('"')),
+            (Some("a"), Some("delay"), Some("of")) => {
+                let delay = item
+                    .strip_prefix("a delay of ")
+                    .and_then(|n| n.strip_suffix(" seconds").or_else(|| n.strip_suffix(" second")))
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .filter(|&n| (0.0..3.0).contains(&n))
+                    .unwrap_or_else(|| {
+                        panic!("`{item}`: expected `a delay of N seconds` with N under the 3 s backend budget")
+                    });
+                answer = answer.after(Duration::from_secs_f64(delay));
+            }
             _ => panic!(
                 "unknown answer option `{item}` (known: X-AuthDuration N, X-Max-Sessions N, \
-                 X-Unique [VALUE], config {{…}})"
+                 X-Unique [VALUE], a body of N bytes, a delay of N seconds, config {{…}})"
             ),
         }
     }
