@@ -391,7 +391,7 @@ def main():
         row = rows.get(m["key"])
         if row:
             rejudge = args.rejudge and classify(row) not in ("catalogue", "unviable") and (
-                args.rejudge == "missed" or m["key"] not in reasons)
+                args.rejudge == "missed" or reasons.get(m["key"], ("open", ""))[0] == "open")
             if not rejudge:
                 continue
         todo.append(m)
