@@ -455,6 +455,19 @@ async fn keeps_playing(
     }
 }
 
+/// Lets a few seconds pass with every viewer as it is, so the next steps read what the server
+/// did meanwhile (a hang-up handled, a late answer applied).
+#[when(regex = r"^(\d+(?:\.\d+)?) seconds? pass(?:es)?$")]
+async fn time_passes(_world: &mut UsherWorld, secs: String) {
+    let secs = seconds(&secs);
+    assert!(
+        secs <= Duration::from_secs(10),
+        "`{secs:?} pass`: the suite waits at most 10 s this way"
+    );
+    // Letting a time window pass is what this step is about; it is not a readiness wait.
+    tokio::time::sleep(secs).await;
+}
+
 #[when(regex = r#"^viewer "([^"]+)" leaves$"#)]
 async fn leaves(world: &mut UsherWorld, name: String) {
     world
