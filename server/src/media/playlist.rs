@@ -43,13 +43,37 @@ pub fn media_playlist(
             text.push_str("#EXT-X-DISCONTINUITY\n");
         }
         // Version 3 allows decimal durations (§4.3.2.1, §7).
-        let _ = writeln!(text, "#EXTINF:{:.3},", segment.duration);
-        let _ = writeln!(text, "segment-{}.ts{uri_query}", segment.sequence);
+        text.push_str("#EXTINF:");
+        push_seconds(&mut text, segment.duration);
+        text.push_str(",\nsegment-");
+        let _ = write!(text, "{}", segment.sequence);
+        text.push_str(".ts");
+        text.push_str(uri_query);
+        text.push('\n');
     }
     if ended {
         text.push_str("#EXT-X-ENDLIST\n");
     }
     text
+}
+
+/// `seconds` with three decimals, as `{:.3}` writes it, from whole milliseconds: float
+/// formatting (`{:.3}` falls back to big-number arithmetic) was the largest single cost of a
+/// playlist request in a profile (docs/performance.md §1).
+fn push_seconds(text: &mut String, seconds: f64) {
+    let millis = seconds * 1000.0;
+    // Near a half millisecond the product's rounding can differ from the exact decimal
+    // expansion `{:.3}` rounds: those few go the slow way, so the text is always the same.
+    if !(0.0..1e15).contains(&millis) || (millis.fract() - 0.5).abs() < 1e-6 {
+        let _ = write!(text, "{seconds:.3}");
+        return;
+    }
+    let millis = millis.round() as u64;
+    let _ = write!(text, "{}.", millis / 1000);
+    let frac = millis % 1000;
+    text.push(char::from(b'0' + (frac / 100) as u8));
+    text.push(char::from(b'0' + (frac / 10 % 10) as u8));
+    text.push(char::from(b'0' + (frac % 10) as u8));
 }
 
 #[cfg(test)]
@@ -106,6 +130,21 @@ mod tests {
              #EXTINF:2.000,\nsegment-21.ts\n\
              #EXTINF:2.000,\nsegment-22.ts\n"
         );
+    }
+
+    /// Every duration a 90 kHz clock can give up to a minute, and the millisecond grid, is
+    /// written exactly as `{:.3}` writes it.
+    #[test]
+    fn durations_are_written_as_three_decimals_would_be() {
+        let grid = (0..60_000u64).map(|ms| ms as f64 / 1000.0);
+        for seconds in (0..90_000u64 * 60).map(|ticks| ticks as f64 / 90_000.0).chain(grid) {
+            let mut ours = String::new();
+            push_seconds(&mut ours, seconds);
+            assert_eq!(ours, format!("{seconds:.3}"));
+        }
+        let mut odd = String::new();
+        push_seconds(&mut odd, -1.0);
+        assert_eq!(odd, "-1.000");
     }
 
     #[test]
