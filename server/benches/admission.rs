@@ -254,7 +254,7 @@ async fn core_storm(n: usize) -> Value {
         token: Some("storm".into()),
         qs: Some("token=storm".into()),
         query: vec![("token".into(), "storm".into())],
-        headers: vec![],
+        headers: Default::default(),
         referer: None,
         user_agent: None,
         host: None,

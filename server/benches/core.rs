@@ -50,7 +50,12 @@ fn request(i: u32) -> PlayRequest {
         ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
         qs: Some(format!("token={token}")),
         query: vec![("token".into(), token.clone())],
-        headers: vec![("host".into(), "cdn.example.com".into())],
+        headers: [(
+            axum::http::header::HOST,
+            axum::http::HeaderValue::from_static("cdn.example.com"),
+        )]
+        .into_iter()
+        .collect(),
         token: Some(token),
         referer: None,
         user_agent: None,

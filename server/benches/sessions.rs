@@ -126,10 +126,18 @@ fn request(i: u64, token_len: usize) -> PlayRequest {
         ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32 + i as u32)),
         qs: Some(format!("token={t}")),
         query: vec![("token".into(), t.clone())],
-        headers: vec![
-            ("host".into(), "cdn.example.com".into()),
-            ("user-agent".into(), USER_AGENT.into()),
-        ],
+        headers: [
+            (
+                axum::http::header::HOST,
+                axum::http::HeaderValue::from_static("cdn.example.com"),
+            ),
+            (
+                axum::http::header::USER_AGENT,
+                axum::http::HeaderValue::from_static(USER_AGENT),
+            ),
+        ]
+        .into_iter()
+        .collect(),
         token: Some(t),
         referer: None,
         user_agent: Some(USER_AGENT.into()),

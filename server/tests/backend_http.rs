@@ -140,7 +140,7 @@ async fn slow_backend_is_no_decision_after_three_seconds() {
         token: Some("t".into()),
         qs: None,
         query: vec![],
-        headers: vec![],
+        headers: Default::default(),
         referer: None,
         user_agent: None,
         host: None,

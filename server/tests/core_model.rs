@@ -416,7 +416,7 @@ fn identity_of(keys: &SessionKeys, client: u8, stream: u8) -> Identity {
             ip: ip(client),
             proto: Proto::Hls,
             token: Some(&token),
-            headers: &[],
+            headers: &usher_server::auth::NO_HEADERS,
             query: &[],
         },
     )
@@ -462,7 +462,7 @@ fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
                     token: Some(token(client, stream)),
                     qs: None,
                     query: vec![],
-                    headers: vec![],
+                    headers: Default::default(),
                     referer: None,
                     user_agent: None,
                     host: None,

@@ -162,7 +162,7 @@ fn request(stream: &str, ip: &str, proto: Proto, token: &str) -> PlayRequest {
         token: Some(token.into()),
         qs: Some(format!("token={token}")),
         query: vec![("token".into(), token.into())],
-        headers: vec![],
+        headers: Default::default(),
         referer: None,
         user_agent: None,
         host: None,

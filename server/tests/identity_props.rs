@@ -16,7 +16,7 @@ struct Values {
     ip: IpAddr,
     proto: Proto,
     token: Option<String>,
-    headers: Vec<(String, String)>,
+    headers: axum::http::HeaderMap,
     query: Vec<(String, String)>,
 }
 
@@ -64,8 +64,15 @@ fn values() -> impl Strategy<Value = Values> {
             ip: IpAddr::from([127, ip[0], ip[1], ip[2]]),
             proto,
             token,
+            // As hyper hands them over: raw bytes, non-ASCII included (such a value is not
+            // text and counts as absent).
             headers: header
-                .map(|h| vec![("x-playback-session-id".to_string(), h)])
+                .map(|h| {
+                    let value = axum::http::HeaderValue::from_bytes(h.as_bytes()).expect("no control bytes");
+                    [(axum::http::HeaderName::from_static("x-playback-session-id"), value)]
+                        .into_iter()
+                        .collect()
+                })
                 .unwrap_or_default(),
             query: sid.map(|s| vec![("sid".to_string(), s)]).unwrap_or_default(),
         })
@@ -116,7 +123,12 @@ proptest! {
                 "ip" => vals.ip.to_string(),
                 "proto" => vals.proto.as_str().to_string(),
                 "token" => vals.token.clone().unwrap_or_else(|| UNDEFINED.to_string()),
-                "header.x-playback-session-id" => vals.headers.first().map(|h| h.1.clone()).unwrap_or_else(|| UNDEFINED.to_string()),
+                "header.x-playback-session-id" => vals
+                    .headers
+                    .get("x-playback-session-id")
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| UNDEFINED.to_string()),
                 "header.x-device" => UNDEFINED.to_string(),
                 "query.sid" => vals.query.first().map(|q| q.1.clone()).unwrap_or_else(|| UNDEFINED.to_string()),
                 _ => unreachable!(),

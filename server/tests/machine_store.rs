@@ -24,7 +24,7 @@ fn request(client: u8) -> PlayRequest {
         token: Some(format!("t{client}")),
         qs: None,
         query: vec![],
-        headers: vec![],
+        headers: Default::default(),
         referer: None,
         user_agent: None,
         host: None,
@@ -41,7 +41,7 @@ fn key(client: u8) -> Key {
             ip: req.ip,
             proto: req.proto,
             token: req.token.as_deref(),
-            headers: &[],
+            headers: &usher_server::auth::NO_HEADERS,
             query: &[],
         },
     );

@@ -85,7 +85,12 @@ fn request(i: u32, token_len: usize, name_len: usize) -> PlayRequest {
         ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i))),
         qs: Some(format!("token={token}")),
         query: vec![("token".into(), token.clone())],
-        headers: vec![("user-agent".into(), user_agent.clone())],
+        headers: [(
+            axum::http::header::USER_AGENT,
+            axum::http::HeaderValue::from_str(&user_agent).expect("a valid header value"),
+        )]
+        .into_iter()
+        .collect(),
         token: Some(token),
         referer: Some(referer),
         user_agent: Some(user_agent),

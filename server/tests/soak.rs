@@ -81,7 +81,7 @@ fn request(token: &str, proto: Proto, i: usize) -> PlayRequest {
         token: Some(token.to_string()),
         qs: Some(format!("token={token}")),
         query: vec![("token".into(), token.to_string())],
-        headers: Vec::new(),
+        headers: Default::default(),
         referer: None,
         user_agent: Some("soak".into()),
         host: None,

@@ -230,7 +230,7 @@ fn uuid_for_archive(request: &usher_server::auth::BackendRequest) -> uuid::Uuid 
         ip: request.ip,
         proto: request.proto,
         token: request.token.as_deref(),
-        headers: &[],
+        headers: &usher_server::auth::NO_HEADERS,
         query: &[],
     };
     usher_server::auth::Identity::compute(&usher_server::config::SessionKeys::default(), &facts)

@@ -132,7 +132,7 @@ impl Viewer {
             ip,
             proto,
             token: Some(token),
-            headers: &[],
+            headers: &usher_server::auth::NO_HEADERS,
             query: &[],
         };
         let identity = Identity::compute(&SessionKeys::default(), &facts);

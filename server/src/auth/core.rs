@@ -115,8 +115,9 @@ pub struct PlayRequest {
     /// The client's raw query string (`qs`).
     pub qs: Option<String>,
     pub query: Vec<(String, String)>,
-    /// Headers with lower-case names (for `header.*` session keys).
-    pub headers: Vec<(String, String)>,
+    /// The request's headers (for `header.*` session keys), as the client sent them: taken
+    /// over from the HTTP request, not copied.
+    pub headers: axum::http::HeaderMap,
     pub referer: Option<String>,
     pub user_agent: Option<String>,
     pub host: Option<String>,

@@ -2,6 +2,9 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use axum::http::HeaderMap;
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -12,6 +15,9 @@ use crate::config::{SessionKey, SessionKeys};
 /// Value contributed by a listed key that has no value in the request (AMB-9).
 pub const UNDEFINED: &str = "undefined";
 
+/// The headers of a request that has none (RTMP, RTSP as the core sees them).
+pub static NO_HEADERS: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
+
 /// What a request offers to the identity computation.
 #[derive(Debug, Clone)]
 pub struct RequestFacts<'a> {
@@ -19,8 +25,9 @@ pub struct RequestFacts<'a> {
     pub ip: IpAddr,
     pub proto: Proto,
     pub token: Option<&'a str>,
-    /// Request headers with lower-case names.
-    pub headers: &'a [(String, String)],
+    /// The request's headers (names compare without case); [`NO_HEADERS`] for protocols
+    /// without any.
+    pub headers: &'a HeaderMap,
     /// Decoded query parameters of the client URL.
     pub query: &'a [(String, String)],
 }
@@ -113,11 +120,9 @@ fn hash_key(hasher: &mut Sha256, key: &SessionKey, facts: &RequestFacts<'_>) {
         }
         SessionKey::Proto => Some(facts.proto.as_str()),
         SessionKey::Token => facts.token,
-        SessionKey::Header(h) => facts
-            .headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(h))
-            .map(|(_, v)| v.as_str()),
+        // The first value that is text: a value that is not (bytes outside visible ASCII)
+        // counts as absent, as it did when requests kept only their text headers.
+        SessionKey::Header(h) => facts.headers.get_all(h.as_str()).iter().find_map(|v| v.to_str().ok()),
         SessionKey::Query(q) => facts.query.iter().find(|(name, _)| name == q).map(|(_, v)| v.as_str()),
     };
     let value = value.unwrap_or(UNDEFINED);
@@ -199,7 +204,7 @@ mod tests {
             ip: "127.0.0.2".parse().expect("ip literal"),
             proto,
             token,
-            headers: &[],
+            headers: &NO_HEADERS,
             query: &[],
         }
     }
@@ -266,7 +271,8 @@ mod tests {
     #[test]
     fn same_bytes_as_the_display_construction() {
         let keys = SessionKeys::parse("token,query.t,header.x-id,proto,name,ip,name").expect("valid");
-        let headers = vec![("x-id".to_string(), "h".to_string())];
+        let mut headers = HeaderMap::new();
+        headers.insert("x-id", axum::http::HeaderValue::from_static("h"));
         let query = vec![("t".to_string(), "q v".to_string())];
         for ip in ["127.0.0.2", "2001:db8::1"] {
             let f = RequestFacts {

@@ -28,6 +28,6 @@ pub use self::core::{
     StreamControl, Verdict, refuse_oversized,
 };
 pub use backend::{Answer, Backend, BackendRequest, CallKind, Grant, HttpBackend, RequestType};
-pub use identity::Identity;
+pub use identity::{Identity, NO_HEADERS};
 pub use proto::Proto;
 pub use session::SessionHandle;

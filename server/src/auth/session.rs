@@ -230,7 +230,7 @@ mod tests {
             ip: "127.0.0.1".parse().expect("ip literal"),
             proto: Proto::Hls,
             token: Some(token),
-            headers: &[],
+            headers: &crate::auth::NO_HEADERS,
             query: &[],
         };
         let identity = Identity::compute(&SessionKeys::default(), &facts);

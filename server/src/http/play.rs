@@ -118,10 +118,7 @@ pub(super) fn client_request(
         token,
         qs: raw_qs,
         query,
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
-            .collect(),
+        headers: headers.clone(),
         // Read even when it is not ASCII (an IDN written as is): a Referer that cannot be read
         // must not count as no Referer, which the domain lock lets through (DOM-02).
         referer: headers

@@ -419,7 +419,7 @@ impl Conn {
             token: self.ctx.token_from_query(&target.query),
             qs: target.qs.clone(),
             query: target.query.clone(),
-            headers: Vec::new(),
+            headers: Default::default(),
             referer: info.page_url.clone(),
             user_agent: info.flash_ver.clone(),
             host: info.host(),

@@ -187,7 +187,7 @@ impl Reply {
         Reply {
             status,
             reason: None,
-            headers: Vec::new(),
+            headers: Default::default(),
             body: Vec::new(),
         }
     }
@@ -513,9 +513,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             token: self.ctx.token_from_query(&target.query),
             qs: target.raw_query.clone(),
             query: target.query.clone(),
+            // Kept as HTTP keeps them: a name or value HTTP could not carry is left out, and a
+            // value outside visible ASCII counts as absent for a `header.*` session key.
             headers: request
                 .headers()
-                .map(|(n, v)| (n.as_str().to_ascii_lowercase(), v.as_str().to_string()))
+                .filter_map(|(n, v)| {
+                    let name = axum::http::HeaderName::from_bytes(n.as_str().as_bytes()).ok()?;
+                    let value = axum::http::HeaderValue::from_str(v.as_str()).ok()?;
+                    Some((name, value))
+                })
                 .collect(),
             // RTSP 1.0 has no Referer of its own; clients that send HTTP's (or RTSP 2.0's
             // `Referrer`) have it forwarded.
