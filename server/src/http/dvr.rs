@@ -98,7 +98,7 @@ pub(super) enum ArchiveRequest {
         name: String,
         resource: ArchiveResource,
         config: DvrConfig,
-        play: PlayRequest,
+        play: Box<PlayRequest>,
     },
 }
 
@@ -132,7 +132,7 @@ pub(super) fn route(state: &Arc<HttpState>, peer: SocketAddr, request: &Request)
         name,
         resource,
         config,
-        play,
+        play: Box::new(play),
     })
 }
 
@@ -145,7 +145,7 @@ pub(super) async fn serve(state: Arc<HttpState>, request: ArchiveRequest) -> Res
             resource,
             config,
             play,
-        } => serve_admitted(&state, name, resource, config, play)
+        } => serve_admitted(&state, name, resource, config, *play)
             .await
             .unwrap_or_else(|r| r),
     }
