@@ -26,7 +26,7 @@ mod pull;
 mod push;
 mod segmenter;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod ts;
 mod vod;
 mod window;
