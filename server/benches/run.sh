@@ -8,6 +8,8 @@
 #   scale       the same from 1k to 1M sessions: memory and core throughput, table + PNG
 #   micro       criterion micro-benchmarks of the core, and callgrind instruction counts
 #   check       the default `usher check` run, timed with hyperfine, and where its time goes
+#   viewers     persistent RTMP viewers of one stream (VIEWERS, default 1000 and 5000): memory
+#               and CPU per viewer, Usher side by side with nginx-rtmp (libnginx-mod-rtmp)
 #
 # Usage: server/benches/run.sh [--quick] [SECTION...]     (all sections when none is named)
 # Needs: wrk, nginx (with auth_request), hyperfine, valgrind, gnuplot — Debian:
@@ -24,11 +26,11 @@ SECTIONS=()
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;;
-    throughput|admission|memory|scale|micro|check) SECTIONS+=("$a") ;;
+    throughput|admission|memory|scale|micro|check|viewers) SECTIONS+=("$a") ;;
     *) echo "unknown argument: $a" >&2; exit 2 ;;
   esac
 done
-[ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(throughput admission memory scale micro check)
+[ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(throughput admission memory scale micro check viewers)
 want() { local s; for s in "${SECTIONS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 
 OUT="$ROOT/target/perf/$(date +%Y%m%d-%H%M%S)"
@@ -68,6 +70,15 @@ EOF
 }
 USHER="$ROOT/target/release/usher"
 STUB=$(exe stub_backend); ADMISSION=$(exe admission); SESSIONS=$(exe sessions); CORE=$(exe core)
+cargo bench -p usher-conformance --bench viewers --no-run --message-format=json 2>/dev/null >"$WORK/build-viewers.json"
+VIEWERS_BIN=$(python3 - "$WORK/build-viewers.json" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "viewers" and m.get("executable"):
+        print(m["executable"])
+EOF
+)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -317,6 +328,44 @@ EOF
   fi
   load after
   stop "$NGINX_PID"; stop "$USHER_PID"; stop "$STUB_PID"
+fi
+
+# ---------------------------------------------------------------- viewers
+if want viewers; then
+  log "viewers: persistent RTMP viewers of one stream, Usher and nginx-rtmp, the suite's publisher"
+  load before
+  [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || { echo "missing libnginx-mod-rtmp" >&2; exit 1; }
+  echo "label viewers playing receiving rss_idle_kib rss_kib rss_per_viewer_b cpu_us_per_viewer_s open_s" >"$OUT/viewers.tsv"
+  for n in ${VIEWERS:-1000 5000}; do
+    # Usher: a publish point, no authorization (nginx-rtmp's live application has none either).
+    P=$(free_port)
+    printf 'http 127.0.0.1:0;\nrtmp 127.0.0.1:%s;\nstream s {\n  input publish://;\n}\n' "$P" >"$WORK/viewers.conf"
+    start usher-viewers "usher: ready" env RUST_LOG=warn "$USHER" serve --config "$WORK/viewers.conf"
+    UP=$LAST_PID
+    "$VIEWERS_BIN" --publish "rtmp://127.0.0.1:$P/static/{name}" --app static --name s --pids "$UP" \
+      --viewers "$n" --hold 20 --label usher | tee -a "$OUT/summary.txt" >>"$WORK/viewers.txt"
+    stop "$UP"
+    NP=$(free_port); mkdir -p "$WORK/ngx-rtmp/logs"
+    cat >"$WORK/ngx-rtmp/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $WORK/ngx-rtmp/nginx.pid;
+error_log $WORK/ngx-rtmp/logs/error.log warn;
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+events { worker_connections 30000; }
+rtmp { server { listen 127.0.0.1:$NP; application static { live on; } } }
+EOF
+    rm -f "$WORK/ngx-rtmp/nginx.pid"
+    nginx -p "$WORK/ngx-rtmp" -c "$WORK/ngx-rtmp/nginx.conf" >"$WORK/ngx-rtmp.out" 2>&1 &
+    NGX=$!; PIDS+=("$NGX")
+    for i in $(seq 1 100); do [ -s "$WORK/ngx-rtmp/nginx.pid" ] && break; sleep 0.05; done
+    MP=$(cat "$WORK/ngx-rtmp/nginx.pid"); WPS=$(pgrep -P "$MP" | tr '\n' ',')
+    "$VIEWERS_BIN" --publish "rtmp://127.0.0.1:$NP/static/{name}" --app static --name s --pids "${WPS}$MP" \
+      --viewers "$n" --hold 20 --label nginx-rtmp | tee -a "$OUT/summary.txt" >>"$WORK/viewers.txt"
+    stop "$NGX"
+  done
+  sed 's/ [a-z_]*=/ /g' "$WORK/viewers.txt" >>"$OUT/viewers.tsv"
+  load after
 fi
 
 # ---------------------------------------------------------------- admission
