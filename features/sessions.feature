@@ -133,6 +133,22 @@ Feature: Session identity
     And viewer "B" is still receiving media
     And the backend was asked 1 time for token "t1"
 
+  @SESS-06 @SESS-07 @API-01 @should
+  Scenario: An HLS viewer of a stream without authorization stays one session across its requests
+    Given a stream "open" without authorization
+    When viewer "A" from 127.0.0.2 plays "open" over HLS with token "t1"
+    Then viewer "A" is playing
+    And the server's session of viewer "A" shows
+      | field | value              |
+      | bytes | a positive integer |
+    When viewer "A" plays again
+    Then viewer "A" is playing
+    And the server's session of viewer "A" shows
+      | field     | value            |
+      | id        | as before        |
+      | opened_at | as before        |
+      | bytes     | more than before |
+
   @SESS-08 @must
   Scenario: A viewer who comes back while the decision is fresh is not asked about again
     Given a stream "s" with on_play auth

@@ -332,6 +332,9 @@ pub struct UsherWorld {
     /// The cluster changed under the scenario (a node stopped, the store restarted): the
     /// clean-up starts stopped nodes again.
     pub cluster_touched: bool,
+    /// Each viewer's session as `the server's session of viewer … shows` last read it, for
+    /// the `as before` and `more than before` values.
+    pub sessions_seen: BTreeMap<String, Value>,
     exclusive: Option<Exclusive>,
 }
 
@@ -373,6 +376,7 @@ impl UsherWorld {
             archive: dvr::ArchiveState::default(),
             sources: BTreeMap::new(),
             cluster_touched: false,
+            sessions_seen: BTreeMap::new(),
             exclusive: None,
         })
     }

@@ -103,7 +103,8 @@ async fn operator_closes(world: &mut UsherWorld, viewer: String) {
 
 /// API-01: the open session of a viewer as `GET sessions` lists it, field by field. Expected
 /// values as in the backend tables, plus `the backend's session_id` (the one the backend saw for
-/// this viewer).
+/// this viewer), and, against the last time this step read the viewer's session, `as before`
+/// (the same value) and `more than before` (a larger integer).
 #[then(regex = r#"^the server's session of viewer "([^"]+)" shows$"#)]
 async fn session_shows(world: &mut UsherWorld, #[step] step: &cucumber::gherkin::Step, viewer: String) {
     let ip = world.viewer_ip(&viewer).to_string();
@@ -150,7 +151,21 @@ async fn session_shows(world: &mut UsherWorld, #[step] step: &cucumber::gherkin:
             serde_json::Value::String(s) => Some(s.clone()),
             other => Some(other.to_string()),
         };
-        if expected == "the backend's session_id" {
+        let before = world.sessions_seen.get(&viewer).map(|s| &s[field.as_str()]);
+        if expected == "as before" || expected == "more than before" {
+            let Some(before) = before else {
+                panic!("`{field} | {expected}`: the session of viewer \"{viewer}\" was not read before");
+            };
+            let now = &session[field.as_str()];
+            let ok = if expected == "as before" {
+                now == before
+            } else {
+                matches!((now.as_u64(), before.as_u64()), (Some(n), Some(b)) if n > b)
+            };
+            if !ok {
+                problems.push(format!("`{field}` should be {expected} ({before}), is {now}"));
+            }
+        } else if expected == "the backend's session_id" {
             if !value.as_ref().is_some_and(|v| backend_ids.contains(v)) {
                 problems.push(format!(
                     "`{field}` should be the session_id the backend saw ({backend_ids:?}), is {value:?}"
@@ -160,6 +175,8 @@ async fn session_shows(world: &mut UsherWorld, #[step] step: &cucumber::gherkin:
             problems.push(p);
         }
     }
+    let session = (*session).clone();
+    world.sessions_seen.insert(viewer.clone(), session.clone());
     if !problems.is_empty() {
         panic!(
             "{}",
