@@ -133,7 +133,7 @@ Feature: Session identity
     And viewer "B" is still receiving media
     And the backend was asked 1 time for token "t1"
 
-  @SESS-06 @SESS-07 @API-01 @should
+  @SESS-06 @SESS-07 @API-01 @should @needs-sessions-api
   Scenario: An HLS viewer of a stream without authorization stays one session across its requests
     Given a stream "open" without authorization
     When viewer "A" from 127.0.0.2 plays "open" over HLS with token "t1"
