@@ -33,8 +33,11 @@ use crate::context::{Context, Refusal};
 use crate::media::AccessUnit;
 use crate::redact::{Name, OptUrl, Url};
 
-/// Bytes read from the socket at a time.
+/// Bytes read from the socket at a time by a publisher.
 const READ_BUFFER: usize = 64 * 1024;
+/// … and before it publishes, or by a player, which only sends commands and acknowledgements:
+/// a viewer holds this much, not a publisher's buffer.
+const SMALL_READ_BUFFER: usize = 4 * 1024;
 
 /// Why a connection failed, sorted by whose fault it was.
 #[derive(Debug, thiserror::Error)]
@@ -171,8 +174,11 @@ impl Handler {
         if !leftover.is_empty() {
             conn.input(&leftover).await?;
         }
-        let mut buf = vec![0u8; READ_BUFFER];
+        let mut buf = vec![0u8; SMALL_READ_BUFFER];
         loop {
+            if matches!(conn.phase, Phase::Publishing(_)) && buf.len() < READ_BUFFER {
+                buf.resize(READ_BUFFER, 0);
+            }
             let ended = conn.session_handle();
             let read_deadline = match conn.phase {
                 Phase::Setup => Some(setup_deadline),
