@@ -339,7 +339,7 @@ if want viewers; then
   for n in ${VIEWERS:-1000 5000}; do
     # Usher: a publish point, no authorization (nginx-rtmp's live application has none either).
     P=$(free_port)
-    printf 'http 127.0.0.1:0;\nrtmp 127.0.0.1:%s;\nstream s {\n  input publish://;\n}\n' "$P" >"$WORK/viewers.conf"
+    printf 'http 127.0.0.1:0;\nrtmp 127.0.0.1:%s max_connections=15000;\nstream s {\n  input publish://;\n}\n' "$P" >"$WORK/viewers.conf"
     start usher-viewers "usher: ready" env RUST_LOG=warn "$USHER" serve --config "$WORK/viewers.conf"
     UP=$LAST_PID
     "$VIEWERS_BIN" --publish "rtmp://127.0.0.1:$P/static/{name}" --app static --name s --pids "$UP" \
@@ -352,7 +352,7 @@ worker_processes 1;
 pid $WORK/ngx-rtmp/nginx.pid;
 error_log $WORK/ngx-rtmp/logs/error.log warn;
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-events { worker_connections 30000; }
+events { worker_connections 19000; }
 rtmp { server { listen 127.0.0.1:$NP; application static { live on; } } }
 EOF
     rm -f "$WORK/ngx-rtmp/nginx.pid"
