@@ -8,67 +8,18 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Serve, free_port, read_json, scratch, usher, verdicts};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::process::{Child, Command};
+use common::{Serve, read_json, scratch, usher, verdicts};
 use usher_conformance::prerequisites::{self, REDIS_SERVER};
+use usher_conformance::target::cluster::RedisProcess;
 
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
-/// A redis-server of this test's own, killed on drop.
-struct Redis {
-    _child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// Starts redis-server on a free port and waits (bounded) until it answers PING.
-    async fn start(dir: &Path) -> Redis {
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("redis-server starts");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile: another one
-                }
-                if pong(port).await {
-                    return Redis { _child: child, port };
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        panic!("redis-server did not answer PING on any of 5 free ports");
-    }
-}
-
-async fn pong(port: u16) -> bool {
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    if s.write_all(b"PING\r\n").await.is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n"
-}
-
-fn node_config(redis_port: u16, node: &str) -> String {
+fn node_config(redis: &RedisProcess, node: &str) -> String {
     format!(
-        "# node {node} of a two-node cluster\nsession_store redis://127.0.0.1:{redis_port} node={node};\nhttp 127.0.0.1:0;\nedit_auth usher-test s3cret;\n"
+        "# node {node} of a two-node cluster\nsession_store {} node={node};\nhttp 127.0.0.1:0;\nedit_auth usher-test s3cret;\n",
+        redis.url()
     )
 }
 
@@ -78,9 +29,9 @@ async fn a_running_cluster_named_by_a_manifest_passes_the_cases_it_can_play() {
         return;
     }
     let dir = scratch("cluster-manifest");
-    let redis = Redis::start(&dir).await;
-    let a = Serve::start(&dir, "a.conf", &node_config(redis.port, "a")).await;
-    let b = Serve::start(&dir, "b.conf", &node_config(redis.port, "b")).await;
+    let redis = RedisProcess::start().await.expect("redis-server starts");
+    let a = Serve::start(&dir, "a.conf", &node_config(&redis, "a")).await;
+    let b = Serve::start(&dir, "b.conf", &node_config(&redis, "b")).await;
 
     let manifest = dir.join("cluster.toml");
     std::fs::write(

@@ -59,8 +59,9 @@ log "rustc: $(rustc --version); commit $(git rev-parse --short HEAD 2>/dev/null 
 log "building (release): usher, bench helpers"
 cargo build --release -q -p usher-conformance --bin usher
 cargo bench -p usher-server --no-run --message-format=json 2>/dev/null >"$WORK/build.json"
+# The executable of bench target $1 in the cargo JSON messages of $2 (default: the server's).
 exe() {
-  python3 - "$WORK/build.json" "$1" <<'EOF'
+  python3 - "${2:-$WORK/build.json}" "$1" <<'EOF'
 import json, sys
 for line in open(sys.argv[1]):
     m = json.loads(line)
@@ -71,14 +72,7 @@ EOF
 USHER="$ROOT/target/release/usher"
 STUB=$(exe stub_backend); ADMISSION=$(exe admission); SESSIONS=$(exe sessions); CORE=$(exe core)
 cargo bench -p usher-conformance --bench viewers --no-run --message-format=json 2>/dev/null >"$WORK/build-viewers.json"
-VIEWERS_BIN=$(python3 - "$WORK/build-viewers.json" <<'EOF'
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "viewers" and m.get("executable"):
-        print(m["executable"])
-EOF
-)
+VIEWERS_BIN=$(exe viewers "$WORK/build-viewers.json")
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

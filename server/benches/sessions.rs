@@ -18,10 +18,9 @@
 //! query (`token=…`), a Host and a User-Agent header, one of ten streams, one client address per
 //! session. With `--users-per K` the backend also names a user id shared by K sessions.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -31,34 +30,8 @@ use usher_server::auth::{
 };
 use usher_server::config::{AuthSpec, AuthTarget};
 
-/// Counts live heap bytes, so the per-session cost is exact whatever the allocator keeps.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to `System` unchanged and only adds bookkeeping.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is passed on as it is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+#[path = "../tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 const USER_AGENT: &str = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile";
 
@@ -182,7 +155,7 @@ fn main() {
                 other => panic!("warm-up refused: {other:?}"),
             },
         );
-        let (rss0, heap0) = (rss_bytes(), LIVE.load(Ordering::Relaxed));
+        let (rss0, heap0) = (rss_bytes(), counting_alloc::live_bytes());
 
         let started = Instant::now();
         for i in 0..n {
@@ -190,7 +163,7 @@ fn main() {
             assert!(matches!(verdict, Verdict::Allow(_)), "session {i} refused: {verdict:?}");
         }
         let open_secs = started.elapsed().as_secs_f64();
-        let (rss1, heap1) = (rss_bytes(), LIVE.load(Ordering::Relaxed));
+        let (rss1, heap1) = (rss_bytes(), counting_alloc::live_bytes());
         assert_eq!(core.record_count() as u64, n, "every session has its record");
 
         // Cached requests of random open sessions: what an HLS segment request costs the core.

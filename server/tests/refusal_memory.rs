@@ -7,10 +7,9 @@
 //! One test in this binary: the counting allocator sees the whole process, so nothing else may
 //! run beside it. Prints the figures docs/security.md quotes.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -20,34 +19,8 @@ use usher_server::auth::{
 };
 use usher_server::config::{AuthSpec, AuthTarget};
 
-/// Counts live heap bytes.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to `System` unchanged and only adds bookkeeping.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is passed on as it is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 /// Refuses every call at once with the default ban; counts the calls.
 #[derive(Default)]
@@ -144,7 +117,7 @@ async fn run(token_len: usize, name_len: usize) -> Run {
     let backend = Arc::new(Refusing::default());
     let core = core_with(backend.clone());
     let records0 = core.record_count();
-    let (before, rss0) = (LIVE.load(Ordering::Relaxed), rss_bytes());
+    let (before, rss0) = (counting_alloc::live_bytes(), rss_bytes());
     let mut refused = 0;
     for i in 0..N {
         let req = request(i, token_len, name_len);
@@ -159,7 +132,7 @@ async fn run(token_len: usize, name_len: usize) -> Run {
         tokio::task::yield_now().await;
     }
     core.sweep();
-    let (after, rss1) = (LIVE.load(Ordering::Relaxed), rss_bytes());
+    let (after, rss1) = (counting_alloc::live_bytes(), rss_bytes());
     Run {
         held: (after - before) as f64 / f64::from(N),
         rss: (rss1 - rss0) as f64 / f64::from(N),

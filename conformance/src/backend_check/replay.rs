@@ -490,11 +490,7 @@ impl Stage {
                     last_failure = None;
                 }
                 outcome if outcome.is_refused() => {
-                    let status = match outcome {
-                        Outcome::Denied { status } => *status,
-                        Outcome::Failed { status, .. } => status.unwrap_or_default(),
-                        _ => 0,
-                    };
+                    let status = outcome.status();
                     playing = false;
                     refusals += 1;
                     self.note(
@@ -556,11 +552,7 @@ impl Stage {
                     }
                 }
                 (outcome, _) if outcome.is_refused() => {
-                    let status = match outcome {
-                        Outcome::Denied { status } => *status,
-                        Outcome::Failed { status, .. } => status.unwrap_or_default(),
-                        _ => 0,
-                    };
+                    let status = outcome.status();
                     refusals += 1;
                     self.note(
                         &v,

@@ -41,6 +41,15 @@ impl Outcome {
         }
     }
 
+    /// The status the server answered with, when it answered one (0 otherwise).
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::Denied { status } => *status,
+            Outcome::Failed { status, .. } => status.unwrap_or_default(),
+            _ => 0,
+        }
+    }
+
     pub(crate) fn from_status(status: u16, location: Option<String>, context: &str) -> Outcome {
         match status {
             401 | 403 => Outcome::Denied { status },

@@ -199,14 +199,17 @@ fn free_port() -> Result<u16, TargetError> {
 
 /// A redis-server of the suite's own: loopback only, no persistence, a temp directory, killed
 /// when dropped. Never a system service.
-struct RedisProcess {
+/// A redis-server of the suite's own on a free loopback port (no persistence, a temporary
+/// folder), killed and its folder removed on drop.
+pub struct RedisProcess {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
 }
 
 impl RedisProcess {
-    async fn start() -> Result<RedisProcess, TargetError> {
+    /// Starts one and waits (bounded) until it answers PING.
+    pub async fn start() -> Result<RedisProcess, TargetError> {
         if crate::prerequisites::find(crate::prerequisites::REDIS_SERVER.name).is_none() {
             return Err(TargetError::Start(crate::prerequisites::skip_line(
                 "the embedded cluster",
@@ -236,7 +239,8 @@ impl RedisProcess {
         ))
     }
 
-    fn url(&self) -> String {
+    /// `redis://127.0.0.1:PORT`, as a `session_store` line takes it.
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 

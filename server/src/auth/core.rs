@@ -115,8 +115,8 @@ pub struct PlayRequest {
     /// The client's raw query string (`qs`).
     pub qs: Option<String>,
     pub query: Vec<(String, String)>,
-    /// The request's headers (for `header.*` session keys), as the client sent them: taken
-    /// over from the HTTP request, not copied.
+    /// The request's headers (for `header.*` session keys), as the client sent them: a clone
+    /// of the HTTP request's map, whose values share the request's bytes.
     pub headers: axum::http::HeaderMap,
     pub referer: Option<String>,
     pub user_agent: Option<String>,
