@@ -166,6 +166,16 @@ Feature: Session identity
     And the operator closes the session of viewer "A" through the API
     Then viewer "A" is disconnected within 2 seconds
 
+  @API-02 @must
+  Scenario: Closing one session through the API leaves the stream's other sessions playing
+    Given a stream "s" with on_play auth
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t2"
+    And the operator closes the session of viewer "A" through the API
+    Then viewer "A" is disconnected within 2 seconds
+    And viewer "B" is still receiving media
+    And the server lists 1 open session of stream "s"
+
   @SESS-04 @AMB-10 @should
   Scenario Outline: The session key <key> tells apart requests that differ only in it
     Given a stream "s" with on_play auth and session_keys "ip,name,proto,<key>"

@@ -14,3 +14,27 @@ Feature: Wiring a backend to a stream
     And viewer "B" is playing
     And viewer "C" is denied
     And the backend was asked 1 time
+
+  @CFG-05 @API-01 @should
+  Scenario: A viewer refused before the stream lost its on_play then plays as a session of that stream
+    Given a stream "s" with on_play auth
+    And the backend denies token "t1" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    Then viewer "A" is denied
+    When the operator puts stream "s" without authorization
+    And viewer "A" plays again
+    Then viewer "A" is playing
+    And the server lists 1 open session of stream "s"
+    And the backend was asked 1 time for token "t1"
+
+  @CFG-05 @info
+  Scenario: A stream that gets on_play through the API closes the MPEG-TS viewers it admitted without one
+    Given a stream "s" without authorization
+    And the backend allows token "t1"
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    Then viewer "A" is playing
+    When the operator puts stream "s" with on_play auth
+    Then viewer "A" is disconnected within 2 seconds
+    When viewer "A" plays again
+    Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1" with request_type "new_session"

@@ -60,9 +60,9 @@ async fn a_running_cluster_named_by_a_manifest_passes_the_cases_it_can_play() {
     assert_eq!(run.code, Some(0), "{run}");
     let report = read_json(&report);
     let verdicts = verdicts(&report);
-    assert_eq!(verdicts.len(), 5, "the catalogue's cluster cases: {verdicts:?}\n{run}");
-    assert_eq!(run.closing(), (3, 0, 2), "{run}");
-    // The two skipped cases are the ones that need to stop a node or restart the store, and
+    assert_eq!(verdicts.len(), 7, "the catalogue's cluster cases: {verdicts:?}\n{run}");
+    assert_eq!(run.closing(), (3, 0, 4), "{run}");
+    // The four skipped cases are the ones that need to stop a node or restart the store, and
     // they say so.
     for case in report["cases"].as_array().expect("cases") {
         if case["verdict"] == "skip" {

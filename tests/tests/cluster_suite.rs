@@ -41,7 +41,7 @@ async fn the_cluster_cases_pass_against_the_embedded_cluster() {
     assert!(summary.target.contains("embedded cluster"), "{}", summary.target);
     assert_eq!(
         summary.cases.len(),
-        5,
+        7,
         "the catalogue's cluster cases: {:?}",
         summary.cases
     );
@@ -56,7 +56,7 @@ async fn the_cluster_cases_pass_against_the_embedded_cluster() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_single_server_reports_the_cluster_cases_as_not_applicable() {
     let summary = run_cluster_cases(TargetChoice::Embedded).await;
-    assert_eq!(summary.cases.len(), 5);
+    assert_eq!(summary.cases.len(), 7);
     for case in &summary.cases {
         assert_eq!(case.verdict, Verdict::Skip, "{}", case.line());
         assert!(

@@ -109,6 +109,16 @@ async fn operator_puts(world: &mut UsherWorld, alias: String, options: String) {
         on_play: Some(auth),
         ..StreamSpec::default()
     };
+    put_stream(world, alias, spec).await;
+}
+
+/// CFG-05 through the API: the stream is configured anew with no `on_play` at all.
+#[when(regex = r#"^the operator puts stream "([^"]+)" without authorization$"#)]
+async fn operator_puts_without_auth(world: &mut UsherWorld, alias: String) {
+    put_stream(world, alias, StreamSpec::default()).await;
+}
+
+async fn put_stream(world: &mut UsherWorld, alias: String, spec: StreamSpec) {
     let server_name = world.stream_name(&alias);
     let answer = world
         .ctx
