@@ -80,20 +80,30 @@ Feature: A cluster sharing one session store
 
   @cluster @needs-cluster @needs-cluster-control @LIM-02 @LIM-07 @should @serial
   Scenario: A session that left but may still come back is handed back to a store that restarted empty
+    User u2's older session on node A is refused once node A has handed its sessions back
+    (oldest first), which tells when that has happened.
     Given a stream "s" with on_play auth
     And the backend allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 60
     And the backend allows token "t2" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 60
+    And the backend allows token "t3" as user "u2" with X-Max-Sessions 1 and X-AuthDuration 60
+    And the backend allows token "t4" as user "u2" with X-Max-Sessions 1 and X-AuthDuration 60
     When viewer "A" from 127.0.0.2 plays "s" on node A over MPEG-TS with token "t1"
     And viewer "A" leaves
+    And viewer "C" from 127.0.0.4 plays "s" on node A over HLS with token "t3"
     And the session store restarts empty
     And viewer "B" from 127.0.0.3 plays "s" on node B over MPEG-TS with token "t2"
+    And viewer "D" from 127.0.0.5 plays "s" on node B over HLS with token "t4"
     Then viewer "B" is playing
+    And viewer "C" is refused within 5 seconds
     When viewer "A" plays again
-    Then at most 1 of viewers "A" and "B" is still connected within 5 seconds
+    Then viewer "A" is denied
+    And viewer "B" is still receiving media
     And the backend was asked 1 time for token "t1"
 
   @cluster @needs-cluster @needs-cluster-control @LIM-02 @LIM-07 @should @serial
   Scenario: A session past its auth duration is not handed back to a store that restarted empty
+    User u2's older session on node A is refused once node A has handed its sessions back
+    (oldest first), which tells when that has happened.
     Given a stream "s" with on_play auth
     And the backend allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 2
     And the backend allows token "t2" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 60
