@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::inbound::{InboundCheck, Violation};
 use super::names::{self, StreamRef};
+use super::outbox::{self, Outbox};
 use super::play::Player;
 use super::publish::Ingest;
 use super::{PUBLISH_IDLE_TIMEOUT, SETUP_TIMEOUT, WRITE_TIMEOUT};
@@ -35,9 +36,11 @@ use crate::redact::{Name, OptUrl, Url};
 
 /// Bytes read from the socket at a time by a publisher.
 const READ_BUFFER: usize = 64 * 1024;
-/// … and before it publishes, or by a player, which only sends commands and acknowledgements:
-/// a viewer holds this much, not a publisher's buffer.
+/// … and before it publishes or plays (the handshake's leftovers, `connect`, `createStream`).
 const SMALL_READ_BUFFER: usize = 4 * 1024;
+/// … and by a player, which only sends acknowledgements (16 bytes each) and the odd command:
+/// a viewer holds this much, read in as many pieces as it takes.
+const PLAYER_READ_BUFFER: usize = 256;
 
 /// Why a connection failed, sorted by whose fault it was.
 #[derive(Debug, thiserror::Error)]
@@ -157,15 +160,18 @@ impl Handler {
     async fn serve_inner(self) -> Result<std::convert::Infallible, Stop> {
         let (mut reader, mut writer) = self.socket.into_split();
         let setup_deadline = Instant::now() + SETUP_TIMEOUT;
-        let leftover = handshake(&mut reader, &mut writer, setup_deadline).await?;
-        let (session, initial) = ServerSession::new(ServerSessionConfig::new()).map_err(internal)?;
+        let leftover = Box::pin(handshake(&mut reader, &mut writer, setup_deadline)).await?;
+        let mut config = ServerSessionConfig::new();
+        // The size media is cut with (`outbox`); the session announces it to the client.
+        config.chunk_size = outbox::CHUNK_SIZE as u32;
+        let (session, initial) = ServerSession::new(config).map_err(internal)?;
         let mut conn = Conn {
             peer: self.peer,
             ctx: self.ctx,
             writer,
             session,
             inbound: InboundCheck::default(),
-            out: Vec::new(),
+            out: Outbox::default(),
             phase: Phase::Setup,
             guard: None,
         };
@@ -176,8 +182,13 @@ impl Handler {
         }
         let mut buf = vec![0u8; SMALL_READ_BUFFER];
         loop {
-            if matches!(conn.phase, Phase::Publishing(_)) && buf.len() < READ_BUFFER {
-                buf.resize(READ_BUFFER, 0);
+            match conn.phase {
+                Phase::Publishing(_) if buf.len() < READ_BUFFER => buf.resize(READ_BUFFER, 0),
+                Phase::Playing(_) if buf.len() > PLAYER_READ_BUFFER => {
+                    buf.truncate(PLAYER_READ_BUFFER);
+                    buf.shrink_to_fit();
+                }
+                _ => {}
             }
             let ended = conn.session_handle();
             let read_deadline = match conn.phase {
@@ -221,8 +232,9 @@ struct Conn {
     writer: OwnedWriteHalf,
     session: ServerSession,
     inbound: InboundCheck,
-    /// Packets waiting to be written, in serialization order.
-    out: Vec<u8>,
+    /// Bytes waiting to be written, in order: `rml_rtmp`'s packets and this connection's media
+    /// headers, and media chunks shared with the stream's other viewers.
+    out: Outbox,
     phase: Phase,
     /// The admitted session, held for the life of the connection (SESS-07).
     guard: Option<ConnectionGuard>,
@@ -295,13 +307,16 @@ impl Conn {
                 stream_key,
                 stream_id,
                 ..
-            } => self.play(request_id, &app_name, &stream_key, stream_id).await,
+            // Boxed, as publish and the handshake are: the admission's state is large and held
+            // once per connection, so it lives on the heap while it runs instead of in every
+            // connection's task for as long as it plays.
+            } => Box::pin(self.play(request_id, &app_name, &stream_key, stream_id)).await,
             ServerSessionEvent::PublishStreamRequested {
                 request_id,
                 app_name,
                 stream_key,
                 ..
-            } => self.publish(request_id, &app_name, &stream_key).await,
+            } => Box::pin(self.publish(request_id, &app_name, &stream_key)).await,
             ServerSessionEvent::PlayStreamFinished { .. } if matches!(self.phase, Phase::Playing(_)) => {
                 Err(Stop::Done(End::PlayStopped))
             }
@@ -367,9 +382,7 @@ impl Conn {
                     tracing::debug!(event = %Event(&event), "unexpected RTMP event in an answer");
                 }
                 let mut player = Box::new(Player::new(admitted.media, stream_id));
-                for packet in player.start(&mut self.session).map_err(internal)? {
-                    self.queue(packet);
-                }
+                player.start(&mut self.out);
                 self.phase = Phase::Playing(player);
                 self.flush().await
             }
@@ -453,15 +466,12 @@ impl Conn {
             }
             return Err(Stop::Done(End::SourceEnded));
         };
-        let packets = player.packets(unit, &mut self.session).map_err(internal)?;
-        for packet in packets {
-            self.queue(packet);
-        }
+        player.packets(unit, &mut self.out);
         self.flush().await
     }
 
     fn queue(&mut self, packet: Packet) {
-        self.out.extend_from_slice(&packet.bytes);
+        self.out.push_own(&packet.bytes);
     }
 
     /// Writes the queued packets. Gives up at once if the session is ended meanwhile, so a
@@ -471,17 +481,17 @@ impl Conn {
             return Ok(());
         }
         let ended = self.session_handle();
+        let len = self.out.len();
         tokio::select! {
             biased;
             _ = wait_ended(ended.as_ref()) => return Err(Stop::Done(End::SessionEnded)),
-            written = tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&self.out)) => {
+            written = tokio::time::timeout(WRITE_TIMEOUT, self.out.write_to(&mut self.writer)) => {
                 written.map_err(|_| ConnError::Timeout("writing to a client that does not read"))??;
             }
         }
         if let (Phase::Playing(_), Some(handle)) = (&self.phase, &ended) {
-            handle.add_bytes(self.out.len() as u64);
+            handle.add_bytes(len as u64);
         }
-        self.out.clear();
         Ok(())
     }
 }
@@ -624,5 +634,42 @@ async fn next_unit(phase: &mut Phase) -> Option<AccessUnit> {
     match phase {
         Phase::Playing(player) => player.next_unit().await,
         _ => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::auth::admin::AdminTokens;
+    use crate::auth::{Answer, AuthCore, AuthSettings, Backend, BackendRequest};
+
+    struct NoBackend;
+
+    impl Backend for NoBackend {
+        fn call(&self, _: &str, _: &BackendRequest) -> futures::future::BoxFuture<'static, Answer> {
+            unreachable!("the connection is never polled")
+        }
+    }
+
+    /// Every connection's task holds its whole future for as long as it plays, so what only
+    /// the handshake and the admission need (several KB of state) is boxed while it runs. A
+    /// viewer's task was 7.5 KB before that; the bound leaves room for compiler changes.
+    #[tokio::test]
+    async fn a_connection_task_holds_no_admission_state() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let core = AuthCore::new(
+            Arc::new(NoBackend),
+            AdminTokens::new("x", Duration::from_secs(1), false),
+            AuthSettings::new(false, Duration::from_secs(30)),
+        );
+        let streams = Arc::new(crate::streams::Streams::new(Vec::new(), Vec::new()));
+        let ctx = Arc::new(crate::context::Context::new(core, streams, "t".into()));
+        let run = super::Handler::new(socket, addr, ctx, tokio_util::sync::CancellationToken::new()).run();
+        let size = std::mem::size_of_val(&run);
+        assert!(size <= 4096, "an RTMP connection's future is {size} bytes");
     }
 }

@@ -33,6 +33,7 @@ mod connection;
 pub mod flv;
 pub(crate) mod inbound;
 mod names;
+mod outbox;
 mod play;
 mod publish;
 

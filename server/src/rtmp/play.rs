@@ -8,18 +8,15 @@
 
 use std::sync::Arc;
 
-use rml_rtmp::chunk_io::Packet;
-use rml_rtmp::sessions::{ServerSession, ServerSessionError};
-use rml_rtmp::time::RtmpTimestamp;
-
 use super::flv;
+use super::outbox::{self, AUDIO_CSID, AUDIO_TYPE, Outbox, VIDEO_CSID, VIDEO_TYPE};
 use crate::media::avc::{self, AvcParams};
 use crate::media::h264::{self, nal_type};
 use crate::media::{AccessUnit, AuFeed, CLOCK_HZ, MediaSource, Track};
 
 /// What every viewer sends for one video access unit: its parameter sets (if it carries any),
-/// whether it is a keyframe, and the FLV video tag (`None` when no picture is left once the
-/// parameter sets are stripped).
+/// whether it is a keyframe, and the FLV video tag cut into RTMP chunks (`None` when no picture
+/// is left once the parameter sets are stripped), with the tag's length.
 #[derive(Debug)]
 struct VideoTag {
     /// The unit's bytes: held so that no other unit can take their address while cached.
@@ -30,7 +27,7 @@ struct VideoTag {
     composition_ms: i32,
     params: Option<AvcParams>,
     keyframe: bool,
-    tag: Option<bytes::Bytes>,
+    tag: Option<(usize, bytes::Bytes)>,
 }
 
 /// Units converted lately, newest last: all viewers of a stream get the same units (the
@@ -38,6 +35,44 @@ struct VideoTag {
 /// A handful covers the streams played at the same moment; a miss only costs the conversion.
 static VIDEO_TAGS: std::sync::Mutex<Vec<Arc<VideoTag>>> = std::sync::Mutex::new(Vec::new());
 const VIDEO_TAGS_KEPT: usize = 16;
+
+/// An audio access unit's FLV tag cut into chunks, for every viewer; keyed like [`VideoTag`].
+#[derive(Debug)]
+struct AudioTag {
+    data: bytes::Bytes,
+    len: usize,
+    body: bytes::Bytes,
+}
+
+static AUDIO_TAGS: std::sync::Mutex<Vec<Arc<AudioTag>>> = std::sync::Mutex::new(Vec::new());
+
+/// The chunked FLV tag of an audio `unit`, made once for all the viewers that send it.
+fn audio_tag(unit: &AccessUnit) -> Arc<AudioTag> {
+    let same = |t: &Arc<AudioTag>| t.data.as_ptr() == unit.data.as_ptr() && t.data.len() == unit.data.len();
+    if let Some(hit) = AUDIO_TAGS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .rev()
+        .find(|t| same(t))
+    {
+        return hit.clone();
+    }
+    let tag = flv::aac_raw_tag(&unit.data);
+    let converted = Arc::new(AudioTag {
+        data: unit.data.clone(),
+        len: tag.len(),
+        body: outbox::chunk_body(AUDIO_CSID, &tag),
+    });
+    let mut kept = AUDIO_TAGS.lock().unwrap_or_else(|e| e.into_inner());
+    if !kept.iter().any(same) {
+        if kept.len() == VIDEO_TAGS_KEPT {
+            kept.remove(0);
+        }
+        kept.push(converted.clone());
+    }
+    converted
+}
 
 /// The FLV tag and facts of `unit`, converted once for all the viewers that send it.
 fn video_tag(unit: &AccessUnit) -> Arc<VideoTag> {
@@ -67,7 +102,10 @@ fn video_tag(unit: &AccessUnit) -> Arc<VideoTag> {
         composition_ms,
         params: AvcParams::from_annex_b(&unit.data),
         keyframe,
-        tag: (!avcc.is_empty()).then(|| flv::avc_nalu_tag(keyframe, composition_ms, &avcc)),
+        tag: (!avcc.is_empty()).then(|| {
+            let tag = flv::avc_nalu_tag(keyframe, composition_ms, &avcc);
+            (tag.len(), outbox::chunk_body(VIDEO_CSID, &tag))
+        }),
     });
     let mut kept = VIDEO_TAGS.lock().unwrap_or_else(|e| e.into_inner());
     if !kept.iter().any(same) {
@@ -121,97 +159,79 @@ impl Player {
     /// What follows the accepted play: the sequence headers known now. No onMetaData: `rml_rtmp`
     /// stamps it with its session clock, and ffmpeg makes a bogus subtitle stream of script data
     /// that is not at time 0 (see `connection::is_script_data`).
-    pub fn start(&mut self, session: &mut ServerSession) -> Result<Vec<Packet>, ServerSessionError> {
+    pub fn start(&mut self, out: &mut Outbox) {
         let codecs = self.media.codecs();
-        let mut out = Vec::new();
         if let Some(params) = codecs.video {
-            out.extend(self.avc_header(session, params, RtmpTimestamp::new(0))?);
+            self.avc_header(out, params, 0);
         }
         if let Some(aac) = codecs.audio {
             let tag = flv::aac_sequence_header(&aac.audio_specific_config());
-            out.push(session.send_audio_data(self.stream_id, tag, RtmpTimestamp::new(0), false)?);
+            out.message(AUDIO_CSID, 0, AUDIO_TYPE, self.stream_id, &tag);
             self.aac_header_sent = true;
         }
-        Ok(out)
     }
 
     /// The messages for one access unit (none while its codec configuration is unknown).
-    pub fn packets(
-        &mut self,
-        unit: AccessUnit,
-        session: &mut ServerSession,
-    ) -> Result<Vec<Packet>, ServerSessionError> {
+    pub fn packets(&mut self, unit: AccessUnit, out: &mut Outbox) {
         let base = *self.base_dts.get_or_insert(unit.dts);
         let millis = unit.dts.saturating_sub(base) * 1000 / CLOCK_HZ;
         // RTMP time is 32-bit milliseconds and wraps after 49.7 days, as the protocol intends.
-        let timestamp = RtmpTimestamp::new(millis as u32);
+        let timestamp = millis as u32;
         match unit.track {
-            Track::Video => self.video(unit, timestamp, session),
-            Track::Audio => self.audio(unit, timestamp, session),
+            Track::Video => self.video(unit, timestamp, out),
+            Track::Audio => self.audio(unit, timestamp, out),
         }
     }
 
-    fn video(
-        &mut self,
-        unit: AccessUnit,
-        timestamp: RtmpTimestamp,
-        session: &mut ServerSession,
-    ) -> Result<Vec<Packet>, ServerSessionError> {
-        let mut out = Vec::new();
+    fn video(&mut self, unit: AccessUnit, timestamp: u32, out: &mut Outbox) {
         let converted = video_tag(&unit);
         match converted.params.clone() {
-            Some(params) => out.extend(self.avc_header(session, params, timestamp)?),
+            Some(params) => self.avc_header(out, params, timestamp),
             None if self.avc_params.is_none() => {
                 if let Some(params) = self.media.codecs().video {
-                    out.extend(self.avc_header(session, params, timestamp)?);
+                    self.avc_header(out, params, timestamp);
                 }
             }
             None => {}
         }
-        let Some(tag) = converted.tag.clone() else {
-            return Ok(out);
+        let Some((len, body)) = &converted.tag else {
+            return;
         };
         if self.avc_params.is_none() || (!self.keyframe_sent && !converted.keyframe) {
-            return Ok(out);
+            return;
         }
         self.keyframe_sent = true;
-        out.push(session.send_video_data(self.stream_id, tag, timestamp, false)?);
-        Ok(out)
+        out.shared_message(VIDEO_CSID, timestamp, VIDEO_TYPE, self.stream_id, *len, body);
     }
 
-    fn audio(
-        &mut self,
-        unit: AccessUnit,
-        timestamp: RtmpTimestamp,
-        session: &mut ServerSession,
-    ) -> Result<Vec<Packet>, ServerSessionError> {
-        let mut out = Vec::new();
+    fn audio(&mut self, unit: AccessUnit, timestamp: u32, out: &mut Outbox) {
         if !self.aac_header_sent {
             let Some(aac) = self.media.codecs().audio else {
-                return Ok(out);
+                return;
             };
             let tag = flv::aac_sequence_header(&aac.audio_specific_config());
-            out.push(session.send_audio_data(self.stream_id, tag, timestamp, false)?);
+            out.message(AUDIO_CSID, timestamp, AUDIO_TYPE, self.stream_id, &tag);
             self.aac_header_sent = true;
         }
-        let tag = flv::aac_raw_tag(&unit.data);
-        out.push(session.send_audio_data(self.stream_id, tag, timestamp, false)?);
-        Ok(out)
+        let converted = audio_tag(&unit);
+        out.shared_message(
+            AUDIO_CSID,
+            timestamp,
+            AUDIO_TYPE,
+            self.stream_id,
+            converted.len,
+            &converted.body,
+        );
     }
 
     /// An AVC sequence header, unless these parameter sets were the last ones sent.
-    fn avc_header(
-        &mut self,
-        session: &mut ServerSession,
-        params: AvcParams,
-        timestamp: RtmpTimestamp,
-    ) -> Result<Option<Packet>, ServerSessionError> {
+    fn avc_header(&mut self, out: &mut Outbox, params: AvcParams, timestamp: u32) {
         if self.avc_params.as_ref() == Some(&params) {
-            return Ok(None);
+            return;
         }
         let tag = flv::avc_sequence_header(&params);
         self.avc_params = Some(params);
-        session.send_video_data(self.stream_id, tag, timestamp, false).map(Some)
+        out.message(VIDEO_CSID, timestamp, VIDEO_TYPE, self.stream_id, &tag);
     }
 }
 
@@ -239,12 +259,13 @@ mod tests {
         let again = video_tag(&unit(&data, 3_600, 0));
         assert!(Arc::ptr_eq(&first, &again));
         let avcc = avc::annex_b_to_avcc(&avc::strip_parameter_sets(&data));
-        assert_eq!(first.tag.as_deref(), Some(&flv::avc_nalu_tag(true, 40, &avcc)[..]));
+        let chunked = |tag: bytes::Bytes| Some((tag.len(), outbox::chunk_body(VIDEO_CSID, &tag)));
+        assert_eq!(first.tag, chunked(flv::avc_nalu_tag(true, 40, &avcc)));
         assert_eq!(first.params, AvcParams::from_annex_b(&data));
         assert!(first.keyframe);
         let later = video_tag(&unit(&data, 7_200, 0));
         assert!(!Arc::ptr_eq(&first, &later));
-        assert_eq!(later.tag.as_deref(), Some(&flv::avc_nalu_tag(true, 80, &avcc)[..]));
+        assert_eq!(later.tag, chunked(flv::avc_nalu_tag(true, 80, &avcc)));
         // Other bytes with the same content are another unit.
         let copy = bytes::Bytes::copy_from_slice(&data);
         assert!(!Arc::ptr_eq(&first, &video_tag(&unit(&copy, 3_600, 0))));
