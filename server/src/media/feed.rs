@@ -63,6 +63,9 @@ impl AuFeed {
     ///
     /// Cancel-safe: the position only moves when a unit is returned.
     pub async fn next(&mut self) -> Option<AccessUnit> {
+        if let Some(unit) = self.try_next() {
+            return Some(unit);
+        }
         loop {
             // Subscribed before looking, so that a switch made after the look wakes us.
             let mut switches = self.source.switches.subscribe();
@@ -91,6 +94,36 @@ impl AuFeed {
                 Step::EpochOver => self.follow(&epoch),
             }
         }
+    }
+
+    /// The next unit of a pushed input if it is there already, without waiting or subscribing
+    /// to anything: the common case of a viewer keeping up with a publisher, and how a viewer
+    /// takes what arrived while it was busy in one go. `None` says only "not at once"; the
+    /// position moves only when a unit is returned, so [`next`](Self::next) takes it from there.
+    pub fn try_next(&mut self) -> Option<AccessUnit> {
+        let epoch = self.epoch.as_ref()?;
+        let Feed::Push(pushed) = &epoch.feed else {
+            return None;
+        };
+        let (mut sequence, mut index) = self.position?;
+        // A unit, or the end of a finished segment and then a unit of the next one.
+        for _ in 0..2 {
+            if epoch.local_end().is_some_and(|end| sequence >= end) {
+                return None;
+            }
+            match pushed.lookup(sequence, index) {
+                Lookup::Unit(unit) => {
+                    self.position = Some((sequence, index + 1));
+                    return Some(unit);
+                }
+                Lookup::EndOfSegment => {
+                    (sequence, index) = (sequence + 1, 0);
+                    self.position = Some((sequence, index));
+                }
+                Lookup::Behind | Lookup::NotYet => return None,
+            }
+        }
+        None
     }
 
     /// Moves on to the input that replaced `epoch`, at its start.

@@ -41,6 +41,8 @@ const SMALL_READ_BUFFER: usize = 4 * 1024;
 /// … and by a player, which only sends acknowledgements (16 bytes each) and the odd command:
 /// a viewer holds this much, read in as many pieces as it takes.
 const PLAYER_READ_BUFFER: usize = 256;
+/// A player writes the units that are there at once together, up to about this many bytes.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// Why a connection failed, sorted by whose fault it was.
 #[derive(Debug, thiserror::Error)]
@@ -467,6 +469,12 @@ impl Conn {
             return Err(Stop::Done(End::SourceEnded));
         };
         player.packets(unit, &mut self.out);
+        // What else arrived while this viewer waited for its turn goes in the same write.
+        while self.out.len() < BATCH_BYTES
+            && let Some(unit) = player.unit_now()
+        {
+            player.packets(unit, &mut self.out);
+        }
         self.flush().await
     }
 
@@ -482,11 +490,14 @@ impl Conn {
         }
         let ended = self.session_handle();
         let len = self.out.len();
-        tokio::select! {
-            biased;
-            _ = wait_ended(ended.as_ref()) => return Err(Stop::Done(End::SessionEnded)),
-            written = tokio::time::timeout(WRITE_TIMEOUT, self.out.write_to(&mut self.writer)) => {
-                written.map_err(|_| ConnError::Timeout("writing to a client that does not read"))??;
+        // Most writes go out at once: no timer is armed for those.
+        if !self.out.try_write(&self.writer)? {
+            tokio::select! {
+                biased;
+                _ = wait_ended(ended.as_ref()) => return Err(Stop::Done(End::SessionEnded)),
+                written = tokio::time::timeout(WRITE_TIMEOUT, self.out.write_to(&mut self.writer)) => {
+                    written.map_err(|_| ConnError::Timeout("writing to a client that does not read"))??;
+                }
             }
         }
         if let (Phase::Playing(_), Some(handle)) = (&self.phase, &ended) {

@@ -156,6 +156,11 @@ impl Player {
         self.feed.next().await
     }
 
+    /// The next access unit if the feed has it at once.
+    pub fn unit_now(&mut self) -> Option<AccessUnit> {
+        self.feed.try_next()
+    }
+
     /// What follows the accepted play: the sequence headers known now. No onMetaData: `rml_rtmp`
     /// stamps it with its session clock, and ffmpeg makes a bogus subtitle stream of script data
     /// that is not at time 0 (see `connection::is_script_data`).

@@ -447,3 +447,35 @@ async fn nothing_keeps_a_push_source_alive_but_its_handles() {
     drop((publisher, viewer, feed));
     assert_eq!(Arc::strong_count(&source), 1, "no background task holds the source");
 }
+
+/// `try_next` takes what was pushed already, in the order `next` gives it, across a segment
+/// boundary, and says "not at once" when the viewer has caught up; `next` then waits as before.
+#[tokio::test(start_paused = true)]
+async fn an_au_viewer_takes_what_is_there_at_once_without_waiting() {
+    let source = source();
+    let mut publisher = source.publisher().expect("free");
+    publisher.set_codecs(codecs());
+    publish(&mut publisher, &media(0, 0.0..1.0, 25));
+    let mut waiting = source.subscribe();
+    let mut eager = source.subscribe();
+    assert!(eager.try_next().is_none(), "no position before the first next()");
+    let first = eager.next().await.expect("a unit");
+    assert_eq!(waiting.next().await.expect("a unit").dts, first.dts);
+    publish(&mut publisher, &media(0, 1.0..3.0, 25));
+    let mut taken = 0;
+    while let Some(unit) = eager.try_next() {
+        let expected = waiting.next().await.expect("the same unit");
+        assert_eq!((unit.track, unit.dts), (expected.track, expected.dts));
+        taken += 1;
+    }
+    assert!(
+        taken >= 50,
+        "the units of two more seconds, past a segment boundary: {taken}"
+    );
+    // Caught up: nothing at once, and next() gets the following unit once it is pushed.
+    assert!(eager.try_next().is_none());
+    let later = tokio::spawn(async move { eager.next().await.map(|u| u.dts) });
+    publish(&mut publisher, &media(0, 3.0..3.2, 25));
+    let expected = waiting.next().await.expect("the next unit").dts;
+    assert_eq!(later.await.expect("no panic"), Some(expected));
+}
