@@ -14,6 +14,15 @@ Feature: Admin view tokens
     Then viewer "A" is playing
     And the backend was not asked
 
+  @ADM-01 @must
+  Scenario: A viewer with the admin view token keeps playing over MPEG-TS
+    Given the operator has minted an admin view token
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with the admin token
+    Then viewer "A" is playing
+    When 2 seconds pass
+    Then viewer "A" is still receiving media
+    And the backend was not asked
+
   @ADM-04 @must
   Scenario Outline: With <token> admin token the viewer does not play unless the backend allows it
     Given the operator has minted an admin view token

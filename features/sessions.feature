@@ -196,6 +196,16 @@ Feature: Session identity
     When the operator puts stream "s" with on_play auth and session_keys "ip,name,proto,cookie.sid"
     Then the API refuses it with an error naming "cookie.sid"
 
+  @SESS-07 @AMB-13 @should @needs-sessions-api
+  Scenario: An HLS session stays open between its requests
+    A player asks for its playlist every few seconds; its session does not close in between
+    (AMB-13: only after http_session_idle, 30 s by default, without a request).
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And 2 seconds pass
+    Then the server lists 1 open session of stream "s"
+
   @SESS-07 @AMB-13 @info @slow
   Scenario: An HLS session that stops asking is closed after an idle time
     Given a stream "s" with on_play auth
