@@ -171,10 +171,12 @@ Feature: Session identity
     Given a stream "s" with on_play auth
     When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
     And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t2"
+    And viewer "C" from 127.0.0.4 plays "s" over MPEG-TS with token "t3"
     And the operator closes the session of viewer "B" through the API
     Then viewer "B" is disconnected within 2 seconds
     And viewer "A" is still receiving media
-    And the server lists 1 open session of stream "s"
+    And viewer "C" is still receiving media
+    And the server lists 2 open sessions of stream "s"
 
   @SESS-04 @AMB-10 @should
   Scenario Outline: The session key <key> tells apart requests that differ only in it
