@@ -215,6 +215,19 @@ Feature: Session identity
     Then the server lists 1 open session of stream "s"
     And the server lists 0 open sessions of stream "s" within 60 seconds
 
+  @API-01 @should @needs-sessions-api
+  Scenario: The session list says what a viewer's session is
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    Then the server's session of viewer "A" shows
+      | field | value      |
+      | type  | play       |
+      | name  | stream "s" |
+      | ip    | 127.0.0.2  |
+      | proto | hls        |
+      | token | t1         |
+
   @API-01 @info @needs-sessions-api
   Scenario: The session list shows each open session's fields
     Given a stream "s" with on_play auth
