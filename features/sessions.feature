@@ -159,6 +159,32 @@ Feature: Session identity
     Then viewer "A" is playing
     And the backend was asked 1 time for token "t1"
 
+  @SESS-02 @AMB-11 @must
+  Scenario: Viewers whose addresses differ only in where their digits and dots stand are different sessions
+    An address is a session key (SESS-02): any change of it is another identity, so another
+    session_id (AMB-11), however the server writes the address down before hashing it.
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "B" from 127.0.0.12 plays "s" over HLS with token "t1"
+    And viewer "C" from 127.0.0.21 plays "s" over HLS with token "t1"
+    And viewer "D" from 127.0.0.22 plays "s" over HLS with token "t1"
+    And viewer "E" from 127.0.0.20 plays "s" over HLS with token "t1"
+    And viewer "F" from 127.0.0.102 plays "s" over HLS with token "t1"
+    And viewer "G" from 127.0.0.120 plays "s" over HLS with token "t1"
+    And viewer "H" from 127.0.0.201 plays "s" over HLS with token "t1"
+    And viewer "I" from 127.0.0.210 plays "s" over HLS with token "t1"
+    And viewer "J" from 127.0.0.200 plays "s" over HLS with token "t1"
+    And viewer "K" from 127.0.0.222 plays "s" over HLS with token "t1"
+    And viewer "L" from 127.0.2.1 plays "s" over HLS with token "t1"
+    And viewer "M" from 127.0.21.1 plays "s" over HLS with token "t1"
+    And viewer "N" from 127.0.12.1 plays "s" over HLS with token "t1"
+    And viewer "O" from 127.0.1.21 plays "s" over HLS with token "t1"
+    And viewer "P" from 127.2.0.1 plays "s" over HLS with token "t1"
+    And viewer "Q" from 127.20.0.1 plays "s" over HLS with token "t1"
+    And viewer "R" from 127.200.0.1 plays "s" over HLS with token "t1"
+    Then the backend's calls for token "t1" carried 18 different session_ids
+
   @API-02 @must
   Scenario: Closing a session through the API disconnects its MPEG-TS viewer
     Given a stream "s" with on_play auth
