@@ -38,3 +38,13 @@ Feature: Wiring a backend to a stream
     When viewer "A" plays again
     Then viewer "A" is playing
     And the backend was asked 1 time for token "t1" with request_type "new_session"
+
+  @CFG-05 @should
+  Scenario: Giving one stream a backend through the API leaves another stream's viewers playing
+    Given a stream "open" without authorization
+    And a stream "s" without authorization
+    When viewer "A" from 127.0.0.2 plays "open" over MPEG-TS with token "t1"
+    Then viewer "A" is playing
+    When the operator puts stream "s" with on_play auth
+    And 1 second passes
+    Then viewer "A" is still receiving media
