@@ -124,3 +124,74 @@ async fn http_mpegts_publish_is_authorized_then_served() {
     );
     server.shutdown().await;
 }
+
+/// A refused publisher is usually still uploading when its refusal is ready. The server reads
+/// the upload and throws it away (up to a bound) instead of closing on it unread, which would
+/// break the publisher's write and hide the 403 from an HTTP client still writing (seen as
+/// "Broken pipe" in the catalogue under load). Shown without a race: after the refusal the
+/// same connection answers a second request, which it can only when the upload was read.
+#[tokio::test]
+async fn a_refused_upload_is_read_so_the_refusal_arrives_and_the_connection_lives_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = MockServer::start().await;
+    let server = start(&backend).await;
+    let mut socket = tokio::net::TcpStream::connect(server.http_addr()).await.unwrap();
+    let upload = vec![0x47u8; 1_000_000];
+    let head = format!(
+        "PUT /pub/mpegts?token=t&password=nope HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        upload.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&upload).await.unwrap();
+    socket
+        .write_all(b"GET /no-such-stream/index.m3u8 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answers)).await;
+    let text = String::from_utf8_lossy(&answers);
+    assert!(text.starts_with("HTTP/1.1 403"), "{read:?}: {text:?}");
+    assert_eq!(
+        text.matches("HTTP/1.1 ").count(),
+        2,
+        "the refused upload's connection answered the next request too: {text:?}"
+    );
+    assert!(backend.received_requests().await.unwrap().is_empty());
+}
+
+/// What a refused stranger can make the server read is bounded in time: a publisher that
+/// trickles an endless upload after its refusal has the connection closed once the discard
+/// time (3 s) is over, not held for as long as it keeps sending.
+#[tokio::test]
+async fn a_refused_upload_that_trickles_on_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = MockServer::start().await;
+    let server = start(&backend).await;
+    let socket = tokio::net::TcpStream::connect(server.http_addr()).await.unwrap();
+    let (mut read, mut write) = socket.into_split();
+    write
+        .write_all(b"PUT /pub/mpegts?token=t&password=nope HTTP/1.1\r\nhost: x\r\ncontent-length: 100000000\r\n\r\n")
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        // A slow client's pace, for up to 20 s; it stops when the server closes.
+        for _ in 0..200 {
+            if write.write_all(&[0x47; 1024]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(ended.is_ok(), "the connection was still open after 10 s: {text:?}");
+    assert!(text.starts_with("HTTP/1.1 403"), "{text:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    trickle.abort();
+}

@@ -345,7 +345,7 @@ async fn upload_ts(
             (outcome, format!("{line} ({len} bytes) -> {status} {text}"))
         }
         Err(e) => {
-            let reason = format!("transport error: {e}");
+            let reason = format!("transport error: {}", crate::target::chain(&e));
             (
                 Outcome::Failed {
                     status: None,

@@ -99,7 +99,7 @@ pub enum TargetError {
 
 /// An error and its causes, `: `-joined (reqwest's own message omits the cause, such as
 /// "Connection refused").
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -25,7 +26,10 @@ pub(super) async fn publish_mpegts(
     let password = req.query.iter().find(|(k, _)| k == "password").map(|(_, v)| v.clone());
     let admitted = match state.ctx.admission().admit_publish(req, password.as_deref()).await {
         Ok(a) => a,
-        Err(refusal) => return refusal_response(&refusal),
+        Err(refusal) => {
+            discard_upload(request);
+            return refusal_response(&refusal);
+        }
     };
     let guard = state.ctx.admission().attach(&admitted.session);
     let mut publisher = admitted.publisher;
@@ -71,4 +75,30 @@ pub(super) async fn publish_mpegts(
     }
     tracing::info!(stream = %name, bytes = guard.handle().bytes(), "HTTP MPEG-TS publisher finished");
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// How much of a refused upload is read and thrown away, and for how long at most.
+const DISCARD_BYTES: usize = 4 * 1024 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(3);
+
+/// A refused publisher is usually still sending its upload. Closing the connection with its
+/// bytes unread breaks the publisher's write (a reset), and an HTTP client that is still
+/// writing then reports the broken pipe instead of the refusal it was sent. So the upload is
+/// read and thrown away while the refusal goes out, up to [`DISCARD_BYTES`] in
+/// [`DISCARD_TIME`] (what a refused stranger can make the server read), as a web server's
+/// lingering close does; an upload read whole leaves the connection usable for the next request.
+fn discard_upload(request: Request) {
+    let mut body = request.into_body().into_data_stream();
+    tokio::spawn(async move {
+        let drained = async {
+            let mut read = 0;
+            while read < DISCARD_BYTES {
+                match body.next().await {
+                    Some(Ok(bytes)) => read += bytes.len(),
+                    _ => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DISCARD_TIME, drained).await;
+    });
 }
