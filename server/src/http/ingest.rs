@@ -27,7 +27,7 @@ pub(super) async fn publish_mpegts(
     let admitted = match state.ctx.admission().admit_publish(req, password.as_deref()).await {
         Ok(a) => a,
         Err(refusal) => {
-            discard_upload(request);
+            discard_upload(request.into_body().into_data_stream());
             return refusal_response(&refusal);
         }
     };
@@ -41,6 +41,7 @@ pub(super) async fn publish_mpegts(
         let chunk = tokio::select! {
             _ = guard.handle().ended() => {
                 tracing::info!(stream = %name, "publish session ended by the server");
+                discard_upload(body);
                 return error_response(StatusCode::FORBIDDEN, "the publish session was ended");
             }
             chunk = body.next() => chunk,
@@ -58,6 +59,7 @@ pub(super) async fn publish_mpegts(
             Ok(units) => units,
             Err(e) => {
                 tracing::warn!(stream = %name, error = %e, "publisher sent bad MPEG-TS");
+                discard_upload(body);
                 return error_response(StatusCode::BAD_REQUEST, e.to_string());
             }
         };
@@ -81,14 +83,13 @@ pub(super) async fn publish_mpegts(
 const DISCARD_BYTES: usize = 4 * 1024 * 1024;
 const DISCARD_TIME: Duration = Duration::from_secs(3);
 
-/// A refused publisher is usually still sending its upload. Closing the connection with its
+/// A refused or stopped publisher is usually still sending its upload. Closing the connection with its
 /// bytes unread breaks the publisher's write (a reset), and an HTTP client that is still
 /// writing then reports the broken pipe instead of the refusal it was sent. So the upload is
 /// read and thrown away while the refusal goes out, up to [`DISCARD_BYTES`] in
 /// [`DISCARD_TIME`] (what a refused stranger can make the server read), as a web server's
 /// lingering close does; an upload read whole leaves the connection usable for the next request.
-fn discard_upload(request: Request) {
-    let mut body = request.into_body().into_data_stream();
+fn discard_upload(mut body: axum::body::BodyDataStream) {
     tokio::spawn(async move {
         let drained = async {
             let mut read = 0;
