@@ -188,7 +188,9 @@ Feature: Session identity
     And viewer "U" from 127.2.0.1 plays "s" over HLS with token "t1"
     And viewer "V" from 127.20.0.1 plays "s" over HLS with token "t1"
     And viewer "W" from 127.200.0.1 plays "s" over HLS with token "t1"
-    Then the backend's calls for token "t1" carried 23 different session_ids
+    And viewer "X" from 127.0.1.121 plays "s" over HLS with token "t1"
+    And viewer "Y" from 127.0.121.1 plays "s" over HLS with token "t1"
+    Then the backend's calls for token "t1" carried 25 different session_ids
 
   @API-02 @must
   Scenario: Closing a session through the API disconnects its MPEG-TS viewer
