@@ -26,6 +26,8 @@ pub(super) const VIDEO_CSID: u8 = 7;
 pub(super) const AUDIO_CSID: u8 = 8;
 pub(super) const VIDEO_TYPE: u8 = 9;
 pub(super) const AUDIO_TYPE: u8 = 8;
+/// The longest message RTMP can carry: its length is a 24-bit field.
+const MAX_MESSAGE_LEN: usize = 0x00FF_FFFF;
 /// The largest timestamp the 24-bit field holds; from it on the extended field is used.
 const MAX_SHORT_TIMESTAMP: u32 = 0x00FF_FFFF;
 /// Capacity of a connection's own buffer kept between writes.
@@ -51,7 +53,7 @@ pub(super) fn chunk_body(csid: u8, payload: &[u8]) -> Bytes {
 /// The type-0 chunk header that starts a message of `len` bytes; `None` when `timestamp`
 /// needs the extended field (then the message is cut whole by [`Outbox::message`]).
 pub(super) fn head(csid: u8, timestamp: u32, len: usize, type_id: u8, stream_id: u32) -> Option<[u8; 12]> {
-    if timestamp >= MAX_SHORT_TIMESTAMP || len > 0x00FF_FFFF {
+    if timestamp >= MAX_SHORT_TIMESTAMP || len > MAX_MESSAGE_LEN {
         return None;
     }
     let mut h = [0u8; 12];
@@ -135,6 +137,15 @@ impl Outbox {
     /// One message cut into chunks for this connection alone (sequence headers, and any
     /// message whose timestamp needs the extended field, which then is in every chunk).
     pub fn message(&mut self, csid: u8, timestamp: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
+        if payload.len() > MAX_MESSAGE_LEN {
+            // RTMP cannot say how long it is (a 24-bit field); cut wrong, it would desynchronise
+            // the viewer's chunk stream. Only a publisher's own stream can carry such a unit.
+            tracing::debug!(
+                bytes = payload.len(),
+                "media message over RTMP's 16 MiB length not sent"
+            );
+            return;
+        }
         if let Some(h) = head(csid, timestamp, payload.len(), type_id, stream_id) {
             self.push_own(&h);
             self.push_own(&chunk_body(csid, payload));
@@ -342,6 +353,22 @@ mod tests {
             expected.push((ts, VIDEO_TYPE, 1, data));
         }
         assert_eq!(read_back(&out.contiguous()), expected);
+    }
+
+    /// A payload RTMP cannot announce (over 2^24 - 1 bytes) is not sent at all, shared or not:
+    /// cut with a wrong length it would break the viewer's chunk stream for good.
+    #[test]
+    fn a_message_over_the_length_field_is_left_out() {
+        let data = vec![7u8; MAX_MESSAGE_LEN + 1];
+        let mut out = Outbox::default();
+        out.message(VIDEO_CSID, 0, VIDEO_TYPE, 1, &data);
+        out.shared_message(VIDEO_CSID, 0, VIDEO_TYPE, 1, data.len(), &chunk_body(VIDEO_CSID, &data));
+        assert!(out.is_empty());
+        out.message(AUDIO_CSID, 5, AUDIO_TYPE, 1, b"after");
+        assert_eq!(
+            read_back(&out.contiguous()),
+            vec![(5, AUDIO_TYPE, 1, b"after".to_vec())]
+        );
     }
 
     #[test]
