@@ -72,3 +72,16 @@ Feature: The backend gives no answer (table T11)
       | size    | outcome                  | result  |
       | 1048576 | is read                  | playing |
       | 1048577 | is no decision: refused  | refused |
+
+  # Header blocks above 64 KiB are "no decision" too (decisions.md, backend answer size).
+  @RESP-04 @must
+  Scenario Outline: An answer with a header block of <size> KiB <outcome>
+    Given the backend allows every token with a header block of <size> KiB
+    When viewer "A" from 127.0.0.2 plays "s" over the target's protocol with token "t1"
+    Then viewer "A" is <result>
+    And the backend was asked 1 time for token "t1"
+
+    Examples:
+      | size | outcome                 | result  |
+      | 48   | is read                 | playing |
+      | 80   | is no decision: refused | refused |

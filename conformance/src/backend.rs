@@ -153,7 +153,12 @@ impl fmt::Display for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.status)?;
         for (n, v) in &self.headers {
-            write!(f, " {n}: {v}")?;
+            // Padding headers (`a header block of N KiB`) would flood a report: their size says enough.
+            if v.len() > 200 {
+                write!(f, " {n}: ({} bytes)", v.len())?;
+            } else {
+                write!(f, " {n}: {v}")?;
+            }
         }
         if let Some(body) = &self.body {
             // A padded body (`a body of N bytes`) would flood a report: its size says enough.

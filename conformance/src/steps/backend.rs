@@ -12,6 +12,7 @@ use crate::backend::{Answer, Call};
 
 /// Adds the options after `with …` to an answer: `X-AuthDuration N`, `X-Max-Sessions N`,
 /// `X-Unique`, `a body of N bytes` (a JSON object padded to exactly N bytes, N >= 10),
+/// `a header block of N KiB` (padding headers of 4 KiB each), `a delay of N seconds`,
 /// `config {…json…}` (last), joined by ` and `.
 fn with_options(mut answer: Answer, options: &str) -> Answer {
     let mut rest = options.trim();
@@ -43,6 +44,20 @@ fn with_options(mut answer: Answer, options: &str) -> Answer {
                 answer = answer.with_body(padded_body(size));
             }
             (Some("X-Unique"), Some(v), None) => answer = answer.with_header("X-Unique", v.trim_matches('"')),
+            (Some("a"), Some("header"), Some("block")) => {
+                let kib = item
+                    .strip_prefix("a header block of ")
+                    .and_then(|n| n.strip_suffix(" KiB"))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|&n| (1..=256).contains(&n))
+                    .unwrap_or_else(|| panic!("`{item}`: expected `a header block of N KiB` with N from 1 to 256"));
+                // Headers of 4 KiB each (name, value and their separators), as many as it takes.
+                for i in 0..kib.div_ceil(4) {
+                    let name = format!("X-Pad-{i:03}");
+                    let value = "x".repeat(4096 - name.len() - 4);
+                    answer = answer.with_header(&name, &value);
+                }
+            }
             (Some("a"), Some("delay"), Some("of")) => {
                 let delay = item
                     .strip_prefix("a delay of ")
@@ -56,7 +71,8 @@ fn with_options(mut answer: Answer, options: &str) -> Answer {
             }
             _ => panic!(
                 "unknown answer option `{item}` (known: X-AuthDuration N, X-Max-Sessions N, \
-                 X-Unique [VALUE], a body of N bytes, a delay of N seconds, config {{…}})"
+                 X-Unique [VALUE], a body of N bytes, a header block of N KiB, a delay of N seconds, \
+                 config {{…}})"
             ),
         }
     }
