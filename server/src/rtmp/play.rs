@@ -33,8 +33,40 @@ struct VideoTag {
 /// Units converted lately, newest last: all viewers of a stream get the same units (the
 /// feed hands out clones of one `Bytes`), so each is converted once, not once per viewer.
 /// A handful covers the streams played at the same moment; a miss only costs the conversion.
-static VIDEO_TAGS: std::sync::Mutex<Vec<Arc<VideoTag>>> = std::sync::Mutex::new(Vec::new());
-const VIDEO_TAGS_KEPT: usize = 16;
+/// An entry holds its unit's bytes, so no other unit can take their address while it is kept.
+struct Recent<T> {
+    kept: std::sync::Mutex<Vec<Arc<T>>>,
+}
+
+const RECENT_KEPT: usize = 16;
+
+impl<T> Recent<T> {
+    const fn new() -> Self {
+        Recent {
+            kept: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The kept conversion that is `same`, or `make`'s, kept from now on.
+    fn get_or_make(&self, same: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> Arc<T> {
+        let lock = || self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = lock().iter().rev().find(|t| same(t)) {
+            return hit.clone();
+        }
+        let made = Arc::new(make());
+        let mut kept = lock();
+        if !kept.iter().any(|t| same(t)) {
+            if kept.len() == RECENT_KEPT {
+                kept.remove(0);
+            }
+            kept.push(made.clone());
+        }
+        made
+    }
+}
+
+static VIDEO_TAGS: Recent<VideoTag> = Recent::new();
+static AUDIO_TAGS: Recent<AudioTag> = Recent::new();
 
 /// An audio access unit's FLV tag cut into chunks, for every viewer; keyed like [`VideoTag`].
 #[derive(Debug)]
@@ -44,77 +76,49 @@ struct AudioTag {
     body: bytes::Bytes,
 }
 
-static AUDIO_TAGS: std::sync::Mutex<Vec<Arc<AudioTag>>> = std::sync::Mutex::new(Vec::new());
-
 /// The chunked FLV tag of an audio `unit`, made once for all the viewers that send it.
 fn audio_tag(unit: &AccessUnit) -> Arc<AudioTag> {
-    let same = |t: &Arc<AudioTag>| t.data.as_ptr() == unit.data.as_ptr() && t.data.len() == unit.data.len();
-    if let Some(hit) = AUDIO_TAGS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .rev()
-        .find(|t| same(t))
-    {
-        return hit.clone();
-    }
-    let tag = flv::aac_raw_tag(&unit.data);
-    let converted = Arc::new(AudioTag {
-        data: unit.data.clone(),
-        len: tag.len(),
-        body: outbox::chunk_body(AUDIO_CSID, &tag),
-    });
-    let mut kept = AUDIO_TAGS.lock().unwrap_or_else(|e| e.into_inner());
-    if !kept.iter().any(same) {
-        if kept.len() == VIDEO_TAGS_KEPT {
-            kept.remove(0);
-        }
-        kept.push(converted.clone());
-    }
-    converted
+    AUDIO_TAGS.get_or_make(
+        |t| t.data.as_ptr() == unit.data.as_ptr() && t.data.len() == unit.data.len(),
+        || {
+            let tag = flv::aac_raw_tag(&unit.data);
+            AudioTag {
+                data: unit.data.clone(),
+                len: tag.len(),
+                body: outbox::chunk_body(AUDIO_CSID, &tag),
+            }
+        },
+    )
 }
 
 /// The FLV tag and facts of `unit`, converted once for all the viewers that send it.
 fn video_tag(unit: &AccessUnit) -> Arc<VideoTag> {
     let composition_ms = (unit.pts as i64 - unit.dts as i64) * 1000 / CLOCK_HZ as i64;
     let composition_ms = composition_ms.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-    let same = |t: &Arc<VideoTag>| {
-        t.data.as_ptr() == unit.data.as_ptr()
-            && t.data.len() == unit.data.len()
-            && t.unit_keyframe == unit.keyframe
-            && t.composition_ms == composition_ms
-    };
-    if let Some(hit) = VIDEO_TAGS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .rev()
-        .find(|t| same(t))
-    {
-        return hit.clone();
-    }
-    let keyframe =
-        unit.keyframe || h264::nal_units(&unit.data).any(|n| h264::nal_unit_type(n) == Some(nal_type::IDR_SLICE));
-    let avcc = avc::annex_b_to_avcc(&avc::strip_parameter_sets(&unit.data));
-    let converted = Arc::new(VideoTag {
-        data: unit.data.clone(),
-        unit_keyframe: unit.keyframe,
-        composition_ms,
-        params: AvcParams::from_annex_b(&unit.data),
-        keyframe,
-        tag: (!avcc.is_empty()).then(|| {
-            let tag = flv::avc_nalu_tag(keyframe, composition_ms, &avcc);
-            (tag.len(), outbox::chunk_body(VIDEO_CSID, &tag))
-        }),
-    });
-    let mut kept = VIDEO_TAGS.lock().unwrap_or_else(|e| e.into_inner());
-    if !kept.iter().any(same) {
-        if kept.len() == VIDEO_TAGS_KEPT {
-            kept.remove(0);
-        }
-        kept.push(converted.clone());
-    }
-    converted
+    VIDEO_TAGS.get_or_make(
+        |t| {
+            t.data.as_ptr() == unit.data.as_ptr()
+                && t.data.len() == unit.data.len()
+                && t.unit_keyframe == unit.keyframe
+                && t.composition_ms == composition_ms
+        },
+        || {
+            let keyframe = unit.keyframe
+                || h264::nal_units(&unit.data).any(|n| h264::nal_unit_type(n) == Some(nal_type::IDR_SLICE));
+            let avcc = avc::annex_b_to_avcc(&avc::strip_parameter_sets(&unit.data));
+            VideoTag {
+                data: unit.data.clone(),
+                unit_keyframe: unit.keyframe,
+                composition_ms,
+                params: AvcParams::from_annex_b(&unit.data),
+                keyframe,
+                tag: (!avcc.is_empty()).then(|| {
+                    let tag = flv::avc_nalu_tag(keyframe, composition_ms, &avcc);
+                    (tag.len(), outbox::chunk_body(VIDEO_CSID, &tag))
+                }),
+            }
+        },
+    )
 }
 
 /// One viewer's position in the stream and what it has been told so far.
