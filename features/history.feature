@@ -18,12 +18,14 @@ Feature: Session history
     And the operator closes the session of viewer "A" through the API
     Then the session history lists 1 closed session of user "u1" within 3 seconds
     And the latest closed session of user "u1" shows
-      | field   | value      |
-      | token   | t1         |
-      | name    | stream "s" |
-      | ip      | 127.0.0.2  |
-      | proto   | hls        |
-      | user_id | user "u1"  |
+      | field     | value         |
+      | token     | t1            |
+      | name      | stream "s"    |
+      | ip        | 127.0.0.2     |
+      | proto     | hls           |
+      | user_id   | user "u1"     |
+      | opened_at | a recent time |
+      | closed_at | a recent time |
 
   @API-01 @SESS-06 @SESS-07 @must
   Scenario: Viewers that hang up are in their own user's history only

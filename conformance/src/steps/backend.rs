@@ -196,6 +196,7 @@ async fn not_asked(world: &mut UsherWorld, token: String) {
 
 /// Checks a value against an expectation written in a table: `stream "s"`, `user "u1"`,
 /// `a UUID`, `an integer`, `a positive integer`, `0 or 1`, `not empty`, `absent`,
+/// `a recent time` (unix seconds or milliseconds within the last ten minutes),
 /// `containing "x"`, `the target's protocol` (its `proto` value), or a literal.
 pub(crate) fn check_value(world: &UsherWorld, name: &str, value: Option<&str>, expected: &str) -> Result<(), String> {
     let show = |v: Option<&str>| v.map(|v| format!("`{v}`")).unwrap_or("absent".into());
@@ -205,6 +206,7 @@ pub(crate) fn check_value(world: &UsherWorld, name: &str, value: Option<&str>, e
         "an integer" => value.is_some_and(|v| v.parse::<u64>().is_ok()),
         "a positive integer" => value.is_some_and(|v| v.parse::<u64>().is_ok_and(|n| n > 0)),
         "0 or 1" => matches!(value, Some("0" | "1")),
+        "a recent time" => value.is_some_and(is_recent_time),
         "not empty" => value.is_some_and(|v| !v.is_empty()),
         // The `proto` of a play `over the target's protocol`.
         super::TARGETS_PROTOCOL => value == Some(world.ctx.default_proto.wire_name()),
@@ -225,6 +227,18 @@ pub(crate) fn check_value(world: &UsherWorld, name: &str, value: Option<&str>, e
     } else {
         Err(format!("`{name}` should be {expected}, is {}", show(value)))
     }
+}
+
+/// Unix time in seconds or milliseconds (a value past 10^11 is read as milliseconds) between
+/// ten minutes ago and a minute ahead: what a session that opened or closed in this case shows,
+/// whichever unit the server writes.
+fn is_recent_time(v: &str) -> bool {
+    let Ok(n) = v.parse::<u64>() else { return false };
+    let millis = if n > 100_000_000_000 { n } else { n.saturating_mul(1000) };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    (now.saturating_sub(600_000)..=now + 60_000).contains(&millis)
 }
 
 pub(crate) fn is_uuid(v: &str) -> bool {
