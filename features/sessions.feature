@@ -158,6 +158,7 @@ Feature: Session identity
     When viewer "A" plays again
     Then viewer "A" is playing
     And the backend was asked 1 time for token "t1"
+    And the server lists 1 open session of stream "s"
 
   @SESS-02 @AMB-11 @must
   Scenario: Viewers whose addresses differ only in where their digits and dots stand are different sessions
