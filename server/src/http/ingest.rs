@@ -83,9 +83,9 @@ pub(super) async fn publish_mpegts(
 const DISCARD_BYTES: usize = 4 * 1024 * 1024;
 const DISCARD_TIME: Duration = Duration::from_secs(3);
 
-/// A refused or stopped publisher is usually still sending its upload. Closing the connection with its
-/// bytes unread breaks the publisher's write (a reset), and an HTTP client that is still
-/// writing then reports the broken pipe instead of the refusal it was sent. So the upload is
+/// A refused or stopped publisher is usually still sending its upload. Closing the connection
+/// with its bytes unread breaks the publisher's write (a reset), and an HTTP client that is
+/// still writing then reports the broken pipe instead of the refusal it was sent. So the upload is
 /// read and thrown away while the refusal goes out, up to [`DISCARD_BYTES`] in
 /// [`DISCARD_TIME`] (what a refused stranger can make the server read), as a web server's
 /// lingering close does; an upload read whole leaves the connection usable for the next request.

@@ -488,10 +488,10 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let ended = self.session_handle();
         let len = self.out.len();
-        // Most writes go out at once: no timer is armed for those.
+        // Most writes go out at once: no timer is armed and no handle cloned for those.
         if !self.out.try_write(&self.writer)? {
+            let ended = self.session_handle();
             tokio::select! {
                 biased;
                 _ = wait_ended(ended.as_ref()) => return Err(Stop::Done(End::SessionEnded)),
@@ -500,8 +500,8 @@ impl Conn {
                 }
             }
         }
-        if let (Phase::Playing(_), Some(handle)) = (&self.phase, &ended) {
-            handle.add_bytes(len as u64);
+        if let (Phase::Playing(_), Some(guard)) = (&self.phase, &self.guard) {
+            guard.handle().add_bytes(len as u64);
         }
         Ok(())
     }
@@ -654,15 +654,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::auth::admin::AdminTokens;
-    use crate::auth::{Answer, AuthCore, AuthSettings, Backend, BackendRequest};
-
-    struct NoBackend;
-
-    impl Backend for NoBackend {
-        fn call(&self, _: &str, _: &BackendRequest) -> futures::future::BoxFuture<'static, Answer> {
-            unreachable!("the connection is never polled")
-        }
-    }
+    use crate::auth::{AuthCore, AuthSettings, HttpBackend};
 
     /// Every connection's task holds its whole future for as long as it plays, so what only
     /// the handshake and the admission need (several KB of state) is boxed while it runs. A
@@ -672,8 +664,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // The connection is never polled: the backend is never called.
         let core = AuthCore::new(
-            Arc::new(NoBackend),
+            Arc::new(HttpBackend::new().expect("an HTTP client")),
             AdminTokens::new("x", Duration::from_secs(1), false),
             AuthSettings::new(false, Duration::from_secs(30)),
         );

@@ -38,31 +38,40 @@ const MAX_SLICES: usize = 64;
 /// `payload` cut into chunks of [`CHUNK_SIZE`] on chunk stream `csid`, without the first
 /// chunk's header: what follows [`head`] for any timestamp below 2^24 − 1 ms.
 pub(super) fn chunk_body(csid: u8, payload: &[u8]) -> Bytes {
+    Bytes::from(cut(csid, payload, &[]))
+}
+
+/// `payload` with a type-3 chunk header (and `extended`, the extended timestamp, when the
+/// message has one) before every chunk after the first.
+fn cut(csid: u8, payload: &[u8], extended: &[u8]) -> Vec<u8> {
     debug_assert!((3..64).contains(&csid), "a one-byte basic header");
     let separators = payload.len().saturating_sub(1) / CHUNK_SIZE;
-    let mut body = Vec::with_capacity(payload.len() + separators);
+    let mut body = Vec::with_capacity(payload.len() + separators * (1 + extended.len()));
     for (i, chunk) in payload.chunks(CHUNK_SIZE).enumerate() {
         if i > 0 {
             body.push(0xC0 | csid);
+            body.extend_from_slice(extended);
         }
         body.extend_from_slice(chunk);
     }
-    Bytes::from(body)
+    body
 }
 
 /// The type-0 chunk header that starts a message of `len` bytes; `None` when `timestamp`
 /// needs the extended field (then the message is cut whole by [`Outbox::message`]).
 pub(super) fn head(csid: u8, timestamp: u32, len: usize, type_id: u8, stream_id: u32) -> Option<[u8; 12]> {
-    if timestamp >= MAX_SHORT_TIMESTAMP || len > MAX_MESSAGE_LEN {
-        return None;
-    }
+    (timestamp < MAX_SHORT_TIMESTAMP && len <= MAX_MESSAGE_LEN).then(|| type0(csid, timestamp, len, type_id, stream_id))
+}
+
+/// A type-0 chunk header with `timestamp_field` in its 24-bit timestamp (`len` fits 24 bits).
+fn type0(csid: u8, timestamp_field: u32, len: usize, type_id: u8, stream_id: u32) -> [u8; 12] {
     let mut h = [0u8; 12];
     h[0] = csid;
-    h[1..4].copy_from_slice(&timestamp.to_be_bytes()[1..]);
+    h[1..4].copy_from_slice(&timestamp_field.to_be_bytes()[1..]);
     h[4..7].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
     h[7] = type_id;
     h[8..12].copy_from_slice(&stream_id.to_le_bytes());
-    Some(h)
+    h
 }
 
 #[derive(Debug, Clone)]
@@ -146,27 +155,18 @@ impl Outbox {
             );
             return;
         }
-        if let Some(h) = head(csid, timestamp, payload.len(), type_id, stream_id) {
-            self.push_own(&h);
-            self.push_own(&chunk_body(csid, payload));
-            return;
-        }
+        // Below the extended field's threshold nothing follows the headers; from it on, the
+        // extended timestamp follows the type-0 header and every type-3 one.
         let extended = timestamp.to_be_bytes();
-        let mut bytes = Vec::with_capacity(payload.len() + 16 + payload.len() / CHUNK_SIZE * 5);
-        bytes.push(csid);
-        bytes.extend_from_slice(&MAX_SHORT_TIMESTAMP.to_be_bytes()[1..]);
-        bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-        bytes.push(type_id);
-        bytes.extend_from_slice(&stream_id.to_le_bytes());
-        bytes.extend_from_slice(&extended);
-        for (i, chunk) in payload.chunks(CHUNK_SIZE).enumerate() {
-            if i > 0 {
-                bytes.push(0xC0 | csid);
-                bytes.extend_from_slice(&extended);
-            }
-            bytes.extend_from_slice(chunk);
-        }
-        self.push_own(&bytes);
+        let extended: &[u8] = if timestamp < MAX_SHORT_TIMESTAMP {
+            &[]
+        } else {
+            &extended
+        };
+        let field = timestamp.min(MAX_SHORT_TIMESTAMP);
+        self.push_own(&type0(csid, field, payload.len(), type_id, stream_id));
+        self.push_own(extended);
+        self.push_own(&cut(csid, payload, extended));
     }
 
     /// Writes what the socket takes at once, without waiting; `true` when nothing is left.
