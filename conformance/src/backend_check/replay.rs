@@ -130,9 +130,10 @@ pub struct Event {
     pub token: String,
     #[serde(flatten)]
     pub what: What,
-    /// For a refusal: when the player's attempt started, to find the backend calls it caused.
+    /// For a refusal: when the player's attempt started and when its answer came, to the
+    /// microsecond (`at_ms` is cut to the millisecond, too coarse to order a call against it).
     #[serde(skip)]
-    asked_from: Option<Duration>,
+    asked_window: Option<(Duration, Duration)>,
 }
 
 impl Event {
@@ -386,7 +387,7 @@ impl Drop for Pending {
                 ip: std::mem::take(&mut self.ip),
                 token: std::mem::take(&mut self.token),
                 what,
-                asked_from: None,
+                asked_window: None,
             });
         }
     }
@@ -438,14 +439,15 @@ impl Stage {
         if matches!(what, What::Failed { .. }) && Instant::now() + Duration::from_millis(100) >= self.deadline {
             return;
         }
+        let now = self.started.elapsed();
         lock(&self.events).push(Event {
-            at_ms: self.started.elapsed().as_millis() as u64,
+            at_ms: now.as_millis() as u64,
             source: Source::Viewer,
             proto: v.proto.to_string(),
             ip: v.ip.to_string(),
             token: v.label.clone(),
             what,
-            asked_from,
+            asked_window: asked_from.map(|from| (from, now)),
         });
     }
 
@@ -621,7 +623,7 @@ async fn observe(
                     ip: text("ip"),
                     token: tokens.label(&text("token")),
                     what,
-                    asked_from: None,
+                    asked_window: None,
                 };
                 let mut new = Vec::new();
                 if opened.insert(id.clone()) {
@@ -823,10 +825,10 @@ pub async fn run(options: ReplayOptions) -> Result<Replay, SetupError> {
     let mut events = std::mem::take(&mut *lock(&events));
     // A refusal with no backend call for its viewer since its attempt began was cached.
     for e in &mut events {
-        let Some(from) = e.asked_from else { continue };
+        let Some((from, until)) = e.asked_window else { continue };
         let asked = calls
             .iter()
-            .any(|c| c.at >= from && c.at <= e.at() && c.proto == e.proto && c.ip == e.ip && c.token == e.token);
+            .any(|c| c.at >= from && c.at <= until && c.proto == e.proto && c.ip == e.ip && c.token == e.token);
         if let What::Refused { backend_asked, .. } = &mut e.what {
             *backend_asked = asked;
         }
