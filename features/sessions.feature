@@ -193,6 +193,33 @@ Feature: Session identity
     And viewer "Y" from 127.0.121.1 plays "s" over HLS with token "t1"
     Then the backend's calls for token "t1" carried 25 different session_ids
 
+  @RESP-01 @BAN-01 @must
+  Scenario: Refusals that expired leave the server admitting the viewers who follow
+    Eight refusals are cached for a second and then let go; however the server keeps its
+    books, every later viewer the backend allows plays.
+    Given a stream "s" with on_play auth
+    And the backend denies token "t0" with X-AuthDuration 1
+    And the backend allows token "t1" with X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t0"
+    And viewer "B" from 127.0.0.3 plays "s" over HLS with token "t0"
+    And viewer "C" from 127.0.0.4 plays "s" over HLS with token "t0"
+    And viewer "D" from 127.0.0.5 plays "s" over HLS with token "t0"
+    And viewer "E" from 127.0.0.6 plays "s" over HLS with token "t0"
+    And viewer "F" from 127.0.0.7 plays "s" over HLS with token "t0"
+    And viewer "G" from 127.0.0.8 plays "s" over HLS with token "t0"
+    And viewer "H" from 127.0.0.9 plays "s" over HLS with token "t0"
+    And 3 seconds pass
+    And viewer "I" from 127.0.0.10 plays "s" over HLS with token "t1"
+    And viewer "J" from 127.0.0.11 plays "s" over HLS with token "t1"
+    And viewer "K" from 127.0.0.12 plays "s" over HLS with token "t1"
+    And viewer "L" from 127.0.0.13 plays "s" over HLS with token "t1"
+    And viewer "M" from 127.0.0.14 plays "s" over HLS with token "t1"
+    And viewer "N" from 127.0.0.15 plays "s" over HLS with token "t1"
+    And viewer "O" from 127.0.0.16 plays "s" over HLS with token "t1"
+    And viewer "P" from 127.0.0.17 plays "s" over HLS with token "t1"
+    Then exactly 0 of viewers "A", "B", "C", "D", "E", "F", "G", "H" are playing
+    And exactly 8 of viewers "I", "J", "K", "L", "M", "N", "O", "P" are playing
+
   @API-02 @must
   Scenario: Closing a session through the API disconnects its MPEG-TS viewer
     Given a stream "s" with on_play auth
@@ -261,6 +288,17 @@ Feature: Session identity
       | ip    | 127.0.0.2  |
       | proto | hls        |
       | token | t1         |
+
+  @API-01 @should @needs-sessions-api
+  Scenario: The session list shows the user id and the session cap the backend gave
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 3 and X-AuthDuration 60
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    Then viewer "A" is playing
+    And the server's session of viewer "A" shows
+      | field        | value     |
+      | user_id      | user "u1" |
+      | max_sessions | 3         |
 
   @API-01 @info @needs-sessions-api
   Scenario: The session list shows each open session's fields
