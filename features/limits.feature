@@ -108,6 +108,24 @@ Feature: Per-user session limit (X-Max-Sessions)
     Then viewer "A2" is refused
     And the backend was asked 1 time for token "t1" with request_type "update_session"
 
+  @LIM-02 @AMB-1 @must
+  Scenario: A user's session limit never closes another user's session
+    Sessions of one user come, are cut and are forgotten; when that user's limit is enforced
+    again, only that user's open sessions are counted and cut, never another user's.
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 1
+    And the backend allows token "t2" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t2"
+    Then viewer "A" is disconnected within 2 seconds
+    When 3 seconds pass
+    And the backend allows token "t3" as user "u2" with X-Max-Sessions 1 and X-AuthDuration 60
+    And viewer "C" from 127.0.0.4 plays "s" over MPEG-TS with token "t3"
+    And the backend allows token "t4" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 60
+    And viewer "D" from 127.0.0.5 plays "s" over MPEG-TS with token "t4"
+    Then viewer "D" is playing
+    And viewer "C" is still receiving media
+
   @LIM-01 @LIM-02 @RESP-01 @should
   Scenario: A re-check that names another user moves the session under that user's limit
     Given a stream "s" with on_play auth
