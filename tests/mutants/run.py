@@ -237,6 +237,9 @@ def server_tests(timeout):
     exes = build(["-p", "usher-server"], "server")
     if exes is None:
         return "unviable", ""
+    # The library's unit tests first (the auth core's own), then the integration tests: the
+    # first failure decides, so a mutant they catch costs one test binary's run.
+    exes.sort(key=lambda e: (not Path(e).name.startswith("usher_server-"), Path(e).name))
     for exe in exes:
         outcome, out = run(exe, SRC / "server", timeout)
         if outcome != "missed":
@@ -379,6 +382,31 @@ def table_row(name, c):
             f"{c['missed']} | {c['missed by the catalogue (server tests not run)']} | {score} |")
 
 
+def judge_server_only(todo, rows, timeout):
+    """The server's own tests on mutants the catalogue missed: what the issue calls caught
+    only by the server's tests. The catalogue's verdict in the row is kept."""
+    log("baseline: the server's tests against the unmutated tree")
+    started = time.monotonic()
+    base, out = server_tests(timeout)
+    if base != "missed":
+        sys.exit(f"the baseline server tests did not pass ({base})\n{out[-4000:]}")
+    log(f"baseline passed ({time.monotonic() - started:.0f} s including the build); test timeout {timeout:.0f} s")
+    try:
+        for i, m in enumerate(todo, 1):
+            log(f"[{i}/{len(todo)}] {m['key']} (server tests only)")
+            t0 = time.monotonic()
+            path, original = apply(m)
+            try:
+                srv = server_tests(timeout)[0]
+            finally:
+                path.write_text(original)
+            rows[m["key"]] = {**rows[m["key"]], "server": srv}
+            append_result(rows[m["key"]])
+            log(f"    server {srv} ({time.monotonic() - t0:.0f} s)")
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e}); the private tree is restored, results so far are kept")
+
+
 # ---------------------------------------------------------------------------------------------
 
 def main():
@@ -390,6 +418,8 @@ def main():
     p.add_argument("--rejudge", choices=["missed", "open"], help="judge again the mutants the catalogue missed (all of them, or those without a reason in survivors.tsv)")
     p.add_argument("--match", action="append", default=[], metavar="TEXT",
                    help="judge only mutants whose key contains TEXT (repeatable: any of them)")
+    p.add_argument("--server-only", action="store_true",
+                   help="judge with the server's own tests only the mutants the catalogue already missed and the server's tests have not judged (no catalogue run)")
     p.add_argument("--limit", type=int, help="stop after judging this many mutants")
     p.add_argument("--timeout", type=float, help="seconds for one test run (default: 3 x the baseline catalogue run, at least 180)")
     p.add_argument("--table", action="store_true", help="only regenerate results.md from results.tsv")
@@ -400,6 +430,9 @@ def main():
     if n > 1:
         SRC = WORK / f"shard-{k}-of-{n}" / "src"
         TARGET = WORK / f"shard-{k}-of-{n}" / "target"
+    if args.table or args.list:
+        # Listing needs a copy of HEAD too, but never the one a running shard is mutating.
+        SRC = WORK / "listing" / "src"
     files = [f.strip() for f in args.files.split(",") if f.strip()]
     for f in files:
         if f not in FILES:
@@ -427,6 +460,10 @@ def main():
         if args.match and not any(text in m["key"] for text in args.match):
             continue
         row = rows.get(m["key"])
+        if args.server_only:
+            if row and row["catalogue"] == "missed" and row["server"] == "-":
+                todo.append(m)
+            continue
         if row:
             rejudge = args.rejudge and classify(row) not in ("catalogue", "unviable") and (
                 args.rejudge == "missed" or reasons.get(m["key"], ("open", ""))[0] == "open")
@@ -447,6 +484,10 @@ def main():
 
     seed_target()
     auth_tree = git("rev-parse", "--short", "HEAD:server/src/auth")
+    if args.server_only:
+        judge_server_only(todo, rows, args.timeout or 300.0)
+        write_table(all_mutants, rows)
+        return
     log("baseline: the catalogue against the unmutated tree")
     started = time.monotonic()
     base = catalogue(timeout=args.timeout or 1800)
