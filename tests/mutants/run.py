@@ -488,14 +488,14 @@ def main():
             print(m["key"])
         return
     if not todo:
-        write_table(all_mutants, rows)
+        write_table(all_mutants, read_results())
         return
 
     seed_target()
     auth_tree = git("rev-parse", "--short", "HEAD:server/src/auth")
     if args.server_only:
         judge_server_only(todo, rows, args.timeout or 300.0)
-        write_table(all_mutants, rows)
+        write_table(all_mutants, read_results())
         return
     log("baseline: the catalogue against the unmutated tree")
     started = time.monotonic()
@@ -540,7 +540,7 @@ def main():
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); the private tree is restored, results so far are kept")
     finally:
-        write_table(all_mutants, rows)
+        write_table(all_mutants, read_results())  # every shard's rows, not only this one's
 
 
 if __name__ == "__main__":
