@@ -9,6 +9,7 @@ appended to tests/mutants/results.tsv at once; a re-run skips the lines already 
 """
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -156,6 +157,17 @@ def apply(m):
     path.write_text(mutated)
     return path, original
 
+
+
+@contextlib.contextmanager
+def mutated(m):
+    """The private tree with mutant `m` applied for the `with` block, restored after it
+    (interrupted or not); yields the mutated file's path and its original text."""
+    path, original = apply(m)
+    try:
+        yield path, original
+    finally:
+        path.write_text(original)
 
 # ---------------------------------------------------------------------------------------------
 # Building and running
@@ -398,24 +410,26 @@ def table_row(name, c):
             f"{c['missed']} | {c['missed by the catalogue (server tests not run)']} | {score} |")
 
 
-def judge_server_only(todo, rows, timeout):
-    """The server's own tests on mutants the catalogue missed: what the issue calls caught
-    only by the server's tests. The catalogue's verdict in the row is kept."""
+def server_baseline(timeout):
+    """The server's tests must pass on the unmutated tree before they judge a mutant."""
     log("baseline: the server's tests against the unmutated tree")
     started = time.monotonic()
     base, out = server_tests(timeout)
     if base != "missed":
         sys.exit(f"the baseline server tests did not pass ({base})\n{out[-4000:]}")
     log(f"baseline passed ({time.monotonic() - started:.0f} s including the build); test timeout {timeout:.0f} s")
+
+
+def judge_server_only(todo, rows, timeout):
+    """The server's own tests on mutants the catalogue missed: what the issue calls caught
+    only by the server's tests. The catalogue's verdict in the row is kept."""
+    server_baseline(timeout)
     try:
         for i, m in enumerate(todo, 1):
             log(f"[{i}/{len(todo)}] {m['key']} (server tests only)")
             t0 = time.monotonic()
-            path, original = apply(m)
-            try:
+            with mutated(m):
                 srv = server_tests(timeout)[0]
-            finally:
-                path.write_text(original)
             rows[m["key"]] = {**rows[m["key"]], "server": srv}
             append_result(rows[m["key"]])
             log(f"    server {srv} ({time.monotonic() - t0:.0f} s)")
@@ -518,25 +532,18 @@ def main():
         for i, m in enumerate(todo, 1):
             log(f"[{i}/{len(todo)}] {m['key']}")
             t0 = time.monotonic()
-            path, original = apply(m)
-            try:
-                result = catalogue(timeout)
-                cat = result[0]
-                failed = result[2]
+            with mutated(m) as (path, original):
+                cat, _, failed = catalogue(timeout)
                 srv = "-"
                 if cat == "unviable":
                     srv = "unviable"
                 elif args.server_tests == "all" or (args.server_tests == "missed" and cat == "missed"):
                     if not server_baseline_done:
                         path.write_text(original)
-                        base_srv, out = server_tests(timeout)
-                        if base_srv != "missed":
-                            sys.exit(f"the baseline server tests did not pass ({base_srv})\n{out[-4000:]}")
+                        server_baseline(timeout)
                         server_baseline_done = True
                         apply(m)
                     srv = server_tests(timeout)[0]
-            finally:
-                path.write_text(original)
             rows[m["key"]] = {
                 "file": m["file"], "line": str(m["span"]["start"]["line"]), "col": str(m["span"]["start"]["column"]),
                 "function": (m.get("function") or {}).get("function_name", "-"), "mutation": mutation_of(m),
