@@ -71,6 +71,45 @@ Feature: Per-user session limit (X-Max-Sessions)
     And viewer "B" is playing
     And the backend was asked 2 times for token "t1"
 
+  @LIM-01 @AMB-7 @info
+  Scenario Outline: A user id and <limit> given in the answer's JSON body limit the user as the headers do
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" with X-AuthDuration 600 and body <body>
+    And the backend allows token "t2" with X-AuthDuration 600 and body <body>
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t2"
+    Then viewer "B" is playing
+    And viewer "A" is disconnected within 3 seconds
+    And the backend was asked 1 time for token "t1"
+    And the backend was asked 1 time for token "t2"
+
+    Examples:
+      | limit              | body                              |
+      | a session cap of 1 | {"user_id":"u1","max_sessions":1} |
+      | X-Unique's twin    | {"user_id":"u1","unique":true}    |
+
+  @LIM-01 @info
+  Scenario: X-Max-Sessions 0 sets no limit
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 0 and X-AuthDuration 600
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t1"
+    Then viewer "B" is playing
+    And viewer "A" is still receiving media
+    And the backend was asked 2 times for token "t1"
+
+  @LIM-01 @AMB-24 @info
+  Scenario: A re-check allowed without X-UserId keeps the session's user and its limit
+    Given a stream "s" with on_play auth
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And the backend now allows token "t1" with X-AuthDuration 600
+    Then the backend receives an update_session call for token "t1" within 3 seconds of its new_session call
+    When the backend allows token "t2" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 600
+    And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t2"
+    Then viewer "B" is playing
+    And viewer "A" is disconnected within 3 seconds
+
   @LIM-05 @AMB-3 @info
   Scenario: With soft_limitation a session over the limit is not cut at once
     Given a stream "s" with on_play auth and soft_limitation

@@ -29,6 +29,22 @@ Feature: Publishing (on_publish and the stream password)
       | protocol     | proto     |
       | HTTP MPEG-TS | not empty |
 
+  @PUB-02 @AMB-2 @info
+  Scenario: The publish call carries its fields again as a typed JSON body
+    Given a publishing point "p" with on_publish auth
+    And the backend allows token "pt" with X-AuthDuration 60
+    When publisher "P" from 127.0.0.5 publishes to "p" over HTTP MPEG-TS with token "pt"
+    Then publisher "P" is publishing
+    And the backend's publish call for token "pt" carried a JSON body with
+      | field          | value         |
+      | name           | stream "p"    |
+      | token          | "pt"          |
+      | ip             | "127.0.0.5"   |
+      | request_type   | "new_session" |
+      | request_number | 1             |
+      | session_id     | a UUID        |
+      | dvr            | false         |
+
   @PUB-01 @PUB-02 @must
   Scenario Outline: A publisher refused over <protocol> gets no media into the stream
     Given a publishing point "p" with on_publish auth

@@ -24,6 +24,15 @@ Feature: How the backend's answer is read (table T3)
     Then viewer "A" is redirected to "http://cdn.example.com/backup/index.m3u8"
     And the backend was asked 1 time for token "t1"
 
+  @RESP-03 @AMB-5 @info
+  Scenario: A re-check answered 302 ends a running HLS session like a deny
+    Given the backend allows token "t1" with X-AuthDuration 1
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And the backend now redirects token "t1" to "http://cdn.example.com/backup/index.m3u8"
+    And viewer "A" plays again after the auth duration has passed
+    Then viewer "A" is denied
+    And the backend was asked 1 time for token "t1" with request_type "update_session"
+
   @RESP-05 @info
   Scenario Outline: A recheck answered <status> leaves the allowed viewer <result>
     Given the backend allows token "t1" with X-AuthDuration 1

@@ -30,3 +30,14 @@ Feature: Where the token comes from
     Then viewer "A" is playing
     And the backend was asked 1 time for token "t1"
     And the backend was not asked for token "t2"
+
+  @TOK-01 @info
+  Scenario Outline: A token of <length> characters <outcome>
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with a token of <length> characters
+    Then viewer "A" is <result>
+    And the backend was <asked>
+
+    Examples:
+      | length | outcome                                   | result  | asked        |
+      | 4096   | is passed to the backend                  | playing | asked 1 time |
+      | 4097   | is refused without asking the backend     | refused | not asked    |

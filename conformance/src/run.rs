@@ -94,6 +94,11 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// `@should` failures count as failures; unmatched deviations are an error.
     pub strict: bool,
+    /// `@info` failures count too: the target claims the reference server's choice on every
+    /// point the spec leaves open (decisions.md), which is what the `@info` cases describe.
+    /// Judges the reference server itself (its mutation runs); a peer would differ by design.
+    /// Implies `strict` for `@should` cases.
+    pub hold_choices: bool,
     /// Multiplies every upper time bound.
     pub time_scale: f64,
     /// The token query parameter (`auth_token`).
@@ -142,6 +147,7 @@ impl Default for RunOptions {
             rerun: None,
             concurrency: DEFAULT_CONCURRENCY,
             strict: false,
+            hold_choices: false,
             time_scale: 1.0,
             token_param: "token".to_string(),
             target: TargetChoice::Embedded,
@@ -186,6 +192,9 @@ impl RunOptions {
         }
         if let Some(v) = var("USHER_STRICT") {
             self.strict = yes(v);
+        }
+        if let Some(v) = var("USHER_HOLD_CHOICES") {
+            self.hold_choices = yes(v);
         }
         if let Some(f) = var("USHER_TIME_SCALE").and_then(|v| v.parse().ok()) {
             self.time_scale = f;
@@ -502,6 +511,7 @@ async fn run_observed(options: RunOptions, observer: Box<dyn Observer>) -> Resul
         results: HashMap::new(),
         backend_logs: HashMap::new(),
         strict: options.strict,
+        hold_choices: options.hold_choices,
         observer,
     }));
     {
@@ -617,6 +627,7 @@ async fn run_observed(options: RunOptions, observer: Box<dyn Observer>) -> Resul
         source: options.source.as_ref().map(ToString::to_string),
         seed,
         strict: options.strict,
+        hold_choices: options.hold_choices,
         cases: results.into_iter().map(|(_, r)| r).collect(),
         elapsed: started.elapsed(),
         stray_backend_calls,
@@ -774,6 +785,7 @@ struct Collected {
     /// The backend requests of each finished case, by catalogue index (from the after-hook).
     backend_logs: HashMap<usize, Vec<BackendRequest>>,
     strict: bool,
+    hold_choices: bool,
     observer: Box<dyn Observer>,
 }
 
@@ -897,8 +909,8 @@ impl Collected {
         let verdict = match (failures.is_empty(), case.level) {
             (true, _) => Verdict::Pass,
             _ if !case.problems.is_empty() => Verdict::Fail,
-            (false, Some(Level::Info)) => Verdict::Info,
-            (false, Some(Level::Should)) if !self.strict => Verdict::Info,
+            (false, Some(Level::Info)) if !self.hold_choices => Verdict::Info,
+            (false, Some(Level::Should)) if !self.strict && !self.hold_choices => Verdict::Info,
             (false, _) => Verdict::Fail,
         };
         CaseResult {

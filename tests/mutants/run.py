@@ -211,7 +211,7 @@ def run(exe, cwd, timeout, extra_env=None):
 
 
 # The catalogue's timing windows are for an idle machine; a mutation run shares its cores.
-CATALOGUE_ENV = {"USHER_STRICT": "1", "USHER_TIME_SCALE": os.environ.get("USHER_TIME_SCALE", "2")}
+CATALOGUE_ENV = {"USHER_STRICT": "1", "USHER_HOLD_CHOICES": "1", "USHER_TIME_SCALE": os.environ.get("USHER_TIME_SCALE", "2")}
 
 
 def failed_cases(out):

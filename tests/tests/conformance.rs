@@ -3,7 +3,11 @@
 //!
 //! Knobs (cargo owns the command line): USHER_TAGS="@must and not @serial", USHER_ONLY="LIM-*",
 //! USHER_SLOW=1, USHER_CONCURRENCY=4, USHER_STRICT=1, USHER_TIME_SCALE=2, USHER_TIMEOUT=600,
-//! USHER_SEED=N, USHER_FEATURES=dir. Without RUST_LOG the log (warnings and errors) is printed
+//! USHER_SEED=N, USHER_FEATURES=dir, USHER_HOLD_CHOICES=0.
+//!
+//! The target is the reference server, so by default it is held to its own choices on the
+//! points the spec leaves open (`hold_choices`): a failed `@info` or `@should` case fails this
+//! test, where `usher check` would only record it. USHER_HOLD_CHOICES=0 judges it like a peer. Without RUST_LOG the log (warnings and errors) is printed
 //! only when the run fails; with it, live on stderr.
 
 use std::process::ExitCode;
@@ -16,7 +20,11 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let options = RunOptions::default().with_env();
+    let options = RunOptions {
+        hold_choices: true,
+        ..RunOptions::default()
+    }
+    .with_env();
     let summary = runtime.block_on(usher_conformance::run(
         options,
         OnResult(|result: &usher_conformance::CaseResult| {

@@ -407,6 +407,7 @@ pub async fn run(options: Options) -> Result<Outcome, SetupError> {
         source: None,
         seed: 0,
         strict: options.strict,
+        hold_choices: false,
         cases,
         elapsed,
         stray_backend_calls: Vec::new(),

@@ -41,6 +41,11 @@ pub struct CheckArgs {
     /// Count failures of @should cases; an unmatched deviation is an error.
     #[arg(long)]
     pub strict: bool,
+    /// Count failures of @info cases too: the target claims the reference server's choice on
+    /// every point the spec leaves open (docs/spec.md). For judging the reference itself;
+    /// implies --strict for @should cases.
+    #[arg(long)]
+    pub hold_choices: bool,
     /// Multiply every upper time bound (slow machines or networks).
     #[arg(long, value_name = "F", default_value_t = 1.0)]
     pub time_scale: f64,
@@ -368,6 +373,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         rerun,
         concurrency: args.concurrency,
         strict: args.strict,
+        hold_choices: args.hold_choices,
         time_scale: args.time_scale,
         target: resolved.choice,
         capabilities: resolved.capabilities,

@@ -89,10 +89,10 @@ fn header(out: &mut String, s: &Summary) {
         s.cases.len(),
         s.elapsed.as_secs_f64(),
         s.seed,
-        if s.strict {
-            "--strict: @should failures count"
-        } else {
-            "@should failures are INFO (no --strict)"
+        match (s.strict, s.hold_choices) {
+            (_, true) => "--hold-choices: @should and @info failures count",
+            (true, false) => "--strict: @should failures count",
+            (false, false) => "@should failures are INFO (no --strict)",
         }
     );
     let _ = writeln!(

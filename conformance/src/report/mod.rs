@@ -209,6 +209,9 @@ pub struct Summary {
     /// The run's seed: `--seed N` reproduces the generated cases.
     pub seed: u64,
     pub strict: bool,
+    /// `--hold-choices`: `@info` failures counted too.
+    #[serde(default)]
+    pub hold_choices: bool,
     /// Every selected case, in catalogue order.
     pub cases: Vec<CaseResult>,
     #[serde(with = "secs", rename = "elapsed_s")]

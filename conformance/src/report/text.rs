@@ -55,6 +55,9 @@ impl Summary {
         if self.stopped_by_timeout {
             lines.push("the run was stopped by --timeout: unfinished cases are FAIL".to_string());
         }
+        if self.hold_choices {
+            lines.push("--hold-choices: @info cases count, held to the reference server's choices".to_string());
+        }
         if self.info() > 0 {
             lines.push(format!(
                 "{} case(s) INFO (@info, or @should without --strict): recorded, not counted",

@@ -13,10 +13,22 @@ use crate::backend::{Answer, Call};
 /// Adds the options after `with …` to an answer: `X-AuthDuration N`, `X-Max-Sessions N`,
 /// `X-Unique`, `a body of N bytes` (a JSON object padded to exactly N bytes, N >= 10),
 /// `a header block of N KiB` (padding headers of 4 KiB each), `a delay of N seconds`,
-/// `config {…json…}` (last), joined by ` and `.
-fn with_options(mut answer: Answer, options: &str) -> Answer {
+/// `config {…json…}` or `body {…json…}` (last; a `user_id` string in the body is a user alias,
+/// like `as user "…"`), joined by ` and `.
+fn with_options(world: &UsherWorld, mut answer: Answer, options: &str) -> Answer {
     let mut rest = options.trim();
     while !rest.is_empty() {
+        if let Some(json) = rest.strip_prefix("body ") {
+            let mut body: serde_json::Value =
+                serde_json::from_str(json).unwrap_or_else(|e| panic!("`body {json}` is not JSON: {e}"));
+            if let Some(user) = body.get_mut("user_id")
+                && let Some(alias) = user.as_str()
+            {
+                *user = serde_json::Value::String(world.user_id(alias));
+            }
+            answer = answer.with_body(body);
+            break;
+        }
         if let Some(json) = rest.strip_prefix("config ") {
             let config: serde_json::Value =
                 serde_json::from_str(json).unwrap_or_else(|e| panic!("`config {json}` is not JSON: {e}"));
@@ -72,7 +84,7 @@ fn with_options(mut answer: Answer, options: &str) -> Answer {
             _ => panic!(
                 "unknown answer option `{item}` (known: X-AuthDuration N, X-Max-Sessions N, \
                  X-Unique [VALUE], a body of N bytes, a header block of N KiB, a delay of N seconds, \
-                 config {{…}})"
+                 config {{…}}, body {{…}})"
             ),
         }
     }
@@ -102,18 +114,19 @@ async fn allows(world: &mut UsherWorld, token: String, every: String, user: Stri
     if let Some(user) = opt(user) {
         answer = answer.with_header("X-UserId", &world.user_id(&user));
     }
-    let answer = with_options(answer, &options);
+    let answer = with_options(world, answer, &options);
     world.backend.answer(token_or_every(token, every).as_deref(), answer);
 }
 
 #[given(regex = r#"^the backend (?:now )?denies (?:token "([^"]*)"|(every token))(?: with (.+))?$"#)]
 #[when(regex = r#"^the backend (?:now )?denies (?:token "([^"]*)"|(every token))(?: with (.+))?$"#)]
 async fn denies(world: &mut UsherWorld, token: String, every: String, options: String) {
-    let answer = with_options(Answer::deny(), &options);
+    let answer = with_options(world, Answer::deny(), &options);
     world.backend.answer(token_or_every(token, every).as_deref(), answer);
 }
 
-#[given(regex = r#"^the backend redirects (?:token "([^"]*)"|(every token)) to "([^"]+)"$"#)]
+#[given(regex = r#"^the backend (?:now )?redirects (?:token "([^"]*)"|(every token)) to "([^"]+)"$"#)]
+#[when(regex = r#"^the backend (?:now )?redirects (?:token "([^"]*)"|(every token)) to "([^"]+)"$"#)]
 async fn redirects(world: &mut UsherWorld, token: String, every: String, location: String) {
     world
         .backend
@@ -451,6 +464,51 @@ async fn publish_call_carried(world: &mut UsherWorld, #[step] step: &Step, token
             "{}",
             world.explain(format!(
                 "the first publish call{which} ({call}):\n  {}",
+                problems.join("\n  ")
+            ))
+        );
+    }
+}
+
+/// AMB-2 as the reference server sends it: the publish call's JSON body carries the fields
+/// again, typed. Each row's expected value is a JSON literal (`1`, `false`, `"rtmp"`), or
+/// `stream "…"` / `a UUID` for the name and the session id.
+#[then(regex = r#"^the backend's publish call(?: for token "([^"]*)")? carried a JSON body with$"#)]
+async fn publish_call_json_body(world: &mut UsherWorld, #[step] step: &Step, token: String) {
+    let token = opt(token);
+    let log = world.backend.log();
+    let Some(call) = calls_for(log.calls(), &token).into_iter().find(|c| c.publish) else {
+        panic!("{}", world.explain("no call to the on_publish backend".to_string()));
+    };
+    let Some(body) = &call.body else {
+        panic!(
+            "{}",
+            world.explain(format!("the publish call ({call}) has no JSON object as its body"))
+        );
+    };
+    let mut problems = Vec::new();
+    for (name, expected) in table_rows(step) {
+        let got = body.get(&name);
+        let ok = if expected == "a UUID" || expected.starts_with("stream \"") {
+            let text = got.and_then(serde_json::Value::as_str);
+            check_value(world, &name, text, &expected).is_ok()
+        } else {
+            let want: serde_json::Value = serde_json::from_str(&expected)
+                .unwrap_or_else(|e| panic!("`{expected}` (row `{name}`) is not a JSON literal: {e}"));
+            got == Some(&want)
+        };
+        if !ok {
+            problems.push(format!(
+                "`{name}` should be {expected}, is {}",
+                got.map_or("absent".to_string(), ToString::to_string)
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "the publish call's body ({call}):\n  {}",
                 problems.join("\n  ")
             ))
         );
