@@ -544,6 +544,11 @@ def main():
                         server_baseline_done = True
                         apply(m)
                     srv = server_tests(timeout)[0]
+            previous = rows.get(m["key"])
+            if srv == "-" and cat == "missed" and previous and previous["server"] not in ("-", "unviable"):
+                # A re-judgment by the catalogue alone keeps what the server's tests said (they
+                # do not depend on the catalogue).
+                srv = previous["server"]
             rows[m["key"]] = {
                 "file": m["file"], "line": str(m["span"]["start"]["line"]), "col": str(m["span"]["start"]["column"]),
                 "function": (m.get("function") or {}).get("function_name", "-"), "mutation": mutation_of(m),
