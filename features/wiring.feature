@@ -39,6 +39,23 @@ Feature: Wiring a backend to a stream
     Then viewer "A" is playing
     And the backend was asked 1 time for token "t1" with request_type "new_session"
 
+  @CFG-05 @info
+  Scenario Outline: A stream put again <how> leaves the viewers it admitted playing
+    Given <stream>
+    And the backend allows token "t1" with X-AuthDuration 600
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    Then viewer "A" is playing
+    When the operator puts stream "s" <put>
+    And 1.5 seconds pass
+    Then viewer "A" is still receiving media
+    And the backend was asked <calls> for token "t1"
+
+    Examples:
+      | how                                      | stream                                 | put                   | calls   |
+      | with the on_play that admitted them      | a stream "s" with on_play auth         | with on_play auth     | 1 time  |
+      | with on_publish only                     | a stream "s" without authorization     | with on_publish auth  | 0 times |
+      | still without authorization              | a stream "s" without authorization     | without authorization | 0 times |
+
   @CFG-05 @should
   Scenario: Giving one stream a backend through the API leaves another stream's viewers playing
     Given a stream "open" without authorization

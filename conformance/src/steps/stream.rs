@@ -99,15 +99,24 @@ async fn a_publishing_point(world: &mut UsherWorld, alias: String, options: Stri
     declare(world, alias, spec);
 }
 
-#[when(regex = r#"^the operator puts stream "([^"]+)" with on_play auth(?: and (.+))?$"#)]
-async fn operator_puts(world: &mut UsherWorld, alias: String, options: String) {
+/// CFG-05 through the API: the stream is configured anew with a backend for its viewers
+/// (`on_play`) or, without one for them, for its publishers only (`on_publish`).
+#[when(regex = r#"^the operator puts stream "([^"]+)" with (on_play|on_publish) auth(?: and (.+))?$"#)]
+async fn operator_puts(world: &mut UsherWorld, alias: String, kind: String, options: String) {
     let mut auth = auth_settings(world, &options);
     if auth.url.is_empty() {
         auth.url = world.backend.url().to_string();
     }
-    let spec = StreamSpec {
-        on_play: Some(auth),
-        ..StreamSpec::default()
+    let spec = if kind == "on_play" {
+        StreamSpec {
+            on_play: Some(auth),
+            ..StreamSpec::default()
+        }
+    } else {
+        StreamSpec {
+            on_publish: Some(auth),
+            ..StreamSpec::default()
+        }
     };
     put_stream(world, alias, spec).await;
 }
