@@ -112,3 +112,44 @@ Feature: Authorization configurator
     And a stream "s" guarded by auth_backend "office"
     When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
     Then viewer "A" is denied
+
+  @CZR-03 @TIME-04 @info
+  Scenario: A viewer let in by allow default is not asked about again within the default auth duration
+    Given the backend answers 500
+    And an auth_backend "office" with:
+      | rule          | values      |
+      | backend       | the backend |
+      | allow default |             |
+    And a stream "s" guarded by auth_backend "office"
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    And viewer "A" plays again
+    Then viewer "A" is playing
+    And the backend was asked 1 time for token "t1"
+
+  @CZR-01 @CZR-05 @info
+  Scenario: A rule's allow lasts the default auth duration: a block changed meanwhile applies to new sessions
+    Given an auth_backend "office" with:
+      | rule     | values    |
+      | allow ip | 127.0.0.2 |
+    And a stream "s" guarded by auth_backend "office"
+    When viewer "A" from 127.0.0.2 plays "s" over HLS with token "t1"
+    Then viewer "A" is playing
+    When the operator puts auth_backend "office" with:
+      | rule    | values    |
+      | deny ip | 127.0.0.2 |
+    And viewer "A" plays again
+    And viewer "B" from 127.0.0.2 plays "s" over HLS with token "t2"
+    Then viewer "A" is playing
+    And viewer "B" is denied
+
+  @CZR-05 @info
+  Scenario: An auth_backend deleted through the API leaves the list, and deleting it again finds nothing
+    Given an auth_backend "office" with:
+      | rule     | values    |
+      | allow ip | 127.0.0.2 |
+    Then the API lists auth_backend "office"
+    When the operator deletes auth_backend "office"
+    Then the API answers 204
+    And the API does not list auth_backend "office"
+    When the operator deletes auth_backend "office"
+    Then the API answers 404

@@ -7,7 +7,7 @@
 //! `auth_backends` feature (scenarios tag it with `@needs-auth-backends`).
 
 use cucumber::gherkin::Step;
-use cucumber::given;
+use cucumber::{given, then, when};
 use serde_json::{Map, Value, json};
 
 use super::UsherWorld;
@@ -43,6 +43,7 @@ fn field_of(rule: &str) -> Option<&'static str> {
 /// Values are separated by spaces. `the backend` is the scenario's backend; `an unreachable
 /// backend` is the same path on a closed port.
 #[given(regex = r#"^an auth_backend "([^"]+)" with:$"#)]
+#[when(regex = r#"^the operator puts auth_backend "([^"]+)" with:$"#)]
 async fn an_auth_backend(world: &mut UsherWorld, #[step] step: &Step, alias: String) {
     let table = step.table.as_ref().expect("this step takes a table: | rule | values |");
     let mut body = Map::new();
@@ -112,4 +113,52 @@ async fn a_guarded_stream(world: &mut UsherWorld, alias: String, block: String) 
             ..StreamSpec::default()
         },
     );
+}
+
+/// CZR-05 through the API: `DELETE auth_backends/NAME`; `the API answers N` reads its status.
+#[when(regex = r#"^the operator deletes auth_backend "([^"]+)"$"#)]
+async fn delete_auth_backend(world: &mut UsherWorld, alias: String) {
+    let name = world.stream_name(&alias);
+    let answer = world
+        .ctx
+        .target
+        .api()
+        .send("DELETE", &format!("auth_backends/{name}"), None)
+        .await
+        .unwrap_or_else(|e| panic!("deleting auth_backend \"{alias}\": {e}"));
+    world.last_api = Some(answer);
+}
+
+/// `GET auth_backends`: whether the list (`{"auth_backends": [{"name": …}, …]}`) names the block.
+#[then(regex = r#"^the API (lists|does not list) auth_backend "([^"]+)"$"#)]
+async fn lists_auth_backend(world: &mut UsherWorld, how: String, alias: String) {
+    let name = world.stream_name(&alias);
+    let answer = world
+        .ctx
+        .target
+        .api()
+        .send("GET", "auth_backends", None)
+        .await
+        .unwrap_or_else(|e| panic!("listing auth_backends: {e}"));
+    let listed = answer
+        .body
+        .get("auth_backends")
+        .and_then(Value::as_array)
+        .is_some_and(|blocks| {
+            blocks
+                .iter()
+                .any(|b| b.get("name").and_then(Value::as_str) == Some(name.as_str()))
+        });
+    let want = how == "lists";
+    if answer.status != 200 || listed != want {
+        panic!(
+            "{}",
+            world.explain(format!(
+                "GET auth_backends should {}name {name}; got {}: {}",
+                if want { "" } else { "not " },
+                answer.status,
+                answer.text
+            ))
+        );
+    }
 }
