@@ -61,5 +61,5 @@ Feature: Session history
     Then the session history lists 1 closed session of user "u1" within 3 seconds
     And the latest closed session of user "u1" shows
       | field        | value     |
-      | close_reason | not empty |
+      | close_reason | api       |
       | closed_at    | not empty |
