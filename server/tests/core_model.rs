@@ -537,3 +537,55 @@ proptest! {
         run(events)?;
     }
 }
+
+/// A tick walks every record in chunks of 4 096 slots (`TICK_CHUNK`), the driver calling
+/// `on_tick_chunk` until it says the pass is done. Refusals past the first chunk are
+/// forgotten when their ban ends, like the first chunk's: a pass that stopped after its first
+/// chunk would keep them (and refuse those clients) for ever, which no other test reaches
+/// (found by a mutant of `on_tick_chunk` that both the catalogue and the server's tests let
+/// through).
+#[test]
+fn a_tick_reaches_records_past_the_first_chunk() {
+    const N: u32 = 5_000;
+    let spec = spec();
+    let mut sut = Driven {
+        machine: Machine::new(Duration::from_secs(IDLE), Duration::from_secs(30)),
+        now: Duration::ZERO,
+        replies: HashMap::new(),
+    };
+    for i in 0..N {
+        let ip = IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
+        let token = format!("t{i}");
+        sut.replies.insert(token.clone(), Reply::Deny { secs: 1 });
+        let identity = Identity::compute(
+            &spec.session_keys,
+            &RequestFacts {
+                name: "s0",
+                ip,
+                proto: Proto::Hls,
+                token: Some(&token),
+                headers: &usher_server::auth::NO_HEADERS,
+                query: &[],
+            },
+        );
+        let request = PlayRequest {
+            kind: CallKind::Play,
+            name: "s0".into(),
+            proto: Proto::Hls,
+            ip,
+            token: Some(token),
+            qs: None,
+            query: vec![],
+            headers: Default::default(),
+            referer: None,
+            user_agent: None,
+            host: None,
+            dvr: false,
+        };
+        let (verdict, call) = sut.play(&(CallKind::Play, identity), &request, &spec).expect("a request");
+        assert!(call.is_some() && !matches!(verdict, Verdict::Allow(_)), "client {i} is refused by the backend");
+    }
+    assert_eq!(sut.machine.len(), N as usize, "one ban record per refused client");
+    sut.advance(Duration::from_secs(3)).expect("ticks");
+    assert_eq!(sut.machine.len(), 0, "every ban that ended is forgotten, in every chunk of the pass");
+}
