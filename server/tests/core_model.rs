@@ -582,10 +582,19 @@ fn a_tick_reaches_records_past_the_first_chunk() {
             host: None,
             dvr: false,
         };
-        let (verdict, call) = sut.play(&(CallKind::Play, identity), &request, &spec).expect("a request");
-        assert!(call.is_some() && !matches!(verdict, Verdict::Allow(_)), "client {i} is refused by the backend");
+        let (verdict, call) = sut
+            .play(&(CallKind::Play, identity), &request, &spec)
+            .expect("a request");
+        assert!(
+            call.is_some() && !matches!(verdict, Verdict::Allow(_)),
+            "client {i} is refused by the backend"
+        );
     }
     assert_eq!(sut.machine.len(), N as usize, "one ban record per refused client");
     sut.advance(Duration::from_secs(3)).expect("ticks");
-    assert_eq!(sut.machine.len(), 0, "every ban that ended is forgotten, in every chunk of the pass");
+    assert_eq!(
+        sut.machine.len(),
+        0,
+        "every ban that ended is forgotten, in every chunk of the pass"
+    );
 }
