@@ -407,19 +407,40 @@ fn spec() -> AuthSpec {
 }
 
 fn identity_of(keys: &SessionKeys, client: u8, stream: u8) -> Identity {
-    let name = stream_name(stream);
-    let token = token(client, stream);
+    hls_identity(keys, &stream_name(stream), ip(client), &token(client, stream))
+}
+
+/// The identity of an HLS play of `name` from `ip` with `token` (no headers or query keys).
+fn hls_identity(keys: &SessionKeys, name: &str, ip: IpAddr, token: &str) -> Identity {
     Identity::compute(
         keys,
         &RequestFacts {
-            name: &name,
-            ip: ip(client),
+            name,
+            ip,
             proto: Proto::Hls,
-            token: Some(&token),
+            token: Some(token),
             headers: &usher_server::auth::NO_HEADERS,
             query: &[],
         },
     )
+}
+
+/// An HLS play request of `name` from `ip` with `token`, nothing else set.
+fn hls_request(name: &str, ip: IpAddr, token: String) -> PlayRequest {
+    PlayRequest {
+        kind: CallKind::Play,
+        name: name.to_string(),
+        proto: Proto::Hls,
+        ip,
+        token: Some(token),
+        qs: None,
+        query: vec![],
+        headers: Default::default(),
+        referer: None,
+        user_agent: None,
+        host: None,
+        dvr: false,
+    }
 }
 
 fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
@@ -454,20 +475,7 @@ fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
             }
             Event::Play { client, stream } => {
                 let key = (CallKind::Play, model.identity[&(client, stream)]);
-                let request = PlayRequest {
-                    kind: CallKind::Play,
-                    name: stream_name(stream),
-                    proto: Proto::Hls,
-                    ip: ip(client),
-                    token: Some(token(client, stream)),
-                    qs: None,
-                    query: vec![],
-                    headers: Default::default(),
-                    referer: None,
-                    user_agent: None,
-                    host: None,
-                    dvr: false,
-                };
+                let request = hls_request(&stream_name(stream), ip(client), token(client, stream));
                 let (verdict, call) = sut.play(&key, &request, &spec)?;
                 let real_allowed = matches!(verdict, Verdict::Allow(_));
                 let (model_allowed, model_call) = model.play((client, stream));
@@ -557,31 +565,8 @@ fn a_tick_reaches_records_past_the_first_chunk() {
         let ip = IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
         let token = format!("t{i}");
         sut.replies.insert(token.clone(), Reply::Deny { secs: 1 });
-        let identity = Identity::compute(
-            &spec.session_keys,
-            &RequestFacts {
-                name: "s0",
-                ip,
-                proto: Proto::Hls,
-                token: Some(&token),
-                headers: &usher_server::auth::NO_HEADERS,
-                query: &[],
-            },
-        );
-        let request = PlayRequest {
-            kind: CallKind::Play,
-            name: "s0".into(),
-            proto: Proto::Hls,
-            ip,
-            token: Some(token),
-            qs: None,
-            query: vec![],
-            headers: Default::default(),
-            referer: None,
-            user_agent: None,
-            host: None,
-            dvr: false,
-        };
+        let identity = hls_identity(&spec.session_keys, "s0", ip, &token);
+        let request = hls_request("s0", ip, token);
         let (verdict, call) = sut
             .play(&(CallKind::Play, identity), &request, &spec)
             .expect("a request");

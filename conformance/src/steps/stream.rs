@@ -107,16 +107,15 @@ async fn operator_puts(world: &mut UsherWorld, alias: String, kind: String, opti
     if auth.url.is_empty() {
         auth.url = world.backend.url().to_string();
     }
-    let spec = if kind == "on_play" {
-        StreamSpec {
-            on_play: Some(auth),
-            ..StreamSpec::default()
-        }
+    let (on_play, on_publish) = if kind == "on_play" {
+        (Some(auth), None)
     } else {
-        StreamSpec {
-            on_publish: Some(auth),
-            ..StreamSpec::default()
-        }
+        (None, Some(auth))
+    };
+    let spec = StreamSpec {
+        on_play,
+        on_publish,
+        ..StreamSpec::default()
     };
     put_stream(world, alias, spec).await;
 }
