@@ -110,8 +110,8 @@ Feature: Publishing (on_publish and the stream password)
     Given a publishing point "p" with on_publish auth and on_play auth
     And the backend allows every token with X-AuthDuration 60
     When publisher "P" streams a test pattern to "p" over RTMP with token "pt"
-    And 3 seconds pass
-    And viewer "A" from 127.0.0.2 plays "p" over MPEG-TS with token "t1"
+    Then publisher "P" is publishing
+    When viewer "A" from 127.0.0.2 plays "p" over MPEG-TS with token "t1"
     Then viewer "A" is playing
     And the backend's new_session call for token "t1" carried
       | stream_clients | 0 |
