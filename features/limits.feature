@@ -131,6 +131,25 @@ Feature: Per-user session limit (X-Max-Sessions)
     And viewer "A" is disconnected within 100 seconds
     And viewer "B" is still receiving media
 
+  # Users u1 and u2 go over their limit one after the other. u1 is back under it before its
+  # grace ends (B leaves); u2 is not. u2's older session being cut marks u1's grace as over
+  # too, without a fixed wait.
+  @LIM-05 @AMB-3 @info @slow
+  Scenario: With soft_limitation a user back under the limit when the grace ends keeps its session
+    Given a stream "s" with on_play auth and soft_limitation
+    And the backend allows token "t1" as user "u1" with X-Max-Sessions 1 and X-AuthDuration 600
+    And the backend allows token "t2" as user "u2" with X-Max-Sessions 1 and X-AuthDuration 600
+    When viewer "A" from 127.0.0.2 plays "s" over MPEG-TS with token "t1"
+    And viewer "B" from 127.0.0.3 plays "s" over MPEG-TS with token "t1"
+    And viewer "C" from 127.0.0.4 plays "s" over MPEG-TS with token "t2"
+    And viewer "D" from 127.0.0.5 plays "s" over MPEG-TS with token "t2"
+    Then viewer "B" is playing
+    And viewer "D" is playing
+    When viewer "B" leaves
+    Then viewer "C" is disconnected within 100 seconds
+    And viewer "A" is still receiving media
+    And viewer "D" is still receiving media
+
   @LIM-02 @BAN-02 @AMB-1 @should
   Scenario: A re-check answered after its session was cut does not bring the session back
     Given a stream "s" with on_play auth
