@@ -2,6 +2,7 @@
 
 mod api;
 mod dvr;
+mod fast;
 mod ingest;
 pub(crate) mod play;
 mod vod;
@@ -148,7 +149,9 @@ fn is_api(path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// One HTTP/1.1 connection, with the header timeout and size limits of `limits`.
+/// One HTTP/1.1 connection, with the header timeout and size limits of `limits`: live HLS
+/// requests on the media fast path ([`fast`]), the rest of the connection in hyper from the
+/// first request the fast path leaves to it.
 async fn serve_connection(
     socket: TcpStream,
     peer: SocketAddr,
@@ -156,6 +159,20 @@ async fn serve_connection(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
+    // Live segments are written with sendfile (src/zerocopy.rs).
+    #[cfg(target_os = "linux")]
+    let socket = crate::zerocopy::ZeroCopyStream::new(socket);
+    match fast::serve(socket, peer, &routes.state, &limits, &shutdown).await {
+        fast::Outcome::Done => {}
+        fast::Outcome::Hyper(io) => serve_hyper(io, peer, routes, limits, shutdown).await,
+    }
+}
+
+/// The rest of a connection in hyper.
+async fn serve_hyper<T>(io: T, peer: SocketAddr, routes: Routes, limits: Limits, shutdown: CancellationToken)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         if is_api(request.uri().path()) {
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -173,10 +190,7 @@ async fn serve_connection(
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.max_header_bytes.max(8192) + 8192);
-    // Live segments are written with sendfile (src/zerocopy.rs).
-    #[cfg(target_os = "linux")]
-    let socket = crate::zerocopy::ZeroCopyStream::new(socket);
-    let connection = builder.serve_connection(TokioIo::new(socket), service);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
