@@ -244,17 +244,92 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
+/// Threads with a single-threaded runtime each, that a listener spreads its connections over
+/// (round robin): a connection's task, its socket's readiness and its timers then live on one
+/// thread, with none of the multi-threaded scheduler's hand-offs between threads on every
+/// request (docs/performance.md, section 1). The threads end when this is dropped; tasks still
+/// on them are dropped with their runtime.
+#[derive(Debug)]
+pub struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    next: std::sync::atomic::AtomicUsize,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Workers {
+    /// `count` threads (at least one) named `name`.
+    pub fn start(count: usize, name: &str) -> std::io::Result<Workers> {
+        let mut handles = Vec::new();
+        let mut stop = Vec::new();
+        for i in 0..count.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            handles.push(runtime.handle().clone());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            stop.push(tx);
+            std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                // Runs the tasks spawned onto this runtime until the workers are dropped.
+                let _ = runtime.block_on(rx);
+                runtime.shutdown_background();
+            })?;
+        }
+        Ok(Workers {
+            handles,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            stop,
+        })
+    }
+
+    /// One thread per core this process may use.
+    pub fn per_core(name: &str) -> std::io::Result<Workers> {
+        Workers::start(std::thread::available_parallelism().map_or(1, usize::from), name)
+    }
+
+    fn pick(&self) -> &tokio::runtime::Handle {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.handles[i % self.handles.len()]
+    }
+
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for tx in self.stop.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// A bound TCP socket with the caps its connections are admitted against.
 #[derive(Debug)]
 pub struct Listener {
     tcp: TcpListener,
     protocol: Protocol,
     caps: Caps,
+    workers: Option<Arc<Workers>>,
 }
 
 impl Listener {
     pub fn new(tcp: TcpListener, protocol: Protocol, caps: Caps) -> Listener {
-        Listener { tcp, protocol, caps }
+        Listener {
+            tcp,
+            protocol,
+            caps,
+            workers: None,
+        }
+    }
+
+    /// Serves connections on `workers`' threads instead of the runtime that runs the
+    /// listener; the accept loop, the caps and the handlers' bookkeeping stay where they are.
+    pub fn with_workers(mut self, workers: Arc<Workers>) -> Listener {
+        self.workers = Some(workers);
+        self
     }
 
     /// Binds `addr` (port 0 allowed).
@@ -277,7 +352,12 @@ impl Listener {
     /// Accepts and serves connections until `shutdown` is cancelled; then stops accepting
     /// (the socket is closed) and waits for every handler to end.
     pub async fn run<S: Service>(self, service: Arc<S>, shutdown: CancellationToken) -> std::io::Result<()> {
-        let Listener { tcp, protocol, caps } = self;
+        let Listener {
+            tcp,
+            protocol,
+            caps,
+            workers,
+        } = self;
         let name = protocol.name();
         let all = Arc::new(Semaphore::new(caps.max_connections));
         let per_address = PerIp::new(caps.per_address);
@@ -315,13 +395,35 @@ impl Listener {
                                 let _ = socket.set_nodelay(true);
                                 let (service, stop) = (service.clone(), shutdown.clone());
                                 let span = tracing::info_span!("connection", protocol = name, %peer);
-                                handlers.spawn(
-                                    async move {
-                                        let _admission = admission;
-                                        service.serve(socket, peer, stop).await;
+                                let Some(workers) = workers.as_deref() else {
+                                    handlers.spawn(
+                                        async move {
+                                            let _admission = admission;
+                                            service.serve(socket, peer, stop).await;
+                                        }
+                                        .instrument(span),
+                                    );
+                                    continue;
+                                };
+                                match (workers.pick(), socket.into_std()) {
+                                    (_, Err(e)) => {
+                                        tracing::debug!(protocol = name, %peer, error = %e, "connection lost moving to a worker");
                                     }
-                                    .instrument(span),
-                                );
+                                    // Moved to a worker's runtime: registered with its reactor there.
+                                    (worker, Ok(socket)) => {
+                                        handlers.spawn_on(
+                                            async move {
+                                                let _admission = admission;
+                                                match TcpStream::from_std(socket) {
+                                                    Ok(socket) => service.serve(socket, peer, stop).await,
+                                                    Err(e) => tracing::debug!(error = %e, "connection lost moving to a worker"),
+                                                }
+                                            }
+                                            .instrument(span),
+                                            worker,
+                                        );
+                                    }
+                                }
                             }
                             Err(why) => {
                                 refuse(socket, service.refusal(why, peer));
@@ -519,6 +621,49 @@ mod tests {
             TcpStream::connect(addr).await.is_err(),
             "still accepting after shutdown"
         );
+    }
+
+    /// Echoes one line, and says which thread served the connection.
+    struct WhereServed;
+
+    impl Service for WhereServed {
+        async fn serve(self: Arc<Self>, mut socket: TcpStream, _peer: SocketAddr, _shutdown: CancellationToken) {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut byte = [0u8; 1];
+            if socket.read_exact(&mut byte).await.is_ok() {
+                let thread = std::thread::current().name().unwrap_or("?").to_string();
+                let _ = socket.write_all(format!("{thread}\n").as_bytes()).await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn with_workers_connections_are_served_round_robin_on_their_threads() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let caps = Caps {
+            max_connections: 8,
+            per_address: 8,
+        };
+        let workers = Arc::new(Workers::start(2, "test-w").unwrap());
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), Protocol::Http, caps)
+            .await
+            .unwrap()
+            .with_workers(workers.clone());
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(listener.run(Arc::new(WhereServed), shutdown.clone()));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            client.write_all(b"x").await.unwrap();
+            let mut text = String::new();
+            client.read_to_string(&mut text).await.unwrap();
+            seen.push(text.trim().to_string());
+        }
+        assert_eq!(seen, ["test-w-0", "test-w-1", "test-w-0", "test-w-1"]);
+        shutdown.cancel();
+        run.await.unwrap().unwrap();
+        drop(workers);
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct Limits {
     /// Bodies of management API calls; larger gets 413. (An MPEG-TS upload is media, read as
     /// a stream, and not bounded by this.)
     pub max_api_body: usize,
+    /// Threads serving connections, each with a single-threaded runtime; 0: one per core.
+    pub workers: usize,
 }
 
 impl Default for Limits {
@@ -64,6 +66,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             max_api_body: 256 * 1024,
+            workers: 0,
         }
     }
 }
@@ -81,6 +84,12 @@ pub async fn run_with_limits(
     shutdown: CancellationToken,
     limits: Limits,
 ) -> std::io::Result<()> {
+    // Connections are served on one single-threaded runtime per core (listener::Workers).
+    let workers = match limits.workers {
+        0 => crate::listener::Workers::per_core("usher-http")?,
+        n => crate::listener::Workers::start(n, "usher-http")?,
+    };
+    let listener = listener.with_workers(Arc::new(workers));
     let app = router_with_limits(state.clone(), &limits);
     let service = Arc::new(HttpService {
         routes: Routes { app, state },
@@ -176,7 +185,19 @@ where
     let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         if is_api(request.uri().path()) {
             request.extensions_mut().insert(ConnectInfo(peer));
-            futures::future::Either::Left(tower::ServiceExt::oneshot(routes.app.clone(), request))
+            let app = routes.app.clone();
+            futures::future::Either::Left(async move {
+                let mut response = tower::ServiceExt::oneshot(app, request).await?;
+                if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    // The body was left unread, so hyper closes the connection after this
+                    // answer: say so, or a client may send its next request on it.
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok(response)
+            })
         } else {
             let state = routes.state.clone();
             futures::future::Either::Right(async move {
