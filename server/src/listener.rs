@@ -288,20 +288,36 @@ impl Workers {
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         &self.handles[i % self.handles.len()]
     }
-
-    pub fn len(&self) -> usize {
-        self.handles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
-    }
 }
 
 impl Drop for Workers {
     fn drop(&mut self) {
         for tx in self.stop.drain(..) {
             let _ = tx.send(());
+        }
+    }
+}
+
+/// An admitted connection on its way to the runtime that serves it: a socket moving to a
+/// worker leaves the accepting runtime's reactor and joins the worker's when its task starts.
+enum Admitted {
+    Here(TcpStream),
+    Moving(std::net::TcpStream),
+}
+
+impl Admitted {
+    fn take(socket: TcpStream, worker: Option<&tokio::runtime::Handle>) -> std::io::Result<Admitted> {
+        match worker {
+            None => Ok(Admitted::Here(socket)),
+            Some(_) => socket.into_std().map(Admitted::Moving),
+        }
+    }
+
+    /// The socket on the current runtime (called inside the task that serves it).
+    fn into_tokio(self) -> std::io::Result<TcpStream> {
+        match self {
+            Admitted::Here(socket) => Ok(socket),
+            Admitted::Moving(socket) => TcpStream::from_std(socket),
         }
     }
 }
@@ -395,33 +411,24 @@ impl Listener {
                                 let _ = socket.set_nodelay(true);
                                 let (service, stop) = (service.clone(), shutdown.clone());
                                 let span = tracing::info_span!("connection", protocol = name, %peer);
-                                let Some(workers) = workers.as_deref() else {
-                                    handlers.spawn(
-                                        async move {
-                                            let _admission = admission;
-                                            service.serve(socket, peer, stop).await;
-                                        }
-                                        .instrument(span),
-                                    );
-                                    continue;
-                                };
-                                match (workers.pick(), socket.into_std()) {
-                                    (_, Err(e)) => {
+                                let worker = workers.as_deref().map(Workers::pick);
+                                match Admitted::take(socket, worker) {
+                                    Err(e) => {
                                         tracing::debug!(protocol = name, %peer, error = %e, "connection lost moving to a worker");
                                     }
-                                    // Moved to a worker's runtime: registered with its reactor there.
-                                    (worker, Ok(socket)) => {
-                                        handlers.spawn_on(
-                                            async move {
-                                                let _admission = admission;
-                                                match TcpStream::from_std(socket) {
-                                                    Ok(socket) => service.serve(socket, peer, stop).await,
-                                                    Err(e) => tracing::debug!(error = %e, "connection lost moving to a worker"),
-                                                }
+                                    Ok(socket) => {
+                                        let task = async move {
+                                            let _admission = admission;
+                                            match socket.into_tokio() {
+                                                Ok(socket) => service.serve(socket, peer, stop).await,
+                                                Err(e) => tracing::debug!(error = %e, "connection lost moving to a worker"),
                                             }
-                                            .instrument(span),
-                                            worker,
-                                        );
+                                        }
+                                        .instrument(span);
+                                        match worker {
+                                            Some(worker) => handlers.spawn_on(task, worker),
+                                            None => handlers.spawn(task),
+                                        };
                                     }
                                 }
                             }

@@ -113,11 +113,8 @@ where
         buf.advance(len);
         let response = super::play::dispatch(state.clone(), peer, request).await;
         let keep_alive = keep_alive && !shutdown.is_cancelled();
-        if write_response(&mut io, response, head_method, keep_alive, &mut head_out)
-            .await
-            .is_err()
-            || !keep_alive
-        {
+        let written = write_response(&mut io, response, head_method, keep_alive, &mut head_out).await;
+        if !matches!(written, Ok(true)) {
             let _ = io.shutdown().await;
             return Outcome::Done;
         }
@@ -143,15 +140,14 @@ enum Parsed {
     Hyper,
 }
 
-/// Whether the last path segment is one of live HLS's own (`parse_path`'s playlist and
-/// segment names).
+/// Whether a (still encoded) path names a live HLS playlist or segment, read as
+/// `play::parse_path` reads the last segment; the rest of the path is `dispatch`'s to decode.
 fn is_hls_resource(path: &str) -> bool {
     let last = path.rsplit('/').next().unwrap_or("");
-    matches!(last, "index.m3u8" | "mono.m3u8" | "video.m3u8")
-        || last
-            .strip_prefix("segment-")
-            .and_then(|s| s.strip_suffix(".ts"))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    matches!(
+        super::play::resource_of(last),
+        Some(super::play::Resource::Playlist | super::play::Resource::Segment(_))
+    )
 }
 
 fn parse_head(buf: &[u8]) -> Parsed {
@@ -218,27 +214,32 @@ fn parse_head(buf: &[u8]) -> Parsed {
     })
 }
 
-/// Writes `response` as HTTP/1.1: `Content-Length` when the body's size is known (a HEAD
-/// answer carries it without the body, as hyper's does), chunked otherwise.
+/// Writes `response` as HTTP/1.1 with `Content-Length` (a HEAD answer carries it without the
+/// body, as hyper's does); returns whether the connection stays open. Playlists and segments
+/// always know their length; a body that did not would be sent whole and the connection
+/// closed after it, which ends such a body in HTTP/1.1.
 async fn write_response<T>(
     io: &mut T,
     response: Response<Body>,
     head_method: bool,
     keep_alive: bool,
     out: &mut Vec<u8>,
-) -> io::Result<()>
+) -> io::Result<bool>
 where
     T: AsyncWrite + Unpin,
 {
     let (parts, mut body) = response.into_parts();
     let exact = http_body::Body::size_hint(&body).exact();
+    // 204 and 304 carry no body and no length.
+    let no_body_status = parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED;
+    let bodiless = head_method || no_body_status;
+    let mut close = !keep_alive || (exact.is_none() && !bodiless);
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut close = !keep_alive;
     for (name, value) in parts.headers.iter() {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::DATE {
             continue;
@@ -255,89 +256,36 @@ where
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
-    let bodiless = head_method || parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED;
-    match exact {
-        Some(len) if parts.status != StatusCode::NO_CONTENT && parts.status != StatusCode::NOT_MODIFIED => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(len.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        Some(_) => {}
-        None if bodiless => {}
-        None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    if let Some(len) = exact.filter(|_| !no_body_status) {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(len.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"date: ");
     out.extend_from_slice(&http_date());
     out.extend_from_slice(b"\r\n\r\n");
-    if bodiless {
-        io.write_all(out).await?;
-        return io.flush().await;
+    // The head and the first bytes in one vectored write: the zero-copy socket sends a mapped
+    // segment's bytes with sendfile right behind the head.
+    let mut head: &[u8] = out;
+    while !bodiless && let Some(data) = next_data(&mut body).await? {
+        io.write_all_buf(&mut Buf::chain(head, data)).await?;
+        head = &[];
     }
-    if exact.is_some() {
-        // The head and the first frame in one write: the zero-copy socket sends a mapped
-        // segment's bytes with sendfile right behind the head.
-        let mut head_sent = false;
-        while let Some(frame) = body.frame().await {
-            let Ok(data) = frame.map_err(io::Error::other)?.into_data() else {
-                continue;
-            };
-            if data.is_empty() {
-                continue;
-            }
-            if head_sent {
-                io.write_all(&data).await?;
-            } else {
-                write_two(io, out, data).await?;
-                head_sent = true;
-            }
-        }
-        if !head_sent {
-            io.write_all(out).await?;
-        }
-        return io.flush().await;
-    }
-    io.write_all(out).await?;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(io::Error::other)?.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        let size = format!("{:x}\r\n", data.len());
-        io.write_all(size.as_bytes()).await?;
-        io.write_all(&data).await?;
-        io.write_all(b"\r\n").await?;
-        io.flush().await?;
-    }
-    io.write_all(b"0\r\n\r\n").await?;
-    io.flush().await
+    io.write_all(head).await?;
+    io.flush().await?;
+    Ok(!close)
 }
 
-/// Writes `head` then `body` with vectored writes until both are out.
-async fn write_two<T>(io: &mut T, head: &[u8], body: Bytes) -> io::Result<()>
-where
-    T: AsyncWrite + Unpin,
-{
-    let mut head = head;
-    let mut body = body;
-    while !head.is_empty() {
-        let slices = [IoSlice::new(head), IoSlice::new(&body)];
-        let n = io.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        if n < head.len() {
-            head = &head[n..];
-        } else {
-            body.advance(n - head.len());
-            head = &[];
+/// The body's next non-empty data frame (trailers are skipped).
+async fn next_data(body: &mut Body) -> io::Result<Option<Bytes>> {
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(io::Error::other)?.into_data()
+            && !data.is_empty()
+        {
+            return Ok(Some(data));
         }
     }
-    if !body.is_empty() {
-        io.write_all(&body).await?;
-    }
-    Ok(())
+    Ok(None)
 }
 
 thread_local! {

@@ -36,15 +36,19 @@ pub(crate) fn parse_path(path: &str) -> Option<(String, Resource)> {
     if !crate::names::is_valid(name) {
         return None;
     }
-    let resource = match last {
+    Some((name.to_string(), resource_of(last)?))
+}
+
+/// What the last segment of a media path names (`index.m3u8`, `segment-N.ts`, `mpegts`).
+pub(crate) fn resource_of(last: &str) -> Option<Resource> {
+    Some(match last {
         "index.m3u8" | "mono.m3u8" | "video.m3u8" => Resource::Playlist,
         "mpegts" => Resource::MpegTs,
         other => {
             let seq = other.strip_prefix("segment-")?.strip_suffix(".ts")?;
             Resource::Segment(seq.parse().ok()?)
         }
-    };
-    Some((name.to_string(), resource))
+    })
 }
 
 pub(super) async fn dispatch(state: Arc<HttpState>, peer: SocketAddr, request: Request) -> Response {
