@@ -182,27 +182,30 @@ async fn serve_hyper<T>(io: T, peer: SocketAddr, routes: Routes, limits: Limits,
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        if is_api(request.uri().path()) {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            let app = routes.app.clone();
-            futures::future::Either::Left(async move {
-                let mut response = tower::ServiceExt::oneshot(app, request).await?;
-                if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    // The body was left unread, so hyper closes the connection after this
-                    // answer: say so, or a client may send its next request on it.
-                    response.headers_mut().insert(
-                        axum::http::header::CONNECTION,
-                        axum::http::HeaderValue::from_static("close"),
-                    );
+    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let (request, dropped_unread) = ReadToEnd::wrap(request);
+        let routes = routes.clone();
+        async move {
+            let mut response = if is_api(request.uri().path()) {
+                let mut request = request;
+                request.extensions_mut().insert(ConnectInfo(peer));
+                match tower::ServiceExt::oneshot(routes.app, request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
                 }
-                Ok(response)
-            })
-        } else {
-            let state = routes.state.clone();
-            futures::future::Either::Right(async move {
-                Ok::<_, std::convert::Infallible>(play::dispatch(state, peer, request.map(axum::body::Body::new)).await)
-            })
+            } else {
+                play::dispatch(routes.state, peer, request.map(axum::body::Body::new)).await
+            };
+            if dropped_unread.load(std::sync::atomic::Ordering::Acquire) {
+                // The handler let go of the request body unread (a 413): hyper closes the
+                // connection after this answer, so say so, or a client may send its next
+                // request on it.
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -222,6 +225,62 @@ where
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// A request body that records being dropped before its end was read (at once for a request
+/// without a body, which has nothing to read). hyper closes a connection whose request body
+/// was dropped unread; a body still held (a refused upload being drained) keeps it open.
+struct ReadToEnd {
+    inner: hyper::body::Incoming,
+    done: bool,
+    dropped_unread: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReadToEnd {
+    fn wrap(
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> (hyper::Request<ReadToEnd>, Arc<std::sync::atomic::AtomicBool>) {
+        let dropped_unread = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = dropped_unread.clone();
+        let request = request.map(|inner| ReadToEnd {
+            done: http_body::Body::is_end_stream(&inner),
+            inner,
+            dropped_unread: flag,
+        });
+        (request, dropped_unread)
+    }
+}
+
+impl Drop for ReadToEnd {
+    fn drop(&mut self) {
+        if !self.done {
+            self.dropped_unread.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+impl http_body::Body for ReadToEnd {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.done = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
