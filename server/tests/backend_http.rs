@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::{backend_answering, backend_with};
 use usher_server::auth::admin::AdminTokens;
 use usher_server::auth::{
-    Answer, AuthCore, AuthSettings, Backend, BackendRequest, CallKind, DenyReason, HttpBackend, PlayRequest, Proto,
-    RequestType, Verdict,
+    Answer, AuthCore, AuthSettings, Backend, BackendRequest, CallKind, DenyReason, HttpBackend, Proto, RequestType,
+    Verdict,
 };
 use usher_server::config::{AuthSpec, AuthTarget};
 use uuid::Uuid;
@@ -132,20 +132,7 @@ async fn slow_backend_is_no_decision_after_three_seconds() {
         AuthSettings::new(false, Duration::from_secs(30)),
     );
     let spec = AuthSpec::new(AuthTarget::Http(server.uri()));
-    let viewer = PlayRequest {
-        kind: CallKind::Play,
-        name: "live/news".into(),
-        proto: Proto::Hls,
-        ip: "127.0.0.2".parse().unwrap(),
-        token: Some("t".into()),
-        qs: None,
-        query: vec![],
-        headers: Default::default(),
-        referer: None,
-        user_agent: None,
-        host: None,
-        dvr: false,
-    };
+    let viewer = common::hls_play("live/news", "127.0.0.2".parse().unwrap(), "t");
     let started = Instant::now();
     let verdict = core.authorize(Some(&spec), viewer).await;
     let took = started.elapsed();

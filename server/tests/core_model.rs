@@ -9,10 +9,13 @@
 //! Scope: HTTP-segment sessions (lazy re-checks, idle close, linger). Persistent sessions and
 //! their background re-checks are covered by `core_timeline.rs`.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
+use common::hls_play;
 use proptest::prelude::*;
 use usher_server::auth::identity::RequestFacts;
 use usher_server::auth::machine::{Key, Machine, Now, Step, Tick};
@@ -425,24 +428,6 @@ fn hls_identity(keys: &SessionKeys, name: &str, ip: IpAddr, token: &str) -> Iden
     )
 }
 
-/// An HLS play request of `name` from `ip` with `token`, nothing else set.
-fn hls_request(name: &str, ip: IpAddr, token: String) -> PlayRequest {
-    PlayRequest {
-        kind: CallKind::Play,
-        name: name.to_string(),
-        proto: Proto::Hls,
-        ip,
-        token: Some(token),
-        qs: None,
-        query: vec![],
-        headers: Default::default(),
-        referer: None,
-        user_agent: None,
-        host: None,
-        dvr: false,
-    }
-}
-
 fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
     let mut sut = Driven {
         machine: Machine::new(Duration::from_secs(IDLE), Duration::from_secs(30)),
@@ -475,7 +460,7 @@ fn run(events: Vec<Event>) -> Result<(), TestCaseError> {
             }
             Event::Play { client, stream } => {
                 let key = (CallKind::Play, model.identity[&(client, stream)]);
-                let request = hls_request(&stream_name(stream), ip(client), token(client, stream));
+                let request = hls_play(&stream_name(stream), ip(client), &token(client, stream));
                 let (verdict, call) = sut.play(&key, &request, &spec)?;
                 let real_allowed = matches!(verdict, Verdict::Allow(_));
                 let (model_allowed, model_call) = model.play((client, stream));
@@ -566,7 +551,7 @@ fn a_tick_reaches_records_past_the_first_chunk() {
         let token = format!("t{i}");
         sut.replies.insert(token.clone(), Reply::Deny { secs: 1 });
         let identity = hls_identity(&spec.session_keys, "s0", ip, &token);
-        let request = hls_request("s0", ip, token);
+        let request = hls_play("s0", ip, &token);
         let (verdict, call) = sut
             .play(&(CallKind::Play, identity), &request, &spec)
             .expect("a request");

@@ -3,12 +3,15 @@
 //! another server, and what a resync hands back. `cluster_store.rs` runs the same paths with
 //! a real redis-server and two servers.
 
+mod common;
+
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
+use common::hls_play;
 use usher_server::auth::identity::RequestFacts;
 use usher_server::auth::machine::{Call, Claim, Effects, Key, Machine, Now, Step, Tick};
-use usher_server::auth::{Answer, CallKind, DenyReason, Grant, Identity, PlayRequest, Proto, Verdict};
+use usher_server::auth::{Answer, CallKind, DenyReason, Grant, Identity, PlayRequest, Verdict};
 use usher_server::config::{AuthSpec, AuthTarget};
 
 fn spec() -> AuthSpec {
@@ -16,20 +19,7 @@ fn spec() -> AuthSpec {
 }
 
 fn request(client: u8) -> PlayRequest {
-    PlayRequest {
-        kind: CallKind::Play,
-        name: "s1".into(),
-        proto: Proto::Hls,
-        ip: IpAddr::from([127, 0, 0, client]),
-        token: Some(format!("t{client}")),
-        qs: None,
-        query: vec![],
-        headers: Default::default(),
-        referer: None,
-        user_agent: None,
-        host: None,
-        dvr: false,
-    }
+    hls_play("s1", IpAddr::from([127, 0, 0, client]), &format!("t{client}"))
 }
 
 fn key(client: u8) -> Key {

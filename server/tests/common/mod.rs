@@ -280,3 +280,22 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
         self.clone()
     }
 }
+
+/// An HLS play request of `name` from `ip` with `token`, nothing else set: the auth core's
+/// view of a bare `GET /NAME/index.m3u8?token=…`.
+pub fn hls_play(name: &str, ip: std::net::IpAddr, token: &str) -> usher_server::auth::PlayRequest {
+    usher_server::auth::PlayRequest {
+        kind: usher_server::auth::CallKind::Play,
+        name: name.to_string(),
+        proto: usher_server::auth::Proto::Hls,
+        ip,
+        token: Some(token.to_string()),
+        qs: None,
+        query: vec![],
+        headers: Default::default(),
+        referer: None,
+        user_agent: None,
+        host: None,
+        dvr: false,
+    }
+}
